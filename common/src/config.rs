@@ -1,0 +1,566 @@
+//! Master and minion configuration: YAML with Salt's key names, read from `DIR/master` (or
+//! `DIR/minion`) plus `DIR/<name>.d/*.conf`, validated into structs with no `Option` left where
+//! a default exists. All problems are reported at once, each with its key.
+
+use log::LevelFilter;
+use serde_json::{Map, Value as Json};
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::wire::DEFAULT_MAX_FRAME_BYTES;
+
+/// Where `-c` points by default.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/halite";
+
+/// One configuration problem, tied to its key (or file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in one load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {}", e.key, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A validated config and the warnings (unknown keys) to log once logging is up.
+#[derive(Debug, Clone)]
+pub struct Loaded<T> {
+    pub config: T,
+    pub warnings: Vec<String>,
+}
+
+/// The master's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterConfig {
+    pub root_dir: PathBuf,
+    pub interface: IpAddr,
+    pub ret_port: u16,
+    pub pki_dir: PathBuf,
+    pub cachedir: PathBuf,
+    pub sock_dir: PathBuf,
+    pub event_log_file: PathBuf,
+    pub auto_accept: bool,
+    pub autosign_file: Option<PathBuf>,
+    pub autoreject_file: Option<PathBuf>,
+    /// 0 = unlimited.
+    pub max_minions: usize,
+    pub log_level: LevelFilter,
+    pub max_frame_bytes: usize,
+    pub keepalive_interval: Duration,
+}
+
+/// The minion's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinionConfig {
+    pub root_dir: PathBuf,
+    pub id: String,
+    pub master: String,
+    pub master_port: u16,
+    pub master_finger: Option<String>,
+    pub pki_dir: PathBuf,
+    pub cachedir: PathBuf,
+    pub sock_dir: PathBuf,
+    pub grains: Map<String, Json>,
+    pub acceptance_wait_time: Duration,
+    pub acceptance_wait_time_max: Duration,
+    pub recon_default: Duration,
+    pub recon_max: Duration,
+    pub rejected_retry: bool,
+    pub log_level: LevelFilter,
+    pub max_frame_bytes: usize,
+    pub keepalive_interval: Duration,
+}
+
+/// Reads `DIR/master` and `DIR/master.d/*.conf`; a missing main file means all defaults.
+pub fn load_master(dir: &Path) -> Result<Loaded<MasterConfig>, ConfigErrors> {
+    let map = read_dir_config(dir, "master")?;
+    parse_master_map(map, &cwd())
+}
+
+/// Reads `DIR/minion` and `DIR/minion.d/*.conf`; `id` defaults to the host name.
+pub fn load_minion(dir: &Path) -> Result<Loaded<MinionConfig>, ConfigErrors> {
+    let map = read_dir_config(dir, "minion")?;
+    parse_minion_map(map, &cwd(), &hostname())
+}
+
+/// Parses master YAML text (what unit tests call); relative `root_dir` is taken from `cwd`.
+pub fn parse_master(text: &str, cwd: &Path) -> Result<Loaded<MasterConfig>, ConfigErrors> {
+    parse_master_map(parse_yaml(text, "master")?, cwd)
+}
+
+/// Parses minion YAML text; `default_id` stands in for the host name.
+pub fn parse_minion(
+    text: &str,
+    cwd: &Path,
+    default_id: &str,
+) -> Result<Loaded<MinionConfig>, ConfigErrors> {
+    parse_minion_map(parse_yaml(text, "minion")?, cwd, default_id)
+}
+
+fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, ConfigErrors> {
+    let mut r = Reader::new(map);
+    let root_dir = r.root_dir(cwd);
+    let config = MasterConfig {
+        interface: r.parsed("interface", "0.0.0.0".parse().unwrap(), "an IP address"),
+        ret_port: r.int("ret_port", 4506, 0, 65535) as u16,
+        pki_dir: r.path("pki_dir", "/etc/halite/pki/master", &root_dir),
+        cachedir: r.path("cachedir", "/var/cache/halite/master", &root_dir),
+        sock_dir: r.path("sock_dir", "/var/run/halite/master", &root_dir),
+        event_log_file: r.path("event_log_file", "/var/log/halite/events.log", &root_dir),
+        auto_accept: r.bool("auto_accept", false),
+        autosign_file: r.opt_path("autosign_file", &root_dir),
+        autoreject_file: r.opt_path("autoreject_file", &root_dir),
+        max_minions: r.int("max_minions", 0, 0, u32::MAX as u64) as usize,
+        log_level: r.log_level(),
+        max_frame_bytes: r.int(
+            "max_frame_bytes",
+            DEFAULT_MAX_FRAME_BYTES as u64,
+            1024,
+            1 << 30,
+        ) as usize,
+        keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
+        root_dir,
+    };
+    r.finish(config)
+}
+
+fn parse_minion_map(
+    map: Mapping,
+    cwd: &Path,
+    default_id: &str,
+) -> Result<Loaded<MinionConfig>, ConfigErrors> {
+    let mut r = Reader::new(map);
+    let root_dir = r.root_dir(cwd);
+    let id = r.string("id").unwrap_or_else(|| default_id.to_string());
+    if let Err(e) = crate::id::validate_id(&id) {
+        r.error("id", e.to_string());
+    }
+    let acceptance_wait_time = r.seconds("acceptance_wait_time", 10, 0, 86_400);
+    let max = r.seconds("acceptance_wait_time_max", 0, 0, 86_400);
+    let config = MinionConfig {
+        master: r.master(),
+        master_port: r.int("master_port", 4506, 1, 65535) as u16,
+        master_finger: r.string("master_finger"),
+        pki_dir: r.path("pki_dir", "/etc/halite/pki/minion", &root_dir),
+        cachedir: r.path("cachedir", "/var/cache/halite/minion", &root_dir),
+        sock_dir: r.path("sock_dir", "/var/run/halite/minion", &root_dir),
+        grains: r.grains(),
+        acceptance_wait_time,
+        acceptance_wait_time_max: max.max(acceptance_wait_time),
+        recon_default: Duration::from_millis(r.int("recon_default", 1000, 1, 3_600_000)),
+        recon_max: Duration::from_millis(r.int("recon_max", 10_000, 1, 3_600_000)),
+        rejected_retry: r.bool("rejected_retry", false),
+        log_level: r.log_level(),
+        max_frame_bytes: r.int(
+            "max_frame_bytes",
+            DEFAULT_MAX_FRAME_BYTES as u64,
+            1024,
+            1 << 30,
+        ) as usize,
+        keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
+        id,
+        root_dir,
+    };
+    r.finish(config)
+}
+
+/// Walks one mapping, recording which keys were read and every bad value.
+struct Reader {
+    map: Mapping,
+    used: BTreeSet<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader {
+    fn new(map: Mapping) -> Reader {
+        Reader {
+            map,
+            used: BTreeSet::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// The value under `key`, unless absent or null (YAML `key:` means "default").
+    fn get(&mut self, key: &str) -> Option<Value> {
+        self.used.insert(key.to_string());
+        self.map.get(key).filter(|v| !v.is_null()).cloned()
+    }
+
+    fn bool(&mut self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            None => default,
+            Some(Value::Bool(b)) => b,
+            // Salt's YAML 1.1 also reads these as booleans.
+            Some(Value::String(s)) if matches!(s.to_lowercase().as_str(), "yes" | "on") => true,
+            Some(Value::String(s)) if matches!(s.to_lowercase().as_str(), "no" | "off") => false,
+            Some(other) => {
+                self.error(key, format!("expected true or false, got {}", show(&other)));
+                default
+            }
+        }
+    }
+
+    fn int(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        let value = match self.get(key) {
+            None => return default,
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        match value {
+            Some(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.error(key, format!("expected a whole number from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    fn seconds(&mut self, key: &str, default: u64, min: u64, max: u64) -> Duration {
+        Duration::from_secs(self.int(key, default, min, max))
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            other => {
+                self.error(key, format!("expected a string, got {}", show(&other)));
+                None
+            }
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, key: &str, default: T, what: &str) -> T {
+        match self.string(key) {
+            None => default,
+            Some(s) => s.trim().parse().unwrap_or_else(|_| {
+                self.error(key, format!("'{s}' is not {what}"));
+                default
+            }),
+        }
+    }
+
+    fn root_dir(&mut self, cwd: &Path) -> PathBuf {
+        let root = PathBuf::from(self.string("root_dir").unwrap_or_else(|| "/".into()));
+        cwd.join(root)
+    }
+
+    fn path(&mut self, key: &str, default: &str, root: &Path) -> PathBuf {
+        let raw = self.string(key).unwrap_or_else(|| default.into());
+        rooted(root, Path::new(&raw))
+    }
+
+    fn opt_path(&mut self, key: &str, root: &Path) -> Option<PathBuf> {
+        self.string(key).map(|raw| rooted(root, Path::new(&raw)))
+    }
+
+    fn log_level(&mut self) -> LevelFilter {
+        let level = self.string("log_level").unwrap_or_else(|| "info".into());
+        match parse_log_level(&level) {
+            Some(l) => l,
+            None => {
+                self.error(
+                    "log_level",
+                    format!(
+                        "'{level}' is not one of quiet, critical, error, warning, info, debug, \
+                         trace, garbage, all"
+                    ),
+                );
+                LevelFilter::Info
+            }
+        }
+    }
+
+    fn master(&mut self) -> String {
+        match self.get("master") {
+            None => "salt".into(),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(Value::Sequence(list)) if list.len() == 1 => match &list[0] {
+                Value::String(s) => s.clone(),
+                other => {
+                    self.error(
+                        "master",
+                        format!("expected a host name, got {}", show(other)),
+                    );
+                    "salt".into()
+                }
+            },
+            Some(Value::Sequence(_)) => {
+                self.error(
+                    "master",
+                    "several masters (multi-master) are not supported yet",
+                );
+                "salt".into()
+            }
+            Some(other) => {
+                self.error(
+                    "master",
+                    format!("expected a host name, got {}", show(&other)),
+                );
+                "salt".into()
+            }
+        }
+    }
+
+    fn grains(&mut self) -> Map<String, Json> {
+        match self.get("grains") {
+            None => Map::new(),
+            Some(v @ Value::Mapping(_)) => match serde_json::to_value(&v) {
+                Ok(Json::Object(map)) => map,
+                _ => {
+                    self.error("grains", "grain names must be strings");
+                    Map::new()
+                }
+            },
+            Some(other) => {
+                self.error(
+                    "grains",
+                    format!("expected a mapping, got {}", show(&other)),
+                );
+                Map::new()
+            }
+        }
+    }
+
+    fn finish<T>(self, config: T) -> Result<Loaded<T>, ConfigErrors> {
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        let warnings = self
+            .map
+            .keys()
+            .filter_map(|k| k.as_str())
+            .filter(|k| !self.used.contains(*k))
+            .map(|k| format!("unknown config key '{k}' ignored"))
+            .collect();
+        Ok(Loaded { config, warnings })
+    }
+}
+
+/// Salt's `root_dir` rule: every path lives under `root_dir` unless it already does.
+pub fn rooted(root: &Path, path: &Path) -> PathBuf {
+    if path.starts_with(root) {
+        return path.to_path_buf();
+    }
+    let relative: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::RootDir))
+        .collect();
+    root.join(relative)
+}
+
+/// Salt's log level names.
+pub fn parse_log_level(level: &str) -> Option<LevelFilter> {
+    Some(match level.trim().to_lowercase().as_str() {
+        "quiet" => LevelFilter::Off,
+        "critical" | "error" => LevelFilter::Error,
+        "warning" | "warn" => LevelFilter::Warn,
+        "info" | "profile" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "trace" | "garbage" | "all" => LevelFilter::Trace,
+        _ => return None,
+    })
+}
+
+fn show(value: &Value) -> String {
+    serde_yaml::to_string(value)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn parse_yaml(text: &str, origin: &str) -> Result<Mapping, ConfigErrors> {
+    let fail = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            key: origin.into(),
+            message,
+        }])
+    };
+    if text.trim().is_empty() {
+        return Ok(Mapping::new());
+    }
+    match serde_yaml::from_str::<Value>(text) {
+        Ok(Value::Mapping(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Mapping::new()),
+        Ok(other) => Err(fail(format!(
+            "expected a mapping of settings, got {}",
+            show(&other)
+        ))),
+        Err(e) => Err(fail(format!("invalid YAML: {e}"))),
+    }
+}
+
+fn read_dir_config(dir: &Path, name: &str) -> Result<Mapping, ConfigErrors> {
+    let mut files = vec![dir.join(name)];
+    let drop_in = dir.join(format!("{name}.d"));
+    if let Ok(entries) = std::fs::read_dir(&drop_in) {
+        let mut extra: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
+    let mut merged = Mapping::new();
+    let mut errors = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if i == 0 && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                errors.push(ConfigError {
+                    key: file.display().to_string(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        match parse_yaml(&text, &file.display().to_string()) {
+            Ok(map) => merged.extend(map),
+            Err(ConfigErrors(mut e)) => errors.append(&mut e),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(merged),
+        false => Err(ConfigErrors(errors)),
+    }
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+/// The host name, as Salt's default minion id.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master(text: &str) -> Result<Loaded<MasterConfig>, ConfigErrors> {
+        parse_master(text, Path::new("/work"))
+    }
+
+    #[test]
+    fn master_defaults() {
+        let c = master("").unwrap().config;
+        assert_eq!(c.ret_port, 4506);
+        assert_eq!(c.pki_dir, Path::new("/etc/halite/pki/master"));
+        assert!(!c.auto_accept);
+        assert_eq!(c.log_level, LevelFilter::Info);
+    }
+
+    #[test]
+    fn root_dir_prefixes_every_path() {
+        let c = master("root_dir: run\npki_dir: /etc/x\ncachedir: cache\nsock_dir: /work/run/s\n")
+            .unwrap()
+            .config;
+        assert_eq!(c.root_dir, Path::new("/work/run"));
+        assert_eq!(c.pki_dir, Path::new("/work/run/etc/x"));
+        assert_eq!(c.cachedir, Path::new("/work/run/cache"));
+        assert_eq!(c.sock_dir, Path::new("/work/run/s"));
+        assert_eq!(
+            c.event_log_file,
+            Path::new("/work/run/var/log/halite/events.log")
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let err =
+            master("ret_port: 70000\nauto_accept: maybe\ninterface: nowhere\nlog_level: loud\n")
+                .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["interface", "ret_port", "auto_accept", "log_level"]);
+        assert!(err
+            .to_string()
+            .contains("ret_port: expected a whole number from 0 to 65535"));
+    }
+
+    #[test]
+    fn salt_spellings_and_unknown_keys() {
+        let loaded = master("auto_accept: True\nopen_mode: yes\nret_port: '4600'\n").unwrap();
+        assert!(loaded.config.auto_accept);
+        assert_eq!(loaded.config.ret_port, 4600);
+        assert_eq!(loaded.warnings, ["unknown config key 'open_mode' ignored"]);
+        assert!(master("auto_accept: yes").unwrap().config.auto_accept);
+        assert!(master("- a\n- b").is_err());
+        assert!(master("a: [")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid YAML"));
+    }
+
+    #[test]
+    fn minion_id_master_and_grains() {
+        let c = parse_minion(
+            "master: 127.0.0.1\nmaster_port: 4700\ngrains:\n  roles: [web]\n",
+            Path::new("/"),
+            "host1",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.id, "host1");
+        assert_eq!(c.master, "127.0.0.1");
+        assert_eq!(c.grains["roles"], serde_json::json!(["web"]));
+        assert_eq!(c.acceptance_wait_time_max, Duration::from_secs(10));
+        let err = parse_minion("id: ../evil\nmaster: [a, b]\n", Path::new("/"), "h").unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["id", "master"]);
+    }
+
+    #[test]
+    fn drop_in_files_override_the_main_file() {
+        let dir = std::env::temp_dir().join(format!("halite-config-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("master.d")).unwrap();
+        std::fs::write(dir.join("master"), "ret_port: 1\nauto_accept: false\n").unwrap();
+        std::fs::write(dir.join("master.d/b.conf"), "ret_port: 3\n").unwrap();
+        std::fs::write(
+            dir.join("master.d/a.conf"),
+            "ret_port: 2\nauto_accept: true\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("master.d/ignored.txt"), "ret_port: 9\n").unwrap();
+        let c = load_master(&dir).unwrap().config;
+        std::fs::write(dir.join("master.d/c.conf"), "ret_port: [\n").unwrap();
+        let err = load_master(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.ret_port, 3);
+        assert!(c.auto_accept);
+        assert!(err.contains("c.conf"), "{err}");
+    }
+}

@@ -1,0 +1,108 @@
+//! The master's local control protocol: what the CLIs (`halite-key`, later `halite` and
+//! `halite-run`) ask over the Unix socket in `sock_dir`, and what they get back. Framed with
+//! [`crate::wire`], JSON payloads, one request and one response per exchange.
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the control socket inside `sock_dir`.
+pub const SOCKET_NAME: &str = "master.sock";
+
+/// The key directories, in Salt's status order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// `minions/`
+    Accepted,
+    /// `minions_denied/`
+    Denied,
+    /// `minions_pre/`
+    Pending,
+    /// `minions_rejected/`
+    Rejected,
+}
+
+impl KeyStatus {
+    /// In the order `salt-key -L` prints them.
+    pub const ALL: [KeyStatus; 4] = [
+        KeyStatus::Accepted,
+        KeyStatus::Denied,
+        KeyStatus::Pending,
+        KeyStatus::Rejected,
+    ];
+
+    /// The pki sub-directory, which is also the `--out json` key.
+    pub fn dir(self) -> &'static str {
+        match self {
+            KeyStatus::Accepted => "minions",
+            KeyStatus::Denied => "minions_denied",
+            KeyStatus::Pending => "minions_pre",
+            KeyStatus::Rejected => "minions_rejected",
+        }
+    }
+
+    /// The heading `salt-key -L` prints.
+    pub fn heading(self) -> &'static str {
+        match self {
+            KeyStatus::Accepted => "Accepted Keys:",
+            KeyStatus::Denied => "Denied Keys:",
+            KeyStatus::Pending => "Unaccepted Keys:",
+            KeyStatus::Rejected => "Rejected Keys:",
+        }
+    }
+}
+
+/// One key the master knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub id: String,
+    pub status: KeyStatus,
+    /// The public key, PEM.
+    pub public: String,
+    /// Salt-style fingerprint of `public`.
+    pub finger: String,
+}
+
+/// What to do with keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    Accept,
+    Reject,
+    Delete,
+}
+
+/// A request from a CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// All keys in every status, with fingerprints.
+    KeyList,
+    /// Apply `action` to exactly these `(id, status)` keys (the CLI chose and confirmed them).
+    /// A key no longer in that status is skipped and not reported as done.
+    KeyApply {
+        action: KeyAction,
+        keys: Vec<(String, KeyStatus)>,
+    },
+    /// The master's own public key fingerprint.
+    MasterFinger,
+}
+
+/// The master's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Keys {
+        keys: Vec<KeyEntry>,
+    },
+    /// The ids the action was applied to.
+    Applied {
+        ids: Vec<String>,
+    },
+    Finger {
+        finger: String,
+    },
+    /// The request could not be served; the text says why.
+    Error {
+        message: String,
+    },
+}

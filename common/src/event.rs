@@ -1,0 +1,129 @@
+//! Events as Salt shapes them: a tag and a JSON object stamped with `_stamp`, plus the rules for
+//! events that come from minions.
+
+use crate::time::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One event on the master's bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub tag: String,
+    pub data: Map<String, Value>,
+}
+
+impl Event {
+    /// An event stamped now; `_stamp` goes last, as Salt appends it.
+    pub fn new(tag: impl Into<String>, mut data: Map<String, Value>) -> Event {
+        data.remove("_stamp");
+        data.insert("_stamp".into(), Value::String(Utc::now().stamp()));
+        Event {
+            tag: tag.into(),
+            data,
+        }
+    }
+
+    /// The event-log line: `{"tag": ..., "data": {...}}` without a trailing newline.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events always serialise")
+    }
+}
+
+/// Builds a JSON object from `(key, value)` pairs, keeping their order.
+pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Why a minion may not fire an event under `tag`, or `None` when it may.
+///
+/// Stock Salt let minions forge master tags (CVE-2025-22239); Halite keeps `salt/auth`,
+/// `salt/key`, `salt/job/…`, `salt/run/…`, `salt/wheel/…`, `salt/reactor…`, `salt/presence/…`
+/// and other minions' `salt/minion/<id>/…` for the master.
+pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
+    if tag.is_empty() {
+        return Some("empty tag".into());
+    }
+    const RESERVED: [&str; 8] = [
+        "salt/auth",
+        "salt/key",
+        "salt/job/",
+        "salt/run/",
+        "salt/wheel/",
+        "salt/reactor",
+        "salt/presence/",
+        "salt/master/",
+    ];
+    if RESERVED
+        .iter()
+        .any(|r| tag == r.trim_end_matches('/') || tag.starts_with(r))
+    {
+        return Some(format!("tag '{tag}' is reserved for the master"));
+    }
+    if let Some(rest) = tag.strip_prefix("salt/minion/") {
+        let owner = rest.split('/').next().unwrap_or_default();
+        if owner != minion_id {
+            return Some(format!("tag '{tag}' belongs to another minion"));
+        }
+    }
+    // Bare jids are the master's first job event.
+    if tag.len() >= 20 && tag.bytes().take(20).all(|b| b.is_ascii_digit()) {
+        return Some(format!("tag '{tag}' looks like a job id"));
+    }
+    None
+}
+
+/// The data the master fires for a minion's event, as Salt's `_minion_event` load: the user's
+/// payload sits under `data`, and `id` is the authenticated id, never one the minion chose.
+pub fn wrap_minion_event(minion_id: &str, tag: &str, data: Value, ts: u64) -> Map<String, Value> {
+    object([
+        ("cmd", "_minion_event".into()),
+        ("data", data),
+        ("id", minion_id.into()),
+        ("pretag", Value::Null),
+        ("tag", tag.into()),
+        ("ts", ts.into()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_is_last_and_replaced() {
+        let e = Event::new("t", object([("_stamp", "forged".into()), ("a", 1.into())]));
+        let keys: Vec<&String> = e.data.keys().collect();
+        assert_eq!(keys, ["a", "_stamp"]);
+        assert_ne!(e.data["_stamp"], "forged");
+        assert!(e
+            .to_json_line()
+            .starts_with("{\"tag\":\"t\",\"data\":{\"a\":1,\"_stamp\":\"20"));
+    }
+
+    #[test]
+    fn reserved_tags_are_refused_for_minions() {
+        for tag in [
+            "salt/auth",
+            "salt/key",
+            "salt/job/20261125192040104958/ret/m1",
+            "salt/run/1/new",
+            "salt/wheel/1/new",
+            "salt/reactor/error",
+            "salt/reactors/manage/add",
+            "salt/presence/change",
+            "salt/minion/other/start",
+            "20261125192040104958",
+            "",
+        ] {
+            assert!(minion_tag_refusal(tag, "m1").is_some(), "{tag}");
+        }
+        for tag in [
+            "salt/minion/m1/start",
+            "minion_start",
+            "myco/app/deployed",
+            "salt/beacon/x",
+        ] {
+            assert_eq!(minion_tag_refusal(tag, "m1"), None, "{tag}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Small file helpers shared by the daemons: private directories, atomic writes, key files.
+
+use crate::crypto::KeyPair;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Shared by master and minion: read the secret key file or generate and store a new pair.
+pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> {
+    match fs::read_to_string(secret) {
+        Ok(pem) => {
+            let pair = KeyPair::from_secret_pem(&pem).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", secret.display()),
+                )
+            })?;
+            let mode = fs::metadata(secret)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                log::warn!(
+                    "{} is readable by others (mode {:o}); fixing",
+                    secret.display(),
+                    mode
+                );
+                fs::set_permissions(secret, fs::Permissions::from_mode(0o600))?;
+            }
+            if !public.exists() {
+                write_atomic(public, pair.public.to_pem().as_bytes(), 0o644)?;
+            }
+            Ok(pair)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let pair = KeyPair::generate();
+            write_atomic(secret, pair.secret_pem().as_bytes(), 0o600)?;
+            write_atomic(public, pair.public.to_pem().as_bytes(), 0o644)?;
+            log::info!(
+                "generated key pair {} (fingerprint {})",
+                public.display(),
+                pair.public.fingerprint()
+            );
+            Ok(pair)
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("{}: {e}", secret.display()),
+        )),
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 for the leaf.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.is_dir() {
+        fs::create_dir_all(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to a temp file beside `path` with `mode`, then renames it into place.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}

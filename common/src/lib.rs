@@ -1,0 +1,16 @@
+//! Halite's shared, socket-free code: wire codec, messages, handshake and crypto, config,
+//! minion ids, globs, timestamps and events. Everything here is unit-testable without a network.
+
+pub mod config;
+pub mod conn;
+pub mod control;
+pub mod crypto;
+pub mod encoding;
+pub mod event;
+pub mod files;
+pub mod glob;
+pub mod handshake;
+pub mod id;
+pub mod proto;
+pub mod time;
+pub mod wire;

@@ -1,0 +1,93 @@
+//! Every message that crosses a socket: the clear and sealed handshake messages, one enum per
+//! direction for the encrypted session, all JSON.
+//!
+//! Adding a variant is backwards compatible for peers that ignore what they do not know; the
+//! handshake carries [`PROTOCOL_VERSION`] so that incompatible changes are refused up front.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Bumped on any change an older peer would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The master's first frame on every minion connection, in the clear: who it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Greeting {
+    pub version: u32,
+    /// The master's X25519 public key, PEM.
+    pub master_pub: String,
+}
+
+/// The minion's hello, sealed to the master's public key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub id: String,
+    /// The minion's X25519 public key, PEM; what `minions/<id>` stores.
+    pub public: String,
+    /// 32 random bytes, hex; only the real master can read and echo them.
+    pub challenge: String,
+}
+
+/// The master's verdict on a hello, as Salt's `_auth` results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStatus {
+    /// Key accepted: a session key follows.
+    Accepted,
+    /// Key waiting in `minions_pre/`; the master will send another reply when it is accepted.
+    Pending,
+    /// Key in `minions_rejected/`.
+    Rejected,
+    /// The id is known with a different key; the new key went to `minions_denied/`.
+    Denied,
+    /// The master holds no more minions.
+    Full,
+}
+
+/// The master's answer to a hello, sealed to the key the minion presented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub status: AuthStatus,
+    /// The hello's challenge, echoed: proof that the master opened the hello.
+    pub challenge: String,
+    /// Hex secretbox key for the session; present only with `Accepted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+}
+
+/// Session messages from a minion to the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToMaster {
+    /// First session frame: proves the minion holds the session key; carries its grains.
+    Ready {
+        #[serde(default)]
+        grains: Map<String, Value>,
+    },
+    /// Keepalive probe; answered by [`ToMinion::Pong`] with the same `seq`.
+    Ping { seq: u64 },
+    /// Answer to [`ToMinion::Ping`].
+    Pong { seq: u64 },
+    /// An event for the master's bus. The master wraps it as Salt's `_minion_event` and stamps
+    /// the authenticated id, whatever the data claims.
+    Event {
+        tag: String,
+        /// The user's payload: usually an object, a string for start events.
+        data: Value,
+        /// Unix seconds when the minion fired it (Salt's `ts`).
+        ts: u64,
+    },
+}
+
+/// Session messages from the master to a minion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToMinion {
+    /// Keepalive probe; answered by [`ToMaster::Pong`] with the same `seq`.
+    Ping { seq: u64 },
+    /// Answer to [`ToMaster::Ping`].
+    Pong { seq: u64 },
+    /// The master refused an event this minion sent, and says why.
+    EventRefused { tag: String, reason: String },
+}

@@ -1,0 +1,88 @@
+//! Serves the CLIs' requests on the control socket: key listing and key moves, each firing
+//! Salt's `salt/key` event and reaching connected minions at once.
+
+use crate::server::Master;
+use halite_common::control::{KeyAction, KeyStatus, Request, Response};
+use halite_common::event::object;
+
+/// Answers one request frame. Never fails: bad input gets an `Error` response.
+pub fn handle(master: &mut Master, frame: &[u8]) -> Response {
+    let request: Request = match serde_json::from_slice(frame) {
+        Ok(request) => request,
+        Err(e) => {
+            return Response::Error {
+                message: format!("bad request: {e}"),
+            }
+        }
+    };
+    match request {
+        Request::KeyList => match master.store.list() {
+            Ok(keys) => Response::Keys { keys },
+            Err(e) => Response::Error {
+                message: format!("cannot list keys: {e}"),
+            },
+        },
+        Request::MasterFinger => Response::Finger {
+            finger: master.fingerprint(),
+        },
+        Request::KeyApply { action, keys } => apply(master, action, &keys),
+    }
+}
+
+fn apply(master: &mut Master, action: KeyAction, keys: &[(String, KeyStatus)]) -> Response {
+    let mut done = Vec::new();
+    for (id, from) in keys {
+        let result = match action {
+            KeyAction::Accept => master.store.moved(*from, KeyStatus::Accepted, id),
+            KeyAction::Reject => master.store.moved(*from, KeyStatus::Rejected, id),
+            KeyAction::Delete => master.store.read(*from, id).and_then(|pem| {
+                master.store.remove(*from, id)?;
+                Ok(pem)
+            }),
+        };
+        let pem = match result {
+            Ok(Some(pem)) => pem,
+            // Moved or removed meanwhile: not done, not an error.
+            Ok(None) => continue,
+            Err(e) => {
+                return Response::Error {
+                    message: format!("key {id}: {e}"),
+                }
+            }
+        };
+        let (act, with_pub) = match action {
+            KeyAction::Accept => ("accepted", true),
+            KeyAction::Reject => ("rejected", true),
+            KeyAction::Delete => ("delete", false),
+        };
+        let mut data = object([
+            ("result", true.into()),
+            ("act", act.into()),
+            ("id", id.as_str().into()),
+        ]);
+        if with_pub {
+            data.insert("pub".into(), pem.trim_end().into());
+        }
+        master.bus.fire("salt/key", data);
+        log::info!("key {id} {act} (was {})", from.dir());
+        react_to_key_change(master, action, id);
+        done.push(id.clone());
+    }
+    Response::Applied { ids: done }
+}
+
+/// Tells connected minions about their key at once: a pending minion whose key was accepted
+/// gets its session now (no polling delay); rejected or deleted keys lose their connection.
+fn react_to_key_change(master: &mut Master, action: KeyAction, id: &str) {
+    if let Some(token) = master.pending_connection(id) {
+        match action {
+            KeyAction::Delete => master.close_peer(token, "key deleted"),
+            KeyAction::Accept | KeyAction::Reject => master.reauthenticate(token),
+        }
+    }
+    if action != KeyAction::Accept {
+        if let Some(token) = master.live_connection(id) {
+            master.close_peer(token, "key no longer accepted");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `halite-master`: reads the config, sets up logging, and runs the master loop.
+
+use argh::FromArgs;
+use halite_common::config::{self, DEFAULT_CONFIG_DIR};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The Halite master daemon.
+#[derive(FromArgs)]
+struct Args {
+    /// configuration directory holding `master` and `master.d/*.conf` (default /etc/halite)
+    #[argh(option, short = 'c', default = "PathBuf::from(DEFAULT_CONFIG_DIR)")]
+    config_dir: PathBuf,
+    /// log level, overriding `log_level` from the config (quiet … debug, trace)
+    #[argh(option, short = 'l')]
+    log_level: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("halite-master {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let loaded = match config::load_master(&args.config_dir) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!(
+                "halite-master: bad configuration in {}:\n{errors}",
+                args.config_dir.display()
+            );
+            return ExitCode::from(78);
+        }
+    };
+    let mut level = loaded.config.log_level;
+    if let Some(name) = &args.log_level {
+        match config::parse_log_level(name) {
+            Some(l) => level = l,
+            None => {
+                eprintln!("halite-master: unknown log level '{name}'");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .init();
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    let master = match halite_master::Master::bind(loaded.config) {
+        Ok(master) => master,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match master.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("master loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

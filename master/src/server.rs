@@ -1,0 +1,604 @@
+//! The master's one `mio` loop: minion listener, control socket, signals, and every
+//! connection. One turn = poll until the next deadline → dispatch readiness → housekeeping
+//! (handshake deadlines, keepalive) → drain the event bus.
+
+use crate::auth::{self, Policy};
+use crate::bus::Bus;
+use crate::control;
+use crate::keystore::{load_or_create_master_key, KeyStore};
+use crate::peer::{Peer, Phase};
+use halite_common::config::MasterConfig;
+use halite_common::conn::Conn;
+use halite_common::control::SOCKET_NAME;
+use halite_common::crypto::KeyPair;
+use halite_common::event::{minion_tag_refusal, wrap_minion_event};
+use halite_common::files::create_private_dir;
+use halite_common::handshake::{self, HelloIn};
+use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
+use mio::net::{TcpListener, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const CONTROL: Token = Token(1);
+const SIGNALS: Token = Token(2);
+const FIRST_CONN: usize = 3;
+
+/// Time a connection gets to finish the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pending minion re-sends its hello every `acceptance_wait_time`; silence this long means gone.
+const PENDING_IDLE: Duration = Duration::from_secs(600);
+/// How often housekeeping runs.
+const TICK: Duration = Duration::from_millis(500);
+/// Unsent output allowed per minion before it is cut off.
+const MAX_MINION_BACKLOG: usize = 64 * 1024 * 1024;
+/// Unsent output allowed per control client.
+const MAX_CONTROL_BACKLOG: usize = 64 * 1024 * 1024;
+
+/// Why the master could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Io { what: String, source: io::Error },
+    AlreadyRunning(PathBuf),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Io { what, source } => write!(f, "{what}: {source}"),
+            StartError::AlreadyRunning(sock) => {
+                write!(f, "another master is already serving {}", sock.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// The running master.
+pub struct Master {
+    cfg: MasterConfig,
+    poll: Poll,
+    listener: TcpListener,
+    control: UnixListener,
+    control_path: PathBuf,
+    signals: Signals,
+    keys: KeyPair,
+    pub(crate) store: KeyStore,
+    policy: Policy,
+    peers: HashMap<Token, Peer>,
+    /// Live sessions by minion id.
+    live: HashMap<String, Token>,
+    /// The latest pending connection per minion id, to answer the moment its key is accepted.
+    pending: HashMap<String, Token>,
+    controls: HashMap<Token, (Conn<UnixStream>, bool)>,
+    pub(crate) bus: Bus,
+    next_token: usize,
+    /// Connections whose read budget ran out: read again next turn.
+    again: Vec<Token>,
+    stopping: bool,
+}
+
+impl Master {
+    /// Opens keys, event log, listener and control socket; nothing is served until [`Master::run`].
+    pub fn bind(cfg: MasterConfig) -> Result<Master, StartError> {
+        halite_common::crypto::init();
+        let keys = load_or_create_master_key(&cfg.pki_dir).map_err(io_err("master key"))?;
+        let store = KeyStore::open(&cfg.pki_dir).map_err(io_err("pki_dir"))?;
+        let bus = Bus::open(&cfg.event_log_file).map_err(io_err("event_log_file"))?;
+        create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
+        create_private_dir(&cfg.sock_dir).map_err(io_err("sock_dir"))?;
+        let control_path = cfg.sock_dir.join(SOCKET_NAME);
+        if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+            return Err(StartError::AlreadyRunning(control_path));
+        }
+        let _ = std::fs::remove_file(&control_path);
+        let mut control = UnixListener::bind(&control_path)
+            .map_err(io_err(format!("control socket {}", control_path.display())))?;
+        std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err("control socket mode"))?;
+        let addr = SocketAddr::new(cfg.interface, cfg.ret_port);
+        let mut listener = TcpListener::bind(addr).map_err(io_err(format!("listen on {addr}")))?;
+        let poll = Poll::new().map_err(io_err("poll"))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
+        let registry = poll.registry();
+        registry
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("poll"))?;
+        registry
+            .register(&mut control, CONTROL, Interest::READABLE)
+            .map_err(io_err("poll"))?;
+        registry
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io_err("poll"))?;
+        let policy = Policy {
+            auto_accept: cfg.auto_accept,
+            autosign_file: cfg.autosign_file.clone(),
+            autoreject_file: cfg.autoreject_file.clone(),
+            max_minions: cfg.max_minions,
+        };
+        Ok(Master {
+            cfg,
+            poll,
+            listener,
+            control,
+            control_path,
+            signals,
+            keys,
+            store,
+            policy,
+            peers: HashMap::new(),
+            live: HashMap::new(),
+            pending: HashMap::new(),
+            controls: HashMap::new(),
+            bus,
+            next_token: FIRST_CONN,
+            again: Vec::new(),
+            stopping: false,
+        })
+    }
+
+    /// The address minions connect to (the real port when `ret_port` is 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGTERM or SIGINT.
+    pub fn run(mut self) -> io::Result<()> {
+        log::info!(
+            "halite-master ready: minions on {}, control socket {}, fingerprint {}",
+            self.local_addr()?,
+            self.control_path.display(),
+            self.keys.public.fingerprint()
+        );
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        while !self.stopping {
+            let timeout = match self.again.is_empty() {
+                true => next_tick.saturating_duration_since(Instant::now()),
+                false => Duration::ZERO,
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_minions(),
+                    CONTROL => self.accept_controls(),
+                    SIGNALS => self.on_signals(),
+                    token if self.peers.contains_key(&token) => self.on_peer(token),
+                    token if self.controls.contains_key(&token) => self.on_control(token),
+                    _ => {}
+                }
+            }
+            for token in std::mem::take(&mut self.again) {
+                match self.peers.contains_key(&token) {
+                    true => self.on_peer(token),
+                    false => self.on_control(token),
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.housekeeping(now);
+                next_tick = now + TICK;
+            }
+            self.bus.drain();
+        }
+        log::info!("halite-master stopping");
+        self.bus.drain();
+        let _ = std::fs::remove_file(&self.control_path);
+        Ok(())
+    }
+
+    fn token(&mut self) -> Token {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        token
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Signals
+
+    fn on_signals(&mut self) {
+        for signal in self.signals.pending() {
+            match signal {
+                SIGHUP => self.bus.reopen_log(),
+                _ => {
+                    log::info!("received signal {signal}, shutting down");
+                    self.stopping = true;
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Minion connections
+
+    fn accept_minions(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let token = self.token();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        log::error!("cannot register connection from {addr}: {e}");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = Conn::new(stream, self.cfg.max_frame_bytes, MAX_MINION_BACKLOG);
+                    let mut peer = Peer::new(conn, addr, Instant::now());
+                    log::debug!("connection from {addr}");
+                    let greeting = handshake::greeting(&self.keys.public);
+                    // A fresh connection has an empty backlog; this cannot fail.
+                    let _ = peer.conn.send(&greeting);
+                    self.peers.insert(token, peer);
+                    self.flush_peer(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next readiness event.
+                    log::error!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_peer(&mut self, token: Token) {
+        let Some(peer) = self.peers.get_mut(&token) else {
+            return;
+        };
+        let turn = peer.conn.read();
+        if !turn.frames.is_empty() {
+            peer.heard = Instant::now();
+        }
+        if turn.more {
+            self.again.push(token);
+        }
+        for frame in turn.frames {
+            if let Err(reason) = self.on_peer_frame(token, &frame) {
+                self.close_peer(token, &reason);
+                return;
+            }
+        }
+        if let Some(reason) = turn.closed {
+            self.close_peer(token, &reason);
+            return;
+        }
+        self.flush_peer(token);
+    }
+
+    /// Handles one frame from a minion; `Err` closes the connection with that reason.
+    fn on_peer_frame(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
+        let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        match &mut peer.phase {
+            Phase::AwaitHello | Phase::Pending(_) => {
+                let hello = handshake::open_hello(&self.keys, frame)
+                    .map_err(|e| format!("refused hello: {e}"))?;
+                self.authenticate(token, hello)
+            }
+            Phase::AwaitReady { id, session } => {
+                let msg: ToMaster = session
+                    .open(frame)
+                    .map_err(|e| format!("bad session frame: {e}"))?;
+                let ToMaster::Ready { grains } = msg else {
+                    return Err("first session message was not Ready".into());
+                };
+                let id = id.clone();
+                let Phase::AwaitReady { session, .. } =
+                    std::mem::replace(&mut peer.phase, Phase::AwaitHello)
+                else {
+                    unreachable!()
+                };
+                peer.phase = Phase::Live {
+                    id: id.clone(),
+                    session,
+                    grains,
+                };
+                peer.since = Instant::now();
+                log::info!("minion {} authenticated", peer.label());
+                if let Some(old) = self.live.insert(id.clone(), token) {
+                    if old != token {
+                        self.close_peer(old, "replaced by a new session of the same minion");
+                    }
+                }
+                Ok(())
+            }
+            Phase::Live { id, session, .. } => {
+                let msg: ToMaster = session
+                    .open(frame)
+                    .map_err(|e| format!("bad session frame: {e}"))?;
+                let id = id.clone();
+                self.on_session_message(token, &id, msg)
+            }
+        }
+    }
+
+    fn on_session_message(&mut self, token: Token, id: &str, msg: ToMaster) -> Result<(), String> {
+        match msg {
+            ToMaster::Ping { seq } => self.send_session(token, &ToMinion::Pong { seq }),
+            ToMaster::Pong { .. } => Ok(()),
+            ToMaster::Ready { .. } => Err("Ready sent twice".into()),
+            ToMaster::Event { tag, data, ts } => {
+                if let Some(reason) = minion_tag_refusal(&tag, id) {
+                    log::warn!("refused event from minion {id}: {reason}");
+                    return self.send_session(token, &ToMinion::EventRefused { tag, reason });
+                }
+                self.bus
+                    .fire(tag.clone(), wrap_minion_event(id, &tag, data, ts));
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the `_auth` decision for a hello on `token` and answers it.
+    pub(crate) fn authenticate(&mut self, token: Token, hello: HelloIn) -> Result<(), String> {
+        let is_live = self.live.contains_key(&hello.id);
+        let outcome = auth::decide(
+            &self.store,
+            &self.policy,
+            &hello.id,
+            &hello.public,
+            self.live.len(),
+            is_live,
+        )
+        .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
+        self.bus.fire("salt/auth", outcome.event);
+        let (reply, session) = handshake::seal_reply(&hello, outcome.status);
+        let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        peer.conn.send(&reply)?;
+        let id = hello.id.clone();
+        if self.pending.get(&id) == Some(&token) {
+            self.pending.remove(&id);
+        }
+        match (outcome.status, session) {
+            (AuthStatus::Accepted, Some(session)) => {
+                peer.phase = Phase::AwaitReady { id, session };
+                peer.since = Instant::now();
+                Ok(())
+            }
+            (AuthStatus::Pending, _) => {
+                log::info!("minion {} is pending acceptance", peer.label());
+                peer.phase = Phase::Pending(hello);
+                self.pending.insert(id, token);
+                Ok(())
+            }
+            (status, _) => {
+                // Best effort: let the minion read the verdict before we hang up.
+                let _ = peer.conn.flush();
+                Err(format!("key {status:?}").to_lowercase())
+            }
+        }
+    }
+
+    /// Sends a session message to a live (or just-accepted) minion.
+    fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
+        let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        let session = match &mut peer.phase {
+            Phase::Live { session, .. } | Phase::AwaitReady { session, .. } => session,
+            _ => return Err("no session".into()),
+        };
+        let frame = session.seal(msg).map_err(|e| e.to_string())?;
+        peer.conn.send(&frame)
+    }
+
+    /// Writes what can be written and keeps WRITABLE interest in step with the backlog.
+    fn flush_peer(&mut self, token: Token) {
+        let Some(peer) = self.peers.get_mut(&token) else {
+            return;
+        };
+        if let Err(e) = peer.conn.flush() {
+            let reason = format!("write failed: {e}");
+            self.close_peer(token, &reason);
+            return;
+        }
+        let wants = peer.conn.wants_write();
+        if wants != peer.writing {
+            let interest = match wants {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut peer.conn.stream, token, interest)
+            {
+                log::error!("cannot reregister {}: {e}", peer.label());
+            }
+            peer.writing = wants;
+        }
+    }
+
+    pub(crate) fn close_peer(&mut self, token: Token, reason: &str) {
+        let Some(mut peer) = self.peers.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut peer.conn.stream);
+        if let Some(id) = peer.id() {
+            if self.live.get(id) == Some(&token) {
+                self.live.remove(id);
+            }
+            if self.pending.get(id) == Some(&token) {
+                self.pending.remove(id);
+            }
+        }
+        match &peer.phase {
+            Phase::Live { .. } => log::info!("minion {} disconnected: {reason}", peer.label()),
+            _ => log::warn!("closed connection {}: {reason}", peer.label()),
+        }
+    }
+
+    /// Handshake deadlines and keepalive.
+    fn housekeeping(&mut self, now: Instant) {
+        let interval = self.cfg.keepalive_interval;
+        let mut close = Vec::new();
+        let mut ping = Vec::new();
+        for (&token, peer) in &self.peers {
+            match &peer.phase {
+                Phase::AwaitHello | Phase::AwaitReady { .. } => {
+                    if now.duration_since(peer.since) > HANDSHAKE_TIMEOUT {
+                        close.push((token, "handshake timed out"));
+                    }
+                }
+                Phase::Pending(_) => {
+                    if now.duration_since(peer.heard) > PENDING_IDLE {
+                        close.push((token, "pending minion went silent"));
+                    }
+                }
+                Phase::Live { .. } => {
+                    if now.duration_since(peer.heard) > interval * 3 {
+                        close.push((token, "keepalive timeout"));
+                    } else if now.duration_since(peer.pinged) >= interval {
+                        ping.push(token);
+                    }
+                }
+            }
+        }
+        for (token, reason) in close {
+            self.close_peer(token, reason);
+        }
+        for token in ping {
+            let Some(peer) = self.peers.get_mut(&token) else {
+                continue;
+            };
+            peer.pinged = now;
+            peer.ping_seq += 1;
+            let seq = peer.ping_seq;
+            if let Err(reason) = self.send_session(token, &ToMinion::Ping { seq }) {
+                self.close_peer(token, &reason);
+                continue;
+            }
+            self.flush_peer(token);
+        }
+    }
+
+    /// The master's public key fingerprint.
+    pub(crate) fn fingerprint(&self) -> String {
+        self.keys.public.fingerprint()
+    }
+
+    /// The token of the pending connection for `id`, if one is waiting.
+    pub(crate) fn pending_connection(&self, id: &str) -> Option<Token> {
+        self.pending.get(id).copied()
+    }
+
+    /// The token of the live session for `id`, if any.
+    pub(crate) fn live_connection(&self, id: &str) -> Option<Token> {
+        self.live.get(id).copied()
+    }
+
+    /// Re-runs the decision for a pending connection (after its key moved) and answers it.
+    pub(crate) fn reauthenticate(&mut self, token: Token) {
+        let hello = match self.peers.get(&token).map(|p| &p.phase) {
+            Some(Phase::Pending(hello)) => hello.clone(),
+            _ => return,
+        };
+        match self.authenticate(token, hello) {
+            Ok(()) => self.flush_peer(token),
+            Err(reason) => self.close_peer(token, &reason),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Control connections (CLIs)
+
+    fn accept_controls(&mut self) {
+        loop {
+            match self.control.accept() {
+                Ok((mut stream, _)) => {
+                    let token = self.token();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        log::error!("cannot register control connection: {e}");
+                        continue;
+                    }
+                    let conn = Conn::new(stream, self.cfg.max_frame_bytes, MAX_CONTROL_BACKLOG);
+                    self.controls.insert(token, (conn, false));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::error!("control accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_control(&mut self, token: Token) {
+        let Some((conn, _)) = self.controls.get_mut(&token) else {
+            return;
+        };
+        let turn = conn.read();
+        if turn.more {
+            self.again.push(token);
+        }
+        for frame in turn.frames {
+            let response = control::handle(self, &frame);
+            let payload = serde_json::to_vec(&response).expect("responses serialise");
+            let Some((conn, _)) = self.controls.get_mut(&token) else {
+                return;
+            };
+            if let Err(reason) = conn.send(&payload) {
+                self.close_control(token, &reason);
+                return;
+            }
+        }
+        self.flush_control(token);
+        if let Some(reason) = turn.closed {
+            // Answers already queued are flushed above; a half-closed CLI still reads them.
+            self.close_control(token, &reason);
+        }
+    }
+
+    fn flush_control(&mut self, token: Token) {
+        let Some((conn, writing)) = self.controls.get_mut(&token) else {
+            return;
+        };
+        if let Err(e) = conn.flush() {
+            let reason = format!("write failed: {e}");
+            self.close_control(token, &reason);
+            return;
+        }
+        let wants = conn.wants_write();
+        if wants != *writing {
+            let interest = match wants {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest);
+            *writing = wants;
+        }
+    }
+
+    fn close_control(&mut self, token: Token, reason: &str) {
+        if let Some((mut conn, _)) = self.controls.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            log::debug!("control connection closed: {reason}");
+        }
+    }
+}

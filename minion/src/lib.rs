@@ -1,0 +1,495 @@
+//! The Halite minion: one `mio` loop that keeps a session with the master — connect, verify
+//! the master's key, authenticate, wait while pending, keep alive, reconnect with capped
+//! exponential backoff — and fires its start events once per process.
+
+pub mod link;
+
+use halite_common::config::MinionConfig;
+use halite_common::conn::Conn;
+use halite_common::crypto::{KeyPair, PublicKey};
+use halite_common::files::{create_private_dir, load_or_create_pair, write_atomic};
+use halite_common::handshake::{self, MasterTrust, MinionHandshake, Verdict};
+use halite_common::proto::{ToMaster, ToMinion};
+use halite_common::time::{unix_seconds, Utc};
+use link::{Link, LinkPhase};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use serde_json::Value;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const MASTER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKLOG: usize = 64 * 1024 * 1024;
+
+/// Salt's exit status for a minion whose key the master rejected.
+pub const EXIT_REJECTED: u8 = 77;
+
+/// Why the minion stopped for good.
+#[derive(Debug)]
+pub enum MinionError {
+    Io {
+        what: String,
+        source: io::Error,
+    },
+    /// The master rejected or denied our key and `rejected_retry` is off.
+    Rejected(String),
+}
+
+impl fmt::Display for MinionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MinionError::Io { what, source } => write!(f, "{what}: {source}"),
+            MinionError::Rejected(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for MinionError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MinionError {
+    let what = what.into();
+    move |source| MinionError::Io { what, source }
+}
+
+/// The running minion.
+pub struct Minion {
+    cfg: MinionConfig,
+    keys: KeyPair,
+    master_pub_path: PathBuf,
+    poll: Poll,
+    signals: Signals,
+    link: Option<Link>,
+    /// When to try connecting again (no link).
+    reconnect_at: Instant,
+    backoff: Duration,
+    /// Current wait between hellos while pending (grows to `acceptance_wait_time_max`).
+    pending_wait: Duration,
+    /// The master key accepted from the greeting, for re-hellos while pending.
+    master_key: Option<PublicKey>,
+    started: bool,
+    stopping: bool,
+}
+
+impl Minion {
+    /// Loads or creates the minion's keys; nothing touches the network yet.
+    pub fn new(cfg: MinionConfig) -> Result<Minion, MinionError> {
+        halite_common::crypto::init();
+        create_private_dir(&cfg.pki_dir).map_err(io_err("pki_dir"))?;
+        create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
+        let keys = load_or_create_pair(
+            &cfg.pki_dir.join("minion.key"),
+            &cfg.pki_dir.join("minion.pub"),
+        )
+        .map_err(io_err("minion key"))?;
+        let poll = Poll::new().map_err(io_err("poll"))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(io_err("signals"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io_err("poll"))?;
+        Ok(Minion {
+            master_pub_path: cfg.pki_dir.join("minion_master.pub"),
+            backoff: cfg.recon_default,
+            pending_wait: cfg.acceptance_wait_time,
+            cfg,
+            keys,
+            poll,
+            signals,
+            link: None,
+            reconnect_at: Instant::now(),
+            master_key: None,
+            started: false,
+            stopping: false,
+        })
+    }
+
+    /// Runs until SIGTERM/SIGINT, or until the master rejects this minion's key.
+    pub fn run(mut self) -> Result<(), MinionError> {
+        log::info!(
+            "halite-minion {} starting; master {}:{}",
+            self.cfg.id,
+            self.cfg.master,
+            self.cfg.master_port
+        );
+        let mut events = Events::with_capacity(64);
+        while !self.stopping {
+            let now = Instant::now();
+            let timeout = self.next_deadline().saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(io_err("poll")(e));
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => self.on_signals(),
+                    MASTER => self.on_master(event.is_writable())?,
+                    _ => {}
+                }
+            }
+            self.on_timers(Instant::now())?;
+        }
+        log::info!("halite-minion {} stopping", self.cfg.id);
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let Some(link) = &self.link else {
+            return self.reconnect_at;
+        };
+        let keepalive = self.cfg.keepalive_interval;
+        match &link.phase {
+            LinkPhase::Live(_) => (link.pinged + keepalive).min(link.heard + keepalive * 3),
+            LinkPhase::AwaitVerdict {
+                rehello: Some(at), ..
+            } => *at,
+            LinkPhase::AwaitVerdict { rehello: None, .. }
+            | LinkPhase::Connecting
+            | LinkPhase::AwaitGreeting => link.since + HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    fn on_signals(&mut self) {
+        for signal in self.signals.pending() {
+            log::info!("received signal {signal}, shutting down");
+            self.stopping = true;
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) -> Result<(), MinionError> {
+        let Some(link) = &mut self.link else {
+            if now >= self.reconnect_at {
+                self.connect(now);
+            }
+            return Ok(());
+        };
+        let keepalive = self.cfg.keepalive_interval;
+        match &link.phase {
+            LinkPhase::Live(_) => {
+                if now.duration_since(link.heard) > keepalive * 3 {
+                    self.drop_link("master stopped answering keepalives");
+                } else if now.duration_since(link.pinged) >= keepalive {
+                    link.pinged = now;
+                    link.ping_seq += 1;
+                    let seq = link.ping_seq;
+                    self.send(&ToMaster::Ping { seq });
+                }
+            }
+            LinkPhase::AwaitVerdict {
+                rehello: Some(at), ..
+            } => {
+                if now >= *at {
+                    self.send_hello(now);
+                }
+            }
+            _ => {
+                if now.duration_since(link.since) > HANDSHAKE_TIMEOUT {
+                    self.drop_link("handshake with the master timed out");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self) -> io::Result<SocketAddr> {
+        (self.cfg.master.as_str(), self.cfg.master_port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+    }
+
+    fn connect(&mut self, now: Instant) {
+        let addr = match self.resolve() {
+            Ok(addr) => addr,
+            Err(e) => {
+                log::warn!("cannot resolve master '{}': {e}", self.cfg.master);
+                self.schedule_reconnect(now);
+                return;
+            }
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("cannot connect to master {addr}: {e}");
+                self.schedule_reconnect(now);
+                return;
+            }
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, MASTER, interest) {
+            log::error!("cannot register master connection: {e}");
+            self.schedule_reconnect(now);
+            return;
+        }
+        log::debug!("connecting to master {addr}");
+        let conn = Conn::new(stream, self.cfg.max_frame_bytes, MAX_BACKLOG);
+        self.link = Some(Link::new(conn, addr, now));
+    }
+
+    fn schedule_reconnect(&mut self, now: Instant) {
+        self.reconnect_at = now + self.backoff;
+        log::debug!("reconnecting in {:?}", self.backoff);
+        self.backoff = (self.backoff * 2).min(self.cfg.recon_max.max(self.cfg.recon_default));
+    }
+
+    fn drop_link(&mut self, reason: &str) {
+        let Some(mut link) = self.link.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut link.conn.stream);
+        match link.phase {
+            LinkPhase::Live(_) => log::warn!("lost master {}: {reason}", link.addr),
+            _ => log::warn!("master {}: {reason}", link.addr),
+        }
+        self.schedule_reconnect(Instant::now());
+    }
+
+    fn on_master(&mut self, writable: bool) -> Result<(), MinionError> {
+        let Some(link) = &mut self.link else {
+            return Ok(());
+        };
+        if writable && matches!(link.phase, LinkPhase::Connecting) {
+            match link.conn.stream.take_error() {
+                Ok(None) if link.conn.stream.peer_addr().is_ok() => {
+                    link.phase = LinkPhase::AwaitGreeting;
+                    link.since = Instant::now();
+                }
+                Ok(None) => return Ok(()), // spurious wake-up; still connecting
+                Ok(Some(e)) | Err(e) => {
+                    let reason = format!("connect failed: {e}");
+                    self.drop_link(&reason);
+                    return Ok(());
+                }
+            }
+        }
+        let turn = link.conn.read();
+        if !turn.frames.is_empty() {
+            link.heard = Instant::now();
+        }
+        for frame in turn.frames {
+            if let Err(reason) = self.on_frame(&frame)? {
+                self.drop_link(&reason);
+                return Ok(());
+            }
+        }
+        if let Some(reason) = turn.closed {
+            self.drop_link(&reason);
+            return Ok(());
+        }
+        if turn.more {
+            // Edge-triggered: nothing will wake us for bytes already waiting.
+            return self.on_master(false);
+        }
+        self.flush();
+        Ok(())
+    }
+
+    /// Handles one frame. The outer `Err` stops the minion; the inner one drops the link.
+    fn on_frame(&mut self, frame: &[u8]) -> Result<Result<(), String>, MinionError> {
+        let Some(link) = &mut self.link else {
+            return Ok(Ok(()));
+        };
+        match &mut link.phase {
+            LinkPhase::Connecting => Ok(Err("data before connect completed".into())),
+            LinkPhase::AwaitGreeting => Ok(self.on_greeting(frame)),
+            LinkPhase::AwaitVerdict { handshake, .. } => {
+                let verdict = match handshake.on_reply(&self.keys, frame) {
+                    Ok(verdict) => verdict,
+                    Err(e) => return Ok(Err(format!("bad reply from master: {e}"))),
+                };
+                self.on_verdict(verdict)
+            }
+            LinkPhase::Live(session) => match session.open::<ToMinion>(frame) {
+                Ok(msg) => Ok(self.on_message(msg)),
+                Err(e) => Ok(Err(format!("bad session frame: {e}"))),
+            },
+        }
+    }
+
+    fn on_greeting(&mut self, frame: &[u8]) -> Result<(), String> {
+        let presented =
+            handshake::parse_greeting(frame).map_err(|e| format!("bad greeting: {e}"))?;
+        let cached = std::fs::read_to_string(&self.master_pub_path)
+            .ok()
+            .and_then(|pem| PublicKey::from_pem(&pem).ok());
+        match handshake::check_master_key(
+            &presented,
+            cached.as_ref(),
+            self.cfg.master_finger.as_deref(),
+        ) {
+            Ok(MasterTrust::Known) => {}
+            Ok(MasterTrust::FirstUse) => {
+                write_atomic(&self.master_pub_path, presented.to_pem().as_bytes(), 0o644)
+                    .map_err(|e| format!("cannot cache master key: {e}"))?;
+                log::info!(
+                    "trusting master key on first use (fingerprint {}), cached in {}",
+                    presented.fingerprint(),
+                    self.master_pub_path.display()
+                );
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return Err("master key refused".into());
+            }
+        }
+        let link = self.link.as_mut().ok_or("no link")?;
+        let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, &presented);
+        link.conn.send(&hello)?;
+        link.phase = LinkPhase::AwaitVerdict {
+            handshake: hs,
+            rehello: None,
+        };
+        link.since = Instant::now();
+        // Remember the master key for re-hellos while pending.
+        self.master_key = Some(presented);
+        Ok(())
+    }
+
+    fn on_verdict(&mut self, verdict: Verdict) -> Result<Result<(), String>, MinionError> {
+        let now = Instant::now();
+        let Some(link) = &mut self.link else {
+            return Ok(Ok(()));
+        };
+        match verdict {
+            Verdict::Accepted(session) => {
+                link.phase = LinkPhase::Live(session);
+                link.since = now;
+                link.pinged = now;
+                self.backoff = self.cfg.recon_default;
+                self.pending_wait = self.cfg.acceptance_wait_time;
+                let mut grains = self.cfg.grains.clone();
+                grains.insert("id".into(), self.cfg.id.clone().into());
+                let addr = link.addr;
+                self.send(&ToMaster::Ready { grains });
+                log::info!(
+                    "halite-minion {} authenticated to master {addr}",
+                    self.cfg.id
+                );
+                if !self.started {
+                    self.started = true;
+                    self.fire_start_events();
+                }
+                Ok(Ok(()))
+            }
+            Verdict::Pending => {
+                let wait = self.pending_wait;
+                self.pending_wait = (wait + self.cfg.acceptance_wait_time)
+                    .min(self.cfg.acceptance_wait_time_max)
+                    .max(Duration::from_secs(1));
+                if let LinkPhase::AwaitVerdict { rehello, .. } = &mut link.phase {
+                    *rehello = Some(now + wait.max(Duration::from_secs(1)));
+                }
+                log::info!(
+                    "halite-minion {} key pending acceptance on master {} (asking again in {:?})",
+                    self.cfg.id,
+                    link.addr,
+                    wait
+                );
+                Ok(Ok(()))
+            }
+            Verdict::Rejected | Verdict::Denied => {
+                let why = "The Halite master has rejected this minion's public key! To repair \
+                           this, delete the minion's key on the master (halite-key -d) and restart \
+                           this minion";
+                log::error!("{why}");
+                if self.cfg.rejected_retry {
+                    return Ok(Err("key rejected; retrying (rejected_retry)".into()));
+                }
+                Err(MinionError::Rejected(why.into()))
+            }
+            Verdict::Full => Ok(Err("master is full (max_minions); retrying".into())),
+        }
+    }
+
+    /// Sends a fresh hello on the current link (while pending).
+    fn send_hello(&mut self, now: Instant) {
+        let (Some(link), Some(master)) = (&mut self.link, &self.master_key) else {
+            return;
+        };
+        let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, master);
+        if let Err(reason) = link.conn.send(&hello) {
+            self.drop_link(&reason);
+            return;
+        }
+        link.phase = LinkPhase::AwaitVerdict {
+            handshake: hs,
+            rehello: None,
+        };
+        link.since = now;
+        self.flush();
+    }
+
+    fn on_message(&mut self, msg: ToMinion) -> Result<(), String> {
+        match msg {
+            ToMinion::Ping { seq } => self.send(&ToMaster::Pong { seq }),
+            ToMinion::Pong { .. } => {}
+            ToMinion::EventRefused { tag, reason } => {
+                log::warn!("master refused event '{tag}': {reason}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Salt's start events: `salt/minion/<id>/start` and the legacy `minion_start`.
+    fn fire_start_events(&mut self) {
+        let text = format!("Minion {} started at {}", self.cfg.id, Utc::now().asctime());
+        let ts = unix_seconds();
+        for tag in [
+            format!("salt/minion/{}/start", self.cfg.id),
+            "minion_start".to_string(),
+        ] {
+            self.send(&ToMaster::Event {
+                tag,
+                data: Value::String(text.clone()),
+                ts,
+            });
+        }
+    }
+
+    /// Seals and queues a session message; a failure drops the link.
+    fn send(&mut self, msg: &ToMaster) {
+        let Some(link) = &mut self.link else { return };
+        let LinkPhase::Live(session) = &mut link.phase else {
+            return;
+        };
+        let result = session
+            .seal(msg)
+            .map_err(|e| e.to_string())
+            .and_then(|f| link.conn.send(&f));
+        match result {
+            Ok(()) => self.flush(),
+            Err(reason) => self.drop_link(&reason),
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(link) = &mut self.link else { return };
+        if matches!(link.phase, LinkPhase::Connecting) {
+            return;
+        }
+        if let Err(e) = link.conn.flush() {
+            let reason = format!("write failed: {e}");
+            self.drop_link(&reason);
+            return;
+        }
+        let wants = link.conn.wants_write();
+        if wants != link.writing {
+            let interest = match wants {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut link.conn.stream, MASTER, interest);
+            link.writing = wants;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `halite-minion`: reads the config, sets up logging, and runs the minion loop.
+
+use argh::FromArgs;
+use halite_common::config::{self, DEFAULT_CONFIG_DIR};
+use halite_minion::{Minion, MinionError, EXIT_REJECTED};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The Halite minion daemon.
+#[derive(FromArgs)]
+struct Args {
+    /// configuration directory holding `minion` and `minion.d/*.conf` (default /etc/halite)
+    #[argh(option, short = 'c', default = "PathBuf::from(DEFAULT_CONFIG_DIR)")]
+    config_dir: PathBuf,
+    /// log level, overriding `log_level` from the config (quiet … debug, trace)
+    #[argh(option, short = 'l')]
+    log_level: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("halite-minion {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let loaded = match config::load_minion(&args.config_dir) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!(
+                "halite-minion: bad configuration in {}:\n{errors}",
+                args.config_dir.display()
+            );
+            return ExitCode::from(78);
+        }
+    };
+    let mut level = loaded.config.log_level;
+    if let Some(name) = &args.log_level {
+        match config::parse_log_level(name) {
+            Some(l) => level = l,
+            None => {
+                eprintln!("halite-minion: unknown log level '{name}'");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .init();
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    let result = Minion::new(loaded.config).and_then(Minion::run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(MinionError::Rejected(_)) => ExitCode::from(EXIT_REJECTED),
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
