@@ -85,6 +85,8 @@ pub enum Request {
     },
     /// The master's own public key fingerprint.
     MasterFinger,
+    /// Which minions hold a live session now.
+    Presence,
 }
 
 /// The master's answer.
@@ -100,6 +102,10 @@ pub enum Response {
     },
     Finger {
         finger: String,
+    },
+    /// Ids of the minions with a live session, sorted.
+    Presence {
+        up: Vec<String>,
     },
     /// The request could not be served; the text says why.
     Error {

@@ -354,7 +354,10 @@ mod tests {
         let (mut master, mut minion) = handshake(&p);
         let mut flipped = minion.seal(&ToMaster::Ping { seq: 1 }).unwrap();
         flipped[0] ^= 0x80;
-        assert!(matches!(master.open::<ToMaster>(&flipped), Err(HandshakeError::Crypto(_))));
+        assert!(matches!(
+            master.open::<ToMaster>(&flipped),
+            Err(HandshakeError::Crypto(_))
+        ));
         // Reflected: the master's own frame sent back to it.
         let (mut master, _) = handshake(&p);
         let own = master.seal(&ToMinion::Ping { seq: 0 }).unwrap();

@@ -26,6 +26,9 @@ pub fn handle(master: &mut Master, frame: &[u8]) -> Response {
             finger: master.fingerprint(),
         },
         Request::KeyApply { action, keys } => apply(master, action, &keys),
+        Request::Presence => Response::Presence {
+            up: master.live_ids(),
+        },
     }
 }
 

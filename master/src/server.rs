@@ -496,6 +496,13 @@ impl Master {
         self.keys.public.fingerprint()
     }
 
+    /// Ids of the minions with a live session, sorted.
+    pub(crate) fn live_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.live.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// The token of the pending connection for `id`, if one is waiting.
     pub(crate) fn pending_connection(&self, id: &str) -> Option<Token> {
         self.pending.get(id).copied()

@@ -1,0 +1,203 @@
+//! Halite-specific fixtures over the generic harness: a master and minions in one temp dir,
+//! their config files, `halite-key` runs, and reading the event log.
+
+use crate::{bin, run, run_with_stdin, wait_until, Daemon, Output, TempDir};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How long any daemon gets to reach a state a test waits for.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `halite-master` in its own directory tree.
+pub struct Master {
+    pub dir: TempDir,
+    pub daemon: Daemon,
+    pub addr: SocketAddr,
+    conf: PathBuf,
+}
+
+impl Master {
+    /// Starts a master on `127.0.0.1:0` with `extra` appended to its config.
+    pub fn start(extra: &str) -> Master {
+        let dir = TempDir::new();
+        Master::start_in(dir, 0, extra)
+    }
+
+    /// Starts a master in an existing tree (a restart), on `port` (0 = any).
+    pub fn start_in(dir: TempDir, port: u16, extra: &str) -> Master {
+        let conf = dir.join("master-conf");
+        let root = dir.join("master");
+        let defaults = format!(
+            "root_dir: {}\ninterface: 127.0.0.1\nret_port: {port}\nlog_level: debug\n",
+            root.display()
+        );
+        dir.write("master-conf/master", merge_yaml(&defaults, extra));
+        let mut cmd = Command::new(bin("halite-master"));
+        cmd.arg("-c").arg(&conf).current_dir(dir.path());
+        let daemon = Daemon::spawn(cmd, "master");
+        let ready = daemon.wait_for_line(r"halite-master ready: minions on (\S+),", WAIT);
+        let addr = ready[1]
+            .as_deref()
+            .expect("address")
+            .parse()
+            .expect("socket address");
+        Master {
+            dir,
+            daemon,
+            addr,
+            conf,
+        }
+    }
+
+    /// Stops the master with SIGTERM and waits for it; returns the tree for a restart.
+    pub fn stop(mut self) -> TempDir {
+        self.daemon.signal(15);
+        let status = self
+            .daemon
+            .wait_exit(WAIT)
+            .expect("master did not stop on SIGTERM");
+        assert!(status.success(), "master exited with {status:?}");
+        self.dir
+    }
+
+    pub fn conf_dir(&self) -> &Path {
+        &self.conf
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.join("master/etc/halite/pki/master")
+    }
+
+    pub fn event_log(&self) -> PathBuf {
+        self.dir.join("master/var/log/halite/events.log")
+    }
+
+    /// Runs `halite-key -c <conf> ARGS` with stdin closed.
+    pub fn key(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("halite-key"))
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args))
+    }
+
+    /// Runs `halite-key` answering `input` at its prompt.
+    pub fn key_answering(&self, args: &[&str], input: &str) -> Output {
+        run_with_stdin(
+            Command::new(bin("halite-key"))
+                .arg("-c")
+                .arg(&self.conf)
+                .args(args),
+            input,
+        )
+    }
+
+    /// Every event logged so far, as (tag, data).
+    pub fn events(&self) -> Vec<(String, Value)> {
+        let text = std::fs::read_to_string(self.event_log()).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("event log line is not JSON ({e}): {line}"));
+                (
+                    v["tag"].as_str().expect("tag").to_string(),
+                    v["data"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until an event with `tag` whose data satisfies `pred` is in the log; returns it.
+    #[track_caller]
+    pub fn wait_event(&self, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        wait_until(WAIT, &format!("event {tag} in the event log"), || {
+            found = self
+                .events()
+                .into_iter()
+                .find(|(t, d)| t == tag && pred(d))
+                .map(|(_, d)| d);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// The minion ids with a live session, from the master itself.
+    pub fn presence(&self) -> Vec<String> {
+        use halite_common::control::{Request, Response, SOCKET_NAME};
+        let socket = self
+            .dir
+            .join("master/var/run/halite/master")
+            .join(SOCKET_NAME);
+        let mut client = halite_cli::Client::connect(&socket).expect("control socket");
+        match client.request(&Request::Presence).expect("presence") {
+            Response::Presence { up } => up,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A running `halite-minion`.
+pub struct Minion {
+    pub daemon: Daemon,
+    pub root: PathBuf,
+    pub id: String,
+}
+
+impl Minion {
+    /// Starts minion `id` for `master`, its tree in `<master dir>/minion-<name>`, with `extra`
+    /// config appended. `name` lets two minions share an id with different keys.
+    pub fn start(master: &Master, id: &str, name: &str, extra: &str) -> Minion {
+        Minion::start_for(&master.dir, master.addr, id, name, extra)
+    }
+
+    /// Starts a minion whose tree lives in `dir`, pointed at `addr`.
+    pub fn start_for(dir: &TempDir, addr: SocketAddr, id: &str, name: &str, extra: &str) -> Minion {
+        let root = dir.join(format!("minion-{name}"));
+        let conf = dir.join(format!("minion-{name}-conf"));
+        let defaults = format!(
+            "root_dir: {}\nid: {id}\nmaster: 127.0.0.1\nmaster_port: {}\n\
+             acceptance_wait_time: 1\nrecon_default: 100\nrecon_max: 500\nlog_level: debug\n",
+            root.display(),
+            addr.port()
+        );
+        dir.write(
+            format!("minion-{name}-conf/minion"),
+            merge_yaml(&defaults, extra),
+        );
+        let mut cmd = Command::new(bin("halite-minion"));
+        cmd.arg("-c").arg(&conf).current_dir(dir.path());
+        let daemon = Daemon::spawn(cmd, &format!("minion-{name}"));
+        Minion {
+            daemon,
+            root,
+            id: id.to_string(),
+        }
+    }
+
+    #[track_caller]
+    pub fn wait_authenticated(&self) {
+        self.daemon.wait_for_line(r"authenticated to master", WAIT);
+    }
+
+    #[track_caller]
+    pub fn wait_pending(&self) {
+        self.daemon.wait_for_line(r"pending acceptance", WAIT);
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.root.join("etc/halite/pki/minion")
+    }
+}
+
+/// `defaults` with the keys of `extra` (YAML mappings) replacing or added.
+pub fn merge_yaml(defaults: &str, extra: &str) -> String {
+    let mut base: serde_yaml::Mapping = serde_yaml::from_str(defaults).expect("defaults are YAML");
+    if !extra.trim().is_empty() {
+        let more: serde_yaml::Mapping = serde_yaml::from_str(extra).expect("extra config is YAML");
+        base.extend(more);
+    }
+    serde_yaml::to_string(&base).expect("mapping serialises")
+}

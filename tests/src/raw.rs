@@ -1,0 +1,133 @@
+//! A hand-driven minion connection for hostile-input tests: raw bytes, single frames, or the
+//! real handshake step by step, over a blocking socket with timeouts.
+
+use halite_common::crypto::{self, KeyPair, PublicKey};
+use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
+use halite_common::proto::{ToMaster, ToMinion};
+use halite_common::wire::{encode_frame, Decoder};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One raw TCP connection to a master.
+pub struct RawConn {
+    pub stream: TcpStream,
+    decoder: Decoder,
+}
+
+impl RawConn {
+    /// Connects and reads the master's greeting; returns the master key it presented.
+    pub fn connect(addr: SocketAddr) -> (RawConn, PublicKey) {
+        crypto::init();
+        let stream = TcpStream::connect(addr).expect("connect to master");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut conn = RawConn {
+            stream,
+            decoder: Decoder::new(64 << 20),
+        };
+        let greeting = conn.read_frame().expect("greeting frame");
+        let master = handshake::parse_greeting(&greeting).expect("valid greeting");
+        (conn, master)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        // The master may already have hung up; the test checks that separately.
+        let _ = self.stream.write_all(bytes);
+    }
+
+    pub fn send_frame(&mut self, payload: &[u8]) {
+        let mut out = Vec::new();
+        encode_frame(payload, &mut out);
+        self.send_raw(&out);
+    }
+
+    /// Closes our sending side (the master sees EOF).
+    pub fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// The next frame, or `None` if the master closed the connection first.
+    pub fn read_frame(&mut self) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            if let Some(frame) = self.decoder.next_frame().expect("master frames are sane") {
+                return Some(frame);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no frame from the master within {IO_TIMEOUT:?}"
+            );
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.decoder.push(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Whether the master closes the connection (EOF or reset) within the timeout, ignoring
+    /// any frames it sends first.
+    pub fn closed_by_master(&mut self) -> bool {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// A minion speaking the real protocol by hand.
+pub struct RawMinion {
+    pub conn: RawConn,
+    pub keys: KeyPair,
+    pub session: Session,
+}
+
+impl RawMinion {
+    /// Connects as `id` with a fresh key and completes the handshake; the master must accept
+    /// (use `auto_accept`). Sends `Ready` so the session is live.
+    pub fn authenticate(addr: SocketAddr, id: &str) -> RawMinion {
+        let (mut conn, master) = RawConn::connect(addr);
+        let keys = KeyPair::generate();
+        let (hs, hello) = MinionHandshake::start(id, &keys, &master);
+        conn.send_frame(&hello);
+        let reply = conn.read_frame().expect("verdict");
+        let Verdict::Accepted(session) = hs.on_reply(&keys, &reply).expect("valid verdict") else {
+            panic!("master did not accept {id}");
+        };
+        let mut raw = RawMinion {
+            conn,
+            keys,
+            session,
+        };
+        raw.send(&ToMaster::Ready {
+            grains: Default::default(),
+        });
+        raw
+    }
+
+    /// Seals and sends; returns the frame payload so a test can replay or corrupt it.
+    pub fn send(&mut self, msg: &ToMaster) -> Vec<u8> {
+        let frame = self.session.seal(msg).expect("seal");
+        self.conn.send_frame(&frame);
+        frame
+    }
+
+    /// Reads and opens the next session message.
+    pub fn recv(&mut self) -> Option<ToMinion> {
+        let frame = self.conn.read_frame()?;
+        Some(self.session.open(&frame).expect("master frames open"))
+    }
+}
