@@ -63,6 +63,13 @@ impl Master {
         self.dir
     }
 
+    /// Kills the master with SIGKILL (no clean-up); returns the tree for a restart.
+    pub fn kill(self) -> TempDir {
+        let Master { dir, daemon, .. } = self;
+        drop(daemon);
+        dir
+    }
+
     pub fn conf_dir(&self) -> &Path {
         &self.conf
     }
