@@ -92,3 +92,5 @@ impl Client {
     }
 }
 pub mod keys;
+pub mod args;
+pub mod output;

@@ -12,5 +12,6 @@ pub mod glob;
 pub mod handshake;
 pub mod id;
 pub mod proto;
+pub mod target;
 pub mod time;
 pub mod wire;

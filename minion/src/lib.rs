@@ -2,6 +2,8 @@
 //! the master's key, authenticate, wait while pending, keep alive, reconnect with capped
 //! exponential backoff — and fires its start events once per process.
 
+pub mod functions;
+pub mod grains;
 pub mod link;
 
 use halite_common::config::MinionConfig;

@@ -1,0 +1,1 @@
+//! CLI argument parsing (being written).
