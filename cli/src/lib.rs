@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why a CLI could not get an answer from the master.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub enum ClientError {
     },
     Io(io::Error),
     Protocol(String),
+    /// The master closed the connection (it stopped, or dropped a too-slow subscriber).
+    Closed,
 }
 
 impl fmt::Display for ClientError {
@@ -33,6 +36,10 @@ impl fmt::Display for ClientError {
             ),
             ClientError::Io(e) => write!(f, "control socket: {e}"),
             ClientError::Protocol(e) => write!(f, "unexpected answer from the master: {e}"),
+            ClientError::Closed => f.write_str(
+                "the master closed the connection (it stopped, or dropped this client for \
+                 reading too slowly)",
+            ),
         }
     }
 }
@@ -67,30 +74,70 @@ impl Client {
 
     /// Sends one request and waits for its response.
     pub fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
+        self.send(request)?;
+        self.receive(None)?
+            .ok_or_else(|| ClientError::Protocol("no answer".into()))
+    }
+
+    /// Sends a request without waiting.
+    pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
         let mut frame = Vec::new();
-        encode_frame(
-            &serde_json::to_vec(request).expect("requests serialise"),
-            &mut frame,
-        );
-        self.stream.write_all(&frame).map_err(ClientError::Io)?;
+        let payload = serde_json::to_vec(request).expect("requests serialise");
+        encode_frame(&payload, &mut frame);
+        self.stream.write_all(&frame).map_err(ClientError::Io)
+    }
+
+    /// The next message from the master; `Ok(None)` when `wait` passes first (`None` = forever).
+    /// The master closing the stream is an error: it never does so without a reason.
+    pub fn receive(&mut self, wait: Option<Duration>) -> Result<Option<Response>, ClientError> {
+        let deadline = wait.map(|w| Instant::now() + w);
         let mut buf = [0u8; 64 * 1024];
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(payload)) => {
                     return serde_json::from_slice(&payload)
+                        .map(Some)
                         .map_err(|e| ClientError::Protocol(e.to_string()));
                 }
                 Ok(None) => {}
                 Err(e) => return Err(ClientError::Protocol(e.to_string())),
             }
-            let n = self.stream.read(&mut buf).map_err(ClientError::Io)?;
-            if n == 0 {
-                return Err(ClientError::Protocol("master closed the connection".into()));
+            let timeout = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            self.stream
+                .set_read_timeout(timeout)
+                .map_err(ClientError::Io)?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => self.decoder.push(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ClientError::Io(e)),
             }
-            self.decoder.push(&buf[..n]);
         }
     }
 }
-pub mod keys;
 pub mod args;
+pub mod keys;
 pub mod output;
+
+/// The user a job is published as: `$SUDO_USER`, `$USER`, else `root`, as Salt reports it.
+pub fn current_user() -> String {
+    ["SUDO_USER", "USER"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "root".into())
+}
+pub mod pyjson;

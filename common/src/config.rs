@@ -66,6 +66,10 @@ pub struct MasterConfig {
     pub log_level: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
+    /// Seconds the `halite` CLI waits for returns by default (Salt's `timeout`).
+    pub timeout: Duration,
+    /// How long jobs stay in the job cache (Salt's `keep_jobs`, hours).
+    pub keep_jobs: Duration,
 }
 
 /// The minion's settings.
@@ -138,6 +142,8 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
             1 << 30,
         ) as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
+        timeout: r.seconds("timeout", 5, 1, 86_400),
+        keep_jobs: Duration::from_secs(3600 * r.int("keep_jobs", 24, 1, 24 * 3650)),
         root_dir,
     };
     r.finish(config)

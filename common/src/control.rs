@@ -87,6 +87,25 @@ pub enum Request {
     MasterFinger,
     /// Which minions hold a live session now.
     Presence,
+    /// Publish a job. With `watch`, this connection then receives the job's return events
+    /// (`Response::Event`) until the CLI closes it.
+    Publish {
+        tgt: serde_json::Value,
+        tgt_type: String,
+        fun: String,
+        arg: Vec<serde_json::Value>,
+        user: String,
+        watch: bool,
+    },
+    /// Stream every event whose tag matches `tagmatch` (exact, glob or anchored regex; all
+    /// when absent) on this connection.
+    Subscribe { tagmatch: Option<String> },
+    /// Run a master-side function (`jobs.lookup_jid`, `manage.up`, `event.send`, ...).
+    Runner {
+        fun: String,
+        arg: Vec<serde_json::Value>,
+        user: String,
+    },
 }
 
 /// The master's answer.
@@ -106,6 +125,27 @@ pub enum Response {
     /// Ids of the minions with a live session, sorted.
     Presence {
         up: Vec<String>,
+    },
+    /// A job went out.
+    Published {
+        jid: String,
+        /// Expected minions: accepted keys matching the target.
+        minions: Vec<String>,
+        /// Listed (`-L`) ids without an accepted key.
+        missing: Vec<String>,
+        /// The expected minions that had a live session when the job was published.
+        connected: Vec<String>,
+    },
+    /// The subscription is in place; events follow.
+    Subscribed,
+    /// One event on a watch or subscription.
+    Event {
+        tag: String,
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A runner's result.
+    Value {
+        value: serde_json::Value,
     },
     /// The request could not be served; the text says why.
     Error {

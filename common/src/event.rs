@@ -29,6 +29,46 @@ impl Event {
     }
 }
 
+/// Which tags a subscriber wants, as `state.event`'s `tagmatch`: the exact tag, else a glob,
+/// else an anchored regex (an invalid regex matches nothing).
+#[derive(Debug, Clone)]
+pub enum TagFilter {
+    All,
+    /// Tags starting with this prefix (job watches: `salt/job/<jid>/ret/`).
+    Prefix(String),
+    Match {
+        exact: String,
+        glob: crate::glob::Glob,
+        regex: Option<regex::Regex>,
+    },
+}
+
+impl TagFilter {
+    /// Salt's `tagmatch`; `None`, empty or `*` match everything.
+    pub fn tagmatch(pattern: Option<&str>) -> TagFilter {
+        match pattern {
+            None | Some("") | Some("*") => TagFilter::All,
+            Some(p) => TagFilter::Match {
+                exact: p.to_string(),
+                glob: crate::glob::Glob::new(p),
+                regex: regex::Regex::new(&format!(r"\A(?:{p})\z")).ok(),
+            },
+        }
+    }
+
+    pub fn matches(&self, tag: &str) -> bool {
+        match self {
+            TagFilter::All => true,
+            TagFilter::Prefix(prefix) => tag.starts_with(prefix.as_str()),
+            TagFilter::Match { exact, glob, regex } => {
+                tag == exact
+                    || glob.is_match(tag)
+                    || regex.as_ref().is_some_and(|r| r.is_match(tag))
+            }
+        }
+    }
+}
+
 /// Builds a JSON object from `(key, value)` pairs, keeping their order.
 pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -98,6 +138,21 @@ mod tests {
         assert!(e
             .to_json_line()
             .starts_with("{\"tag\":\"t\",\"data\":{\"a\":1,\"_stamp\":\"20"));
+    }
+
+    #[test]
+    fn tag_filters_match_exact_glob_then_regex() {
+        let f = TagFilter::tagmatch(Some("salt/job/*/ret/*"));
+        assert!(f.matches("salt/job/1/ret/m1"));
+        assert!(!f.matches("salt/job/1/new"));
+        let f = TagFilter::tagmatch(Some(r"salt/minion/Min\w+/start"));
+        assert!(f.matches("salt/minion/Minion2/start"));
+        assert!(!f.matches("salt/minion/Minion2/start/x"));
+        let f = TagFilter::tagmatch(Some("a[("));
+        assert!(f.matches("a[("));
+        assert!(!f.matches("a"));
+        assert!(TagFilter::tagmatch(None).matches("anything"));
+        assert!(TagFilter::Prefix("salt/job/1/".into()).matches("salt/job/1/ret/x"));
     }
 
     #[test]

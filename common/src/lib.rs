@@ -1,6 +1,7 @@
 //! Halite's shared, socket-free code: wire codec, messages, handshake and crypto, config,
 //! minion ids, globs, timestamps and events. Everything here is unit-testable without a network.
 
+pub mod args;
 pub mod config;
 pub mod conn;
 pub mod control;

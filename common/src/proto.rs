@@ -78,6 +78,37 @@ pub enum ToMaster {
         /// Unix seconds when the minion fired it (Salt's `ts`).
         ts: u64,
     },
+    /// The result of a published job.
+    Return(JobReturn),
+}
+
+/// A job the master publishes to a minion (Salt's publish load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    pub jid: String,
+    pub fun: String,
+    /// Positional args, then one `{"__kwarg__": true, ...}` map of keyword args if any.
+    pub arg: Vec<Value>,
+    pub tgt: Value,
+    pub tgt_type: String,
+    pub user: String,
+}
+
+/// A minion's answer to a [`Publish`] (Salt's `_return` load, minus what the master stamps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReturn {
+    pub jid: String,
+    pub fun: String,
+    pub fun_args: Vec<Value>,
+    #[serde(rename = "return")]
+    pub ret: Value,
+    pub retcode: i64,
+    pub success: bool,
+    /// Outputter hint (`nested`, `highstate`), when the function sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+    /// The publishing user, echoed so a master that restarted still knows it.
+    pub user: String,
 }
 
 /// Session messages from the master to a minion.
@@ -90,4 +121,6 @@ pub enum ToMinion {
     Pong { seq: u64 },
     /// The master refused an event this minion sent, and says why.
     EventRefused { tag: String, reason: String },
+    /// Run a job.
+    Publish(Publish),
 }

@@ -1,7 +1,7 @@
 //! The master's in-process event queue and the event log it drains into.
 //!
 //! Producers only push ([`Bus::fire`]); the loop drains the queue once per turn into the
-//! consumers (today the event log; live subscribers and the reactor come next), so firing an
+//! consumers (the event log here; live subscribers in `server`; the reactor comes next), so firing an
 //! event never does I/O on the producer's path.
 
 use halite_common::event::Event;
@@ -34,15 +34,17 @@ impl Bus {
         self.queue.push_back(event);
     }
 
-    /// Hands every queued event to the consumers.
-    pub fn drain(&mut self) {
+    /// Logs every queued event and hands them back for the other consumers (subscribers).
+    pub fn drain(&mut self) -> Vec<Event> {
         if self.queue.is_empty() {
-            return;
+            return Vec::new();
         }
-        while let Some(event) = self.queue.pop_front() {
-            self.log.append(&event);
+        let events: Vec<Event> = self.queue.drain(..).collect();
+        for event in &events {
+            self.log.append(event);
         }
         self.log.flush();
+        events
     }
 
     /// Reopens the log file (SIGHUP, after logrotate moved it).

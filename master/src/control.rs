@@ -1,12 +1,14 @@
 //! Serves the CLIs' requests on the control socket: key listing and key moves, each firing
 //! Salt's `salt/key` event and reaching connected minions at once.
 
+use crate::jobs::JobRequest;
 use crate::server::Master;
 use halite_common::control::{KeyAction, KeyStatus, Request, Response};
-use halite_common::event::object;
+use halite_common::event::{object, TagFilter};
+use mio::Token;
 
-/// Answers one request frame. Never fails: bad input gets an `Error` response.
-pub fn handle(master: &mut Master, frame: &[u8]) -> Response {
+/// Answers one request frame from client `token`. Never fails: bad input gets an `Error`.
+pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
     let request: Request = match serde_json::from_slice(frame) {
         Ok(request) => request,
         Err(e) => {
@@ -28,6 +30,47 @@ pub fn handle(master: &mut Master, frame: &[u8]) -> Response {
         Request::KeyApply { action, keys } => apply(master, action, &keys),
         Request::Presence => Response::Presence {
             up: master.live_ids(),
+        },
+        Request::Publish {
+            tgt,
+            tgt_type,
+            fun,
+            arg,
+            user,
+            watch,
+        } => {
+            let request = JobRequest {
+                tgt,
+                tgt_type,
+                fun,
+                arg,
+                user,
+            };
+            match master.publish(request, watch.then_some(token)) {
+                Ok(p) => Response::Published {
+                    jid: p.jid,
+                    minions: p.minions,
+                    missing: p.missing,
+                    connected: p.connected,
+                },
+                Err(message) => Response::Error { message },
+            }
+        }
+        Request::Subscribe { tagmatch } => {
+            let filter = TagFilter::tagmatch(tagmatch.as_deref());
+            let Some(client) = master.controls.get_mut(&token) else {
+                return Response::Error {
+                    message: "gone".into(),
+                };
+            };
+            client.subs.push(filter);
+            // Salt fires this when a client attaches to the bus.
+            master.bus.fire("salt/event/new_client", Default::default());
+            Response::Subscribed
+        }
+        Request::Runner { fun, arg, user } => match master.run_runner(&fun, &arg, &user) {
+            Ok(value) => Response::Value { value },
+            Err(message) => Response::Error { message },
         },
     }
 }
@@ -77,7 +120,7 @@ fn apply(master: &mut Master, action: KeyAction, keys: &[(String, KeyStatus)]) -
 /// Tells connected minions about their key at once: a pending minion whose key was accepted
 /// gets its session now (no polling delay); rejected or deleted keys lose their connection.
 fn react_to_key_change(master: &mut Master, action: KeyAction, id: &str) {
-    if let Some(token) = master.pending_connection(id) {
+    for token in master.pending_connections(id) {
         match action {
             KeyAction::Delete => master.close_peer(token, "key deleted"),
             KeyAction::Accept | KeyAction::Reject => master.reauthenticate(token),

@@ -70,19 +70,24 @@ impl KeyStore {
         Ok(Some(pem))
     }
 
+    /// The ids under `status`, sorted, without reading the key files.
+    pub fn ids(&self, status: KeyStatus) -> io::Result<Vec<String>> {
+        let mut ids: Vec<String> = fs::read_dir(self.pki.join(status.dir()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| validate_id(id).is_ok() && !id.starts_with(".tmp-"))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Every key in every status, sorted by status then id. Files whose names are not valid
     /// ids (editor backups, temp files) are skipped.
     pub fn list(&self) -> io::Result<Vec<KeyEntry>> {
         let mut keys = Vec::new();
         for status in KeyStatus::ALL {
-            let mut ids: Vec<String> = fs::read_dir(self.pki.join(status.dir()))?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|id| validate_id(id).is_ok() && !id.starts_with(".tmp-"))
-                .collect();
-            ids.sort();
-            for id in ids {
+            for id in self.ids(status)? {
                 let Some(public) = self.read(status, &id)? else {
                     continue;
                 };

@@ -3,9 +3,13 @@
 
 pub mod auth;
 pub mod bus;
+pub mod client;
 pub mod control;
+pub mod jobcache;
+pub mod jobs;
 pub mod keystore;
 pub mod peer;
+pub mod runners;
 pub mod server;
 
 pub use server::{Master, StartError};

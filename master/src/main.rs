@@ -20,7 +20,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args: Args = argh::from_env();
+    let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-master {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

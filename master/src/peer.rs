@@ -4,7 +4,6 @@
 use halite_common::conn::Conn;
 use halite_common::handshake::{HelloIn, Session};
 use mio::net::TcpStream;
-use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -18,11 +17,7 @@ pub enum Phase {
     /// Accepted reply sent; the first session frame must be `Ready`.
     AwaitReady { id: String, session: Session },
     /// Authenticated session.
-    Live {
-        id: String,
-        session: Session,
-        grains: Map<String, Value>,
-    },
+    Live { id: String, session: Session },
 }
 
 /// A minion connection: a few buffers and this small struct, nothing per-minion elsewhere.

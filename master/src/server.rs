@@ -4,19 +4,22 @@
 
 use crate::auth::{self, Policy};
 use crate::bus::Bus;
+use crate::client::Client;
 use crate::control;
+use crate::jobcache::{JidGen, JobCache};
 use crate::keystore::{load_or_create_master_key, KeyStore};
 use crate::peer::{Peer, Phase};
 use halite_common::config::MasterConfig;
 use halite_common::conn::Conn;
-use halite_common::control::SOCKET_NAME;
+use halite_common::control::{Response, SOCKET_NAME};
 use halite_common::crypto::KeyPair;
 use halite_common::event::{minion_tag_refusal, wrap_minion_event};
 use halite_common::files::create_private_dir;
 use halite_common::handshake::{self, HelloIn};
 use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
-use mio::net::{TcpListener, UnixListener, UnixStream};
+use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
+use serde_json::{Map, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::HashMap;
@@ -41,7 +44,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// Unsent output allowed per minion before it is cut off.
 const MAX_MINION_BACKLOG: usize = 64 * 1024 * 1024;
 /// Unsent output allowed per control client.
-const MAX_CONTROL_BACKLOG: usize = 64 * 1024 * 1024;
+const MAX_CONTROL_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// Why the master could not start.
 #[derive(Debug)]
@@ -70,7 +73,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
 
 /// The running master.
 pub struct Master {
-    cfg: MasterConfig,
+    pub(crate) cfg: MasterConfig,
     poll: Poll,
     listener: TcpListener,
     control: UnixListener,
@@ -79,13 +82,15 @@ pub struct Master {
     keys: KeyPair,
     pub(crate) store: KeyStore,
     policy: Policy,
-    peers: HashMap<Token, Peer>,
+    pub(crate) peers: HashMap<Token, Peer>,
     /// Live sessions by minion id.
-    live: HashMap<String, Token>,
-    /// The latest pending connection per minion id, to answer the moment its key is accepted.
-    pending: HashMap<String, Token>,
-    controls: HashMap<Token, (Conn<UnixStream>, bool)>,
+    pub(crate) live: HashMap<String, Token>,
+    pub(crate) controls: HashMap<Token, Client>,
     pub(crate) bus: Bus,
+    pub(crate) jobs: JobCache,
+    pub(crate) jids: JidGen,
+    /// Last grains each minion reported (also cached on disk for offline targeting).
+    pub(crate) grains: HashMap<String, Map<String, Value>>,
     next_token: usize,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
@@ -100,6 +105,8 @@ impl Master {
         let store = KeyStore::open(&cfg.pki_dir).map_err(io_err("pki_dir"))?;
         let bus = Bus::open(&cfg.event_log_file).map_err(io_err("event_log_file"))?;
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
+        let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(io_err("job cache"))?;
+        let grains = crate::jobs::load_grains(&cfg.cachedir);
         create_private_dir(&cfg.sock_dir).map_err(io_err("sock_dir"))?;
         let control_path = cfg.sock_dir.join(SOCKET_NAME);
         if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
@@ -142,9 +149,11 @@ impl Master {
             policy,
             peers: HashMap::new(),
             live: HashMap::new(),
-            pending: HashMap::new(),
             controls: HashMap::new(),
             bus,
+            jobs,
+            jids: JidGen::default(),
+            grains,
             next_token: FIRST_CONN,
             again: Vec::new(),
             stopping: false,
@@ -198,10 +207,10 @@ impl Master {
                 self.housekeeping(now);
                 next_tick = now + TICK;
             }
-            self.bus.drain();
+            self.drain_bus();
         }
         log::info!("halite-master stopping");
-        self.bus.drain();
+        self.drain_bus();
         let _ = std::fs::remove_file(&self.control_path);
         Ok(())
     }
@@ -312,10 +321,10 @@ impl Master {
                 peer.phase = Phase::Live {
                     id: id.clone(),
                     session,
-                    grains,
                 };
                 peer.since = Instant::now();
                 log::info!("minion {} authenticated", peer.label());
+                self.remember_grains(&id, grains);
                 if let Some(old) = self.live.insert(id.clone(), token) {
                     if old != token {
                         self.close_peer(old, "replaced by a new session of the same minion");
@@ -338,6 +347,10 @@ impl Master {
             ToMaster::Ping { seq } => self.send_session(token, &ToMinion::Pong { seq }),
             ToMaster::Pong { .. } => Ok(()),
             ToMaster::Ready { .. } => Err("Ready sent twice".into()),
+            ToMaster::Return(ret) => {
+                self.on_return(id, ret);
+                Ok(())
+            }
             ToMaster::Event { tag, data, ts } => {
                 if let Some(reason) = minion_tag_refusal(&tag, id) {
                     log::warn!("refused event from minion {id}: {reason}");
@@ -367,9 +380,6 @@ impl Master {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         peer.conn.send(&reply)?;
         let id = hello.id.clone();
-        if self.pending.get(&id) == Some(&token) {
-            self.pending.remove(&id);
-        }
         match (outcome.status, session) {
             (AuthStatus::Accepted, Some(session)) => {
                 peer.phase = Phase::AwaitReady { id, session };
@@ -379,7 +389,6 @@ impl Master {
             (AuthStatus::Pending, _) => {
                 log::info!("minion {} is pending acceptance", peer.label());
                 peer.phase = Phase::Pending(hello);
-                self.pending.insert(id, token);
                 Ok(())
             }
             (status, _) => {
@@ -391,7 +400,7 @@ impl Master {
     }
 
     /// Sends a session message to a live (or just-accepted) minion.
-    fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
+    pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         let session = match &mut peer.phase {
             Phase::Live { session, .. } | Phase::AwaitReady { session, .. } => session,
@@ -402,7 +411,7 @@ impl Master {
     }
 
     /// Writes what can be written and keeps WRITABLE interest in step with the backlog.
-    fn flush_peer(&mut self, token: Token) {
+    pub(crate) fn flush_peer(&mut self, token: Token) {
         let Some(peer) = self.peers.get_mut(&token) else {
             return;
         };
@@ -436,9 +445,6 @@ impl Master {
         if let Some(id) = peer.id() {
             if self.live.get(id) == Some(&token) {
                 self.live.remove(id);
-            }
-            if self.pending.get(id) == Some(&token) {
-                self.pending.remove(id);
             }
         }
         match &peer.phase {
@@ -503,9 +509,15 @@ impl Master {
         ids
     }
 
-    /// The token of the pending connection for `id`, if one is waiting.
-    pub(crate) fn pending_connection(&self, id: &str) -> Option<Token> {
-        self.pending.get(id).copied()
+    /// Every pending connection claiming `id`. All of them are answered when the key moves:
+    /// a replayed hello (minion public keys are not secret) must not shadow the real minion.
+    /// A scan, because key moves are rare and a map would be one more thing to keep in step.
+    pub(crate) fn pending_connections(&self, id: &str) -> Vec<Token> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| matches!(&p.phase, Phase::Pending(hello) if hello.id == id))
+            .map(|(&t, _)| t)
+            .collect()
     }
 
     /// The token of the live session for `id`, if any.
@@ -542,7 +554,7 @@ impl Master {
                         continue;
                     }
                     let conn = Conn::new(stream, self.cfg.max_frame_bytes, MAX_CONTROL_BACKLOG);
-                    self.controls.insert(token, (conn, false));
+                    self.controls.insert(token, Client::new(conn));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -554,20 +566,20 @@ impl Master {
     }
 
     fn on_control(&mut self, token: Token) {
-        let Some((conn, _)) = self.controls.get_mut(&token) else {
+        let Some(client) = self.controls.get_mut(&token) else {
             return;
         };
-        let turn = conn.read();
+        let turn = client.conn.read();
         if turn.more {
             self.again.push(token);
         }
         for frame in turn.frames {
-            let response = control::handle(self, &frame);
+            let response = control::handle(self, token, &frame);
             let payload = serde_json::to_vec(&response).expect("responses serialise");
-            let Some((conn, _)) = self.controls.get_mut(&token) else {
+            let Some(client) = self.controls.get_mut(&token) else {
                 return;
             };
-            if let Err(reason) = conn.send(&payload) {
+            if let Err(reason) = client.conn.send(&payload) {
                 self.close_control(token, &reason);
                 return;
             }
@@ -580,16 +592,16 @@ impl Master {
     }
 
     fn flush_control(&mut self, token: Token) {
-        let Some((conn, writing)) = self.controls.get_mut(&token) else {
+        let Some(client) = self.controls.get_mut(&token) else {
             return;
         };
-        if let Err(e) = conn.flush() {
+        if let Err(e) = client.conn.flush() {
             let reason = format!("write failed: {e}");
             self.close_control(token, &reason);
             return;
         }
-        let wants = conn.wants_write();
-        if wants != *writing {
+        let wants = client.conn.wants_write();
+        if wants != client.writing {
             let interest = match wants {
                 true => Interest::READABLE | Interest::WRITABLE,
                 false => Interest::READABLE,
@@ -597,15 +609,59 @@ impl Master {
             let _ = self
                 .poll
                 .registry()
-                .reregister(&mut conn.stream, token, interest);
-            *writing = wants;
+                .reregister(&mut client.conn.stream, token, interest);
+            client.writing = wants;
         }
     }
 
     fn close_control(&mut self, token: Token, reason: &str) {
-        if let Some((mut conn, _)) = self.controls.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            log::debug!("control connection closed: {reason}");
+        if let Some(mut client) = self.controls.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut client.conn.stream);
+            match client.subs.is_empty() {
+                true => log::debug!("control connection closed: {reason}"),
+                false => log::info!("event subscriber closed: {reason}"),
+            }
+        }
+    }
+
+    /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event.
+    /// A subscriber whose backlog is full is dropped; the loop never waits for one.
+    fn drain_bus(&mut self) {
+        let events = self.bus.drain();
+        if events.is_empty() || self.controls.values().all(|c| c.subs.is_empty()) {
+            return;
+        }
+        let mut dropped = Vec::new();
+        for event in events {
+            let mut payload: Option<Vec<u8>> = None;
+            for (&token, client) in self.controls.iter_mut() {
+                if !client.wants(&event.tag) || dropped.contains(&token) {
+                    continue;
+                }
+                let bytes = payload.get_or_insert_with(|| {
+                    let response = Response::Event {
+                        tag: event.tag.clone(),
+                        data: event.data.clone(),
+                    };
+                    serde_json::to_vec(&response).expect("events serialise")
+                });
+                if let Err(reason) = client.conn.send(bytes) {
+                    log::warn!("dropping event subscriber: {reason}");
+                    dropped.push(token);
+                }
+            }
+        }
+        for token in dropped {
+            self.close_control(token, "too slow: event backlog full");
+        }
+        let tokens: Vec<Token> = self
+            .controls
+            .iter()
+            .filter(|(_, c)| !c.subs.is_empty())
+            .map(|(&t, _)| t)
+            .collect();
+        for token in tokens {
+            self.flush_control(token);
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod functions;
 pub mod grains;
+pub mod jobs;
 pub mod link;
 
 use halite_common::config::MinionConfig;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 const MASTER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const WAKER: Token = Token(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKLOG: usize = 64 * 1024 * 1024;
 
@@ -73,6 +75,10 @@ pub struct Minion {
     backoff: Duration,
     /// Current wait between hellos while pending (grows to `acceptance_wait_time_max`).
     pending_wait: Duration,
+    jobs: jobs::Jobs,
+    grains: serde_json::Map<String, Value>,
+    /// Session messages waiting for a live session (job returns survive reconnects).
+    outbox: std::collections::VecDeque<ToMaster>,
     /// The master key accepted from the greeting, for re-hellos while pending.
     master_key: Option<PublicKey>,
     started: bool,
@@ -95,7 +101,16 @@ impl Minion {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io_err("poll"))?;
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?;
+        let grains = grains::collect(&cfg.id, &cfg.grains);
+        let ctx = functions::Context {
+            id: cfg.id.clone(),
+            grains: grains.clone(),
+        };
         Ok(Minion {
+            jobs: jobs::Jobs::new(ctx, waker),
+            grains,
+            outbox: std::collections::VecDeque::new(),
             master_pub_path: cfg.pki_dir.join("minion_master.pub"),
             backoff: cfg.recon_default,
             pending_wait: cfg.acceptance_wait_time,
@@ -132,6 +147,11 @@ impl Minion {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(),
+                    WAKER => {
+                        for ret in self.jobs.finished() {
+                            self.queue(ToMaster::Return(ret));
+                        }
+                    }
                     MASTER => self.on_master(event.is_writable())?,
                     _ => {}
                 }
@@ -366,10 +386,10 @@ impl Minion {
                 link.pinged = now;
                 self.backoff = self.cfg.recon_default;
                 self.pending_wait = self.cfg.acceptance_wait_time;
-                let mut grains = self.cfg.grains.clone();
-                grains.insert("id".into(), self.cfg.id.clone().into());
                 let addr = link.addr;
-                self.send(&ToMaster::Ready { grains });
+                self.send(&ToMaster::Ready {
+                    grains: self.grains.clone(),
+                });
                 log::info!(
                     "halite-minion {} authenticated to master {addr}",
                     self.cfg.id
@@ -378,6 +398,8 @@ impl Minion {
                     self.started = true;
                     self.fire_start_events();
                 }
+                // Returns of jobs that finished while the master was away.
+                self.flush_outbox();
                 Ok(Ok(()))
             }
             Verdict::Pending => {
@@ -435,8 +457,43 @@ impl Minion {
             ToMinion::EventRefused { tag, reason } => {
                 log::warn!("master refused event '{tag}': {reason}");
             }
+            ToMinion::Publish(publish) => {
+                if let Some(ret) = self.jobs.start(publish) {
+                    self.queue(ToMaster::Return(ret));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Queues a message that must not be lost (a job return) and sends what it can.
+    fn queue(&mut self, msg: ToMaster) {
+        self.outbox.push_back(msg);
+        self.flush_outbox();
+    }
+
+    /// Sends queued messages while the session is live; what cannot be sent stays queued.
+    fn flush_outbox(&mut self) {
+        while let Some(msg) = self.outbox.pop_front() {
+            let Some(link) = &mut self.link else {
+                self.outbox.push_front(msg);
+                return;
+            };
+            let LinkPhase::Live(session) = &mut link.phase else {
+                self.outbox.push_front(msg);
+                return;
+            };
+            let sent = session
+                .seal(&msg)
+                .map_err(|e| e.to_string())
+                .and_then(|f| link.conn.send(&f));
+            if let Err(reason) = sent {
+                self.outbox.push_front(msg);
+                self.drop_link(&reason);
+                return;
+            }
+        }
+        self.flush();
     }
 
     /// Salt's start events: `salt/minion/<id>/start` and the legacy `minion_start`.

@@ -90,6 +90,29 @@ impl Master {
             .args(args))
     }
 
+    /// Runs `halite -c <conf> ARGS`.
+    pub fn halite(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("halite"))
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args))
+    }
+
+    /// A `halite -c <conf> ARGS` command, to spawn in the background.
+    pub fn halite_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("halite"));
+        cmd.arg("-c").arg(&self.conf).args(args);
+        cmd
+    }
+
+    /// Runs `halite-run -c <conf> ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("halite-run"))
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args))
+    }
+
     /// Runs `halite-key` answering `input` at its prompt.
     pub fn key_answering(&self, args: &[&str], input: &str) -> Output {
         run_with_stdin(
@@ -114,6 +137,21 @@ impl Master {
                 )
             })
             .collect()
+    }
+
+    /// Waits until an event satisfying `pred(tag, data)` is in the log; returns its data.
+    #[track_caller]
+    pub fn wait_event_where(&self, what: &str, pred: impl Fn(&str, &Value) -> bool) -> Value {
+        let mut found = None;
+        wait_until(WAIT, what, || {
+            found = self
+                .events()
+                .into_iter()
+                .find(|(t, d)| pred(t, d))
+                .map(|(_, d)| d);
+            found.is_some()
+        });
+        found.unwrap()
     }
 
     /// Waits until an event with `tag` whose data satisfies `pred` is in the log; returns it.

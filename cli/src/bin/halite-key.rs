@@ -93,7 +93,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    let args: Args = argh::from_env();
+    let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-key {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -1,0 +1,155 @@
+//! `halite-run`: Salt's `salt-run` — master-side functions (`jobs.*`, `manage.*`,
+//! `event.send`) and the live event stream `state.event`.
+
+use argh::FromArgs;
+use halite_cli::args::parse_cli_args;
+use halite_cli::output::{self, Format};
+use halite_cli::{current_user, pyjson, Client, ClientError};
+use halite_common::config::DEFAULT_CONFIG_DIR;
+use halite_common::control::{Request, Response};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run a master-side function (Salt's salt-run): halite-run FUN [ARG...] [key=value...]
+#[derive(FromArgs)]
+struct Args {
+    /// configuration directory of the master (default /etc/halite)
+    #[argh(option, short = 'c', default = "PathBuf::from(DEFAULT_CONFIG_DIR)")]
+    config_dir: PathBuf,
+    /// output format: nested (default), json, yaml, txt
+    #[argh(option, default = "String::from(\"nested\")")]
+    out: String,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+    /// function, then its arguments
+    #[argh(positional)]
+    words: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args: Args = halite_common::args::from_env();
+    if args.version {
+        println!("halite-run {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("halite-run: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn run(args: &Args) -> Result<(), Failure> {
+    let format = Format::parse(&args.out).ok_or_else(|| {
+        (
+            64,
+            format!(
+                "unknown --out '{}': use nested, json, yaml or txt",
+                args.out
+            ),
+        )
+    })?;
+    let Some((fun, rest)) = args.words.split_first() else {
+        return Err((
+            64,
+            "usage: halite-run FUNCTION [ARG...] [key=value...]".into(),
+        ));
+    };
+    let arg = parse_cli_args(rest);
+    let mut client = Client::from_config_dir(&args.config_dir).map_err(|e| (2, e.to_string()))?;
+    if fun == "state.event" {
+        return state_event(&mut client, &arg);
+    }
+    let request = Request::Runner {
+        fun: fun.clone(),
+        arg,
+        user: current_user(),
+    };
+    match client.request(&request).map_err(|e| (2, e.to_string()))? {
+        Response::Value { value } => {
+            print!("{}", render(&value, format));
+            Ok(())
+        }
+        Response::Error { message } => Err((1, message)),
+        other => Err((2, format!("unexpected answer from the master: {other:?}"))),
+    }
+}
+
+/// A runner's return in the chosen format (Salt prints runner returns with `nested`).
+fn render(value: &Value, format: Format) -> String {
+    match format {
+        Format::Json => format!("{}\n", output::json_pretty(value)),
+        _ => output::render_value(value, format),
+    }
+}
+
+/// `state.event [tagmatch=GLOB] [count=N] [pretty=True] [quiet=True]`: prints
+/// `tag<TAB>json` per matching event until `count` events were printed (forever if -1).
+fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
+    let mut opts = Map::new();
+    let mut positional = Vec::new();
+    for value in arg {
+        match value {
+            Value::Object(map) if map.get("__kwarg__") == Some(&Value::Bool(true)) => {
+                opts.extend(map.clone());
+            }
+            other => positional.push(other.clone()),
+        }
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let tagmatch = opts.get("tagmatch").or(positional.first()).map(text);
+    let mut count = opts
+        .get("count")
+        .or(positional.get(1))
+        .and_then(Value::as_i64)
+        .unwrap_or(-1);
+    let truthy = |key: &str| {
+        opts.get(key)
+            .is_some_and(|v| v == &Value::Bool(true) || v == "True")
+    };
+    let (pretty, quiet) = (truthy("pretty"), truthy("quiet"));
+    match client
+        .request(&Request::Subscribe { tagmatch })
+        .map_err(|e| (2, e.to_string()))?
+    {
+        Response::Subscribed => {}
+        Response::Error { message } => return Err((1, message)),
+        other => return Err((2, format!("unexpected answer from the master: {other:?}"))),
+    }
+    let mut stdout = std::io::stdout();
+    while count != 0 {
+        match client.receive(None) {
+            Ok(Some(Response::Event { tag, data })) => {
+                if !quiet {
+                    let line = format!("{tag}\t{}\n", pyjson::dumps(&Value::Object(data), pretty));
+                    if stdout
+                        .write_all(line.as_bytes())
+                        .and_then(|()| stdout.flush())
+                        .is_err()
+                    {
+                        return Ok(()); // stdout closed (e.g. `| head`): done.
+                    }
+                }
+                if count > 0 {
+                    count -= 1;
+                }
+            }
+            Ok(_) => {}
+            Err(ClientError::Closed) => {
+                return Err((1, ClientError::Closed.to_string()));
+            }
+            Err(e) => return Err((2, e.to_string())),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! `halite`: Salt's `salt` command — publish a function to targeted minions through the
+//! running master, wait for their returns, print them as Salt does, exit with Salt's codes.
+
+use argh::FromArgs;
+use halite_cli::args::parse_cli_args;
+use halite_cli::output::{self, Format, MinionResult};
+use halite_cli::{current_user, Client};
+use halite_common::config::{self, DEFAULT_CONFIG_DIR};
+use halite_common::control::{Request, Response, SOCKET_NAME};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Run a function on targeted minions (Salt's salt): halite [-L|-E|-G|-C] TGT FUN [ARG...] [key=value...]
+#[derive(FromArgs)]
+struct Args {
+    /// configuration directory of the master (default /etc/halite)
+    #[argh(option, short = 'c', default = "PathBuf::from(DEFAULT_CONFIG_DIR)")]
+    config_dir: PathBuf,
+    /// target is a comma-separated list of ids
+    #[argh(switch, short = 'L')]
+    list: bool,
+    /// target is a regular expression (matched at the start of the id)
+    #[argh(switch, short = 'E')]
+    pcre: bool,
+    /// target is a grain, `key:glob`
+    #[argh(switch, short = 'G')]
+    grain: bool,
+    /// target is a compound expression (and/or/not, G@, E@, L@, globs)
+    #[argh(switch, short = 'C')]
+    compound: bool,
+    /// seconds to wait for returns after the last sign of life (default: the master's `timeout`)
+    #[argh(option, short = 't')]
+    timeout: Option<u64>,
+    /// output format: nested (default), json, yaml, txt
+    #[argh(option)]
+    out: Option<String>,
+    /// print all returns at once, at the end (one JSON object with --out json)
+    #[argh(switch, long = "static")]
+    static_output: bool,
+    /// publish and print the job id without waiting
+    #[argh(switch, long = "async")]
+    async_job: bool,
+    /// exit with the highest retcode a minion returned
+    #[argh(switch)]
+    retcode_passthrough: bool,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+    /// target, function, then its arguments
+    #[argh(positional)]
+    words: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args: Args = halite_common::args::from_env();
+    if args.version {
+        println!("halite {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let code = match run(&args) {
+        Ok(code) => code,
+        Err((code, message)) => {
+            eprintln!("halite: {message}");
+            code
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+type Failure = (i32, String);
+type EventData = serde_json::Map<String, Value>;
+
+fn run(args: &Args) -> Result<i32, Failure> {
+    // None: each return's own outputter (Salt's `out`), else nested.
+    let format = match &args.out {
+        None => None,
+        Some(name) => Some(Format::parse(name).ok_or_else(|| {
+            (
+                64,
+                format!("unknown --out '{name}': use nested, json, yaml or txt"),
+            )
+        })?),
+    };
+    let [tgt, fun, rest @ ..] = args.words.as_slice() else {
+        return Err((
+            64,
+            "usage: halite [-L|-E|-G|-C] TARGET FUNCTION [ARG...] [key=value...]".into(),
+        ));
+    };
+    let chosen = [args.list, args.pcre, args.grain, args.compound]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if chosen > 1 {
+        return Err((64, "choose one of -L, -E, -G, -C".into()));
+    }
+    let (tgt_type, tgt_value) = match () {
+        _ if args.list => (
+            "list",
+            Value::from(
+                tgt.split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        _ if args.pcre => ("pcre", Value::from(tgt.as_str())),
+        _ if args.grain => ("grain", Value::from(tgt.as_str())),
+        _ if args.compound => ("compound", Value::from(tgt.as_str())),
+        _ => ("glob", Value::from(tgt.as_str())),
+    };
+    let cfg = config::load_master(&args.config_dir)
+        .map_err(|e| (2, format!("bad master configuration:\n{e}")))?
+        .config;
+    let timeout = args.timeout.map(Duration::from_secs).unwrap_or(cfg.timeout);
+    let mut client =
+        Client::connect(&cfg.sock_dir.join(SOCKET_NAME)).map_err(|e| (2, e.to_string()))?;
+    let request = Request::Publish {
+        tgt: tgt_value,
+        tgt_type: tgt_type.into(),
+        fun: fun.clone(),
+        arg: parse_cli_args(rest),
+        user: current_user(),
+        watch: !args.async_job,
+    };
+    let (jid, minions, connected) =
+        match client.request(&request).map_err(|e| (2, e.to_string()))? {
+            Response::Published {
+                jid,
+                minions,
+                connected,
+                ..
+            } => (jid, minions, connected),
+            Response::Error { message } if message.starts_with("No minions matched") => {
+                println!("{message}");
+                return Ok(2);
+            }
+            Response::Error { message } => return Err((2, message)),
+            other => return Err((2, format!("unexpected answer from the master: {other:?}"))),
+        };
+    if args.async_job {
+        println!("Executed command with job ID: {jid}");
+        return Ok(0);
+    }
+    let mut waiter = Waiter {
+        client,
+        jid: jid.clone(),
+        format,
+        streaming: !args.static_output,
+        results: Vec::new(),
+    };
+    waiter.collect(&minions, &connected, timeout)?;
+    let connected: BTreeSet<&String> = connected.iter().collect();
+    let mut results = waiter.results;
+    for id in &minions {
+        if results.iter().any(|(r, _)| r == id) {
+            continue;
+        }
+        let silent = match connected.contains(id) {
+            true => MinionResult::NoResponse,
+            false => MinionResult::NotConnected,
+        };
+        if !args.static_output {
+            print!(
+                "{}",
+                output::render_one(id, &silent, &jid, Format::choose(format, None))
+            );
+        }
+        results.push((id.clone(), silent));
+    }
+    if args.static_output {
+        print!(
+            "{}",
+            output::render_static(&results, &jid, Format::choose(format, None))
+        );
+    }
+    let _ = std::io::stdout().flush();
+    let code = output::exit_code(&results, args.retcode_passthrough);
+    if let Some(message) = output::exit_message(code, &results) {
+        eprintln!("{message}");
+    }
+    Ok(code)
+}
+
+/// Collects the returns of one job from its watch stream.
+struct Waiter {
+    client: Client,
+    jid: String,
+    format: Option<Format>,
+    streaming: bool,
+    results: Vec<(String, MinionResult)>,
+}
+
+impl Waiter {
+    /// `--out`, else the outputter this return asks for.
+    fn choose(&self, result: &MinionResult) -> Format {
+        let out = match result {
+            MinionResult::Returned { out, .. } => out.as_deref(),
+            _ => None,
+        };
+        Format::choose(self.format, out)
+    }
+
+    fn returned(&self, id: &str) -> bool {
+        self.results.iter().any(|(r, _)| r == id)
+    }
+
+    /// Waits until every expected minion returned, or `timeout` passes without any of the
+    /// outstanding ones still running the job (asked with `saltutil.find_job`, as Salt does).
+    fn collect(
+        &mut self,
+        minions: &[String],
+        connected: &[String],
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let mut deadline = Instant::now() + timeout;
+        loop {
+            if minions.iter().all(|id| self.returned(id)) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let outstanding: Vec<String> = connected
+                    .iter()
+                    .filter(|id| !self.returned(id))
+                    .cloned()
+                    .collect();
+                if outstanding.is_empty() || !self.still_running(&outstanding, timeout)? {
+                    return Ok(());
+                }
+                deadline = Instant::now() + timeout;
+                continue;
+            }
+            if let Some((tag, data)) = self.next_event(deadline - now)? {
+                self.on_event(&tag, data);
+            }
+        }
+    }
+
+    fn on_event(&mut self, tag: &str, data: EventData) {
+        let Some(id) = tag.strip_prefix(&format!("salt/job/{}/ret/", self.jid)) else {
+            return;
+        };
+        if self.returned(id) {
+            return;
+        }
+        let result = MinionResult::Returned {
+            ret: data.get("return").cloned().unwrap_or(Value::Null),
+            retcode: data.get("retcode").and_then(Value::as_i64).unwrap_or(0),
+            out: data.get("out").and_then(Value::as_str).map(String::from),
+        };
+        if self.streaming {
+            print!(
+                "{}",
+                output::render_one(id, &result, &self.jid, self.choose(&result))
+            );
+            let _ = std::io::stdout().flush();
+        }
+        self.results.push((id.to_string(), result));
+    }
+
+    /// Publishes `saltutil.find_job` to the silent minions; true if any still runs the job.
+    fn still_running(
+        &mut self,
+        outstanding: &[String],
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let request = Request::Publish {
+            tgt: Value::from(outstanding.to_vec()),
+            tgt_type: "list".into(),
+            fun: "saltutil.find_job".into(),
+            arg: vec![Value::from(self.jid.clone())],
+            user: current_user(),
+            watch: true,
+        };
+        self.client.send(&request).map_err(|e| (2, e.to_string()))?;
+        // Returns of the real job may arrive before the answer; they are kept.
+        let find_jid = self.await_published()?;
+        let prefix = format!("salt/job/{find_jid}/ret/");
+        let mut asked: BTreeSet<&String> = outstanding.iter().collect();
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(10));
+        let mut running = false;
+        while !asked.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let Some((tag, data)) = self.next_event(deadline - now)? else {
+                continue;
+            };
+            if let Some(id) = tag.strip_prefix(&prefix) {
+                let busy = data
+                    .get("return")
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| !m.is_empty());
+                running |= busy;
+                asked.retain(|a| a.as_str() != id);
+            } else {
+                self.on_event(&tag, data);
+            }
+        }
+        Ok(running)
+    }
+
+    /// Reads frames until the `Published` answer to a find_job publish, handling job events.
+    fn await_published(&mut self) -> Result<String, Failure> {
+        loop {
+            match self.client.receive(None).map_err(|e| (2, e.to_string()))? {
+                Some(Response::Published { jid, .. }) => return Ok(jid),
+                Some(Response::Event { tag, data }) => self.on_event(&tag, data),
+                Some(Response::Error { message }) => return Err((2, message)),
+                Some(other) => {
+                    return Err((2, format!("unexpected answer from the master: {other:?}")))
+                }
+                None => return Err((2, "timed out talking to the master".into())),
+            }
+        }
+    }
+
+    /// The next event on the stream within `wait`.
+    fn next_event(&mut self, wait: Duration) -> Result<Option<(String, EventData)>, Failure> {
+        match self
+            .client
+            .receive(Some(wait))
+            .map_err(|e| (2, e.to_string()))?
+        {
+            Some(Response::Event { tag, data }) => Ok(Some((tag, data))),
+            Some(_) | None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The job cache on the master's disk: every publish and every return, so nothing is lost
+//! when no CLI is waiting. Layout: `cachedir/jobs/<jid>/load.json` and
+//! `cachedir/jobs/<jid>/ret/<minion id>.json`.
+//!
+//! Invariant: a jid reaches a path only after [`is_jid`], an id only after `validate_id`.
+
+use halite_common::files::write_atomic;
+use halite_common::id::validate_id;
+use halite_common::time::Utc;
+use serde_json::{Map, Value};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Salt's `is_jid` for the jids Halite makes: exactly 20 ASCII digits.
+pub fn is_jid(jid: &str) -> bool {
+    jid.len() == 20 && jid.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Hands out unique, increasing jids: the UTC time, or one more than the last when two jobs
+/// start in the same microsecond (or the clock stepped back).
+#[derive(Debug, Default)]
+pub struct JidGen {
+    last: u128,
+}
+
+impl JidGen {
+    pub fn allocate(&mut self) -> String {
+        let now: u128 = Utc::now().jid().parse().expect("jids are digits");
+        self.last = now.max(self.last + 1);
+        format!("{:020}", self.last)
+    }
+}
+
+/// Salt's `jid_to_time`: `2024, May 01 10:00:00.123456`.
+pub fn jid_to_time(jid: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if !is_jid(jid) {
+        return String::new();
+    }
+    let month: usize = jid[4..6].parse().unwrap_or(1);
+    format!(
+        "{}, {} {} {}:{}:{}.{}",
+        &jid[0..4],
+        MONTHS[month.clamp(1, 12) - 1],
+        &jid[6..8],
+        &jid[8..10],
+        &jid[10..12],
+        &jid[12..14],
+        &jid[14..20]
+    )
+}
+
+/// The jobs directory and its retention.
+#[derive(Debug)]
+pub struct JobCache {
+    dir: PathBuf,
+    keep: Duration,
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
+}
+
+impl JobCache {
+    pub fn open(cachedir: &Path, keep: Duration) -> io::Result<JobCache> {
+        let dir = cachedir.join("jobs");
+        fs::create_dir_all(&dir)?;
+        Ok(JobCache { dir, keep })
+    }
+
+    fn job_dir(&self, jid: &str) -> io::Result<PathBuf> {
+        match is_jid(jid) {
+            true => Ok(self.dir.join(jid)),
+            false => Err(invalid(format!("'{jid}' is not a job id"))),
+        }
+    }
+
+    /// Stores the publish load (the `salt/job/<jid>/new` data).
+    pub fn save_load(&self, jid: &str, load: &Map<String, Value>) -> io::Result<()> {
+        let dir = self.job_dir(jid)?;
+        fs::create_dir_all(dir.join("ret"))?;
+        write_atomic(&dir.join("load.json"), &serde_json::to_vec(load)?, 0o600)
+    }
+
+    /// Stores one minion's return (the `salt/job/<jid>/ret/<id>` data).
+    pub fn save_return(&self, jid: &str, id: &str, data: &Map<String, Value>) -> io::Result<()> {
+        validate_id(id).map_err(|e| invalid(e.to_string()))?;
+        let dir = self.job_dir(jid)?.join("ret");
+        fs::create_dir_all(&dir)?;
+        write_atomic(
+            &dir.join(format!("{id}.json")),
+            &serde_json::to_vec(data)?,
+            0o600,
+        )
+    }
+
+    /// `jobs.lookup_jid`: `{id: return}` for every minion that returned, sorted by id.
+    pub fn lookup(&self, jid: &str) -> io::Result<Map<String, Value>> {
+        let dir = self.job_dir(jid)?.join("ret");
+        let mut returns = Map::new();
+        let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(returns),
+            Err(e) => return Err(e),
+        };
+        files.sort();
+        for file in files {
+            let Some(id) = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let Ok(data) = fs::read(&file).map(|b| serde_json::from_slice::<Value>(&b)) else {
+                continue;
+            };
+            if let Ok(data) = data {
+                returns.insert(
+                    id.to_string(),
+                    data.get("return").cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+        Ok(returns)
+    }
+
+    /// The stored load of `jid`, if any.
+    pub fn load(&self, jid: &str) -> io::Result<Option<Map<String, Value>>> {
+        match fs::read(self.job_dir(jid)?.join("load.json")) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `jobs.list_jobs`: `{jid: {Function, Arguments, Target, Target-type, User, StartTime}}`.
+    pub fn list(&self) -> io::Result<Map<String, Value>> {
+        let mut jids: Vec<String> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|j| is_jid(j))
+            .collect();
+        jids.sort();
+        let mut jobs = Map::new();
+        for jid in jids {
+            let Some(load) = self.load(&jid)? else {
+                continue;
+            };
+            let field = |k: &str| load.get(k).cloned().unwrap_or(Value::Null);
+            let entry = halite_common::event::object([
+                ("Function", field("fun")),
+                ("Arguments", field("arg")),
+                ("Target", field("tgt")),
+                ("Target-type", field("tgt_type")),
+                ("User", field("user")),
+                ("StartTime", jid_to_time(&jid).into()),
+            ]);
+            jobs.insert(jid, Value::Object(entry));
+        }
+        Ok(jobs)
+    }
+
+    /// Removes jobs older than `keep_jobs`; returns how many.
+    pub fn prune(&self, now: SystemTime) -> usize {
+        let cutoff = Utc::from_system(now - self.keep).jid();
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let Ok(jid) = entry.file_name().into_string() else {
+                continue;
+            };
+            if is_jid(&jid) && jid < cutoff && fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halite_common::event::object;
+
+    #[test]
+    fn jids_are_unique_and_increasing() {
+        let mut gen = JidGen::default();
+        let mut last = String::new();
+        for _ in 0..1000 {
+            let jid = gen.allocate();
+            assert!(is_jid(&jid), "{jid}");
+            assert!(jid > last);
+            last = jid;
+        }
+        assert_eq!(
+            jid_to_time("20240501100000123456"),
+            "2024, May 01 10:00:00.123456"
+        );
+        for bad in [
+            "",
+            "123",
+            "2024050110000012345x",
+            "../../proc/self/fd/0",
+            "202405011000001234567",
+        ] {
+            assert!(!is_jid(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loads_and_returns_round_trip_and_old_jobs_are_pruned() {
+        let dir = std::env::temp_dir().join(format!("halite-jobcache-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cache = JobCache::open(&dir, Duration::from_secs(3600)).unwrap();
+        let jid = "20240501100000123456";
+        let load = object([
+            ("fun", "test.ping".into()),
+            ("arg", Value::Array(vec![])),
+            ("tgt", "*".into()),
+        ]);
+        cache.save_load(jid, &load).unwrap();
+        cache
+            .save_return(jid, "m1", &object([("return", true.into())]))
+            .unwrap();
+        cache
+            .save_return(jid, "m0", &object([("return", "x".into())]))
+            .unwrap();
+        let returns = cache.lookup(jid).unwrap();
+        assert_eq!(
+            serde_json::to_string(&returns).unwrap(),
+            r#"{"m0":"x","m1":true}"#
+        );
+        assert_eq!(cache.list().unwrap()[jid]["Function"], "test.ping");
+        assert!(cache.save_return("../../etc", "m1", &Map::new()).is_err());
+        assert!(cache.save_return(jid, "../m1", &Map::new()).is_err());
+        assert!(cache.lookup("nope").is_err());
+        assert!(cache.lookup("20990101000000000000").unwrap().is_empty());
+        assert_eq!(cache.prune(SystemTime::now()), 1);
+        assert!(cache.list().unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

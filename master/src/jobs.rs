@@ -1,0 +1,238 @@
+//! Publishing jobs and taking their returns: target resolution against accepted keys and
+//! cached grains, Salt's job events, the job cache, and the minions' grains cache.
+
+use crate::server::Master;
+use halite_common::control::KeyStatus;
+use halite_common::event::{object, TagFilter};
+use halite_common::files::write_atomic;
+use halite_common::id::validate_id;
+use halite_common::proto::{JobReturn, Publish, ToMinion};
+use halite_common::target::Target;
+use mio::Token;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Salt's text when a target matches nothing.
+pub const NO_MATCH: &str =
+    "No minions matched the target. No command was sent, no jid was assigned.";
+
+/// What a publish request asks for.
+pub struct JobRequest {
+    pub tgt: Value,
+    pub tgt_type: String,
+    pub fun: String,
+    pub arg: Vec<Value>,
+    pub user: String,
+}
+
+/// What went out.
+pub struct Published {
+    pub jid: String,
+    pub minions: Vec<String>,
+    pub missing: Vec<String>,
+    pub connected: Vec<String>,
+}
+
+/// Reads `cachedir/minions/<id>/grains.json` for every minion seen before.
+pub fn load_grains(cachedir: &Path) -> HashMap<String, Map<String, Value>> {
+    let mut grains = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(cachedir.join("minions")) else {
+        return grains;
+    };
+    for entry in entries.flatten() {
+        let Ok(id) = entry.file_name().into_string() else {
+            continue;
+        };
+        if validate_id(&id).is_err() {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path().join("grains.json")) else {
+            continue;
+        };
+        if let Ok(map) = serde_json::from_slice::<Map<String, Value>>(&bytes) {
+            grains.insert(id, map);
+        }
+    }
+    grains
+}
+
+impl Master {
+    /// Resolves the target, fires the job events, stores the load and sends the job to every
+    /// matching connected minion. With `watch`, `client` streams the job's returns.
+    pub(crate) fn publish(
+        &mut self,
+        req: JobRequest,
+        watch: Option<Token>,
+    ) -> Result<Published, String> {
+        if req.fun.is_empty() || req.fun.len() > 256 {
+            return Err("bad function name".into());
+        }
+        let target = Target::parse(&req.tgt, &req.tgt_type).map_err(|e| e.to_string())?;
+        let accepted = self
+            .store
+            .ids(KeyStatus::Accepted)
+            .map_err(|e| format!("cannot read accepted keys: {e}"))?;
+        let (minions, missing) = self.expected(&target, &req, &accepted);
+        if minions.is_empty() {
+            return Err(NO_MATCH.into());
+        }
+        let jid = self.jids.allocate();
+        let minion_list = || Value::from(minions.clone());
+        self.bus
+            .fire(jid.clone(), object([("minions", minion_list())]));
+        let load = object([
+            ("jid", jid.clone().into()),
+            ("tgt_type", req.tgt_type.clone().into()),
+            ("tgt", req.tgt.clone()),
+            ("user", req.user.clone().into()),
+            ("fun", req.fun.clone().into()),
+            ("arg", req.arg.clone().into()),
+            ("minions", minion_list()),
+            ("missing", missing.clone().into()),
+        ]);
+        if let Err(e) = self.jobs.save_load(&jid, &load) {
+            log::error!("job cache: cannot store job {jid}: {e}");
+        }
+        self.bus.fire(format!("salt/job/{jid}/new"), load);
+        self.bus.fire(
+            format!("salt/job/{jid}/publish"),
+            object([
+                ("fun", req.fun.clone().into()),
+                ("arg", req.arg.clone().into()),
+                ("tgt", req.tgt.clone()),
+                ("jid", jid.clone().into()),
+                ("ret", "".into()),
+                ("tgt_type", req.tgt_type.clone().into()),
+                ("user", req.user.clone().into()),
+            ]),
+        );
+        if let Some(token) = watch {
+            if let Some(client) = self.controls.get_mut(&token) {
+                client
+                    .subs
+                    .push(TagFilter::Prefix(format!("salt/job/{jid}/ret/")));
+            }
+        }
+        let publish = ToMinion::Publish(Publish {
+            jid: jid.clone(),
+            fun: req.fun,
+            arg: req.arg,
+            tgt: req.tgt,
+            tgt_type: req.tgt_type,
+            user: req.user,
+        });
+        let mut connected = Vec::new();
+        for id in &minions {
+            let Some(&token) = self.live.get(id) else {
+                continue;
+            };
+            match self.send_session(token, &publish) {
+                Ok(()) => {
+                    connected.push(id.clone());
+                    self.flush_peer(token);
+                }
+                Err(reason) => self.close_peer(token, &reason),
+            }
+        }
+        log::info!(
+            "job {jid} published to {}/{} minions",
+            connected.len(),
+            minions.len()
+        );
+        Ok(Published {
+            jid,
+            minions,
+            missing,
+            connected,
+        })
+    }
+
+    /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
+    fn expected(
+        &self,
+        target: &Target,
+        req: &JobRequest,
+        accepted: &[String],
+    ) -> (Vec<String>, Vec<String>) {
+        let minions: Vec<String> = accepted
+            .iter()
+            .filter(|id| target.matches(id, self.grains.get(*id)))
+            .cloned()
+            .collect();
+        let mut missing = Vec::new();
+        if req.tgt_type == "list" {
+            let listed: Vec<String> = match &req.tgt {
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
+                _ => Vec::new(),
+            };
+            missing = listed
+                .into_iter()
+                .filter(|id| !id.is_empty() && !minions.contains(id))
+                .collect();
+        }
+        (minions, missing)
+    }
+
+    /// Stores a minion's return and fires `salt/job/<jid>/ret/<id>`. The id is the session's,
+    /// never one the minion wrote into the return.
+    pub(crate) fn on_return(&mut self, id: &str, ret: JobReturn) {
+        if !crate::jobcache::is_jid(&ret.jid) {
+            log::warn!(
+                "minion {id} returned for invalid jid {:?}; ignored",
+                ret.jid
+            );
+            return;
+        }
+        let mut data = object([
+            ("cmd", "_return".into()),
+            ("id", id.into()),
+            ("success", ret.success.into()),
+            ("return", ret.ret),
+            ("retcode", ret.retcode.into()),
+            ("jid", ret.jid.clone().into()),
+            ("fun", ret.fun.into()),
+            ("fun_args", ret.fun_args.into()),
+        ]);
+        if let Some(out) = ret.out {
+            data.insert("out".into(), out.into());
+        }
+        data.insert("user".into(), ret.user.into());
+        if let Err(e) = self.jobs.save_return(&ret.jid, id, &data) {
+            log::error!(
+                "job cache: cannot store return of {id} for {}: {e}",
+                ret.jid
+            );
+        }
+        log::debug!("return from {id} for job {}", ret.jid);
+        self.bus
+            .fire(format!("salt/job/{}/ret/{id}", ret.jid), data);
+    }
+
+    /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions).
+    pub(crate) fn remember_grains(&mut self, id: &str, grains: Map<String, Value>) {
+        let dir = self.cfg.cachedir.join("minions").join(id);
+        let stored = std::fs::create_dir_all(&dir).and_then(|()| {
+            write_atomic(
+                &dir.join("grains.json"),
+                &serde_json::to_vec(&grains)?,
+                0o600,
+            )
+        });
+        if let Err(e) = stored {
+            log::error!("cannot cache grains of {id}: {e}");
+        }
+        self.grains.insert(id.to_string(), grains);
+    }
+
+    /// Ids with a live session, among the accepted keys.
+    pub(crate) fn accepted_ids(&self) -> Result<Vec<String>, String> {
+        self.store
+            .ids(KeyStatus::Accepted)
+            .map_err(|e| format!("cannot read accepted keys: {e}"))
+    }
+}

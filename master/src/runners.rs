@@ -1,0 +1,144 @@
+//! Master-side functions for `halite-run` (Salt's runners): `jobs.*`, `manage.*`,
+//! `event.send`. Each run fires `salt/run/<jid>/new` and `.../ret` as Salt does.
+
+use crate::server::Master;
+use halite_common::event::{minion_tag_refusal, object};
+use serde_json::{Map, Value};
+
+/// Every runner Halite has, for error messages and `reactor` validation later.
+pub const RUNNERS: [&str; 6] = [
+    "event.send",
+    "jobs.list_jobs",
+    "jobs.lookup_jid",
+    "manage.down",
+    "manage.status",
+    "manage.up",
+];
+
+/// Splits Salt-style args into positional values and keyword args.
+fn split(arg: &[Value]) -> (Vec<Value>, Map<String, Value>) {
+    let mut positional = Vec::new();
+    let mut kwargs = Map::new();
+    for value in arg {
+        match value {
+            Value::Object(map) if map.get("__kwarg__") == Some(&Value::Bool(true)) => {
+                kwargs.extend(
+                    map.iter()
+                        .filter(|(k, _)| *k != "__kwarg__")
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+            other => positional.push(other.clone()),
+        }
+    }
+    (positional, kwargs)
+}
+
+impl Master {
+    /// Runs `fun`, wrapped in Salt's runner events.
+    pub(crate) fn run_runner(
+        &mut self,
+        fun: &str,
+        arg: &[Value],
+        user: &str,
+    ) -> Result<Value, String> {
+        let jid = self.jids.allocate();
+        let new = object([
+            ("fun", format!("runner.{fun}").into()),
+            ("fun_args", arg.to_vec().into()),
+            ("jid", jid.clone().into()),
+            ("user", user.into()),
+        ]);
+        self.bus.fire(format!("salt/run/{jid}/new"), new.clone());
+        let result = self.runner(fun, arg);
+        let mut ret = new;
+        ret.insert(
+            "return".into(),
+            result.clone().unwrap_or_else(Value::String),
+        );
+        ret.insert("success".into(), result.is_ok().into());
+        self.bus.fire(format!("salt/run/{jid}/ret"), ret);
+        result
+    }
+
+    fn runner(&mut self, fun: &str, arg: &[Value]) -> Result<Value, String> {
+        let (args, kwargs) = split(arg);
+        let first = || {
+            args.first()
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| {
+                    kwargs
+                        .get("jid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+        };
+        match fun {
+            "jobs.lookup_jid" => {
+                let jid = first().ok_or("jobs.lookup_jid needs a jid")?;
+                self.jobs
+                    .lookup(&jid)
+                    .map(Value::Object)
+                    .map_err(|e| e.to_string())
+            }
+            "jobs.list_jobs" => self
+                .jobs
+                .list()
+                .map(Value::Object)
+                .map_err(|e| e.to_string()),
+            "manage.up" => Ok(self.live_ids().into()),
+            "manage.down" => {
+                let live = self.live_ids();
+                let accepted = self.accepted_ids()?;
+                Ok(accepted
+                    .into_iter()
+                    .filter(|id| !live.contains(id))
+                    .collect::<Vec<_>>()
+                    .into())
+            }
+            "manage.status" => {
+                let live = self.live_ids();
+                let accepted = self.accepted_ids()?;
+                let down: Vec<String> = accepted
+                    .into_iter()
+                    .filter(|id| !live.contains(id))
+                    .collect();
+                Ok(Value::Object(object([
+                    ("up", live.into()),
+                    ("down", down.into()),
+                ])))
+            }
+            "event.send" => {
+                let tag = args
+                    .first()
+                    .and_then(Value::as_str)
+                    .ok_or("event.send needs a tag")?;
+                if tag.is_empty() {
+                    return Err("event.send needs a non-empty tag".into());
+                }
+                let mut data = match args.get(1) {
+                    Some(Value::Object(map)) => map.clone(),
+                    Some(Value::Null) | None => Map::new(),
+                    Some(other) => {
+                        return Err(format!("event data must be a mapping, not {other}"))
+                    }
+                };
+                if let Some(Value::Object(map)) = kwargs.get("data") {
+                    data.extend(map.clone());
+                }
+                data.extend(kwargs.into_iter().filter(|(k, _)| k != "data"));
+                // Scripts on the master may use any tag except the bus's own bookkeeping.
+                if minion_tag_refusal(tag, "").is_some() && tag.starts_with("salt/job/") {
+                    return Err(format!("tag '{tag}' is reserved for the master's jobs"));
+                }
+                self.bus.fire(tag.to_string(), data);
+                Ok(Value::Bool(true))
+            }
+            _ => Err(format!(
+                "'{fun}' is not available. Runners: {}",
+                RUNNERS.join(", ")
+            )),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Jobs through the real binaries: `halite` output and exit codes as Salt's, targeting, job
+//! events, the job cache, long jobs beside short ones, and returns that survive a dead CLI
+//! or a master restart.
+
+use halite_tests::cluster::{Master, Minion, WAIT};
+use halite_tests::serde_json::{self, Value};
+use halite_tests::{wait_until, Daemon};
+use std::time::Duration;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A master with auto_accept and the given minions authenticated.
+fn cluster(minions: &[(&str, &str)]) -> (Master, Vec<Minion>) {
+    let master = Master::start("auto_accept: True");
+    let started: Vec<Minion> = minions
+        .iter()
+        .map(|(id, extra)| Minion::start(&master, id, id, extra))
+        .collect();
+    for m in &started {
+        m.wait_authenticated();
+    }
+    let mut ids: Vec<String> = minions.iter().map(|(id, _)| id.to_string()).collect();
+    ids.sort();
+    wait_until(WAIT, "all minions live", || master.presence() == ids);
+    (master, started)
+}
+
+#[test]
+fn test_ping_prints_salts_output_and_fires_salts_events() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    let out = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (Some(0), "minion1:\n    True\n"),
+        "{out:?}"
+    );
+    let out = master.halite(&["minion1", "test.ping", "--out", "json"]);
+    assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n");
+    let out = master.halite(&["*", "test.ping", "--static", "--out", "json"]);
+    assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n");
+
+    let events = master.events();
+    let new = events
+        .iter()
+        .position(|(t, _)| t.ends_with("/new"))
+        .expect("job new event");
+    let jid = events[new].1["jid"].as_str().unwrap().to_string();
+    assert_eq!(jid.len(), 20);
+    let tags: Vec<&str> = events
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .filter(|t| t.contains(&jid))
+        .collect();
+    let ret_tag = format!("salt/job/{jid}/ret/minion1");
+    assert_eq!(
+        tags,
+        [
+            jid.clone(),
+            format!("salt/job/{jid}/new"),
+            format!("salt/job/{jid}/publish"),
+            ret_tag.clone()
+        ]
+    );
+    let bare = &events[new - 1].1;
+    assert_eq!(bare["minions"], serde_json::json!(["minion1"]));
+    let new = &events[new].1;
+    for (key, want) in [
+        ("fun", serde_json::json!("test.ping")),
+        ("arg", serde_json::json!([])),
+        ("tgt", serde_json::json!("minion1")),
+        ("tgt_type", serde_json::json!("glob")),
+        ("minions", serde_json::json!(["minion1"])),
+        ("missing", serde_json::json!([])),
+    ] {
+        assert_eq!(new[key], want, "{key} in {new}");
+    }
+    assert!(new["user"].is_string());
+    let ret = &events.iter().find(|(t, _)| *t == ret_tag).unwrap().1;
+    for (key, want) in [
+        ("cmd", serde_json::json!("_return")),
+        ("id", serde_json::json!("minion1")),
+        ("fun", serde_json::json!("test.ping")),
+        ("fun_args", serde_json::json!([])),
+        ("jid", serde_json::json!(jid)),
+        ("retcode", serde_json::json!(0)),
+        ("return", serde_json::json!(true)),
+        ("success", serde_json::json!(true)),
+    ] {
+        assert_eq!(ret[key], want, "{key} in {ret}");
+    }
+}
+
+#[test]
+fn cmd_run_output_retcodes_and_unknown_functions() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    let out = master.halite(&["minion1", "cmd.run", "echo hi; exit 3"]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert_eq!(out.stdout, "minion1:\n    hi\n");
+    assert!(
+        out.stderr
+            .contains("ERROR: Minions returned with non-zero exit code"),
+        "{out:?}"
+    );
+    let out = master.halite(&[
+        "minion1",
+        "cmd.run",
+        "echo hi; exit 3",
+        "--retcode-passthrough",
+    ]);
+    assert_eq!(out.status, Some(3), "{out:?}");
+    let out = master.halite(&["minion1", "cmd.run", "printf 'a\\nb'"]);
+    assert_eq!(out.stdout, "minion1:\n    a\n    b\n");
+    let out = master.halite(&["minion1", "test.echo", "hello world", "--out", "json"]);
+    assert_eq!(
+        json(&out.stdout),
+        serde_json::json!({"minion1": "hello world"})
+    );
+    let out = master.halite(&["minion1", "test.arg", "1", "two", "k=v", "--out", "json"]);
+    assert_eq!(
+        json(&out.stdout),
+        serde_json::json!({"minion1": {"args": [1, "two"], "kwargs": {"k": "v"}}})
+    );
+    let out = master.halite(&["minion1", "no.such_function"]);
+    assert_eq!(out.status, Some(1));
+    assert_eq!(
+        out.stdout,
+        "minion1:\n    'no.such_function' is not available.\n"
+    );
+    let out = master.halite(&["minion1", "grains.get", "id"]);
+    assert_eq!(out.stdout, "minion1:\n    minion1\n");
+}
+
+#[test]
+fn every_target_type_selects_the_right_minions() {
+    let (master, _m) = cluster(&[
+        ("web1", "grains: {roles: [web], env: prod}"),
+        ("web2", "grains: {roles: [web, cache], env: dev}"),
+        ("db1", "grains: {roles: [db], env: prod}"),
+    ]);
+    let targeted = |args: &[&str]| -> Vec<String> {
+        let mut full = args.to_vec();
+        full.extend(["test.ping", "--static", "--out", "json"]);
+        let out = master.halite(&full);
+        assert_eq!(out.status, Some(0), "{args:?}: {out:?}");
+        let mut ids: Vec<String> = json(&out.stdout)
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(targeted(&["*"]), ["db1", "web1", "web2"]);
+    assert_eq!(targeted(&["web*"]), ["web1", "web2"]);
+    assert_eq!(targeted(&["-L", "web1,db1"]), ["db1", "web1"]);
+    assert_eq!(targeted(&["-E", "w.b[12]"]), ["web1", "web2"]);
+    assert_eq!(targeted(&["-G", "roles:web"]), ["web1", "web2"]);
+    assert_eq!(targeted(&["-G", "env:pr*"]), ["db1", "web1"]);
+    assert_eq!(targeted(&["-C", "G@roles:cache or db*"]), ["db1", "web2"]);
+    assert_eq!(targeted(&["-C", "web* and not G@env:dev"]), ["web1"]);
+    assert_eq!(targeted(&["-C", "L@db1,web2 and E@^w"]), ["web2"]);
+
+    let none = master.halite(&["nomatch*", "test.ping"]);
+    assert_eq!(none.status, Some(2));
+    assert_eq!(
+        none.stdout,
+        "No minions matched the target. No command was sent, no jid was assigned.\n"
+    );
+    let bad = master.halite(&["-E", "(unclosed", "test.ping"]);
+    assert_eq!(bad.status, Some(2));
+    assert!(!bad.stderr.is_empty());
+    let huge = "x".repeat(100_000);
+    let out = master.halite(&[&huge, "test.ping"]);
+    assert_eq!(out.status, Some(2), "{:?}", out.stderr);
+    assert_eq!(
+        master.halite(&["db1", "test.ping"]).status,
+        Some(0),
+        "master still serves"
+    );
+}
+
+#[test]
+fn offline_and_silent_minions_are_reported_with_salts_exit_codes() {
+    let (master, mut minions) = cluster(&[("up1", ""), ("gone1", "")]);
+    let gone = minions.pop().unwrap();
+    drop(gone);
+    wait_until(WAIT, "gone1 disconnected", || master.presence() == ["up1"]);
+    let out = master.halite(&["*", "test.ping", "-t", "1"]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(out.stdout.contains("up1:\n    True\n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("gone1:\n    Minion did not return. [Not connected]\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stderr
+        .contains("ERROR: Minions returned with non-zero exit code"));
+    let out = master.halite(&["gone1", "test.ping", "-t", "1"]);
+    assert_eq!(out.status, Some(2), "{out:?}");
+    assert!(out.stderr.contains("ERROR: No return received"), "{out:?}");
+
+    let down = master.run(&["manage.down"]);
+    assert_eq!(down.stdout, "- gone1\n", "{down:?}");
+    let up = master.run(&["manage.up", "--out", "json"]);
+    assert_eq!(json(&up.stdout), serde_json::json!(["up1"]));
+    let status = master.run(&["manage.status", "--out", "json"]);
+    assert_eq!(
+        json(&status.stdout),
+        serde_json::json!({"up": ["up1"], "down": ["gone1"]})
+    );
+}
+
+#[test]
+fn a_long_job_does_not_delay_a_ping_and_outlives_the_timeout() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    let sleeper = Daemon::spawn(
+        master.halite_cmd(&["minion1", "test.sleep", "4", "-t", "1"]),
+        "sleeper",
+    );
+    master.wait_event_where("the sleep job's publish", |t, d| {
+        t.ends_with("/new") && d["fun"] == "test.sleep"
+    });
+    let ping = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(ping.stdout, "minion1:\n    True\n");
+    assert!(
+        !master
+            .events()
+            .iter()
+            .any(|(t, d)| t.contains("/ret/") && d["fun"] == "test.sleep"),
+        "the ping must come back while the sleep still runs"
+    );
+    // The sleeper's CLI asked find_job after 1 s, saw the job running, and kept waiting.
+    sleeper.wait_for_line(r"^minion1:$", WAIT);
+    sleeper.wait_for_line(r"^    True$", WAIT);
+    assert!(master
+        .events()
+        .iter()
+        .any(|(_, d)| d["fun"] == "saltutil.find_job"));
+}
+
+#[test]
+fn returns_land_in_the_job_cache_when_the_cli_dies_or_the_master_restarts() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    // The CLI is killed mid-job; the return still lands.
+    let cli = Daemon::spawn(master.halite_cmd(&["minion1", "test.sleep", "1"]), "cli");
+    let new = master.wait_event_where("the sleep job's publish", |t, d| {
+        t.ends_with("/new") && d["fun"] == "test.sleep"
+    });
+    drop(cli);
+    let jid = new["jid"].as_str().unwrap().to_string();
+    master.wait_event(&format!("salt/job/{jid}/ret/minion1"), |_| true);
+    let looked = master.run(&["jobs.lookup_jid", &jid]);
+    assert_eq!(looked.stdout, "minion1:\n    True\n", "{looked:?}");
+    let listed = json(&master.run(&["jobs.list_jobs", "--out", "json"]).stdout);
+    assert_eq!(listed[&jid]["Function"], "test.sleep");
+
+    // Published, then the master dies before the return: the minion delivers it later.
+    let out = master.halite(&["minion1", "test.sleep", "2", "--async"]);
+    let jid = out
+        .stdout
+        .trim()
+        .strip_prefix("Executed command with job ID: ")
+        .expect("jid")
+        .to_string();
+    let port = master.addr.port();
+    let dir = master.kill();
+    let master = Master::start_in(dir, port, "auto_accept: True");
+    master.wait_event(&format!("salt/job/{jid}/ret/minion1"), |_| true);
+    let looked = master.run(&["jobs.lookup_jid", &jid, "--out", "json"]);
+    assert_eq!(json(&looked.stdout), serde_json::json!({"minion1": true}));
+}
+
+#[test]
+fn unknown_runners_and_bad_jids_are_clear_errors() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    let out = master.run(&["no.such_runner"]);
+    assert_eq!(out.status, Some(1));
+    assert!(
+        out.stderr.contains("'no.such_runner' is not available"),
+        "{out:?}"
+    );
+    let out = master.run(&["jobs.lookup_jid", "../../etc"]);
+    assert_eq!(out.status, Some(1));
+    assert!(out.stderr.contains("not a job id"), "{out:?}");
+    let out = master.halite(&["minion1"]);
+    assert_eq!(out.status, Some(64));
+    let _ = Duration::ZERO;
+}
