@@ -116,11 +116,7 @@ fn condition(value: Value) -> Value {
 /// The YAML value of `text` (PyYAML `safe_load` with Salt's loader), or Err for anything this
 /// reader does not handle or that is not valid YAML.
 fn load(text: &str) -> Result<Value, ()> {
-    let mut reader = Reader {
-        chars: text.chars().collect(),
-        pos: 0,
-        depth: 0,
-    };
+    let mut reader = Reader { chars: text.chars().collect(), pos: 0, depth: 0 };
     reader.skip_blank(true);
     if reader.starts_with("---") && reader.is_blank_at(reader.pos + 3) {
         reader.pos += 3;
@@ -163,9 +159,7 @@ impl Reader {
     }
 
     fn starts_with(&self, text: &str) -> bool {
-        text.chars()
-            .enumerate()
-            .all(|(i, c)| self.peek_at(self.pos + i) == Some(c))
+        text.chars().enumerate().all(|(i, c)| self.peek_at(self.pos + i) == Some(c))
     }
 
     /// End of text, or a space, tab or line break at `at`.
@@ -372,12 +366,8 @@ impl Reader {
                         }
                         _ => return Err(()),
                     };
-                    let hex: String = self
-                        .chars
-                        .get(self.pos..self.pos + len)
-                        .ok_or(())?
-                        .iter()
-                        .collect();
+                    let hex: String =
+                        self.chars.get(self.pos..self.pos + len).ok_or(())?.iter().collect();
                     let code = u32::from_str_radix(&hex, 16).map_err(|_| ())?;
                     out.push(char::from_u32(code).ok_or(())?);
                     self.pos += len;
@@ -536,11 +526,7 @@ pub(crate) fn plain_is_string(text: &str) -> bool {
 fn is_yaml_timestamp(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |at: usize, min: usize, max: usize| -> Option<usize> {
-        let n = b[at.min(b.len())..]
-            .iter()
-            .take(max)
-            .take_while(|c| c.is_ascii_digit())
-            .count();
+        let n = b[at.min(b.len())..].iter().take(max).take_while(|c| c.is_ascii_digit()).count();
         (n >= min).then_some(at + n)
     };
     let lit = |at: usize, c: u8| (b.get(at) == Some(&c)).then_some(at + 1);
@@ -558,28 +544,16 @@ fn is_yaml_timestamp(text: &str) -> bool {
         let mut at = at;
         match b.get(at)? {
             b'T' | b't' => at += 1,
-            b' ' | b'\t' => {
-                at += b[at..]
-                    .iter()
-                    .take_while(|c| matches!(c, b' ' | b'\t'))
-                    .count()
-            }
+            b' ' | b'\t' => at += b[at..].iter().take_while(|c| matches!(c, b' ' | b'\t')).count(),
             _ => return None,
         }
         let at = digits(at, 1, 2)?;
         let at = digits(lit(at, b':')?, 2, 2)?;
         let mut at = digits(lit(at, b':')?, 2, 2)?;
         if b.get(at) == Some(&b'.') {
-            at += 1 + b[at + 1..]
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count();
+            at += 1 + b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
         }
-        let zone_at = at
-            + b[at..]
-                .iter()
-                .take_while(|c| matches!(c, b' ' | b'\t'))
-                .count();
+        let zone_at = at + b[at..].iter().take_while(|c| matches!(c, b' ' | b'\t')).count();
         match b.get(zone_at) {
             None => Some(at),
             Some(b'Z') => Some(zone_at + 1),
@@ -733,18 +707,12 @@ fn is_yaml_float(text: &str) -> bool {
     let Some((int, frac)) = body.split_once('.') else {
         return false;
     };
-    let frac_len = frac
-        .bytes()
-        .take_while(|c| c.is_ascii_digit() || *c == b'_')
-        .count();
+    let frac_len = frac.bytes().take_while(|c| c.is_ascii_digit() || *c == b'_').count();
     let (frac_digits, exp) = frac.split_at(frac_len);
     // `.5`: no sign allowed, a digit right after the dot.
     if int.is_empty() {
         return body.len() == text.len()
-            && frac_digits
-                .as_bytes()
-                .first()
-                .is_some_and(u8::is_ascii_digit)
+            && frac_digits.as_bytes().first().is_some_and(u8::is_ascii_digit)
             && exponent(exp);
     }
     let int_digit = int.as_bytes()[0].is_ascii_digit();
@@ -760,9 +728,7 @@ fn yaml_float(text: &str) -> Option<Value> {
     let lower = text.replace('_', "").to_lowercase();
     let (negative, body) = strip_sign(&lower);
     let magnitude: f64 = if body.contains(':') {
-        body.split(':').try_fold(0f64, |acc, part| {
-            Some(acc * 60.0 + part.parse::<f64>().ok()?)
-        })?
+        body.split(':').try_fold(0f64, |acc, part| Some(acc * 60.0 + part.parse::<f64>().ok()?))?
     } else {
         body.parse().ok()?
     };
@@ -895,31 +861,19 @@ mod tests {
             ("[]", json!([])),
             ("[ ]", json!([])),
             ("{}", json!({})),
-            (
-                "[a, 1, true, null, 1.5, 'x y', \"z\"]",
-                json!(["a", 1, true, null, 1.5, "x y", "z"]),
-            ),
+            ("[a, 1, true, null, 1.5, 'x y', \"z\"]", json!(["a", 1, true, null, 1.5, "x y", "z"])),
             ("[a b, c]", json!(["a b", "c"])),
             ("[1, 2,]", json!([1, 2])),
             ("[1,2]", json!([1, 2])),
             ("[1,\n 2]", json!([1, 2])),
-            (
-                "[a, [b, [c]], {d: e}]",
-                json!(["a", ["b", ["c"]], {"d": "e"}]),
-            ),
+            ("[a, [b, [c]], {d: e}]", json!(["a", ["b", ["c"]], {"d": "e"}])),
             ("[a: 1, b]", json!([{"a": 1}, "b"])),
             ("{a: 1, b: two}", json!({"a": 1, "b": "two"})),
-            (
-                "{a: [1, 2], b: {c: d}}",
-                json!({"a": [1, 2], "b": {"c": "d"}}),
-            ),
+            ("{a: [1, 2], b: {c: d}}", json!({"a": [1, 2], "b": {"c": "d"}})),
             ("{a, b: }", json!({"a": null, "b": null})),
             ("{\"a\":1}", json!({"a": 1})),
             ("{a:1}", json!({"a:1": null})), // PyYAML: no space, no separator
-            (
-                "{1: a, false: b, ~: c}",
-                json!({"1": "a", "false": "b", "null": "c"}),
-            ),
+            ("{1: a, false: b, ~: c}", json!({"1": "a", "false": "b", "null": "c"})),
             ("{http://x: y}", json!({"http://x": "y"})),
             ("[a # comment\n, b]", json!(["a", "b"])),
             ("{a: 007}", json!({"a": 7})),
@@ -1012,10 +966,7 @@ mod tests {
         let got = args(&["a=1", "x", "b=[1]", "a=2", "c=", "d=x=y"]);
         assert_eq!(
             got,
-            vec![
-                json!("x"),
-                json!({"__kwarg__": true, "a": 2, "b": [1], "c": "", "d": "x=y"})
-            ]
+            vec![json!("x"), json!({"__kwarg__": true, "a": 2, "b": [1], "c": "", "d": "x=y"})]
         );
         let keys: Vec<&String> = got[1].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["__kwarg__", "a", "b", "c", "d"]);

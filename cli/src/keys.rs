@@ -39,11 +39,7 @@ pub fn source_statuses(
 
 /// Keys in `from` whose id matches any comma-separated glob of `globs`.
 pub fn select<'a>(keys: &'a [KeyEntry], globs: &str, from: &[KeyStatus]) -> Vec<&'a KeyEntry> {
-    let patterns: Vec<&str> = globs
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .collect();
+    let patterns: Vec<&str> = globs.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
     keys.iter()
         .filter(|k| from.contains(&k.status))
         .filter(|k| patterns.iter().any(|p| fnmatch(&k.id, p)))
@@ -113,19 +109,11 @@ pub fn grouped(
 
 /// `salt-key -L --out json`: ids per status directory, in Salt 3008's key order.
 pub fn list_json(keys: &[KeyEntry], statuses: &[KeyStatus]) -> Value {
-    let order = [
-        KeyStatus::Pending,
-        KeyStatus::Rejected,
-        KeyStatus::Accepted,
-        KeyStatus::Denied,
-    ];
+    let order = [KeyStatus::Pending, KeyStatus::Rejected, KeyStatus::Accepted, KeyStatus::Denied];
     let mut map = Map::new();
     for status in order.into_iter().filter(|s| statuses.contains(s)) {
-        let mut ids: Vec<&str> = keys
-            .iter()
-            .filter(|k| k.status == status)
-            .map(|k| k.id.as_str())
-            .collect();
+        let mut ids: Vec<&str> =
+            keys.iter().filter(|k| k.status == status).map(|k| k.id.as_str()).collect();
         ids.sort();
         map.insert(status.dir().into(), ids.into());
     }
@@ -149,12 +137,7 @@ mod tests {
     use super::*;
 
     fn key(id: &str, status: KeyStatus) -> KeyEntry {
-        KeyEntry {
-            id: id.into(),
-            status,
-            public: String::new(),
-            finger: format!("f-{id}"),
-        }
+        KeyEntry { id: id.into(), status, public: String::new(), finger: format!("f-{id}") }
     }
 
     #[test]
@@ -171,16 +154,10 @@ mod tests {
         assert_eq!(ids(select(&keys, "Min*", &pending)), ["Minion2"]);
         assert_eq!(ids(select(&keys, "other1,bad", &pending)), ["other1"]);
         let with_rejected = source_statuses(KeyAction::Accept, false, true, false);
-        assert_eq!(
-            ids(select(&keys, "other1,bad", &with_rejected)),
-            ["other1", "bad"]
-        );
+        assert_eq!(ids(select(&keys, "other1,bad", &with_rejected)), ["other1", "bad"]);
         let all = source_statuses(KeyAction::Delete, false, false, false);
         assert_eq!(ids(select(&keys, "*1", &all)), ["minion1", "other1"]);
-        assert_eq!(
-            no_match("x", &pending),
-            "The key glob 'x' does not match any unaccepted keys."
-        );
+        assert_eq!(no_match("x", &pending), "The key glob 'x' does not match any unaccepted keys.");
         assert_eq!(
             no_match("x", &source_statuses(KeyAction::Reject, true, false, false)),
             "The key glob 'x' does not match any unaccepted or accepted keys."

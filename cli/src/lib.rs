@@ -55,28 +55,20 @@ pub struct Client {
 impl Client {
     /// Connects to the master configured in `config_dir`.
     pub fn from_config_dir(config_dir: &Path) -> Result<Client, ClientError> {
-        let cfg = config::load_master(config_dir)
-            .map_err(ClientError::Config)?
-            .config;
+        let cfg = config::load_master(config_dir).map_err(ClientError::Config)?.config;
         Client::connect(&cfg.sock_dir.join(SOCKET_NAME))
     }
 
     pub fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(socket).map_err(|source| ClientError::NotRunning {
-            socket: socket.to_path_buf(),
-            source,
-        })?;
-        Ok(Client {
-            stream,
-            decoder: Decoder::new(DEFAULT_MAX_FRAME_BYTES * 8),
-        })
+        let stream = UnixStream::connect(socket)
+            .map_err(|source| ClientError::NotRunning { socket: socket.to_path_buf(), source })?;
+        Ok(Client { stream, decoder: Decoder::new(DEFAULT_MAX_FRAME_BYTES * 8) })
     }
 
     /// Sends one request and waits for its response.
     pub fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
         self.send(request)?;
-        self.receive(None)?
-            .ok_or_else(|| ClientError::Protocol("no answer".into()))
+        self.receive(None)?.ok_or_else(|| ClientError::Protocol("no answer".into()))
     }
 
     /// Sends a request without waiting.
@@ -112,17 +104,12 @@ impl Client {
                 }
                 None => None,
             };
-            self.stream
-                .set_read_timeout(timeout)
-                .map_err(ClientError::Io)?;
+            self.stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ClientError::Closed),
                 Ok(n) => self.decoder.push(&buf[..n]),
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ClientError::Io(e)),
             }

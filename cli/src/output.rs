@@ -12,11 +12,7 @@ use serde_json::{Map, Number, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub enum MinionResult {
     /// The minion's `return`, its `retcode`, and the outputter it asked for (`out`).
-    Returned {
-        ret: Value,
-        retcode: i64,
-        out: Option<String>,
-    },
+    Returned { ret: Value, retcode: i64, out: Option<String> },
     /// Connected but silent until the timeout.
     NoResponse,
     /// Expected (accepted key) but no session.
@@ -48,8 +44,7 @@ impl Format {
     /// Salt's choice for one return: `--out` when given, else the outputter the minion named in
     /// its return (`out`), else nested.
     pub fn choose(cli: Option<Format>, minion_out: Option<&str>) -> Format {
-        cli.or_else(|| minion_out.and_then(Format::parse))
-            .unwrap_or(Format::Nested)
+        cli.or_else(|| minion_out.and_then(Format::parse)).unwrap_or(Format::Nested)
     }
 }
 
@@ -181,15 +176,11 @@ pub fn exit_code(results: &[(String, MinionResult)], retcode_passthrough: bool) 
             })
             .max();
         if let Some(code) = highest {
-            return i32::try_from(code)
-                .ok()
-                .filter(|c| (1..=255).contains(c))
-                .unwrap_or(1);
+            return i32::try_from(code).ok().filter(|c| (1..=255).contains(c)).unwrap_or(1);
         }
     }
-    let all_ok = results
-        .iter()
-        .all(|(_, r)| matches!(r, MinionResult::Returned { retcode: 0, .. }));
+    let all_ok =
+        results.iter().all(|(_, r)| matches!(r, MinionResult::Returned { retcode: 0, .. }));
     if all_ok {
         0
     } else {
@@ -207,9 +198,7 @@ pub fn exit_message(code: i32, results: &[(String, MinionResult)]) -> Option<&'s
 }
 
 fn any_returned(results: &[(String, MinionResult)]) -> bool {
-    results
-        .iter()
-        .any(|(_, r)| matches!(r, MinionResult::Returned { .. }))
+    results.iter().any(|(_, r)| matches!(r, MinionResult::Returned { .. }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,19 +212,12 @@ fn nested(value: &Value, indent: usize, prefix: &str, out: &mut Vec<String>) {
     let pad = " ".repeat(indent);
     match value {
         Value::Null => out.push(format!("{pad}{prefix}None")),
-        Value::Bool(b) => out.push(format!(
-            "{pad}{prefix}{}",
-            if *b { "True" } else { "False" }
-        )),
+        Value::Bool(b) => out.push(format!("{pad}{prefix}{}", if *b { "True" } else { "False" })),
         Value::Number(n) => out.push(format!("{pad}{prefix}{}", python_number(n))),
         Value::String(s) => {
             let continuation = " ".repeat(prefix.chars().count());
             for (i, line) in python_splitlines(s).into_iter().enumerate() {
-                let lead = if i == 0 {
-                    prefix
-                } else {
-                    continuation.as_str()
-                };
+                let lead = if i == 0 { prefix } else { continuation.as_str() };
                 out.push(format!("{pad}{lead}{}", strip_esc(line)));
             }
         }
@@ -463,11 +445,7 @@ fn python_float(f: f64) -> String {
             1 => digits.clone(),
             _ => format!("{}.{}", &digits[..1], &digits[1..]),
         };
-        format!(
-            "{mantissa}e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        )
+        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     };
     format!("{sign}{body}")
 }
@@ -518,11 +496,7 @@ fn python_repr(value: &Value, sort_keys: bool, out: &mut String) {
 /// Python's `repr(str)`: single quotes unless the text has `'` and no `"`; non-printable
 /// characters escaped.
 fn python_repr_str(text: &str, out: &mut String) {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
     out.push(quote);
     for c in text.chars() {
         match c {
@@ -677,22 +651,12 @@ impl YamlEmitter {
         if entries.is_empty() {
             return self.empty_flow('{', '}');
         }
-        let in_mapping = Ctx {
-            mapping: true,
-            simple_key: false,
-        };
+        let in_mapping = Ctx { mapping: true, simple_key: false };
         self.increase_indent(false, false);
         for (key, value) in entries {
             self.write_indent();
             if key.len() <= 128 && !analyze(key).multiline {
-                self.scalar(
-                    key,
-                    plain_is_string(key),
-                    Ctx {
-                        mapping: true,
-                        simple_key: true,
-                    },
-                );
+                self.scalar(key, plain_is_string(key), Ctx { mapping: true, simple_key: true });
                 self.write_indicator(':', false, false, false);
             } else {
                 self.write_indicator('?', true, false, true);
@@ -995,11 +959,7 @@ fn analyze(text: &str) -> Analysis {
     if line_breaks || block_indicators {
         block_plain_allowed = false;
     }
-    Analysis {
-        multiline: line_breaks,
-        block_plain_allowed,
-        single_quoted_allowed,
-    }
+    Analysis { multiline: line_breaks, block_plain_allowed, single_quoted_allowed }
 }
 
 #[cfg(test)]
@@ -1010,17 +970,11 @@ mod tests {
     const JID: &str = "20261125192046007212";
 
     fn ret(value: Value, retcode: i64) -> MinionResult {
-        MinionResult::Returned {
-            ret: value,
-            retcode,
-            out: None,
-        }
+        MinionResult::Returned { ret: value, retcode, out: None }
     }
 
     fn results(list: Vec<(&str, MinionResult)>) -> Vec<(String, MinionResult)> {
-        list.into_iter()
-            .map(|(id, r)| (id.to_string(), r))
-            .collect()
+        list.into_iter().map(|(id, r)| (id.to_string(), r)).collect()
     }
 
     #[track_caller]
@@ -1032,25 +986,12 @@ mod tests {
     #[test]
     fn salt_samples() {
         // test.ping_minion1_default.txt, test.ping_star_default.txt, test.sleep12_default_timeout.txt
-        check(
-            "minion1",
-            ret(json!(true), 0),
-            Format::Nested,
-            "minion1:\n    True\n",
-        );
+        check("minion1", ret(json!(true), 0), Format::Nested, "minion1:\n    True\n");
         // test.ping_minion1_out-json.txt
-        check(
-            "minion1",
-            ret(json!(true), 0),
-            Format::Json,
-            "{\n    \"minion1\": true\n}\n",
-        );
+        check("minion1", ret(json!(true), 0), Format::Json, "{\n    \"minion1\": true\n}\n");
         // test.ping_static_out-json.txt
         let all = results(vec![("minion1", ret(json!(true), 0))]);
-        assert_eq!(
-            render_static(&all, JID, Format::Json),
-            "{\n    \"minion1\": true\n}\n"
-        );
+        assert_eq!(render_static(&all, JID, Format::Json), "{\n    \"minion1\": true\n}\n");
         // cmd.run_default.txt
         check(
             "minion1",
@@ -1079,10 +1020,7 @@ mod tests {
         );
         assert_eq!(exit_code(&results(vec![("minion1", missing)]), false), 1);
         // salt-run_manage.up.txt
-        assert_eq!(
-            render_value(&json!(["minion1"]), Format::Nested),
-            "- minion1\n"
-        );
+        assert_eq!(render_value(&json!(["minion1"]), Format::Nested), "- minion1\n");
     }
 
     #[test]
@@ -1262,10 +1200,7 @@ minion1:
             ("b", ret(json!(2), 0)),
             ("a", ret(json!(3), 0)),
         ]);
-        assert_eq!(
-            render_static(&twice, JID, Format::Json),
-            "{\n    \"a\": 3,\n    \"b\": 2\n}\n"
-        );
+        assert_eq!(render_static(&twice, JID, Format::Json), "{\n    \"a\": 3,\n    \"b\": 2\n}\n");
         assert_eq!(render_static(&[], JID, Format::Json), "{}\n");
         assert_eq!(render_static(&[], JID, Format::Nested), "");
         assert_eq!(render_static(&[], JID, Format::Yaml), "{}\n");
@@ -1312,42 +1247,25 @@ minion1:
         assert_eq!(json_pretty(&value), expected);
         assert_eq!(json_pretty(&json!([])), "[]");
         assert_eq!(json_pretty(&json!("x")), "\"x\"");
-        assert_eq!(
-            render_value(&json!({"a": 1}), Format::Json),
-            "{\n    \"a\": 1\n}\n"
-        );
+        assert_eq!(render_value(&json!({"a": 1}), Format::Json), "{\n    \"a\": 1\n}\n");
     }
 
     #[test]
     fn txt_output() {
-        check(
-            "m",
-            ret(json!("line1\nline2\n"), 0),
-            Format::Txt,
-            "m: line1\nm: line2\n",
-        );
+        check("m", ret(json!("line1\nline2\n"), 0), Format::Txt, "m: line1\nm: line2\n");
         check("m", ret(json!(""), 0), Format::Txt, "");
         check("m", ret(json!(true), 0), Format::Txt, "m: True\n");
         check("m", ret(json!(null), 0), Format::Txt, "m: None\n");
         check("m", ret(json!(2.5), 0), Format::Txt, "m: 2.5\n");
         check(
             "m",
-            ret(
-                json!({"a": [1, "x", null, "it's", "q\"'", "t\tab\u{0}"], "b": {}}),
-                0,
-            ),
+            ret(json!({"a": [1, "x", null, "it's", "q\"'", "t\tab\u{0}"], "b": {}}), 0),
             Format::Txt,
             "m: {'a': [1, 'x', None, \"it's\", 'q\"\\'', 't\\tab\\x00'], 'b': {}}\n",
         );
         assert_eq!(render_value(&json!("a\nb"), Format::Txt), "a\nb\n");
-        assert_eq!(
-            render_value(&json!({"b": "x\ny", "a": 1}), Format::Txt),
-            "b: x\nb: y\na: 1\n"
-        );
-        assert_eq!(
-            render_value(&json!([{"b": 1, "a": 2}]), Format::Txt),
-            "[{'a': 2, 'b': 1}]\n"
-        );
+        assert_eq!(render_value(&json!({"b": "x\ny", "a": 1}), Format::Txt), "b: x\nb: y\na: 1\n");
+        assert_eq!(render_value(&json!([{"b": 1, "a": 2}]), Format::Txt), "[{'a': 2, 'b': 1}]\n");
     }
 
     /// Expected texts produced by PyYAML 6.0 with libyaml 0.2.5 (`yaml.dump(data,
@@ -1359,10 +1277,7 @@ minion1:
             (json!({"m": true}), "m: true\n"),
             (json!({"m": null}), "m: null\n"),
             (json!({"m": [1, 2]}), "m:\n- 1\n- 2\n"),
-            (
-                json!([1, [2, 3], {"a": 1, "b": [4]}]),
-                "- 1\n- - 2\n  - 3\n- a: 1\n  b:\n  - 4\n",
-            ),
+            (json!([1, [2, 3], {"a": 1, "b": [4]}]), "- 1\n- - 2\n  - 3\n- a: 1\n  b:\n  - 4\n"),
             (json!({"m": {"b": {}, "a": []}}), "m:\n  a: []\n  b: {}\n"),
             (json!({"m": ""}), "m: ''\n"),
             (json!({"m": "true"}), "m: 'true'\n"),
@@ -1381,20 +1296,11 @@ minion1:
             (json!({"m": "hello\nerr"}), "m: 'hello\n\n  err'\n"),
             (json!({"m": "trail\n"}), "m: 'trail\n\n  '\n"),
             (json!({"m": "a \nb"}), "m: \"a \\nb\"\n"),
-            (
-                json!({"m": 1.5, "n": 1e20, "o": -3}),
-                "m: 1.5\nn: 1.0e+20\no: -3\n",
-            ),
+            (json!({"m": 1.5, "n": 1e20, "o": -3}), "m: 1.5\nn: 1.0e+20\no: -3\n"),
             (json!({"": 1}), "'': 1\n"),
             (json!({"a\nb": 1}), "? 'a\n\n  b'\n: 1\n"),
-            (
-                json!({"k".repeat(129): 1}),
-                &format!("? {}\n: 1\n", "k".repeat(129)),
-            ),
-            (
-                json!({"k".repeat(128): 1}),
-                &format!("{}: 1\n", "k".repeat(128)),
-            ),
+            (json!({"k".repeat(129): 1}), &format!("? {}\n: 1\n", "k".repeat(129))),
+            (json!({"k".repeat(128): 1}), &format!("{}: 1\n", "k".repeat(128))),
             (json!({"true": 1, "x y": 2}), "'true': 1\nx y: 2\n"),
             (json!("top"), "top\n"),
             (json!(""), "''\n"),
@@ -1441,35 +1347,12 @@ minion2: 'Minion did not return. [No response]
         for (list, passthrough, code, message) in [
             (vec![("a", ok())], false, 0, None),
             (vec![("a", ok()), ("b", ok())], false, 0, None),
+            (vec![("a", ok()), ("b", failed(3))], false, 1, Some("non-zero")),
+            (vec![("a", ok()), ("b", MinionResult::NoResponse)], false, 1, Some("non-zero")),
+            (vec![("a", ok()), ("b", MinionResult::NotConnected)], false, 1, Some("non-zero")),
+            (vec![("a", MinionResult::NoResponse)], false, 2, Some("No return")),
             (
-                vec![("a", ok()), ("b", failed(3))],
-                false,
-                1,
-                Some("non-zero"),
-            ),
-            (
-                vec![("a", ok()), ("b", MinionResult::NoResponse)],
-                false,
-                1,
-                Some("non-zero"),
-            ),
-            (
-                vec![("a", ok()), ("b", MinionResult::NotConnected)],
-                false,
-                1,
-                Some("non-zero"),
-            ),
-            (
-                vec![("a", MinionResult::NoResponse)],
-                false,
-                2,
-                Some("No return"),
-            ),
-            (
-                vec![
-                    ("a", MinionResult::NotConnected),
-                    ("b", MinionResult::NoResponse),
-                ],
+                vec![("a", MinionResult::NotConnected), ("b", MinionResult::NoResponse)],
                 false,
                 2,
                 Some("No return"),
@@ -1477,40 +1360,16 @@ minion2: 'Minion did not return. [No response]
             (vec![], false, 2, Some("No return")),
             (vec![], true, 2, Some("No return")),
             (vec![("a", ok())], true, 0, None),
-            (
-                vec![("a", failed(2)), ("b", failed(5)), ("c", ok())],
-                true,
-                5,
-                Some("non-zero"),
-            ),
+            (vec![("a", failed(2)), ("b", failed(5)), ("c", ok())], true, 5, Some("non-zero")),
             (vec![("a", failed(-1))], true, 1, Some("non-zero")),
             (vec![("a", failed(256))], true, 1, Some("non-zero")),
             (vec![("a", failed(255))], true, 255, Some("non-zero")),
-            (
-                vec![("a", ok()), ("b", MinionResult::NoResponse)],
-                true,
-                1,
-                Some("non-zero"),
-            ),
-            (
-                vec![("a", failed(2)), ("b", MinionResult::NoResponse)],
-                true,
-                2,
-                Some("non-zero"),
-            ),
-            (
-                vec![("a", MinionResult::NoResponse)],
-                true,
-                2,
-                Some("No return"),
-            ),
+            (vec![("a", ok()), ("b", MinionResult::NoResponse)], true, 1, Some("non-zero")),
+            (vec![("a", failed(2)), ("b", MinionResult::NoResponse)], true, 2, Some("non-zero")),
+            (vec![("a", MinionResult::NoResponse)], true, 2, Some("No return")),
         ] {
             let list = results(list);
-            assert_eq!(
-                exit_code(&list, passthrough),
-                code,
-                "{list:?} passthrough={passthrough}"
-            );
+            assert_eq!(exit_code(&list, passthrough), code, "{list:?} passthrough={passthrough}");
             let got = exit_message(code, &list);
             match message {
                 None => assert_eq!(got, None),
@@ -1539,10 +1398,7 @@ minion2: 'Minion did not return. [No response]
         ] {
             assert_eq!(Format::parse(name), format, "{name}");
         }
-        assert_eq!(
-            Format::choose(Some(Format::Json), Some("txt")),
-            Format::Json
-        );
+        assert_eq!(Format::choose(Some(Format::Json), Some("txt")), Format::Json);
         assert_eq!(Format::choose(None, Some("txt")), Format::Txt);
         assert_eq!(Format::choose(None, Some("no_return")), Format::Nested);
         assert_eq!(Format::choose(None, None), Format::Nested);

@@ -70,6 +70,16 @@ pub struct MasterConfig {
     pub timeout: Duration,
     /// How long jobs stay in the job cache (Salt's `keep_jobs`, hours).
     pub keep_jobs: Duration,
+    /// The event log is rotated when it grows past this many bytes.
+    pub event_log_max_bytes: u64,
+    /// How many rotated event logs (`events.log.1` …) are kept.
+    pub event_log_keep: u32,
+    /// Largest event data accepted from a minion or a script, in bytes of JSON.
+    pub max_event_bytes: usize,
+    /// Fire `salt/presence/present` and `salt/presence/change` every `loop_interval`.
+    pub presence_events: bool,
+    /// Seconds between the master's maintenance passes (presence, job cache pruning).
+    pub loop_interval: Duration,
 }
 
 /// The minion's settings.
@@ -135,15 +145,16 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         autoreject_file: r.opt_path("autoreject_file", &root_dir),
         max_minions: r.int("max_minions", 0, 0, u32::MAX as u64) as usize,
         log_level: r.log_level(),
-        max_frame_bytes: r.int(
-            "max_frame_bytes",
-            DEFAULT_MAX_FRAME_BYTES as u64,
-            1024,
-            1 << 30,
-        ) as usize,
+        max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
+            as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
         timeout: r.seconds("timeout", 5, 1, 86_400),
         keep_jobs: Duration::from_secs(3600 * r.int("keep_jobs", 24, 1, 24 * 3650)),
+        event_log_max_bytes: r.int("event_log_max_bytes", 100 << 20, 4096, u64::MAX >> 1),
+        event_log_keep: r.int("event_log_keep", 5, 1, 1000) as u32,
+        max_event_bytes: r.int("max_event_bytes", 1 << 20, 256, 1 << 30) as usize,
+        presence_events: r.bool("presence_events", false),
+        loop_interval: r.seconds("loop_interval", 60, 1, 86_400),
         root_dir,
     };
     r.finish(config)
@@ -176,12 +187,8 @@ fn parse_minion_map(
         recon_max: Duration::from_millis(r.int("recon_max", 10_000, 1, 3_600_000)),
         rejected_retry: r.bool("rejected_retry", false),
         log_level: r.log_level(),
-        max_frame_bytes: r.int(
-            "max_frame_bytes",
-            DEFAULT_MAX_FRAME_BYTES as u64,
-            1024,
-            1 << 30,
-        ) as usize,
+        max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
+            as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
         id,
         root_dir,
@@ -198,18 +205,11 @@ struct Reader {
 
 impl Reader {
     fn new(map: Mapping) -> Reader {
-        Reader {
-            map,
-            used: BTreeSet::new(),
-            errors: Vec::new(),
-        }
+        Reader { map, used: BTreeSet::new(), errors: Vec::new() }
     }
 
     fn error(&mut self, key: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            key: key.into(),
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { key: key.into(), message: message.into() });
     }
 
     /// The value under `key`, unless absent or null (YAML `key:` means "default").
@@ -311,25 +311,16 @@ impl Reader {
             Some(Value::Sequence(list)) if list.len() == 1 => match &list[0] {
                 Value::String(s) => s.clone(),
                 other => {
-                    self.error(
-                        "master",
-                        format!("expected a host name, got {}", show(other)),
-                    );
+                    self.error("master", format!("expected a host name, got {}", show(other)));
                     "salt".into()
                 }
             },
             Some(Value::Sequence(_)) => {
-                self.error(
-                    "master",
-                    "several masters (multi-master) are not supported yet",
-                );
+                self.error("master", "several masters (multi-master) are not supported yet");
                 "salt".into()
             }
             Some(other) => {
-                self.error(
-                    "master",
-                    format!("expected a host name, got {}", show(&other)),
-                );
+                self.error("master", format!("expected a host name, got {}", show(&other)));
                 "salt".into()
             }
         }
@@ -346,10 +337,7 @@ impl Reader {
                 }
             },
             Some(other) => {
-                self.error(
-                    "grains",
-                    format!("expected a mapping, got {}", show(&other)),
-                );
+                self.error("grains", format!("expected a mapping, got {}", show(&other)));
                 Map::new()
             }
         }
@@ -375,10 +363,8 @@ pub fn rooted(root: &Path, path: &Path) -> PathBuf {
     if path.starts_with(root) {
         return path.to_path_buf();
     }
-    let relative: PathBuf = path
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::RootDir))
-        .collect();
+    let relative: PathBuf =
+        path.components().filter(|c| !matches!(c, std::path::Component::RootDir)).collect();
     root.join(relative)
 }
 
@@ -396,29 +382,18 @@ pub fn parse_log_level(level: &str) -> Option<LevelFilter> {
 }
 
 fn show(value: &Value) -> String {
-    serde_yaml::to_string(value)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    serde_yaml::to_string(value).unwrap_or_default().trim().to_string()
 }
 
 fn parse_yaml(text: &str, origin: &str) -> Result<Mapping, ConfigErrors> {
-    let fail = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            key: origin.into(),
-            message,
-        }])
-    };
+    let fail = |message: String| ConfigErrors(vec![ConfigError { key: origin.into(), message }]);
     if text.trim().is_empty() {
         return Ok(Mapping::new());
     }
     match serde_yaml::from_str::<Value>(text) {
         Ok(Value::Mapping(map)) => Ok(map),
         Ok(Value::Null) => Ok(Mapping::new()),
-        Ok(other) => Err(fail(format!(
-            "expected a mapping of settings, got {}",
-            show(&other)
-        ))),
+        Ok(other) => Err(fail(format!("expected a mapping of settings, got {}", show(&other)))),
         Err(e) => Err(fail(format!("invalid YAML: {e}"))),
     }
 }
@@ -441,10 +416,8 @@ fn read_dir_config(dir: &Path, name: &str) -> Result<Mapping, ConfigErrors> {
             Ok(text) => text,
             Err(e) if i == 0 && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                errors.push(ConfigError {
-                    key: file.display().to_string(),
-                    message: e.to_string(),
-                });
+                errors
+                    .push(ConfigError { key: file.display().to_string(), message: e.to_string() });
                 continue;
             }
         };
@@ -499,10 +472,7 @@ mod tests {
         assert_eq!(c.pki_dir, Path::new("/work/run/etc/x"));
         assert_eq!(c.cachedir, Path::new("/work/run/cache"));
         assert_eq!(c.sock_dir, Path::new("/work/run/s"));
-        assert_eq!(
-            c.event_log_file,
-            Path::new("/work/run/var/log/halite/events.log")
-        );
+        assert_eq!(c.event_log_file, Path::new("/work/run/var/log/halite/events.log"));
     }
 
     #[test]
@@ -512,9 +482,7 @@ mod tests {
                 .unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["interface", "ret_port", "auto_accept", "log_level"]);
-        assert!(err
-            .to_string()
-            .contains("ret_port: expected a whole number from 0 to 65535"));
+        assert!(err.to_string().contains("ret_port: expected a whole number from 0 to 65535"));
     }
 
     #[test]
@@ -525,10 +493,7 @@ mod tests {
         assert_eq!(loaded.warnings, ["unknown config key 'open_mode' ignored"]);
         assert!(master("auto_accept: yes").unwrap().config.auto_accept);
         assert!(master("- a\n- b").is_err());
-        assert!(master("a: [")
-            .unwrap_err()
-            .to_string()
-            .contains("invalid YAML"));
+        assert!(master("a: [").unwrap_err().to_string().contains("invalid YAML"));
     }
 
     #[test]
@@ -555,11 +520,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("master.d")).unwrap();
         std::fs::write(dir.join("master"), "ret_port: 1\nauto_accept: false\n").unwrap();
         std::fs::write(dir.join("master.d/b.conf"), "ret_port: 3\n").unwrap();
-        std::fs::write(
-            dir.join("master.d/a.conf"),
-            "ret_port: 2\nauto_accept: true\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("master.d/a.conf"), "ret_port: 2\nauto_accept: true\n").unwrap();
         std::fs::write(dir.join("master.d/ignored.txt"), "ret_port: 9\n").unwrap();
         let c = load_master(&dir).unwrap().config;
         std::fs::write(dir.join("master.d/c.conf"), "ret_port: [\n").unwrap();

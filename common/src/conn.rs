@@ -35,13 +35,7 @@ impl<S: Read + Write> Conn<S> {
     /// `max_frame` bounds incoming frames; `max_out` bounds unsent output (a peer that does not
     /// read is cut off rather than allowed to grow our memory).
     pub fn new(stream: S, max_frame: usize, max_out: usize) -> Conn<S> {
-        Conn {
-            stream,
-            decoder: Decoder::new(max_frame),
-            out: Vec::new(),
-            out_pos: 0,
-            max_out,
-        }
+        Conn { stream, decoder: Decoder::new(max_frame), out: Vec::new(), out_pos: 0, max_out }
     }
 
     /// Reads what is available (up to the budget) and splits it into frames.
@@ -87,10 +81,7 @@ impl<S: Read + Write> Conn<S> {
     /// Queues one frame. Fails when the peer has left too much output unread.
     pub fn send(&mut self, payload: &[u8]) -> Result<(), String> {
         if self.out.len() - self.out_pos + payload.len() > self.max_out {
-            return Err(format!(
-                "peer is not reading: over {} bytes queued",
-                self.max_out
-            ));
+            return Err(format!("peer is not reading: over {} bytes queued", self.max_out));
         }
         encode_frame(payload, &mut self.out);
         Ok(())
@@ -163,20 +154,13 @@ mod tests {
     }
 
     fn script(reads: Vec<io::Result<Vec<u8>>>, write_limit: usize) -> Conn<Script> {
-        let stream = Script {
-            reads: reads.into(),
-            written: Vec::new(),
-            write_limit,
-        };
+        let stream = Script { reads: reads.into(), written: Vec::new(), write_limit };
         Conn::new(stream, 1024, 64)
     }
 
     #[test]
     fn frames_split_across_reads_then_eof() {
-        let mut c = script(
-            vec![Ok(vec![0, 0, 0, 2, b'h']), Ok(vec![b'i', 0, 0]), Ok(vec![])],
-            0,
-        );
+        let mut c = script(vec![Ok(vec![0, 0, 0, 2, b'h']), Ok(vec![b'i', 0, 0]), Ok(vec![])], 0);
         let turn = c.read();
         assert_eq!(turn.frames, [b"hi".to_vec()]);
         assert_eq!(turn.closed.as_deref(), Some("peer closed the connection"));
@@ -194,10 +178,7 @@ mod tests {
         c.send(b"abcdef").unwrap();
         c.flush().unwrap();
         assert!(!c.wants_write());
-        assert_eq!(
-            c.stream.written,
-            [0, 0, 0, 6, b'a', b'b', b'c', b'd', b'e', b'f']
-        );
+        assert_eq!(c.stream.written, [0, 0, 0, 6, b'a', b'b', b'c', b'd', b'e', b'f']);
         c.stream.write_limit = 0;
         c.send(&[0; 40]).unwrap();
         c.flush().unwrap();

@@ -23,12 +23,8 @@ pub enum KeyStatus {
 
 impl KeyStatus {
     /// In the order `salt-key -L` prints them.
-    pub const ALL: [KeyStatus; 4] = [
-        KeyStatus::Accepted,
-        KeyStatus::Denied,
-        KeyStatus::Pending,
-        KeyStatus::Rejected,
-    ];
+    pub const ALL: [KeyStatus; 4] =
+        [KeyStatus::Accepted, KeyStatus::Denied, KeyStatus::Pending, KeyStatus::Rejected];
 
     /// The pki sub-directory, which is also the `--out json` key.
     pub fn dir(self) -> &'static str {
@@ -79,10 +75,7 @@ pub enum Request {
     KeyList,
     /// Apply `action` to exactly these `(id, status)` keys (the CLI chose and confirmed them).
     /// A key no longer in that status is skipped and not reported as done.
-    KeyApply {
-        action: KeyAction,
-        keys: Vec<(String, KeyStatus)>,
-    },
+    KeyApply { action: KeyAction, keys: Vec<(String, KeyStatus)> },
     /// The master's own public key fingerprint.
     MasterFinger,
     /// Which minions hold a live session now.
@@ -101,11 +94,7 @@ pub enum Request {
     /// when absent) on this connection.
     Subscribe { tagmatch: Option<String> },
     /// Run a master-side function (`jobs.lookup_jid`, `manage.up`, `event.send`, ...).
-    Runner {
-        fun: String,
-        arg: Vec<serde_json::Value>,
-        user: String,
-    },
+    Runner { fun: String, arg: Vec<serde_json::Value>, user: String },
 }
 
 /// The master's answer.

@@ -9,9 +9,8 @@ use sodiumoxide::crypto::{box_, hash::sha256, sealedbox, secretbox};
 use std::fmt;
 
 /// DER prefix of a SubjectPublicKeyInfo holding an X25519 key (OID 1.3.101.110).
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00,
-];
+const SPKI_PREFIX: [u8; 12] =
+    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00];
 /// DER prefix of a PKCS#8 PrivateKeyInfo holding an X25519 key.
 const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
@@ -69,10 +68,7 @@ impl fmt::Debug for KeyPair {
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        base64(der)
-    )
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", base64(der))
 }
 
 /// The base64 body of a PEM block with `label`, joined across lines.
@@ -88,9 +84,7 @@ impl PublicKey {
     /// Parses the PEM form written by [`PublicKey::to_pem`].
     pub fn from_pem(text: &str) -> Result<PublicKey, CryptoError> {
         let bad = CryptoError::BadPem("public");
-        let der = pem_body(text, "PUBLIC KEY")
-            .and_then(|b| unbase64(&b))
-            .ok_or(bad.clone())?;
+        let der = pem_body(text, "PUBLIC KEY").and_then(|b| unbase64(&b)).ok_or(bad.clone())?;
         let raw = der.strip_prefix(&SPKI_PREFIX[..]).ok_or(bad.clone())?;
         box_::PublicKey::from_slice(raw).map(PublicKey).ok_or(bad)
     }
@@ -106,10 +100,7 @@ impl PublicKey {
     pub fn fingerprint(&self) -> String {
         let body = pem_body(&self.to_pem(), "PUBLIC KEY").unwrap_or_default();
         let digest = hex(sha256::hash(body.as_bytes()).as_ref());
-        let pairs: Vec<&str> = (0..digest.len())
-            .step_by(2)
-            .map(|i| &digest[i..i + 2])
-            .collect();
+        let pairs: Vec<&str> = (0..digest.len()).step_by(2).map(|i| &digest[i..i + 2]).collect();
         pairs.join(":")
     }
 }
@@ -118,24 +109,16 @@ impl KeyPair {
     /// A fresh random key pair.
     pub fn generate() -> KeyPair {
         let (public, secret) = box_::gen_keypair();
-        KeyPair {
-            public: PublicKey(public),
-            secret,
-        }
+        KeyPair { public: PublicKey(public), secret }
     }
 
     /// Parses the PKCS#8 PEM written by [`KeyPair::secret_pem`] and derives the public half.
     pub fn from_secret_pem(text: &str) -> Result<KeyPair, CryptoError> {
         let bad = CryptoError::BadPem("private");
-        let der = pem_body(text, "PRIVATE KEY")
-            .and_then(|b| unbase64(&b))
-            .ok_or(bad.clone())?;
+        let der = pem_body(text, "PRIVATE KEY").and_then(|b| unbase64(&b)).ok_or(bad.clone())?;
         let raw = der.strip_prefix(&PKCS8_PREFIX[..]).ok_or(bad.clone())?;
         let secret = box_::SecretKey::from_slice(raw).ok_or(bad)?;
-        Ok(KeyPair {
-            public: PublicKey(secret.public_key()),
-            secret,
-        })
+        Ok(KeyPair { public: PublicKey(secret.public_key()), secret })
     }
 
     /// PKCS#8 PEM of the secret key. Write it only to 0600 files; never log it.
@@ -222,10 +205,7 @@ mod tests {
         assert_eq!(public, pair.public);
         let again = KeyPair::from_secret_pem(&pair.secret_pem()).unwrap();
         assert_eq!(again.public, pair.public);
-        assert!(pair
-            .public
-            .to_pem()
-            .starts_with("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEA"));
+        assert!(pair.public.to_pem().starts_with("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEA"));
         assert_eq!(pair.public.fingerprint().len(), 32 * 3 - 1);
     }
 
@@ -237,16 +217,10 @@ mod tests {
             String::new(),
             "garbage".to_string(),
             pair.secret_pem(),
-            pair.public
-                .to_pem()
-                .replace("MCowBQYDK2VuAyEA", "MCowBQYDK2VwAyEA"),
+            pair.public.to_pem().replace("MCowBQYDK2VuAyEA", "MCowBQYDK2VwAyEA"),
             "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".to_string(),
         ] {
-            assert_eq!(
-                PublicKey::from_pem(&bad),
-                Err(CryptoError::BadPem("public")),
-                "{bad}"
-            );
+            assert_eq!(PublicKey::from_pem(&bad), Err(CryptoError::BadPem("public")), "{bad}");
         }
         assert!(KeyPair::from_secret_pem(&pair.public.to_pem()).is_err());
     }

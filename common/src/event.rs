@@ -17,10 +17,7 @@ impl Event {
     pub fn new(tag: impl Into<String>, mut data: Map<String, Value>) -> Event {
         data.remove("_stamp");
         data.insert("_stamp".into(), Value::String(Utc::now().stamp()));
-        Event {
-            tag: tag.into(),
-            data,
-        }
+        Event { tag: tag.into(), data }
     }
 
     /// The event-log line: `{"tag": ..., "data": {...}}` without a trailing newline.
@@ -93,10 +90,7 @@ pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
         "salt/presence/",
         "salt/master/",
     ];
-    if RESERVED
-        .iter()
-        .any(|r| tag == r.trim_end_matches('/') || tag.starts_with(r))
-    {
+    if RESERVED.iter().any(|r| tag == r.trim_end_matches('/') || tag.starts_with(r)) {
         return Some(format!("tag '{tag}' is reserved for the master"));
     }
     if let Some(rest) = tag.strip_prefix("salt/minion/") {
@@ -135,9 +129,7 @@ mod tests {
         let keys: Vec<&String> = e.data.keys().collect();
         assert_eq!(keys, ["a", "_stamp"]);
         assert_ne!(e.data["_stamp"], "forged");
-        assert!(e
-            .to_json_line()
-            .starts_with("{\"tag\":\"t\",\"data\":{\"a\":1,\"_stamp\":\"20"));
+        assert!(e.to_json_line().starts_with("{\"tag\":\"t\",\"data\":{\"a\":1,\"_stamp\":\"20"));
     }
 
     #[test]
@@ -172,12 +164,7 @@ mod tests {
         ] {
             assert!(minion_tag_refusal(tag, "m1").is_some(), "{tag}");
         }
-        for tag in [
-            "salt/minion/m1/start",
-            "minion_start",
-            "myco/app/deployed",
-            "salt/beacon/x",
-        ] {
+        for tag in ["salt/minion/m1/start", "minion_start", "myco/app/deployed", "salt/beacon/x"] {
             assert_eq!(minion_tag_refusal(tag, "m1"), None, "{tag}");
         }
     }

@@ -11,18 +11,11 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
     match fs::read_to_string(secret) {
         Ok(pem) => {
             let pair = KeyPair::from_secret_pem(&pem).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", secret.display()),
-                )
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", secret.display()))
             })?;
             let mode = fs::metadata(secret)?.permissions().mode();
             if mode & 0o077 != 0 {
-                log::warn!(
-                    "{} is readable by others (mode {:o}); fixing",
-                    secret.display(),
-                    mode
-                );
+                log::warn!("{} is readable by others (mode {:o}); fixing", secret.display(), mode);
                 fs::set_permissions(secret, fs::Permissions::from_mode(0o600))?;
             }
             if !public.exists() {
@@ -41,10 +34,7 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
             );
             Ok(pair)
         }
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("{}: {e}", secret.display()),
-        )),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", secret.display()))),
     }
 }
 
@@ -64,12 +54,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
     let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file =
+            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         file.write_all(data)?;
         file.sync_all()?;
         fs::rename(&tmp, path)

@@ -73,10 +73,7 @@ fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 fn check_version(theirs: u32) -> Result<(), HandshakeError> {
     match theirs {
         PROTOCOL_VERSION => Ok(()),
-        _ => Err(HandshakeError::Version {
-            ours: PROTOCOL_VERSION,
-            theirs,
-        }),
+        _ => Err(HandshakeError::Version { ours: PROTOCOL_VERSION, theirs }),
     }
 }
 
@@ -85,10 +82,7 @@ fn check_version(theirs: u32) -> Result<(), HandshakeError> {
 
 /// The master's clear greeting payload.
 pub fn greeting(master: &PublicKey) -> Vec<u8> {
-    encode(&Greeting {
-        version: PROTOCOL_VERSION,
-        master_pub: master.to_pem(),
-    })
+    encode(&Greeting { version: PROTOCOL_VERSION, master_pub: master.to_pem() })
 }
 
 /// A hello the master opened and validated.
@@ -108,11 +102,7 @@ pub fn open_hello(master: &KeyPair, payload: &[u8]) -> Result<HelloIn, Handshake
     let challenge = unhex(&hello.challenge)
         .filter(|c| c.len() == CHALLENGE_BYTES)
         .ok_or_else(|| HandshakeError::Malformed("challenge is not 32 hex bytes".into()))?;
-    Ok(HelloIn {
-        id: hello.id,
-        public,
-        challenge,
-    })
+    Ok(HelloIn { id: hello.id, public, challenge })
 }
 
 /// Seals the master's verdict to the minion; with `Accepted`, also returns the master's end of
@@ -197,10 +187,7 @@ impl MinionHandshake {
             public: keys.public.to_pem(),
             challenge: hex(&challenge),
         };
-        (
-            MinionHandshake { challenge },
-            crypto::seal(&encode(&hello), master),
-        )
+        (MinionHandshake { challenge }, crypto::seal(&encode(&hello), master))
     }
 
     /// Opens a sealed reply and checks it echoes our challenge.
@@ -253,12 +240,7 @@ pub struct Session {
 
 impl Session {
     fn new(key: SessionKey, role: Role) -> Session {
-        Session {
-            key,
-            role,
-            sent: 0,
-            received: 0,
-        }
+        Session { key, role, sent: 0, received: 0 }
     }
 
     fn directions(&self) -> (u8, u8) {
@@ -295,19 +277,13 @@ mod tests {
 
     fn pair() -> Pair {
         crypto::init();
-        Pair {
-            master: KeyPair::generate(),
-            minion: KeyPair::generate(),
-        }
+        Pair { master: KeyPair::generate(), minion: KeyPair::generate() }
     }
 
     /// Runs the whole handshake in memory and returns (master, minion) sessions.
     fn handshake(p: &Pair) -> (Session, Session) {
         let presented = parse_greeting(&greeting(&p.master.public)).unwrap();
-        assert_eq!(
-            check_master_key(&presented, None, None),
-            Ok(MasterTrust::FirstUse)
-        );
+        assert_eq!(check_master_key(&presented, None, None), Ok(MasterTrust::FirstUse));
         let (hs, hello) = MinionHandshake::start("minion1", &p.minion, &presented);
         let hello_in = open_hello(&p.master, &hello).unwrap();
         assert_eq!(hello_in.id, "minion1");
@@ -325,15 +301,9 @@ mod tests {
         let (mut master, mut minion) = handshake(&p);
         for seq in 0..3 {
             let frame = minion.seal(&ToMaster::Ping { seq }).unwrap();
-            assert_eq!(
-                master.open::<ToMaster>(&frame).unwrap(),
-                ToMaster::Ping { seq }
-            );
+            assert_eq!(master.open::<ToMaster>(&frame).unwrap(), ToMaster::Ping { seq });
             let frame = master.seal(&ToMinion::Pong { seq }).unwrap();
-            assert_eq!(
-                minion.open::<ToMinion>(&frame).unwrap(),
-                ToMinion::Pong { seq }
-            );
+            assert_eq!(minion.open::<ToMinion>(&frame).unwrap(), ToMinion::Pong { seq });
         }
     }
 
@@ -354,10 +324,7 @@ mod tests {
         let (mut master, mut minion) = handshake(&p);
         let mut flipped = minion.seal(&ToMaster::Ping { seq: 1 }).unwrap();
         flipped[0] ^= 0x80;
-        assert!(matches!(
-            master.open::<ToMaster>(&flipped),
-            Err(HandshakeError::Crypto(_))
-        ));
+        assert!(matches!(master.open::<ToMaster>(&flipped), Err(HandshakeError::Crypto(_))));
         // Reflected: the master's own frame sent back to it.
         let (mut master, _) = handshake(&p);
         let own = master.seal(&ToMinion::Ping { seq: 0 }).unwrap();
@@ -378,23 +345,14 @@ mod tests {
         let p = pair();
         let impostor = KeyPair::generate();
         let (_, hello) = MinionHandshake::start("minion1", &p.minion, &impostor.public);
-        assert!(matches!(
-            open_hello(&p.master, &hello),
-            Err(HandshakeError::Crypto(_))
-        ));
+        assert!(matches!(open_hello(&p.master, &hello), Err(HandshakeError::Crypto(_))));
         assert!(open_hello(&p.master, b"").is_err());
         assert!(open_hello(&p.master, &[0u8; 200]).is_err());
         // Sealed correctly but not a hello.
         let junk = crypto::seal(b"{\"not\":\"a hello\"}", &p.master.public);
-        assert!(matches!(
-            open_hello(&p.master, &junk),
-            Err(HandshakeError::Malformed(_))
-        ));
+        assert!(matches!(open_hello(&p.master, &junk), Err(HandshakeError::Malformed(_))));
         let not_json = crypto::seal(b"\xff\xfe", &p.master.public);
-        assert!(matches!(
-            open_hello(&p.master, &not_json),
-            Err(HandshakeError::Malformed(_))
-        ));
+        assert!(matches!(open_hello(&p.master, &not_json), Err(HandshakeError::Malformed(_))));
     }
 
     fn sealed_hello(p: &Pair, id: &str, version: u32, challenge: &str) -> Vec<u8> {
@@ -411,39 +369,18 @@ mod tests {
     fn hostile_ids_versions_and_challenges_are_refused() {
         let p = pair();
         let good = hex(&[1u8; 32]);
-        for id in [
-            "../../etc/passwd",
-            "a/b",
-            "a\\b",
-            "nul\0id",
-            "..",
-            ".",
-            "",
-            "line\nbreak",
-        ] {
+        for id in ["../../etc/passwd", "a/b", "a\\b", "nul\0id", "..", ".", "", "line\nbreak"] {
             let err = open_hello(&p.master, &sealed_hello(&p, id, PROTOCOL_VERSION, &good));
-            assert!(
-                matches!(err, Err(HandshakeError::BadId(_))),
-                "{id:?}: {err:?}"
-            );
+            assert!(matches!(err, Err(HandshakeError::BadId(_))), "{id:?}: {err:?}");
         }
         let err = open_hello(&p.master, &sealed_hello(&p, "m", 99, &good));
         assert_eq!(
             err.unwrap_err(),
-            HandshakeError::Version {
-                ours: PROTOCOL_VERSION,
-                theirs: 99
-            }
+            HandshakeError::Version { ours: PROTOCOL_VERSION, theirs: 99 }
         );
         for challenge in ["", "abcd", "zz"] {
-            let err = open_hello(
-                &p.master,
-                &sealed_hello(&p, "m", PROTOCOL_VERSION, challenge),
-            );
-            assert!(
-                matches!(err, Err(HandshakeError::Malformed(_))),
-                "{challenge}"
-            );
+            let err = open_hello(&p.master, &sealed_hello(&p, "m", PROTOCOL_VERSION, challenge));
+            assert!(matches!(err, Err(HandshakeError::Malformed(_))), "{challenge}");
         }
     }
 
@@ -456,10 +393,7 @@ mod tests {
         let (_, old_hello) = MinionHandshake::start("minion1", &p.minion, &p.master.public);
         let old_in = open_hello(&p.master, &old_hello).unwrap();
         let (stale, _) = seal_reply(&old_in, AuthStatus::Accepted);
-        assert!(matches!(
-            hs.on_reply(&p.minion, &stale),
-            Err(HandshakeError::ChallengeMismatch)
-        ));
+        assert!(matches!(hs.on_reply(&p.minion, &stale), Err(HandshakeError::ChallengeMismatch)));
         // A forger can seal to the minion's public key but cannot know the challenge.
         let forged = HelloReply {
             status: AuthStatus::Accepted,
@@ -467,10 +401,7 @@ mod tests {
             session_key: Some(hex(&[0u8; 32])),
         };
         let forged = crypto::seal(&encode(&forged), &p.minion.public);
-        assert!(matches!(
-            hs.on_reply(&p.minion, &forged),
-            Err(HandshakeError::ChallengeMismatch)
-        ));
+        assert!(matches!(hs.on_reply(&p.minion, &forged), Err(HandshakeError::ChallengeMismatch)));
         // Sealed to someone else.
         let (other, _) = seal_reply(&hello_in, AuthStatus::Accepted);
         let stranger = KeyPair::generate();
@@ -495,18 +426,12 @@ mod tests {
         let other = KeyPair::generate();
         let finger = p.master.public.fingerprint();
         let key = &p.master.public;
-        assert_eq!(
-            check_master_key(key, None, Some(&finger)),
-            Ok(MasterTrust::Known)
-        );
+        assert_eq!(check_master_key(key, None, Some(&finger)), Ok(MasterTrust::Known));
         assert_eq!(
             check_master_key(key, None, Some(&finger.to_uppercase())),
             Ok(MasterTrust::Known)
         );
-        assert_eq!(
-            check_master_key(key, Some(key), None),
-            Ok(MasterTrust::Known)
-        );
+        assert_eq!(check_master_key(key, Some(key), None), Ok(MasterTrust::Known));
         assert!(matches!(
             check_master_key(key, Some(&other.public), None),
             Err(HandshakeError::MasterKeyMismatch { .. })

@@ -38,10 +38,7 @@ pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.len() > MAX_ID_BYTES {
         return Err(IdError::TooLong(id.len()));
     }
-    if let Some(c) = id
-        .chars()
-        .find(|&c| c == '/' || c == '\\' || c.is_control())
-    {
+    if let Some(c) = id.chars().find(|&c| c == '/' || c == '\\' || c.is_control()) {
         return Err(IdError::BadChar(c));
     }
     if id == "." || id.contains("..") {
@@ -56,14 +53,7 @@ mod tests {
 
     #[test]
     fn ids() {
-        for good in [
-            "minion1",
-            "Minion2",
-            "web-1.example.com",
-            "with space",
-            "ünïcode",
-            "a.b",
-        ] {
+        for good in ["minion1", "Minion2", "web-1.example.com", "with space", "ünïcode", "a.b"] {
             assert_eq!(validate_id(good), Ok(()), "{good}");
         }
         let long = "x".repeat(MAX_ID_BYTES + 1);

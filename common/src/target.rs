@@ -35,11 +35,7 @@ pub enum TargetError {
     /// An empty target (or a list with no ids).
     Empty,
     /// Over [`MAX_TARGET_BYTES`] bytes or [`MAX_COMPOUND_WORDS`] words.
-    TooLarge {
-        what: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLarge { what: &'static str, len: usize, max: usize },
     /// `tgt` of the wrong JSON type for its `tgt_type` (only "list" takes a JSON list).
     BadValue(String),
 }
@@ -52,11 +48,7 @@ impl fmt::Display for TargetError {
                 "unknown target type '{t}' (use glob, pcre, list, grain, grain_pcre or compound)"
             ),
             TargetError::BadRegex { pattern, message } => {
-                write!(
-                    f,
-                    "invalid regular expression '{}': {message}",
-                    clip(pattern)
-                )
+                write!(f, "invalid regular expression '{}': {message}", clip(pattern))
             }
             TargetError::BadCompound { expr, message } => {
                 write!(f, "invalid compound target '{}': {message}", clip(expr))
@@ -169,11 +161,7 @@ fn text_target<'a>(tgt: &'a Value, tgt_type: &str) -> Result<&'a str, TargetErro
 
 fn check_size(len: usize) -> Result<(), TargetError> {
     if len > MAX_TARGET_BYTES {
-        return Err(TargetError::TooLarge {
-            what: "bytes",
-            len,
-            max: MAX_TARGET_BYTES,
-        });
+        return Err(TargetError::TooLarge { what: "bytes", len, max: MAX_TARGET_BYTES });
     }
     Ok(())
 }
@@ -198,12 +186,7 @@ fn list_target(tgt: &Value) -> Result<Vec<String>, TargetError> {
             split_list(text)
         }
         Value::Array(items) => {
-            check_size(
-                items
-                    .iter()
-                    .map(|i| i.as_str().map_or(0, str::len) + 1)
-                    .sum(),
-            )?;
+            check_size(items.iter().map(|i| i.as_str().map_or(0, str::len) + 1).sum())?;
             let mut ids = Vec::with_capacity(items.len());
             for item in items {
                 let Value::String(id) = item else {
@@ -232,26 +215,18 @@ fn list_target(tgt: &Value) -> Result<Vec<String>, TargetError> {
 }
 
 fn split_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+    text.split(',').filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 /// Python `re.match`: anchored at the start of the id only.
 fn compile_pcre(pattern: &str) -> Result<Regex, TargetError> {
-    compile_anchored(pattern).map_err(|message| TargetError::BadRegex {
-        pattern: pattern.to_string(),
-        message,
-    })
+    compile_anchored(pattern)
+        .map_err(|message| TargetError::BadRegex { pattern: pattern.to_string(), message })
 }
 
 fn compile_anchored(pattern: &str) -> Result<Regex, String> {
     let build = |p: &str| {
-        RegexBuilder::new(p)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| e.to_string())
+        RegexBuilder::new(p).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| e.to_string())
     };
     // Compiled alone first: wrapping in `(?:...)` would accept e.g. `a)|(b`.
     build(pattern)?;
@@ -352,25 +327,14 @@ impl GrainMatch {
                 patterns.push((pattern, compiled));
             }
         }
-        if regex
-            && patterns
-                .iter()
-                .all(|(_, p)| matches!(p, ValuePattern::Regex(None)))
-        {
+        if regex && patterns.iter().all(|(_, p)| matches!(p, ValuePattern::Regex(None))) {
             // No split of the expression gives a usable regex: report the likeliest intent,
             // everything after the first delimiter.
             let pattern = splits[1..].join(delimiter);
-            let message = compile_anchored(&pattern.to_lowercase())
-                .err()
-                .unwrap_or_default();
+            let message = compile_anchored(&pattern.to_lowercase()).err().unwrap_or_default();
             return Err(TargetError::BadRegex { pattern, message });
         }
-        Ok(GrainMatch {
-            expr: expr.to_string(),
-            delimiter: delimiter.to_string(),
-            regex,
-            patterns,
-        })
+        Ok(GrainMatch { expr: expr.to_string(), delimiter: delimiter.to_string(), regex, patterns })
     }
 
     fn matches(&self, grains: &Map<String, Value>) -> bool {
@@ -504,11 +468,7 @@ fn python_repr(value: &Value, out: &mut String) {
             _ => out.push_str(&n.to_string()),
         },
         Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') {
-                '"'
-            } else {
-                '\''
-            };
+            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
             out.push(quote);
             for c in s.chars() {
                 match c {
@@ -589,11 +549,7 @@ fn python_float(f: f64) -> String {
             1 => digits.clone(),
             _ => format!("{}.{}", &digits[..1], &digits[1..]),
         };
-        format!(
-            "{mantissa}e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        )
+        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     };
     format!("{sign}{body}")
 }
@@ -642,12 +598,7 @@ fn parse_compound(expr: &str) -> Result<Node, TargetError> {
         }
         tokens.push((token, word));
     }
-    let mut parser = Parser {
-        expr,
-        tokens,
-        pos: 0,
-        depth: 0,
-    };
+    let mut parser = Parser { expr, tokens, pos: 0, depth: 0 };
     let node = parser.or()?;
     match parser.tokens.get(parser.pos) {
         None => Ok(node),
@@ -661,10 +612,7 @@ fn parse_compound(expr: &str) -> Result<Node, TargetError> {
 
 /// One word of a compound expression: an engine term or a glob.
 fn parse_term(word: &str, expr: &str) -> Result<Node, TargetError> {
-    let bad = |message: String| TargetError::BadCompound {
-        expr: expr.to_string(),
-        message,
-    };
+    let bad = |message: String| TargetError::BadCompound { expr: expr.to_string(), message };
     let Some((engine, delimiter, pattern)) = split_engine(word) else {
         if word.starts_with('(') || word.ends_with(')') {
             return Err(bad(format!(
@@ -728,10 +676,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, message: String) -> TargetError {
-        TargetError::BadCompound {
-            expr: self.expr.to_string(),
-            message,
-        }
+        TargetError::BadCompound { expr: self.expr.to_string(), message }
     }
 
     fn eat(&mut self, want: fn(&Token) -> bool) -> bool {
@@ -745,9 +690,8 @@ impl Parser<'_> {
     fn enter(&mut self) -> Result<(), TargetError> {
         self.depth += 1;
         match self.depth > MAX_COMPOUND_DEPTH {
-            true => Err(self.error(format!(
-                "nested deeper than {MAX_COMPOUND_DEPTH} levels of '(' and 'not'"
-            ))),
+            true => Err(self
+                .error(format!("nested deeper than {MAX_COMPOUND_DEPTH} levels of '(' and 'not'"))),
             false => Ok(()),
         }
     }
@@ -841,11 +785,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{tgt} ({tgt_type}) refused: {e}"));
         let g = grains();
         for (id, expected) in cases {
-            assert_eq!(
-                target.matches(id, Some(&g)),
-                *expected,
-                "{tgt} ({tgt_type}) on {id}"
-            );
+            assert_eq!(target.matches(id, Some(&g)), *expected, "{tgt} ({tgt_type}) on {id}");
         }
     }
 
@@ -853,15 +793,8 @@ mod tests {
     fn check_grain(expr: &str, tgt_type: &str, expected: bool) {
         let target = Target::parse(&json!(expr), tgt_type)
             .unwrap_or_else(|e| panic!("{expr} ({tgt_type}) refused: {e}"));
-        assert_eq!(
-            target.matches("m1", Some(&grains())),
-            expected,
-            "{expr} ({tgt_type})"
-        );
-        assert!(
-            !target.matches("m1", None),
-            "{expr}: unknown grains never match"
-        );
+        assert_eq!(target.matches("m1", Some(&grains())), expected, "{expr} ({tgt_type})");
+        assert!(!target.matches("m1", None), "{expr}: unknown grains never match");
         assert!(target.uses_grains());
     }
 
@@ -871,41 +804,20 @@ mod tests {
         check(
             json!("web*"),
             "glob",
-            &[
-                ("web1", true),
-                ("web", true),
-                ("db1", false),
-                ("aweb1", false),
-            ],
+            &[("web1", true), ("web", true), ("db1", false), ("aweb1", false)],
         );
         check(json!("web?"), "glob", &[("web1", true), ("web10", false)]);
         check(json!("web[12]"), "glob", &[("web1", true), ("web3", false)]);
-        check(
-            json!("web[!12]"),
-            "glob",
-            &[("web1", false), ("web3", true)],
-        );
+        check(json!("web[!12]"), "glob", &[("web1", false), ("web3", true)]);
         check(json!("Web1"), "glob", &[("web1", false), ("Web1", true)]);
         check(json!("a.b"), "glob", &[("a.b", true), ("axb", false)]);
     }
 
     #[test]
     fn pcre_is_anchored_at_the_start_only() {
-        check(
-            json!("web"),
-            "pcre",
-            &[("web1", true), ("web", true), ("aweb", false)],
-        );
-        check(
-            json!("web\\d+$"),
-            "pcre",
-            &[("web12", true), ("web12x", false)],
-        );
-        check(
-            json!("(web|db)1"),
-            "pcre",
-            &[("db1", true), ("web1x", true), ("x1", false)],
-        );
+        check(json!("web"), "pcre", &[("web1", true), ("web", true), ("aweb", false)]);
+        check(json!("web\\d+$"), "pcre", &[("web12", true), ("web12x", false)]);
+        check(json!("(web|db)1"), "pcre", &[("db1", true), ("web1x", true), ("x1", false)]);
         check(json!(".*1"), "pcre", &[("web1", true), ("web2", false)]);
         check(json!("a|b"), "pcre", &[("bx", true), ("xa", false)]);
     }
@@ -915,26 +827,13 @@ mod tests {
         check(
             json!("web1,db1"),
             "list",
-            &[
-                ("web1", true),
-                ("db1", true),
-                ("web", false),
-                ("web1,db1", false),
-            ],
+            &[("web1", true), ("db1", true), ("web", false), ("web1,db1", false)],
         );
-        check(
-            json!(["web1", "db1"]),
-            "list",
-            &[("db1", true), ("x", false)],
-        );
+        check(json!(["web1", "db1"]), "list", &[("db1", true), ("x", false)]);
         check(json!("web1"), "list", &[("web1", true), ("web2", false)]);
         check(json!(",web1,,"), "list", &[("web1", true), ("", false)]);
         // No trimming, as Salt: " db1" is another id.
-        check(
-            json!("web1, db1"),
-            "list",
-            &[("db1", false), (" db1", true)],
-        );
+        check(json!("web1, db1"), "list", &[("db1", false), (" db1", true)]);
         check(json!("web*"), "list", &[("web1", false), ("web*", true)]);
     }
 
@@ -1064,11 +963,8 @@ mod tests {
         ] {
             let target = Target::parse(&json!(expr), "compound")
                 .unwrap_or_else(|e| panic!("{expr} refused: {e}"));
-            let got: Vec<&str> = ids
-                .iter()
-                .copied()
-                .filter(|id| target.matches(id, Some(&grains())))
-                .collect();
+            let got: Vec<&str> =
+                ids.iter().copied().filter(|id| target.matches(id, Some(&grains()))).collect();
             assert_eq!(got, expected, "{expr}");
         }
         let target = Target::parse(&json!("web* and not G@os:Ubuntu"), "compound").unwrap();
@@ -1168,39 +1064,22 @@ mod tests {
             });
         }
         let ids: Vec<String> = (0..20_000).map(|i| format!("minion{i}")).collect();
-        check_err(json!(ids), "list", |e| {
-            matches!(e, TargetError::TooLarge { .. })
-        });
+        check_err(json!(ids), "list", |e| matches!(e, TargetError::TooLarge { .. }));
         let words = vec!["a"; 501].join(" or ");
         check_err(json!(words), "compound", |e| {
-            matches!(
-                e,
-                TargetError::TooLarge {
-                    what: "words",
-                    len: 1001,
-                    max: 1000
-                }
-            )
+            matches!(e, TargetError::TooLarge { what: "words", len: 1001, max: 1000 })
         });
         let words = vec!["a"; 500].join(" or ");
         assert!(Target::parse(&json!(words), "compound").is_ok());
         // Deep nesting is refused, not a stack overflow.
         let deep = format!("{}a{}", "( ".repeat(400), " )".repeat(400));
-        check_err(json!(deep), "compound", |e| {
-            matches!(e, TargetError::BadCompound { .. })
-        });
+        check_err(json!(deep), "compound", |e| matches!(e, TargetError::BadCompound { .. }));
         let nots = format!("{}a", "not ".repeat(900));
-        check_err(json!(nots), "compound", |e| {
-            matches!(e, TargetError::BadCompound { .. })
-        });
+        check_err(json!(nots), "compound", |e| matches!(e, TargetError::BadCompound { .. }));
         let ok = format!("{}a{}", "( ".repeat(60), " )".repeat(60));
-        assert!(Target::parse(&json!(ok), "compound")
-            .unwrap()
-            .matches("a", None));
+        assert!(Target::parse(&json!(ok), "compound").unwrap().matches("a", None));
         // A regex that would compile huge is an error, not an allocation.
-        check_err(json!("(\\w{500}){500}"), "pcre", |e| {
-            matches!(e, TargetError::BadRegex { .. })
-        });
+        check_err(json!("(\\w{500}){500}"), "pcre", |e| matches!(e, TargetError::BadRegex { .. }));
     }
 
     #[test]

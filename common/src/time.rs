@@ -58,9 +58,8 @@ impl Utc {
     /// `time.asctime()`: `Wed Nov 25 19:20:40 2026`.
     pub fn asctime(&self) -> String {
         const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
+        const MONTHS: [&str; 12] =
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
         format!(
             "{} {} {:2} {:02}:{:02}:{:02} {}",
             DAYS[self.weekday as usize],
@@ -76,10 +75,7 @@ impl Utc {
 
 /// Seconds since the epoch, as Salt's `ts` fields.
 pub fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -111,9 +107,6 @@ mod tests {
         assert_eq!(utc.asctime(), "Wed Nov 25 19:20:40 2026");
         let leap = Utc::from_system(UNIX_EPOCH + Duration::from_secs(951_782_400));
         assert_eq!(leap.stamp(), "2000-02-29T00:00:00.000000+00:00");
-        assert_eq!(
-            Utc::from_system(UNIX_EPOCH).asctime(),
-            "Thu Jan  1 00:00:00 1970"
-        );
+        assert_eq!(Utc::from_system(UNIX_EPOCH).asctime(), "Thu Jan  1 00:00:00 1970");
     }
 }

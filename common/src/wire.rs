@@ -39,11 +39,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(max_frame_bytes: usize) -> Decoder {
-        Decoder {
-            buf: Vec::new(),
-            start: 0,
-            max: max_frame_bytes,
-        }
+        Decoder { buf: Vec::new(), start: 0, max: max_frame_bytes }
     }
 
     /// Appends bytes read from the peer.
@@ -68,10 +64,7 @@ impl Decoder {
         }
         let len = u32::from_be_bytes([pending[0], pending[1], pending[2], pending[3]]) as usize;
         if len > self.max {
-            return Err(WireError::TooLarge {
-                len: len as u64,
-                max: self.max,
-            });
+            return Err(WireError::TooLarge { len: len as u64, max: self.max });
         }
         if pending.len() < HEADER + len {
             return Ok(None);
@@ -134,11 +127,7 @@ mod tests {
     #[test]
     fn frames_survive_every_split() {
         check(&frames(&[b"hello"]), 16, &[b"hello"]);
-        check(
-            &frames(&[b"", b"a", b"", b"bc"]),
-            16,
-            &[b"", b"a", b"", b"bc"],
-        );
+        check(&frames(&[b"", b"a", b"", b"bc"]), 16, &[b"", b"a", b"", b"bc"]);
         check(&frames(&[&[0u8; 16], b"x"]), 16, &[&[0u8; 16], b"x"]);
     }
 
@@ -148,17 +137,11 @@ mod tests {
         decoder.push(&[0xff, 0xff, 0xff, 0xff]);
         assert_eq!(
             decoder.next_frame(),
-            Err(WireError::TooLarge {
-                len: u32::MAX as u64,
-                max: 1024
-            })
+            Err(WireError::TooLarge { len: u32::MAX as u64, max: 1024 })
         );
         let mut decoder = Decoder::new(4);
         decoder.push(&frames(&[b"12345"])[..4]);
-        assert_eq!(
-            decoder.next_frame(),
-            Err(WireError::TooLarge { len: 5, max: 4 })
-        );
+        assert_eq!(decoder.next_frame(), Err(WireError::TooLarge { len: 5, max: 4 }));
     }
 
     #[test]

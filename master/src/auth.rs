@@ -117,14 +117,11 @@ pub fn listed(file: Option<&Path>, id: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(file) else {
         return false;
     };
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .any(|line| {
-            line == id
-                || fnmatch(id, line)
-                || Regex::new(&format!(r"\A(?:{line})\z")).is_ok_and(|re| re.is_match(id))
-        })
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).any(|line| {
+        line == id
+            || fnmatch(id, line)
+            || Regex::new(&format!(r"\A(?:{line})\z")).is_ok_and(|re| re.is_match(id))
+    })
 }
 
 #[cfg(test)]
@@ -177,42 +174,14 @@ mod tests {
         let other = KeyPair::generate().public;
         check(&f, &policy, "m1", &key, AuthStatus::Pending, Some("pend"));
         check(&f, &policy, "m1", &key, AuthStatus::Pending, Some("pend"));
-        check(
-            &f,
-            &policy,
-            "m1",
-            &other,
-            AuthStatus::Denied,
-            Some("denied"),
-        );
+        check(&f, &policy, "m1", &other, AuthStatus::Denied, Some("denied"));
         assert!(f.store.read(KeyStatus::Denied, "m1").unwrap().is_some());
-        f.store
-            .moved(KeyStatus::Pending, KeyStatus::Accepted, "m1")
-            .unwrap();
-        check(
-            &f,
-            &policy,
-            "m1",
-            &key,
-            AuthStatus::Accepted,
-            Some("accept"),
-        );
-        check(
-            &f,
-            &policy,
-            "m1",
-            &other,
-            AuthStatus::Denied,
-            Some("denied"),
-        );
-        f.store
-            .moved(KeyStatus::Accepted, KeyStatus::Rejected, "m1")
-            .unwrap();
+        f.store.moved(KeyStatus::Pending, KeyStatus::Accepted, "m1").unwrap();
+        check(&f, &policy, "m1", &key, AuthStatus::Accepted, Some("accept"));
+        check(&f, &policy, "m1", &other, AuthStatus::Denied, Some("denied"));
+        f.store.moved(KeyStatus::Accepted, KeyStatus::Rejected, "m1").unwrap();
         check(&f, &policy, "m1", &key, AuthStatus::Rejected, None);
-        let full = Policy {
-            max_minions: 1,
-            ..Policy::default()
-        };
+        let full = Policy { max_minions: 1, ..Policy::default() };
         let out = decide(&f.store, &full, "m2", &key, 1, false).unwrap();
         assert_eq!(out.status, AuthStatus::Full);
         assert_eq!(out.event["act"], "full");
@@ -222,95 +191,30 @@ mod tests {
     fn auto_accept_autosign_and_autoreject_files() {
         let f = fixture("sign");
         let key = KeyPair::generate().public;
-        let auto = Policy {
-            auto_accept: true,
-            ..Policy::default()
-        };
+        let auto = Policy { auto_accept: true, ..Policy::default() };
         check(&f, &auto, "any", &key, AuthStatus::Accepted, Some("accept"));
         let sign = f.dir.join("autosign.conf");
         std::fs::write(&sign, "# comment\nweb*\nexact1\ndb[0-9]+\n").unwrap();
         std::fs::set_permissions(&sign, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let policy = Policy {
-            autosign_file: Some(sign.clone()),
-            ..Policy::default()
-        };
-        check(
-            &f,
-            &policy,
-            "web7",
-            &key,
-            AuthStatus::Accepted,
-            Some("accept"),
-        );
-        check(
-            &f,
-            &policy,
-            "exact1",
-            &key,
-            AuthStatus::Accepted,
-            Some("accept"),
-        );
-        check(
-            &f,
-            &policy,
-            "db12",
-            &key,
-            AuthStatus::Accepted,
-            Some("accept"),
-        );
-        check(
-            &f,
-            &policy,
-            "other",
-            &key,
-            AuthStatus::Pending,
-            Some("pend"),
-        );
+        let policy = Policy { autosign_file: Some(sign.clone()), ..Policy::default() };
+        check(&f, &policy, "web7", &key, AuthStatus::Accepted, Some("accept"));
+        check(&f, &policy, "exact1", &key, AuthStatus::Accepted, Some("accept"));
+        check(&f, &policy, "db12", &key, AuthStatus::Accepted, Some("accept"));
+        check(&f, &policy, "other", &key, AuthStatus::Pending, Some("pend"));
         // A pending key becomes accepted once the autosign file lists it.
         std::fs::write(&sign, "other\n").unwrap();
-        check(
-            &f,
-            &policy,
-            "other",
-            &key,
-            AuthStatus::Accepted,
-            Some("accept"),
-        );
+        check(&f, &policy, "other", &key, AuthStatus::Accepted, Some("accept"));
         assert!(f.store.read(KeyStatus::Pending, "other").unwrap().is_none());
         // World-writable autosign files are ignored.
         std::fs::write(&sign, "*\n").unwrap();
         std::fs::set_permissions(&sign, std::fs::Permissions::from_mode(0o666)).unwrap();
-        check(
-            &f,
-            &policy,
-            "someone",
-            &key,
-            AuthStatus::Pending,
-            Some("pend"),
-        );
+        check(&f, &policy, "someone", &key, AuthStatus::Pending, Some("pend"));
         let reject = f.dir.join("autoreject.conf");
         std::fs::write(&reject, "bad*\n").unwrap();
-        let policy = Policy {
-            autoreject_file: Some(reject),
-            auto_accept: true,
-            ..Policy::default()
-        };
-        check(
-            &f,
-            &policy,
-            "bad1",
-            &key,
-            AuthStatus::Rejected,
-            Some("reject"),
-        );
+        let policy =
+            Policy { autoreject_file: Some(reject), auto_accept: true, ..Policy::default() };
+        check(&f, &policy, "bad1", &key, AuthStatus::Rejected, Some("reject"));
         check(&f, &policy, "bad1", &key, AuthStatus::Rejected, None);
-        check(
-            &f,
-            &policy,
-            "someone",
-            &key,
-            AuthStatus::Accepted,
-            Some("accept"),
-        );
+        check(&f, &policy, "someone", &key, AuthStatus::Accepted, Some("accept"));
     }
 }

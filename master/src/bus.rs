@@ -19,12 +19,10 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Opens (creating) the event log; failing that, the master must not start.
-    pub fn open(log_path: &Path) -> io::Result<Bus> {
-        Ok(Bus {
-            queue: VecDeque::new(),
-            log: EventLog::open(log_path)?,
-        })
+    /// Opens (creating) the event log, rotated past `max_bytes` keeping `keep` old files;
+    /// failing that, the master must not start.
+    pub fn open(log_path: &Path, max_bytes: u64, keep: u32) -> io::Result<Bus> {
+        Ok(Bus { queue: VecDeque::new(), log: EventLog::open(log_path, max_bytes, keep)? })
     }
 
     /// Stamps and queues an event.
@@ -53,37 +51,40 @@ impl Bus {
     }
 }
 
-/// Append-only JSON-lines file of every event.
+/// Append-only JSON-lines file of every event, rotated by size.
 #[derive(Debug)]
 struct EventLog {
     path: PathBuf,
     file: Option<BufWriter<File>>,
+    /// Bytes in the current file (written or buffered).
+    size: u64,
+    max_bytes: u64,
+    keep: u32,
 }
 
 impl EventLog {
-    fn open(path: &Path) -> io::Result<EventLog> {
+    fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<EventLog> {
         let file = open_append(path)?;
-        Ok(EventLog {
-            path: path.to_path_buf(),
-            file: Some(file),
-        })
+        let size = file.get_ref().metadata()?.len();
+        Ok(EventLog { path: path.to_path_buf(), file: Some(file), size, max_bytes, keep })
     }
 
     fn append(&mut self, event: &Event) {
+        if self.size >= self.max_bytes {
+            self.rotate();
+        }
+        let path = &self.path;
         let Some(file) = self.file.as_mut() else {
-            log::error!(
-                "event log {} is not open; event {} NOT logged",
-                self.path.display(),
-                event.tag
-            );
+            log::error!("event log {} is not open; event {} NOT logged", path.display(), event.tag);
             return;
         };
         let mut line = event.to_json_line();
         line.push('\n');
+        self.size += line.len() as u64;
         if let Err(e) = file.write_all(line.as_bytes()) {
             log::error!(
                 "cannot write event log {}: {e}; event {} NOT logged",
-                self.path.display(),
+                path.display(),
                 event.tag
             );
         }
@@ -95,14 +96,34 @@ impl EventLog {
         }
     }
 
+    /// `events.log` → `events.log.1` → … → `events.log.<keep>` (dropped), then a fresh file.
+    /// Rotation happens between events, so every file holds whole lines only.
+    fn rotate(&mut self) {
+        self.flush();
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        let _ = std::fs::remove_file(numbered(self.keep));
+        for n in (1..self.keep).rev() {
+            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+        }
+        if let Err(e) = std::fs::rename(&self.path, numbered(1)) {
+            log::error!("cannot rotate event log {}: {e}", self.path.display());
+        }
+        self.reopen();
+    }
+
+    /// Opens the path afresh (after rotation, or SIGHUP once logrotate moved the file).
     fn reopen(&mut self) {
         self.flush();
         match open_append(&self.path) {
             Ok(file) => {
+                self.size = file.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
                 self.file = Some(file);
-                log::info!("reopened event log {}", self.path.display());
+                log::info!("event log {} (re)opened", self.path.display());
             }
-            Err(e) => log::error!("cannot reopen event log {}: {e}", self.path.display()),
+            Err(e) => {
+                // Keep writing to the old handle rather than losing events.
+                log::error!("cannot reopen event log {}: {e}", self.path.display());
+            }
         }
     }
 }

@@ -16,11 +16,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(conn: Conn<UnixStream>) -> Client {
-        Client {
-            conn,
-            writing: false,
-            subs: Vec::new(),
-        }
+        Client { conn, writing: false, subs: Vec::new() }
     }
 
     pub fn wants(&self, tag: &str) -> bool {

@@ -11,41 +11,18 @@ use mio::Token;
 pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
     let request: Request = match serde_json::from_slice(frame) {
         Ok(request) => request,
-        Err(e) => {
-            return Response::Error {
-                message: format!("bad request: {e}"),
-            }
-        }
+        Err(e) => return Response::Error { message: format!("bad request: {e}") },
     };
     match request {
         Request::KeyList => match master.store.list() {
             Ok(keys) => Response::Keys { keys },
-            Err(e) => Response::Error {
-                message: format!("cannot list keys: {e}"),
-            },
+            Err(e) => Response::Error { message: format!("cannot list keys: {e}") },
         },
-        Request::MasterFinger => Response::Finger {
-            finger: master.fingerprint(),
-        },
+        Request::MasterFinger => Response::Finger { finger: master.fingerprint() },
         Request::KeyApply { action, keys } => apply(master, action, &keys),
-        Request::Presence => Response::Presence {
-            up: master.live_ids(),
-        },
-        Request::Publish {
-            tgt,
-            tgt_type,
-            fun,
-            arg,
-            user,
-            watch,
-        } => {
-            let request = JobRequest {
-                tgt,
-                tgt_type,
-                fun,
-                arg,
-                user,
-            };
+        Request::Presence => Response::Presence { up: master.live_ids() },
+        Request::Publish { tgt, tgt_type, fun, arg, user, watch } => {
+            let request = JobRequest { tgt, tgt_type, fun, arg, user };
             match master.publish(request, watch.then_some(token)) {
                 Ok(p) => Response::Published {
                     jid: p.jid,
@@ -59,9 +36,7 @@ pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
         Request::Subscribe { tagmatch } => {
             let filter = TagFilter::tagmatch(tagmatch.as_deref());
             let Some(client) = master.controls.get_mut(&token) else {
-                return Response::Error {
-                    message: "gone".into(),
-                };
+                return Response::Error { message: "gone".into() };
             };
             client.subs.push(filter);
             // Salt fires this when a client attaches to the bus.
@@ -90,22 +65,15 @@ fn apply(master: &mut Master, action: KeyAction, keys: &[(String, KeyStatus)]) -
             Ok(Some(pem)) => pem,
             // Moved or removed meanwhile: not done, not an error.
             Ok(None) => continue,
-            Err(e) => {
-                return Response::Error {
-                    message: format!("key {id}: {e}"),
-                }
-            }
+            Err(e) => return Response::Error { message: format!("key {id}: {e}") },
         };
         let (act, with_pub) = match action {
             KeyAction::Accept => ("accepted", true),
             KeyAction::Reject => ("rejected", true),
             KeyAction::Delete => ("delete", false),
         };
-        let mut data = object([
-            ("result", true.into()),
-            ("act", act.into()),
-            ("id", id.as_str().into()),
-        ]);
+        let mut data =
+            object([("result", true.into()), ("act", act.into()), ("id", id.as_str().into())]);
         if with_pub {
             data.insert("pub".into(), pem.trim_end().into());
         }

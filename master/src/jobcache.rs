@@ -35,9 +35,8 @@ impl JidGen {
 
 /// Salt's `jid_to_time`: `2024, May 01 10:00:00.123456`.
 pub fn jid_to_time(jid: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     if !is_jid(jid) {
         return String::new();
     }
@@ -91,11 +90,7 @@ impl JobCache {
         validate_id(id).map_err(|e| invalid(e.to_string()))?;
         let dir = self.job_dir(jid)?.join("ret");
         fs::create_dir_all(&dir)?;
-        write_atomic(
-            &dir.join(format!("{id}.json")),
-            &serde_json::to_vec(data)?,
-            0o600,
-        )
+        write_atomic(&dir.join(format!("{id}.json")), &serde_json::to_vec(data)?, 0o600)
     }
 
     /// `jobs.lookup_jid`: `{id: return}` for every minion that returned, sorted by id.
@@ -109,10 +104,8 @@ impl JobCache {
         };
         files.sort();
         for file in files {
-            let Some(id) = file
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
+            let Some(id) =
+                file.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json"))
             else {
                 continue;
             };
@@ -120,10 +113,7 @@ impl JobCache {
                 continue;
             };
             if let Ok(data) = data {
-                returns.insert(
-                    id.to_string(),
-                    data.get("return").cloned().unwrap_or(Value::Null),
-                );
+                returns.insert(id.to_string(), data.get("return").cloned().unwrap_or(Value::Null));
             }
         }
         Ok(returns)
@@ -198,17 +188,10 @@ mod tests {
             assert!(jid > last);
             last = jid;
         }
-        assert_eq!(
-            jid_to_time("20240501100000123456"),
-            "2024, May 01 10:00:00.123456"
-        );
-        for bad in [
-            "",
-            "123",
-            "2024050110000012345x",
-            "../../proc/self/fd/0",
-            "202405011000001234567",
-        ] {
+        assert_eq!(jid_to_time("20240501100000123456"), "2024, May 01 10:00:00.123456");
+        for bad in
+            ["", "123", "2024050110000012345x", "../../proc/self/fd/0", "202405011000001234567"]
+        {
             assert!(!is_jid(bad), "{bad}");
         }
     }
@@ -225,17 +208,10 @@ mod tests {
             ("tgt", "*".into()),
         ]);
         cache.save_load(jid, &load).unwrap();
-        cache
-            .save_return(jid, "m1", &object([("return", true.into())]))
-            .unwrap();
-        cache
-            .save_return(jid, "m0", &object([("return", "x".into())]))
-            .unwrap();
+        cache.save_return(jid, "m1", &object([("return", true.into())])).unwrap();
+        cache.save_return(jid, "m0", &object([("return", "x".into())])).unwrap();
         let returns = cache.lookup(jid).unwrap();
-        assert_eq!(
-            serde_json::to_string(&returns).unwrap(),
-            r#"{"m0":"x","m1":true}"#
-        );
+        assert_eq!(serde_json::to_string(&returns).unwrap(), r#"{"m0":"x","m1":true}"#);
         assert_eq!(cache.list().unwrap()[jid]["Function"], "test.ping");
         assert!(cache.save_return("../../etc", "m1", &Map::new()).is_err());
         assert!(cache.save_return(jid, "../m1", &Map::new()).is_err());

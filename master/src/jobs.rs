@@ -79,8 +79,7 @@ impl Master {
         }
         let jid = self.jids.allocate();
         let minion_list = || Value::from(minions.clone());
-        self.bus
-            .fire(jid.clone(), object([("minions", minion_list())]));
+        self.bus.fire(jid.clone(), object([("minions", minion_list())]));
         let load = object([
             ("jid", jid.clone().into()),
             ("tgt_type", req.tgt_type.clone().into()),
@@ -109,9 +108,7 @@ impl Master {
         );
         if let Some(token) = watch {
             if let Some(client) = self.controls.get_mut(&token) {
-                client
-                    .subs
-                    .push(TagFilter::Prefix(format!("salt/job/{jid}/ret/")));
+                client.subs.push(TagFilter::Prefix(format!("salt/job/{jid}/ret/")));
             }
         }
         let publish = ToMinion::Publish(Publish {
@@ -135,17 +132,8 @@ impl Master {
                 Err(reason) => self.close_peer(token, &reason),
             }
         }
-        log::info!(
-            "job {jid} published to {}/{} minions",
-            connected.len(),
-            minions.len()
-        );
-        Ok(Published {
-            jid,
-            minions,
-            missing,
-            connected,
-        })
+        log::info!("job {jid} published to {}/{} minions", connected.len(), minions.len());
+        Ok(Published { jid, minions, missing, connected })
     }
 
     /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
@@ -163,17 +151,14 @@ impl Master {
         let mut missing = Vec::new();
         if req.tgt_type == "list" {
             let listed: Vec<String> = match &req.tgt {
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
+                Value::Array(items) => {
+                    items.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+                }
                 Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
                 _ => Vec::new(),
             };
-            missing = listed
-                .into_iter()
-                .filter(|id| !id.is_empty() && !minions.contains(id))
-                .collect();
+            missing =
+                listed.into_iter().filter(|id| !id.is_empty() && !minions.contains(id)).collect();
         }
         (minions, missing)
     }
@@ -182,10 +167,7 @@ impl Master {
     /// never one the minion wrote into the return.
     pub(crate) fn on_return(&mut self, id: &str, ret: JobReturn) {
         if !crate::jobcache::is_jid(&ret.jid) {
-            log::warn!(
-                "minion {id} returned for invalid jid {:?}; ignored",
-                ret.jid
-            );
+            log::warn!("minion {id} returned for invalid jid {:?}; ignored", ret.jid);
             return;
         }
         let mut data = object([
@@ -203,25 +185,17 @@ impl Master {
         }
         data.insert("user".into(), ret.user.into());
         if let Err(e) = self.jobs.save_return(&ret.jid, id, &data) {
-            log::error!(
-                "job cache: cannot store return of {id} for {}: {e}",
-                ret.jid
-            );
+            log::error!("job cache: cannot store return of {id} for {}: {e}", ret.jid);
         }
         log::debug!("return from {id} for job {}", ret.jid);
-        self.bus
-            .fire(format!("salt/job/{}/ret/{id}", ret.jid), data);
+        self.bus.fire(format!("salt/job/{}/ret/{id}", ret.jid), data);
     }
 
     /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions).
     pub(crate) fn remember_grains(&mut self, id: &str, grains: Map<String, Value>) {
         let dir = self.cfg.cachedir.join("minions").join(id);
         let stored = std::fs::create_dir_all(&dir).and_then(|()| {
-            write_atomic(
-                &dir.join("grains.json"),
-                &serde_json::to_vec(&grains)?,
-                0o600,
-            )
+            write_atomic(&dir.join("grains.json"), &serde_json::to_vec(&grains)?, 0o600)
         });
         if let Err(e) = stored {
             log::error!("cannot cache grains of {id}: {e}");
@@ -231,8 +205,6 @@ impl Master {
 
     /// Ids with a live session, among the accepted keys.
     pub(crate) fn accepted_ids(&self) -> Result<Vec<String>, String> {
-        self.store
-            .ids(KeyStatus::Accepted)
-            .map_err(|e| format!("cannot read accepted keys: {e}"))
+        self.store.ids(KeyStatus::Accepted).map_err(|e| format!("cannot read accepted keys: {e}"))
     }
 }

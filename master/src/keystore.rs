@@ -25,9 +25,7 @@ impl KeyStore {
         for status in KeyStatus::ALL {
             create_private_dir(&pki.join(status.dir()))?;
         }
-        Ok(KeyStore {
-            pki: pki.to_path_buf(),
-        })
+        Ok(KeyStore { pki: pki.to_path_buf() })
     }
 
     fn path(&self, status: KeyStatus, id: &str) -> io::Result<PathBuf> {
@@ -94,12 +92,7 @@ impl KeyStore {
                 let finger = PublicKey::from_pem(&public)
                     .map(|k| k.fingerprint())
                     .unwrap_or_else(|_| "(unreadable key)".into());
-                keys.push(KeyEntry {
-                    id,
-                    status,
-                    public,
-                    finger,
-                });
+                keys.push(KeyEntry { id, status, public, finger });
             }
         }
         Ok(keys)
@@ -132,20 +125,10 @@ mod tests {
         store.write(KeyStatus::Pending, "b", &key).unwrap();
         store.write(KeyStatus::Pending, "a", &key).unwrap();
         store.write(KeyStatus::Accepted, "c", &key).unwrap();
-        assert!(store
-            .moved(KeyStatus::Pending, KeyStatus::Accepted, "b")
-            .unwrap()
-            .is_some());
-        assert!(store
-            .moved(KeyStatus::Pending, KeyStatus::Accepted, "zz")
-            .unwrap()
-            .is_none());
-        let listed: Vec<(String, KeyStatus)> = store
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|k| (k.id, k.status))
-            .collect();
+        assert!(store.moved(KeyStatus::Pending, KeyStatus::Accepted, "b").unwrap().is_some());
+        assert!(store.moved(KeyStatus::Pending, KeyStatus::Accepted, "zz").unwrap().is_none());
+        let listed: Vec<(String, KeyStatus)> =
+            store.list().unwrap().into_iter().map(|k| (k.id, k.status)).collect();
         assert_eq!(
             listed,
             [
@@ -166,10 +149,7 @@ mod tests {
         halite_common::crypto::init();
         let dir = temp("mkey");
         let first = load_or_create_master_key(&dir).unwrap();
-        let mode = fs::metadata(dir.join("master.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.join("master.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = load_or_create_master_key(&dir).unwrap();
         assert_eq!(first.public, again.public);

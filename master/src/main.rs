@@ -45,10 +45,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_default_env()
-        .init();
+    env_logger::Builder::new().filter_level(level).parse_default_env().init();
     for warning in &loaded.warnings {
         log::warn!("{warning}");
     }

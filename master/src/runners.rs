@@ -52,10 +52,7 @@ impl Master {
         self.bus.fire(format!("salt/run/{jid}/new"), new.clone());
         let result = self.runner(fun, arg);
         let mut ret = new;
-        ret.insert(
-            "return".into(),
-            result.clone().unwrap_or_else(Value::String),
-        );
+        ret.insert("return".into(), result.clone().unwrap_or_else(Value::String));
         ret.insert("success".into(), result.is_ok().into());
         self.bus.fire(format!("salt/run/{jid}/ret"), ret);
         result
@@ -67,53 +64,29 @@ impl Master {
             args.first()
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .or_else(|| {
-                    kwargs
-                        .get("jid")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
+                .or_else(|| kwargs.get("jid").and_then(Value::as_str).map(str::to_string))
         };
         match fun {
             "jobs.lookup_jid" => {
                 let jid = first().ok_or("jobs.lookup_jid needs a jid")?;
-                self.jobs
-                    .lookup(&jid)
-                    .map(Value::Object)
-                    .map_err(|e| e.to_string())
+                self.jobs.lookup(&jid).map(Value::Object).map_err(|e| e.to_string())
             }
-            "jobs.list_jobs" => self
-                .jobs
-                .list()
-                .map(Value::Object)
-                .map_err(|e| e.to_string()),
+            "jobs.list_jobs" => self.jobs.list().map(Value::Object).map_err(|e| e.to_string()),
             "manage.up" => Ok(self.live_ids().into()),
             "manage.down" => {
                 let live = self.live_ids();
                 let accepted = self.accepted_ids()?;
-                Ok(accepted
-                    .into_iter()
-                    .filter(|id| !live.contains(id))
-                    .collect::<Vec<_>>()
-                    .into())
+                Ok(accepted.into_iter().filter(|id| !live.contains(id)).collect::<Vec<_>>().into())
             }
             "manage.status" => {
                 let live = self.live_ids();
                 let accepted = self.accepted_ids()?;
-                let down: Vec<String> = accepted
-                    .into_iter()
-                    .filter(|id| !live.contains(id))
-                    .collect();
-                Ok(Value::Object(object([
-                    ("up", live.into()),
-                    ("down", down.into()),
-                ])))
+                let down: Vec<String> =
+                    accepted.into_iter().filter(|id| !live.contains(id)).collect();
+                Ok(Value::Object(object([("up", live.into()), ("down", down.into())])))
             }
             "event.send" => {
-                let tag = args
-                    .first()
-                    .and_then(Value::as_str)
-                    .ok_or("event.send needs a tag")?;
+                let tag = args.first().and_then(Value::as_str).ok_or("event.send needs a tag")?;
                 if tag.is_empty() {
                     return Err("event.send needs a non-empty tag".into());
                 }
@@ -135,10 +108,7 @@ impl Master {
                 self.bus.fire(tag.to_string(), data);
                 Ok(Value::Bool(true))
             }
-            _ => Err(format!(
-                "'{fun}' is not available. Runners: {}",
-                RUNNERS.join(", ")
-            )),
+            _ => Err(format!("'{fun}' is not available. Runners: {}", RUNNERS.join(", "))),
         }
     }
 }

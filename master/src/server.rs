@@ -103,7 +103,8 @@ impl Master {
         halite_common::crypto::init();
         let keys = load_or_create_master_key(&cfg.pki_dir).map_err(io_err("master key"))?;
         let store = KeyStore::open(&cfg.pki_dir).map_err(io_err("pki_dir"))?;
-        let bus = Bus::open(&cfg.event_log_file).map_err(io_err("event_log_file"))?;
+        let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
+            .map_err(io_err("event_log_file"))?;
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
         let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(io_err("job cache"))?;
         let grains = crate::jobs::load_grains(&cfg.cachedir);
@@ -122,15 +123,9 @@ impl Master {
         let poll = Poll::new().map_err(io_err("poll"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
         let registry = poll.registry();
-        registry
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(io_err("poll"))?;
-        registry
-            .register(&mut control, CONTROL, Interest::READABLE)
-            .map_err(io_err("poll"))?;
-        registry
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(io_err("poll"))?;
+        registry.register(&mut listener, LISTENER, Interest::READABLE).map_err(io_err("poll"))?;
+        registry.register(&mut control, CONTROL, Interest::READABLE).map_err(io_err("poll"))?;
+        registry.register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("poll"))?;
         let policy = Policy {
             auto_accept: cfg.auto_accept,
             autosign_file: cfg.autosign_file.clone(),
@@ -245,9 +240,7 @@ impl Master {
                 Ok((mut stream, addr)) => {
                     let token = self.token();
                     if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
+                        self.poll.registry().register(&mut stream, token, Interest::READABLE)
                     {
                         log::error!("cannot register connection from {addr}: {e}");
                         continue;
@@ -306,9 +299,8 @@ impl Master {
                 self.authenticate(token, hello)
             }
             Phase::AwaitReady { id, session } => {
-                let msg: ToMaster = session
-                    .open(frame)
-                    .map_err(|e| format!("bad session frame: {e}"))?;
+                let msg: ToMaster =
+                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
                 let ToMaster::Ready { grains } = msg else {
                     return Err("first session message was not Ready".into());
                 };
@@ -318,10 +310,7 @@ impl Master {
                 else {
                     unreachable!()
                 };
-                peer.phase = Phase::Live {
-                    id: id.clone(),
-                    session,
-                };
+                peer.phase = Phase::Live { id: id.clone(), session };
                 peer.since = Instant::now();
                 log::info!("minion {} authenticated", peer.label());
                 self.remember_grains(&id, grains);
@@ -333,9 +322,8 @@ impl Master {
                 Ok(())
             }
             Phase::Live { id, session, .. } => {
-                let msg: ToMaster = session
-                    .open(frame)
-                    .map_err(|e| format!("bad session frame: {e}"))?;
+                let msg: ToMaster =
+                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
                 let id = id.clone();
                 self.on_session_message(token, &id, msg)
             }
@@ -356,8 +344,7 @@ impl Master {
                     log::warn!("refused event from minion {id}: {reason}");
                     return self.send_session(token, &ToMinion::EventRefused { tag, reason });
                 }
-                self.bus
-                    .fire(tag.clone(), wrap_minion_event(id, &tag, data, ts));
+                self.bus.fire(tag.clone(), wrap_minion_event(id, &tag, data, ts));
                 Ok(())
             }
         }
@@ -426,10 +413,7 @@ impl Master {
                 true => Interest::READABLE | Interest::WRITABLE,
                 false => Interest::READABLE,
             };
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut peer.conn.stream, token, interest)
+            if let Err(e) = self.poll.registry().reregister(&mut peer.conn.stream, token, interest)
             {
                 log::error!("cannot reregister {}: {e}", peer.label());
             }
@@ -546,9 +530,7 @@ impl Master {
                 Ok((mut stream, _)) => {
                     let token = self.token();
                     if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
+                        self.poll.registry().register(&mut stream, token, Interest::READABLE)
                     {
                         log::error!("cannot register control connection: {e}");
                         continue;
@@ -606,10 +588,7 @@ impl Master {
                 true => Interest::READABLE | Interest::WRITABLE,
                 false => Interest::READABLE,
             };
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut client.conn.stream, token, interest);
+            let _ = self.poll.registry().reregister(&mut client.conn.stream, token, interest);
             client.writing = wants;
         }
     }
@@ -639,10 +618,8 @@ impl Master {
                     continue;
                 }
                 let bytes = payload.get_or_insert_with(|| {
-                    let response = Response::Event {
-                        tag: event.tag.clone(),
-                        data: event.data.clone(),
-                    };
+                    let response =
+                        Response::Event { tag: event.tag.clone(), data: event.data.clone() };
                     serde_json::to_vec(&response).expect("events serialise")
                 });
                 if let Err(reason) = client.conn.send(bytes) {
@@ -654,12 +631,8 @@ impl Master {
         for token in dropped {
             self.close_control(token, "too slow: event backlog full");
         }
-        let tokens: Vec<Token> = self
-            .controls
-            .iter()
-            .filter(|(_, c)| !c.subs.is_empty())
-            .map(|(&t, _)| t)
-            .collect();
+        let tokens: Vec<Token> =
+            self.controls.iter().filter(|(_, c)| !c.subs.is_empty()).map(|(&t, _)| t).collect();
         for token in tokens {
             self.flush_control(token);
         }

@@ -21,11 +21,8 @@ fn core(id: &str, read: impl Fn(&str) -> Option<String>) -> Map<String, Value> {
     let mut g = Map::new();
     g.insert("id".into(), json!(id));
     g.insert("halite_version".into(), json!(env!("CARGO_PKG_VERSION")));
-    let first_line = |path: &str| {
-        read(path)
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-    };
+    let first_line =
+        |path: &str| read(path).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
 
     let kernel =
         first_line("/proc/sys/kernel/ostype").unwrap_or_else(|| capitalise(std::env::consts::OS));
@@ -70,13 +67,9 @@ fn core(id: &str, read: impl Fn(&str) -> Option<String>) -> Map<String, Value> {
             }
         }
     }
-    let ipv4 = read("/proc/net/fib_trie")
-        .map(|t| local_ipv4(&t))
-        .unwrap_or_default();
+    let ipv4 = read("/proc/net/fib_trie").map(|t| local_ipv4(&t)).unwrap_or_default();
     g.insert("ipv4".into(), json!(ipv4));
-    let ipv6 = read("/proc/net/if_inet6")
-        .map(|t| local_ipv6(&t))
-        .unwrap_or_default();
+    let ipv6 = read("/proc/net/if_inet6").map(|t| local_ipv6(&t)).unwrap_or_default();
     g.insert("ipv6".into(), json!(ipv6));
     let machine_id =
         first_line("/etc/machine-id").or_else(|| first_line("/var/lib/dbus/machine-id"));
@@ -216,12 +209,7 @@ pub fn os_grains(
     os_release: &BTreeMap<String, String>,
     kernel: &str,
 ) -> Vec<(&'static str, Value)> {
-    let field = |k: &str| {
-        os_release
-            .get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let field = |k: &str| os_release.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let id = field("ID").unwrap_or_default().to_lowercase();
     let fullname = field("NAME").unwrap_or_else(|| match lookup(OS_ID_MAP, &id) {
         Some(os) => os.to_string(),
@@ -229,12 +217,8 @@ pub fn os_grains(
         None => capitalise(&id),
     });
     let distro = strip_linux(&fullname);
-    let short: String = distro
-        .chars()
-        .filter(|c| *c != ' ')
-        .flat_map(char::to_lowercase)
-        .take(10)
-        .collect();
+    let short: String =
+        distro.chars().filter(|c| *c != ' ').flat_map(char::to_lowercase).take(10).collect();
     let os = if cpe_vendor(field("CPE_NAME").as_deref())
         .is_some_and(|v| v == "suse" || v == "opensuse")
     {
@@ -251,10 +235,7 @@ pub fn os_grains(
         None => {
             let pretty = field("PRETTY_NAME").unwrap_or_default();
             // Debian's "Debian GNU/Linux 7 (wheezy)".
-            match (
-                id.as_str(),
-                pretty.strip_suffix(')').and_then(|p| p.rsplit_once('(')),
-            ) {
+            match (id.as_str(), pretty.strip_suffix(')').and_then(|p| p.rsplit_once('('))) {
                 ("debian", Some((_, word)))
                     if word.chars().all(|c| c.is_alphanumeric() || c == '_') =>
                 {
@@ -305,10 +286,8 @@ fn strip_linux(name: &str) -> String {
     while let Some(c) = rest.chars().next() {
         let after = &rest[c.len_utf8()..];
         let is_word = c.is_alphanumeric() || c == '_';
-        let lower = after
-            .get(..9.min(after.len()))
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
+        let lower =
+            after.get(..9.min(after.len())).map(str::to_ascii_lowercase).unwrap_or_default();
         let skip = if is_word {
             None
         } else if lower.starts_with("gnu/linux") {
@@ -342,9 +321,7 @@ fn cpe_vendor(cpe: Option<&str>) -> Option<String> {
 
 fn capitalise(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 /// `hostname.domainname`, unless the hostname already has a domain or the domain is unset.
@@ -399,10 +376,7 @@ pub fn local_ipv6(text: &str) -> Vec<String> {
         let Some(hex) = line.split_whitespace().next() else {
             continue;
         };
-        if let Some(addr) = u128::from_str_radix(hex, 16)
-            .ok()
-            .filter(|_| hex.len() == 32)
-        {
+        if let Some(addr) = u128::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 32) {
             found.insert(Ipv6Addr::from(addr).to_string());
         }
     }
@@ -431,10 +405,7 @@ HOME_URL="https://www.debian.org/"
 
     fn os_of(text: &str) -> Map<String, Value> {
         let grains = os_grains(&parse_os_release(text), "Linux");
-        grains
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
+        grains.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     #[test]
@@ -444,74 +415,18 @@ HOME_URL="https://www.debian.org/"
         let rocky_codename = "Rocky Linux 9.3 (Blue Onyx)";
         // os-release → os, os_family, osfullname, osrelease, oscodename, osfinger
         for (text, os, family, fullname, release, codename, finger) in [
-            (
-                DEBIAN,
-                "Debian",
-                "Debian",
-                "Debian GNU/Linux",
-                "12",
-                "bookworm",
-                "Debian-12",
-            ),
-            (
-                UBUNTU,
-                "Ubuntu",
-                "Debian",
-                "Ubuntu",
-                "22.04",
-                "jammy",
-                "Ubuntu-22.04",
-            ),
-            (
-                ROCKY,
-                "Rocky",
-                "RedHat",
-                "Rocky Linux",
-                "9.3",
-                rocky_codename,
-                "Rocky Linux-9",
-            ),
-            (
-                LEAP,
-                "SUSE",
-                "Suse",
-                "openSUSE Leap",
-                "15.5",
-                "",
-                "openSUSE Leap-15",
-            ),
-            (
-                "ID=centos\nVERSION_ID=7\n",
-                "CentOS",
-                "RedHat",
-                "CentOS",
-                "7",
-                "",
-                "CentOS-7",
-            ),
-            (
-                alpine,
-                "Alpine",
-                "Alpine",
-                "Alpine Linux",
-                "3.19.1",
-                "",
-                "Alpine Linux-3",
-            ),
+            (DEBIAN, "Debian", "Debian", "Debian GNU/Linux", "12", "bookworm", "Debian-12"),
+            (UBUNTU, "Ubuntu", "Debian", "Ubuntu", "22.04", "jammy", "Ubuntu-22.04"),
+            (ROCKY, "Rocky", "RedHat", "Rocky Linux", "9.3", rocky_codename, "Rocky Linux-9"),
+            (LEAP, "SUSE", "Suse", "openSUSE Leap", "15.5", "", "openSUSE Leap-15"),
+            ("ID=centos\nVERSION_ID=7\n", "CentOS", "RedHat", "CentOS", "7", "", "CentOS-7"),
+            (alpine, "Alpine", "Alpine", "Alpine Linux", "3.19.1", "", "Alpine Linux-3"),
             (nixos, "Nixos", "Nixos", "Nixos", "", "", ""),
             ("", "Linux", "Linux", "Linux", "", "", ""),
         ] {
             let g = os_of(text);
             let got = (&g["os"], &g["os_family"], &g["osfullname"], &g["osrelease"]);
-            assert_eq!(
-                got,
-                (
-                    &json!(os),
-                    &json!(family),
-                    &json!(fullname),
-                    &json!(release)
-                )
-            );
+            assert_eq!(got, (&json!(os), &json!(family), &json!(fullname), &json!(release)));
             assert_eq!(g["oscodename"], json!(codename), "{text}");
             let finger = Some(json!(finger)).filter(|_| !finger.is_empty());
             assert_eq!(g.get("osfinger"), finger.as_ref(), "{text}");
@@ -550,10 +465,7 @@ HOME_URL="https://www.debian.org/"
             let text = format!("NAME=\"{name}\"\n");
             let grains = os_grains(&parse_os_release(&text), "Linux");
             assert_eq!(
-                grains
-                    .iter()
-                    .find(|(k, _)| *k == "os")
-                    .map(|(_, v)| v.clone()),
+                grains.iter().find(|(k, _)| *k == "os").map(|(_, v)| v.clone()),
                 Some(json!(os)),
                 "{name}"
             );
@@ -565,15 +477,11 @@ HOME_URL="https://www.debian.org/"
         let parsed = parse_os_release(
             "A=\"q \\\"x\\\" \\$y\"\nB='single'\n# comment\n  C=plain  \nbad line\nD-E=1\nF=\n",
         );
-        let want: BTreeMap<String, String> = [
-            ("A", "q \"x\" $y"),
-            ("B", "single"),
-            ("C", "plain"),
-            ("F", ""),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let want: BTreeMap<String, String> =
+            [("A", "q \"x\" $y"), ("B", "single"), ("C", "plain"), ("F", "")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         assert_eq!(parsed, want);
     }
 
@@ -606,10 +514,7 @@ Local:
 
     #[test]
     fn proc_parsers() {
-        assert_eq!(
-            local_ipv4(FIB_TRIE),
-            ["10.1.2.3", "127.0.0.1", "172.17.0.2"]
-        );
+        assert_eq!(local_ipv4(FIB_TRIE), ["10.1.2.3", "127.0.0.1", "172.17.0.2"]);
         assert_eq!(local_ipv4(""), Vec::<String>::new());
         let inet6 = "00000000000000000000000000000001 01 80 10 80       lo\n\
                      fe800000000000000042acfffe110002 02 40 20 80     eth0\nbogus\n";
@@ -622,10 +527,7 @@ Local:
         assert_eq!(meminfo_kib("MemTotal: lots", "MemTotal"), None);
         let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\n\
                        model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n";
-        assert_eq!(
-            cpu_model(cpuinfo).as_deref(),
-            Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
-        );
+        assert_eq!(cpu_model(cpuinfo).as_deref(), Some("Intel(R) Xeon(R) CPU @ 2.20GHz"));
         assert_eq!(cpu_model("processor : 0\n"), None);
         assert_eq!(fqdn("web1", Some("(none)")), "web1");
         assert_eq!(fqdn("web1", Some("example.com")), "web1.example.com");
@@ -676,12 +578,7 @@ Local:
         let bare = core("m", |_| None);
         assert_eq!(
             (&bare["os"], &bare["kernel"], &bare["ipv4"], &bare["fqdn"]),
-            (
-                &json!("Linux"),
-                &json!("Linux"),
-                &json!([]),
-                &json!("localhost")
-            )
+            (&json!("Linux"), &json!("Linux"), &json!([]), &json!("localhost"))
         );
     }
 

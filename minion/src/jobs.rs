@@ -80,21 +80,12 @@ impl Jobs {
         log::info!("job {}: {} starting", publish.jid, publish.fun);
         self.running.insert(
             publish.jid.clone(),
-            Running {
-                fun: publish.fun.clone(),
-                arg: publish.arg.clone(),
-                started: Instant::now(),
-            },
+            Running { fun: publish.fun.clone(), arg: publish.arg.clone(), started: Instant::now() },
         );
-        let (ctx, tx, waker) = (
-            Arc::clone(&self.ctx),
-            self.tx.clone(),
-            Arc::clone(&self.waker),
-        );
+        let (ctx, tx, waker) = (Arc::clone(&self.ctx), self.tx.clone(), Arc::clone(&self.waker));
         let job = publish.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("job-{}", publish.jid))
-            .spawn(move || {
+        let spawned =
+            std::thread::Builder::new().name(format!("job-{}", publish.jid)).spawn(move || {
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                     functions::call(&job.fun, &job.arg, &ctx)
                 }))
@@ -112,11 +103,8 @@ impl Jobs {
             Err(e) => {
                 self.running.remove(&publish.jid);
                 let outcome = Outcome {
-                    ret: format!(
-                        "ERROR executing '{}': cannot start a thread: {e}",
-                        publish.fun
-                    )
-                    .into(),
+                    ret: format!("ERROR executing '{}': cannot start a thread: {e}", publish.fun)
+                        .into(),
                     retcode: 1,
                     out: Some("nested".into()),
                 };
@@ -154,10 +142,6 @@ impl Jobs {
             }),
             None => serde_json::json!({}),
         };
-        Outcome {
-            ret,
-            retcode: 0,
-            out: None,
-        }
+        Outcome { ret, retcode: 0, out: None }
     }
 }

@@ -91,11 +91,9 @@ impl Minion {
         halite_common::crypto::init();
         create_private_dir(&cfg.pki_dir).map_err(io_err("pki_dir"))?;
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
-        let keys = load_or_create_pair(
-            &cfg.pki_dir.join("minion.key"),
-            &cfg.pki_dir.join("minion.pub"),
-        )
-        .map_err(io_err("minion key"))?;
+        let keys =
+            load_or_create_pair(&cfg.pki_dir.join("minion.key"), &cfg.pki_dir.join("minion.pub"))
+                .map_err(io_err("minion key"))?;
         let poll = Poll::new().map_err(io_err("poll"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(io_err("signals"))?;
         poll.registry()
@@ -103,10 +101,7 @@ impl Minion {
             .map_err(io_err("poll"))?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?;
         let grains = grains::collect(&cfg.id, &cfg.grains);
-        let ctx = functions::Context {
-            id: cfg.id.clone(),
-            grains: grains.clone(),
-        };
+        let ctx = functions::Context { id: cfg.id.clone(), grains: grains.clone() };
         Ok(Minion {
             jobs: jobs::Jobs::new(ctx, waker),
             grains,
@@ -169,9 +164,7 @@ impl Minion {
         let keepalive = self.cfg.keepalive_interval;
         match &link.phase {
             LinkPhase::Live(_) => (link.pinged + keepalive).min(link.heard + keepalive * 3),
-            LinkPhase::AwaitVerdict {
-                rehello: Some(at), ..
-            } => *at,
+            LinkPhase::AwaitVerdict { rehello: Some(at), .. } => *at,
             LinkPhase::AwaitVerdict { rehello: None, .. }
             | LinkPhase::Connecting
             | LinkPhase::AwaitGreeting => link.since + HANDSHAKE_TIMEOUT,
@@ -204,9 +197,7 @@ impl Minion {
                     self.send(&ToMaster::Ping { seq });
                 }
             }
-            LinkPhase::AwaitVerdict {
-                rehello: Some(at), ..
-            } => {
+            LinkPhase::AwaitVerdict { rehello: Some(at), .. } => {
                 if now >= *at {
                     self.send_hello(now);
                 }
@@ -364,10 +355,7 @@ impl Minion {
         let link = self.link.as_mut().ok_or("no link")?;
         let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, &presented);
         link.conn.send(&hello)?;
-        link.phase = LinkPhase::AwaitVerdict {
-            handshake: hs,
-            rehello: None,
-        };
+        link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
         link.since = Instant::now();
         // Remember the master key for re-hellos while pending.
         self.master_key = Some(presented);
@@ -387,13 +375,8 @@ impl Minion {
                 self.backoff = self.cfg.recon_default;
                 self.pending_wait = self.cfg.acceptance_wait_time;
                 let addr = link.addr;
-                self.send(&ToMaster::Ready {
-                    grains: self.grains.clone(),
-                });
-                log::info!(
-                    "halite-minion {} authenticated to master {addr}",
-                    self.cfg.id
-                );
+                self.send(&ToMaster::Ready { grains: self.grains.clone() });
+                log::info!("halite-minion {} authenticated to master {addr}", self.cfg.id);
                 if !self.started {
                     self.started = true;
                     self.fire_start_events();
@@ -442,10 +425,7 @@ impl Minion {
             self.drop_link(&reason);
             return;
         }
-        link.phase = LinkPhase::AwaitVerdict {
-            handshake: hs,
-            rehello: None,
-        };
+        link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
         link.since = now;
         self.flush();
     }
@@ -483,10 +463,8 @@ impl Minion {
                 self.outbox.push_front(msg);
                 return;
             };
-            let sent = session
-                .seal(&msg)
-                .map_err(|e| e.to_string())
-                .and_then(|f| link.conn.send(&f));
+            let sent =
+                session.seal(&msg).map_err(|e| e.to_string()).and_then(|f| link.conn.send(&f));
             if let Err(reason) = sent {
                 self.outbox.push_front(msg);
                 self.drop_link(&reason);
@@ -500,15 +478,8 @@ impl Minion {
     fn fire_start_events(&mut self) {
         let text = format!("Minion {} started at {}", self.cfg.id, Utc::now().asctime());
         let ts = unix_seconds();
-        for tag in [
-            format!("salt/minion/{}/start", self.cfg.id),
-            "minion_start".to_string(),
-        ] {
-            self.send(&ToMaster::Event {
-                tag,
-                data: Value::String(text.clone()),
-                ts,
-            });
+        for tag in [format!("salt/minion/{}/start", self.cfg.id), "minion_start".to_string()] {
+            self.send(&ToMaster::Event { tag, data: Value::String(text.clone()), ts });
         }
     }
 
@@ -518,10 +489,7 @@ impl Minion {
         let LinkPhase::Live(session) = &mut link.phase else {
             return;
         };
-        let result = session
-            .seal(msg)
-            .map_err(|e| e.to_string())
-            .and_then(|f| link.conn.send(&f));
+        let result = session.seal(msg).map_err(|e| e.to_string()).and_then(|f| link.conn.send(&f));
         match result {
             Ok(()) => self.flush(),
             Err(reason) => self.drop_link(&reason),
@@ -544,10 +512,7 @@ impl Minion {
                 true => Interest::READABLE | Interest::WRITABLE,
                 false => Interest::READABLE,
             };
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut link.conn.stream, MASTER, interest);
+            let _ = self.poll.registry().reregister(&mut link.conn.stream, MASTER, interest);
             link.writing = wants;
         }
     }

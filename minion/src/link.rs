@@ -14,10 +14,7 @@ pub enum LinkPhase {
     /// Connected; waiting for the master's clear greeting.
     AwaitGreeting,
     /// Hello sent; waiting for (another) verdict. `rehello` is when to ask again while pending.
-    AwaitVerdict {
-        handshake: MinionHandshake,
-        rehello: Option<Instant>,
-    },
+    AwaitVerdict { handshake: MinionHandshake, rehello: Option<Instant> },
     /// Authenticated session.
     Live(Session),
 }

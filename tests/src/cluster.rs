@@ -39,26 +39,14 @@ impl Master {
         cmd.arg("-c").arg(&conf).current_dir(dir.path());
         let daemon = Daemon::spawn(cmd, "master");
         let ready = daemon.wait_for_line(r"halite-master ready: minions on (\S+),", WAIT);
-        let addr = ready[1]
-            .as_deref()
-            .expect("address")
-            .parse()
-            .expect("socket address");
-        Master {
-            dir,
-            daemon,
-            addr,
-            conf,
-        }
+        let addr = ready[1].as_deref().expect("address").parse().expect("socket address");
+        Master { dir, daemon, addr, conf }
     }
 
     /// Stops the master with SIGTERM and waits for it; returns the tree for a restart.
     pub fn stop(mut self) -> TempDir {
         self.daemon.signal(15);
-        let status = self
-            .daemon
-            .wait_exit(WAIT)
-            .expect("master did not stop on SIGTERM");
+        let status = self.daemon.wait_exit(WAIT).expect("master did not stop on SIGTERM");
         assert!(status.success(), "master exited with {status:?}");
         self.dir
     }
@@ -84,18 +72,12 @@ impl Master {
 
     /// Runs `halite-key -c <conf> ARGS` with stdin closed.
     pub fn key(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("halite-key"))
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args))
+        run(Command::new(bin("halite-key")).arg("-c").arg(&self.conf).args(args))
     }
 
     /// Runs `halite -c <conf> ARGS`.
     pub fn halite(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("halite"))
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args))
+        run(Command::new(bin("halite")).arg("-c").arg(&self.conf).args(args))
     }
 
     /// A `halite -c <conf> ARGS` command, to spawn in the background.
@@ -107,21 +89,12 @@ impl Master {
 
     /// Runs `halite-run -c <conf> ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("halite-run"))
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args))
+        run(Command::new(bin("halite-run")).arg("-c").arg(&self.conf).args(args))
     }
 
     /// Runs `halite-key` answering `input` at its prompt.
     pub fn key_answering(&self, args: &[&str], input: &str) -> Output {
-        run_with_stdin(
-            Command::new(bin("halite-key"))
-                .arg("-c")
-                .arg(&self.conf)
-                .args(args),
-            input,
-        )
+        run_with_stdin(Command::new(bin("halite-key")).arg("-c").arg(&self.conf).args(args), input)
     }
 
     /// Every event logged so far, as (tag, data).
@@ -131,10 +104,7 @@ impl Master {
             .map(|line| {
                 let v: Value = serde_json::from_str(line)
                     .unwrap_or_else(|e| panic!("event log line is not JSON ({e}): {line}"));
-                (
-                    v["tag"].as_str().expect("tag").to_string(),
-                    v["data"].clone(),
-                )
+                (v["tag"].as_str().expect("tag").to_string(), v["data"].clone())
             })
             .collect()
     }
@@ -144,11 +114,7 @@ impl Master {
     pub fn wait_event_where(&self, what: &str, pred: impl Fn(&str, &Value) -> bool) -> Value {
         let mut found = None;
         wait_until(WAIT, what, || {
-            found = self
-                .events()
-                .into_iter()
-                .find(|(t, d)| pred(t, d))
-                .map(|(_, d)| d);
+            found = self.events().into_iter().find(|(t, d)| pred(t, d)).map(|(_, d)| d);
             found.is_some()
         });
         found.unwrap()
@@ -159,11 +125,7 @@ impl Master {
     pub fn wait_event(&self, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut found = None;
         wait_until(WAIT, &format!("event {tag} in the event log"), || {
-            found = self
-                .events()
-                .into_iter()
-                .find(|(t, d)| t == tag && pred(d))
-                .map(|(_, d)| d);
+            found = self.events().into_iter().find(|(t, d)| t == tag && pred(d)).map(|(_, d)| d);
             found.is_some()
         });
         found.unwrap()
@@ -172,10 +134,7 @@ impl Master {
     /// The minion ids with a live session, from the master itself.
     pub fn presence(&self) -> Vec<String> {
         use halite_common::control::{Request, Response, SOCKET_NAME};
-        let socket = self
-            .dir
-            .join("master/var/run/halite/master")
-            .join(SOCKET_NAME);
+        let socket = self.dir.join("master/var/run/halite/master").join(SOCKET_NAME);
         let mut client = halite_cli::Client::connect(&socket).expect("control socket");
         match client.request(&Request::Presence).expect("presence") {
             Response::Presence { up } => up,
@@ -208,18 +167,11 @@ impl Minion {
             root.display(),
             addr.port()
         );
-        dir.write(
-            format!("minion-{name}-conf/minion"),
-            merge_yaml(&defaults, extra),
-        );
+        dir.write(format!("minion-{name}-conf/minion"), merge_yaml(&defaults, extra));
         let mut cmd = Command::new(bin("halite-minion"));
         cmd.arg("-c").arg(&conf).current_dir(dir.path());
         let daemon = Daemon::spawn(cmd, &format!("minion-{name}"));
-        Minion {
-            daemon,
-            root,
-            id: id.to_string(),
-        }
+        Minion { daemon, root, id: id.to_string() }
     }
 
     #[track_caller]

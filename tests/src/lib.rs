@@ -36,10 +36,7 @@ pub fn bin(name: &str) -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => {
             let exe = std::env::current_exe().expect("cannot locate the test executable");
-            let mut dir = exe
-                .parent()
-                .expect("test executable has no parent")
-                .to_path_buf();
+            let mut dir = exe.parent().expect("test executable has no parent").to_path_buf();
             if dir.ends_with("deps") {
                 dir.pop();
             }
@@ -60,10 +57,7 @@ pub fn bin(name: &str) -> PathBuf {
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
         thread::sleep(POLL);
     }
 }
@@ -80,9 +74,7 @@ impl TempDir {
     pub fn new() -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = format!("halite-test-{}-{n}-{nanos}", std::process::id());
         let path = std::env::temp_dir().join(name);
         // `create_dir`, not `create_dir_all`: an existing directory would not be fresh.
@@ -169,30 +161,17 @@ impl Daemon {
                 .open(p)
                 .unwrap_or_else(|e| panic!("open log {}: {e}", p.display()))
         });
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        let captured = Captured {
-            lines: Vec::new(),
-            open: 2,
-            log,
-        };
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
+        let captured = Captured { lines: Vec::new(), open: 2, log };
         let shared = Arc::new((Mutex::new(captured), Condvar::new()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         // The readers are detached, not joined: a grandchild may hold a pipe open.
         spawn_reader(stdout, "out", Arc::clone(&shared));
         spawn_reader(stderr, "err", Arc::clone(&shared));
-        Daemon {
-            name: name.to_string(),
-            child,
-            shared,
-            log_path,
-        }
+        Daemon { name: name.to_string(), child, shared, log_path }
     }
 
     /// The name given at spawn.
@@ -246,10 +225,7 @@ impl Daemon {
         let mut guard = self.lock();
         let why = loop {
             if let Some(caps) = guard.lines.iter().skip(next).find_map(|l| re.captures(l)) {
-                return caps
-                    .iter()
-                    .map(|m| m.map(|m| m.as_str().to_string()))
-                    .collect();
+                return caps.iter().map(|m| m.map(|m| m.as_str().to_string())).collect();
             }
             next = next.max(guard.lines.len());
             if guard.open == 0 {
@@ -259,10 +235,8 @@ impl Daemon {
             if now >= deadline {
                 break "timed out";
             }
-            guard = cond
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            guard =
+                cond.wait_timeout(guard, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
         };
         let tail = tail(&guard.lines);
         drop(guard);
@@ -270,9 +244,7 @@ impl Daemon {
             "{}: {why} waiting {timeout:?} for a line matching /{pattern}/ (from line {from}); \
              log: {}; last {TAIL} lines:\n{tail}",
             self.name,
-            self.log_path
-                .as_ref()
-                .map_or("none".into(), |p| p.display().to_string()),
+            self.log_path.as_ref().map_or("none".into(), |p| p.display().to_string()),
         );
     }
 
@@ -284,12 +256,7 @@ impl Daemon {
             .arg(self.pid().to_string())
             .status()
             .unwrap_or_else(|e| panic!("running kill: {e}"));
-        assert!(
-            status.success(),
-            "kill -{sig} {} ({}) failed: {status}",
-            self.pid(),
-            self.name
-        );
+        assert!(status.success(), "kill -{sig} {} ({}) failed: {status}", self.pid(), self.name);
     }
 
     /// Waits up to `timeout` for the child to exit; `None` if it is still running.
@@ -343,9 +310,7 @@ fn spawn_reader(
                 cond.notify_all();
                 return;
             }
-            let line = String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\n', '\r'])
-                .to_string();
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
             if let Some(log) = &mut captured.log {
                 let _ = writeln!(log, "{tag}| {line}");
             }
@@ -401,11 +366,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
 
 #[track_caller]
 fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     // Each pipe gets its own thread so a full pipe never blocks the child.
@@ -424,11 +385,7 @@ fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
             let _ = tx.send((is_out, String::from_utf8_lossy(&buf).into_owned()));
         });
     };
-    read(
-        child.stdout.take().map(|p| Box::new(p) as _),
-        tx.clone(),
-        true,
-    );
+    read(child.stdout.take().map(|p| Box::new(p) as _), tx.clone(), true);
     read(child.stderr.take().map(|p| Box::new(p) as _), tx, false);
 
     let deadline = Instant::now() + RUN_TIMEOUT;
@@ -444,16 +401,10 @@ fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
             Err(e) => panic!("waiting for {cmd:?}: {e}"),
         }
     };
-    let mut out = Output {
-        status: status.code(),
-        stdout: String::new(),
-        stderr: String::new(),
-    };
+    let mut out = Output { status: status.code(), stdout: String::new(), stderr: String::new() };
     for _ in 0..2 {
         // A grandchild may keep a pipe open after the child exits; don't wait for it forever.
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(1));
+        let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
         match rx.recv_timeout(wait) {
             Ok((true, s)) => out.stdout = s,
             Ok((false, s)) => out.stderr = s,

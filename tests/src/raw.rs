@@ -22,13 +22,8 @@ impl RawConn {
     pub fn connect(addr: SocketAddr) -> (RawConn, PublicKey) {
         crypto::init();
         let stream = TcpStream::connect(addr).expect("connect to master");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut conn = RawConn {
-            stream,
-            decoder: Decoder::new(64 << 20),
-        };
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut conn = RawConn { stream, decoder: Decoder::new(64 << 20) };
         let greeting = conn.read_frame().expect("greeting frame");
         let master = handshake::parse_greeting(&greeting).expect("valid greeting");
         (conn, master)
@@ -58,10 +53,7 @@ impl RawConn {
             if let Some(frame) = self.decoder.next_frame().expect("master frames are sane") {
                 return Some(frame);
             }
-            assert!(
-                Instant::now() < deadline,
-                "no frame from the master within {IO_TIMEOUT:?}"
-            );
+            assert!(Instant::now() < deadline, "no frame from the master within {IO_TIMEOUT:?}");
             match self.stream.read(&mut buf) {
                 Ok(0) => return None,
                 Ok(n) => self.decoder.push(&buf[..n]),
@@ -107,14 +99,8 @@ impl RawMinion {
         let Verdict::Accepted(session) = hs.on_reply(&keys, &reply).expect("valid verdict") else {
             panic!("master did not accept {id}");
         };
-        let mut raw = RawMinion {
-            conn,
-            keys,
-            session,
-        };
-        raw.send(&ToMaster::Ready {
-            grains: Default::default(),
-        });
+        let mut raw = RawMinion { conn, keys, session };
+        raw.send(&ToMaster::Ready { grains: Default::default() });
         raw
     }
 

@@ -24,10 +24,7 @@ fn panic_message(f: impl FnOnce()) -> String {
 fn dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -39,28 +36,16 @@ fn waits_for_lines_and_kills_on_drop() {
     let pid = daemon.pid();
 
     let caps = daemon.wait_for_line(r"ready on (\S+)", T);
-    assert_eq!(
-        caps,
-        [
-            Some("ready on 127.0.0.1:1234".into()),
-            Some("127.0.0.1:1234".into())
-        ]
-    );
+    assert_eq!(caps, [Some("ready on 127.0.0.1:1234".into()), Some("127.0.0.1:1234".into())]);
     // Earlier lines are still searched.
-    assert_eq!(
-        daemon.wait_for_line("hel+o", T)[0].as_deref(),
-        Some("hello")
-    );
+    assert_eq!(daemon.wait_for_line("hel+o", T)[0].as_deref(), Some("hello"));
     assert_eq!(daemon.lines(), ["hello", "ready on 127.0.0.1:1234"]);
 
     let from = daemon.line_count();
     let msg = panic_message(|| {
         daemon.wait_for_line_after(from, "hello", Duration::from_millis(50));
     });
-    assert!(
-        msg.contains("timed out") && msg.contains("/hello/"),
-        "{msg}"
-    );
+    assert!(msg.contains("timed out") && msg.contains("/hello/"), "{msg}");
     assert!(msg.contains("1: ready on 127.0.0.1:1234"), "{msg}");
 
     let log = std::fs::read_to_string(dir.path().join("sh.log")).unwrap();
@@ -100,19 +85,13 @@ fn wait_fails_fast_when_output_ends() {
     let msg = panic_message(|| {
         daemon.wait_for_line("never", Duration::from_secs(60));
     });
-    assert!(
-        msg.contains("output ended") && msg.contains("0: bye"),
-        "{msg}"
-    );
+    assert!(msg.contains("output ended") && msg.contains("0: bye"), "{msg}");
 }
 
 #[test]
 fn run_captures_output_and_status() {
     let out = run(Command::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 7"]));
-    assert_eq!(
-        (out.status, out.stdout.as_str(), out.stderr.as_str()),
-        (Some(7), "out\n", "err\n")
-    );
+    assert_eq!((out.status, out.stdout.as_str(), out.stderr.as_str()), (Some(7), "out\n", "err\n"));
 
     let out = run_with_stdin(&mut Command::new("cat"), "line one\nline two\n");
     assert!(out.success());

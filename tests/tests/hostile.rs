@@ -63,10 +63,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 fn hostile_connections_are_closed_and_the_master_keeps_serving() {
     let master = Master::start("auto_accept: True");
     let attacks: Vec<(&str, Box<Attack>)> = vec![
-        (
-            "4 GiB length prefix",
-            Box::new(|c, _| c.send_raw(&[0xff, 0xff, 0xff, 0xff])),
-        ),
+        ("4 GiB length prefix", Box::new(|c, _| c.send_raw(&[0xff, 0xff, 0xff, 0xff]))),
         ("random bytes", Box::new(|c, _| c.send_raw(&noise(4096, 7)))),
         (
             "truncated frame then EOF",
@@ -75,10 +72,7 @@ fn hostile_connections_are_closed_and_the_master_keeps_serving() {
                 c.shutdown_write();
             }),
         ),
-        (
-            "garbage JSON in a frame",
-            Box::new(|c, _| c.send_frame(b"{\"cmd\": \"_auth\", oops")),
-        ),
+        ("garbage JSON in a frame", Box::new(|c, _| c.send_frame(b"{\"cmd\": \"_auth\", oops"))),
         (
             "Salt-style clear command",
             Box::new(|c, _| {
@@ -89,53 +83,23 @@ fn hostile_connections_are_closed_and_the_master_keeps_serving() {
             "hello sealed to the wrong key",
             Box::new(|c, _| c.send_frame(&hello_for("minion9", &KeyPair::generate().public))),
         ),
-        (
-            "path traversal id",
-            Box::new(|c, m| c.send_frame(&hello_for("../../etc/passwd", m))),
-        ),
-        (
-            "NUL in id",
-            Box::new(|c, m| c.send_frame(&hello_for("evil\0id", m))),
-        ),
-        (
-            "dot-dot id",
-            Box::new(|c, m| c.send_frame(&hello_for("..", m))),
-        ),
+        ("path traversal id", Box::new(|c, m| c.send_frame(&hello_for("../../etc/passwd", m)))),
+        ("NUL in id", Box::new(|c, m| c.send_frame(&hello_for("evil\0id", m)))),
+        ("dot-dot id", Box::new(|c, m| c.send_frame(&hello_for("..", m)))),
     ];
     for (name, attack) in &attacks {
         let (mut conn, master_key) = RawConn::connect(master.addr);
         attack(&mut conn, &master_key);
-        assert!(
-            conn.closed_by_master(),
-            "master kept the connection open after: {name}"
-        );
+        assert!(conn.closed_by_master(), "master kept the connection open after: {name}");
     }
-    for expected in [
-        "exceeds max_frame_bytes",
-        "refused hello",
-        "minion id contains forbidden",
-    ] {
+    for expected in ["exceeds max_frame_bytes", "refused hello", "minion id contains forbidden"] {
         master.daemon.wait_for_line(expected, WAIT);
     }
     // Nothing was written for any hostile id, anywhere in the test's tree.
     let files = files_under(master.dir.path());
-    assert!(
-        !files
-            .iter()
-            .any(|f| f.contains("passwd") || f.contains("evil")),
-        "{files:?}"
-    );
-    for dir in [
-        "minions",
-        "minions_pre",
-        "minions_rejected",
-        "minions_denied",
-    ] {
-        assert_eq!(
-            files_under(&master.pki().join(dir)),
-            Vec::<String>::new(),
-            "{dir}"
-        );
+    assert!(!files.iter().any(|f| f.contains("passwd") || f.contains("evil")), "{files:?}");
+    for dir in ["minions", "minions_pre", "minions_rejected", "minions_denied"] {
+        assert_eq!(files_under(&master.pki().join(dir)), Vec::<String>::new(), "{dir}");
     }
     // The master still serves a real minion.
     let minion = Minion::start(&master, "minion1", "a", "");
@@ -157,19 +121,13 @@ fn replayed_reordered_and_forged_session_frames_end_the_session() {
     let mut frame = raw.session.seal(&ToMaster::Ping { seq: 2 }).unwrap();
     frame[5] ^= 0x01;
     raw.conn.send_frame(&frame);
-    assert!(
-        raw.conn.closed_by_master(),
-        "a bit-flipped frame was accepted"
-    );
+    assert!(raw.conn.closed_by_master(), "a bit-flipped frame was accepted");
 
     let mut raw = RawMinion::authenticate(master.addr, "raw3");
     let _skipped = raw.session.seal(&ToMaster::Ping { seq: 3 }).unwrap();
     let later = raw.session.seal(&ToMaster::Ping { seq: 4 }).unwrap();
     raw.conn.send_frame(&later);
-    assert!(
-        raw.conn.closed_by_master(),
-        "a reordered frame was accepted"
-    );
+    assert!(raw.conn.closed_by_master(), "a reordered frame was accepted");
 
     // A frame sealed under another session's key.
     let mut a = RawMinion::authenticate(master.addr, "raw4");
@@ -178,16 +136,9 @@ fn replayed_reordered_and_forged_session_frames_end_the_session() {
     let foreign = c.session.seal(&ToMaster::Ping { seq: 1 }).unwrap();
     drop(c);
     a.conn.send_frame(&foreign);
-    assert!(
-        a.conn.closed_by_master(),
-        "a frame from another session was accepted"
-    );
+    assert!(a.conn.closed_by_master(), "a frame from another session was accepted");
     b.send(&ToMaster::Ping { seq: 1 });
-    assert_eq!(
-        b.recv(),
-        Some(ToMinion::Pong { seq: 1 }),
-        "the other session must live on"
-    );
+    assert_eq!(b.recv(), Some(ToMinion::Pong { seq: 1 }), "the other session must live on");
     master.daemon.wait_for_line("bad session frame", WAIT);
     halite_tests::wait_until(WAIT, "only raw5 left", || master.presence() == ["raw5"]);
 }
@@ -197,11 +148,7 @@ fn a_forged_master_tag_from_a_minion_is_refused() {
     let master = Master::start("auto_accept: True");
     let mut raw = RawMinion::authenticate(master.addr, "raw1");
     let data = serde_json::json!({"act": "accept", "id": "someone", "result": true});
-    raw.send(&ToMaster::Event {
-        tag: "salt/auth".into(),
-        data,
-        ts: 0,
-    });
+    raw.send(&ToMaster::Event { tag: "salt/auth".into(), data, ts: 0 });
     match raw.recv() {
         Some(ToMinion::EventRefused { tag, reason }) => {
             assert_eq!(tag, "salt/auth");
@@ -210,21 +157,12 @@ fn a_forged_master_tag_from_a_minion_is_refused() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     let data = serde_json::json!({"k": "v", "id": "someone-else"});
-    raw.send(&ToMaster::Event {
-        tag: "myco/app/ok".into(),
-        data,
-        ts: 1,
-    });
+    raw.send(&ToMaster::Event { tag: "myco/app/ok".into(), data, ts: 1 });
     let event = master.wait_event("myco/app/ok", |_| true);
-    assert_eq!(
-        event["id"], "raw1",
-        "the master stamps the authenticated id"
-    );
+    assert_eq!(event["id"], "raw1", "the master stamps the authenticated id");
     assert_eq!(event["data"]["id"], "someone-else");
-    let forged = master
-        .events()
-        .into_iter()
-        .filter(|(t, d)| t == "salt/auth" && d["id"] == "someone");
+    let forged =
+        master.events().into_iter().filter(|(t, d)| t == "salt/auth" && d["id"] == "someone");
     assert_eq!(forged.count(), 0);
 }
 
@@ -249,10 +187,7 @@ fn a_hello_for_an_unknown_challenge_cannot_hijack_a_pending_minion() {
 #[test]
 fn garbage_on_the_control_socket_gets_an_error_and_the_master_keeps_working() {
     let master = Master::start("");
-    let socket = master
-        .dir
-        .join("master/var/run/halite/master")
-        .join(SOCKET_NAME);
+    let socket = master.dir.join("master/var/run/halite/master").join(SOCKET_NAME);
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
@@ -267,11 +202,7 @@ fn garbage_on_the_control_socket_gets_an_error_and_the_master_keeps_working() {
         stream.read_exact(&mut body).unwrap();
         serde_json::from_slice(&body).unwrap()
     };
-    for bad in [
-        &b"not json"[..],
-        br#"{"cmd":"no_such_command"}"#,
-        br#"{"cmd":"key_apply"}"#,
-    ] {
+    for bad in [&b"not json"[..], br#"{"cmd":"no_such_command"}"#, br#"{"cmd":"key_apply"}"#] {
         match ask(bad) {
             Response::Error { message } => assert!(message.starts_with("bad request"), "{message}"),
             other => panic!("expected an error for {bad:?}, got {other:?}"),
@@ -281,10 +212,7 @@ fn garbage_on_the_control_socket_gets_an_error_and_the_master_keeps_working() {
         r#"{{"cmd":"key_apply","action":"accept","keys":[["{}","pending"]]}}"#,
         "x".repeat(100_000)
     );
-    assert!(matches!(
-        ask(huge.as_bytes()),
-        Response::Error { .. } | Response::Applied { .. }
-    ));
+    assert!(matches!(ask(huge.as_bytes()), Response::Error { .. } | Response::Applied { .. }));
     let traversal =
         r#"{"cmd":"key_apply","action":"delete","keys":[["../master.key","accepted"]]}"#;
     assert!(matches!(ask(traversal.as_bytes()), Response::Error { .. }));
@@ -299,8 +227,5 @@ fn garbage_on_the_control_socket_gets_an_error_and_the_master_keeps_working() {
     let listed = master.key(&["-L"]);
     assert!(listed.success(), "{listed:?}");
     let mut client = halite_cli::Client::connect(&socket).unwrap();
-    assert_eq!(
-        client.request(&Request::Presence).unwrap(),
-        Response::Presence { up: vec![] }
-    );
+    assert_eq!(client.request(&Request::Presence).unwrap(), Response::Presence { up: vec![] });
 }

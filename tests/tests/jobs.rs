@@ -14,10 +14,8 @@ fn json(text: &str) -> Value {
 /// A master with auto_accept and the given minions authenticated.
 fn cluster(minions: &[(&str, &str)]) -> (Master, Vec<Minion>) {
     let master = Master::start("auto_accept: True");
-    let started: Vec<Minion> = minions
-        .iter()
-        .map(|(id, extra)| Minion::start(&master, id, id, extra))
-        .collect();
+    let started: Vec<Minion> =
+        minions.iter().map(|(id, extra)| Minion::start(&master, id, id, extra)).collect();
     for m in &started {
         m.wait_authenticated();
     }
@@ -31,28 +29,18 @@ fn cluster(minions: &[(&str, &str)]) -> (Master, Vec<Minion>) {
 fn test_ping_prints_salts_output_and_fires_salts_events() {
     let (master, _m) = cluster(&[("minion1", "")]);
     let out = master.halite(&["minion1", "test.ping"]);
-    assert_eq!(
-        (out.status, out.stdout.as_str()),
-        (Some(0), "minion1:\n    True\n"),
-        "{out:?}"
-    );
+    assert_eq!((out.status, out.stdout.as_str()), (Some(0), "minion1:\n    True\n"), "{out:?}");
     let out = master.halite(&["minion1", "test.ping", "--out", "json"]);
     assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n");
     let out = master.halite(&["*", "test.ping", "--static", "--out", "json"]);
     assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n");
 
     let events = master.events();
-    let new = events
-        .iter()
-        .position(|(t, _)| t.ends_with("/new"))
-        .expect("job new event");
+    let new = events.iter().position(|(t, _)| t.ends_with("/new")).expect("job new event");
     let jid = events[new].1["jid"].as_str().unwrap().to_string();
     assert_eq!(jid.len(), 20);
-    let tags: Vec<&str> = events
-        .iter()
-        .map(|(t, _)| t.as_str())
-        .filter(|t| t.contains(&jid))
-        .collect();
+    let tags: Vec<&str> =
+        events.iter().map(|(t, _)| t.as_str()).filter(|t| t.contains(&jid)).collect();
     let ret_tag = format!("salt/job/{jid}/ret/minion1");
     assert_eq!(
         tags,
@@ -98,25 +86,13 @@ fn cmd_run_output_retcodes_and_unknown_functions() {
     let out = master.halite(&["minion1", "cmd.run", "echo hi; exit 3"]);
     assert_eq!(out.status, Some(1), "{out:?}");
     assert_eq!(out.stdout, "minion1:\n    hi\n");
-    assert!(
-        out.stderr
-            .contains("ERROR: Minions returned with non-zero exit code"),
-        "{out:?}"
-    );
-    let out = master.halite(&[
-        "minion1",
-        "cmd.run",
-        "echo hi; exit 3",
-        "--retcode-passthrough",
-    ]);
+    assert!(out.stderr.contains("ERROR: Minions returned with non-zero exit code"), "{out:?}");
+    let out = master.halite(&["minion1", "cmd.run", "echo hi; exit 3", "--retcode-passthrough"]);
     assert_eq!(out.status, Some(3), "{out:?}");
     let out = master.halite(&["minion1", "cmd.run", "printf 'a\\nb'"]);
     assert_eq!(out.stdout, "minion1:\n    a\n    b\n");
     let out = master.halite(&["minion1", "test.echo", "hello world", "--out", "json"]);
-    assert_eq!(
-        json(&out.stdout),
-        serde_json::json!({"minion1": "hello world"})
-    );
+    assert_eq!(json(&out.stdout), serde_json::json!({"minion1": "hello world"}));
     let out = master.halite(&["minion1", "test.arg", "1", "two", "k=v", "--out", "json"]);
     assert_eq!(
         json(&out.stdout),
@@ -124,10 +100,7 @@ fn cmd_run_output_retcodes_and_unknown_functions() {
     );
     let out = master.halite(&["minion1", "no.such_function"]);
     assert_eq!(out.status, Some(1));
-    assert_eq!(
-        out.stdout,
-        "minion1:\n    'no.such_function' is not available.\n"
-    );
+    assert_eq!(out.stdout, "minion1:\n    'no.such_function' is not available.\n");
     let out = master.halite(&["minion1", "grains.get", "id"]);
     assert_eq!(out.stdout, "minion1:\n    minion1\n");
 }
@@ -144,12 +117,7 @@ fn every_target_type_selects_the_right_minions() {
         full.extend(["test.ping", "--static", "--out", "json"]);
         let out = master.halite(&full);
         assert_eq!(out.status, Some(0), "{args:?}: {out:?}");
-        let mut ids: Vec<String> = json(&out.stdout)
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let mut ids: Vec<String> = json(&out.stdout).as_object().unwrap().keys().cloned().collect();
         ids.sort();
         ids
     };
@@ -175,11 +143,7 @@ fn every_target_type_selects_the_right_minions() {
     let huge = "x".repeat(100_000);
     let out = master.halite(&[&huge, "test.ping"]);
     assert_eq!(out.status, Some(2), "{:?}", out.stderr);
-    assert_eq!(
-        master.halite(&["db1", "test.ping"]).status,
-        Some(0),
-        "master still serves"
-    );
+    assert_eq!(master.halite(&["db1", "test.ping"]).status, Some(0), "master still serves");
 }
 
 #[test]
@@ -192,14 +156,11 @@ fn offline_and_silent_minions_are_reported_with_salts_exit_codes() {
     assert_eq!(out.status, Some(1), "{out:?}");
     assert!(out.stdout.contains("up1:\n    True\n"), "{}", out.stdout);
     assert!(
-        out.stdout
-            .contains("gone1:\n    Minion did not return. [Not connected]\n"),
+        out.stdout.contains("gone1:\n    Minion did not return. [Not connected]\n"),
         "{}",
         out.stdout
     );
-    assert!(out
-        .stderr
-        .contains("ERROR: Minions returned with non-zero exit code"));
+    assert!(out.stderr.contains("ERROR: Minions returned with non-zero exit code"));
     let out = master.halite(&["gone1", "test.ping", "-t", "1"]);
     assert_eq!(out.status, Some(2), "{out:?}");
     assert!(out.stderr.contains("ERROR: No return received"), "{out:?}");
@@ -209,38 +170,27 @@ fn offline_and_silent_minions_are_reported_with_salts_exit_codes() {
     let up = master.run(&["manage.up", "--out", "json"]);
     assert_eq!(json(&up.stdout), serde_json::json!(["up1"]));
     let status = master.run(&["manage.status", "--out", "json"]);
-    assert_eq!(
-        json(&status.stdout),
-        serde_json::json!({"up": ["up1"], "down": ["gone1"]})
-    );
+    assert_eq!(json(&status.stdout), serde_json::json!({"up": ["up1"], "down": ["gone1"]}));
 }
 
 #[test]
 fn a_long_job_does_not_delay_a_ping_and_outlives_the_timeout() {
     let (master, _m) = cluster(&[("minion1", "")]);
-    let sleeper = Daemon::spawn(
-        master.halite_cmd(&["minion1", "test.sleep", "4", "-t", "1"]),
-        "sleeper",
-    );
+    let sleeper =
+        Daemon::spawn(master.halite_cmd(&["minion1", "test.sleep", "4", "-t", "1"]), "sleeper");
     master.wait_event_where("the sleep job's publish", |t, d| {
         t.ends_with("/new") && d["fun"] == "test.sleep"
     });
     let ping = master.halite(&["minion1", "test.ping"]);
     assert_eq!(ping.stdout, "minion1:\n    True\n");
     assert!(
-        !master
-            .events()
-            .iter()
-            .any(|(t, d)| t.contains("/ret/") && d["fun"] == "test.sleep"),
+        !master.events().iter().any(|(t, d)| t.contains("/ret/") && d["fun"] == "test.sleep"),
         "the ping must come back while the sleep still runs"
     );
     // The sleeper's CLI asked find_job after 1 s, saw the job running, and kept waiting.
     sleeper.wait_for_line(r"^minion1:$", WAIT);
     sleeper.wait_for_line(r"^    True$", WAIT);
-    assert!(master
-        .events()
-        .iter()
-        .any(|(_, d)| d["fun"] == "saltutil.find_job"));
+    assert!(master.events().iter().any(|(_, d)| d["fun"] == "saltutil.find_job"));
 }
 
 #[test]
@@ -261,12 +211,8 @@ fn returns_land_in_the_job_cache_when_the_cli_dies_or_the_master_restarts() {
 
     // Published, then the master dies before the return: the minion delivers it later.
     let out = master.halite(&["minion1", "test.sleep", "2", "--async"]);
-    let jid = out
-        .stdout
-        .trim()
-        .strip_prefix("Executed command with job ID: ")
-        .expect("jid")
-        .to_string();
+    let jid =
+        out.stdout.trim().strip_prefix("Executed command with job ID: ").expect("jid").to_string();
     let port = master.addr.port();
     let dir = master.kill();
     let master = Master::start_in(dir, port, "auto_accept: True");
@@ -280,10 +226,7 @@ fn unknown_runners_and_bad_jids_are_clear_errors() {
     let (master, _m) = cluster(&[("minion1", "")]);
     let out = master.run(&["no.such_runner"]);
     assert_eq!(out.status, Some(1));
-    assert!(
-        out.stderr.contains("'no.such_runner' is not available"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("'no.such_runner' is not available"), "{out:?}");
     let out = master.run(&["jobs.lookup_jid", "../../etc"]);
     assert_eq!(out.status, Some(1));
     assert!(out.stderr.contains("not a job id"), "{out:?}");

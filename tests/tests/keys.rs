@@ -12,11 +12,7 @@ fn tags(master: &Master) -> Vec<String> {
 }
 
 fn keys_of(data: &Value) -> Vec<&str> {
-    data.as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect()
+    data.as_object().unwrap().keys().map(String::as_str).collect()
 }
 
 #[track_caller]
@@ -48,13 +44,7 @@ fn new_minion_pends_is_accepted_by_halite_key_and_the_events_are_salts() {
     master.wait_event("minion_start", |_| true);
     assert_eq!(
         tags(&master),
-        [
-            "salt/auth",
-            "salt/key",
-            "salt/auth",
-            "salt/minion/minion1/start",
-            "minion_start"
-        ]
+        ["salt/auth", "salt/key", "salt/auth", "salt/minion/minion1/start", "minion_start"]
     );
     let events = master.events();
     let minion_pub = std::fs::read_to_string(minion.pki().join("minion.pub")).unwrap();
@@ -65,10 +55,7 @@ fn new_minion_pends_is_accepted_by_halite_key_and_the_events_are_salts() {
     assert_eq!(pend["act"], "pend");
     assert_eq!(pend["id"], "minion1");
     assert_eq!(pend["pub"], minion_pub.trim_end());
-    assert!(pend["pub"]
-        .as_str()
-        .unwrap()
-        .starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    assert!(pend["pub"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----\n"));
     let key = &events[1].1;
     assert_eq!(keys_of(key), ["result", "act", "id", "pub", "_stamp"]);
     assert_eq!(key["act"], "accepted");
@@ -78,10 +65,7 @@ fn new_minion_pends_is_accepted_by_halite_key_and_the_events_are_salts() {
         Regex::new(r"^Minion minion1 started at \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$");
     let started = started.unwrap();
     for (tag, start) in &events[3..] {
-        assert_eq!(
-            keys_of(start),
-            ["cmd", "data", "id", "pretag", "tag", "ts", "_stamp"]
-        );
+        assert_eq!(keys_of(start), ["cmd", "data", "id", "pretag", "tag", "ts", "_stamp"]);
         assert_eq!(start["cmd"], "_minion_event");
         assert_eq!(start["id"], "minion1");
         assert_eq!(start["tag"], tag.as_str());
@@ -109,9 +93,7 @@ fn auto_accept_and_autosign_file_need_no_human() {
 
     // Like every path, autosign_file lives under root_dir.
     let master = Master::start("autosign_file: /etc/halite/autosign.conf");
-    master
-        .dir
-        .write("master/etc/halite/autosign.conf", "# web servers\nweb*\n");
+    master.dir.write("master/etc/halite/autosign.conf", "# web servers\nweb*\n");
     let web = Minion::start(&master, "web1", "web", "");
     let db = Minion::start(&master, "db1", "db", "");
     web.wait_authenticated();
@@ -131,35 +113,18 @@ fn a_rejected_key_never_gets_a_session() {
         "The following keys are going to be rejected:\nUnaccepted Keys:\nother1\n\
          Key for minion other1 rejected.\n"
     );
-    let status = minion
-        .daemon
-        .wait_exit(halite_tests::cluster::WAIT)
-        .expect("minion exits");
+    let status = minion.daemon.wait_exit(halite_tests::cluster::WAIT).expect("minion exits");
     assert_eq!(status.code(), Some(77));
-    minion.daemon.wait_for_line(
-        "rejected this minion's public key",
-        halite_tests::cluster::WAIT,
-    );
+    minion.daemon.wait_for_line("rejected this minion's public key", halite_tests::cluster::WAIT);
     let key = master.wait_event("salt/key", |d| d["act"] == "rejected");
     assert_eq!(key["id"], "other1");
 
     // Started again, it is refused at once: result false and no act, as Salt.
     let mut again = Minion::start(&master, "other1", "a", "");
-    assert_eq!(
-        again
-            .daemon
-            .wait_exit(halite_tests::cluster::WAIT)
-            .unwrap()
-            .code(),
-        Some(77)
-    );
+    assert_eq!(again.daemon.wait_exit(halite_tests::cluster::WAIT).unwrap().code(), Some(77));
     let auth = master.wait_event("salt/auth", |d| d["result"] == false);
     assert!(auth.get("act").is_none(), "{auth}");
-    assert!(!again
-        .daemon
-        .lines()
-        .iter()
-        .any(|l| l.contains("authenticated to master")));
+    assert!(!again.daemon.lines().iter().any(|l| l.contains("authenticated to master")));
     assert!(master.presence().is_empty());
     assert_eq!(
         master.key(&["-L"]).stdout,
@@ -173,14 +138,7 @@ fn a_known_id_with_another_key_is_denied_and_the_first_keeps_working() {
     let first = Minion::start(&master, "minion1", "first", "");
     first.wait_authenticated();
     let mut impostor = Minion::start(&master, "minion1", "impostor", "");
-    assert_eq!(
-        impostor
-            .daemon
-            .wait_exit(halite_tests::cluster::WAIT)
-            .unwrap()
-            .code(),
-        Some(77)
-    );
+    assert_eq!(impostor.daemon.wait_exit(halite_tests::cluster::WAIT).unwrap().code(), Some(77));
     let denied = master.wait_event("salt/auth", |d| d["act"] == "denied");
     assert_eq!(denied["result"], false);
     let impostor_pub = std::fs::read_to_string(impostor.pki().join("minion.pub")).unwrap();
@@ -192,11 +150,7 @@ fn a_known_id_with_another_key_is_denied_and_the_first_keeps_working() {
         "Accepted Keys:\nminion1\nDenied Keys:\nminion1\nUnaccepted Keys:\nRejected Keys:\n"
     );
     assert_eq!(master.presence(), ["minion1"]);
-    assert!(!first
-        .daemon
-        .lines()
-        .iter()
-        .any(|l| l.contains("lost master")));
+    assert!(!first.daemon.lines().iter().any(|l| l.contains("lost master")));
 }
 
 #[test]
@@ -207,32 +161,16 @@ fn halite_key_prompts_deletes_prints_json_and_fingerprints() {
 
     let json = master.key(&["-L", "--out", "json"]);
     let parsed: Value = halite_tests::serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(
-        keys_of(&parsed),
-        [
-            "minions_pre",
-            "minions_rejected",
-            "minions",
-            "minions_denied"
-        ]
-    );
-    assert_eq!(
-        parsed["minions"],
-        halite_tests::serde_json::json!(["minion1"])
-    );
-    assert!(json
-        .stdout
-        .contains("\n    \"minions\": [\n        \"minion1\"\n    ],\n"));
+    assert_eq!(keys_of(&parsed), ["minions_pre", "minions_rejected", "minions", "minions_denied"]);
+    assert_eq!(parsed["minions"], halite_tests::serde_json::json!(["minion1"]));
+    assert!(json.stdout.contains("\n    \"minions\": [\n        \"minion1\"\n    ],\n"));
 
     let finger = master.key(&["-F"]);
-    let ready = master.daemon.wait_for_line(
-        r"halite-master ready: .* fingerprint (\S+)$",
-        halite_tests::cluster::WAIT,
-    );
+    let ready = master
+        .daemon
+        .wait_for_line(r"halite-master ready: .* fingerprint (\S+)$", halite_tests::cluster::WAIT);
     let master_finger = ready[1].clone().unwrap();
-    assert!(finger
-        .stdout
-        .starts_with(&format!("Local Keys:\nmaster.pub:  {master_finger}\n")));
+    assert!(finger.stdout.starts_with(&format!("Local Keys:\nmaster.pub:  {master_finger}\n")));
     assert!(finger.stdout.contains("Accepted Keys:\nminion1:  "));
 
     // Delete defaults to "no": an empty answer keeps the key.
@@ -243,9 +181,7 @@ fn halite_key_prompts_deletes_prints_json_and_fingerprints() {
     );
     assert!(master.pki().join("minions/minion1").exists());
     let deleted = master.key_answering(&["-d", "minion1"], "y\n");
-    assert!(deleted
-        .stdout
-        .ends_with("Proceed? [N/y] Key for minion minion1 deleted.\n"));
+    assert!(deleted.stdout.ends_with("Proceed? [N/y] Key for minion minion1 deleted.\n"));
     assert!(!master.pki().join("minions/minion1").exists());
     let event = master.wait_event("salt/key", |d| d["act"] == "delete");
     assert_eq!(keys_of(&event), ["result", "act", "id", "_stamp"]);
@@ -256,10 +192,7 @@ fn halite_key_prompts_deletes_prints_json_and_fingerprints() {
 
     let none = master.key(&["-a", "nobody", "-y"]);
     assert_eq!(none.status, Some(1));
-    assert_eq!(
-        none.stdout,
-        "The key glob 'nobody' does not match any unaccepted keys.\n"
-    );
+    assert_eq!(none.stdout, "The key glob 'nobody' does not match any unaccepted keys.\n");
     let bad = master.key(&["-l", "sideways"]);
     assert_eq!(bad.status, Some(64));
     assert!(bad.stderr.contains("unknown key status"));
@@ -269,19 +202,9 @@ fn halite_key_prompts_deletes_prints_json_and_fingerprints() {
 fn halite_key_refuses_clearly_when_the_master_is_not_running() {
     let dir = TempDir::new();
     let conf = dir.join("conf");
-    dir.write(
-        "conf/master",
-        format!("root_dir: {}\n", dir.join("root").display()),
-    );
-    let out = run(Command::new(bin("halite-key"))
-        .arg("-c")
-        .arg(&conf)
-        .arg("-L"));
+    dir.write("conf/master", format!("root_dir: {}\n", dir.join("root").display()));
+    let out = run(Command::new(bin("halite-key")).arg("-c").arg(&conf).arg("-L"));
     assert_eq!(out.status, Some(2));
-    assert!(
-        out.stderr.contains("the master is not running"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("the master is not running"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }

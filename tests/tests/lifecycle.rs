@@ -27,39 +27,21 @@ fn the_minion_reconnects_after_master_restarts_and_keeps_its_key() {
     let logged = master_events_len(&dir);
     let master = Master::start_in(dir, port, "");
     let seen = minion.daemon.line_count();
-    minion
-        .daemon
-        .wait_for_line_after(seen, "authenticated to master", WAIT);
+    minion.daemon.wait_for_line_after(seen, "authenticated to master", WAIT);
     master.wait_event("salt/auth", |d| d["act"] == "accept");
     let since_restart = master.events().split_off(logged);
-    let acts: Vec<_> = since_restart
-        .iter()
-        .map(|(_, d)| d["act"].clone())
-        .collect();
-    assert_eq!(
-        acts,
-        ["accept"],
-        "the accepted key must survive the restart"
-    );
+    let acts: Vec<_> = since_restart.iter().map(|(_, d)| d["act"].clone()).collect();
+    assert_eq!(acts, ["accept"], "the accepted key must survive the restart");
 
     // Hard kill, restart again.
     let dir = master.kill();
     let master = Master::start_in(dir, port, "");
     let seen_after_kill = minion.daemon.line_count();
-    minion
-        .daemon
-        .wait_for_line_after(seen_after_kill, "authenticated to master", WAIT);
+    minion.daemon.wait_for_line_after(seen_after_kill, "authenticated to master", WAIT);
     assert_eq!(master.presence(), ["minion1"]);
-    assert_eq!(
-        master.key(&["-l", "acc"]).stdout,
-        "Accepted Keys:\nminion1\n"
-    );
+    assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\nminion1\n");
     // Start events belong to the minion process, not to each reconnect.
-    let starts = master
-        .events()
-        .into_iter()
-        .filter(|(t, _)| t == "minion_start")
-        .count();
+    let starts = master.events().into_iter().filter(|(t, _)| t == "minion_start").count();
     assert_eq!(starts, 1, "one per minion process, not one per reconnect");
 }
 
@@ -71,19 +53,10 @@ fn keepalive_drops_silent_peers_and_keeps_live_ones() {
     let mut silent = RawMinion::authenticate(master.addr, "silent");
     // The master pings; the silent peer never answers and is cut off after 3 intervals.
     assert!(matches!(silent.recv(), Some(ToMinion::Ping { .. })));
-    assert!(
-        silent.conn.closed_by_master(),
-        "a silent peer must be dropped"
-    );
-    master
-        .daemon
-        .wait_for_line("silent.*keepalive timeout", WAIT);
+    assert!(silent.conn.closed_by_master(), "a silent peer must be dropped");
+    master.daemon.wait_for_line("silent.*keepalive timeout", WAIT);
     assert_eq!(master.presence(), ["alive"]);
-    assert!(!minion
-        .daemon
-        .lines()
-        .iter()
-        .any(|l| l.contains("lost master")));
+    assert!(!minion.daemon.lines().iter().any(|l| l.contains("lost master")));
     // A peer that answers stays.
     let mut polite = RawMinion::authenticate(master.addr, "polite");
     for _ in 0..4 {
@@ -100,41 +73,23 @@ fn keepalive_drops_silent_peers_and_keeps_live_ones() {
 #[test]
 fn bad_configuration_is_a_clear_error_naming_every_key() {
     let dir = TempDir::new();
-    dir.write(
-        "m/master",
-        "ret_port: 99999\nauto_accept: maybe\ninterface: nowhere\n",
-    );
-    let out = run(Command::new(bin("halite-master"))
-        .arg("-c")
-        .arg(dir.join("m")));
+    dir.write("m/master", "ret_port: 99999\nauto_accept: maybe\ninterface: nowhere\n");
+    let out = run(Command::new(bin("halite-master")).arg("-c").arg(dir.join("m")));
     assert_eq!(out.status, Some(78));
     for key in ["ret_port", "auto_accept", "interface"] {
-        assert!(
-            out.stderr.contains(key),
-            "{key} not named in: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(key), "{key} not named in: {}", out.stderr);
     }
     dir.write("n/minion", "id: ../../etc/passwd\nmaster: [a, b]\n");
-    let out = run(Command::new(bin("halite-minion"))
-        .arg("-c")
-        .arg(dir.join("n")));
+    let out = run(Command::new(bin("halite-minion")).arg("-c").arg(dir.join("n")));
     assert_eq!(out.status, Some(78));
     assert!(
-        out.stderr
-            .contains("id: minion id contains forbidden character '/'"),
+        out.stderr.contains("id: minion id contains forbidden character '/'"),
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr.contains("master: several masters"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("master: several masters"), "{}", out.stderr);
     dir.write("y/master", "reactor: [\n");
-    let out = run(Command::new(bin("halite-master"))
-        .arg("-c")
-        .arg(dir.join("y")));
+    let out = run(Command::new(bin("halite-master")).arg("-c").arg(dir.join("y")));
     assert_eq!(out.status, Some(78));
     assert!(out.stderr.contains("invalid YAML"), "{}", out.stderr);
 }
@@ -148,11 +103,7 @@ fn a_second_master_on_the_same_socket_refuses_to_start() {
     cmd.arg("-c").arg(&conf);
     let out = run(&mut cmd);
     assert_eq!(out.status, Some(1), "{out:?}");
-    assert!(
-        out.stderr.contains("another master is already serving"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("another master is already serving"), "{}", out.stderr);
     assert!(master.key(&["-L"]).success());
 }
 
@@ -166,9 +117,7 @@ fn the_minion_refuses_a_master_whose_key_changed_or_does_not_match_the_pin() {
     // Another master (another key) where the cached one was expected.
     let other = Master::start("auto_accept: True");
     let minion = Minion::start_for(&first.dir, other.addr, "minion1", "a", "");
-    minion
-        .daemon
-        .wait_for_line("does not match the expected", WAIT);
+    minion.daemon.wait_for_line("does not match the expected", WAIT);
     assert!(other.presence().is_empty());
     assert!(!other.events().iter().any(|(tag, _)| tag == "salt/auth"));
     drop(minion);
@@ -176,20 +125,11 @@ fn the_minion_refuses_a_master_whose_key_changed_or_does_not_match_the_pin() {
     // A wrong pin refuses even on first contact; the right one is trusted.
     let wrong = "aa:".repeat(31) + "aa";
     let pinned = Minion::start(&other, "minion2", "b", &format!("master_finger: '{wrong}'"));
-    pinned
-        .daemon
-        .wait_for_line("does not match the expected", WAIT);
+    pinned.daemon.wait_for_line("does not match the expected", WAIT);
     drop(pinned);
-    let ready = other
-        .daemon
-        .wait_for_line(r"halite-master ready: .* fingerprint (\S+)$", WAIT);
+    let ready = other.daemon.wait_for_line(r"halite-master ready: .* fingerprint (\S+)$", WAIT);
     let finger = ready[1].clone().unwrap();
-    let pinned = Minion::start(
-        &other,
-        "minion3",
-        "c",
-        &format!("master_finger: '{finger}'"),
-    );
+    let pinned = Minion::start(&other, "minion3", "c", &format!("master_finger: '{finger}'"));
     pinned.wait_authenticated();
     wait_until(WAIT, "minion3 live", || other.presence() == ["minion3"]);
 }

@@ -85,10 +85,7 @@ struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 64,
-            message: Some(message.into()),
-        }
+        Failure { code: 64, message: Some(message.into()) }
     }
 }
 
@@ -111,38 +108,22 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), Failure> {
     if args.out != "txt" && args.out != "json" {
-        return Err(Failure::usage(format!(
-            "unknown --out '{}': use txt or json",
-            args.out
-        )));
+        return Err(Failure::usage(format!("unknown --out '{}': use txt or json", args.out)));
     }
     let json = args.out == "json";
     let all = || "*".to_string();
     let actions = [
-        (
-            KeyAction::Accept,
-            args.accept.clone().or(args.accept_all.then(all)),
-        ),
-        (
-            KeyAction::Reject,
-            args.reject.clone().or(args.reject_all.then(all)),
-        ),
-        (
-            KeyAction::Delete,
-            args.delete.clone().or(args.delete_all.then(all)),
-        ),
+        (KeyAction::Accept, args.accept.clone().or(args.accept_all.then(all))),
+        (KeyAction::Reject, args.reject.clone().or(args.reject_all.then(all))),
+        (KeyAction::Delete, args.delete.clone().or(args.delete_all.then(all))),
     ];
-    let chosen: Vec<(KeyAction, String)> = actions
-        .into_iter()
-        .filter_map(|(a, g)| g.map(|g| (a, g)))
-        .collect();
+    let chosen: Vec<(KeyAction, String)> =
+        actions.into_iter().filter_map(|(a, g)| g.map(|g| (a, g))).collect();
     if chosen.len() > 1 {
         return Err(Failure::usage("choose one of -a/-A, -r/-R, -d/-D"));
     }
-    let mut client = Client::from_config_dir(&args.config_dir).map_err(|e| Failure {
-        code: 2,
-        message: Some(e.to_string()),
-    })?;
+    let mut client = Client::from_config_dir(&args.config_dir)
+        .map_err(|e| Failure { code: 2, message: Some(e.to_string()) })?;
     let keys = list_keys(&mut client)?;
 
     if let Some((action, glob)) = chosen.into_iter().next() {
@@ -156,9 +137,7 @@ fn run(args: &Args) -> Result<(), Failure> {
         return show_keys(&keys, &glob, json, Some(finger), |k| k.finger.clone());
     }
     if let Some(glob) = args.print.clone().or(args.print_all.then(all)) {
-        return show_keys(&keys, &glob, json, None, |k| {
-            k.public.trim_end().to_string()
-        });
+        return show_keys(&keys, &glob, json, None, |k| k.public.trim_end().to_string());
     }
     // `-L` and no option at all both list every status.
     let statuses = match args.list.as_ref().filter(|_| !args.list_all) {
@@ -188,10 +167,7 @@ fn unexpected(answer: Result<Response, halite_cli::ClientError>) -> Failure {
         Ok(other) => format!("unexpected answer from the master: {other:?}"),
         Err(e) => e.to_string(),
     };
-    Failure {
-        code: 2,
-        message: Some(message),
-    }
+    Failure { code: 2, message: Some(message) }
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -218,10 +194,7 @@ fn apply(
     let selected = select(keys, glob, &from);
     if selected.is_empty() {
         println!("{}", no_match(glob, &from));
-        return Err(Failure {
-            code: 1,
-            message: None,
-        });
+        return Err(Failure { code: 1, message: None });
     }
     let (done, prompt) = verbs(action);
     let going = match action {
@@ -230,19 +203,12 @@ fn apply(
         KeyAction::Delete => "deleted",
     };
     println!("The following keys are going to be {going}:");
-    print!(
-        "{}",
-        grouped(&selected, &KeyStatus::ALL, false, |k| k.id.clone())
-    );
+    print!("{}", grouped(&selected, &KeyStatus::ALL, false, |k| k.id.clone()));
     if !args.yes {
         print!("{prompt}");
         let _ = io::stdout().flush();
         let mut answer = String::new();
-        let read = io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .ok()
-            .filter(|&n| n > 0);
+        let read = io::stdin().lock().read_line(&mut answer).ok().filter(|&n| n > 0);
         if !confirmed(read.map(|_| answer.as_str()), action != KeyAction::Delete) {
             return Ok(());
         }
@@ -294,11 +260,7 @@ fn show_keys(
     }
     print!(
         "{}",
-        grouped(&selected, &KeyStatus::ALL, false, |k| format!(
-            "{}:  {}",
-            k.id,
-            value(k)
-        ))
+        grouped(&selected, &KeyStatus::ALL, false, |k| format!("{}:  {}", k.id, value(k)))
     );
     Ok(())
 }

@@ -48,30 +48,17 @@ type Failure = (u8, String);
 
 fn run(args: &Args) -> Result<(), Failure> {
     let format = Format::parse(&args.out).ok_or_else(|| {
-        (
-            64,
-            format!(
-                "unknown --out '{}': use nested, json, yaml or txt",
-                args.out
-            ),
-        )
+        (64, format!("unknown --out '{}': use nested, json, yaml or txt", args.out))
     })?;
     let Some((fun, rest)) = args.words.split_first() else {
-        return Err((
-            64,
-            "usage: halite-run FUNCTION [ARG...] [key=value...]".into(),
-        ));
+        return Err((64, "usage: halite-run FUNCTION [ARG...] [key=value...]".into()));
     };
     let arg = parse_cli_args(rest);
     let mut client = Client::from_config_dir(&args.config_dir).map_err(|e| (2, e.to_string()))?;
     if fun == "state.event" {
         return state_event(&mut client, &arg);
     }
-    let request = Request::Runner {
-        fun: fun.clone(),
-        arg,
-        user: current_user(),
-    };
+    let request = Request::Runner { fun: fun.clone(), arg, user: current_user() };
     match client.request(&request).map_err(|e| (2, e.to_string()))? {
         Response::Value { value } => {
             print!("{}", render(&value, format));
@@ -108,20 +95,10 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
         other => other.to_string(),
     };
     let tagmatch = opts.get("tagmatch").or(positional.first()).map(text);
-    let mut count = opts
-        .get("count")
-        .or(positional.get(1))
-        .and_then(Value::as_i64)
-        .unwrap_or(-1);
-    let truthy = |key: &str| {
-        opts.get(key)
-            .is_some_and(|v| v == &Value::Bool(true) || v == "True")
-    };
+    let mut count = opts.get("count").or(positional.get(1)).and_then(Value::as_i64).unwrap_or(-1);
+    let truthy = |key: &str| opts.get(key).is_some_and(|v| v == &Value::Bool(true) || v == "True");
     let (pretty, quiet) = (truthy("pretty"), truthy("quiet"));
-    match client
-        .request(&Request::Subscribe { tagmatch })
-        .map_err(|e| (2, e.to_string()))?
-    {
+    match client.request(&Request::Subscribe { tagmatch }).map_err(|e| (2, e.to_string()))? {
         Response::Subscribed => {}
         Response::Error { message } => return Err((1, message)),
         other => return Err((2, format!("unexpected answer from the master: {other:?}"))),
@@ -132,11 +109,7 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
             Ok(Some(Response::Event { tag, data })) => {
                 if !quiet {
                     let line = format!("{tag}\t{}\n", pyjson::dumps(&Value::Object(data), pretty));
-                    if stdout
-                        .write_all(line.as_bytes())
-                        .and_then(|()| stdout.flush())
-                        .is_err()
-                    {
+                    if stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush()).is_err() {
                         return Ok(()); // stdout closed (e.g. `| head`): done.
                     }
                 }

@@ -79,10 +79,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
     let format = match &args.out {
         None => None,
         Some(name) => Some(Format::parse(name).ok_or_else(|| {
-            (
-                64,
-                format!("unknown --out '{name}': use nested, json, yaml or txt"),
-            )
+            (64, format!("unknown --out '{name}': use nested, json, yaml or txt"))
         })?),
     };
     let [tgt, fun, rest @ ..] = args.words.as_slice() else {
@@ -91,22 +88,14 @@ fn run(args: &Args) -> Result<i32, Failure> {
             "usage: halite [-L|-E|-G|-C] TARGET FUNCTION [ARG...] [key=value...]".into(),
         ));
     };
-    let chosen = [args.list, args.pcre, args.grain, args.compound]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let chosen = [args.list, args.pcre, args.grain, args.compound].iter().filter(|b| **b).count();
     if chosen > 1 {
         return Err((64, "choose one of -L, -E, -G, -C".into()));
     }
     let (tgt_type, tgt_value) = match () {
-        _ if args.list => (
-            "list",
-            Value::from(
-                tgt.split(',')
-                    .map(|s| s.trim().to_string())
-                    .collect::<Vec<_>>(),
-            ),
-        ),
+        _ if args.list => {
+            ("list", Value::from(tgt.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()))
+        }
         _ if args.pcre => ("pcre", Value::from(tgt.as_str())),
         _ if args.grain => ("grain", Value::from(tgt.as_str())),
         _ if args.compound => ("compound", Value::from(tgt.as_str())),
@@ -128,12 +117,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
     };
     let (jid, minions, connected) =
         match client.request(&request).map_err(|e| (2, e.to_string()))? {
-            Response::Published {
-                jid,
-                minions,
-                connected,
-                ..
-            } => (jid, minions, connected),
+            Response::Published { jid, minions, connected, .. } => (jid, minions, connected),
             Response::Error { message } if message.starts_with("No minions matched") => {
                 println!("{message}");
                 return Ok(2);
@@ -164,18 +148,12 @@ fn run(args: &Args) -> Result<i32, Failure> {
             false => MinionResult::NotConnected,
         };
         if !args.static_output {
-            print!(
-                "{}",
-                output::render_one(id, &silent, &jid, Format::choose(format, None))
-            );
+            print!("{}", output::render_one(id, &silent, &jid, Format::choose(format, None)));
         }
         results.push((id.clone(), silent));
     }
     if args.static_output {
-        print!(
-            "{}",
-            output::render_static(&results, &jid, Format::choose(format, None))
-        );
+        print!("{}", output::render_static(&results, &jid, Format::choose(format, None)));
     }
     let _ = std::io::stdout().flush();
     let code = output::exit_code(&results, args.retcode_passthrough);
@@ -223,11 +201,8 @@ impl Waiter {
             }
             let now = Instant::now();
             if now >= deadline {
-                let outstanding: Vec<String> = connected
-                    .iter()
-                    .filter(|id| !self.returned(id))
-                    .cloned()
-                    .collect();
+                let outstanding: Vec<String> =
+                    connected.iter().filter(|id| !self.returned(id)).cloned().collect();
                 if outstanding.is_empty() || !self.still_running(&outstanding, timeout)? {
                     return Ok(());
                 }
@@ -253,10 +228,7 @@ impl Waiter {
             out: data.get("out").and_then(Value::as_str).map(String::from),
         };
         if self.streaming {
-            print!(
-                "{}",
-                output::render_one(id, &result, &self.jid, self.choose(&result))
-            );
+            print!("{}", output::render_one(id, &result, &self.jid, self.choose(&result)));
             let _ = std::io::stdout().flush();
         }
         self.results.push((id.to_string(), result));
@@ -292,10 +264,8 @@ impl Waiter {
                 continue;
             };
             if let Some(id) = tag.strip_prefix(&prefix) {
-                let busy = data
-                    .get("return")
-                    .and_then(Value::as_object)
-                    .is_some_and(|m| !m.is_empty());
+                let busy =
+                    data.get("return").and_then(Value::as_object).is_some_and(|m| !m.is_empty());
                 running |= busy;
                 asked.retain(|a| a.as_str() != id);
             } else {
@@ -322,11 +292,7 @@ impl Waiter {
 
     /// The next event on the stream within `wait`.
     fn next_event(&mut self, wait: Duration) -> Result<Option<(String, EventData)>, Failure> {
-        match self
-            .client
-            .receive(Some(wait))
-            .map_err(|e| (2, e.to_string()))?
-        {
+        match self.client.receive(Some(wait)).map_err(|e| (2, e.to_string()))? {
             Some(Response::Event { tag, data }) => Ok(Some((tag, data))),
             Some(_) | None => Ok(None),
         }

@@ -132,12 +132,7 @@ pub(crate) fn bind(spec: &Spec, arg: &[Value]) -> Result<Bound, Failure> {
             py_name_list(&missing)
         )));
     }
-    Ok(Bound {
-        params: spec.params,
-        values,
-        rest,
-        kwargs: extra,
-    })
+    Ok(Bound { params: spec.params, values, rest, kwargs: extra })
 }
 
 /// CPython's "takes N positional arguments but M were given".
@@ -263,21 +258,15 @@ pub(crate) fn py_repr(value: &Value) -> String {
             format!("[{}]", items.join(", "))
         }
         Value::Object(map) => {
-            let items: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v)))
-                .collect();
+            let items: Vec<String> =
+                map.iter().map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v))).collect();
             format!("{{{}}}", items.join(", "))
         }
     }
 }
 
 fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -313,9 +302,7 @@ mod tests {
     const GET: Spec =
         Spec::new("grains.get", "doc", nothing).params(&["key", "default", "delimiter"], 1);
     const ARG: Spec = Spec::new("test.arg", "doc", nothing).varargs().varkw();
-    const RUN: Spec = Spec::new("cmd.run", "doc", nothing)
-        .params(&["cmd", "cwd"], 1)
-        .varkw();
+    const RUN: Spec = Spec::new("cmd.run", "doc", nothing).params(&["cmd", "cwd"], 1).varkw();
     const THREE: Spec = Spec::new("x.three", "doc", nothing).params(&["a", "b", "c"], 3);
 
     fn kw(pairs: Value) -> Value {
@@ -358,16 +345,9 @@ mod tests {
     fn check_bind(spec: &Spec, arg: Value, want: Result<(Value, Value, Value), Failure>) {
         let arg = arg.as_array().cloned().unwrap_or_default();
         let got = bind(spec, &arg).map(|b| {
-            let values: Vec<Value> = b
-                .values
-                .iter()
-                .map(|v| v.clone().unwrap_or(json!("<default>")))
-                .collect();
-            (
-                Value::Array(values),
-                Value::Array(b.rest),
-                Value::Object(b.kwargs),
-            )
+            let values: Vec<Value> =
+                b.values.iter().map(|v| v.clone().unwrap_or(json!("<default>"))).collect();
+            (Value::Array(values), Value::Array(b.rest), Value::Object(b.kwargs))
         });
         assert_eq!(got, want, "{} {arg:?}", spec.name);
     }
@@ -378,21 +358,13 @@ mod tests {
 
     #[test]
     fn binds_like_python() {
-        check_bind(
-            &ECHO,
-            json!(["hi"]),
-            Ok((json!(["hi"]), json!([]), json!({}))),
-        );
+        check_bind(&ECHO, json!(["hi"]), Ok((json!(["hi"]), json!([]), json!({}))));
         check_bind(
             &ECHO,
             json!([kw(json!({"text": "hi"}))]),
             Ok((json!(["hi"]), json!([]), json!({}))),
         );
-        check_bind(
-            &ECHO,
-            json!(["text=hi"]),
-            Ok((json!(["hi"]), json!([]), json!({}))),
-        );
+        check_bind(&ECHO, json!(["text=hi"]), Ok((json!(["hi"]), json!([]), json!({}))));
         check_bind(
             &GET,
             json!(["os", kw(json!({"delimiter": "/"}))]),
@@ -418,11 +390,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_calls_with_pythons_words() {
-        check_bind(
-            &ECHO,
-            json!([]),
-            bad("echo() missing 1 required positional argument: 'text'"),
-        );
+        check_bind(&ECHO, json!([]), bad("echo() missing 1 required positional argument: 'text'"));
         check_bind(
             &THREE,
             json!(["x"]),
@@ -438,11 +406,7 @@ mod tests {
             json!(["a", "b"]),
             bad("echo() takes 1 positional argument but 2 were given"),
         );
-        check_bind(
-            &PING,
-            json!(["a"]),
-            bad("ping() takes 0 positional arguments but 1 was given"),
-        );
+        check_bind(&PING, json!(["a"]), bad("ping() takes 0 positional arguments but 1 was given"));
         check_bind(
             &GET,
             json!([1, 2, 3, 4]),
@@ -463,9 +427,7 @@ mod tests {
         check_bind(
             &PING,
             json!(["x=1"]),
-            Err(Failure::Invocation(
-                "The following keyword arguments are not valid: x=1".into(),
-            )),
+            Err(Failure::Invocation("The following keyword arguments are not valid: x=1".into())),
         );
     }
 
@@ -511,24 +473,13 @@ mod tests {
         assert_eq!(py_repr(&json!("a'b\"c\n")), r#"'a\'b"c\n'"#);
         assert_eq!(py_str(&json!("x")), "x");
         assert_eq!(
-            (
-                py_type(&json!(1)),
-                py_type(&json!(1.0)),
-                py_type(&json!({}))
-            ),
+            (py_type(&json!(1)), py_type(&json!(1.0)), py_type(&json!({}))),
             ("int", "float", "dict")
         );
         assert_eq!(
-            (
-                number(&json!(" 2.5 ")),
-                number(&json!("inf")),
-                number(&json!(true))
-            ),
+            (number(&json!(" 2.5 ")), number(&json!("inf")), number(&json!(true))),
             (Some(2.5), None, None)
         );
-        assert_eq!(
-            (integer(&json!("7")), integer(&json!(7.5))),
-            (Some(7), None)
-        );
+        assert_eq!((integer(&json!("7")), integer(&json!(7.5))), (Some(7), None));
     }
 }

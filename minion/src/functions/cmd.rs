@@ -45,21 +45,11 @@ const PARAMS: &[&str] = &[
 
 pub(super) const SPECS: &[Spec] = &[
     Spec::new("cmd.run", RUN_DOC, run).params(PARAMS, 1).varkw(),
-    Spec::new("cmd.shell", SHELL_DOC, run)
-        .params(PARAMS, 1)
-        .varkw(),
-    Spec::new("cmd.run_all", RUN_ALL_DOC, run_all)
-        .params(PARAMS, 1)
-        .varkw(),
-    Spec::new("cmd.run_stdout", RUN_STDOUT_DOC, run_stdout)
-        .params(PARAMS, 1)
-        .varkw(),
-    Spec::new("cmd.run_stderr", RUN_STDERR_DOC, run_stderr)
-        .params(PARAMS, 1)
-        .varkw(),
-    Spec::new("cmd.retcode", RETCODE_DOC, retcode)
-        .params(PARAMS, 1)
-        .varkw(),
+    Spec::new("cmd.shell", SHELL_DOC, run).params(PARAMS, 1).varkw(),
+    Spec::new("cmd.run_all", RUN_ALL_DOC, run_all).params(PARAMS, 1).varkw(),
+    Spec::new("cmd.run_stdout", RUN_STDOUT_DOC, run_stdout).params(PARAMS, 1).varkw(),
+    Spec::new("cmd.run_stderr", RUN_STDERR_DOC, run_stderr).params(PARAMS, 1).varkw(),
+    Spec::new("cmd.retcode", RETCODE_DOC, retcode).params(PARAMS, 1).varkw(),
 ];
 
 const RUN_DOC: &str = "Execute the passed command and return the output (stdout and stderr \
@@ -134,10 +124,7 @@ pub(crate) fn execute(b: &Bound, ctx: &Context, merge_default: bool) -> Result<C
         opts.job.cwd.display()
     );
     let unable = |e: std::io::Error| {
-        Failure::Command(format!(
-            "Unable to run command '{}', reason: {e}",
-            opts.display
-        ))
+        Failure::Command(format!("Unable to run command '{}', reason: {e}", opts.display))
     };
     if opts.bg {
         let pid = process::spawn_background(&opts.job).map_err(unable)?;
@@ -151,35 +138,21 @@ pub(crate) fn execute(b: &Bound, ctx: &Context, merge_default: bool) -> Result<C
     }
     let mut result = match process::run(&opts.job).map_err(unable)? {
         Finished::TimedOut { pid } => {
-            log::warn!(
-                "{}: command timed out after {} seconds",
-                ctx.id,
-                opts.timeout_text
-            );
+            log::warn!("{}: command timed out after {} seconds", ctx.id, opts.timeout_text);
             CmdResult {
                 pid,
                 retcode: 1,
-                stdout: format!(
-                    "{} : Timed out after {} seconds",
-                    opts.display, opts.timeout_text
-                ),
+                stdout: format!("{} : Timed out after {} seconds", opts.display, opts.timeout_text),
                 stderr: String::new(),
                 job_retcode: 1,
             }
         }
-        Finished::Exited {
-            pid,
-            code,
-            stdout,
-            stderr,
-        } => finish(&opts, pid, code, &stdout, &stderr),
+        Finished::Exited { pid, code, stdout, stderr } => {
+            finish(&opts, pid, code, &stdout, &stderr)
+        }
     };
     if result.retcode != 0 && !opts.ignore_retcode {
-        log::info!(
-            "{}: command failed with return code: {}",
-            ctx.id,
-            result.retcode
-        );
+        log::info!("{}: command failed with return code: {}", ctx.id, result.retcode);
     }
     if opts.ignore_retcode {
         result.job_retcode = 0;
@@ -202,22 +175,10 @@ fn finish(opts: &Options, pid: u32, code: i64, stdout: &[u8], stderr: &[u8]) -> 
     };
     let (stdout, stderr) = (text(stdout), text(stderr));
     let succeeded = opts.success_retcodes.contains(&code)
-        || opts
-            .success_stdout
-            .iter()
-            .any(|s| stdout.contains(s.as_str()))
-        || opts
-            .success_stderr
-            .iter()
-            .any(|s| stderr.contains(s.as_str()));
+        || opts.success_stdout.iter().any(|s| stdout.contains(s.as_str()))
+        || opts.success_stderr.iter().any(|s| stderr.contains(s.as_str()));
     let retcode = if succeeded { 0 } else { code };
-    CmdResult {
-        pid,
-        retcode,
-        stdout,
-        stderr,
-        job_retcode: retcode,
-    }
+    CmdResult { pid, retcode, stdout, stderr, job_retcode: retcode }
 }
 
 #[cfg(test)]

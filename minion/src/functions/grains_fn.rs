@@ -54,18 +54,12 @@ fn items(_: &Bound, ctx: &Context) -> FnResult {
 }
 
 fn item(b: &Bound, ctx: &Context) -> FnResult {
-    let default = b
-        .kwargs
-        .get("default")
-        .cloned()
-        .unwrap_or_else(|| Value::String(String::new()));
+    let default = b.kwargs.get("default").cloned().unwrap_or_else(|| Value::String(String::new()));
     let delimiter = delimiter(b.kwargs.get("delimiter"))?;
     let mut ret = Map::new();
     for key in &b.rest {
         let path = path_of(key, &delimiter)?;
-        let value = traverse(&ctx.grains, &path)
-            .cloned()
-            .unwrap_or_else(|| default.clone());
+        let value = traverse(&ctx.grains, &path).cloned().unwrap_or_else(|| default.clone());
         ret.insert(py_str(key), value);
     }
     Ok(Ret::ok(Value::Object(ret)))
@@ -73,24 +67,15 @@ fn item(b: &Bound, ctx: &Context) -> FnResult {
 
 fn get(b: &Bound, ctx: &Context) -> FnResult {
     let key = b.given("key").unwrap_or(&Value::Null);
-    let default = b
-        .given("default")
-        .cloned()
-        .unwrap_or_else(|| Value::String(String::new()));
+    let default = b.given("default").cloned().unwrap_or_else(|| Value::String(String::new()));
     let path = path_of(key, &delimiter(b.get("delimiter"))?)?;
-    Ok(Ret::ok(
-        traverse(&ctx.grains, &path).cloned().unwrap_or(default),
-    ))
+    Ok(Ret::ok(traverse(&ctx.grains, &path).cloned().unwrap_or(default)))
 }
 
 fn ls(_: &Bound, ctx: &Context) -> FnResult {
     let mut keys: Vec<&String> = ctx.grains.keys().collect();
     keys.sort();
-    Ok(Ret::ok(
-        keys.into_iter()
-            .map(|k| Value::String(k.clone()))
-            .collect::<Vec<_>>(),
-    ))
+    Ok(Ret::ok(keys.into_iter().map(|k| Value::String(k.clone())).collect::<Vec<_>>()))
 }
 
 fn has_value(b: &Bound, ctx: &Context) -> FnResult {
@@ -146,9 +131,7 @@ pub(crate) fn traverse<'a>(root: &'a Map<String, Value>, path: &[String]) -> Opt
                     let index = if index < 0 { index + len } else { index };
                     list.get(usize::try_from(index).ok()?)?
                 }
-                Err(_) => list
-                    .iter()
-                    .find_map(|v| v.as_object()?.get(part.as_str()))?,
+                Err(_) => list.iter().find_map(|v| v.as_object()?.get(part.as_str()))?,
             },
             _ => return None,
         };
@@ -173,24 +156,13 @@ mod tests {
             "empty": "",
             "a/b": 1,
         });
-        Context {
-            id: "minion1".into(),
-            grains: grains.as_object().cloned().unwrap_or_default(),
-        }
+        Context { id: "minion1".into(), grains: grains.as_object().cloned().unwrap_or_default() }
     }
 
     #[track_caller]
     fn check(fun: &str, arg: Value, ret: Value, out: Option<&str>) {
         let got = call(fun, &arg.as_array().cloned().unwrap_or_default(), &ctx());
-        assert_eq!(
-            got,
-            Outcome {
-                ret,
-                retcode: 0,
-                out: out.map(String::from)
-            },
-            "{fun} {arg}"
-        );
+        assert_eq!(got, Outcome { ret, retcode: 0, out: out.map(String::from) }, "{fun} {arg}");
     }
 
     #[test]
@@ -199,10 +171,7 @@ mod tests {
             (json!("os"), json!("Debian")),
             (json!("pkg:apache"), json!("httpd")),
             (json!("pkg:versions:nginx"), json!("1.2")),
-            (
-                json!("pkg"),
-                json!({"apache": "httpd", "versions": {"nginx": "1.2"}}),
-            ),
+            (json!("pkg"), json!({"apache": "httpd", "versions": {"nginx": "1.2"}})),
             (json!("ipv4:0"), json!("127.0.0.1")),
             (json!("ipv4:-1"), json!("10.0.0.5")),
             (json!("ipv4:2"), json!("")),
@@ -217,30 +186,10 @@ mod tests {
         ] {
             check("grains.get", json!([key]), want, None);
         }
-        check(
-            "grains.get",
-            json!(["missing", "fallback"]),
-            json!("fallback"),
-            None,
-        );
-        check(
-            "grains.get",
-            json!(["missing", {"a": 1}]),
-            json!({"a": 1}),
-            None,
-        );
-        check(
-            "grains.get",
-            json!(["os", "fallback"]),
-            json!("Debian"),
-            None,
-        );
-        check(
-            "grains.get",
-            json!(["a/b", {"__kwarg__": true, "delimiter": "|"}]),
-            json!(1),
-            None,
-        );
+        check("grains.get", json!(["missing", "fallback"]), json!("fallback"), None);
+        check("grains.get", json!(["missing", {"a": 1}]), json!({"a": 1}), None);
+        check("grains.get", json!(["os", "fallback"]), json!("Debian"), None);
+        check("grains.get", json!(["a/b", {"__kwarg__": true, "delimiter": "|"}]), json!(1), None);
         check(
             "grains.get",
             json!(["pkg/apache", {"__kwarg__": true, "delimiter": "/"}]),
@@ -251,12 +200,7 @@ mod tests {
 
     #[test]
     fn items_item_ls_has_value() {
-        check(
-            "grains.items",
-            json!([]),
-            Value::Object(ctx().grains),
-            Some("nested"),
-        );
+        check("grains.items", json!([]), Value::Object(ctx().grains), Some("nested"));
         check(
             "grains.item",
             json!(["os", "pkg:apache", "nope"]),
@@ -272,16 +216,7 @@ mod tests {
         check(
             "grains.ls",
             json!([]),
-            json!([
-                "a/b",
-                "empty",
-                "id",
-                "ipv4",
-                "os",
-                "osrelease",
-                "pkg",
-                "roles"
-            ]),
+            json!(["a/b", "empty", "id", "ipv4", "os", "osrelease", "pkg", "roles"]),
             None,
         );
         check("grains.has_value", json!(["pkg:apache"]), json!(true), None);
@@ -300,16 +235,9 @@ mod tests {
             json!(["os", "d", 5]),
             json!(["a", "b", ":", true, "extra"]),
         ] {
-            let got = call(
-                "grains.get",
-                &arg.as_array().cloned().unwrap_or_default(),
-                &ctx(),
-            );
+            let got = call("grains.get", &arg.as_array().cloned().unwrap_or_default(), &ctx());
             let text = got.ret.as_str().unwrap_or_default();
-            assert!(
-                text.starts_with("Passed invalid arguments to grains.get: "),
-                "{arg}: {text}"
-            );
+            assert!(text.starts_with("Passed invalid arguments to grains.get: "), "{arg}: {text}");
             assert_eq!((got.retcode, got.out.as_deref()), (1, Some("nested")));
         }
     }

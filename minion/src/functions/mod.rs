@@ -45,17 +45,11 @@ pub(crate) struct Ret {
 
 impl Ret {
     pub fn ok(value: impl Into<Value>) -> Ret {
-        Ret {
-            value: value.into(),
-            retcode: 0,
-        }
+        Ret { value: value.into(), retcode: 0 }
     }
 
     pub fn with_retcode(value: impl Into<Value>, retcode: i64) -> Ret {
-        Ret {
-            value: value.into(),
-            retcode,
-        }
+        Ret { value: value.into(), retcode }
     }
 }
 
@@ -74,10 +68,7 @@ impl Failure {
     fn message(&self, spec: &Spec) -> String {
         match self {
             Failure::BadArgs(msg) => {
-                format!(
-                    "Passed invalid arguments to {}: {msg}\n{}",
-                    spec.name, spec.doc
-                )
+                format!("Passed invalid arguments to {}: {msg}\n{}", spec.name, spec.doc)
             }
             Failure::Invocation(msg) => format!("ERROR executing '{}': {msg}", spec.name),
             Failure::Command(msg) => format!("ERROR: {msg}"),
@@ -111,16 +102,7 @@ impl Spec {
         doc: &'static str,
         run: fn(&Bound, &Context) -> FnResult,
     ) -> Spec {
-        Spec {
-            name,
-            params: &[],
-            required: 0,
-            varargs: false,
-            varkw: false,
-            out: None,
-            doc,
-            run,
-        }
+        Spec { name, params: &[], required: 0, varargs: false, varkw: false, out: None, doc, run }
     }
 
     pub const fn params(mut self, params: &'static [&'static str], required: usize) -> Spec {
@@ -153,11 +135,7 @@ impl Spec {
 /// Every function, in no particular order. `state.*`, `cp.*` and `event.*` are not here yet:
 /// until their module lands, they are "not available" like any unknown name.
 pub(crate) fn registry() -> impl Iterator<Item = &'static Spec> {
-    test::SPECS
-        .iter()
-        .chain(cmd::SPECS)
-        .chain(grains_fn::SPECS)
-        .chain(sys::SPECS)
+    test::SPECS.iter().chain(cmd::SPECS).chain(grains_fn::SPECS).chain(sys::SPECS)
 }
 
 fn find(fun: &str) -> Option<&'static Spec> {
@@ -182,25 +160,13 @@ pub fn call(fun: &str, arg: &[Value], ctx: &Context) -> Outcome {
         Ok(Ret { value, retcode }) => {
             // Salt: a function that set no retcode but returns a map whose `result` or
             // `success` is falsy has failed.
-            let retcode = if retcode == 0 && reports_failure(&value) {
-                1
-            } else {
-                retcode
-            };
-            Outcome {
-                ret: value,
-                retcode,
-                out: spec.out.map(String::from),
-            }
+            let retcode = if retcode == 0 && reports_failure(&value) { 1 } else { retcode };
+            Outcome { ret: value, retcode, out: spec.out.map(String::from) }
         }
         Err(failure) => {
             let message = failure.message(spec);
             log::warn!("{}: {}", ctx.id, message.lines().next().unwrap_or(""));
-            Outcome {
-                ret: Value::String(message),
-                retcode: 1,
-                out: Some("nested".into()),
-            }
+            Outcome { ret: Value::String(message), retcode: 1, out: Some("nested".into()) }
         }
     }
 }
@@ -210,9 +176,7 @@ fn reports_failure(value: &Value) -> bool {
     let Value::Object(map) = value else {
         return false;
     };
-    ["result", "success"]
-        .iter()
-        .any(|key| map.get(*key).is_some_and(|v| !args::py_truthy(v)))
+    ["result", "success"].iter().any(|key| map.get(*key).is_some_and(|v| !args::py_truthy(v)))
 }
 
 /// Salt's answer for an unknown function: the docs of functions whose names start with
@@ -231,11 +195,7 @@ fn not_available(fun: &str) -> Outcome {
         docs.insert(fun.to_string(), Value::String(missing));
         Value::Object(docs)
     };
-    Outcome {
-        ret,
-        retcode: 1,
-        out: Some("nested".into()),
-    }
+    Outcome { ret, retcode: 1, out: Some("nested".into()) }
 }
 
 #[cfg(test)]
@@ -245,21 +205,14 @@ mod tests {
 
     pub(crate) fn ctx() -> Context {
         let grains = json!({"id": "minion1", "os": "Debian", "roles": ["web", "db"]});
-        Context {
-            id: "minion1".into(),
-            grains: grains.as_object().cloned().unwrap_or_default(),
-        }
+        Context { id: "minion1".into(), grains: grains.as_object().cloned().unwrap_or_default() }
     }
 
     #[track_caller]
     fn check(fun: &str, arg: Value, ret: Value, retcode: i64, out: Option<&str>) {
         let arg = arg.as_array().cloned().unwrap_or_default();
         let got = call(fun, &arg, &ctx());
-        let want = Outcome {
-            ret,
-            retcode,
-            out: out.map(String::from),
-        };
+        let want = Outcome { ret, retcode, out: out.map(String::from) };
         assert_eq!(got, want, "{fun} {arg:?}");
     }
 
@@ -297,23 +250,14 @@ mod tests {
     fn reserved_modules_are_not_listed() {
         let names = list_functions();
         for name in &names {
-            assert!(
-                !name.starts_with("state.") && !name.starts_with("cp."),
-                "{name}"
-            );
+            assert!(!name.starts_with("state.") && !name.starts_with("cp."), "{name}");
             assert!(!name.starts_with("event."), "{name}");
         }
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();
         assert_eq!(names, sorted, "sorted and unique");
-        for fun in [
-            "test.ping",
-            "cmd.run",
-            "cmd.run_all",
-            "grains.get",
-            "sys.list_functions",
-        ] {
+        for fun in ["test.ping", "cmd.run", "cmd.run_all", "grains.get", "sys.list_functions"] {
             assert!(names.contains(&fun), "{fun}");
         }
     }
@@ -333,27 +277,15 @@ mod tests {
             assert_eq!(reports_failure(&value), failed, "{value}");
         }
         // Through a real function: test.echo returning such a map.
-        check(
-            "test.echo",
-            json!([{"result": false}]),
-            json!({"result": false}),
-            1,
-            None,
-        );
+        check("test.echo", json!([{"result": false}]), json!({"result": false}), 1, None);
     }
 
     #[test]
     fn failures_are_worded_as_salt_words_them() {
         let echo = find("test.echo").expect("registered");
         let bad = Failure::BadArgs("boom".into()).message(echo);
-        assert!(
-            bad.starts_with("Passed invalid arguments to test.echo: boom\n"),
-            "{bad}"
-        );
-        assert_eq!(
-            Failure::Invocation("x".into()).message(echo),
-            "ERROR executing 'test.echo': x"
-        );
+        assert!(bad.starts_with("Passed invalid arguments to test.echo: boom\n"), "{bad}");
+        assert_eq!(Failure::Invocation("x".into()).message(echo), "ERROR executing 'test.echo': x");
         assert_eq!(Failure::Command("y".into()).message(echo), "ERROR: y");
     }
 

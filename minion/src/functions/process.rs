@@ -37,12 +37,7 @@ pub(crate) struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Finished {
     /// Exit code, or 128 + signal number for a child killed by a signal.
-    Exited {
-        pid: u32,
-        code: i64,
-        stdout: Vec<u8>,
-        stderr: Vec<u8>,
-    },
+    Exited { pid: u32, code: i64, stdout: Vec<u8>, stderr: Vec<u8> },
     /// The deadline passed; the process group was killed.
     TimedOut { pid: u32 },
 }
@@ -66,11 +61,7 @@ pub(crate) fn run(job: &Job) -> io::Result<Finished> {
     let started = Instant::now();
     let deadline = job.timeout.map(|t| started + t);
     let mut cmd = command(job)?;
-    cmd.stdin(if job.stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if job.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let (tx, rx) = mpsc::channel();
     let mut child = if job.merge_stderr {
         let (reader, writer) = io::pipe()?;
@@ -121,12 +112,7 @@ pub(crate) fn run(job: &Job) -> io::Result<Finished> {
     };
     // Output may still be in flight, or held open by something the command left running.
     match collect(&rx, deadline) {
-        Some((stdout, stderr)) => Ok(Finished::Exited {
-            pid,
-            code,
-            stdout,
-            stderr,
-        }),
+        Some((stdout, stderr)) => Ok(Finished::Exited { pid, code, stdout, stderr }),
         None => {
             kill_group(pid);
             Ok(Finished::TimedOut { pid })
@@ -138,9 +124,7 @@ pub(crate) fn run(job: &Job) -> io::Result<Finished> {
 /// thread. Returns its pid.
 pub(crate) fn spawn_background(job: &Job) -> io::Result<u32> {
     let mut cmd = command(job)?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let child = cmd.spawn()?;
     let pid = child.id();
     drop(wait_in_thread(child));
@@ -253,24 +237,14 @@ mod tests {
     #[track_caller]
     fn check(job: &Job, code: i64, stdout: &str, stderr: &str) {
         match run(job) {
-            Ok(Finished::Exited {
-                code: c,
-                stdout: o,
-                stderr: e,
-                pid,
-            }) => {
+            Ok(Finished::Exited { code: c, stdout: o, stderr: e, pid }) => {
                 assert!(pid > 0);
                 let got = (
                     c,
                     String::from_utf8_lossy(&o).into_owned(),
                     String::from_utf8_lossy(&e).into_owned(),
                 );
-                assert_eq!(
-                    got,
-                    (code, stdout.to_string(), stderr.to_string()),
-                    "{:?}",
-                    job.argv
-                );
+                assert_eq!(got, (code, stdout.to_string(), stderr.to_string()), "{:?}", job.argv);
             }
             other => panic!("{:?}: {other:?}", job.argv),
         }
@@ -297,9 +271,7 @@ mod tests {
         let mut big = job("head -c 9000000 /dev/zero");
         big.timeout = Some(Duration::from_secs(20));
         match run(&big) {
-            Ok(Finished::Exited {
-                code: 0, stdout, ..
-            }) => assert_eq!(stdout.len(), MAX_CAPTURE),
+            Ok(Finished::Exited { code: 0, stdout, .. }) => assert_eq!(stdout.len(), MAX_CAPTURE),
             other => panic!("{other:?}"),
         }
     }
@@ -310,11 +282,7 @@ mod tests {
         slow.timeout = Some(Duration::from_millis(300));
         let start = Instant::now();
         assert!(matches!(run(&slow), Ok(Finished::TimedOut { .. })));
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
         // A background child that keeps the pipe open past the deadline is a timeout too.
         let mut lingering = job("sleep 5 & echo started");
         lingering.timeout = Some(Duration::from_millis(300));

@@ -104,11 +104,8 @@ fn doc(b: &Bound, _: &Context) -> FnResult {
             docs_where(|name| fnmatch(name, module))
         } else {
             // "sys" and "sys." select sys.*; a full name selects that function.
-            let prefix = if module.ends_with('.') {
-                module.to_string()
-            } else {
-                format!("{module}.")
-            };
+            let prefix =
+                if module.ends_with('.') { module.to_string() } else { format!("{module}.") };
             docs_where(|name| name == module || name.starts_with(&prefix))
         };
         docs.extend(found);
@@ -124,10 +121,7 @@ pub(super) fn docs_matching(pattern: &str) -> Map<String, Value> {
 fn docs_where(mut keep: impl FnMut(&str) -> bool) -> Map<String, Value> {
     let mut specs: Vec<_> = registry().filter(|s| keep(s.name)).collect();
     specs.sort_by_key(|s| s.name);
-    specs
-        .into_iter()
-        .map(|s| (s.name.to_string(), Value::String(s.doc.to_string())))
-        .collect()
+    specs.into_iter().map(|s| (s.name.to_string(), Value::String(s.doc.to_string()))).collect()
 }
 
 #[cfg(test)]
@@ -138,11 +132,7 @@ mod tests {
     #[track_caller]
     fn check(fun: &str, arg: Value, ret: Value) {
         let got = call(fun, &arg.as_array().cloned().unwrap_or_default(), &ctx());
-        assert_eq!(
-            (got.ret, got.retcode, got.out),
-            (ret, 0, None),
-            "{fun} {arg}"
-        );
+        assert_eq!((got.ret, got.retcode, got.out), (ret, 0, None), "{fun} {arg}");
     }
 
     #[test]
@@ -177,19 +167,9 @@ mod tests {
         check(
             "sys.list_functions",
             json!(["grains", {"__kwarg__": true, "junk": 1}]),
-            json!([
-                "grains.get",
-                "grains.has_value",
-                "grains.item",
-                "grains.items",
-                "grains.ls"
-            ]),
+            json!(["grains.get", "grains.has_value", "grains.item", "grains.items", "grains.ls"]),
         );
-        check(
-            "sys.list_modules",
-            json!([]),
-            json!(["cmd", "grains", "sys", "test"]),
-        );
+        check("sys.list_modules", json!([]), json!(["cmd", "grains", "sys", "test"]));
         check("sys.list_modules", json!(["t*"]), json!(["test"]));
         check("sys.list_modules", json!(["cmd", "nope"]), json!(["cmd"]));
     }
@@ -197,24 +177,15 @@ mod tests {
     #[test]
     fn doc_selects_functions() {
         let got = call("sys.doc", &[json!("test.echo")], &ctx());
-        let keys: Vec<String> = got
-            .ret
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let keys: Vec<String> =
+            got.ret.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         assert_eq!(keys, ["test.echo"]);
         let got = call("sys.doc", &[json!("grains.ite*")], &ctx());
-        let keys: Vec<String> = got
-            .ret
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let keys: Vec<String> =
+            got.ret.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         assert_eq!(keys, ["grains.item", "grains.items"]);
         let all = call("sys.doc", &[], &ctx());
-        assert_eq!(
-            all.ret.as_object().map(|m| m.len()),
-            Some(list_functions().len())
-        );
+        assert_eq!(all.ret.as_object().map(|m| m.len()), Some(list_functions().len()));
     }
 
     #[test]

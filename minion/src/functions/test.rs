@@ -52,11 +52,7 @@ pub(super) const SPECS: &[Spec] = &[
         retcode,
     )
     .params(&["code"], 0),
-    Spec::new(
-        "test.true",
-        "Always return True\n\nCLI Example:\n\n    salt '*' test.true\n",
-        true_,
-    ),
+    Spec::new("test.true", "Always return True\n\nCLI Example:\n\n    salt '*' test.true\n", true_),
     Spec::new(
         "test.false",
         "Always return False\n\nCLI Example:\n\n    salt '*' test.false\n",
@@ -142,11 +138,7 @@ mod tests {
         let got = call(fun, &arg, &ctx());
         let text = got.ret.as_str().unwrap_or_default().to_string();
         assert!(text.starts_with(starts), "{fun} {arg:?}: {text}");
-        assert_eq!(
-            (got.retcode, got.out.as_deref()),
-            (1, Some("nested")),
-            "{fun} {arg:?}"
-        );
+        assert_eq!((got.retcode, got.out.as_deref()), (1, Some("nested")), "{fun} {arg:?}");
     }
 
     #[test]
@@ -157,18 +149,8 @@ mod tests {
         check("test.echo", json!(["hello world"]), json!("hello world"), 0);
         check("test.echo", json!([5]), json!(5), 0);
         check("test.echo", json!([null]), json!(null), 0);
-        check(
-            "test.echo",
-            json!([{"__kwarg__": true, "text": "kw"}]),
-            json!("kw"),
-            0,
-        );
-        check(
-            "test.version",
-            json!([]),
-            json!(env!("CARGO_PKG_VERSION")),
-            0,
-        );
+        check("test.echo", json!([{"__kwarg__": true, "text": "kw"}]), json!("kw"), 0);
+        check("test.version", json!([]), json!(env!("CARGO_PKG_VERSION")), 0);
         check("test.sleep", json!([0]), json!(true), 0);
         check("test.sleep", json!(["0.01"]), json!(true), 0);
         check(
@@ -181,12 +163,7 @@ mod tests {
         check("test.retcode", json!([]), json!(true), 42);
         check("test.retcode", json!([3]), json!(true), 3);
         check("test.retcode", json!(["0"]), json!(true), 0);
-        check(
-            "test.retcode",
-            json!([{"__kwarg__": true, "code": 7}]),
-            json!(true),
-            7,
-        );
+        check("test.retcode", json!([{"__kwarg__": true, "code": 7}]), json!(true), 7);
     }
 
     #[test]
@@ -225,14 +202,8 @@ mod tests {
             json!([1]),
             "Passed invalid arguments to test.version: version()",
         );
-        for length in [
-            json!(3601),
-            json!(-1),
-            json!(1e300),
-            json!("soon"),
-            json!(null),
-            json!([1]),
-        ] {
+        for length in [json!(3601), json!(-1), json!(1e300), json!("soon"), json!(null), json!([1])]
+        {
             check_bad(
                 "test.sleep",
                 json!([length]),

@@ -89,14 +89,8 @@ pub(crate) fn parse(b: &Bound, merge_default: bool) -> Result<Options, Failure> 
         ignore_retcode: b.flag("ignore_retcode", false) || bg,
         bg,
         success_retcodes: retcodes,
-        success_stdout: success_list(b, "success_stdout")
-            .iter()
-            .map(py_str)
-            .collect(),
-        success_stderr: success_list(b, "success_stderr")
-            .iter()
-            .map(py_str)
-            .collect(),
+        success_stdout: success_list(b, "success_stdout").iter().map(py_str).collect(),
+        success_stderr: success_list(b, "success_stderr").iter().map(py_str).collect(),
     })
 }
 
@@ -136,26 +130,19 @@ fn command_line(b: &Bound) -> Result<(Vec<String>, String), Failure> {
         None => DEFAULT_SHELL.to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
-            return Err(Failure::BadArgs(format!(
-                "shell must be a path, not {}",
-                py_type(other)
-            )));
+            return Err(Failure::BadArgs(format!("shell must be a path, not {}", py_type(other))));
         }
     };
     refuse_nul("cmd", [text.as_str(), shell.as_str()])?;
     if !is_executable(Path::new(&shell)) {
-        return Err(Failure::Command(format!(
-            "The shell {shell} is not available"
-        )));
+        return Err(Failure::Command(format!("The shell {shell} is not available")));
     }
     Ok((vec![shell, "-c".into(), text.clone()], text))
 }
 
 fn refuse_nul<'a>(what: &str, texts: impl IntoIterator<Item = &'a str>) -> Result<(), Failure> {
     match texts.into_iter().any(|t| t.contains('\0')) {
-        true => Err(Failure::BadArgs(format!(
-            "{what} must not contain a NUL byte"
-        ))),
+        true => Err(Failure::BadArgs(format!("{what} must not contain a NUL byte"))),
         false => Ok(()),
     }
 }
@@ -197,14 +184,12 @@ fn timeout(b: &Bound) -> Result<(Option<Duration>, String), Failure> {
     let Some(value) = b.get("timeout") else {
         return Ok((None, String::new()));
     };
-    let secs = number(value)
-        .filter(|s| (0.0..=MAX_TIMEOUT_SECS).contains(s))
-        .ok_or_else(|| {
-            Failure::BadArgs(format!(
-                "timeout must be a number of seconds from 0 to {MAX_TIMEOUT_SECS}, not {}",
-                py_repr(value)
-            ))
-        })?;
+    let secs = number(value).filter(|s| (0.0..=MAX_TIMEOUT_SECS).contains(s)).ok_or_else(|| {
+        Failure::BadArgs(format!(
+            "timeout must be a number of seconds from 0 to {MAX_TIMEOUT_SECS}, not {}",
+            py_repr(value)
+        ))
+    })?;
     match secs == 0.0 {
         true => Ok((None, String::new())),
         false => Ok((Some(Duration::from_secs_f64(secs)), py_str(value))),
@@ -218,9 +203,7 @@ fn environment(b: &Bound) -> Result<Vec<(OsString, OsString)>, Failure> {
     let given = env_vars(b.get("env"))?;
     let mut env: Vec<(OsString, OsString)> = match b.flag("clean_env", false) {
         true => Vec::new(),
-        false => std::env::vars_os()
-            .filter(|(k, _)| k != "NOTIFY_SOCKET")
-            .collect(),
+        false => std::env::vars_os().filter(|(k, _)| k != "NOTIFY_SOCKET").collect(),
     };
     if b.flag("reset_system_locale", true) {
         for key in LOCALE_VARS {
@@ -259,27 +242,17 @@ fn env_vars(value: Option<&Value>) -> Result<Vec<(String, String)>, Failure> {
             .iter()
             .map(|item| {
                 item.as_object().ok_or_else(|| {
-                    Failure::BadArgs(format!(
-                        "env list items must be dicts, not {}",
-                        py_type(item)
-                    ))
+                    Failure::BadArgs(format!("env list items must be dicts, not {}", py_type(item)))
                 })
             })
             .collect::<Result<_, _>>()?,
         Some(other) => {
-            return Err(Failure::BadArgs(format!(
-                "env must be a dict, not {}",
-                py_type(other)
-            )));
+            return Err(Failure::BadArgs(format!("env must be a dict, not {}", py_type(other))));
         }
     };
     let mut vars: Vec<(String, String)> = Vec::new();
     for (key, value) in maps.into_iter().flatten() {
-        let text = if value.is_null() {
-            String::new()
-        } else {
-            py_str(value)
-        };
+        let text = if value.is_null() { String::new() } else { py_str(value) };
         if key.is_empty() || key.contains(['=', '\0']) || text.contains('\0') {
             return Err(Failure::BadArgs(format!(
                 "env variable {} is not valid",
@@ -297,10 +270,9 @@ fn success_list(b: &Bound, name: &str) -> Vec<Value> {
     match b.get(name) {
         None => Vec::new(),
         Some(Value::Array(items)) => items.clone(),
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(|p| Value::String(p.trim().to_string()))
-            .collect(),
+        Some(Value::String(s)) => {
+            s.split(',').map(|p| Value::String(p.trim().to_string())).collect()
+        }
         Some(other) => vec![other.clone()],
     }
 }
