@@ -98,6 +98,9 @@ pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
         if owner != minion_id {
             return Some(format!("tag '{tag}' belongs to another minion"));
         }
+        if rest.ends_with("/disconnected") {
+            return Some(format!("tag '{tag}' is the master's word on a lost minion"));
+        }
     }
     // Bare jids are the master's first job event.
     if tag.len() >= 20 && tag.bytes().take(20).all(|b| b.is_ascii_digit()) {
@@ -159,6 +162,7 @@ mod tests {
             "salt/reactors/manage/add",
             "salt/presence/change",
             "salt/minion/other/start",
+            "salt/minion/m1/disconnected",
             "20261125192040104958",
             "",
         ] {

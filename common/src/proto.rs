@@ -64,6 +64,10 @@ pub enum ToMaster {
     Ready {
         #[serde(default)]
         grains: Map<String, Value>,
+        /// A one-shot session (`halite-minion call`) beside the daemon's: it must not replace
+        /// the daemon's session nor count as presence.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transient: bool,
     },
     /// Keepalive probe; answered by [`ToMinion::Pong`] with the same `seq`.
     Ping { seq: u64 },
@@ -77,6 +81,9 @@ pub enum ToMaster {
         data: Value,
         /// Unix seconds when the minion fired it (Salt's `ts`).
         ts: u64,
+        /// Ask for [`ToMinion::EventAck`] once the event is on the bus (`halite-minion call`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ack: bool,
     },
     /// The result of a published job.
     Return(JobReturn),
@@ -123,4 +130,6 @@ pub enum ToMinion {
     EventRefused { tag: String, reason: String },
     /// Run a job.
     Publish(Publish),
+    /// The event sent with `ack` is on the bus.
+    EventAck { tag: String },
 }

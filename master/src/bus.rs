@@ -28,7 +28,7 @@ impl Bus {
     /// Stamps and queues an event.
     pub fn fire(&mut self, tag: impl Into<String>, data: Map<String, Value>) {
         let event = Event::new(tag, data);
-        log::debug!("event {}", event.tag);
+        log::trace!("event {}", event.tag);
         self.queue.push_back(event);
     }
 

@@ -13,7 +13,7 @@ use halite_common::config::MasterConfig;
 use halite_common::conn::Conn;
 use halite_common::control::{Response, SOCKET_NAME};
 use halite_common::crypto::KeyPair;
-use halite_common::event::{minion_tag_refusal, wrap_minion_event};
+use halite_common::event::{minion_tag_refusal, object, wrap_minion_event};
 use halite_common::files::create_private_dir;
 use halite_common::handshake::{self, HelloIn};
 use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
@@ -95,6 +95,10 @@ pub struct Master {
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
     stopping: bool,
+    /// When the next maintenance pass (presence, job cache pruning) is due.
+    next_maintenance: Instant,
+    /// Who was present at the last presence pass.
+    last_present: Vec<String>,
 }
 
 impl Master {
@@ -152,6 +156,8 @@ impl Master {
             next_token: FIRST_CONN,
             again: Vec::new(),
             stopping: false,
+            next_maintenance: Instant::now(),
+            last_present: Vec::new(),
         })
     }
 
@@ -301,7 +307,7 @@ impl Master {
             Phase::AwaitReady { id, session } => {
                 let msg: ToMaster =
                     session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
-                let ToMaster::Ready { grains } = msg else {
+                let ToMaster::Ready { grains, transient } = msg else {
                     return Err("first session message was not Ready".into());
                 };
                 let id = id.clone();
@@ -312,6 +318,10 @@ impl Master {
                 };
                 peer.phase = Phase::Live { id: id.clone(), session };
                 peer.since = Instant::now();
+                if transient {
+                    log::info!("minion {} opened a one-shot session", peer.label());
+                    return Ok(());
+                }
                 log::info!("minion {} authenticated", peer.label());
                 self.remember_grains(&id, grains);
                 if let Some(old) = self.live.insert(id.clone(), token) {
@@ -339,13 +349,18 @@ impl Master {
                 self.on_return(id, ret);
                 Ok(())
             }
-            ToMaster::Event { tag, data, ts } => {
-                if let Some(reason) = minion_tag_refusal(&tag, id) {
+            ToMaster::Event { tag, data, ts, ack } => {
+                let refusal = minion_tag_refusal(&tag, id)
+                    .or_else(|| oversized(&data, self.cfg.max_event_bytes));
+                if let Some(reason) = refusal {
                     log::warn!("refused event from minion {id}: {reason}");
                     return self.send_session(token, &ToMinion::EventRefused { tag, reason });
                 }
                 self.bus.fire(tag.clone(), wrap_minion_event(id, &tag, data, ts));
-                Ok(())
+                match ack {
+                    true => self.send_session(token, &ToMinion::EventAck { tag }),
+                    false => Ok(()),
+                }
             }
         }
     }
@@ -426,19 +441,49 @@ impl Master {
             return;
         };
         let _ = self.poll.registry().deregister(&mut peer.conn.stream);
-        if let Some(id) = peer.id() {
-            if self.live.get(id) == Some(&token) {
+        let was_live = peer.id().is_some_and(|id| self.live.get(id) == Some(&token));
+        match (&peer.phase, was_live) {
+            (Phase::Live { id, .. }, true) => {
                 self.live.remove(id);
+                log::info!("minion {} disconnected: {reason}", peer.label());
+                // Not a Salt tag: lets a reactor act on a lost minion without waiting for the
+                // next presence pass. Minions cannot fire it (see `minion_tag_refusal`).
+                let data = object([("id", id.as_str().into()), ("reason", reason.into())]);
+                self.bus.fire(format!("salt/minion/{id}/disconnected"), data);
             }
-        }
-        match &peer.phase {
-            Phase::Live { .. } => log::info!("minion {} disconnected: {reason}", peer.label()),
+            (Phase::Live { .. }, false) => log::debug!("session {} closed: {reason}", peer.label()),
             _ => log::warn!("closed connection {}: {reason}", peer.label()),
         }
     }
 
+    /// Every `loop_interval`: prune the job cache, and fire Salt's presence events.
+    fn maintenance(&mut self) {
+        let pruned = self.jobs.prune(std::time::SystemTime::now());
+        if pruned > 0 {
+            log::info!("pruned {pruned} jobs older than keep_jobs from the job cache");
+        }
+        if !self.cfg.presence_events {
+            return;
+        }
+        let present = self.live_ids();
+        let new: Vec<String> =
+            present.iter().filter(|id| !self.last_present.contains(id)).cloned().collect();
+        let lost: Vec<String> =
+            self.last_present.iter().filter(|id| !present.contains(id)).cloned().collect();
+        if !new.is_empty() || !lost.is_empty() {
+            let change = object([("new", new.into()), ("lost", lost.into())]);
+            self.bus.fire("salt/presence/change", change);
+        }
+        self.bus.fire("salt/presence/present", object([("present", present.clone().into())]));
+        self.last_present = present;
+    }
+
     /// Handshake deadlines and keepalive.
     fn housekeeping(&mut self, now: Instant) {
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + self.cfg.loop_interval;
+            self.maintenance();
+        }
         let interval = self.cfg.keepalive_interval;
         let mut close = Vec::new();
         let mut ping = Vec::new();
@@ -637,4 +682,10 @@ impl Master {
             self.flush_control(token);
         }
     }
+}
+
+/// Why event data is refused for size, if it is.
+fn oversized(data: &Value, max: usize) -> Option<String> {
+    let len = serde_json::to_vec(data).map(|b| b.len()).unwrap_or(usize::MAX);
+    (len > max).then(|| format!("event data is {len} bytes, over max_event_bytes {max}"))
 }

@@ -3,7 +3,8 @@
 //! becomes a failed return; the minion lives on.
 
 use crate::functions::{self, Context, Outcome};
-use halite_common::proto::{JobReturn, Publish};
+use halite_common::proto::{JobReturn, Publish, ToMaster};
+use halite_common::time::unix_seconds;
 use mio::Waker;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -61,12 +62,13 @@ impl Jobs {
         }
     }
 
-    /// Starts a published job. Returns a result at once for what needs no thread (duplicates
-    /// give `None`, `saltutil.find_job` answers from the running table).
-    pub fn start(&mut self, publish: Publish) -> Option<JobReturn> {
+    /// Starts a published job. What needs no thread is answered at once, as messages for the
+    /// master: `saltutil.find_job` from the running table, `event.send` as an event plus its
+    /// return. A duplicate jid gives nothing.
+    pub fn start(&mut self, publish: Publish) -> Vec<ToMaster> {
         if !self.seen.insert(publish.jid.clone()) {
             log::debug!("dropping duplicate publish of job {}", publish.jid);
-            return None;
+            return Vec::new();
         }
         self.seen_order.push_back(publish.jid.clone());
         if self.seen_order.len() > SEEN_JIDS {
@@ -75,7 +77,20 @@ impl Jobs {
             }
         }
         if publish.fun == "saltutil.find_job" {
-            return Some(to_return(&publish, self.find_job(&publish.arg)));
+            return vec![ToMaster::Return(to_return(&publish, self.find_job(&publish.arg)))];
+        }
+        if publish.fun == "event.send" || publish.fun == "event.fire_master" {
+            let (event, outcome) = match event_from_args(&publish.fun, &publish.arg) {
+                Ok((tag, data)) => (
+                    Some(ToMaster::Event { tag, data, ts: unix_seconds(), ack: false }),
+                    Outcome { ret: true.into(), retcode: 0, out: None },
+                ),
+                Err(message) => {
+                    (None, Outcome { ret: message.into(), retcode: 1, out: Some("nested".into()) })
+                }
+            };
+            let ret = ToMaster::Return(to_return(&publish, outcome));
+            return event.into_iter().chain([ret]).collect();
         }
         log::info!("job {}: {} starting", publish.jid, publish.fun);
         self.running.insert(
@@ -99,7 +114,7 @@ impl Jobs {
                 let _ = waker.wake();
             });
         match spawned {
-            Ok(_) => None,
+            Ok(_) => Vec::new(),
             Err(e) => {
                 self.running.remove(&publish.jid);
                 let outcome = Outcome {
@@ -108,7 +123,7 @@ impl Jobs {
                     retcode: 1,
                     out: Some("nested".into()),
                 };
-                Some(to_return(&publish, outcome))
+                vec![ToMaster::Return(to_return(&publish, outcome))]
             }
         }
     }
@@ -144,4 +159,38 @@ impl Jobs {
         };
         Outcome { ret, retcode: 0, out: None }
     }
+}
+
+/// Salt's `event.send TAG [DATA] [key=value ...]` and `event.fire_master DATA TAG`: the tag
+/// and the data map (keyword args merged in, `data` winning) for the master's bus.
+pub fn event_from_args(fun: &str, arg: &[Value]) -> Result<(String, Value), String> {
+    let (args, mut kwargs) = functions::split_args(arg);
+    let (tag, data) = match fun {
+        "event.fire_master" => {
+            (args.get(1).or(kwargs.get("tag")), args.first().or(kwargs.get("data")))
+        }
+        _ => (args.first().or(kwargs.get("tag")), args.get(1).or(kwargs.get("data"))),
+    };
+    let tag = match tag {
+        Some(Value::String(tag)) if !tag.is_empty() => tag.clone(),
+        _ => return Err(format!("Passed invalid arguments to {fun}: a non-empty tag is required")),
+    };
+    let mut map = serde_json::Map::new();
+    match data.cloned() {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(d)) => map = d,
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(d)) => map = d,
+            _ => return Err(format!("Passed invalid arguments to {fun}: data must be a mapping")),
+        },
+        Some(_) => {
+            return Err(format!("Passed invalid arguments to {fun}: data must be a mapping"))
+        }
+    }
+    kwargs.remove("tag");
+    kwargs.remove("data");
+    for (k, v) in kwargs {
+        map.entry(k).or_insert(v);
+    }
+    Ok((tag, Value::Object(map)))
 }

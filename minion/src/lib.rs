@@ -2,6 +2,7 @@
 //! the master's key, authenticate, wait while pending, keep alive, reconnect with capped
 //! exponential backoff — and fires its start events once per process.
 
+pub mod call;
 pub mod functions;
 pub mod grains;
 pub mod jobs;
@@ -375,7 +376,7 @@ impl Minion {
                 self.backoff = self.cfg.recon_default;
                 self.pending_wait = self.cfg.acceptance_wait_time;
                 let addr = link.addr;
-                self.send(&ToMaster::Ready { grains: self.grains.clone() });
+                self.send(&ToMaster::Ready { grains: self.grains.clone(), transient: false });
                 log::info!("halite-minion {} authenticated to master {addr}", self.cfg.id);
                 if !self.started {
                     self.started = true;
@@ -438,10 +439,11 @@ impl Minion {
                 log::warn!("master refused event '{tag}': {reason}");
             }
             ToMinion::Publish(publish) => {
-                if let Some(ret) = self.jobs.start(publish) {
-                    self.queue(ToMaster::Return(ret));
+                for msg in self.jobs.start(publish) {
+                    self.queue(msg);
                 }
             }
+            ToMinion::EventAck { tag } => log::debug!("master took event '{tag}'"),
         }
         Ok(())
     }
@@ -479,7 +481,7 @@ impl Minion {
         let text = format!("Minion {} started at {}", self.cfg.id, Utc::now().asctime());
         let ts = unix_seconds();
         for tag in [format!("salt/minion/{}/start", self.cfg.id), "minion_start".to_string()] {
-            self.send(&ToMaster::Event { tag, data: Value::String(text.clone()), ts });
+            self.send(&ToMaster::Event { tag, data: Value::String(text.clone()), ts, ack: false });
         }
     }
 

@@ -18,6 +18,23 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Call(CallArgs),
+}
+
+/// Run a function as this minion, on the master (Salt's salt-call): event.send TAG [DATA] [key=value...]
+#[derive(FromArgs)]
+#[argh(subcommand, name = "call")]
+struct CallArgs {
+    /// the function, then its arguments
+    #[argh(positional)]
+    words: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +53,22 @@ fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
+    if let Some(Command::Call(call)) = &args.command {
+        let Some((fun, rest)) = call.words.split_first() else {
+            eprintln!("halite-minion call: name a function, e.g. event.send TAG data='{{...}}'");
+            return ExitCode::from(64);
+        };
+        return match halite_minion::call::call(&loaded.config, fun, rest) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("halite-minion call: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut level = loaded.config.log_level;
     if let Some(name) = &args.log_level {
         match config::parse_log_level(name) {

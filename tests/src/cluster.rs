@@ -147,6 +147,7 @@ impl Master {
 pub struct Minion {
     pub daemon: Daemon,
     pub root: PathBuf,
+    pub conf: PathBuf,
     pub id: String,
 }
 
@@ -171,7 +172,7 @@ impl Minion {
         let mut cmd = Command::new(bin("halite-minion"));
         cmd.arg("-c").arg(&conf).current_dir(dir.path());
         let daemon = Daemon::spawn(cmd, &format!("minion-{name}"));
-        Minion { daemon, root, id: id.to_string() }
+        Minion { daemon, root, conf, id: id.to_string() }
     }
 
     #[track_caller]
@@ -186,6 +187,11 @@ impl Minion {
 
     pub fn pki(&self) -> PathBuf {
         self.root.join("etc/halite/pki/minion")
+    }
+
+    /// Runs `halite-minion -c <conf> call ARGS` (Salt's salt-call).
+    pub fn call(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("halite-minion")).arg("-c").arg(&self.conf).arg("call").args(args))
     }
 }
 

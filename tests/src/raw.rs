@@ -100,7 +100,7 @@ impl RawMinion {
             panic!("master did not accept {id}");
         };
         let mut raw = RawMinion { conn, keys, session };
-        raw.send(&ToMaster::Ready { grains: Default::default() });
+        raw.send(&ToMaster::Ready { grains: Default::default(), transient: false });
         raw
     }
 
