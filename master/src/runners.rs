@@ -2,7 +2,7 @@
 //! `event.send`. Each run fires `salt/run/<jid>/new` and `.../ret` as Salt does.
 
 use crate::server::Master;
-use halite_common::event::{minion_tag_refusal, object};
+use halite_common::event::object;
 use serde_json::{Map, Value};
 
 /// Every runner Halite has, for error messages and `reactor` validation later.
@@ -101,9 +101,13 @@ impl Master {
                     data.extend(map.clone());
                 }
                 data.extend(kwargs.into_iter().filter(|(k, _)| k != "data"));
-                // Scripts on the master may use any tag except the bus's own bookkeeping.
-                if minion_tag_refusal(tag, "").is_some() && tag.starts_with("salt/job/") {
+                // Scripts on the master are trusted with any tag but the jobs' own: a forged
+                // return or publish event would corrupt what CLIs and the job cache see.
+                if tag.starts_with("salt/job/") || crate::jobcache::is_jid(tag) {
                     return Err(format!("tag '{tag}' is reserved for the master's jobs"));
+                }
+                if let Some(reason) = crate::server::oversized(&data, self.cfg.max_event_bytes) {
+                    return Err(reason);
                 }
                 self.bus.fire(tag.to_string(), data);
                 Ok(Value::Bool(true))

@@ -685,7 +685,7 @@ impl Master {
 }
 
 /// Why event data is refused for size, if it is.
-fn oversized(data: &Value, max: usize) -> Option<String> {
+pub(crate) fn oversized(data: &impl serde::Serialize, max: usize) -> Option<String> {
     let len = serde_json::to_vec(data).map(|b| b.len()).unwrap_or(usize::MAX);
     (len > max).then(|| format!("event data is {len} bytes, over max_event_bytes {max}"))
 }

@@ -159,6 +159,10 @@ fn minion_events_carry_the_authenticated_id_and_reserved_tags_are_refused() {
     assert_eq!(master.wait_event("myco/script", |_| true)["a"], 1);
     let out = master.run(&["event.send", "salt/job/1/new"]);
     assert_eq!(out.status, Some(1));
+    assert!(out.stderr.contains("reserved for the master's jobs"), "{out:?}");
+    let out = master.run(&["event.send", "myco/big", &format!("{{pad: {}}}", "x".repeat(2000))]);
+    assert_eq!(out.status, Some(1));
+    assert!(out.stderr.contains("over max_event_bytes"), "{out:?}");
 }
 
 fn count_tagged(files: &[&Path], prefix: &str) -> usize {
