@@ -1,50 +1,9 @@
 //! `halite-key`'s logic without I/O: which keys a glob selects for an action, and Salt's
 //! texts for listings, confirmations and fingerprints.
 
+pub use halite_common::control::{select, source_statuses};
 use halite_common::control::{KeyAction, KeyEntry, KeyStatus};
-use halite_common::glob::fnmatch;
 use serde_json::{Map, Value};
-
-/// Which statuses an action may take keys from, given the `--include-*` flags.
-pub fn source_statuses(
-    action: KeyAction,
-    include_accepted: bool,
-    include_rejected: bool,
-    include_denied: bool,
-) -> Vec<KeyStatus> {
-    let mut from = Vec::new();
-    match action {
-        KeyAction::Accept => {
-            from.push(KeyStatus::Pending);
-            if include_rejected {
-                from.push(KeyStatus::Rejected);
-            }
-            if include_denied {
-                from.push(KeyStatus::Denied);
-            }
-        }
-        KeyAction::Reject => {
-            from.push(KeyStatus::Pending);
-            if include_accepted {
-                from.push(KeyStatus::Accepted);
-            }
-            if include_denied {
-                from.push(KeyStatus::Denied);
-            }
-        }
-        KeyAction::Delete => from.extend(KeyStatus::ALL),
-    }
-    from
-}
-
-/// Keys in `from` whose id matches any comma-separated glob of `globs`.
-pub fn select<'a>(keys: &'a [KeyEntry], globs: &str, from: &[KeyStatus]) -> Vec<&'a KeyEntry> {
-    let patterns: Vec<&str> = globs.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
-    keys.iter()
-        .filter(|k| from.contains(&k.status))
-        .filter(|k| patterns.iter().any(|p| fnmatch(&k.id, p)))
-        .collect()
-}
 
 /// The words of Salt's texts for an action.
 pub fn verbs(action: KeyAction) -> (&'static str, &'static str) {

@@ -120,11 +120,7 @@ pub mod args;
 pub mod keys;
 pub mod output;
 
-/// The user a job is published as: `$SUDO_USER`, `$USER`, else `root`, as Salt reports it.
-pub fn current_user() -> String {
-    ["SUDO_USER", "USER"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "root".into())
-}
+/// The user a job is published as (Salt reports the invoking user).
+pub use halite_common::config::process_user as current_user;
 pub mod pyjson;
+pub mod reactor_tools;

@@ -80,6 +80,12 @@ pub struct MasterConfig {
     pub presence_events: bool,
     /// Seconds between the master's maintenance passes (presence, job cache pruning).
     pub loop_interval: Duration,
+    /// `reactor:` rules, in config order.
+    pub reactor: Vec<crate::reactor::Rule>,
+    /// Past this causal depth the reactor refuses to react (loop protection).
+    pub reactor_max_depth: usize,
+    /// Renders allowed per SLS file per second; 0 = no limit.
+    pub reactor_rate_limit: u32,
 }
 
 /// The minion's settings.
@@ -155,6 +161,9 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         max_event_bytes: r.int("max_event_bytes", 1 << 20, 256, 1 << 30) as usize,
         presence_events: r.bool("presence_events", false),
         loop_interval: r.seconds("loop_interval", 60, 1, 86_400),
+        reactor: r.reactor(),
+        reactor_max_depth: r.int("reactor_max_depth", 8, 1, 1000) as usize,
+        reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
         root_dir,
     };
     r.finish(config)
@@ -326,6 +335,19 @@ impl Reader {
         }
     }
 
+    fn reactor(&mut self) -> Vec<crate::reactor::Rule> {
+        let Some(value) = self.get("reactor") else { return Vec::new() };
+        match crate::reactor::parse_rules(&value) {
+            Ok(rules) => rules,
+            Err(problems) => {
+                for problem in problems {
+                    self.error("reactor", problem);
+                }
+                Vec::new()
+            }
+        }
+    }
+
     fn grains(&mut self) -> Map<String, Json> {
         match self.get("grains") {
             None => Map::new(),
@@ -434,6 +456,15 @@ fn read_dir_config(dir: &Path, name: &str) -> Result<Mapping, ConfigErrors> {
 
 fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+/// The user this process acts as, for job and event `user` fields: `$SUDO_USER`, `$USER`,
+/// else `root`.
+pub fn process_user() -> String {
+    ["SUDO_USER", "USER"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "root".into())
 }
 
 /// The host name, as Salt's default minion id.

@@ -38,6 +38,11 @@ impl<S: Read + Write> Conn<S> {
         Conn { stream, decoder: Decoder::new(max_frame), out: Vec::new(), out_pos: 0, max_out }
     }
 
+    /// Changes the largest incoming frame accepted from now on.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.decoder.set_max(max_frame);
+    }
+
     /// Reads what is available (up to the budget) and splits it into frames.
     pub fn read(&mut self) -> ReadTurn {
         let mut turn = ReadTurn::default();

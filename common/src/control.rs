@@ -1,6 +1,8 @@
-//! The master's local control protocol: what the CLIs (`halite-key`, later `halite` and
-//! `halite-run`) ask over the Unix socket in `sock_dir`, and what they get back. Framed with
-//! [`crate::wire`], JSON payloads, one request and one response per exchange.
+//! The master's local control protocol: what the CLIs (`halite`, `halite-key`, `halite-run`)
+//! ask over the Unix socket in `sock_dir`, and what they get back. Framed with
+//! [`crate::wire`], JSON payloads: one response per request, then, for job watches and
+//! subscriptions, a stream of `Response::Event`s. Also the key selection `halite-key` and the
+//! reactor's `wheel.key.*` share.
 
 use serde::{Deserialize, Serialize};
 
@@ -140,4 +142,45 @@ pub enum Response {
     Error {
         message: String,
     },
+}
+
+/// Which statuses an action may take keys from, given the `--include-*` flags.
+pub fn source_statuses(
+    action: KeyAction,
+    include_accepted: bool,
+    include_rejected: bool,
+    include_denied: bool,
+) -> Vec<KeyStatus> {
+    let mut from = Vec::new();
+    match action {
+        KeyAction::Accept => {
+            from.push(KeyStatus::Pending);
+            if include_rejected {
+                from.push(KeyStatus::Rejected);
+            }
+            if include_denied {
+                from.push(KeyStatus::Denied);
+            }
+        }
+        KeyAction::Reject => {
+            from.push(KeyStatus::Pending);
+            if include_accepted {
+                from.push(KeyStatus::Accepted);
+            }
+            if include_denied {
+                from.push(KeyStatus::Denied);
+            }
+        }
+        KeyAction::Delete => from.extend(KeyStatus::ALL),
+    }
+    from
+}
+
+/// Keys in `from` whose id matches any comma-separated glob of `globs`.
+pub fn select<'a>(keys: &'a [KeyEntry], globs: &str, from: &[KeyStatus]) -> Vec<&'a KeyEntry> {
+    let patterns: Vec<&str> = globs.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+    keys.iter()
+        .filter(|k| from.contains(&k.status))
+        .filter(|k| patterns.iter().any(|p| crate::glob::fnmatch(&k.id, p)))
+        .collect()
 }

@@ -10,6 +10,11 @@ use serde_json::{Map, Value};
 pub struct Event {
     pub tag: String,
     pub data: Map<String, Value>,
+    /// The tags of the events whose reactions led to this one, oldest first; empty for an
+    /// external event. Its length is the causal depth the reactor's loop protection reads.
+    /// Internal to the master: never logged nor sent.
+    #[serde(skip)]
+    pub chain: Vec<String>,
 }
 
 impl Event {
@@ -17,7 +22,7 @@ impl Event {
     pub fn new(tag: impl Into<String>, mut data: Map<String, Value>) -> Event {
         data.remove("_stamp");
         data.insert("_stamp".into(), Value::String(Utc::now().stamp()));
-        Event { tag: tag.into(), data }
+        Event { tag: tag.into(), data, chain: Vec::new() }
     }
 
     /// The event-log line: `{"tag": ..., "data": {...}}` without a trailing newline.
@@ -48,7 +53,7 @@ impl TagFilter {
             Some(p) => TagFilter::Match {
                 exact: p.to_string(),
                 glob: crate::glob::Glob::new(p),
-                regex: regex::Regex::new(&format!(r"\A(?:{p})\z")).ok(),
+                regex: crate::glob::anchored_regex(p),
             },
         }
     }
@@ -71,6 +76,9 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// Longest event tag a minion may use.
+pub const MAX_TAG_BYTES: usize = 1024;
+
 /// Why a minion may not fire an event under `tag`, or `None` when it may.
 ///
 /// Stock Salt let minions forge master tags (CVE-2025-22239); Halite keeps `salt/auth`,
@@ -79,6 +87,9 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
 pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
     if tag.is_empty() {
         return Some("empty tag".into());
+    }
+    if tag.len() > MAX_TAG_BYTES {
+        return Some(format!("tag is {} bytes, over {MAX_TAG_BYTES}", tag.len()));
     }
     const RESERVED: [&str; 8] = [
         "salt/auth",

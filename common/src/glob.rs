@@ -12,7 +12,12 @@ pub struct Glob {
 impl Glob {
     /// Compiles `pattern`; every pattern is valid (an unclosed `[` is a literal, as in Python).
     pub fn new(pattern: &str) -> Glob {
-        let regex = Regex::new(&translate(pattern)).expect("translated globs are valid regexes");
+        // A class the regex engine refuses (a reversed range like `[z-a]`, which Python's
+        // fnmatch silently empties) makes the whole pattern literal rather than a panic.
+        let regex = Regex::new(&translate(pattern)).unwrap_or_else(|_| {
+            Regex::new(&format!("(?s)^{}$", regex::escape(pattern)))
+                .expect("escaped text is a valid regex")
+        });
         Glob { regex }
     }
 
@@ -27,6 +32,15 @@ pub fn fnmatch(name: &str, pattern: &str) -> bool {
         return name == pattern;
     }
     Glob::new(pattern).is_match(name)
+}
+
+/// `pattern` as a regex anchored at both ends, or `None` when it is not a valid regex.
+///
+/// The pattern must compile on its own first: wrapped blindly, `x)|(.*` would become
+/// `\A(?:x)|(.*)\z` and match everything.
+pub fn anchored_regex(pattern: &str) -> Option<Regex> {
+    Regex::new(pattern).ok()?;
+    Regex::new(&format!(r"\A(?:{pattern})\z")).ok()
 }
 
 /// Whether `pattern` contains glob metacharacters.
@@ -115,8 +129,34 @@ mod tests {
             ("line\nbreak", "line*", true),
             ("x^y", "x[^]y", true),
             ("", "*", true),
+            ("web[z-a]", "web[z-a]", true),
+            ("webq", "web[z-a]", false),
+            ("a-b", "a[a-\\]b", false),
         ] {
             assert_eq!(fnmatch(name, pattern), expected, "{name} ~ {pattern}");
+        }
+    }
+
+    #[test]
+    fn anchored_regexes_cannot_escape_their_anchors() {
+        assert!(anchored_regex("db[0-9]+").unwrap().is_match("db12"));
+        assert!(!anchored_regex("db[0-9]+").unwrap().is_match("xdb12"));
+        assert!(anchored_regex("x)|(.*").is_none());
+        assert!(anchored_regex("(unclosed").is_none());
+    }
+
+    #[test]
+    fn no_pattern_panics() {
+        let alphabet = ['[', ']', '!', '-', 'a', 'z', '\\', '*', '?', '^', '&', '~'];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    for d in alphabet {
+                        let pattern: String = [a, b, c, d].iter().collect();
+                        let _ = fnmatch("az-", &pattern);
+                    }
+                }
+            }
         }
     }
 }

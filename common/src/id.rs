@@ -10,9 +10,10 @@ pub const MAX_ID_BYTES: usize = 200;
 pub enum IdError {
     Empty,
     TooLong(usize),
-    /// Contains `/`, `\`, NUL or a control character.
+    /// Contains `/`, `\`, NUL, a control character, or a glob/list character
+    /// (`*`, `?`, `[`, `]`, `,`) that would widen a target or a key match built from it.
     BadChar(char),
-    /// `.`, `..`, or a name containing `..`.
+    /// Starts with `.` (hidden and temp files), or contains `..`.
     Dots,
 }
 
@@ -22,7 +23,7 @@ impl fmt::Display for IdError {
             IdError::Empty => f.write_str("minion id is empty"),
             IdError::TooLong(n) => write!(f, "minion id is {n} bytes, over {MAX_ID_BYTES}"),
             IdError::BadChar(c) => write!(f, "minion id contains forbidden character {c:?}"),
-            IdError::Dots => f.write_str("minion id is or contains '..' or is '.'"),
+            IdError::Dots => f.write_str("minion id starts with '.' or contains '..'"),
         }
     }
 }
@@ -30,7 +31,9 @@ impl fmt::Display for IdError {
 impl std::error::Error for IdError {}
 
 /// Accepts what Salt's `valid_id` accepts (spaces, dots inside, unicode) minus anything that
-/// could name another file: separators, NUL, control characters, `.` and `..`.
+/// could name another file (separators, NUL, control characters, a leading `.`, `..`) or that a
+/// glob or list built from the id would read as more than one minion (`*?[],`): reactors paste
+/// ids into `match:` and `tgt:`, so an id like `Min,*` must never exist.
 pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
         return Err(IdError::Empty);
@@ -38,10 +41,12 @@ pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.len() > MAX_ID_BYTES {
         return Err(IdError::TooLong(id.len()));
     }
-    if let Some(c) = id.chars().find(|&c| c == '/' || c == '\\' || c.is_control()) {
+    let forbidden =
+        |c: char| matches!(c, '/' | '\\' | '*' | '?' | '[' | ']' | ',') || c.is_control();
+    if let Some(c) = id.chars().find(|&c| forbidden(c)) {
         return Err(IdError::BadChar(c));
     }
-    if id == "." || id.contains("..") {
+    if id.starts_with('.') || id.contains("..") {
         return Err(IdError::Dots);
     }
     Ok(())
@@ -69,6 +74,12 @@ mod tests {
             ("..", IdError::Dots),
             (".", IdError::Dots),
             ("a..b", IdError::Dots),
+            (".hidden", IdError::Dots),
+            (".tmp-x", IdError::Dots),
+            ("Min,*", IdError::BadChar(',')),
+            ("web*", IdError::BadChar('*')),
+            ("w?b", IdError::BadChar('?')),
+            ("w[1]", IdError::BadChar('[')),
         ] {
             assert_eq!(validate_id(bad), Err(err), "{bad:?}");
         }

@@ -133,3 +133,23 @@ pub enum ToMinion {
     /// The event sent with `ack` is on the bus.
     EventAck { tag: String },
 }
+
+/// Splits Salt's `arg` list into positional values and keyword arguments: maps marked
+/// `"__kwarg__": true` are merged into the keyword arguments (the marker removed).
+pub fn split_args(arg: &[Value]) -> (Vec<Value>, Map<String, Value>) {
+    let mut positional = Vec::new();
+    let mut kwargs = Map::new();
+    for value in arg {
+        match value {
+            Value::Object(map) if map.get("__kwarg__") == Some(&Value::Bool(true)) => {
+                kwargs.extend(
+                    map.iter()
+                        .filter(|(k, _)| *k != "__kwarg__")
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+            other => positional.push(other.clone()),
+        }
+    }
+    (positional, kwargs)
+}

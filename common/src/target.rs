@@ -1,6 +1,6 @@
 //! Salt targeting: whether a job's `tgt` / `tgt_type` (glob, pcre, list, grain, grain_pcre,
 //! compound) selects a minion, judged from its id and, when known, its grains. Pure: the master
-//! uses it to compute the expected minions, a minion to decide whether a publish is for it.
+//! uses it to compute the expected minions and publishes only to those.
 
 use crate::glob::Glob;
 use regex::{Regex, RegexBuilder};

@@ -42,6 +42,11 @@ impl Decoder {
         Decoder { buf: Vec::new(), start: 0, max: max_frame_bytes }
     }
 
+    /// Changes the largest frame accepted from now on (raised once a session is live).
+    pub fn set_max(&mut self, max_frame_bytes: usize) {
+        self.max = max_frame_bytes;
+    }
+
     /// Appends bytes read from the peer.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {

@@ -5,9 +5,8 @@ use crate::keystore::KeyStore;
 use halite_common::control::KeyStatus;
 use halite_common::crypto::PublicKey;
 use halite_common::event::object;
-use halite_common::glob::fnmatch;
+use halite_common::glob::{anchored_regex, fnmatch};
 use halite_common::proto::AuthStatus;
-use regex::Regex;
 use serde_json::{Map, Value};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -118,9 +117,7 @@ pub fn listed(file: Option<&Path>, id: &str) -> bool {
         return false;
     };
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).any(|line| {
-        line == id
-            || fnmatch(id, line)
-            || Regex::new(&format!(r"\A(?:{line})\z")).is_ok_and(|re| re.is_match(id))
+        line == id || fnmatch(id, line) || anchored_regex(line).is_some_and(|re| re.is_match(id))
     })
 }
 

@@ -16,20 +16,33 @@ use std::path::{Path, PathBuf};
 pub struct Bus {
     queue: VecDeque<Event>,
     log: EventLog,
+    /// While the reactor runs a reaction (or a reaction's job returns), the causal chain every
+    /// event fired meanwhile inherits.
+    pub cause: Vec<String>,
 }
 
 impl Bus {
     /// Opens (creating) the event log, rotated past `max_bytes` keeping `keep` old files;
     /// failing that, the master must not start.
     pub fn open(log_path: &Path, max_bytes: u64, keep: u32) -> io::Result<Bus> {
-        Ok(Bus { queue: VecDeque::new(), log: EventLog::open(log_path, max_bytes, keep)? })
+        Ok(Bus {
+            queue: VecDeque::new(),
+            log: EventLog::open(log_path, max_bytes, keep)?,
+            cause: Vec::new(),
+        })
     }
 
     /// Stamps and queues an event.
     pub fn fire(&mut self, tag: impl Into<String>, data: Map<String, Value>) {
-        let event = Event::new(tag, data);
+        let mut event = Event::new(tag, data);
+        event.chain = self.cause.clone();
         log::trace!("event {}", event.tag);
         self.queue.push_back(event);
+    }
+
+    /// Whether events wait to be drained (the loop then polls without sleeping).
+    pub fn pending(&self) -> bool {
+        !self.queue.is_empty()
     }
 
     /// Logs every queued event and hands them back for the other consumers (subscribers).

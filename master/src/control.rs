@@ -50,7 +50,11 @@ pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
     }
 }
 
-fn apply(master: &mut Master, action: KeyAction, keys: &[(String, KeyStatus)]) -> Response {
+pub(crate) fn apply(
+    master: &mut Master,
+    action: KeyAction,
+    keys: &[(String, KeyStatus)],
+) -> Response {
     let mut done = Vec::new();
     for (id, from) in keys {
         let result = match action {
@@ -79,22 +83,24 @@ fn apply(master: &mut Master, action: KeyAction, keys: &[(String, KeyStatus)]) -
         }
         master.bus.fire("salt/key", data);
         log::info!("key {id} {act} (was {})", from.dir());
-        react_to_key_change(master, action, id);
+        react_to_key_change(master, action, *from, id);
         done.push(id.clone());
     }
     Response::Applied { ids: done }
 }
 
 /// Tells connected minions about their key at once: a pending minion whose key was accepted
-/// gets its session now (no polling delay); rejected or deleted keys lose their connection.
-fn react_to_key_change(master: &mut Master, action: KeyAction, id: &str) {
+/// gets its session now (no polling delay); rejected or deleted keys lose their connection, and
+/// so does a session whose accepted key was just replaced (a denied key accepted over it).
+fn react_to_key_change(master: &mut Master, action: KeyAction, from: KeyStatus, id: &str) {
     for token in master.pending_connections(id) {
         match action {
             KeyAction::Delete => master.close_peer(token, "key deleted"),
             KeyAction::Accept | KeyAction::Reject => master.reauthenticate(token),
         }
     }
-    if action != KeyAction::Accept {
+    let key_replaced = action == KeyAction::Accept && from != KeyStatus::Pending;
+    if action != KeyAction::Accept || key_replaced {
         if let Some(token) = master.live_connection(id) {
             master.close_peer(token, "key no longer accepted");
         }

@@ -4,7 +4,7 @@
 //!
 //! Invariant: a jid reaches a path only after [`is_jid`], an id only after `validate_id`.
 
-use halite_common::files::write_atomic;
+use halite_common::files::write_cache;
 use halite_common::id::validate_id;
 use halite_common::time::Utc;
 use serde_json::{Map, Value};
@@ -82,7 +82,7 @@ impl JobCache {
     pub fn save_load(&self, jid: &str, load: &Map<String, Value>) -> io::Result<()> {
         let dir = self.job_dir(jid)?;
         fs::create_dir_all(dir.join("ret"))?;
-        write_atomic(&dir.join("load.json"), &serde_json::to_vec(load)?, 0o600)
+        write_cache(&dir.join("load.json"), &serde_json::to_vec(load)?, 0o600)
     }
 
     /// Stores one minion's return (the `salt/job/<jid>/ret/<id>` data).
@@ -90,7 +90,7 @@ impl JobCache {
         validate_id(id).map_err(|e| invalid(e.to_string()))?;
         let dir = self.job_dir(jid)?.join("ret");
         fs::create_dir_all(&dir)?;
-        write_atomic(&dir.join(format!("{id}.json")), &serde_json::to_vec(data)?, 0o600)
+        write_cache(&dir.join(format!("{id}.json")), &serde_json::to_vec(data)?, 0o600)
     }
 
     /// `jobs.lookup_jid`: `{id: return}` for every minion that returned, sorted by id.

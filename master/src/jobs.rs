@@ -4,7 +4,7 @@
 use crate::server::Master;
 use halite_common::control::KeyStatus;
 use halite_common::event::{object, TagFilter};
-use halite_common::files::write_atomic;
+use halite_common::files::write_cache;
 use halite_common::id::validate_id;
 use halite_common::proto::{JobReturn, Publish, ToMinion};
 use halite_common::target::Target;
@@ -24,6 +24,12 @@ pub struct JobRequest {
     pub fun: String,
     pub arg: Vec<Value>,
     pub user: String,
+}
+
+/// A job the master published lately.
+pub struct RecentJob {
+    pub minions: Vec<String>,
+    pub cause: Vec<String>,
 }
 
 /// What went out.
@@ -78,6 +84,7 @@ impl Master {
             return Err(NO_MATCH.into());
         }
         let jid = self.jids.allocate();
+        self.remember_job(&jid, &minions);
         let minion_list = || Value::from(minions.clone());
         self.bus.fire(jid.clone(), object([("minions", minion_list())]));
         let load = object([
@@ -170,6 +177,21 @@ impl Master {
             log::warn!("minion {id} returned for invalid jid {:?}; ignored", ret.jid);
             return;
         }
+        // Only a minion the job was published to may return for it (after a master restart
+        // the stored load says who that was).
+        let (targeted, cause) = match self.recent_jobs.get(&ret.jid) {
+            Some(job) => (job.minions.iter().any(|m| m == id), job.cause.clone()),
+            None => {
+                let load = self.jobs.load(&ret.jid).ok().flatten();
+                let minions =
+                    load.as_ref().and_then(|l| l.get("minions")).and_then(Value::as_array);
+                (minions.is_some_and(|m| m.iter().any(|m| m == id)), Vec::new())
+            }
+        };
+        if !targeted {
+            log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
+            return;
+        }
         let mut data = object([
             ("cmd", "_return".into()),
             ("id", id.into()),
@@ -184,18 +206,35 @@ impl Master {
             data.insert("out".into(), out.into());
         }
         data.insert("user".into(), ret.user.into());
+        // A reaction's job: its returns carry the reaction's causal chain.
+        self.bus.cause = cause;
         if let Err(e) = self.jobs.save_return(&ret.jid, id, &data) {
             log::error!("job cache: cannot store return of {id} for {}: {e}", ret.jid);
         }
         log::debug!("return from {id} for job {}", ret.jid);
         self.bus.fire(format!("salt/job/{}/ret/{id}", ret.jid), data);
+        self.bus.cause.clear();
+    }
+
+    /// Remembers who a new job went to and the causal chain it was published under (the last
+    /// 10,000 jobs; older returns are checked against the job cache on disk).
+    fn remember_job(&mut self, jid: &str, minions: &[String]) {
+        const KEPT: usize = 10_000;
+        let job = RecentJob { minions: minions.to_vec(), cause: self.bus.cause.clone() };
+        self.recent_jobs.insert(jid.to_string(), job);
+        self.recent_order.push_back(jid.to_string());
+        if self.recent_order.len() > KEPT {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent_jobs.remove(&old);
+            }
+        }
     }
 
     /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions).
     pub(crate) fn remember_grains(&mut self, id: &str, grains: Map<String, Value>) {
         let dir = self.cfg.cachedir.join("minions").join(id);
         let stored = std::fs::create_dir_all(&dir).and_then(|()| {
-            write_atomic(&dir.join("grains.json"), &serde_json::to_vec(&grains)?, 0o600)
+            write_cache(&dir.join("grains.json"), &serde_json::to_vec(&grains)?, 0o600)
         });
         if let Err(e) = stored {
             log::error!("cannot cache grains of {id}: {e}");

@@ -9,6 +9,7 @@ pub mod jobcache;
 pub mod jobs;
 pub mod keystore;
 pub mod peer;
+pub mod reactor;
 pub mod runners;
 pub mod server;
 

@@ -3,36 +3,20 @@
 
 use crate::server::Master;
 use halite_common::event::object;
+use halite_common::proto::split_args;
 use serde_json::{Map, Value};
 
-/// Every runner Halite has, for error messages and `reactor` validation later.
-pub const RUNNERS: [&str; 6] = [
+/// Every runner Halite has, for error messages.
+pub const RUNNERS: [&str; 8] = [
     "event.send",
     "jobs.list_jobs",
     "jobs.lookup_jid",
     "manage.down",
     "manage.status",
     "manage.up",
+    "reactor.list",
+    "reactor.stats",
 ];
-
-/// Splits Salt-style args into positional values and keyword args.
-fn split(arg: &[Value]) -> (Vec<Value>, Map<String, Value>) {
-    let mut positional = Vec::new();
-    let mut kwargs = Map::new();
-    for value in arg {
-        match value {
-            Value::Object(map) if map.get("__kwarg__") == Some(&Value::Bool(true)) => {
-                kwargs.extend(
-                    map.iter()
-                        .filter(|(k, _)| *k != "__kwarg__")
-                        .map(|(k, v)| (k.clone(), v.clone())),
-                );
-            }
-            other => positional.push(other.clone()),
-        }
-    }
-    (positional, kwargs)
-}
 
 impl Master {
     /// Runs `fun`, wrapped in Salt's runner events.
@@ -59,7 +43,7 @@ impl Master {
     }
 
     fn runner(&mut self, fun: &str, arg: &[Value]) -> Result<Value, String> {
-        let (args, kwargs) = split(arg);
+        let (args, kwargs) = split_args(arg);
         let first = || {
             args.first()
                 .and_then(Value::as_str)
@@ -72,6 +56,8 @@ impl Master {
                 self.jobs.lookup(&jid).map(Value::Object).map_err(|e| e.to_string())
             }
             "jobs.list_jobs" => self.jobs.list().map(Value::Object).map_err(|e| e.to_string()),
+            "reactor.stats" => Ok(self.reactor_stats()),
+            "reactor.list" => Ok(crate::reactor::rules_json(self.reactor.reactor.rules())),
             "manage.up" => Ok(self.live_ids().into()),
             "manage.down" => {
                 let live = self.live_ids();
@@ -86,7 +72,13 @@ impl Master {
                 Ok(Value::Object(object([("up", live.into()), ("down", down.into())])))
             }
             "event.send" => {
-                let tag = args.first().and_then(Value::as_str).ok_or("event.send needs a tag")?;
+                let tag = args
+                    .first()
+                    .or(kwargs.get("tag"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or("event.send needs a tag")?;
+                let tag = tag.as_str();
                 if tag.is_empty() {
                     return Err("event.send needs a non-empty tag".into());
                 }
@@ -100,7 +92,7 @@ impl Master {
                 if let Some(Value::Object(map)) = kwargs.get("data") {
                     data.extend(map.clone());
                 }
-                data.extend(kwargs.into_iter().filter(|(k, _)| k != "data"));
+                data.extend(kwargs.into_iter().filter(|(k, _)| k != "data" && k != "tag"));
                 // Scripts on the master are trusted with any tag but the jobs' own: a forged
                 // return or publish event would corrupt what CLIs and the job cache see.
                 if tag.starts_with("salt/job/") || crate::jobcache::is_jid(tag) {

@@ -39,6 +39,10 @@ const FIRST_CONN: usize = 3;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A pending minion re-sends its hello every `acceptance_wait_time`; silence this long means gone.
 const PENDING_IDLE: Duration = Duration::from_secs(600);
+/// The quickest a pending connection may send its next hello.
+const MIN_REHELLO: Duration = Duration::from_millis(900);
+/// Largest frame before a session is live: a hello is well under 1 KiB.
+const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 /// How often housekeeping runs.
 const TICK: Duration = Duration::from_millis(500);
 /// Unsent output allowed per minion before it is cut off.
@@ -95,6 +99,12 @@ pub struct Master {
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
     stopping: bool,
+    /// An accept failed (e.g. out of file descriptors): retry at the next tick.
+    accept_retry: bool,
+    pub(crate) reactor: crate::reactor::ReactorState,
+    /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
+    pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
+    pub(crate) recent_order: std::collections::VecDeque<String>,
     /// When the next maintenance pass (presence, job cache pruning) is due.
     next_maintenance: Instant,
     /// Who was present at the last presence pass.
@@ -112,6 +122,11 @@ impl Master {
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
         let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(io_err("job cache"))?;
         let grains = crate::jobs::load_grains(&cfg.cachedir);
+        let reactor = halite_common::reactor::Reactor::new(cfg.reactor.clone());
+        for problem in reactor.check() {
+            log::warn!("reactor: {problem}");
+        }
+        let reactor = crate::reactor::ReactorState::new(reactor);
         create_private_dir(&cfg.sock_dir).map_err(io_err("sock_dir"))?;
         let control_path = cfg.sock_dir.join(SOCKET_NAME);
         if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
@@ -156,6 +171,10 @@ impl Master {
             next_token: FIRST_CONN,
             again: Vec::new(),
             stopping: false,
+            accept_retry: false,
+            reactor,
+            recent_jobs: HashMap::new(),
+            recent_order: std::collections::VecDeque::new(),
             next_maintenance: Instant::now(),
             last_present: Vec::new(),
         })
@@ -177,7 +196,7 @@ impl Master {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         while !self.stopping {
-            let timeout = match self.again.is_empty() {
+            let timeout = match self.again.is_empty() && !self.bus.pending() {
                 true => next_tick.saturating_duration_since(Instant::now()),
                 false => Duration::ZERO,
             };
@@ -252,7 +271,9 @@ impl Master {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let conn = Conn::new(stream, self.cfg.max_frame_bytes, MAX_MINION_BACKLOG);
+                    // Until the session is live only small frames are read: no one can make the
+                    // master buffer megabytes before proving who they are.
+                    let conn = Conn::new(stream, MAX_HANDSHAKE_FRAME, MAX_MINION_BACKLOG);
                     let mut peer = Peer::new(conn, addr, Instant::now());
                     log::debug!("connection from {addr}");
                     let greeting = handshake::greeting(&self.keys.public);
@@ -263,8 +284,10 @@ impl Master {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // EMFILE and friends: log and try again on the next readiness event.
+                    // EMFILE and friends. Readiness is edge-triggered: connections already
+                    // queued would wait for the next newcomer, so housekeeping retries.
                     log::error!("accept failed: {e}");
+                    self.accept_retry = true;
                     return;
                 }
             }
@@ -299,9 +322,23 @@ impl Master {
     fn on_peer_frame(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         match &mut peer.phase {
-            Phase::AwaitHello | Phase::Pending(_) => {
+            Phase::AwaitHello => {
                 let hello = handshake::open_hello(&self.keys, frame)
                     .map_err(|e| format!("refused hello: {e}"))?;
+                self.authenticate(token, hello)
+            }
+            Phase::Pending(pending) => {
+                // A pending minion asks again every acceptance_wait_time (at least 1 s), for
+                // the same id. Anything else is a flood of key files and auth events.
+                if peer.since.elapsed() < MIN_REHELLO {
+                    return Err("hellos too fast while pending".into());
+                }
+                let id = pending.id.clone();
+                let hello = handshake::open_hello(&self.keys, frame)
+                    .map_err(|e| format!("refused hello: {e}"))?;
+                if hello.id != id {
+                    return Err(format!("pending as '{id}', asked again as '{}'", hello.id));
+                }
                 self.authenticate(token, hello)
             }
             Phase::AwaitReady { id, session } => {
@@ -318,11 +355,14 @@ impl Master {
                 };
                 peer.phase = Phase::Live { id: id.clone(), session };
                 peer.since = Instant::now();
+                peer.conn.set_max_frame(self.cfg.max_frame_bytes);
                 if transient {
                     log::info!("minion {} opened a one-shot session", peer.label());
                     return Ok(());
                 }
                 log::info!("minion {} authenticated", peer.label());
+                let mut grains = grains;
+                grains.insert("id".into(), id.clone().into());
                 self.remember_grains(&id, grains);
                 if let Some(old) = self.live.insert(id.clone(), token) {
                     if old != token {
@@ -389,6 +429,7 @@ impl Master {
                 Ok(())
             }
             (AuthStatus::Pending, _) => {
+                peer.since = Instant::now();
                 log::info!("minion {} is pending acceptance", peer.label());
                 peer.phase = Phase::Pending(hello);
                 Ok(())
@@ -466,10 +507,12 @@ impl Master {
             return;
         }
         let present = self.live_ids();
+        // Both lists are sorted: binary searches keep this O(n log n) at 10,000 minions.
+        let absent = |list: &[String], id: &String| list.binary_search(id).is_err();
         let new: Vec<String> =
-            present.iter().filter(|id| !self.last_present.contains(id)).cloned().collect();
+            present.iter().filter(|id| absent(&self.last_present, id)).cloned().collect();
         let lost: Vec<String> =
-            self.last_present.iter().filter(|id| !present.contains(id)).cloned().collect();
+            self.last_present.iter().filter(|id| absent(&present, id)).cloned().collect();
         if !new.is_empty() || !lost.is_empty() {
             let change = object([("new", new.into()), ("lost", lost.into())]);
             self.bus.fire("salt/presence/change", change);
@@ -480,6 +523,10 @@ impl Master {
 
     /// Handshake deadlines and keepalive.
     fn housekeeping(&mut self, now: Instant) {
+        if std::mem::take(&mut self.accept_retry) {
+            self.accept_minions();
+            self.accept_controls();
+        }
         if now >= self.next_maintenance {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
@@ -586,6 +633,7 @@ impl Master {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     log::error!("control accept failed: {e}");
+                    self.accept_retry = true;
                     return;
                 }
             }
@@ -652,11 +700,19 @@ impl Master {
     /// A subscriber whose backlog is full is dropped; the loop never waits for one.
     fn drain_bus(&mut self) {
         let events = self.bus.drain();
+        self.deliver(&events);
+        for event in &events {
+            self.react(event);
+        }
+    }
+
+    /// Hands drained events to every subscriber that wants them.
+    fn deliver(&mut self, events: &[halite_common::event::Event]) {
         if events.is_empty() || self.controls.values().all(|c| c.subs.is_empty()) {
             return;
         }
         let mut dropped = Vec::new();
-        for event in events {
+        for event in events.iter() {
             let mut payload: Option<Vec<u8>> = None;
             for (&token, client) in self.controls.iter_mut() {
                 if !client.wants(&event.tag) || dropped.contains(&token) {

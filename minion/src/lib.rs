@@ -248,7 +248,12 @@ impl Minion {
     }
 
     fn schedule_reconnect(&mut self, now: Instant) {
-        self.reconnect_at = now + self.backoff;
+        // Up to half a backoff of jitter, so that minions of a restarted master do not all
+        // come back in the same instant (Salt's recon_randomize).
+        let random = halite_common::crypto::random_bytes(2);
+        let fraction = u16::from_be_bytes([random[0], random[1]]) as u32;
+        let jitter = self.backoff / 2 * fraction / u32::from(u16::MAX);
+        self.reconnect_at = now + self.backoff + jitter;
         log::debug!("reconnecting in {:?}", self.backoff);
         self.backoff = (self.backoff * 2).min(self.cfg.recon_max.max(self.cfg.recon_default));
     }

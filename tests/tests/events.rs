@@ -80,6 +80,10 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
     let mut frame = Vec::new();
     encode_frame(&serde_json::to_vec(&Request::Subscribe { tagmatch: None }).unwrap(), &mut frame);
     stalled.write_all(&frame).unwrap();
+    // Its subscription must be in place before the counter's is awaited (both fire new_client).
+    wait_until(WAIT, "the stalled subscription", || {
+        master.events().iter().any(|(t, _)| t == "salt/event/new_client")
+    });
     const N: usize = 100_000;
     let mut counter = state_event(&master, &["tagmatch=myco/flood/*", &format!("count={N}")]);
 
@@ -98,8 +102,9 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
     let ping = master.halite(&["minion1", "test.ping"]);
     assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
     master.daemon.wait_for_line("dropping event subscriber", WAIT);
-    let status =
-        counter.wait_exit(std::time::Duration::from_secs(120)).expect("counter got all events");
+    let status = counter.wait_exit(std::time::Duration::from_secs(120)).unwrap_or_else(|| {
+        panic!("the reading subscriber stopped after {} of {N} events", counter.line_count())
+    });
     assert!(status.success(), "the reading subscriber must get every event");
     let lines = counter.lines();
     assert_eq!(lines.len(), N);

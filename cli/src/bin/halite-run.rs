@@ -7,7 +7,7 @@ use halite_cli::output::{self, Format};
 use halite_cli::{current_user, pyjson, Client, ClientError};
 use halite_common::config::DEFAULT_CONFIG_DIR;
 use halite_common::control::{Request, Response};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,11 @@ fn run(args: &Args) -> Result<(), Failure> {
         return Err((64, "usage: halite-run FUNCTION [ARG...] [key=value...]".into()));
     };
     let arg = parse_cli_args(rest);
+    if let Some(value) = halite_cli::reactor_tools::run_local(&args.config_dir, fun, &arg) {
+        let value = value.map_err(|message| (1, message))?;
+        print!("{}", render(&value, format));
+        return Ok(());
+    }
     let mut client = Client::from_config_dir(&args.config_dir).map_err(|e| (2, e.to_string()))?;
     if fun == "state.event" {
         return state_event(&mut client, &arg);
@@ -80,16 +85,7 @@ fn render(value: &Value, format: Format) -> String {
 /// `state.event [tagmatch=GLOB] [count=N] [pretty=True] [quiet=True]`: prints
 /// `tag<TAB>json` per matching event until `count` events were printed (forever if -1).
 fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
-    let mut opts = Map::new();
-    let mut positional = Vec::new();
-    for value in arg {
-        match value {
-            Value::Object(map) if map.get("__kwarg__") == Some(&Value::Bool(true)) => {
-                opts.extend(map.clone());
-            }
-            other => positional.push(other.clone()),
-        }
-    }
+    let (positional, opts) = halite_common::proto::split_args(arg);
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

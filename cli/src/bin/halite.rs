@@ -134,6 +134,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
         jid: jid.clone(),
         format,
         streaming: !args.static_output,
+        expected: minions.clone(),
         results: Vec::new(),
     };
     waiter.collect(&minions, &connected, timeout)?;
@@ -169,6 +170,7 @@ struct Waiter {
     jid: String,
     format: Option<Format>,
     streaming: bool,
+    expected: Vec<String>,
     results: Vec<(String, MinionResult)>,
 }
 
@@ -219,7 +221,8 @@ impl Waiter {
         let Some(id) = tag.strip_prefix(&format!("salt/job/{}/ret/", self.jid)) else {
             return;
         };
-        if self.returned(id) {
+        // Only the minions the job was published to count (a stray return is not theirs).
+        if self.returned(id) || !self.expected.iter().any(|e| e == id) {
             return;
         }
         let result = MinionResult::Returned {

@@ -5,25 +5,7 @@
 use super::{Failure, Spec};
 use serde_json::{Map, Value};
 
-/// Splits Salt's publish `arg` list into positional args and keyword args (maps with
-/// `"__kwarg__": true` are merged into kwargs, with `"__kwarg__"` removed; a later map wins).
-pub fn split_args(arg: &[Value]) -> (Vec<Value>, Map<String, Value>) {
-    let mut positional = Vec::with_capacity(arg.len());
-    let mut kwargs = Map::new();
-    for value in arg {
-        match value {
-            Value::Object(map) if map.get("__kwarg__") == Some(&Value::Bool(true)) => {
-                for (key, value) in map {
-                    if key != "__kwarg__" {
-                        kwargs.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-            other => positional.push(other.clone()),
-        }
-    }
-    (positional, kwargs)
-}
+pub use halite_common::proto::split_args;
 
 /// A call's arguments bound to a function's parameters.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,272 @@
+//! The reactor's pure part: `reactor:` rules, tag matching, rendering SLS files (Jinja, then
+//! YAML) and compiling them into ordered [`Reaction`]s, as Salt does (SALT-COMPAT §2). Running
+//! the reactions is the master's business.
+//!
+//! **Event data is hostile.** A minion chooses most of it (its id, `data['data']`, beacon
+//! payloads), and Salt pastes it into YAML unescaped, so an id such as
+//! `"x\nevil:\n  wheel.key.accept:\n    - match: '*'"` adds a reaction. Halite's rule:
+//! **every `{{ }}` becomes a single YAML value; build structures with `|json` or `|yaml`.**
+//! A string is written as it is when it is an unambiguous plain YAML scalar that stays one in
+//! any surrounding context (no quotes, no flow indicators `,[]{}`, no `: `/` #`, no line
+//! breaks, and it reads back as the same string), otherwise as a double-quoted YAML string;
+//! numbers, booleans and `none` as YAML scalars; lists and maps as one-line JSON (valid YAML).
+//! Text marked safe passes through unchanged: the output of `json`/`tojson`/`yaml`/
+//! `yaml_encode`/`yaml_dquote`/`yaml_squote`, macros and `{% set %}` blocks (whose own
+//! `{{ }}` were already formatted), and `|safe`, which pastes raw text and must never be used
+//! on event data. `|e` escapes for YAML. Data is never rendered twice, so `{{`/`{%` inside it
+//! are plain text. To splice data into a longer string, join inside the expression
+//! (`{{ 'echo ' ~ data['id'] }}`), not around it.
+//!
+//! Unlike Salt, a file that fails (missing, render or YAML error, bad reaction) contributes
+//! nothing but does not cancel the other files' reactions; every failure is reported.
+
+mod compile;
+mod config;
+mod emit;
+mod render;
+mod sources;
+#[cfg(test)]
+mod tests;
+
+pub use config::{parse_rules, tag_matches};
+
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// One `reactor:` entry: a tag pattern and its SLS files, in config order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub pattern: String,
+    pub sls: Vec<String>,
+}
+
+/// What a client prefix runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// `local.` (or Salt's old alias `cmd.`): a job published to minions.
+    Local,
+    /// `runner.`: a runner on the master.
+    Runner,
+    /// `wheel.`: a wheel function on the master (`key.accept` …).
+    Wheel,
+    /// `caller.`: a function on the minion running the reactor (masterless).
+    Caller,
+}
+
+impl Client {
+    /// The client for an SLS key prefix; `cmd` is Salt's alias of `local`.
+    pub fn from_prefix(prefix: &str) -> Option<Client> {
+        match prefix {
+            "local" | "cmd" => Some(Client::Local),
+            "runner" => Some(Client::Runner),
+            "wheel" => Some(Client::Wheel),
+            "caller" => Some(Client::Caller),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Client::Local => "local",
+            Client::Runner => "runner",
+            Client::Wheel => "wheel",
+            Client::Caller => "caller",
+        }
+    }
+}
+
+/// One reaction to run, in execution order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    /// The SLS ID, or the `name` argument when given (Salt's chunk name).
+    pub id: String,
+    /// The file it came from.
+    pub sls: String,
+    pub client: Client,
+    /// Without the client prefix: `key.accept`, `state.sls`, `cmd.run`.
+    pub fun: String,
+    /// Local and caller only.
+    pub tgt: Option<Value>,
+    /// `glob` unless given (`tgt_type`, or Salt's old `expr_form`).
+    pub tgt_type: String,
+    pub arg: Vec<Value>,
+    pub kwarg: Map<String, Value>,
+    /// Local only: the returner(s) named by `ret`.
+    pub ret: Option<String>,
+}
+
+impl Reaction {
+    /// `{"id", "client", "fun", "tgt", "tgt_type", "arg", "kwarg"}` (+ `"ret"` when given) —
+    /// the `reactor.test --out json` shape.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("id".into(), self.id.clone().into());
+        out.insert("client".into(), self.client.as_str().into());
+        out.insert("fun".into(), self.fun.clone().into());
+        out.insert("tgt".into(), self.tgt.clone().unwrap_or(Value::Null));
+        out.insert("tgt_type".into(), self.tgt_type.clone().into());
+        out.insert("arg".into(), Value::Array(self.arg.clone()));
+        out.insert("kwarg".into(), Value::Object(self.kwarg.clone()));
+        if let Some(ret) = &self.ret {
+            out.insert("ret".into(), ret.clone().into());
+        }
+        Value::Object(out)
+    }
+}
+
+/// A file that produced no reactions, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReactorError {
+    pub sls: String,
+    pub tag: String,
+    /// `missing`, `render`, `yaml` or `reaction`.
+    pub kind: &'static str,
+    /// For `render`: the SLS line; for `yaml`: the line of the rendered text (Jinja keeps the
+    /// line structure, so usually the same).
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ReactorError {
+    /// `{"sls","tag","kind","line","message"}` — also the data of the `salt/reactor/error` event.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("sls".into(), self.sls.clone().into());
+        out.insert("tag".into(), self.tag.clone().into());
+        out.insert("kind".into(), self.kind.into());
+        out.insert("line".into(), self.line.map_or(Value::Null, Value::from));
+        out.insert("message".into(), self.message.clone().into());
+        Value::Object(out)
+    }
+}
+
+/// Everything one event leads to.
+#[derive(Debug, Default)]
+pub struct Reactions {
+    pub reactions: Vec<Reaction>,
+    pub errors: Vec<ReactorError>,
+    /// The SLS files considered, in order (a glob entry expanded to its files; an entry that
+    /// names no file appears as written, with a `missing` error).
+    pub matched: Vec<String>,
+}
+
+/// The compiled reactor: rules plus a minijinja environment.
+pub struct Reactor {
+    rules: Vec<Rule>,
+    matchers: Vec<config::Matcher>,
+    renderer: render::Renderer,
+    file_roots: Vec<PathBuf>,
+}
+
+impl Reactor {
+    pub fn new(rules: Vec<Rule>) -> Reactor {
+        let matchers = rules.iter().map(|r| config::Matcher::new(&r.pattern)).collect();
+        Reactor { rules, matchers, renderer: render::Renderer::new(), file_roots: Vec::new() }
+    }
+
+    /// Where `salt://` SLS paths are looked up (the master's `file_roots`, base first).
+    /// Without it a `salt://` path is reported missing.
+    pub fn with_file_roots(mut self, roots: Vec<PathBuf>) -> Reactor {
+        self.file_roots = roots;
+        self
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Start-up/reload problems: SLS entries that name no file, patterns that look like
+    /// regexes but are not valid ones (they still match as globs).
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (rule, matcher) in self.rules.iter().zip(&self.matchers) {
+            if let Some(problem) = matcher.problem() {
+                problems.push(problem);
+            }
+            for sls in &rule.sls {
+                if let Err(why) = sources::resolve(sls, &self.file_roots) {
+                    problems.push(format!("pattern '{}': {why}", rule.pattern));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Whether any rule matches `tag` (cheap; called for every event).
+    pub fn wants(&self, tag: &str) -> bool {
+        self.matchers.iter().any(|m| m.matches(tag))
+    }
+
+    /// The rules whose pattern matches `tag`, in config order (patterns compiled once).
+    pub fn matching_rules(&self, tag: &str) -> Vec<&Rule> {
+        self.rules
+            .iter()
+            .zip(&self.matchers)
+            .filter(|(_, m)| m.matches(tag))
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// For `reactor.test verbose=True`: one line per rule saying whether and how it matched.
+    pub fn explain(&self, tag: &str) -> Vec<String> {
+        self.rules.iter().zip(&self.matchers).map(|(rule, m)| m.explain(tag, &rule.sls)).collect()
+    }
+
+    /// Renders every SLS of every matching rule (config order), each read fresh from disk,
+    /// and compiles the result into reactions in Salt's execution order.
+    pub fn react(&self, tag: &str, data: &Map<String, Value>) -> Reactions {
+        let mut out = Reactions::default();
+        let mut high = compile::High::default();
+        for rule in self.matching_rules(tag) {
+            for sls in &rule.sls {
+                let files = match sources::resolve(sls, &self.file_roots) {
+                    Ok(files) => files,
+                    Err(why) => {
+                        out.matched.push(sls.clone());
+                        out.errors.push(error(sls, tag, "missing", None, why));
+                        continue;
+                    }
+                };
+                for file in files {
+                    let name = file.to_string_lossy().into_owned();
+                    out.matched.push(name.clone());
+                    match self.file(&name, &file, tag, data) {
+                        Ok(ids) => high.merge(ids),
+                        Err(e) => out.errors.push(e),
+                    }
+                }
+            }
+        }
+        out.reactions = high.into_reactions();
+        out
+    }
+
+    /// One file: read, render, parse, compile. Any failure is the whole file's.
+    fn file(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        tag: &str,
+        data: &Map<String, Value>,
+    ) -> Result<compile::FileIds, ReactorError> {
+        let source =
+            sources::read(path).map_err(|(kind, why)| error(name, tag, kind, None, why))?;
+        let text = self
+            .renderer
+            .render(name, &source, tag, data)
+            .map_err(|(line, why)| error(name, tag, "render", line, why))?;
+        let doc = compile::parse_yaml(&text)
+            .map_err(|(line, why)| error(name, tag, "yaml", line, why))?;
+        compile::compile_file(name, doc).map_err(|why| error(name, tag, "reaction", None, why))
+    }
+}
+
+fn error(
+    sls: &str,
+    tag: &str,
+    kind: &'static str,
+    line: Option<usize>,
+    message: String,
+) -> ReactorError {
+    ReactorError { sls: sls.to_string(), tag: tag.to_string(), kind, line, message }
+}

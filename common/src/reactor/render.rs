@@ -1,0 +1,300 @@
+//! The Jinja step: a minijinja environment with Python string/dict methods, Salt's serializer
+//! filters, a formatter that makes every `{{ }}` one YAML value (see the module doc of
+//! `reactor`), and bounds on work, recursion and output size.
+
+use super::emit;
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{
+    context, AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior,
+};
+use serde_json::Map;
+use std::borrow::Cow;
+
+/// Instructions one render may execute: plenty for a reactor file, a fraction of a second.
+pub(super) const FUEL: u64 = 2_000_000;
+/// Rendered text (and any single `{{ }}` value) larger than this is an error.
+pub(super) const MAX_OUTPUT: usize = 1 << 20;
+const RECURSION_LIMIT: usize = 100;
+
+/// The shared environment; templates are compiled per render and never stored in it.
+pub(super) struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    pub(super) fn new() -> Renderer {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        // A custom escape mode makes macros and `{% set %}` blocks return safe text (their own
+        // `{{ }}` are already formatted) and `|e` escape through our formatter.
+        env.set_auto_escape_callback(|_| AutoEscape::Custom("yaml"));
+        env.set_formatter(format_value);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
+        env.set_debug(false);
+        env.add_filter("json", json_filter);
+        env.add_filter("tojson", tojson_filter);
+        env.add_filter("yaml", yaml_filter);
+        env.add_filter("yaml_encode", yaml_filter);
+        env.add_filter("yaml_dquote", yaml_dquote);
+        env.add_filter("yaml_squote", yaml_squote);
+        Renderer { env }
+    }
+
+    /// Renders `source` (an SLS file named `name`) with `tag` and `data` in its context.
+    /// `Err` carries the SLS line when known.
+    pub(super) fn render(
+        &self,
+        name: &str,
+        source: &str,
+        tag: &str,
+        data: &Map<String, serde_json::Value>,
+    ) -> Result<String, (Option<usize>, String)> {
+        if !jinja_first(source).map_err(|why| (Some(1), why))? {
+            return Ok(source.to_string());
+        }
+        let ctx = context! { data => Value::from_serialize(data), tag => tag };
+        let text = self.env.render_named_str(name, source, ctx).map_err(|e| {
+            let mut message = e.to_string();
+            if e.kind() == ErrorKind::OutOfFuel {
+                message.push_str(&format!(" (a render may run {FUEL} instructions)"));
+            }
+            (e.line(), message)
+        })?;
+        if text.len() > MAX_OUTPUT {
+            return Err((None, format!("rendered text is larger than {MAX_OUTPUT} bytes")));
+        }
+        Ok(text)
+    }
+}
+
+/// Salt's `#!` first line picks the renderer pipeline; we have `jinja|yaml` (the default) and
+/// plain `yaml` (JSON being YAML). Returns whether to run Jinja.
+fn jinja_first(source: &str) -> Result<bool, String> {
+    let Some(spec) = source.lines().next().and_then(|l| l.strip_prefix("#!")) else {
+        return Ok(true);
+    };
+    let parts: Vec<String> = spec.split('|').map(|p| p.trim().to_ascii_lowercase()).collect();
+    match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["jinja", "yaml" | "json"] => Ok(true),
+        ["yaml" | "json"] => Ok(false),
+        _ => Err(format!(
+            "renderer pipeline '{}' is not supported (use jinja|yaml or yaml)",
+            spec.trim()
+        )),
+    }
+}
+
+/// Every `{{ }}` as exactly one YAML value; safe text as it is.
+fn format_value(out: &mut Output, _state: &State, value: &Value) -> Result<(), Error> {
+    let text: Cow<str> = if value.is_safe() {
+        Cow::Borrowed(value.as_str().unwrap_or_default())
+    } else {
+        match value.kind() {
+            ValueKind::Undefined => return Ok(()),
+            ValueKind::None => Cow::Borrowed("null"),
+            // Jinja's spelling (so `echo {{ flag }}` reads as in Salt); YAML takes it as a bool.
+            ValueKind::Bool => Cow::Borrowed(if value.is_true() { "True" } else { "False" }),
+            ValueKind::Number => Cow::Owned(match value.to_string().as_str() {
+                "NaN" => ".nan".to_string(),
+                "inf" => ".inf".to_string(),
+                "-inf" => "-.inf".to_string(),
+                other => other.to_string(),
+            }),
+            ValueKind::String => Cow::Owned(emit::scalar(value.as_str().unwrap_or_default())),
+            ValueKind::Bytes => Cow::Owned(emit::quoted(&String::from_utf8_lossy(
+                value.as_bytes().unwrap_or_default(),
+            ))),
+            ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+                Cow::Owned(emit::json(&to_json(value)?, false))
+            }
+            _ => Cow::Owned(emit::quoted(&value.to_string())),
+        }
+    };
+    if text.len() > MAX_OUTPUT {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("value larger than {MAX_OUTPUT} bytes"),
+        ));
+    }
+    out.write_str(&text).map_err(Error::from)
+}
+
+fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|e| {
+        Error::new(ErrorKind::BadSerialization, "cannot convert the value to JSON").with_source(e)
+    })
+}
+
+/// Salt's `json`: `json.dumps(value, sort_keys=True)` on one line. `indent` is accepted and
+/// ignored: a multi-line value would break the YAML around it.
+fn json_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let sort: Option<bool> = kwargs.get("sort_keys")?;
+    let _: Option<Value> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    Ok(Value::from_safe_string(emit::json(&to_json(value)?, sort.unwrap_or(true))))
+}
+
+/// Jinja's `tojson` (keys sorted), on one line like `json`.
+fn tojson_filter(value: &Value, _indent: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let _: Option<Value> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    Ok(Value::from_safe_string(emit::json(&to_json(value)?, true)))
+}
+
+/// Salt's `yaml`/`yaml_encode`: YAML flow style, always on one line (`flow_style` is accepted,
+/// block style is not offered).
+fn yaml_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let _: Option<bool> = kwargs.get("flow_style")?;
+    kwargs.assert_all_used()?;
+    Ok(Value::from_safe_string(emit::yaml_flow(&to_json(value)?)))
+}
+
+fn text_of(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// Salt's `yaml_dquote`: the text as a double-quoted YAML string.
+fn yaml_dquote(value: &Value) -> Value {
+    Value::from_safe_string(emit::quoted(&text_of(value)))
+}
+
+/// Salt's `yaml_squote`: single-quoted, or double-quoted when the text has characters a
+/// single-quoted scalar cannot carry (line breaks, control characters).
+fn yaml_squote(value: &Value) -> Value {
+    let text = text_of(value);
+    if text.chars().any(emit::needs_escape) {
+        return Value::from_safe_string(emit::quoted(&text));
+    }
+    Value::from_safe_string(format!("'{}'", text.replace('\'', "''")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[track_caller]
+    fn check(source: &str, data: serde_json::Value, expected: Result<&str, &str>) {
+        let serde_json::Value::Object(data) = data else { panic!("data must be a map") };
+        let got = Renderer::new().render("t.sls", source, "my/tag", &data);
+        match (got, expected) {
+            (Ok(text), Ok(want)) => assert_eq!(text, want, "{source}"),
+            (Err((_, message)), Err(want)) => {
+                assert!(message.contains(want), "{source}: {message}")
+            }
+            (got, want) => panic!("{source}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn salt_habits() {
+        let d = json!({"id": "Minion2", "act": "pend", "n": 3, "ok": true, "none": null, "l": [1, "a b"], "m": {"k": "v"}});
+        check("{{ tag }}", d.clone(), Ok("my/tag"));
+        check("{{ data['id'] }} {{ data.id }}", d.clone(), Ok("Minion2 Minion2"));
+        check("{{ data['id'].startswith('Min') }}", d.clone(), Ok("True"));
+        check(
+            "{% if 'act' in data and data['act'] == 'pend' %}yes{% endif %}",
+            d.clone(),
+            Ok("yes"),
+        );
+        check("{{ data.get('x', 'dflt') }}|{{ data.get('id') }}", d.clone(), Ok("dflt|Minion2"));
+        check("[{{ data['missing'] }}]{% if data['missing'] %}x{% endif %}", d.clone(), Ok("[]"));
+        check("{{ data['missing']|default('d') }}", d.clone(), Ok("d"));
+        check("{% for k in data['l'] %}{{ k }};{% endfor %}", d.clone(), Ok("1;a b;"));
+        check(
+            "{% for i in range(5) %}{% if i == 2 %}{% break %}{% endif %}{{ i }}{% endfor %}",
+            d.clone(),
+            Ok("01"),
+        );
+        check(
+            "{{ data['n'] }} {{ data['n'] / 2 }} {{ data['ok'] }} {{ data['none'] }}",
+            d.clone(),
+            Ok("3 1.5 True null"),
+        );
+        check("{{ data['l'] }} {{ data['m'] }}", d.clone(), Ok(r#"[1, "a b"] {"k": "v"}"#));
+        check("{{ 'echo ' ~ data['id'] }}", d.clone(), Ok("echo Minion2"));
+        check("{{ data['id'] | lower }}", d.clone(), Ok("minion2"));
+    }
+
+    #[test]
+    fn serializer_filters() {
+        let d = json!({"id": "a: b", "data": {"z": 1, "a": [true, null, "x"]}});
+        check("{{ data['data']|json }}", d.clone(), Ok(r#"{"a": [true, null, "x"], "z": 1}"#));
+        check(
+            "{{ data['data']|json(sort_keys=False) }}",
+            d.clone(),
+            Ok(r#"{"z": 1, "a": [true, null, "x"]}"#),
+        );
+        check(
+            "{{ data['data']|tojson }}|{{ data['data']|tojson(2) }}",
+            d.clone(),
+            Ok(r#"{"a": [true, null, "x"], "z": 1}|{"a": [true, null, "x"], "z": 1}"#),
+        );
+        check("{{ data['data']|yaml }}", d.clone(), Ok("{a: [true, null, x], z: 1}"));
+        check(
+            "{{ data['id']|yaml }}|{{ data['id']|yaml_encode }}",
+            d.clone(),
+            Ok(r#""a: b"|"a: b""#),
+        );
+        check(
+            "{{ data['id']|yaml_dquote }}|{{ \"it's\"|yaml_squote }}",
+            d.clone(),
+            Ok(r#""a: b"|'it''s'"#),
+        );
+        check("{{ data['id']|json }}", d.clone(), Ok(r#""a: b""#));
+        check("{{ data['id']|e }}", d.clone(), Ok(r#""a: b""#));
+        check("{{ data['id']|safe }}", d.clone(), Ok("a: b"));
+    }
+
+    #[test]
+    fn macros_and_blocks_stay_text() {
+        let d = json!({"id": "x: y"});
+        check(
+            "{% macro accept(id) %}k:\n  - match: {{ id }}{% endmacro %}{{ accept(data['id']) }}",
+            d.clone(),
+            Ok("k:\n  - match: \"x: y\""),
+        );
+        check("{% set block %}a: {{ data['id'] }}{% endset %}{{ block }}", d, Ok("a: \"x: y\""));
+    }
+
+    #[test]
+    fn data_is_never_evaluated() {
+        let d = json!({"id": "{{ 7*7 }}", "t": "{% for %}"});
+        check("{{ data['id'] }} {{ data['t'] }}", d, Ok(r#""{{ 7*7 }}" "{% for %}""#));
+    }
+
+    #[test]
+    fn errors_and_limits() {
+        let d = json!({});
+        let line =
+            |source: &str| Renderer::new().render("t.sls", source, "t", &Map::new()).unwrap_err().0;
+        assert_eq!(line("a\nb\n{% if %}\n"), Some(3));
+        assert_eq!(line("a\n{{ data['x'].startswith('y') }}\n"), Some(2));
+        check(
+            "{% for i in range(100000000) %}{% endfor %}",
+            d.clone(),
+            Err("range has too many elements"),
+        );
+        check(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            d.clone(),
+            Err("fuel"),
+        );
+        check(
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            d.clone(),
+            Err("recursion"),
+        );
+        check(
+            "{% for i in range(3000) %}{{ 'x' * 1000 }}{% endfor %}",
+            d.clone(),
+            Err("larger than"),
+        );
+        check("{{ salt['cmd.run']('id') }}", d.clone(), Err("undefined"));
+        check("#!yaml\na: {{ not rendered }}\n", d.clone(), Ok("#!yaml\na: {{ not rendered }}\n"));
+        check("#!jinja|yaml\na: {{ 1 + 1 }}", d.clone(), Ok("#!jinja|yaml\na: 2"));
+        check("#!py\ndef run(): pass\n", d, Err("renderer pipeline 'py' is not supported"));
+    }
+}

@@ -1,0 +1,290 @@
+//! The reactor through the real binaries: the seed bootstrap, glob and regex patterns, both
+//! `local` argument forms, key rejection, render and YAML errors beside a working file, loop
+//! protection, the dry-run tools, and hostile event data.
+
+use halite_tests::cluster::{Master, Minion, WAIT};
+use halite_tests::serde_json::{self, json, Value};
+use halite_tests::{wait_until, TempDir};
+
+/// The seed article's Minion.sls (DESIGN §1), byte for byte.
+const MINION_SLS: &str =
+    "{% if 'act' in data and data['act'] == 'pend' and data['id'].startswith('Min') %}
+key_accept:
+  wheel.key.accept:
+    - match: {{ data['id'] }}
+{% endif %}
+";
+
+/// The seed article's auto.sls, with its output file moved into the test's dir.
+fn auto_sls(cpis: &str) -> String {
+    format!(
+        "run_state:
+  local.state.sls:
+    - tgt: {{{{data['id']}}}}
+    - arg:
+      - test
+run_init:
+  local.cmd.run:
+    - tgt: {{{{data['id']}}}}
+    - arg:
+      - echo initsok >> {cpis}
+"
+    )
+}
+
+/// A master whose reactor is `rules` (YAML list items), with SLS files written to `sls/`.
+fn master_with(rules: &str, files: &[(&str, &str)], extra: &str) -> (Master, TempDir) {
+    let sls = TempDir::new();
+    for (name, text) in files {
+        sls.write(name, text);
+    }
+    let rules = rules.replace("SLS", &sls.path().display().to_string());
+    (Master::start(&format!("reactor:\n{rules}\n{extra}")), sls)
+}
+
+fn json_out(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn the_seed_bootstrap_accepts_minion2_and_runs_its_jobs_while_other1_stays_pending() {
+    let work = TempDir::new();
+    let cpis = work.join("cpis").display().to_string();
+    let rules =
+        "  - 'salt/auth':\n    - SLS/Minion.sls\n  - 'salt/minion/Min*/start':\n    - SLS/auto.sls";
+    let (master, _sls) =
+        master_with(rules, &[("Minion.sls", MINION_SLS), ("auto.sls", &auto_sls(&cpis))], "");
+    let minion2 = Minion::start(&master, "Minion2", "m2", "acceptance_wait_time: 300");
+    let other1 = Minion::start(&master, "other1", "o1", "");
+    minion2.wait_authenticated();
+    other1.wait_pending();
+    wait_until(WAIT, "initsok written by the reactor's cmd.run", || {
+        std::fs::read_to_string(&cpis).is_ok_and(|t| t.contains("initsok"))
+    });
+    let key = master.wait_event("salt/key", |d| d["id"] == "Minion2");
+    assert_eq!(key["act"], "accepted");
+    let state = master.wait_event_where("the state.sls job", |t, d| {
+        t.ends_with("/new") && d["fun"] == "state.sls"
+    });
+    assert_eq!((state["tgt"].clone(), state["arg"].clone()), (json!("Minion2"), json!(["test"])));
+    assert_eq!(
+        master.key(&["-L"]).stdout,
+        "Accepted Keys:\nMinion2\nDenied Keys:\nUnaccepted Keys:\nother1\nRejected Keys:\n"
+    );
+    let stats = json_out(&master.run(&["reactor.stats", "--out", "json"]).stdout);
+    assert!(stats["reactions"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(stats["errors"], 0, "{stats}");
+}
+
+#[test]
+fn glob_and_regex_patterns_both_local_forms_and_key_rejection() {
+    let work = TempDir::new();
+    let legacy = work.join("legacy").display().to_string();
+    let newer = work.join("newer").display().to_string();
+    let files = [
+        ("legacy.sls", format!("touch:\n  local.cmd.run:\n    - tgt: '*'\n    - arg:\n      - touch {legacy}\n")),
+        ("newer.sls", format!("touch:\n  local.cmd.run:\n    - tgt: minion1\n    - args:\n      - cmd: touch {newer}\n")),
+        ("reject.sls", "{% if data.get('act') == 'pend' %}\nno:\n  wheel.key.reject:\n    - match: {{ data['id'] }}\n{% endif %}\n".to_string()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let rules = "  - 'myco/*/glob':\n    - SLS/legacy.sls\n  - 'myco/(re|gex)/[0-9]+':\n    - SLS/newer.sls\n  - 'salt/auth':\n    - SLS/reject.sls";
+    let (master, _sls) = master_with(rules, &files, "autosign_file: /etc/halite/autosign.conf");
+    master.dir.write("master/etc/halite/autosign.conf", "minion1\n");
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_authenticated();
+    assert!(master.run(&["event.send", "myco/x/glob"]).success());
+    assert!(master.run(&["event.send", "myco/re/42"]).success());
+    wait_until(WAIT, "both reactions ran", || {
+        std::path::Path::new(&legacy).exists() && std::path::Path::new(&newer).exists()
+    });
+    // A new key pends, and the reactor rejects it: that minion never gets a session.
+    let mut intruder = Minion::start(&master, "intruder", "i", "");
+    assert_eq!(intruder.daemon.wait_exit(WAIT).unwrap().code(), Some(77));
+    assert_eq!(master.wait_event("salt/key", |d| d["id"] == "intruder")["act"], "rejected");
+}
+
+#[test]
+fn render_and_yaml_errors_are_events_and_the_other_file_still_runs() {
+    let files = [
+        (
+            "render.sls",
+            "broken:\n  runner.event.send:\n    - tag: {{ data['x'] | nosuchfilter }}\n",
+        ),
+        ("yaml.sls", "bad: [unclosed\n  runner.event.send: x\n"),
+        ("good.sls", "ok:\n  runner.event.send:\n    - args:\n      - tag: myco/good/ran\n"),
+    ];
+    let rules = "  - 'myco/go':\n    - SLS/render.sls\n    - SLS/yaml.sls\n    - SLS/good.sls";
+    let (master, sls) = master_with(rules, &files, "");
+    assert!(master.run(&["event.send", "myco/go", "{x: 1}"]).success());
+    master.wait_event("myco/good/ran", |_| true);
+    let render = master.wait_event("salt/reactor/error", |d| d["kind"] == "render");
+    assert_eq!(render["sls"], format!("{}/render.sls", sls.path().display()));
+    assert_eq!(render["tag"], "myco/go");
+    assert_eq!(render["line"], 3);
+    let yaml = master.wait_event("salt/reactor/error", |d| d["kind"] == "yaml");
+    assert!(yaml["line"].as_u64().is_some(), "{yaml}");
+    assert!(yaml["message"].as_str().is_some_and(|m| !m.is_empty()));
+    master.daemon.wait_for_line("reactor: .*render.sls for tag 'myco/go' failed", WAIT);
+}
+
+#[test]
+fn a_reaction_loop_stops_at_the_depth_limit_and_a_short_chain_runs() {
+    let files = [
+        ("loop.sls", "again:\n  local.test.ping:\n    - tgt: minion1\n"),
+        ("step1.sls", "next:\n  runner.event.send:\n    - args:\n      - tag: myco/step2\n"),
+        ("step2.sls", "last:\n  runner.event.send:\n    - args:\n      - tag: myco/step3\n"),
+    ];
+    let rules = "  - 'salt/job/*/ret/*':\n    - SLS/loop.sls\n  - 'myco/step1':\n    - SLS/step1.sls\n  - 'myco/step2':\n    - SLS/step2.sls";
+    let (master, _sls) = master_with(rules, &files, "auto_accept: True\nreactor_max_depth: 4");
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_authenticated();
+    assert!(master.halite(&["minion1", "test.ping"]).success());
+    let refused = master.wait_event("salt/reactor/refused", |d| d["reactor_max_depth"] == 4);
+    let chain = refused["chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 5, "{refused}");
+    assert!(chain.iter().all(|t| t.as_str().unwrap().contains("/ret/minion1")), "{refused}");
+    // Bounded: a handful of reaction jobs, not a storm; the master answers at once.
+    let pings = master
+        .events()
+        .iter()
+        .filter(|(t, d)| t.ends_with("/new") && d["fun"] == "test.ping")
+        .count();
+    assert!(pings <= 6, "{pings} pings");
+    assert_eq!(
+        master.halite(&["minion1", "test.echo", "still here"]).stdout,
+        "minion1:\n    still here\n"
+    );
+    // A legitimate two-step chain, which Salt's user=Reactor guard would block.
+    assert!(master.run(&["event.send", "myco/step1"]).success());
+    master.wait_event("myco/step3", |_| true);
+}
+
+#[test]
+fn dry_run_tools_show_the_seed_reactions_without_running_anything() {
+    let work = TempDir::new();
+    let cpis = work.join("cpis").display().to_string();
+    let rules =
+        "  - 'salt/auth':\n    - SLS/Minion.sls\n  - 'salt/minion/Min*/start':\n    - SLS/auto.sls";
+    let (master, sls) =
+        master_with(rules, &[("Minion.sls", MINION_SLS), ("auto.sls", &auto_sls(&cpis))], "");
+    let dir = sls.path().display().to_string();
+    let listed = json_out(&master.run(&["reactor.list", "--out", "json"]).stdout);
+    assert_eq!(
+        listed,
+        json!([{"salt/auth": [format!("{dir}/Minion.sls")]}, {"salt/minion/Min*/start": [format!("{dir}/auto.sls")]}])
+    );
+    let pend = master.run(&[
+        "reactor.test",
+        "salt/auth",
+        r#"data={"act": "pend", "id": "Minion2"}"#,
+        "--out",
+        "json",
+    ]);
+    assert_eq!(
+        json_out(&pend.stdout),
+        json!([{"id": "key_accept", "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"match": "Minion2"}}])
+    );
+    let other = master.run(&[
+        "reactor.test",
+        "salt/auth",
+        r#"data={"act": "pend", "id": "other1"}"#,
+        "--out",
+        "json",
+    ]);
+    assert_eq!(json_out(&other.stdout), json!([]));
+    let start = json_out(
+        &master
+            .run(&[
+                "reactor.test",
+                "salt/minion/Minion2/start",
+                r#"data={"id": "Minion2"}"#,
+                "--out",
+                "json",
+            ])
+            .stdout,
+    );
+    let funs: Vec<&str> =
+        start.as_array().unwrap().iter().map(|r| r["fun"].as_str().unwrap()).collect();
+    assert_eq!(funs, ["cmd.run", "state.sls"]);
+    assert_eq!(start[1]["arg"], json!(["test"]));
+    assert_eq!(start[0]["tgt"], "Minion2");
+
+    // Replay a recorded log: only the pend event of a Min* id and the start event react.
+    let log = work.write(
+        "events.log",
+        [
+            r#"{"tag":"salt/auth","data":{"result":true,"act":"pend","id":"Minion2","_stamp":"2026-11-25T19:21:40.000000+00:00"}}"#,
+            r#"{"tag":"salt/auth","data":{"result":true,"act":"pend","id":"other1","_stamp":"2026-11-25T19:21:41.000000+00:00"}}"#,
+            r#"{"tag":"salt/minion/Minion2/start","data":{"id":"Minion2","_stamp":"2026-11-25T19:21:42.000000+00:00"}}"#,
+            r#"{"tag":"myco/unrelated","data":{"_stamp":"2026-11-25T19:21:43.000000+00:00"}}"#,
+        ]
+        .join("\n"),
+    );
+    let replay = json_out(
+        &master.run(&["reactor.replay", &log.display().to_string(), "--out", "json"]).stdout,
+    );
+    let replayed: Vec<(String, usize)> = replay
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["tag"].as_str().unwrap().to_string(), e["reactions"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(
+        replayed,
+        [("salt/auth".into(), 1), ("salt/auth".into(), 0), ("salt/minion/Minion2/start".into(), 2)]
+    );
+    let since = master.run(&[
+        "reactor.replay",
+        &log.display().to_string(),
+        "since=2026-11-25T19:21:41",
+        "--out",
+        "json",
+    ]);
+    assert_eq!(json_out(&since.stdout).as_array().unwrap().len(), 2);
+    // Nothing ran: no key moved, no job, no file.
+    assert!(!master.events().iter().any(|(t, _)| t == "salt/key" || t.starts_with("salt/job/")));
+    assert!(!std::path::Path::new(&cpis).exists());
+    // And the tools need no master at all.
+    let dir = master.dir.join("master-conf");
+    let stopped = master.stop();
+    let out = halite_tests::run(
+        std::process::Command::new(halite_tests::bin("halite-run"))
+            .arg("-c")
+            .arg(&dir)
+            .arg("reactor.list"),
+    );
+    assert!(out.success(), "{out:?}");
+    drop(stopped);
+}
+
+#[test]
+fn hostile_event_data_cannot_inject_reactions_or_template_code() {
+    let pending = "{% if data.get('act') == 'pend' %}\nnever:\n  runner.event.send:\n    - args:\n      - tag: myco/unexpected\n{% endif %}\n";
+    let echo = "echo:\n  runner.event.send:\n    - args:\n      - tag: myco/echo\n      - data:\n          v: {{ data['v'] }}\n";
+    let rules = "  - 'myco/hostile':\n    - SLS/echo.sls\n  - 'salt/auth':\n    - SLS/pending.sls";
+    let (master, _sls) = master_with(rules, &[("echo.sls", echo), ("pending.sls", pending)], "");
+    let hostile = [
+        "x\nkey_accept:\n  wheel.key.accept:\n    - match: '*'",
+        "a: b",
+        "{{ 7*7 }}",
+        "{% for x in range(3) %}loop{% endfor %}",
+        "- [list, injection]",
+        "#comment",
+    ];
+    for value in hostile {
+        let data = serde_json::to_string(&json!({"v": value})).unwrap();
+        let out =
+            master.run(&["reactor.test", "myco/hostile", &format!("data={data}"), "--out", "json"]);
+        let reactions = json_out(&out.stdout);
+        assert_eq!(reactions.as_array().unwrap().len(), 1, "{value:?}: {reactions}");
+        assert_eq!(reactions[0]["kwarg"]["data"]["v"], value, "{value:?}");
+    }
+    // For real: a pending minion stays pending whatever an event carries.
+    let minion = Minion::start(&master, "victim", "v", "");
+    minion.wait_pending();
+    let data = serde_json::to_string(&json!({"v": hostile[0]})).unwrap();
+    assert!(master.run(&["event.send", "myco/hostile", &data]).success());
+    let echoed = master.wait_event("myco/echo", |_| true);
+    assert_eq!(echoed["v"], hostile[0]);
+    assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\n");
+}
