@@ -132,6 +132,9 @@ pub enum ToMinion {
     Publish(Publish),
     /// The event sent with `ack` is on the bus.
     EventAck { tag: String },
+    /// The return for `jid` is stored: the minion may forget it. Until then it is sent again
+    /// after every reconnect (the master drops a return it already has).
+    ReturnAck { jid: String },
 }
 
 /// Splits Salt's `arg` list into positional values and keyword arguments: maps marked

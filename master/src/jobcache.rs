@@ -93,6 +93,12 @@ impl JobCache {
         write_cache(&dir.join(format!("{id}.json")), &serde_json::to_vec(data)?, 0o600)
     }
 
+    /// Whether `id`'s return for `jid` is already stored.
+    pub fn has_return(&self, jid: &str, id: &str) -> bool {
+        validate_id(id).is_ok()
+            && self.job_dir(jid).is_ok_and(|d| d.join("ret").join(format!("{id}.json")).exists())
+    }
+
     /// `jobs.lookup_jid`: `{id: return}` for every minion that returned, sorted by id.
     pub fn lookup(&self, jid: &str) -> io::Result<Map<String, Value>> {
         let dir = self.job_dir(jid)?.join("ret");

@@ -192,6 +192,11 @@ impl Master {
             log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
             return;
         }
+        if self.jobs.has_return(&ret.jid, id) {
+            // Sent again after a reconnect, before our ack reached the minion.
+            log::debug!("duplicate return from {id} for job {}; already stored", ret.jid);
+            return;
+        }
         let mut data = object([
             ("cmd", "_return".into()),
             ("id", id.into()),

@@ -386,8 +386,9 @@ impl Master {
             ToMaster::Pong { .. } => Ok(()),
             ToMaster::Ready { .. } => Err("Ready sent twice".into()),
             ToMaster::Return(ret) => {
+                let jid = ret.jid.clone();
                 self.on_return(id, ret);
-                Ok(())
+                self.send_session(token, &ToMinion::ReturnAck { jid })
             }
             ToMaster::Event { tag, data, ts, ack } => {
                 let refusal = minion_tag_refusal(&tag, id)

@@ -80,6 +80,8 @@ pub struct Minion {
     grains: serde_json::Map<String, Value>,
     /// Session messages waiting for a live session (job returns survive reconnects).
     outbox: std::collections::VecDeque<ToMaster>,
+    /// Returns sent but not yet acknowledged: sent again after a reconnect.
+    unacked: Vec<ToMaster>,
     /// The master key accepted from the greeting, for re-hellos while pending.
     master_key: Option<PublicKey>,
     started: bool,
@@ -107,6 +109,7 @@ impl Minion {
             jobs: jobs::Jobs::new(ctx, waker),
             grains,
             outbox: std::collections::VecDeque::new(),
+            unacked: Vec::new(),
             master_pub_path: cfg.pki_dir.join("minion_master.pub"),
             backoff: cfg.recon_default,
             pending_wait: cfg.acceptance_wait_time,
@@ -387,7 +390,11 @@ impl Minion {
                     self.started = true;
                     self.fire_start_events();
                 }
-                // Returns of jobs that finished while the master was away.
+                // Returns the last master never acknowledged go first, then the ones of jobs
+                // that finished while it was away.
+                for msg in self.unacked.drain(..).rev() {
+                    self.outbox.push_front(msg);
+                }
                 self.flush_outbox();
                 Ok(Ok(()))
             }
@@ -449,6 +456,9 @@ impl Minion {
                 }
             }
             ToMinion::EventAck { tag } => log::debug!("master took event '{tag}'"),
+            ToMinion::ReturnAck { jid } => {
+                self.unacked.retain(|m| !matches!(m, ToMaster::Return(r) if r.jid == jid));
+            }
         }
         Ok(())
     }
@@ -476,6 +486,9 @@ impl Minion {
                 self.outbox.push_front(msg);
                 self.drop_link(&reason);
                 return;
+            }
+            if matches!(msg, ToMaster::Return(_)) {
+                self.unacked.push(msg);
             }
         }
         self.flush();

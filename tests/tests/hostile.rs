@@ -10,6 +10,7 @@ use halite_common::proto::{Hello, ToMaster, ToMinion, PROTOCOL_VERSION};
 use halite_common::wire::encode_frame;
 use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::raw::{RawConn, RawMinion};
+use halite_tests::wait_until;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -228,4 +229,43 @@ fn garbage_on_the_control_socket_gets_an_error_and_the_master_keeps_working() {
     assert!(listed.success(), "{listed:?}");
     let mut client = halite_cli::Client::connect(&socket).unwrap();
     assert_eq!(client.request(&Request::Presence).unwrap(), Response::Presence { up: vec![] });
+}
+
+#[test]
+fn returns_are_acknowledged_once_stored_and_stray_or_repeated_ones_change_nothing() {
+    use halite_common::proto::{JobReturn, ToMinion};
+    let master = Master::start("auto_accept: True");
+    let mut raw = RawMinion::authenticate(master.addr, "r1");
+    let mut other = RawMinion::authenticate(master.addr, "r2");
+    wait_until(WAIT, "both live", || master.presence() == ["r1", "r2"]);
+    let out = master.halite(&["r1", "test.ping", "--async"]);
+    let jid = out.stdout.trim().rsplit(' ').next().unwrap().to_string();
+    let Some(ToMinion::Publish(publish)) = raw.recv() else { panic!("expected the job") };
+    assert_eq!(publish.jid, jid);
+    let ret = JobReturn {
+        jid: jid.clone(),
+        fun: "test.ping".into(),
+        fun_args: vec![],
+        ret: true.into(),
+        retcode: 0,
+        success: true,
+        out: None,
+        user: "root".into(),
+    };
+    for _ in 0..2 {
+        raw.send(&ToMaster::Return(ret.clone()));
+        assert_eq!(raw.recv(), Some(ToMinion::ReturnAck { jid: jid.clone() }));
+    }
+    // r2 was not sent the job: its return is acknowledged (so it stops) but not taken.
+    other.send(&ToMaster::Return(ret.clone()));
+    assert_eq!(other.recv(), Some(ToMinion::ReturnAck { jid: jid.clone() }));
+    let tag = format!("salt/job/{jid}/ret/");
+    let rets: Vec<String> =
+        master.events().into_iter().filter(|(t, _)| t.starts_with(&tag)).map(|(t, _)| t).collect();
+    assert_eq!(rets, [format!("{tag}r1")]);
+    let looked = master.run(&["jobs.lookup_jid", &jid, "--out", "json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&looked.stdout).unwrap(),
+        serde_json::json!({"r1": true})
+    );
 }
