@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         log::warn!("{warning}");
     }
     let master = match halite_master::Master::bind(loaded.config) {
-        Ok(master) => master,
+        Ok(master) => master.with_config_dir(args.config_dir.clone()),
         Err(e) => {
             log::error!("cannot start: {e}");
             return ExitCode::FAILURE;

@@ -101,6 +101,7 @@ pub struct Master {
     stopping: bool,
     /// An accept failed (e.g. out of file descriptors): retry at the next tick.
     accept_retry: bool,
+    config_dir: Option<PathBuf>,
     pub(crate) reactor: crate::reactor::ReactorState,
     /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
     pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
@@ -172,12 +173,36 @@ impl Master {
             again: Vec::new(),
             stopping: false,
             accept_retry: false,
+            config_dir: None,
             reactor,
             recent_jobs: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
             next_maintenance: Instant::now(),
             last_present: Vec::new(),
         })
+    }
+
+    /// Where the config came from, so that SIGHUP can re-read the reactor rules.
+    pub fn with_config_dir(mut self, dir: PathBuf) -> Master {
+        self.config_dir = Some(dir);
+        self
+    }
+
+    /// SIGHUP: re-reads the config and swaps in its `reactor:` rules. Other settings need a
+    /// restart; a config that no longer parses keeps the running rules.
+    fn reload_reactor(&mut self) {
+        let Some(dir) = &self.config_dir else { return };
+        match halite_common::config::load_master(dir) {
+            Ok(loaded) => {
+                let reactor = halite_common::reactor::Reactor::new(loaded.config.reactor);
+                for problem in reactor.check() {
+                    log::warn!("reactor: {problem}");
+                }
+                log::info!("reactor reloaded: {} rules", reactor.rules().len());
+                self.reactor.reactor = reactor;
+            }
+            Err(e) => log::error!("reactor not reloaded, the config has errors:\n{e}"),
+        }
     }
 
     /// The address minions connect to (the real port when `ret_port` is 0).
@@ -247,7 +272,10 @@ impl Master {
     fn on_signals(&mut self) {
         for signal in self.signals.pending() {
             match signal {
-                SIGHUP => self.bus.reopen_log(),
+                SIGHUP => {
+                    self.bus.reopen_log();
+                    self.reload_reactor();
+                }
                 _ => {
                     log::info!("received signal {signal}, shutting down");
                     self.stopping = true;

@@ -288,3 +288,37 @@ fn hostile_event_data_cannot_inject_reactions_or_template_code() {
     assert_eq!(echoed["v"], hostile[0]);
     assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\n");
 }
+
+#[test]
+fn sighup_reloads_the_reactor_rules_and_a_broken_config_keeps_the_old_ones() {
+    let files = [
+        ("old.sls", "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/old/ran\n"),
+        ("new.sls", "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/new/ran\n"),
+    ];
+    let (master, sls) = master_with("  - 'myco/go':\n    - SLS/old.sls", &files, "");
+    let dir = sls.path().display().to_string();
+    master.dir.write(
+        "master-conf/master.d/reactor.conf",
+        format!("reactor:\n  - 'myco/go':\n    - {dir}/new.sls\n"),
+    );
+    let seen = master.daemon.line_count();
+    master.daemon.signal(1);
+    master.daemon.wait_for_line_after(seen, "reactor reloaded: 1 rules", WAIT);
+    assert!(master.run(&["event.send", "myco/go"]).success());
+    master.wait_event("myco/new/ran", |_| true);
+
+    master.dir.write("master-conf/master.d/reactor.conf", "reactor: [\n");
+    let seen = master.daemon.line_count();
+    master.daemon.signal(1);
+    master.daemon.wait_for_line_after(seen, "reactor not reloaded", WAIT);
+    // The CLIs need a readable config too; put back one that would change the rules if read.
+    master.dir.write(
+        "master-conf/master.d/reactor.conf",
+        format!("reactor:\n  - 'myco/go':\n    - {dir}/old.sls\n"),
+    );
+    let before = master.events().iter().filter(|(t, _)| t == "myco/new/ran").count();
+    assert!(master.run(&["event.send", "myco/go"]).success());
+    wait_until(WAIT, "the kept rule still reacts", || {
+        master.events().iter().filter(|(t, _)| t == "myco/new/ran").count() > before
+    });
+}
