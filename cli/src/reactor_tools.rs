@@ -19,7 +19,8 @@ fn run(config_dir: &Path, fun: &str, arg: &[Value]) -> Result<Value, String> {
     let cfg = config::load_master(config_dir)
         .map_err(|e| format!("bad master configuration:\n{e}"))?
         .config;
-    let reactor = Reactor::new(cfg.reactor);
+    let roots = cfg.file_roots.get("base").cloned().unwrap_or_default();
+    let reactor = Reactor::new(cfg.reactor).with_file_roots(roots);
     let (args, kwargs) = split(arg);
     let text = |key: &str, pos: usize| -> Option<String> {
         kwargs.get(key).or(args.get(pos)).map(|v| match v {

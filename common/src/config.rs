@@ -80,6 +80,9 @@ pub struct MasterConfig {
     pub presence_events: bool,
     /// Seconds between the master's maintenance passes (presence, job cache pruning).
     pub loop_interval: Duration,
+    /// `file_roots:` per environment (`base` first in lookups), as Salt's; not prefixed by
+    /// `root_dir` (Salt does not either).
+    pub file_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
     /// `reactor:` rules, in config order.
     pub reactor: Vec<crate::reactor::Rule>,
     /// Past this causal depth the reactor refuses to react (loop protection).
@@ -161,6 +164,7 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         max_event_bytes: r.int("max_event_bytes", 1 << 20, 256, 1 << 30) as usize,
         presence_events: r.bool("presence_events", false),
         loop_interval: r.seconds("loop_interval", 60, 1, 86_400),
+        file_roots: r.file_roots(),
         reactor: r.reactor(),
         reactor_max_depth: r.int("reactor_max_depth", 8, 1, 1000) as usize,
         reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
@@ -335,6 +339,31 @@ impl Reader {
         }
     }
 
+    fn file_roots(&mut self) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+        let default =
+            || [("base".to_string(), vec![PathBuf::from("/srv/salt")])].into_iter().collect();
+        let Some(value) = self.get("file_roots") else { return default() };
+        let parsed: Result<std::collections::BTreeMap<String, Vec<String>>, _> =
+            serde_yaml::from_value(value);
+        match parsed {
+            Ok(map) if map.values().flatten().all(|p| Path::new(p).is_absolute()) => map
+                .into_iter()
+                .map(|(env, roots)| (env, roots.into_iter().map(PathBuf::from).collect()))
+                .collect(),
+            Ok(_) => {
+                self.error("file_roots", "every root must be an absolute path");
+                default()
+            }
+            Err(_) => {
+                self.error(
+                    "file_roots",
+                    "expected a mapping of environment to a list of directories",
+                );
+                default()
+            }
+        }
+    }
+
     fn reactor(&mut self) -> Vec<crate::reactor::Rule> {
         let Some(value) = self.get("reactor") else { return Vec::new() };
         match crate::reactor::parse_rules(&value) {
@@ -504,6 +533,16 @@ mod tests {
         assert_eq!(c.cachedir, Path::new("/work/run/cache"));
         assert_eq!(c.sock_dir, Path::new("/work/run/s"));
         assert_eq!(c.event_log_file, Path::new("/work/run/var/log/halite/events.log"));
+    }
+
+    #[test]
+    fn file_roots_default_and_validation() {
+        let c = master("").unwrap().config;
+        assert_eq!(c.file_roots["base"], [PathBuf::from("/srv/salt")]);
+        let c = master("file_roots:\n  base: [/a, /b]\n  dev: [/c]\n").unwrap().config;
+        assert_eq!(c.file_roots["base"], [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(master("file_roots:\n  base: [relative]\n").is_err());
+        assert!(master("file_roots: [/a]\n").is_err());
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl Master {
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
         let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(io_err("job cache"))?;
         let grains = crate::jobs::load_grains(&cfg.cachedir);
-        let reactor = halite_common::reactor::Reactor::new(cfg.reactor.clone());
+        let reactor = halite_common::reactor::Reactor::new(cfg.reactor.clone())
+            .with_file_roots(cfg.file_roots.get("base").cloned().unwrap_or_default());
         for problem in reactor.check() {
             log::warn!("reactor: {problem}");
         }
@@ -194,7 +195,9 @@ impl Master {
         let Some(dir) = &self.config_dir else { return };
         match halite_common::config::load_master(dir) {
             Ok(loaded) => {
-                let reactor = halite_common::reactor::Reactor::new(loaded.config.reactor);
+                let roots = loaded.config.file_roots.get("base").cloned().unwrap_or_default();
+                let reactor = halite_common::reactor::Reactor::new(loaded.config.reactor)
+                    .with_file_roots(roots);
                 for problem in reactor.check() {
                     log::warn!("reactor: {problem}");
                 }

@@ -322,3 +322,26 @@ fn sighup_reloads_the_reactor_rules_and_a_broken_config_keeps_the_old_ones() {
         master.events().iter().filter(|(t, _)| t == "myco/new/ran").count() > before
     });
 }
+
+#[test]
+fn salt_paths_resolve_inside_file_roots_only() {
+    let roots = TempDir::new();
+    roots.write(
+        "reactor/mark.sls",
+        "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/from_roots\n",
+    );
+    let outside = TempDir::new();
+    outside
+        .write("evil.sls", "evil:\n  runner.event.send:\n    - args:\n      - tag: myco/escaped\n");
+    let rules = format!(
+        "reactor:\n  - 'myco/go':\n    - salt://reactor/mark.sls\n    - salt://../{}/evil.sls\nfile_roots:\n  base: [{}]\n",
+        outside.path().file_name().unwrap().to_str().unwrap(),
+        roots.path().display()
+    );
+    let master = Master::start(&rules);
+    assert!(master.run(&["event.send", "myco/go"]).success());
+    master.wait_event("myco/from_roots", |_| true);
+    let refused = master.wait_event("salt/reactor/error", |d| d["kind"] == "missing");
+    assert!(refused["sls"].as_str().unwrap().contains("evil.sls"), "{refused}");
+    assert!(!master.events().iter().any(|(t, _)| t == "myco/escaped"));
+}
