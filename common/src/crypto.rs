@@ -150,6 +150,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(sha256::hash(data).as_ref())
 }
 
+/// Hex SHA-256 of everything `reader` yields, read in 64 KiB pieces (for large files).
+pub fn sha256_reader(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut state = sha256::State::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf)? {
+            0 => return Ok(hex(state.finalize().as_ref())),
+            n => state.update(&buf[..n]),
+        }
+    }
+}
+
 /// A symmetric session key for secretbox (XSalsa20-Poly1305).
 #[derive(Clone)]
 pub struct SessionKey(secretbox::Key);
@@ -234,6 +246,13 @@ mod tests {
         assert_eq!(alice.open_sealed(&sealed).unwrap(), b"hello");
         assert_eq!(mallory.open_sealed(&sealed), Err(CryptoError::Open));
         assert_eq!(alice.open_sealed(&sealed[1..]), Err(CryptoError::Open));
+    }
+
+    #[test]
+    fn streamed_and_one_shot_sha256_agree() {
+        init();
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        assert_eq!(sha256_reader(&data[..]).unwrap(), sha256_hex(&data));
     }
 
     #[test]

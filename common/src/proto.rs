@@ -87,6 +87,48 @@ pub enum ToMaster {
     },
     /// The result of a published job.
     Return(JobReturn),
+    /// A question for the master's file server (`salt://`), answered by
+    /// [`ToMinion::FileReply`] with the same `req`.
+    FileRequest { req: u64, op: FileOp },
+}
+
+/// What a minion asks the file server. Paths are relative to the `file_roots` (no
+/// `salt://`); the master refuses any that leaves them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FileOp {
+    /// Up to [`FILE_CHUNK_BYTES`] of `path` from `offset`.
+    Read { path: String, offset: u64 },
+    /// The SHA-256 and size of `path`.
+    Hash { path: String },
+    /// Every file path under the roots.
+    List,
+}
+
+/// Largest piece of a file in one [`FileReply::Chunk`]: a big file is fetched in many small
+/// round trips, so it never fills memory or holds up the master's loop.
+pub const FILE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The file server's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileReply {
+    /// Base64 bytes of the file from `offset`; `size` is the whole file's.
+    Chunk {
+        data: String,
+        offset: u64,
+        size: u64,
+    },
+    Hash {
+        sha256: String,
+        size: u64,
+    },
+    List {
+        paths: Vec<String>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// A job the master publishes to a minion (Salt's publish load).
@@ -132,6 +174,8 @@ pub enum ToMinion {
     Publish(Publish),
     /// The event sent with `ack` is on the bus.
     EventAck { tag: String },
+    /// The file server's answer to [`ToMaster::FileRequest`] `req`.
+    FileReply { req: u64, reply: FileReply },
     /// The return for `jid` is stored: the minion may forget it. Until then it is sent again
     /// after every reconnect (the master drops a return it already has).
     ReturnAck { jid: String },

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod control;
+pub mod fileserver;
 pub mod jobcache;
 pub mod jobs;
 pub mod keystore;

@@ -103,6 +103,7 @@ pub struct Master {
     accept_retry: bool,
     config_dir: Option<PathBuf>,
     pub(crate) reactor: crate::reactor::ReactorState,
+    files: crate::fileserver::FileRoots,
     /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
     pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
     pub(crate) recent_order: std::collections::VecDeque<String>,
@@ -129,6 +130,9 @@ impl Master {
             log::warn!("reactor: {problem}");
         }
         let reactor = crate::reactor::ReactorState::new(reactor);
+        let files = crate::fileserver::FileRoots::new(
+            cfg.file_roots.get("base").cloned().unwrap_or_default(),
+        );
         create_private_dir(&cfg.sock_dir).map_err(io_err("sock_dir"))?;
         let control_path = cfg.sock_dir.join(SOCKET_NAME);
         if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
@@ -176,6 +180,7 @@ impl Master {
             accept_retry: false,
             config_dir: None,
             reactor,
+            files,
             recent_jobs: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
             next_maintenance: Instant::now(),
@@ -416,6 +421,10 @@ impl Master {
             ToMaster::Ping { seq } => self.send_session(token, &ToMinion::Pong { seq }),
             ToMaster::Pong { .. } => Ok(()),
             ToMaster::Ready { .. } => Err("Ready sent twice".into()),
+            ToMaster::FileRequest { req, op } => {
+                let reply = self.files.answer(&op);
+                self.send_session(token, &ToMinion::FileReply { req, reply })
+            }
             ToMaster::Return(ret) => {
                 let jid = ret.jid.clone();
                 self.on_return(id, ret);

@@ -456,6 +456,7 @@ impl Minion {
                 }
             }
             ToMinion::EventAck { tag } => log::debug!("master took event '{tag}'"),
+            ToMinion::FileReply { .. } => {}
             ToMinion::ReturnAck { jid } => {
                 self.unacked.retain(|m| !matches!(m, ToMaster::Return(r) if r.jid == jid));
             }
