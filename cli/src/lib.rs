@@ -117,6 +117,7 @@ impl Client {
     }
 }
 pub mod args;
+pub mod highstate;
 pub mod keys;
 pub mod output;
 

@@ -154,7 +154,14 @@ fn run(args: &Args) -> Result<i32, Failure> {
         results.push((id.clone(), silent));
     }
     if args.static_output {
-        print!("{}", output::render_static(&results, &jid, Format::choose(format, None)));
+        let highstate = format.is_none() && results.iter().any(|(_, r)| is_highstate(r));
+        match highstate {
+            // State returns print as Salt's highstate text, minion by minion.
+            true => results.iter().for_each(|(id, r)| print!("{}", render(id, r, &jid, format))),
+            false => {
+                print!("{}", output::render_static(&results, &jid, Format::choose(format, None)))
+            }
+        }
     }
     let _ = std::io::stdout().flush();
     let code = output::exit_code(&results, args.retcode_passthrough);
@@ -162,6 +169,24 @@ fn run(args: &Args) -> Result<i32, Failure> {
         eprintln!("{message}");
     }
     Ok(code)
+}
+
+/// Whether a return asks for Salt's highstate outputter (`state.*`).
+fn is_highstate(result: &MinionResult) -> bool {
+    matches!(result, MinionResult::Returned { out: Some(out), .. } if out == "highstate")
+}
+
+/// One minion's result: `--out` when given, else the outputter the return asks for.
+fn render(id: &str, result: &MinionResult, jid: &str, format: Option<Format>) -> String {
+    match (format, result) {
+        (None, MinionResult::Returned { ret, .. }) if is_highstate(result) => {
+            halite_cli::highstate::render(id, ret)
+        }
+        (_, MinionResult::Returned { out, .. }) => {
+            output::render_one(id, result, jid, Format::choose(format, out.as_deref()))
+        }
+        _ => output::render_one(id, result, jid, Format::choose(format, None)),
+    }
 }
 
 /// Collects the returns of one job from its watch stream.
@@ -175,15 +200,6 @@ struct Waiter {
 }
 
 impl Waiter {
-    /// `--out`, else the outputter this return asks for.
-    fn choose(&self, result: &MinionResult) -> Format {
-        let out = match result {
-            MinionResult::Returned { out, .. } => out.as_deref(),
-            _ => None,
-        };
-        Format::choose(self.format, out)
-    }
-
     fn returned(&self, id: &str) -> bool {
         self.results.iter().any(|(r, _)| r == id)
     }
@@ -231,7 +247,7 @@ impl Waiter {
             out: data.get("out").and_then(Value::as_str).map(String::from),
         };
         if self.streaming {
-            print!("{}", output::render_one(id, &result, &self.jid, self.choose(&result)));
+            print!("{}", render(id, &result, &self.jid, self.format));
             let _ = std::io::stdout().flush();
         }
         self.results.push((id.to_string(), result));
