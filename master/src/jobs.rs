@@ -171,11 +171,12 @@ impl Master {
     }
 
     /// Stores a minion's return and fires `salt/job/<jid>/ret/<id>`. The id is the session's,
-    /// never one the minion wrote into the return.
-    pub(crate) fn on_return(&mut self, id: &str, ret: JobReturn) {
+    /// never one the minion wrote into the return. False only when the return could not be
+    /// stored (the minion keeps it and sends it again); refused returns count as handled.
+    pub(crate) fn on_return(&mut self, id: &str, ret: JobReturn) -> bool {
         if !crate::jobcache::is_jid(&ret.jid) {
             log::warn!("minion {id} returned for invalid jid {:?}; ignored", ret.jid);
-            return;
+            return true;
         }
         // Only a minion the job was published to may return for it (after a master restart
         // the stored load says who that was).
@@ -190,12 +191,12 @@ impl Master {
         };
         if !targeted {
             log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
-            return;
+            return true;
         }
         if self.jobs.has_return(&ret.jid, id) {
             // Sent again after a reconnect, before our ack reached the minion.
             log::debug!("duplicate return from {id} for job {}; already stored", ret.jid);
-            return;
+            return true;
         }
         let mut data = object([
             ("cmd", "_return".into()),
@@ -213,12 +214,17 @@ impl Master {
         data.insert("user".into(), ret.user.into());
         // A reaction's job: its returns carry the reaction's causal chain.
         self.bus.cause = cause;
-        if let Err(e) = self.jobs.save_return(&ret.jid, id, &data) {
-            log::error!("job cache: cannot store return of {id} for {}: {e}", ret.jid);
-        }
+        let stored = match self.jobs.save_return(&ret.jid, id, &data) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("job cache: cannot store return of {id} for {}: {e}", ret.jid);
+                false
+            }
+        };
         log::debug!("return from {id} for job {}", ret.jid);
         self.bus.fire(format!("salt/job/{}/ret/{id}", ret.jid), data);
         self.bus.cause.clear();
+        stored
     }
 
     /// Remembers who a new job went to and the causal chain it was published under (the last

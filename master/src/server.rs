@@ -43,6 +43,8 @@ const PENDING_IDLE: Duration = Duration::from_secs(600);
 const MIN_REHELLO: Duration = Duration::from_millis(900);
 /// Largest frame before a session is live: a hello is well under 1 KiB.
 const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
+/// Largest first session frame (`Ready`, with the minion's grains).
+const MAX_READY_FRAME: usize = 1024 * 1024;
 /// How often housekeeping runs.
 const TICK: Duration = Duration::from_millis(500);
 /// Unsent output allowed per minion before it is cut off.
@@ -427,8 +429,11 @@ impl Master {
             }
             ToMaster::Return(ret) => {
                 let jid = ret.jid.clone();
-                self.on_return(id, ret);
-                self.send_session(token, &ToMinion::ReturnAck { jid })
+                match self.on_return(id, ret) {
+                    true => self.send_session(token, &ToMinion::ReturnAck { jid }),
+                    // Not stored: no ack, so the minion sends it again after a reconnect.
+                    false => Ok(()),
+                }
             }
             ToMaster::Event { tag, data, ts, ack } => {
                 let refusal = minion_tag_refusal(&tag, id)
@@ -467,6 +472,8 @@ impl Master {
             (AuthStatus::Accepted, Some(session)) => {
                 peer.phase = Phase::AwaitReady { id, session };
                 peer.since = Instant::now();
+                // Ready carries the grains; only a holder of the accepted key can seal it.
+                peer.conn.set_max_frame(MAX_READY_FRAME.min(self.cfg.max_frame_bytes));
                 Ok(())
             }
             (AuthStatus::Pending, _) => {
@@ -737,8 +744,9 @@ impl Master {
         }
     }
 
-    /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event.
-    /// A subscriber whose backlog is full is dropped; the loop never waits for one.
+    /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
+    /// (a subscriber whose backlog is full is dropped; the loop never waits for one), then the
+    /// reactor.
     fn drain_bus(&mut self) {
         let events = self.bus.drain();
         self.deliver(&events);

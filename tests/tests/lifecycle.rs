@@ -139,3 +139,14 @@ fn master_events_len(dir: &TempDir) -> usize {
     let log = dir.join("master/var/log/halite/events.log");
     std::fs::read_to_string(log).unwrap().lines().count()
 }
+
+#[test]
+fn a_minion_with_large_grains_still_gets_its_session() {
+    let master = Master::start("auto_accept: True");
+    let big = "x".repeat(100_000);
+    let minion = Minion::start(&master, "biggrains", "a", &format!("grains:\n  blob: {big}\n"));
+    minion.wait_authenticated();
+    wait_until(WAIT, "biggrains live", || master.presence() == ["biggrains"]);
+    let out = master.halite(&["-G", "blob:xxx*", "test.ping"]);
+    assert_eq!(out.stdout, "biggrains:\n    True\n", "{out:?}");
+}
