@@ -8,6 +8,7 @@
 //! Anything else (block collections, anchors, tags, block scalars, errors) keeps the raw word,
 //! which is also what Salt does with those in a CLI argument.
 
+pub use halite_common::args::parse_kwarg;
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting of flow collections accepted in one argument.
@@ -41,28 +42,6 @@ pub fn parse_cli_args(args: &[String]) -> Vec<Value> {
         positional.push(Value::Object(map));
     }
     positional
-}
-
-/// `key=value` as Salt's `KWARG_REGEX` (`^([^\d\W][\w.-]*)=(?!=)(.*)$`) splits it, else None.
-pub fn parse_kwarg(arg: &str) -> Option<(&str, &str)> {
-    let (key, value) = arg.split_once('=')?;
-    let mut chars = key.chars();
-    let first = chars.next()?;
-    if !(first.is_alphabetic() || first == '_') {
-        return None;
-    }
-    if !chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-        return None;
-    }
-    if value.starts_with('=') {
-        return None;
-    }
-    // `.` stops at a line break; `$` also matches just before a final one.
-    let value = value.strip_suffix('\n').unwrap_or(value);
-    if value.contains('\n') {
-        return None;
-    }
-    Some((key, value))
 }
 
 /// Salt's `yamlify_arg`: the YAML value of one CLI word, or the word itself where Salt keeps it.
@@ -924,27 +903,6 @@ mod tests {
             ("10.0.0.1", true),
         ] {
             assert_eq!(plain_is_string(text), string, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn kwargs() {
-        for (arg, expected) in [
-            ("a=b", Some(("a", "b"))),
-            ("_a=", Some(("_a", ""))),
-            ("a.b-c_1=x=y", Some(("a.b-c_1", "x=y"))),
-            ("é=1", Some(("é", "1"))),
-            ("a=b\n", Some(("a", "b"))),
-            ("=a", None),
-            ("1a=b", None),
-            ("-a=b", None),
-            ("a b=c", None),
-            ("echo a=b", None),
-            ("a==b", None),
-            ("a=b\nc", None),
-            ("ab", None),
-        ] {
-            assert_eq!(parse_kwarg(arg), expected, "{arg:?}");
         }
     }
 

@@ -6,6 +6,7 @@
 //! one newline, and nothing at all is printed when it is empty.
 
 use crate::args::plain_is_string;
+use halite_common::pyrepr::{self, python_number};
 use serde_json::{Map, Number, Value};
 
 /// One minion's result as the CLI collected it.
@@ -387,7 +388,7 @@ fn txt(entries: &[(&str, &Value)]) -> String {
             }
             other => {
                 let mut text = String::new();
-                python_repr(other, false, &mut text);
+                pyrepr::repr(other, false, &mut text);
                 out.push_str(&format!("{key}: {text}\n"));
             }
         }
@@ -396,140 +397,13 @@ fn txt(entries: &[(&str, &Value)]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Python value formatting.
+// Python value formatting (the rest is in `halite_common::pyrepr`).
 
-/// `repr()` of a number: ints as they are, floats as Python's `float.__repr__`.
-fn python_number(n: &Number) -> String {
-    match n.as_f64() {
-        Some(f) if n.is_f64() => python_float(f),
-        _ => n.to_string(),
-    }
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16.
-fn python_float(f: f64) -> String {
-    if !f.is_finite() {
-        return if f.is_nan() {
-            "nan"
-        } else if f > 0.0 {
-            "inf"
-        } else {
-            "-inf"
-        }
-        .to_string();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_string();
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let body = if (-4..16).contains(&exp) {
-        if exp < 0 {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                format!("{digits}{}.0", "0".repeat(int_len - digits.len()))
-            } else {
-                format!("{}.{}", &digits[..int_len], &digits[int_len..])
-            }
-        }
-    } else {
-        let mantissa = match digits.len() {
-            1 => digits.clone(),
-            _ => format!("{}.{}", &digits[..1], &digits[1..]),
-        };
-        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-    };
-    format!("{sign}{body}")
-}
-
+/// `pprint.pformat(value)` unwrapped: Python's `repr` with dict keys sorted.
 fn python_repr_sorted(value: &Value) -> String {
     let mut out = String::new();
-    python_repr(value, true, &mut out);
+    pyrepr::repr(value, true, &mut out);
     out
-}
-
-/// Python's `repr()` (`str()` for the top level of a container is the same), dict keys in
-/// insertion order or sorted (`pprint`).
-fn python_repr(value: &Value, sort_keys: bool, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
-        Value::Number(n) => out.push_str(&python_number(n)),
-        Value::String(s) => python_repr_str(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_repr(item, sort_keys, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            if sort_keys {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-            }
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_repr_str(key, out);
-                out.push_str(": ");
-                python_repr(item, sort_keys, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// Python's `repr(str)`: single quotes unless the text has `'` and no `"`; non-printable
-/// characters escaped.
-fn python_repr_str(text: &str, out: &mut String) {
-    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
-    out.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if !python_printable(c) => {
-                let code = c as u32;
-                match code {
-                    0..=0xff => out.push_str(&format!("\\x{code:02x}")),
-                    0x100..=0xffff => out.push_str(&format!("\\u{code:04x}")),
-                    _ => out.push_str(&format!("\\U{code:08x}")),
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-}
-
-/// Python's `str.isprintable()` for one character, approximated without the Unicode tables:
-/// controls, separators other than space, format characters and private use are not.
-fn python_printable(c: char) -> bool {
-    !(c.is_control()
-        || matches!(c,
-            '\u{a0}' | '\u{ad}' | '\u{1680}' | '\u{2000}'..='\u{200f}' | '\u{2028}'..='\u{202f}'
-            | '\u{205f}'..='\u{206f}' | '\u{3000}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
-            | '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..='\u{10ffff}'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1409,15 +1283,5 @@ minion2: 'Minion did not return. [No response]
         assert_eq!(python_splitlines(""), Vec::<&str>::new());
         assert_eq!(python_splitlines("\n"), vec![""]);
         assert_eq!(python_splitlines("a\r\n\nb\u{c}c"), vec!["a", "", "b", "c"]);
-        for (f, text) in [
-            (1.0, "1.0"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (0.0001, "0.0001"),
-            (1.5e-7, "1.5e-07"),
-            (-0.0, "-0.0"),
-        ] {
-            assert_eq!(python_float(f), text);
-        }
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line parsing shared by every binary: argh, but with Salt's exit status 64 for a
-//! usage error (argh itself exits 1, which `halite-key` uses for "no key matched").
+//! usage error (argh itself exits 1, which `halite-key` uses for "no key matched"); and Salt's
+//! `key=value` split of call arguments, shared by the CLI and the minion.
 
 use argh::FromArgs;
 
@@ -30,5 +31,56 @@ pub fn from_env<T: FromArgs>() -> T {
                 std::process::exit(EXIT_USAGE);
             }
         },
+    }
+}
+
+/// `key=value` as Salt's `KWARG_REGEX` (`^([^\d\W][\w.-]*)=(?!=)(.*)$`) splits it, else None.
+pub fn parse_kwarg(arg: &str) -> Option<(&str, &str)> {
+    let (key, value) = arg.split_once('=')?;
+    let mut chars = key.chars();
+    let first = chars.next()?;
+    if !(first.is_alphabetic() || first == '_') {
+        return None;
+    }
+    if !chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return None;
+    }
+    if value.starts_with('=') {
+        return None;
+    }
+    // `.` stops at a line break; `$` also matches just before a final one.
+    let value = value.strip_suffix('\n').unwrap_or(value);
+    if value.contains('\n') {
+        return None;
+    }
+    Some((key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kwargs() {
+        for (arg, expected) in [
+            ("a=b", Some(("a", "b"))),
+            ("_a=", Some(("_a", ""))),
+            ("a=", Some(("a", ""))),
+            ("a.b-c_1=x=y", Some(("a.b-c_1", "x=y"))),
+            ("_x.y-z=1=2", Some(("_x.y-z", "1=2"))),
+            ("é=1", Some(("é", "1"))),
+            ("a=b\n", Some(("a", "b"))),
+            ("=a", None),
+            ("1a=b", None),
+            ("-a=b", None),
+            ("a b=c", None),
+            ("echo a=b", None),
+            ("sed -e s/=/:/g", None),
+            ("a==b", None),
+            ("a=b\nc", None),
+            ("ab", None),
+        ] {
+            assert_eq!(parse_kwarg(arg), expected, "{arg:?}");
+        }
     }
 }

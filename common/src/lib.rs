@@ -13,6 +13,7 @@ pub mod glob;
 pub mod handshake;
 pub mod id;
 pub mod proto;
+pub mod pyrepr;
 pub mod reactor;
 pub mod target;
 pub mod time;

@@ -3,6 +3,7 @@
 //! uses it to compute the expected minions and publishes only to those.
 
 use crate::glob::Glob;
+use crate::pyrepr::python_str;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -444,114 +445,6 @@ fn spend(budget: &mut usize) -> bool {
         }
         None => false,
     }
-}
-
-/// Python's `str()` of a grain value, which is what Salt matches against.
-fn python_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => {
-            let mut out = String::new();
-            python_repr(other, &mut out);
-            out
-        }
-    }
-}
-
-fn python_repr(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() => out.push_str(&python_float(f)),
-            _ => out.push_str(&n.to_string()),
-        },
-        Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-            out.push(quote);
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c == quote => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push(quote);
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_repr(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_repr(&Value::String(key.clone()), out);
-                out.push_str(": ");
-                python_repr(item, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16.
-fn python_float(f: f64) -> String {
-    if !f.is_finite() {
-        return if f.is_nan() {
-            "nan"
-        } else if f > 0.0 {
-            "inf"
-        } else {
-            "-inf"
-        }
-        .to_string();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_string();
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let body = if (-4..16).contains(&exp) {
-        if exp < 0 {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                format!("{digits}{}.0", "0".repeat(int_len - digits.len()))
-            } else {
-                format!("{}.{}", &digits[..int_len], &digits[int_len..])
-            }
-        }
-    } else {
-        let mantissa = match digits.len() {
-            1 => digits.clone(),
-            _ => format!("{}.{}", &digits[..1], &digits[1..]),
-        };
-        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-    };
-    format!("{sign}{body}")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1080,24 +973,5 @@ mod tests {
         assert!(Target::parse(&json!(ok), "compound").unwrap().matches("a", None));
         // A regex that would compile huge is an error, not an allocation.
         check_err(json!("(\\w{500}){500}"), "pcre", |e| matches!(e, TargetError::BadRegex { .. }));
-    }
-
-    #[test]
-    fn python_float_repr() {
-        for (f, text) in [
-            (1.0, "1.0"),
-            (0.1, "0.1"),
-            (-2.5, "-2.5"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1.5e-7, "1.5e-07"),
-            (123456789.125, "123456789.125"),
-            (1.2345678901234567e300, "1.2345678901234567e+300"),
-            (-0.0, "-0.0"),
-        ] {
-            assert_eq!(python_float(f), text);
-        }
     }
 }

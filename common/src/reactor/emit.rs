@@ -2,6 +2,7 @@
 //! plain scalars only when unambiguous, double-quoted strings otherwise, one-line JSON or YAML
 //! flow collections.
 
+use crate::pyrepr;
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -75,52 +76,20 @@ fn push_quoted(out: &mut String, s: &str) {
 /// YAML-safe string escapes — what Salt's `json` filter writes.
 pub(super) fn json(value: &Value, sort: bool) -> String {
     let mut out = String::new();
-    collection(&mut out, value, sort, &|out, s| push_quoted(out, s));
+    pyrepr::flow(&mut out, value, sort, &json_scalar, &push_quoted);
     out
 }
 
 /// PyYAML's flow style on one line (`{a: 1, b: [x, "y z"]}`), keys sorted like `safe_dump`.
 pub(super) fn yaml_flow(value: &Value) -> String {
     let mut out = String::new();
-    collection(&mut out, value, true, &|out, s| out.push_str(&scalar(s)));
+    pyrepr::flow(&mut out, value, true, &json_scalar, &|out, s| out.push_str(&scalar(s)));
     out
 }
 
-fn collection(out: &mut String, value: &Value, sort: bool, string: &dyn Fn(&mut String, &str)) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::String(s) => string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                collection(out, item, sort, string);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            if sort {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-            }
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                string(out, key);
-                out.push_str(": ");
-                collection(out, item, sort, string);
-            }
-            out.push('}');
-        }
-    }
+/// `null`, `true`, `false` or a number, as JSON (and YAML) writes it.
+fn json_scalar(out: &mut String, value: &Value) {
+    let _ = write!(out, "{value}");
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! function's parameters, and the Python-flavoured value helpers the functions share.
 
 use super::{Failure, Spec};
+use halite_common::args::parse_kwarg;
+use halite_common::pyrepr;
 use serde_json::{Map, Value};
 
 pub use halite_common::proto::split_args;
@@ -141,28 +143,6 @@ fn py_name_list(names: &[&str]) -> String {
     }
 }
 
-/// Salt's `KWARG_REGEX` (`^([^\d\W][\w.-]*)=(?!=)(.*)$`): `key=value` → `(key, value)`.
-pub(crate) fn parse_kwarg(arg: &str) -> Option<(&str, &str)> {
-    let (key, value) = arg.split_once('=')?;
-    let mut chars = key.chars();
-    let first = chars.next()?;
-    if !(first.is_alphabetic() || first == '_') {
-        return None;
-    }
-    if !chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-        return None;
-    }
-    if value.starts_with('=') {
-        return None;
-    }
-    // `.` stops at a line break; `$` also matches just before a final one.
-    let value = value.strip_suffix('\n').unwrap_or(value);
-    if value.contains('\n') {
-        return None;
-    }
-    Some((key, value))
-}
-
 /// Python's truthiness of a JSON value (`None`, `False`, `0`, `""`, `[]`, `{}` are false).
 pub(crate) fn py_truthy(value: &Value) -> bool {
     match value {
@@ -220,52 +200,12 @@ pub(crate) fn py_type(value: &Value) -> &'static str {
 }
 
 /// Python's `str(value)`: strings as they are, everything else as [`py_repr`].
-pub(crate) fn py_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
+pub(crate) use halite_common::pyrepr::python_str as py_str;
 
 /// Python's `repr(value)` (`None`, `True`, `'text'`, `['a', 1]`, `{'k': 'v'}`).
 pub(crate) fn py_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => py_repr_str(s),
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(map) => {
-            let items: Vec<String> =
-                map.iter().map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v))).collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
-}
-
-fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
+    let mut out = String::new();
+    pyrepr::repr(value, false, &mut out);
     out
 }
 
@@ -411,24 +351,6 @@ mod tests {
             json!(["x=1"]),
             Err(Failure::Invocation("The following keyword arguments are not valid: x=1".into())),
         );
-    }
-
-    #[test]
-    fn kwarg_strings_follow_salts_regex() {
-        for (arg, want) in [
-            ("a=b", Some(("a", "b"))),
-            ("_x.y-z=1=2", Some(("_x.y-z", "1=2"))),
-            ("a=", Some(("a", ""))),
-            ("a=b\n", Some(("a", "b"))),
-            ("a==b", None),
-            ("1a=b", None),
-            ("sed -e s/=/:/g", None),
-            ("=x", None),
-            ("a=b\nc", None),
-            ("plain", None),
-        ] {
-            assert_eq!(parse_kwarg(arg), want, "{arg:?}");
-        }
     }
 
     #[test]
