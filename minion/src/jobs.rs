@@ -49,11 +49,11 @@ fn to_return(publish: &Publish, outcome: Outcome) -> JobReturn {
 }
 
 impl Jobs {
-    pub fn new(ctx: Context, waker: Waker) -> Jobs {
+    pub fn new(ctx: Context, waker: Arc<Waker>) -> Jobs {
         let (tx, rx) = mpsc::channel();
         Jobs {
             ctx: Arc::new(ctx),
-            waker: Arc::new(waker),
+            waker,
             tx,
             rx,
             running: HashMap::new(),

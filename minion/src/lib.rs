@@ -3,10 +3,12 @@
 //! exponential backoff — and fires its start events once per process.
 
 pub mod call;
+pub mod fileclient;
 pub mod functions;
 pub mod grains;
 pub mod jobs;
 pub mod link;
+pub mod states;
 
 use halite_common::config::MinionConfig;
 use halite_common::conn::Conn;
@@ -77,6 +79,9 @@ pub struct Minion {
     /// Current wait between hellos while pending (grows to `acceptance_wait_time_max`).
     pending_wait: Duration,
     jobs: jobs::Jobs,
+    /// Job threads' questions for the master's file server, and those awaiting an answer.
+    file_calls: std::sync::mpsc::Receiver<fileclient::FileCall>,
+    in_flight: fileclient::InFlight,
     grains: serde_json::Map<String, Value>,
     /// Session messages waiting for a live session (job returns survive reconnects).
     outbox: std::collections::VecDeque<ToMaster>,
@@ -102,11 +107,19 @@ impl Minion {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io_err("poll"))?;
-        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?;
+        let waker =
+            std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?);
         let grains = grains::collect(&cfg.id, &cfg.grains);
-        let ctx = functions::Context { id: cfg.id.clone(), grains: grains.clone() };
+        let (files, file_calls) = fileclient::RemoteFiles::new(waker.clone(), &cfg.cachedir);
+        let ctx = functions::Context {
+            id: cfg.id.clone(),
+            grains: grains.clone(),
+            fileserver: Some(std::sync::Arc::new(files)),
+        };
         Ok(Minion {
             jobs: jobs::Jobs::new(ctx, waker),
+            file_calls,
+            in_flight: fileclient::InFlight::default(),
             grains,
             outbox: std::collections::VecDeque::new(),
             unacked: Vec::new(),
@@ -150,6 +163,7 @@ impl Minion {
                         for ret in self.jobs.finished() {
                             self.queue(ToMaster::Return(ret));
                         }
+                        self.forward_file_calls();
                     }
                     MASTER => self.on_master(event.is_writable())?,
                     _ => {}
@@ -266,6 +280,7 @@ impl Minion {
             return;
         };
         let _ = self.poll.registry().deregister(&mut link.conn.stream);
+        self.in_flight.fail_all("the connection to the master was lost");
         match link.phase {
             LinkPhase::Live(_) => log::warn!("lost master {}: {reason}", link.addr),
             _ => log::warn!("master {}: {reason}", link.addr),
@@ -456,12 +471,26 @@ impl Minion {
                 }
             }
             ToMinion::EventAck { tag } => log::debug!("master took event '{tag}'"),
-            ToMinion::FileReply { .. } => {}
+            ToMinion::FileReply { req, reply } => self.in_flight.finish(req, reply),
             ToMinion::ReturnAck { jid } => {
                 self.unacked.retain(|m| !matches!(m, ToMaster::Return(r) if r.jid == jid));
             }
         }
         Ok(())
+    }
+
+    /// Sends the job threads' file server questions, or fails them when there is no session.
+    fn forward_file_calls(&mut self) {
+        while let Ok(call) = self.file_calls.try_recv() {
+            let live = matches!(self.link.as_ref().map(|l| &l.phase), Some(LinkPhase::Live(_)));
+            if !live {
+                let message = "not connected to the master".to_string();
+                let _ = call.reply.send(halite_common::proto::FileReply::Error { message });
+                continue;
+            }
+            let req = self.in_flight.start(call.reply);
+            self.send(&ToMaster::FileRequest { req, op: call.op });
+        }
     }
 
     /// Queues a message that must not be lost (a job return) and sends what it can.

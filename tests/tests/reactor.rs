@@ -52,8 +52,15 @@ fn the_seed_bootstrap_accepts_minion2_and_runs_its_jobs_while_other1_stays_pendi
     let cpis = work.join("cpis").display().to_string();
     let rules =
         "  - 'salt/auth':\n    - SLS/Minion.sls\n  - 'salt/minion/Min*/start':\n    - SLS/auto.sls";
-    let (master, _sls) =
-        master_with(rules, &[("Minion.sls", MINION_SLS), ("auto.sls", &auto_sls(&cpis))], "");
+    // The seed's test.sls, managing the example file from salt://example.
+    let roots = TempDir::new();
+    let example = work.join("example").display().to_string();
+    roots.write("test.sls", format!("{example}:\n  file.managed:\n    - source: salt://example\n"));
+    roots.write("example", "managed by the reactor's state\n");
+    let roots_cfg = format!("file_roots:\n  base: [{}]", roots.path().display());
+    let auto = auto_sls(&cpis);
+    let files = [("Minion.sls", MINION_SLS), ("auto.sls", auto.as_str())];
+    let (master, _sls) = master_with(rules, &files, &roots_cfg);
     let minion2 = Minion::start(&master, "Minion2", "m2", "acceptance_wait_time: 300");
     let other1 = Minion::start(&master, "other1", "o1", "");
     minion2.wait_authenticated();
@@ -67,6 +74,13 @@ fn the_seed_bootstrap_accepts_minion2_and_runs_its_jobs_while_other1_stays_pendi
         t.ends_with("/new") && d["fun"] == "state.sls"
     });
     assert_eq!((state["tgt"].clone(), state["arg"].clone()), (json!("Minion2"), json!(["test"])));
+    let ret = master.wait_event_where("the state's return", |t, d| {
+        t.contains("/ret/Minion2") && d["fun"] == "state.sls"
+    });
+    assert_eq!(ret["retcode"], 0, "{ret}");
+    let key = format!("file_|-{example}_|-{example}_|-managed");
+    assert_eq!(ret["return"][&key]["changes"]["diff"], "New file", "{ret}");
+    assert_eq!(std::fs::read_to_string(&example).unwrap(), "managed by the reactor's state\n");
     assert_eq!(
         master.key(&["-L"]).stdout,
         "Accepted Keys:\nMinion2\nDenied Keys:\nUnaccepted Keys:\nother1\nRejected Keys:\n"

@@ -156,7 +156,11 @@ mod tests {
             "empty": "",
             "a/b": 1,
         });
-        Context { id: "minion1".into(), grains: grains.as_object().cloned().unwrap_or_default() }
+        Context {
+            id: "minion1".into(),
+            grains: grains.as_object().cloned().unwrap_or_default(),
+            fileserver: None,
+        }
     }
 
     #[track_caller]

@@ -8,8 +8,10 @@
 
 mod args;
 mod cmd;
+mod cp;
 mod grains_fn;
 mod process;
+mod state;
 mod sys;
 mod test;
 
@@ -22,6 +24,8 @@ use serde_json::{Map, Value};
 pub struct Context {
     pub id: String,
     pub grains: Map<String, Value>,
+    /// The master's `salt://` file server over the session (`None` without one).
+    pub fileserver: Option<std::sync::Arc<dyn crate::states::Fileserver>>,
 }
 
 /// The result of one function call, as Salt reports it.
@@ -132,10 +136,16 @@ impl Spec {
     }
 }
 
-/// Every function, in no particular order. `state.*`, `cp.*` and `event.*` are not here yet:
-/// until their module lands, they are "not available" like any unknown name.
+/// Every function, in no particular order. `event.*` is not here yet: until its module
+/// lands, it is "not available" like any unknown name.
 pub(crate) fn registry() -> impl Iterator<Item = &'static Spec> {
-    test::SPECS.iter().chain(cmd::SPECS).chain(grains_fn::SPECS).chain(sys::SPECS)
+    test::SPECS
+        .iter()
+        .chain(cmd::SPECS)
+        .chain(grains_fn::SPECS)
+        .chain(sys::SPECS)
+        .chain(state::SPECS)
+        .chain(cp::SPECS)
 }
 
 fn find(fun: &str) -> Option<&'static Spec> {
@@ -205,7 +215,11 @@ mod tests {
 
     pub(crate) fn ctx() -> Context {
         let grains = json!({"id": "minion1", "os": "Debian", "roles": ["web", "db"]});
-        Context { id: "minion1".into(), grains: grains.as_object().cloned().unwrap_or_default() }
+        Context {
+            id: "minion1".into(),
+            grains: grains.as_object().cloned().unwrap_or_default(),
+            fileserver: None,
+        }
     }
 
     #[track_caller]
@@ -218,18 +232,7 @@ mod tests {
 
     #[test]
     fn unknown_and_reserved_functions_are_not_available() {
-        for fun in [
-            "no.such_function",
-            "state.sls",
-            "state.apply",
-            "state.highstate",
-            "cp.get_file",
-            "event.send",
-            "",
-            "*",
-            "test.p[i]ng",
-            "test.ping.extra",
-        ] {
+        for fun in ["no.such_function", "event.send", "", "*", "test.p[i]ng", "test.ping.extra"] {
             let missing = json!(format!("'{fun}' is not available."));
             check(fun, json!([]), missing, 1, Some("nested"));
         }
@@ -250,14 +253,22 @@ mod tests {
     fn reserved_modules_are_not_listed() {
         let names = list_functions();
         for name in &names {
-            assert!(!name.starts_with("state.") && !name.starts_with("cp."), "{name}");
             assert!(!name.starts_with("event."), "{name}");
         }
         let mut sorted = names.clone();
         sorted.sort();
         sorted.dedup();
         assert_eq!(names, sorted, "sorted and unique");
-        for fun in ["test.ping", "cmd.run", "cmd.run_all", "grains.get", "sys.list_functions"] {
+        for fun in [
+            "test.ping",
+            "cmd.run",
+            "cmd.run_all",
+            "grains.get",
+            "sys.list_functions",
+            "state.sls",
+            "state.apply",
+            "cp.get_file",
+        ] {
             assert!(names.contains(&fun), "{fun}");
         }
     }

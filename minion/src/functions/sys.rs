@@ -163,13 +163,28 @@ mod tests {
             json!(["sys.doc", "test.ping"]),
         );
         check("sys.list_functions", json!(["sy"]), json!([]));
-        check("sys.list_functions", json!(["state"]), json!([]));
+        check(
+            "sys.list_functions",
+            json!(["state"]),
+            json!([
+                "state.apply",
+                "state.highstate",
+                "state.show_low_sls",
+                "state.show_sls",
+                "state.show_top",
+                "state.sls"
+            ]),
+        );
         check(
             "sys.list_functions",
             json!(["grains", {"__kwarg__": true, "junk": 1}]),
             json!(["grains.get", "grains.has_value", "grains.item", "grains.items", "grains.ls"]),
         );
-        check("sys.list_modules", json!([]), json!(["cmd", "grains", "sys", "test"]));
+        check(
+            "sys.list_modules",
+            json!([]),
+            json!(["cmd", "cp", "grains", "state", "sys", "test"]),
+        );
         check("sys.list_modules", json!(["t*"]), json!(["test"]));
         check("sys.list_modules", json!(["cmd", "nope"]), json!(["cmd"]));
     }

@@ -1,0 +1,148 @@
+//! Salt's `state` module: `sls`, `apply`, `highstate`, `show_sls`, `show_low_sls`,
+//! `show_top`. The state system itself is [`crate::states`]; this module binds Salt's
+//! arguments (`mods` as `"a,b"` or a list, `test`, `exclude`, `pillar`) and supplies the
+//! session's `salt://` file server.
+
+use super::args::{flag, py_str, py_type};
+use super::{Bound, Context, Failure, FnResult, Ret, Spec};
+use crate::states::{self, Answer, Fileserver, Options};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub(super) const SPECS: &[Spec] = &[
+    Spec::new("state.sls", SLS_DOC, sls)
+        .params(&["mods", "test", "exclude", "queue", "state_events"], 1)
+        .varkw()
+        .out("highstate"),
+    Spec::new("state.apply", APPLY_DOC, apply).params(&["mods"], 0).varkw().out("highstate"),
+    Spec::new("state.highstate", HIGHSTATE_DOC, highstate)
+        .params(&["test", "queue", "state_events"], 0)
+        .varkw()
+        .out("highstate"),
+    Spec::new("state.show_sls", SHOW_SLS_DOC, show_sls)
+        .params(&["mods", "test", "queue"], 1)
+        .varkw(),
+    Spec::new("state.show_low_sls", SHOW_LOW_SLS_DOC, show_low_sls)
+        .params(&["mods", "test", "queue"], 1)
+        .varkw(),
+    Spec::new("state.show_top", SHOW_TOP_DOC, show_top).params(&["queue"], 0).varkw(),
+];
+
+const SLS_DOC: &str = "Execute the states in one or more SLS files\n\n\
+    mods\n    A comma-separated list (or a list) of SLS names: ``web`` is ``web.sls`` or \
+    ``web/init.sls`` on the master's file_roots.\n\n\
+    test\n    Run in test mode: report what would change, change nothing.\n\n\
+    exclude\n    SLS names (or ``{'sls': ..}`` / ``{'id': ..}`` entries) to leave out.\n\n\
+    pillar\n    A dictionary the templates see as ``pillar``.\n\n\
+    CLI Example:\n\n    salt '*' state.sls core,edit.vim test=True\n";
+const APPLY_DOC: &str = "Apply states: with SLS names, the same as state.sls; without, a \
+    highstate (the SLS files top.sls assigns to the minion).\n\n\
+    CLI Example:\n\n    salt '*' state.apply\n    salt '*' state.apply test pillar='{\"x\": 1}'\n";
+const HIGHSTATE_DOC: &str = "Retrieve the state data from the master's top.sls for this \
+    minion and execute it\n\n\
+    CLI Example:\n\n    salt '*' state.highstate test=True\n";
+const SHOW_SLS_DOC: &str = "Display the high data of the named SLS files, without running \
+    them\n\nCLI Example:\n\n    salt '*' state.show_sls core,edit.vim\n";
+const SHOW_LOW_SLS_DOC: &str = "Display the low data (ordered chunks) of the named SLS \
+    files, without running them\n\nCLI Example:\n\n    salt '*' state.show_low_sls foo\n";
+const SHOW_TOP_DOC: &str = "Return the SLS files top.sls assigns to this minion\n\n\
+    CLI Example:\n\n    salt '*' state.show_top\n";
+
+/// The session's file server, or the reason there is none.
+fn fileserver(ctx: &Context) -> Result<&Arc<dyn Fileserver>, Failure> {
+    ctx.fileserver.as_ref().ok_or_else(|| {
+        Failure::Command("the salt:// file server is not available (no master session)".into())
+    })
+}
+
+/// Salt's `split_input`: `"a, b"` or `["a", "b"]`.
+fn mods(value: &Value) -> Result<Vec<String>, Failure> {
+    match value {
+        Value::String(s) => {
+            Ok(s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect())
+        }
+        Value::Number(_) => Ok(vec![py_str(value)]),
+        Value::Array(items) => Ok(items.iter().map(py_str).collect()),
+        other => Err(Failure::BadArgs(format!(
+            "mods must be a string or a list, not {}",
+            py_type(other)
+        ))),
+    }
+}
+
+/// `test`, `exclude`, `pillar` and `saltenv` from wherever the function takes them.
+fn options(b: &Bound, test: Option<&Value>, exclude: Option<&Value>) -> Result<Options, Failure> {
+    if let Some(env) = b.kwargs.get("saltenv").filter(|v| !v.is_null()) {
+        if py_str(env) != "base" {
+            return Err(Failure::Invocation(format!(
+                "saltenv '{}' is not available: Halite serves only 'base'",
+                py_str(env)
+            )));
+        }
+    }
+    let test = test.or_else(|| b.kwargs.get("test")).is_some_and(flag);
+    let pillar = match b.kwargs.get("pillar") {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(pillar_error()),
+        },
+        Some(_) => return Err(pillar_error()),
+    };
+    let exclude = match exclude.or_else(|| b.kwargs.get("exclude")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => {
+            s.split(',').map(|x| Value::String(x.trim().to_string())).collect()
+        }
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => vec![other.clone()],
+    };
+    Ok(Options { test, pillar, exclude })
+}
+
+fn pillar_error() -> Failure {
+    Failure::Invocation(
+        "Pillar data must be formatted as a dictionary, unless pillar_enc is specified.".into(),
+    )
+}
+
+fn answer(a: Answer) -> FnResult {
+    Ok(Ret::with_retcode(a.value, a.retcode))
+}
+
+fn sls(b: &Bound, ctx: &Context) -> FnResult {
+    let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
+    let opts = options(b, b.get("test"), b.get("exclude"))?;
+    answer(states::sls(ctx, fileserver(ctx)?, &mods, &opts))
+}
+
+fn apply(b: &Bound, ctx: &Context) -> FnResult {
+    let opts = options(b, None, None)?;
+    match b.get("mods") {
+        None => answer(states::highstate(ctx, fileserver(ctx)?, &opts)),
+        Some(value) => answer(states::sls(ctx, fileserver(ctx)?, &mods(value)?, &opts)),
+    }
+}
+
+fn highstate(b: &Bound, ctx: &Context) -> FnResult {
+    let opts = options(b, b.get("test"), None)?;
+    answer(states::highstate(ctx, fileserver(ctx)?, &opts))
+}
+
+fn show_sls(b: &Bound, ctx: &Context) -> FnResult {
+    let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
+    let opts = options(b, b.get("test"), None)?;
+    answer(states::show_sls(ctx, fileserver(ctx)?, &mods, &opts))
+}
+
+fn show_low_sls(b: &Bound, ctx: &Context) -> FnResult {
+    let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
+    let opts = options(b, b.get("test"), None)?;
+    answer(states::show_low_sls(ctx, fileserver(ctx)?, &mods, &opts))
+}
+
+fn show_top(b: &Bound, ctx: &Context) -> FnResult {
+    let opts = options(b, None, None)?;
+    answer(states::show_top(ctx, fileserver(ctx)?, &opts))
+}

@@ -1,0 +1,350 @@
+//! Salt's `file.managed`: a file's contents from `source` (`salt://…` through the file
+//! server, or a local path; a list means the first that exists) or from `contents` (a string
+//! or a list of lines), optionally rendered as a Jinja `template`; with `mode`, `makedirs`,
+//! `replace: False`, `create: False`. Changes are Salt's: `diff` ("New file", or a unified
+//! diff) and `mode` (always reported for a new file, as Salt 3008 does); in test mode
+//! `newfile`/`diff`/`mode` with result `None`. Files are written beside and renamed into
+//! place, keeping an existing file's mode.
+
+use super::diff::file_diff;
+use super::file::expand_user;
+use super::perms::{self, mode_of, normalize_mode, set_mode};
+use super::registry::{Call, Layout, StateRet};
+use super::value::{py_str, str_list};
+use serde_json::{Map, Value};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Options Salt has that Halite refuses rather than ignores.
+const UNSUPPORTED: &[&str] =
+    &["contents_pillar", "contents_grains", "check_cmd", "attrs", "selinux"];
+
+pub(super) fn managed(c: &Call) -> StateRet {
+    let name = expand_user(&c.name);
+    let mut ret = StateRet::new(&name, true);
+    ret.layout = Layout::File;
+    match manage(c, &name, &mut ret) {
+        Ok(()) => ret,
+        Err(why) => ret.error(why),
+    }
+}
+
+/// The body; `Err` is the failure comment.
+fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Destination file name is required".into());
+    }
+    if let Some(option) = UNSUPPORTED.iter().find(|o| c.arg(o).is_some()) {
+        return Err(format!("The '{option}' option of file.managed is not supported by Halite"));
+    }
+    let mode = c.arg("mode").map(normalize_mode).transpose()?.flatten();
+    let (source, contents) = (c.arg("source"), c.arg("contents"));
+    if source.is_some() && contents.is_some() {
+        return Err("'source' cannot be used in combination with 'contents', \
+                    'contents_pillar', or 'contents_grains'"
+            .into());
+    }
+    let replace = c.flag("replace", true) && (source.is_some() || contents.is_some());
+    let jinja = match c.text("template") {
+        None => false,
+        Some(t) if t.eq_ignore_ascii_case("jinja") => true,
+        Some(t) => return Err(format!("Specified template format {t} is not supported")),
+    };
+    let path = Path::new(name);
+    if !c.flag("create", true) && !path.is_file() {
+        ret.comment = format!("File {name} is not present and is not set for creation");
+        return Ok(());
+    }
+    perms::check_owner(c.arg("user"), c.arg("group"))?;
+    if !path.is_absolute() {
+        return Err(format!("Specified file {name} is not an absolute path"));
+    }
+    if path.is_dir() {
+        return Err(format!("Specified target {name} is a directory"));
+    }
+    let exists = fs::symlink_metadata(path).is_ok();
+    if !replace && exists {
+        keep_existing(c, name, mode, ret)?;
+        return Ok(());
+    }
+    let desired = desired_contents(c, name, source, contents, jinja)?;
+    let real = match c.flag("follow_symlinks", true) {
+        true => fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        false => path.to_path_buf(),
+    };
+    let current = match fs::read(&real) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("Unable to manage file: {e}")),
+    };
+
+    if c.test() {
+        match &current {
+            None => ret.change("newfile", name),
+            Some(current) => {
+                if let Some(desired) = desired.as_ref().filter(|d| *d != current) {
+                    ret.change("diff", file_diff(current, desired));
+                }
+                if let Some(m) = mode.as_ref().filter(|m| mode_of(&real).as_ref() != Some(*m)) {
+                    ret.change("mode", m.clone());
+                }
+            }
+        }
+        if ret.changes.is_empty() {
+            ret.comment = format!("The file {name} is in the correct state");
+        } else {
+            ret.result = None;
+            ret.comment = format!(
+                "The file {name} is set to be changed\nNote: No changes made, actual changes \
+                 may\nbe different due to other states."
+            );
+        }
+        return Ok(());
+    }
+
+    match current {
+        Some(current) => {
+            if let Some(desired) = desired.filter(|d| *d != current) {
+                let diff = file_diff(&current, &desired);
+                replace_file(&real, &desired)
+                    .map_err(|e| format!("Failed to commit change: {e}"))?;
+                ret.change("diff", diff);
+            }
+            if let Some(m) = mode.filter(|m| mode_of(&real).as_ref() != Some(m)) {
+                set_mode(&real, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
+                ret.change("mode", m);
+            }
+            ret.comment = match ret.changes.is_empty() {
+                true => format!("File {name} is in the correct state"),
+                false => format!("File {name} updated"),
+            };
+        }
+        None => {
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            if !parent.is_dir() {
+                if !c.flag("makedirs", false) {
+                    return Err("Parent directory not present".into());
+                }
+                fs::create_dir_all(parent)
+                    .map_err(|e| format!("Failed to create directory {}: {e}", parent.display()))?;
+                if let Some(dir_mode) = c.arg("dir_mode").map(normalize_mode).transpose()?.flatten()
+                {
+                    set_mode(parent, &dir_mode)
+                        .map_err(|e| format!("Failed to change mode to {dir_mode}: {e}"))?;
+                }
+            }
+            let mode = mode.unwrap_or_else(perms::default_file_mode);
+            let data = desired.as_deref().unwrap_or_default();
+            create_file(path, data, &mode).map_err(|e| format!("File {name} not created: {e}"))?;
+            match desired {
+                Some(_) => ret.change("diff", "New file"),
+                None => {
+                    ret.change("new", format!("file {name} created"));
+                    ret.comment = "Empty file".into();
+                }
+            }
+            ret.change("mode", mode);
+            if ret.comment.is_empty() {
+                ret.comment = format!("File {name} updated");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `replace: False` on an existing file: only its mode is managed.
+fn keep_existing(
+    c: &Call,
+    name: &str,
+    mode: Option<String>,
+    ret: &mut StateRet,
+) -> Result<(), String> {
+    let path = Path::new(name);
+    let current = mode_of(path).unwrap_or_default();
+    if let Some(m) = mode.filter(|m| *m != current) {
+        if c.test() {
+            ret.result = None;
+            ret.change("mode", m.clone());
+            ret.comment = format!(
+                "File {name} will be updated with permissions {m} from its current state of {current}"
+            );
+            return Ok(());
+        }
+        set_mode(path, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
+        ret.change("mode", m);
+    }
+    if c.test() {
+        ret.comment = format!("File {name} not updated");
+    } else if ret.changes.is_empty() {
+        ret.comment = format!("File {name} exists with proper permissions. No changes made.");
+    }
+    Ok(())
+}
+
+/// What the file should contain: `None` when neither `source` nor `contents` is given.
+fn desired_contents(
+    c: &Call,
+    name: &str,
+    source: Option<&Value>,
+    contents: Option<&Value>,
+    jinja: bool,
+) -> Result<Option<Vec<u8>>, String> {
+    if let Some(contents) = contents {
+        let parts = str_list(contents).ok_or(
+            "Contents specified by contents/contents_pillar/contents_grains is not a string or \
+             list of strings, and is not binary data. SLS is likely malformed.",
+        )?;
+        let mut text = String::new();
+        for part in &parts {
+            for line in part.lines() {
+                text.push_str(line.trim_end_matches(['\n', '\r']));
+                text.push('\n');
+            }
+        }
+        if !c.flag("contents_newline", true) {
+            text = text.trim_end_matches('\n').trim_end_matches('\r').to_string();
+        }
+        if jinja {
+            text = render(c, name, name, None, &text)?;
+        }
+        return Ok(Some(text.into_bytes()));
+    }
+    let Some(source) = source else { return Ok(None) };
+    let sources: Vec<String> = match source {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                // `{url: source_hash}` entries name their URL by the key.
+                Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
+                other => py_str(other),
+            })
+            .collect(),
+        other => vec![py_str(other)],
+    };
+    let mut last_error = String::new();
+    for src in &sources {
+        match fetch(c, src) {
+            Ok((template_name, bytes)) => {
+                if !jinja {
+                    return Ok(Some(bytes));
+                }
+                let text = String::from_utf8_lossy(&bytes);
+                return render(c, name, &template_name, Some(src), &text)
+                    .map(|t| Some(t.into_bytes()));
+            }
+            Err(why) => last_error = why,
+        }
+    }
+    match sources.len() {
+        1 => Err(last_error),
+        _ => Err("Unable to manage file: none of the specified sources were found".into()),
+    }
+}
+
+/// A source's bytes and the name its template is known by.
+fn fetch(c: &Call, src: &str) -> Result<(String, Vec<u8>), String> {
+    if let Some(rest) = src.strip_prefix("salt://") {
+        let (path, env) = match rest.split_once("?saltenv=") {
+            Some((path, env)) => (path, env),
+            None => (rest, "base"),
+        };
+        let not_found = || format!("Source file {src} not found in saltenv '{env}'");
+        if env != "base" {
+            return Err(not_found());
+        }
+        return match c.run.fs.read(path) {
+            Ok(bytes) => Ok((path.to_string(), bytes)),
+            Err(why) => {
+                log::info!("{}: {src}: {why}", c.run.ctx.id);
+                Err(not_found())
+            }
+        };
+    }
+    let local = src.strip_prefix("file://").unwrap_or(src);
+    if !local.starts_with('/') {
+        return Err(format!(
+            "Unable to manage file: the source {src} is not supported by Halite (use salt:// or \
+             an absolute local path)"
+        ));
+    }
+    fs::read(local)
+        .map(|bytes| (local.to_string(), bytes))
+        .map_err(|_| format!("Source file {src} not found"))
+}
+
+/// `template: jinja` with `defaults` overridden by `context`, plus `name`, `source`, `sls`.
+fn render(
+    c: &Call,
+    name: &str,
+    template_name: &str,
+    source: Option<&str>,
+    text: &str,
+) -> Result<String, String> {
+    let mut extra = Map::new();
+    for key in ["defaults", "context"] {
+        match c.arg(key) {
+            None => {}
+            Some(Value::Object(map)) => extra.extend(map.clone()),
+            Some(_) => {
+                let what = if key == "context" { "Context" } else { "Defaults" };
+                return Err(format!("{what} must be formed as a dict"));
+            }
+        }
+    }
+    extra.insert("name".into(), Value::String(name.into()));
+    if let Some(source) = source {
+        extra.insert("source".into(), Value::String(source.into()));
+    }
+    if let Some(sls) = c.low.get("__sls__") {
+        extra.insert("sls".into(), sls.clone());
+    }
+    c.run
+        .renderer
+        .template(template_name, text, &extra)
+        .map_err(|why| format!("Failed to render template with error: {why}"))
+}
+
+/// A temporary name beside `path`.
+fn temp_beside(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{file}.halite-{}-{n}", std::process::id()))
+}
+
+/// Writes `data` to a private temporary file beside `path`, gives it `mode`, renames it in.
+fn write_beside(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = temp_beside(path);
+    let result = (|| {
+        let mut file =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn create_file(path: &Path, data: &[u8], mode: &str) -> io::Result<()> {
+    write_beside(path, data, perms::bits(mode))
+}
+
+/// New contents for an existing file, keeping its mode (and owner, where allowed).
+fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let meta = fs::metadata(path)?;
+    write_beside(path, data, meta.mode() & 0o7777)?;
+    let me = perms::me();
+    if meta.uid() != me.uid || meta.gid() != me.gid {
+        let _ = std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()));
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::PermissionsExt;

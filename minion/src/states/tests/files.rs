@@ -1,0 +1,286 @@
+//! The `file` states, one state per case, in a fresh directory.
+
+use super::super::perms::{default_file_mode, me};
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+/// Runs `body` (one state; `{d}` is the temp directory) and returns its result.
+#[track_caller]
+fn one(dir: &TempDir, extra: &[(&str, &str)], body: &str, test: bool) -> Map<String, Value> {
+    let body = body.replace("{d}", &dir.root().display().to_string());
+    let mut files: Vec<(&str, &str)> = vec![("one.sls", &body)];
+    files.extend_from_slice(extra);
+    let fs = MemFs::new(&files);
+    let answer = sls(&fs, "one", &opts(test));
+    let r = results(&answer);
+    assert_eq!(r.len(), 1, "{}", answer.value);
+    r.into_iter().next().unwrap().1
+}
+
+#[track_caller]
+fn check(ret: &Map<String, Value>, result: Value, comment: &str, changes: Value) {
+    assert_eq!(
+        (&ret["result"], ret["comment"].as_str().unwrap_or("?"), &ret["changes"]),
+        (&result, comment, &changes)
+    );
+}
+
+fn mode(path: &str) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn managed_options() {
+    let dir = TempDir::new();
+    let f = dir.path("f");
+    let ret = one(
+        &dir,
+        &[],
+        "{d}/f:\n  file.managed:\n    - contents:\n      - a\n      - b\n    - mode: 600\n",
+        false,
+    );
+    check(
+        &ret,
+        json!(true),
+        &format!("File {f} updated"),
+        json!({"diff": "New file", "mode": "0600"}),
+    );
+    assert_eq!((std::fs::read_to_string(&f).unwrap(), mode(&f)), ("a\nb\n".to_string(), 0o600));
+
+    let ret = one(
+        &dir,
+        &[],
+        "{d}/f:\n  file.managed:\n    - contents: |\n        a\n        b\n    - mode: '0640'\n",
+        false,
+    );
+    check(&ret, json!(true), &format!("File {f} updated"), json!({"mode": "0640"}));
+
+    std::fs::write(&f, "local edit\n").unwrap();
+    let ret = one(
+        &dir,
+        &[],
+        "{d}/f:\n  file.managed:\n    - contents: other\n    - replace: False\n",
+        false,
+    );
+    check(
+        &ret,
+        json!(true),
+        &format!("File {f} exists with proper permissions. No changes made."),
+        json!({}),
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "local edit\n");
+
+    let ret = one(&dir, &[], "{d}/f:\n  file.managed:\n    - contents: new text\n", false);
+    check(
+        &ret,
+        json!(true),
+        &format!("File {f} updated"),
+        json!({"diff": "--- \n+++ \n@@ -1 +1 @@\n-local edit\n+new text\n"}),
+    );
+    assert_eq!(mode(&f), 0o640, "an existing file keeps its mode");
+
+    let ret = one(&dir, &[], "{d}/deep/er/f:\n  file.managed:\n    - contents: x\n", false);
+    check(&ret, json!(false), "Parent directory not present", json!({}));
+    let ret = one(
+        &dir,
+        &[],
+        "{d}/deep/er/f:\n  file.managed:\n    - contents: x\n    - makedirs: True\n",
+        false,
+    );
+    assert_eq!(ret["result"], json!(true), "{ret:?}");
+
+    let ret = one(&dir, &[], "{d}/g:\n  file.managed:\n    - source: salt://nope\n", false);
+    check(&ret, json!(false), "Source file salt://nope not found in saltenv 'base'", json!({}));
+
+    let empty = dir.path("empty");
+    let ret = one(&dir, &[], "{d}/empty:\n  file.managed\n", false);
+    check(
+        &ret,
+        json!(true),
+        "Empty file",
+        json!({"new": format!("file {empty} created"), "mode": default_file_mode()}),
+    );
+
+    let local = dir.path("local-source");
+    std::fs::write(&local, "from disk\n").unwrap();
+    let ret =
+        one(&dir, &[], &format!("{{d}}/copy:\n  file.managed:\n    - source: {local}\n"), false);
+    assert_eq!(ret["result"], json!(true), "{ret:?}");
+    assert_eq!(std::fs::read_to_string(dir.path("copy")).unwrap(), "from disk\n");
+
+    let ret = one(
+        &dir,
+        &[("bin", "\0\x01")],
+        "{d}/copy:\n  file.managed:\n    - source: salt://bin\n",
+        false,
+    );
+    assert_eq!(ret["changes"], json!({"diff": "Replace text file with binary file"}));
+}
+
+#[test]
+fn managed_owners_must_be_the_minions_own() {
+    let dir = TempDir::new();
+    let me = me();
+    let ret = one(
+        &dir,
+        &[],
+        &format!(
+            "{{d}}/f:\n  file.managed:\n    - contents: x\n    - user: {}\n    - group: {}\n",
+            me.user, me.group
+        ),
+        false,
+    );
+    assert_eq!(ret["result"], json!(true), "{ret:?}");
+    let ret = one(
+        &dir,
+        &[],
+        "{d}/f:\n  file.managed:\n    - contents: x\n    - user: no-such-user-here\n",
+        false,
+    );
+    check(&ret, json!(false), "User no-such-user-here is not available ", json!({}));
+    let other = if me.uid == 0 { 1 } else { 0 };
+    let ret = one(
+        &dir,
+        &[],
+        &format!("{{d}}/f:\n  file.managed:\n    - contents: x\n    - user: {other}\n"),
+        false,
+    );
+    assert_eq!(ret["result"], json!(false));
+    assert!(ret["comment"].as_str().unwrap().contains("does not change owners"), "{ret:?}");
+}
+
+#[test]
+fn directory_states() {
+    let dir = TempDir::new();
+    let d = dir.path("a/b");
+    let body = "{d}/a/b:\n  file.directory:\n    - mode: 750\n    - makedirs: True\n";
+    let ret = one(&dir, &[], body, true);
+    check(
+        &ret,
+        Value::Null,
+        &format!("The following files will be changed:\n{d}: directory - new\n"),
+        json!({d.clone(): {"directory": "new"}}),
+    );
+    let ret = one(&dir, &[], body, false);
+    check(&ret, json!(true), &format!("Directory {d} updated"), json!({d.clone(): "New Dir"}));
+    assert_eq!(mode(&d), 0o750);
+    let ret = one(&dir, &[], body, false);
+    check(&ret, json!(true), &format!("The directory {d} is in the correct state"), json!({}));
+    let ret = one(&dir, &[], "{d}/a/b:\n  file.directory:\n    - dir_mode: 700\n", false);
+    check(&ret, json!(true), &format!("Directory {d} updated"), json!({"mode": "0700"}));
+    let ret = one(&dir, &[], "{d}/x/y:\n  file.directory\n", false);
+    check(&ret, json!(false), &format!("No directory to create {} in", dir.path("x/y")), json!({}));
+    std::fs::write(dir.path("file"), "").unwrap();
+    let ret = one(&dir, &[], "{d}/file:\n  file.directory\n", false);
+    check(
+        &ret,
+        json!(false),
+        &format!("Specified location {} exists and is a file", dir.path("file")),
+        json!({}),
+    );
+}
+
+#[test]
+fn absent_states() {
+    let dir = TempDir::new();
+    let (f, d) = (dir.path("f"), dir.path("d"));
+    std::fs::write(&f, "").unwrap();
+    std::fs::create_dir(&d).unwrap();
+    let ret = one(&dir, &[], "{d}/f:\n  file.absent\n", true);
+    check(&ret, Value::Null, &format!("File {f} is set for removal"), json!({"removed": f}));
+    let ret = one(&dir, &[], "{d}/f:\n  file.absent\n", false);
+    check(&ret, json!(true), &format!("Removed file {f}"), json!({"removed": f}));
+    let ret = one(&dir, &[], "{d}/f:\n  file.absent\n", false);
+    check(&ret, json!(true), &format!("File {f} is not present"), json!({}));
+    let ret = one(&dir, &[], "{d}/d:\n  file.absent\n", false);
+    check(&ret, json!(true), &format!("Removed directory {d}"), json!({"removed": d}));
+    assert!(!Path::new(&d).exists());
+    let ret = one(&dir, &[], "relative:\n  file.absent\n", false);
+    check(&ret, json!(false), "Specified file relative is not an absolute path", json!({}));
+}
+
+#[test]
+fn symlink_states() {
+    let dir = TempDir::new();
+    let link = dir.path("link");
+    let me = me();
+    let body = "{d}/link:\n  file.symlink:\n    - target: /etc/hostname\n";
+    let ret = one(&dir, &[], body, true);
+    check(
+        &ret,
+        Value::Null,
+        &format!("Symlink {link} to /etc/hostname is set for creation"),
+        json!({"new": link}),
+    );
+    let ret = one(&dir, &[], body, false);
+    check(
+        &ret,
+        json!(true),
+        &format!("Created new symlink {link} -> /etc/hostname"),
+        json!({"new": link}),
+    );
+    let ret = one(&dir, &[], body, false);
+    check(
+        &ret,
+        json!(true),
+        &format!("Symlink {link} is present and owned by {}:{}", me.user, me.group),
+        json!({}),
+    );
+    let ret = one(&dir, &[], "{d}/link:\n  file.symlink:\n    - target: /etc/hosts\n", false);
+    check(
+        &ret,
+        json!(true),
+        &format!("Set target of symlink {link} -> /etc/hosts"),
+        json!({"change": link}),
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("/etc/hosts"));
+    let file = dir.path("file");
+    std::fs::write(&file, "").unwrap();
+    let ret = one(&dir, &[], "{d}/file:\n  file.symlink:\n    - target: /etc/hosts\n", false);
+    check(
+        &ret,
+        json!(false),
+        &format!("File exists where the symlink {file} should be"),
+        json!({}),
+    );
+    let ret = one(
+        &dir,
+        &[],
+        "{d}/file:\n  file.symlink:\n    - target: /etc/hosts\n    - force: True\n",
+        false,
+    );
+    check(
+        &ret,
+        json!(true),
+        &format!("Created new symlink {file} -> /etc/hosts"),
+        json!({"forced": "Symlink was forcibly replaced", "new": file}),
+    );
+}
+
+#[test]
+fn append_states() {
+    let dir = TempDir::new();
+    let f = dir.path("f");
+    std::fs::write(&f, "first\nsecond").unwrap();
+    let body = "{d}/f:\n  file.append:\n    - text:\n      - second\n      - third  line\n";
+    let ret = one(&dir, &[], body, true);
+    check(
+        &ret,
+        Value::Null,
+        &format!("File {f} is set to be updated"),
+        json!({"diff": "--- \n\n+++ \n\n@@ -1,2 +1,3 @@\n\n first\n second\n+third  line"}),
+    );
+    let ret = one(&dir, &[], body, false);
+    check(
+        &ret,
+        json!(true),
+        "Appended 1 lines",
+        json!({"diff": "--- \n\n+++ \n\n@@ -1,2 +1,3 @@\n\n first\n second\n+third  line"}),
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "first\nsecond\nthird  line\n");
+    let ret = one(&dir, &[], "{d}/f:\n  file.append:\n    - text: third line\n", false);
+    check(&ret, json!(true), &format!("File {f} is in correct state"), json!({}));
+    let ret = one(&dir, &[], "{d}/new:\n  file.append:\n    - text: hello\n", false);
+    assert_eq!(ret["comment"], json!("Appended 1 lines"));
+    assert_eq!(std::fs::read_to_string(dir.path("new")).unwrap(), "hello\n");
+}

@@ -1,0 +1,155 @@
+//! Python's view of the JSON values that state arguments arrive as: truthiness, `str()` and
+//! `repr()`, and YAML documents converted to JSON with Salt's notion of a key.
+
+use serde_json::{Map, Number, Value};
+use serde_yaml::Value as Yaml;
+
+/// Python's truthiness (`None`, `False`, `0`, `""`, `[]`, `{}` are false).
+pub(crate) fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Python's `str(value)`: strings as they are, everything else as [`py_repr`].
+pub(crate) fn py_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// Python's `repr(value)` (`None`, `True`, `'text'`, `['a', 1]`, `{'k': 'v'}`).
+pub(crate) fn py_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => repr_str(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(py_repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let items: Vec<String> =
+                map.iter().map(|(k, v)| format!("{}: {}", repr_str(k), py_repr(v))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
+fn repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Salt's `_validate_str_list`: a string is one item, a list is its items as strings, a
+/// number is its text; anything else is `None`.
+pub(crate) fn str_list(value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Number(_) | Value::Bool(_) => Some(vec![py_str(value)]),
+        Value::Array(items) => Some(items.iter().map(py_str).collect()),
+        _ => None,
+    }
+}
+
+/// A YAML document as JSON. Keys become strings (`1` → `"1"`, `true` → `"True"`, as
+/// Python's `str()` would print them); tags are dropped; NaN and infinities become null.
+pub(crate) fn from_yaml(yaml: Yaml) -> Value {
+    match yaml {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(b),
+        Yaml::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64().and_then(Number::from_f64).map_or(Value::Null, Value::Number)
+            }
+        }
+        Yaml::String(s) => Value::String(s),
+        Yaml::Sequence(items) => Value::Array(items.into_iter().map(from_yaml).collect()),
+        Yaml::Mapping(map) => {
+            let mut out = Map::new();
+            for (key, value) in map {
+                out.insert(key_text(&key), from_yaml(value));
+            }
+            Value::Object(out)
+        }
+        Yaml::Tagged(tagged) => from_yaml(tagged.value),
+    }
+}
+
+/// How a YAML key reads as a Python `str()`; `None` for a key that is a string already.
+pub(crate) fn non_string_key(key: &Yaml) -> Option<&'static str> {
+    match key {
+        Yaml::String(_) => None,
+        Yaml::Null => Some("NoneType"),
+        Yaml::Bool(_) => Some("bool"),
+        Yaml::Number(n) if n.is_f64() => Some("float"),
+        Yaml::Number(_) => Some("int"),
+        Yaml::Sequence(_) => Some("list"),
+        Yaml::Mapping(_) => Some("dict"),
+        Yaml::Tagged(t) => non_string_key(&t.value),
+    }
+}
+
+pub(crate) fn key_text(key: &Yaml) -> String {
+    match key {
+        Yaml::String(s) => s.clone(),
+        Yaml::Tagged(t) => key_text(&t.value),
+        other => py_str(&from_yaml(other.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_views() {
+        assert_eq!(
+            py_repr(&json!({"a": [null, true, 1.5, "it's"]})),
+            r#"{'a': [None, True, 1.5, "it's"]}"#
+        );
+        assert_eq!(py_str(&json!("x")), "x");
+        for (value, want) in
+            [(json!(0), false), (json!("0"), true), (json!([]), false), (json!({"a": 1}), true)]
+        {
+            assert_eq!(truthy(&value), want, "{value}");
+        }
+        assert_eq!(str_list(&json!(["a", 1])), Some(vec!["a".to_string(), "1".to_string()]));
+        assert_eq!(str_list(&json!({"a": 1})), None);
+    }
+
+    #[test]
+    fn yaml_keys_become_python_strings() {
+        let yaml: Yaml = serde_yaml::from_str("1: a\ntrue: b\nx: !tag 3\nf: .nan\n").unwrap();
+        assert_eq!(from_yaml(yaml), json!({"1": "a", "True": "b", "x": 3, "f": null}));
+    }
+}

@@ -1,0 +1,150 @@
+//! States and the `salt://` file server through the real binaries: the seed's test.sls,
+//! requisites, test mode, the highstate text, and a file server that stays inside its roots.
+
+use halite_tests::cluster::{Master, Minion, WAIT};
+use halite_tests::serde_json::{self, json, Value};
+use halite_tests::{wait_until, Daemon, TempDir};
+
+/// A master serving `roots` as file_roots base, with one auto-accepted minion.
+fn cluster(roots: &TempDir) -> (Master, Minion) {
+    let master = Master::start(&format!(
+        "auto_accept: True\nfile_roots:\n  base: [{}]\n",
+        roots.path().display()
+    ));
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_authenticated();
+    wait_until(WAIT, "minion1 live", || master.presence() == ["minion1"]);
+    (master, minion)
+}
+
+fn json_out(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn the_seed_test_sls_manages_the_file_and_reports_like_salt() {
+    let roots = TempDir::new();
+    let work = TempDir::new();
+    let target = work.join("example").display().to_string();
+    roots.write("test.sls", format!("{target}:\n  file.managed:\n    - source: salt://example\n"));
+    roots.write("example", "hello from the master\n");
+    let (master, _minion) = cluster(&roots);
+    let key = format!("file_|-{target}_|-{target}_|-managed");
+
+    let first = json_out(&master.halite(&["minion1", "state.sls", "test", "--out", "json"]).stdout);
+    let state = &first["minion1"][&key];
+    assert_eq!(state["result"], true, "{first}");
+    assert_eq!(state["changes"]["diff"], "New file");
+    assert_eq!(state["comment"], format!("File {target} updated"));
+    assert_eq!(state["__sls__"], "test");
+    assert_eq!(state["__run_num__"], 0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "hello from the master\n");
+
+    let second = master.halite(&["minion1", "state.sls", "test"]);
+    assert_eq!(second.status, Some(0), "{second:?}");
+    for line in [
+        &format!("          ID: {target}"),
+        "    Function: file.managed",
+        "      Result: True",
+        &format!("     Comment: File {target} is in the correct state"),
+        "Summary for minion1",
+        "Succeeded: 1",
+        "Failed:    0",
+        "Total states run:     1",
+    ] {
+        assert!(second.stdout.contains(line), "missing {line:?} in:\n{}", second.stdout);
+    }
+
+    roots.write("example", "hello from the master\nand a new line\n");
+    let third = json_out(&master.halite(&["minion1", "state.sls", "test", "--out", "json"]).stdout);
+    let diff = third["minion1"][&key]["changes"]["diff"].as_str().unwrap().to_string();
+    assert!(diff.contains("+and a new line"), "{diff}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "hello from the master\nand a new line\n"
+    );
+}
+
+#[test]
+fn requisites_and_test_mode() {
+    let roots = TempDir::new();
+    let work = TempDir::new();
+    let marker = work.join("after").display().to_string();
+    let watched = work.join("watched").display().to_string();
+    let counter = work.join("count").display().to_string();
+    roots.write(
+        "req.sls",
+        format!(
+            "fails:\n  cmd.run:\n    - name: exit 3\nafter:\n  cmd.run:\n    - name: touch {marker}\n    - require:\n      - cmd: fails\n\
+             {watched}:\n  file.managed:\n    - contents: v1\nreact:\n  cmd.run:\n    - name: echo x >> {counter}\n    - watch:\n      - file: {watched}\n"
+        ),
+    );
+    let (master, _minion) = cluster(&roots);
+    let out = master.halite(&["minion1", "state.sls", "req", "--out", "json"]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    let ret = json_out(&out.stdout);
+    let after = &ret["minion1"]["cmd_|-after_|-touch ".to_string() + &marker + "_|-run"];
+    assert_eq!(after["result"], false);
+    assert!(
+        after["comment"].as_str().unwrap().starts_with("One or more requisite failed"),
+        "{after}"
+    );
+    assert!(!std::path::Path::new(&marker).exists());
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().lines().count(), 1, "watch ran once");
+    let passthrough = master.halite(&["minion1", "state.sls", "req", "--retcode-passthrough"]);
+    assert_eq!(passthrough.status, Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        1,
+        "unchanged watch: no re-run"
+    );
+
+    // test=True: says what would change, changes nothing.
+    std::fs::remove_file(&watched).unwrap();
+    let dry = json_out(
+        &master.halite(&["minion1", "state.sls", "req", "test=True", "--out", "json"]).stdout,
+    );
+    let file = &dry["minion1"][format!("file_|-{watched}_|-{watched}_|-managed")];
+    assert_eq!(file["result"], Value::Null, "{file}");
+    assert!(!std::path::Path::new(&watched).exists());
+}
+
+#[test]
+fn the_file_server_stays_inside_its_roots_and_serves_big_files_without_stalling() {
+    let roots = TempDir::new();
+    let outside = TempDir::new();
+    outside.write("shadow", "secret\n");
+    std::os::unix::fs::symlink(outside.join("shadow"), roots.join("link")).unwrap();
+    let big: Vec<u8> = (0..50 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(roots.join("big.bin"), &big).unwrap();
+    roots.write("sub/a.txt", "a\n");
+    let (master, _minion) = cluster(&roots);
+    let work = TempDir::new();
+    let dest = work.join("got").display().to_string();
+    let shadow =
+        format!("salt://../{}/shadow", outside.path().file_name().unwrap().to_str().unwrap());
+    for bad in [shadow.as_str(), "salt:///etc/shadow", "salt://link", "salt://../../etc/shadow"] {
+        let out = master.halite(&["minion1", "cp.get_file", bad, &dest, "--out", "json"]);
+        assert_eq!(json_out(&out.stdout)["minion1"], "", "{bad}: {out:?}");
+        assert!(!std::path::Path::new(&dest).exists(), "{bad}");
+    }
+    let listed = json_out(&master.halite(&["minion1", "cp.list_master", "--out", "json"]).stdout);
+    assert_eq!(listed["minion1"], json!(["big.bin", "sub/a.txt"]));
+
+    let big_dest = work.join("big.bin").display().to_string();
+    let fetch = Daemon::spawn(
+        master.halite_cmd(&["minion1", "cp.get_file", "salt://big.bin", &big_dest]),
+        "fetch",
+    );
+    master
+        .wait_event_where("the fetch job", |t, d| t.ends_with("/new") && d["fun"] == "cp.get_file");
+    let ping = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(ping.stdout, "minion1:\n    True\n");
+    fetch.wait_for_line(&format!("^    {big_dest}$"), WAIT);
+    assert!(std::fs::read(&big_dest).unwrap() == big, "the 50 MB file arrived intact");
+    let hash = json_out(
+        &master.halite(&["minion1", "cp.hash_file", "salt://big.bin", "--out", "json"]).stdout,
+    );
+    assert_eq!(hash["minion1"]["hash_type"], "sha256");
+    assert_eq!(master.halite(&["minion1", "test.ping"]).status, Some(0), "the master still serves");
+}
