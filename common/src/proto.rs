@@ -84,6 +84,10 @@ pub enum ToMaster {
         /// Ask for [`ToMinion::EventAck`] once the event is on the bus (`halite-minion call`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ack: bool,
+        /// The job that fired it (`event.send` in a job), so the event carries that job's
+        /// causal chain and the reactor's loop protection sees it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jid: Option<String>,
     },
     /// The result of a published job.
     Return(JobReturn),

@@ -435,14 +435,18 @@ impl Master {
                     false => Ok(()),
                 }
             }
-            ToMaster::Event { tag, data, ts, ack } => {
+            ToMaster::Event { tag, data, ts, ack, jid } => {
                 let refusal = minion_tag_refusal(&tag, id)
                     .or_else(|| oversized(&data, self.cfg.max_event_bytes));
                 if let Some(reason) = refusal {
                     log::warn!("refused event from minion {id}: {reason}");
                     return self.send_session(token, &ToMinion::EventRefused { tag, reason });
                 }
+                // Fired by a reaction's job: the event continues that job's causal chain.
+                let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
+                self.bus.cause = job.map(|j| j.cause.clone()).unwrap_or_default();
                 self.bus.fire(tag.clone(), wrap_minion_event(id, &tag, data, ts));
+                self.bus.cause.clear();
                 match ack {
                     true => self.send_session(token, &ToMinion::EventAck { tag }),
                     false => Ok(()),

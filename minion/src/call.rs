@@ -82,7 +82,8 @@ pub fn call(cfg: &MinionConfig, fun: &str, words: &[String]) -> Result<String, S
     };
     let ready = ToMaster::Ready { grains: Default::default(), transient: true };
     link.send(&session.seal(&ready).map_err(|e| e.to_string())?)?;
-    let event = ToMaster::Event { tag: tag.clone(), data, ts: unix_seconds(), ack: true };
+    let event =
+        ToMaster::Event { tag: tag.clone(), data, ts: unix_seconds(), ack: true, jid: None };
     link.send(&session.seal(&event).map_err(|e| e.to_string())?)?;
     loop {
         let msg: ToMinion = session.open(&link.recv()?).map_err(|e| e.to_string())?;

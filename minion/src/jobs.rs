@@ -82,7 +82,13 @@ impl Jobs {
         if publish.fun == "event.send" || publish.fun == "event.fire_master" {
             let (event, outcome) = match event_from_args(&publish.fun, &publish.arg) {
                 Ok((tag, data)) => (
-                    Some(ToMaster::Event { tag, data, ts: unix_seconds(), ack: false }),
+                    Some(ToMaster::Event {
+                        tag,
+                        data,
+                        ts: unix_seconds(),
+                        ack: false,
+                        jid: Some(publish.jid.clone()),
+                    }),
                     Outcome { ret: true.into(), retcode: 0, out: None },
                 ),
                 Err(message) => {

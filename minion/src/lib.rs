@@ -529,7 +529,13 @@ impl Minion {
         let text = format!("Minion {} started at {}", self.cfg.id, Utc::now().asctime());
         let ts = unix_seconds();
         for tag in [format!("salt/minion/{}/start", self.cfg.id), "minion_start".to_string()] {
-            self.send(&ToMaster::Event { tag, data: Value::String(text.clone()), ts, ack: false });
+            self.send(&ToMaster::Event {
+                tag,
+                data: Value::String(text.clone()),
+                ts,
+                ack: false,
+                jid: None,
+            });
         }
     }
 

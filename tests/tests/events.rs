@@ -90,7 +90,13 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
     let mut raw = RawMinion::authenticate(master.addr, "flooder");
     for i in 0..N {
         let data = json!({"i": i, "pad": "x".repeat(100)});
-        raw.send(&ToMaster::Event { tag: format!("myco/flood/{i}"), data, ts: 0, ack: false });
+        raw.send(&ToMaster::Event {
+            tag: format!("myco/flood/{i}"),
+            data,
+            ts: 0,
+            ack: false,
+            jid: None,
+        });
         // On two cores the flood would starve the reader of CPU; a reader that keeps up is
         // what this test is about, so the flood stays within 20,000 events of it.
         if i % 5000 == 0 {
@@ -197,6 +203,7 @@ fn the_event_log_rotates_and_reopens_on_sighup_without_losing_a_line() {
             data: json!({"i": i}),
             ts: 0,
             ack: false,
+            jid: None,
         });
     }
     master.wait_event_where("the last event", |t, _| t == "myco/rot/499");
@@ -226,6 +233,7 @@ fn the_event_log_rotates_and_reopens_on_sighup_without_losing_a_line() {
             data: json!({"i": i}),
             ts: 0,
             ack: false,
+            jid: None,
         });
     }
     master.wait_event_where("the last event after SIGHUP", |t, _| t == "myco/rot/599");

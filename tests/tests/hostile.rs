@@ -149,7 +149,7 @@ fn a_forged_master_tag_from_a_minion_is_refused() {
     let master = Master::start("auto_accept: True");
     let mut raw = RawMinion::authenticate(master.addr, "raw1");
     let data = serde_json::json!({"act": "accept", "id": "someone", "result": true});
-    raw.send(&ToMaster::Event { tag: "salt/auth".into(), data, ts: 0, ack: false });
+    raw.send(&ToMaster::Event { tag: "salt/auth".into(), data, ts: 0, ack: false, jid: None });
     match raw.recv() {
         Some(ToMinion::EventRefused { tag, reason }) => {
             assert_eq!(tag, "salt/auth");
@@ -158,7 +158,7 @@ fn a_forged_master_tag_from_a_minion_is_refused() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     let data = serde_json::json!({"k": "v", "id": "someone-else"});
-    raw.send(&ToMaster::Event { tag: "myco/app/ok".into(), data, ts: 1, ack: false });
+    raw.send(&ToMaster::Event { tag: "myco/app/ok".into(), data, ts: 1, ack: false, jid: None });
     let event = master.wait_event("myco/app/ok", |_| true);
     assert_eq!(event["id"], "raw1", "the master stamps the authenticated id");
     assert_eq!(event["data"]["id"], "someone-else");

@@ -359,3 +359,21 @@ fn salt_paths_resolve_inside_file_roots_only() {
     assert!(refused["sls"].as_str().unwrap().contains("evil.sls"), "{refused}");
     assert!(!master.events().iter().any(|(t, _)| t == "myco/escaped"));
 }
+
+#[test]
+fn events_fired_by_a_reactions_job_carry_its_chain_and_stop_at_the_limit() {
+    let pong =
+        "again:\n  local.event.send:\n    - tgt: minion1\n    - arg:\n      - myco/pingpong\n";
+    let (master, _sls) = master_with(
+        "  - 'myco/pingpong':\n    - SLS/pong.sls",
+        &[("pong.sls", pong)],
+        "auto_accept: True\nreactor_max_depth: 3",
+    );
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_authenticated();
+    assert!(master.run(&["event.send", "myco/pingpong"]).success());
+    let refused = master.wait_event("salt/reactor/refused", |d| d["tag"] == "myco/pingpong");
+    assert_eq!(refused["depth"], 3, "{refused}");
+    let sends = master.events().iter().filter(|(t, _)| t == "myco/pingpong").count();
+    assert_eq!(sends, 4, "the script's event, then one per reaction below the limit");
+}
