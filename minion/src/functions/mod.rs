@@ -6,7 +6,7 @@
 //! ([`Bound`]) and answers with a [`Ret`] or a [`Failure`]; `call` turns either into the
 //! [`Outcome`] Salt's minion would send.
 
-mod args;
+pub(crate) mod args;
 mod cmd;
 mod cp;
 mod grains_fn;

@@ -4,64 +4,14 @@
 use serde_json::{Map, Number, Value};
 use serde_yaml::Value as Yaml;
 
-/// Python's truthiness (`None`, `False`, `0`, `""`, `[]`, `{}` are false).
-pub(crate) fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// Python's `str(value)`: strings as they are, everything else as [`py_repr`].
-pub(crate) fn py_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
+/// Python's truthiness, `str()` and `repr()`: one implementation for the whole minion.
+pub(crate) use crate::functions::args::py_truthy as truthy;
+pub(crate) use halite_common::pyrepr::python_str as py_str;
 
 /// Python's `repr(value)` (`None`, `True`, `'text'`, `['a', 1]`, `{'k': 'v'}`).
 pub(crate) fn py_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => repr_str(s),
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(map) => {
-            let items: Vec<String> =
-                map.iter().map(|(k, v)| format!("{}: {}", repr_str(k), py_repr(v))).collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
-}
-
-fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
+    let mut out = String::new();
+    halite_common::pyrepr::repr(value, false, &mut out);
     out
 }
 
