@@ -13,6 +13,7 @@
 //! `pprint`'s line wrapping of a state that lacks `__run_num__`; textwrap's splitting of
 //! hyphenated words when a warning is wrapped. Python `str()` of a map sorts its keys here.
 
+use crate::output::python_splitlines;
 use crate::output::{render_value, Format};
 use serde_json::{Map, Value};
 
@@ -326,31 +327,6 @@ fn python_space(c: char) -> bool {
 /// Python's `str.strip()`.
 fn python_strip(text: &str) -> &str {
     text.trim_matches(python_space)
-}
-
-/// Python's `str.splitlines()`: no trailing empty line, every Unicode line boundary.
-fn python_splitlines(text: &str) -> Vec<&str> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if matches!(
-            c,
-            '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{1c}'
-                ..='\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}'
-        ) {
-            lines.push(&text[start..i]);
-            start = i + c.len_utf8();
-            if c == '\r' && matches!(chars.peek(), Some((_, '\n'))) {
-                chars.next();
-                start += 1;
-            }
-        }
-    }
-    if start < text.len() {
-        lines.push(&text[start..]);
-    }
-    lines
 }
 
 /// Python's `textwrap.fill(text, width=80)` with both indents 14 spaces, as Salt wraps a

@@ -255,7 +255,7 @@ fn strip_esc(text: &str) -> String {
 }
 
 /// Python's `str.splitlines()`: no trailing empty line, every Unicode line boundary.
-fn python_splitlines(text: &str) -> Vec<&str> {
+pub(crate) fn python_splitlines(text: &str) -> Vec<&str> {
     let mut lines = Vec::new();
     let mut start = 0;
     let mut chars = text.char_indices().peekable();

@@ -2,6 +2,7 @@
 //! compiled to one chunk per client key, arguments converted per client (SALT-COMPAT §2.3),
 //! files merged by ID (later file wins) and sorted by (`order`, client + name + fun).
 
+use super::config::kind;
 use super::{Client, Reaction};
 use serde_json::{Map, Number, Value};
 use serde_yaml::Value as Yaml;
@@ -375,18 +376,6 @@ fn key_text(key: &Yaml) -> Result<String, String> {
         Yaml::Bool(b) => Ok(b.to_string()),
         Yaml::Null => Ok("null".into()),
         other => Err(format!("a map key must be a scalar, got {}", kind(other))),
-    }
-}
-
-fn kind(value: &Yaml) -> &'static str {
-    match value {
-        Yaml::Null => "nothing",
-        Yaml::Bool(_) => "a boolean",
-        Yaml::Number(_) => "a number",
-        Yaml::String(_) => "a string",
-        Yaml::Sequence(_) => "a list",
-        Yaml::Mapping(_) => "a map",
-        Yaml::Tagged(_) => "a tagged value",
     }
 }
 

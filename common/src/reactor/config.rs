@@ -81,7 +81,8 @@ fn rule(item: &Yaml) -> Result<Rule, String> {
     Ok(Rule { pattern, sls })
 }
 
-fn kind(value: &Yaml) -> &'static str {
+/// How an error message names a YAML value's type.
+pub(super) fn kind(value: &Yaml) -> &'static str {
     match value {
         Yaml::Null => "nothing",
         Yaml::Bool(_) => "a boolean",
