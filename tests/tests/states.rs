@@ -148,3 +148,82 @@ fn the_file_server_stays_inside_its_roots_and_serves_big_files_without_stalling(
     assert_eq!(hash["minion1"]["hash_type"], "sha256");
     assert_eq!(master.halite(&["minion1", "test.ping"]).status, Some(0), "the master still serves");
 }
+
+/// `salt-samples/state.sls_fail_highstate.txt` line by line, with only what differs between
+/// runs (clock, durations, pid) masked; the exit code is Salt's 1.
+#[test]
+fn a_failing_run_prints_salts_highstate_text() {
+    let roots = TempDir::new();
+    roots.write(
+        "fail.sls",
+        "always_fails:\n  test.fail_without_changes:\n    - name: this state fails on purpose\n\
+         echo_ok:\n  cmd.run:\n    - name: echo hi\n",
+    );
+    let (master, _minion) = cluster(&roots);
+    let out = master.halite(&["minion1", "state.sls", "fail"]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    let masked = mask(&out.stdout);
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/salt-samples/state.sls_fail_highstate.txt"
+    ));
+    let want = "minion1:
+----------
+          ID: always_fails
+    Function: test.fail_without_changes
+        Name: this state fails on purpose
+      Result: False
+     Comment: Failure!
+     Started: *
+    Duration: *
+     Changes:   
+----------
+          ID: echo_ok
+    Function: cmd.run
+        Name: echo hi
+      Result: True
+     Comment: Command \"echo hi\" run
+     Started: *
+    Duration: *
+     Changes:   
+              ----------
+              pid:
+                  PID
+              retcode:
+                  0
+              stderr:
+              stdout:
+                  hi
+
+Summary for minion1
+------------
+Succeeded: 1 (changed=1)
+Failed:    1
+------------
+Total states run:     2
+Total run time: *";
+    assert_eq!(masked, want, "\n{}", out.stdout);
+    if let Ok(sample) = sample {
+        // Where the Salt samples sit beside the project, the expectation is that very text.
+        assert_eq!(mask(&sample), want);
+    }
+}
+
+/// A highstate text with the clock, durations and the pid replaced by `*` / `PID`.
+fn mask(text: &str) -> String {
+    let mut after_pid = false;
+    let lines = text.lines().map(|line| {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let masked = match trimmed.split_once(": ") {
+            Some((key @ ("Started" | "Duration" | "Total run time"), _)) => {
+                format!("{indent}{key}: *")
+            }
+            _ if after_pid => format!("{indent}PID"),
+            _ => line.to_string(),
+        };
+        after_pid = trimmed == "pid:";
+        masked
+    });
+    lines.collect::<Vec<_>>().join("\n")
+}

@@ -6,9 +6,10 @@ use super::managed;
 use super::perms::{self, normalize_mode, set_mode};
 use super::registry::{Call, StateFn, StateRet};
 use super::value::str_list;
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub(super) const STATES: &[StateFn] = &[
@@ -109,9 +110,10 @@ fn directory(c: &Call) -> StateRet {
     if name.is_empty() {
         return ret.error("Must provide name to file.directory");
     }
-    if let Err(why) = perms::check_owner(c.arg("user"), c.arg("group")) {
-        return ret.error(why);
-    }
+    let owner = match perms::wanted_owner(c.arg("user"), c.arg("group")) {
+        Ok(owner) => owner,
+        Err(why) => return ret.error(why),
+    };
     let mode = match c.arg("dir_mode").or_else(|| c.arg("mode")).map(normalize_mode).transpose() {
         Ok(mode) => mode.flatten(),
         Err(why) => return ret.error(why),
@@ -143,8 +145,15 @@ fn directory(c: &Call) -> StateRet {
     let mut would = Map::new();
     if !exists {
         would.insert(name.clone(), json!({"directory": "new"}));
-    } else if let Some(m) = mode.as_ref().filter(|m| mode_differs(m)) {
-        would.insert(name.clone(), json!({ "mode": m }));
+    } else {
+        let mut change = Map::new();
+        if let Some(m) = mode.as_ref().filter(|m| mode_differs(m)) {
+            change.insert("mode".into(), json!(m));
+        }
+        perms::apply_owner(path, &owner, true, &mut change);
+        if !change.is_empty() {
+            would.insert(name.clone(), Value::Object(change));
+        }
     }
     if c.test() {
         if would.is_empty() && ret.changes.is_empty() {
@@ -187,6 +196,10 @@ fn directory(c: &Call) -> StateRet {
         }
         ret.change("mode", m.clone());
     }
+    let failed = perms::apply_owner(path, &owner, false, &mut ret.changes);
+    if !failed.is_empty() {
+        return ret.error(failed.join("\n"));
+    }
     ret.with(Some(true), format!("Directory {name} updated"))
 }
 
@@ -203,16 +216,26 @@ fn symlink(c: &Call) -> StateRet {
         return ret.error("Must provide name to file.symlink");
     }
     let target = c.text("target").unwrap_or_default();
-    if let Err(why) = perms::check_owner(c.arg("user"), c.arg("group")) {
-        return ret.error(why);
-    }
+    // Salt's defaults: the minion's user, and that user's primary group.
+    let me = perms::me();
+    let user = c.arg("user").cloned().unwrap_or_else(|| json!(me.uid));
+    let group = match (c.arg("group"), perms::wanted_owner(Some(&user), None)) {
+        (Some(group), _) => group.clone(),
+        (None, Ok(owner)) => {
+            json!(owner.user.and_then(|u| perms::primary_group(u.0)).unwrap_or(me.gid))
+        }
+        (None, Err(_)) => json!(me.gid),
+    };
+    let owner = match perms::wanted_owner(Some(&user), Some(&group)) {
+        Ok(owner) => owner,
+        Err(why) => return ret.error(why),
+    };
+    let (user, group) =
+        (owner.user.clone().unwrap_or_default().1, owner.group.clone().unwrap_or_default().1);
     let path = Path::new(&name);
     if !path.is_absolute() {
         return ret.error(format!("Specified file {name} is not an absolute path"));
     }
-    let me = perms::me();
-    let user = c.text("user").unwrap_or_else(|| me.user.clone());
-    let group = c.text("group").unwrap_or_else(|| me.group.clone());
     let link = fs::read_link(path).ok().map(|t| t.to_string_lossy().into_owned());
     let exists = fs::symlink_metadata(path).is_ok();
     let force = c.flag("force", false);
@@ -226,7 +249,24 @@ fn symlink(c: &Call) -> StateRet {
                 ret.change("change", name.clone());
                 ret.with(None, format!("Link {name} target is set to be changed to {target}"))
             }
-            (Some(_), _) => ret.with(Some(true), format!("The symlink {name} is present")),
+            (Some(_), _) => {
+                let mut would = Map::new();
+                perms::apply_owner(path, &owner, true, &mut would);
+                if would.is_empty() {
+                    return ret.with(Some(true), format!("The symlink {name} is present"));
+                }
+                let (uid, gid) =
+                    fs::symlink_metadata(path).map(|m| (m.uid(), m.gid())).unwrap_or_default();
+                let now = format!("{}:{}", perms::user_name(uid), perms::group_name(gid));
+                ret.change("ownership", now.clone());
+                ret.with(
+                    None,
+                    format!(
+                        "The symlink {name} is present, but the ownership of the symlink would be \
+                         changed from {now} to {user}:{group}"
+                    ),
+                )
+            }
             (None, true) if force => ret.with(
                 None,
                 format!(
@@ -256,10 +296,20 @@ fn symlink(c: &Call) -> StateRet {
     let mut key = "new";
     match (&link, exists) {
         (Some(t), _) if normpath(t) == normpath(&target) => {
-            return ret.with(
-                Some(true),
-                format!("Symlink {name} is present and owned by {user}:{group}"),
-            );
+            let mut changed = Map::new();
+            if !perms::apply_owner(path, &owner, false, &mut changed).is_empty() {
+                return ret
+                    .error(format!("Failed to set ownership of symlink {name} to {user}:{group}"));
+            }
+            if changed.is_empty() {
+                return ret.with(
+                    Some(true),
+                    format!("Symlink {name} is present and owned by {user}:{group}"),
+                );
+            }
+            ret.change("ownership", format!("{user}:{group}"));
+            return ret
+                .with(Some(true), format!("Set ownership of symlink {name} to {user}:{group}"));
         }
         (Some(_), _) => {
             if let Err(e) = fs::remove_file(path) {
@@ -288,6 +338,10 @@ fn symlink(c: &Call) -> StateRet {
         return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"));
     }
     ret.change(key, name.clone());
+    if !perms::apply_owner(path, &owner, false, &mut Map::new()).is_empty() {
+        return ret
+            .error(format!("{comment_new}, but was unable to set ownership to {user}:{group}"));
+    }
     ret.with(Some(true), comment_new)
 }
 

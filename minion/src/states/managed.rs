@@ -1,9 +1,9 @@
 //! Salt's `file.managed`: a file's contents from `source` (`salt://…` through the file
 //! server, or a local path; a list means the first that exists) or from `contents` (a string
 //! or a list of lines), optionally rendered as a Jinja `template`; with `mode`, `makedirs`,
-//! `replace: False`, `create: False`. Changes are Salt's: `diff` ("New file", or a unified
-//! diff) and `mode` (always reported for a new file, as Salt 3008 does); in test mode
-//! `newfile`/`diff`/`mode` with result `None`. Files are written beside and renamed into
+//! `replace: False`, `create: False`, `user`/`group`. Changes are Salt's: `diff` ("New
+//! file", or a unified diff), `mode` (always reported for a new file, as Salt 3008 does),
+//! `user`/`group`; in test mode `newfile`/`diff`/`mode`/`user`/`group` with result `None`. Files are written beside and renamed into
 //! place, keeping an existing file's mode.
 
 use super::diff::file_diff;
@@ -58,7 +58,7 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
         ret.comment = format!("File {name} is not present and is not set for creation");
         return Ok(());
     }
-    perms::check_owner(c.arg("user"), c.arg("group"))?;
+    let owner = perms::wanted_owner(c.arg("user"), c.arg("group"))?;
     if !path.is_absolute() {
         return Err(format!("Specified file {name} is not an absolute path"));
     }
@@ -67,7 +67,7 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
     }
     let exists = fs::symlink_metadata(path).is_ok();
     if !replace && exists {
-        keep_existing(c, name, mode, ret)?;
+        keep_existing(c, name, mode, &owner, ret)?;
         return Ok(());
     }
     let desired = desired_contents(c, name, source, contents, jinja)?;
@@ -91,6 +91,7 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                 if let Some(m) = mode.as_ref().filter(|m| mode_of(&real).as_ref() != Some(*m)) {
                     ret.change("mode", m.clone());
                 }
+                perms::apply_owner(&real, &owner, true, &mut ret.changes);
             }
         }
         if ret.changes.is_empty() {
@@ -105,7 +106,7 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
         return Ok(());
     }
 
-    match current {
+    let failed = match current {
         Some(current) => {
             if let Some(desired) = desired.filter(|d| *d != current) {
                 let diff = file_diff(&current, &desired);
@@ -117,10 +118,12 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                 set_mode(&real, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
                 ret.change("mode", m);
             }
+            let failed = perms::apply_owner(&real, &owner, false, &mut ret.changes);
             ret.comment = match ret.changes.is_empty() {
                 true => format!("File {name} is in the correct state"),
                 false => format!("File {name} updated"),
             };
+            failed
         }
         None => {
             let parent = path.parent().unwrap_or(Path::new("/"));
@@ -150,9 +153,13 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
             if ret.comment.is_empty() {
                 ret.comment = format!("File {name} updated");
             }
+            perms::apply_owner(path, &owner, false, &mut ret.changes)
         }
+    };
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(failed.join("\n")),
     }
-    Ok(())
 }
 
 /// `replace: False` on an existing file: only its mode is managed.
@@ -160,6 +167,7 @@ fn keep_existing(
     c: &Call,
     name: &str,
     mode: Option<String>,
+    owner: &perms::Owner,
     ret: &mut StateRet,
 ) -> Result<(), String> {
     let path = Path::new(name);
@@ -168,6 +176,7 @@ fn keep_existing(
         if c.test() {
             ret.result = None;
             ret.change("mode", m.clone());
+            perms::apply_owner(path, owner, true, &mut ret.changes);
             ret.comment = format!(
                 "File {name} will be updated with permissions {m} from its current state of {current}"
             );
@@ -176,12 +185,19 @@ fn keep_existing(
         set_mode(path, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
         ret.change("mode", m);
     }
+    let failed = perms::apply_owner(path, owner, c.test(), &mut ret.changes);
     if c.test() {
+        if !ret.changes.is_empty() {
+            ret.result = None;
+        }
         ret.comment = format!("File {name} not updated");
     } else if ret.changes.is_empty() {
         ret.comment = format!("File {name} exists with proper permissions. No changes made.");
     }
-    Ok(())
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(failed.join("\n")),
+    }
 }
 
 /// What the file should contain: `None` when neither `source` nor `contents` is given.

@@ -1,6 +1,5 @@
-//! File modes and owners as Salt's `check_perms` sees them. Halite manages files only as
-//! the user it runs as: `user`/`group` must name (or number) that user and group, and no
-//! owner is ever changed.
+//! File modes and owners as Salt's `check_perms` sees them: `user`/`group` by name or number
+//! from `/etc/passwd` and `/etc/group`, set with `lchown` (which needs root, as in Salt).
 
 use super::value::py_str;
 use serde_json::Value;
@@ -14,8 +13,6 @@ use std::sync::OnceLock;
 pub(crate) struct Me {
     pub uid: u32,
     pub gid: u32,
-    pub user: String,
-    pub group: String,
 }
 
 /// The minion's user and group (looked up once).
@@ -31,9 +28,7 @@ pub(crate) fn me() -> &'static Me {
                 let _ = fs::remove_file(&probe);
                 ids.map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
             });
-        let user = name_of("/etc/passwd", uid).unwrap_or_else(|| uid.to_string());
-        let group = name_of("/etc/group", gid).unwrap_or_else(|| gid.to_string());
-        Me { uid, gid, user, group }
+        Me { uid, gid }
     })
 }
 
@@ -45,6 +40,26 @@ fn name_of(file: &str, id: u32) -> Option<String> {
         let name = fields.next()?;
         let found = fields.nth(1)?.parse::<u32>().ok()?;
         (found == id).then(|| name.to_string())
+    })
+}
+
+/// A user's name, or its number where `/etc/passwd` has none.
+pub(crate) fn user_name(uid: u32) -> String {
+    name_of("/etc/passwd", uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// A group's name, or its number where `/etc/group` has none.
+pub(crate) fn group_name(gid: u32) -> String {
+    name_of("/etc/group", gid).unwrap_or_else(|| gid.to_string())
+}
+
+/// The primary group of the user with id `uid`.
+pub(crate) fn primary_group(uid: u32) -> Option<u32> {
+    let text = fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2)?.parse::<u32>().ok()? == uid).then_some(())?;
+        fields.get(3)?.parse().ok()
     })
 }
 
@@ -70,39 +85,85 @@ fn resolve(value: &Value, file: &str) -> Option<u32> {
     }
 }
 
-/// Salt's `_check_user` (unknown names), then Halite's rule: only the minion's own user and
-/// group. `Err` is the state's comment.
-pub(crate) fn check_owner(user: Option<&Value>, group: Option<&Value>) -> Result<(), String> {
-    let me = me();
+/// The owner a state asks for: ids to compare and set, with the names Salt reports.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Owner {
+    pub user: Option<(u32, String)>,
+    pub group: Option<(u32, String)>,
+}
+
+/// Salt's `_check_user`: `user`/`group` by name or number, each known to this host. `Err`
+/// is the state's comment.
+pub(crate) fn wanted_owner(user: Option<&Value>, group: Option<&Value>) -> Result<Owner, String> {
     let mut unknown = String::new();
-    let mut foreign = Vec::new();
+    let mut owner = Owner::default();
     if let Some(user) = user {
         match resolve(user, "/etc/passwd") {
             None => unknown.push_str(&format!("User {} is not available ", py_str(user))),
-            Some(uid) if uid != me.uid => foreign.push(format!("user {}", py_str(user))),
-            Some(_) => {}
+            Some(uid) => {
+                let name = name_of("/etc/passwd", uid).unwrap_or_else(|| py_str(user));
+                owner.user = Some((uid, name));
+            }
         }
     }
     if let Some(group) = group {
         match resolve(group, "/etc/group") {
             None => unknown.push_str(&format!("Group {} is not available", py_str(group))),
-            Some(gid) if gid != me.gid => foreign.push(format!("group {}", py_str(group))),
-            Some(_) => {}
+            Some(gid) => {
+                let name = name_of("/etc/group", gid).unwrap_or_else(|| py_str(group));
+                owner.group = Some((gid, name));
+            }
         }
     }
-    if !unknown.is_empty() {
-        return Err(unknown);
+    match unknown.is_empty() {
+        true => Ok(owner),
+        false => Err(unknown),
     }
-    if !foreign.is_empty() {
-        return Err(format!(
-            "Cannot give the file to {}: Halite manages files as the user it runs as ({}:{}) and \
-             does not change owners",
-            foreign.join(" and "),
-            me.user,
-            me.group
-        ));
+}
+
+/// Salt's `check_perms` for the owner of `path` (the link itself, never its target): in test
+/// mode the `user`/`group` changes that would be made, otherwise `chown` and a second look.
+/// The changes go into `changes`; each owner that could not be set is one returned comment
+/// (`Failed to change user to nobody`), as when Salt runs unprivileged.
+pub(crate) fn apply_owner(
+    path: &Path,
+    owner: &Owner,
+    test: bool,
+    changes: &mut serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let current = |p: &Path| fs::symlink_metadata(p).ok().map(|m| (m.uid(), m.gid()));
+    let Some((uid, gid)) = current(path) else { return Vec::new() };
+    let user = owner.user.as_ref().filter(|(want, _)| *want != uid);
+    let group = owner.group.as_ref().filter(|(want, _)| *want != gid);
+    if user.is_none() && group.is_none() {
+        return Vec::new();
     }
-    Ok(())
+    if test {
+        for (key, wanted) in [("user", user), ("group", group)] {
+            if let Some((_, name)) = wanted {
+                changes.insert(key.into(), Value::String(name.clone()));
+            }
+        }
+        return Vec::new();
+    }
+    let chown = std::os::unix::fs::lchown(path, user.map(|u| u.0), group.map(|g| g.0));
+    if let Err(e) = &chown {
+        log::info!("chown {}: {e}", path.display());
+    }
+    let (uid, gid) = current(path).unwrap_or((uid, gid));
+    let mut failed = Vec::new();
+    for (key, wanted, now) in [("user", user, uid), ("group", group, gid)] {
+        match wanted {
+            Some((want, name)) if *want != now => {
+                failed.push(format!("Failed to change {key} to {name}"))
+            }
+            Some((_, name)) => {
+                changes.insert(key.into(), Value::String(name.clone()));
+            }
+            None => {}
+        }
+    }
+    failed
 }
 
 /// Salt's `normalize_mode`: `644`, `"0644"`, `"0o644"` → `"0644"`; `keep` → `None`.
@@ -175,17 +236,16 @@ mod tests {
     }
 
     #[test]
-    fn only_the_minions_own_user_and_group_are_accepted() {
-        let me = me();
-        assert_eq!(check_owner(Some(&json!(me.user)), Some(&json!(me.group))), Ok(()));
-        assert_eq!(check_owner(Some(&json!(me.uid)), Some(&json!(me.gid.to_string()))), Ok(()));
+    fn owners_resolve_by_name_or_number_and_unknown_ones_are_refused() {
+        let root = Some((0, user_name(0)));
+        let wanted = wanted_owner(Some(&json!(0)), Some(&json!("0"))).unwrap();
+        assert_eq!(wanted, Owner { user: root.clone(), group: Some((0, group_name(0))) });
+        let by_name = wanted_owner(Some(&json!(user_name(0))), None).unwrap();
+        assert_eq!(by_name, Owner { user: root, group: None });
         assert_eq!(
-            check_owner(Some(&json!("no-such-user-x")), Some(&json!("no-such-group-x"))),
+            wanted_owner(Some(&json!("no-such-user-x")), Some(&json!("no-such-group-x"))),
             Err("User no-such-user-x is not available Group no-such-group-x is not available"
                 .into())
         );
-        let other = if me.uid == 0 { 1 } else { 0 };
-        let err = check_owner(Some(&json!(other)), None).unwrap_err();
-        assert!(err.starts_with(&format!("Cannot give the file to user {other}:")), "{err}");
     }
 }

@@ -117,20 +117,66 @@ fn managed_options() {
     assert_eq!(ret["changes"], json!({"diff": "Replace text file with binary file"}));
 }
 
+/// A user and a group of this host other than the minion's own: (name, id).
+fn someone_else() -> ((String, u32), (String, u32)) {
+    let me = me();
+    let pick = |file: &str, not: u32| {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines()
+            .find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                let id = f.get(2)?.parse::<u32>().ok()?;
+                (id != not).then(|| (f[0].to_string(), id))
+            })
+            .expect("a second user and group")
+    };
+    (pick("/etc/passwd", me.uid), pick("/etc/group", me.gid))
+}
+
+fn owner(path: &str) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// `user`/`group` are set with chown when the minion may (root), and reported as Salt's
+/// `check_perms` does when it may not.
 #[test]
-fn managed_owners_must_be_the_minions_own() {
+fn managed_directory_and_symlink_owners() {
     let dir = TempDir::new();
     let me = me();
-    let ret = one(
-        &dir,
-        &[],
-        &format!(
-            "{{d}}/f:\n  file.managed:\n    - contents: x\n    - user: {}\n    - group: {}\n",
-            me.user, me.group
-        ),
-        false,
+    let ((user, uid), (group, gid)) = someone_else();
+    let f = dir.path("f");
+    let body = format!(
+        "{{d}}/f:\n  file.managed:\n    - contents: x\n    - user: {uid}\n    - group: {group}\n"
     );
-    assert_eq!(ret["result"], json!(true), "{ret:?}");
+    let ret = one(&dir, &[], &body, true);
+    check(&ret, Value::Null, &format!("The file {f} is set to be changed\nNote: No changes made, actual changes may\nbe different due to other states."), json!({"newfile": f}));
+    let ret = one(&dir, &[], &body, false);
+    let created =
+        json!({"diff": "New file", "mode": default_file_mode(), "user": user, "group": group});
+    if me.uid == 0 {
+        check(&ret, json!(true), &format!("File {f} updated"), created);
+        assert_eq!(owner(&f), (uid, gid));
+        let again = one(&dir, &[], &body, false);
+        check(&again, json!(true), &format!("File {f} is in the correct state"), json!({}));
+        let back = body.replace(&format!("user: {uid}"), "user: 0");
+        let ret = one(&dir, &[], &back, true);
+        assert_eq!((&ret["result"], &ret["changes"]), (&Value::Null, &json!({"user": me_name()})));
+        let ret = one(&dir, &[], &back, false);
+        check(&ret, json!(true), &format!("File {f} updated"), json!({"user": me_name()}));
+        assert_eq!(owner(&f), (0, gid));
+    } else {
+        let mut changes = created;
+        changes.as_object_mut().unwrap().retain(|k, _| k == "diff" || k == "mode");
+        check(
+            &ret,
+            json!(false),
+            &format!("Failed to change user to {user}\nFailed to change group to {group}"),
+            changes,
+        );
+        assert_eq!(owner(&f), (me.uid, me.gid), "nothing half-changed");
+    }
     let ret = one(
         &dir,
         &[],
@@ -138,15 +184,56 @@ fn managed_owners_must_be_the_minions_own() {
         false,
     );
     check(&ret, json!(false), "User no-such-user-here is not available ", json!({}));
-    let other = if me.uid == 0 { 1 } else { 0 };
-    let ret = one(
-        &dir,
-        &[],
-        &format!("{{d}}/f:\n  file.managed:\n    - contents: x\n    - user: {other}\n"),
-        false,
-    );
-    assert_eq!(ret["result"], json!(false));
-    assert!(ret["comment"].as_str().unwrap().contains("does not change owners"), "{ret:?}");
+
+    let d = dir.path("d");
+    let body = format!("{{d}}/d:\n  file.directory:\n    - user: {user}\n");
+    let ret = one(&dir, &[], &body, false);
+    if me.uid == 0 {
+        check(
+            &ret,
+            json!(true),
+            &format!("Directory {d} updated"),
+            json!({d.clone(): "New Dir", "user": user}),
+        );
+        assert_eq!(owner(&d).0, uid);
+        let ret = one(&dir, &[], &body, false);
+        check(&ret, json!(true), &format!("The directory {d} is in the correct state"), json!({}));
+    } else {
+        check(
+            &ret,
+            json!(false),
+            &format!("Failed to change user to {user}"),
+            json!({d.clone(): "New Dir"}),
+        );
+    }
+
+    let link = dir.path("link");
+    let body =
+        format!("{{d}}/link:\n  file.symlink:\n    - target: /etc/hosts\n    - user: {user}\n");
+    let ret = one(&dir, &[], &body, false);
+    let made = format!("Created new symlink {link} -> /etc/hosts");
+    if me.uid == 0 {
+        check(&ret, json!(true), &made, json!({"new": link}));
+        assert_eq!(owner(&link).0, uid, "the link itself, not /etc/hosts");
+        assert_eq!(owner("/etc/hosts").0, 0);
+    } else {
+        check(
+            &ret,
+            json!(false),
+            &format!("{made}, but was unable to set ownership to {user}:{}", ret_group(uid)),
+            json!({"new": link}),
+        );
+    }
+}
+
+fn me_name() -> String {
+    super::super::perms::user_name(me().uid)
+}
+
+/// The primary group's name of `uid`, as `file.symlink` defaults it.
+fn ret_group(uid: u32) -> String {
+    let gid = super::super::perms::primary_group(uid).unwrap();
+    super::super::perms::group_name(gid)
 }
 
 #[test]
@@ -223,7 +310,7 @@ fn symlink_states() {
     check(
         &ret,
         json!(true),
-        &format!("Symlink {link} is present and owned by {}:{}", me.user, me.group),
+        &format!("Symlink {link} is present and owned by {}:{}", me_name(), ret_group(me.uid)),
         json!({}),
     );
     let ret = one(&dir, &[], "{d}/link:\n  file.symlink:\n    - target: /etc/hosts\n", false);
