@@ -8,7 +8,7 @@ use halite_cli::{current_user, Client};
 use halite_common::config::{self, DEFAULT_CONFIG_DIR};
 use halite_common::control::{Request, Response, SOCKET_NAME};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -134,14 +134,15 @@ fn run(args: &Args) -> Result<i32, Failure> {
         jid: jid.clone(),
         format,
         streaming: !args.static_output,
-        expected: minions.clone(),
+        expected: minions.iter().cloned().collect(),
+        returned: HashSet::new(),
         results: Vec::new(),
     };
-    waiter.collect(&minions, &connected, timeout)?;
-    let connected: BTreeSet<&String> = connected.iter().collect();
-    let mut results = waiter.results;
+    waiter.collect(&connected, timeout)?;
+    let connected: HashSet<&String> = connected.iter().collect();
+    let (mut results, returned) = (waiter.results, waiter.returned);
     for id in &minions {
-        if results.iter().any(|(r, _)| r == id) {
+        if returned.contains(id) {
             continue;
         }
         let silent = match connected.contains(id) {
@@ -195,26 +196,26 @@ struct Waiter {
     jid: String,
     format: Option<Format>,
     streaming: bool,
-    expected: Vec<String>,
+    expected: HashSet<String>,
+    /// Who has returned: `results` in a set, so 10,000 returns are not 10,000² comparisons.
+    returned: HashSet<String>,
     results: Vec<(String, MinionResult)>,
 }
 
+/// Most ids in one `saltutil.find_job` publish (a list target has a size limit).
+const FIND_JOB_CHUNK: usize = 2000;
+
 impl Waiter {
     fn returned(&self, id: &str) -> bool {
-        self.results.iter().any(|(r, _)| r == id)
+        self.returned.contains(id)
     }
 
     /// Waits until every expected minion returned, or `timeout` passes without any of the
     /// outstanding ones still running the job (asked with `saltutil.find_job`, as Salt does).
-    fn collect(
-        &mut self,
-        minions: &[String],
-        connected: &[String],
-        timeout: Duration,
-    ) -> Result<(), Failure> {
+    fn collect(&mut self, connected: &[String], timeout: Duration) -> Result<(), Failure> {
         let mut deadline = Instant::now() + timeout;
         loop {
-            if minions.iter().all(|id| self.returned(id)) {
+            if self.returned.len() >= self.expected.len() {
                 return Ok(());
             }
             let now = Instant::now();
@@ -238,7 +239,7 @@ impl Waiter {
             return;
         };
         // Only the minions the job was published to count (a stray return is not theirs).
-        if self.returned(id) || !self.expected.iter().any(|e| e == id) {
+        if self.returned(id) || !self.expected.contains(id) {
             return;
         }
         let result = MinionResult::Returned {
@@ -250,6 +251,7 @@ impl Waiter {
             print!("{}", render(id, &result, &self.jid, self.format));
             let _ = std::io::stdout().flush();
         }
+        self.returned.insert(id.to_string());
         self.results.push((id.to_string(), result));
     }
 
@@ -259,19 +261,22 @@ impl Waiter {
         outstanding: &[String],
         timeout: Duration,
     ) -> Result<bool, Failure> {
-        let request = Request::Publish {
-            tgt: Value::from(outstanding.to_vec()),
-            tgt_type: "list".into(),
-            fun: "saltutil.find_job".into(),
-            arg: vec![Value::from(self.jid.clone())],
-            user: current_user(),
-            watch: true,
-        };
-        self.client.send(&request).map_err(|e| (2, e.to_string()))?;
-        // Returns of the real job may arrive before the answer; they are kept.
-        let find_jid = self.await_published()?;
-        let prefix = format!("salt/job/{find_jid}/ret/");
-        let mut asked: BTreeSet<&String> = outstanding.iter().collect();
+        let mut prefixes = Vec::new();
+        for chunk in outstanding.chunks(FIND_JOB_CHUNK) {
+            let request = Request::Publish {
+                tgt: Value::from(chunk.to_vec()),
+                tgt_type: "list".into(),
+                fun: "saltutil.find_job".into(),
+                arg: vec![Value::from(self.jid.clone())],
+                user: current_user(),
+                watch: true,
+            };
+            self.client.send(&request).map_err(|e| (2, e.to_string()))?;
+            // Returns of the real job may arrive before the answer; they are kept.
+            let find_jid = self.await_published()?;
+            prefixes.push(format!("salt/job/{find_jid}/ret/"));
+        }
+        let mut asked: HashSet<&str> = outstanding.iter().map(String::as_str).collect();
         let deadline = Instant::now() + timeout.min(Duration::from_secs(10));
         let mut running = false;
         while !asked.is_empty() {
@@ -282,11 +287,11 @@ impl Waiter {
             let Some((tag, data)) = self.next_event(deadline - now)? else {
                 continue;
             };
-            if let Some(id) = tag.strip_prefix(&prefix) {
+            if let Some(id) = prefixes.iter().find_map(|p| tag.strip_prefix(p.as_str())) {
                 let busy =
                     data.get("return").and_then(Value::as_object).is_some_and(|m| !m.is_empty());
                 running |= busy;
-                asked.retain(|a| a.as_str() != id);
+                asked.remove(id);
             } else {
                 self.on_event(&tag, data);
             }
