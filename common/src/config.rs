@@ -63,6 +63,8 @@ pub struct MasterConfig {
     pub autoreject_file: Option<PathBuf>,
     /// 0 = unlimited.
     pub max_minions: usize,
+    /// Listen queue of the minion port (Salt's `zmq_backlog`).
+    pub zmq_backlog: u32,
     pub log_level: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
@@ -153,6 +155,7 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         autosign_file: r.opt_path("autosign_file", &root_dir),
         autoreject_file: r.opt_path("autoreject_file", &root_dir),
         max_minions: r.int("max_minions", 0, 0, u32::MAX as u64) as usize,
+        zmq_backlog: r.int("zmq_backlog", 1000, 1, 65535) as u32,
         log_level: r.log_level(),
         max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
             as usize,

@@ -4,14 +4,11 @@
 use crate::server::Master;
 use halite_common::control::KeyStatus;
 use halite_common::event::{object, TagFilter};
-use halite_common::files::write_cache;
-use halite_common::id::validate_id;
 use halite_common::proto::{JobReturn, Publish, ToMinion};
 use halite_common::target::Target;
 use mio::Token;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::HashSet;
 
 /// Salt's text when a target matches nothing.
 pub const NO_MATCH: &str =
@@ -28,7 +25,10 @@ pub struct JobRequest {
 
 /// A job the master published lately.
 pub struct RecentJob {
-    pub minions: Vec<String>,
+    /// Who the job went to.
+    pub minions: HashSet<String>,
+    /// Who has returned (a return sent again after a reconnect is dropped).
+    pub returned: HashSet<String>,
     pub cause: Vec<String>,
 }
 
@@ -38,29 +38,6 @@ pub struct Published {
     pub minions: Vec<String>,
     pub missing: Vec<String>,
     pub connected: Vec<String>,
-}
-
-/// Reads `cachedir/minions/<id>/grains.json` for every minion seen before.
-pub fn load_grains(cachedir: &Path) -> HashMap<String, Map<String, Value>> {
-    let mut grains = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(cachedir.join("minions")) else {
-        return grains;
-    };
-    for entry in entries.flatten() {
-        let Ok(id) = entry.file_name().into_string() else {
-            continue;
-        };
-        if validate_id(&id).is_err() {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(entry.path().join("grains.json")) else {
-            continue;
-        };
-        if let Ok(map) = serde_json::from_slice::<Map<String, Value>>(&bytes) {
-            grains.insert(id, map);
-        }
-    }
-    grains
 }
 
 impl Master {
@@ -180,24 +157,30 @@ impl Master {
         }
         // Only a minion the job was published to may return for it (after a master restart
         // the stored load says who that was).
-        let (targeted, cause) = match self.recent_jobs.get(&ret.jid) {
-            Some(job) => (job.minions.iter().any(|m| m == id), job.cause.clone()),
-            None => {
-                let load = self.jobs.load(&ret.jid).ok().flatten();
-                let minions =
-                    load.as_ref().and_then(|l| l.get("minions")).and_then(Value::as_array);
-                (minions.is_some_and(|m| m.iter().any(|m| m == id)), Vec::new())
-            }
-        };
-        if !targeted {
+        if !self.recent_jobs.contains_key(&ret.jid) {
+            // Older than the jobs kept in memory, or from before a restart: the job cache
+            // says who the job went to and who returned.
+            let load = self.jobs.load(&ret.jid).ok().flatten();
+            let minions = load.as_ref().and_then(|l| l.get("minions")).and_then(Value::as_array);
+            let minions: HashSet<String> = minions
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str().map(String::from))
+                .collect();
+            let returned = self.jobs.returned_ids(&ret.jid).unwrap_or_default();
+            self.keep_job(&ret.jid, RecentJob { minions, returned, cause: Vec::new() });
+        }
+        let job = self.recent_jobs.get_mut(&ret.jid).expect("kept above");
+        if !job.minions.contains(id) {
             log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
             return true;
         }
-        if self.jobs.has_return(&ret.jid, id) {
+        if job.returned.contains(id) {
             // Sent again after a reconnect, before our ack reached the minion.
             log::debug!("duplicate return from {id} for job {}; already stored", ret.jid);
             return true;
         }
+        let cause = job.cause.clone();
         let mut data = object([
             ("cmd", "_return".into()),
             ("id", id.into()),
@@ -215,7 +198,12 @@ impl Master {
         // A reaction's job: its returns carry the reaction's causal chain.
         self.bus.cause = cause;
         let stored = match self.jobs.save_return(&ret.jid, id, &data) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(job) = self.recent_jobs.get_mut(&ret.jid) {
+                    job.returned.insert(id.to_string());
+                }
+                true
+            }
             Err(e) => {
                 log::error!("job cache: cannot store return of {id} for {}: {e}", ret.jid);
                 false
@@ -227,30 +215,47 @@ impl Master {
         stored
     }
 
-    /// Remembers who a new job went to and the causal chain it was published under (the last
-    /// 10,000 jobs; older returns are checked against the job cache on disk).
+    /// Remembers who a new job went to and the causal chain it was published under.
     fn remember_job(&mut self, jid: &str, minions: &[String]) {
-        const KEPT: usize = 10_000;
-        let job = RecentJob { minions: minions.to_vec(), cause: self.bus.cause.clone() };
-        self.recent_jobs.insert(jid.to_string(), job);
-        self.recent_order.push_back(jid.to_string());
-        if self.recent_order.len() > KEPT {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent_jobs.remove(&old);
+        let job = RecentJob {
+            minions: minions.iter().cloned().collect(),
+            returned: HashSet::new(),
+            cause: self.bus.cause.clone(),
+        };
+        self.keep_job(jid, job);
+    }
+
+    /// Keeps a job's bookkeeping in memory: the last 10,000 jobs, and no more than 200,000
+    /// minion entries in all (one job to 10,000 minions is big). A late return for a job no
+    /// longer kept reads it back from the job cache.
+    fn keep_job(&mut self, jid: &str, job: RecentJob) {
+        const KEPT_JOBS: usize = 10_000;
+        const KEPT_IDS: usize = 200_000;
+        self.recent_ids += job.minions.len();
+        match self.recent_jobs.insert(jid.to_string(), job) {
+            Some(old) => self.recent_ids -= old.minions.len(),
+            None => self.recent_order.push_back(jid.to_string()),
+        }
+        while self.recent_order.len() > 1
+            && (self.recent_order.len() > KEPT_JOBS || self.recent_ids > KEPT_IDS)
+        {
+            let Some(old) = self.recent_order.pop_front() else { break };
+            if let Some(job) = self.recent_jobs.remove(&old) {
+                self.recent_ids -= job.minions.len();
             }
         }
     }
 
-    /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions).
+    /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions),
+    /// writing only when they changed.
     pub(crate) fn remember_grains(&mut self, id: &str, grains: Map<String, Value>) {
-        let dir = self.cfg.cachedir.join("minions").join(id);
-        let stored = std::fs::create_dir_all(&dir).and_then(|()| {
-            write_cache(&dir.join("grains.json"), &serde_json::to_vec(&grains)?, 0o600)
-        });
-        if let Err(e) = stored {
-            log::error!("cannot cache grains of {id}: {e}");
+        if self.grains.get(id) == Some(&grains) {
+            return; // a reconnect with the same grains: nothing to write
         }
         self.grains.insert(id.to_string(), grains);
+        if let Err(e) = self.grains_cache.record(id, &self.grains[id], &self.grains) {
+            log::error!("cannot cache grains of {id}: {e}");
+        }
     }
 
     /// Ids with a live session, among the accepted keys.

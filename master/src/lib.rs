@@ -6,6 +6,7 @@ pub mod bus;
 pub mod client;
 pub mod control;
 pub mod fileserver;
+pub mod grainscache;
 pub mod jobcache;
 pub mod jobs;
 pub mod keystore;

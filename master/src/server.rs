@@ -97,6 +97,7 @@ pub struct Master {
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
     pub(crate) grains: HashMap<String, Map<String, Value>>,
+    pub(crate) grains_cache: crate::grainscache::GrainsCache,
     next_token: usize,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
@@ -109,6 +110,8 @@ pub struct Master {
     /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
     pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
     pub(crate) recent_order: std::collections::VecDeque<String>,
+    /// Minion entries in `recent_jobs`, bounded.
+    pub(crate) recent_ids: usize,
     /// When the next maintenance pass (presence, job cache pruning) is due.
     next_maintenance: Instant,
     /// Who was present at the last presence pass.
@@ -125,7 +128,7 @@ impl Master {
             .map_err(io_err("event_log_file"))?;
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
         let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(io_err("job cache"))?;
-        let grains = crate::jobs::load_grains(&cfg.cachedir);
+        let (grains_cache, grains) = crate::grainscache::GrainsCache::open(&cfg.cachedir);
         let reactor = halite_common::reactor::Reactor::new(cfg.reactor.clone())
             .with_file_roots(cfg.file_roots.get("base").cloned().unwrap_or_default());
         for problem in reactor.check() {
@@ -147,6 +150,7 @@ impl Master {
             .map_err(io_err("control socket mode"))?;
         let addr = SocketAddr::new(cfg.interface, cfg.ret_port);
         let mut listener = TcpListener::bind(addr).map_err(io_err(format!("listen on {addr}")))?;
+        set_backlog(&listener, cfg.zmq_backlog).map_err(io_err("zmq_backlog"))?;
         let poll = Poll::new().map_err(io_err("poll"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
         let registry = poll.registry();
@@ -176,6 +180,7 @@ impl Master {
             jobs,
             jids: JidGen::default(),
             grains,
+            grains_cache,
             next_token: FIRST_CONN,
             again: Vec::new(),
             stopping: false,
@@ -185,6 +190,7 @@ impl Master {
             files,
             recent_jobs: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
+            recent_ids: 0,
             next_maintenance: Instant::now(),
             last_present: Vec::new(),
         })
@@ -797,4 +803,18 @@ impl Master {
 pub(crate) fn oversized(data: &impl serde::Serialize, max: usize) -> Option<String> {
     let len = serde_json::to_vec(data).map(|b| b.len()).unwrap_or(usize::MAX);
     (len > max).then(|| format!("event data is {len} bytes, over max_event_bytes {max}"))
+}
+
+/// Raises the listen queue: mio listens with 128, and a burst of minions (all of them
+/// reconnecting after a master restart) overflows that; each dropped SYN costs its minion a
+/// one-second retransmit. `listen` on a listening socket only changes its backlog.
+fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    // SAFETY: the descriptor belongs to `listener`, which outlives the call; `listen` reads
+    // no memory of ours.
+    match unsafe { libc::listen(listener.as_raw_fd(), backlog) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
