@@ -1,0 +1,55 @@
+//! `halite-swarm`: thousands of minions in one process, for benchmarks (see `swarm.rs`).
+
+use argh::FromArgs;
+use halite_bench::swarm::{self, Options, Swarm};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Open COUNT authenticated minion sessions to a Halite master and answer test.ping and
+/// test.echo on each. Reads commands (`events N`, `stats`, `quit`) on stdin.
+#[derive(FromArgs)]
+struct Args {
+    /// the master's minion address, e.g. 127.0.0.1:4506
+    #[argh(option)]
+    master: SocketAddr,
+    /// how many minions
+    #[argh(option, default = "100")]
+    count: usize,
+    /// id prefix (ids are PREFIX00000, PREFIX00001, ...)
+    #[argh(option, default = "String::from(\"swarm\")")]
+    prefix: String,
+    /// where the minions' secret keys are kept between runs
+    #[argh(option, default = "PathBuf::from(\"swarm-keys\")")]
+    keys: PathBuf,
+    /// also accept the keys into this master pki_dir (writes pki_dir/minions/ID)
+    #[argh(option)]
+    accept_into: Option<PathBuf>,
+    /// most handshakes in progress at once
+    #[argh(option, default = "256")]
+    in_flight: usize,
+}
+
+fn main() -> ExitCode {
+    let args: Args = halite_common::args::from_env();
+    halite_common::crypto::init();
+    let members = match swarm::load_keys(&args.keys, &args.prefix, args.count) {
+        Ok(members) => members,
+        Err(e) => return fail(&format!("keys in {}: {e}", args.keys.display())),
+    };
+    if let Some(pki) = &args.accept_into {
+        if let Err(e) = swarm::pre_accept(pki, &members) {
+            return fail(&format!("accepting keys into {}: {e}", pki.display()));
+        }
+    }
+    let opts = Options { master: args.master, in_flight: args.in_flight.max(1) };
+    match Swarm::new(opts, members).and_then(|mut swarm| swarm.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(why: &str) -> ExitCode {
+    eprintln!("halite-swarm: {why}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,280 @@
+//! Processes for the whole-process benchmarks: temp trees, daemons whose log is a file,
+//! the swarm on pipes, memory readings from `/proc`, and medians.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// How long any one step may take before the benchmark gives up.
+pub const STEP: Duration = Duration::from_secs(60);
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Result<TempDir> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("halite-bench-{}-{n}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// Writes `rel` (creating its directory).
+    pub fn write(&self, rel: &str, text: &str) -> Result<PathBuf> {
+        let path = self.0.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A daemon whose stderr goes to a log file; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    name: String,
+}
+
+impl Daemon {
+    pub fn spawn(mut cmd: Command, log: PathBuf, name: &str) -> Result<Daemon> {
+        let file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Daemon { child, log, name: name.to_string() })
+    }
+
+    /// Waits for a log line containing `needle`; returns that line.
+    pub fn wait_line(&mut self, needle: &str) -> Result<String> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let text = fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_string());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("{} exited ({status}) before '{needle}':\n{text}", self.name));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not log '{needle}' within {STEP:?}:\n{text}",
+                    self.name
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.child.id())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of a process, in KiB: now and at its peak.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Memory {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory { rss_kib: field("VmRSS:"), peak_kib: field("VmHWM:") }
+    }
+}
+
+/// The swarm process: commands on stdin, status lines from stdout.
+pub struct SwarmProc {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl SwarmProc {
+    pub fn spawn(mut cmd: Command) -> Result<SwarmProc> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting halite-swarm: {e}"))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(SwarmProc { child, stdin, lines })
+    }
+
+    pub fn command(&mut self, line: &str) -> Result<()> {
+        writeln!(self.stdin, "{line}").map_err(|e| format!("halite-swarm stdin: {e}"))
+    }
+
+    /// The next status line starting with `prefix`; `lost ...` lines are errors.
+    pub fn wait_line(&mut self, prefix: &str) -> Result<String> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(line) if line.starts_with("lost ") => return Err(format!("swarm: {line}")),
+                Ok(_) => {}
+                Err(_) => return Err(format!("halite-swarm did not say '{prefix}' in time")),
+            }
+        }
+    }
+}
+
+impl Drop for SwarmProc {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Follows a growing file (the event log) and finds a needle in what is new.
+pub struct Follow {
+    path: PathBuf,
+    offset: u64,
+    carry: String,
+}
+
+impl Follow {
+    /// Starts at the file's current end.
+    pub fn from_end(path: &Path) -> Follow {
+        let offset = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Follow { path: path.to_path_buf(), offset, carry: String::new() }
+    }
+
+    /// Polls until `n` new lines contain `needle`.
+    pub fn wait_count(&mut self, needle: &str, n: usize) -> Result<()> {
+        let deadline = Instant::now() + STEP;
+        let mut seen = 0;
+        loop {
+            seen += self.count_new(needle);
+            if seen >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{seen} of {n} '{needle}' in {}", self.path.display()));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    /// How many complete new lines contain `needle`.
+    fn count_new(&mut self, needle: &str) -> usize {
+        let Ok(mut file) = fs::File::open(&self.path) else { return 0 };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            self.offset = 0; // rotated
+        }
+        if len == self.offset || file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return 0;
+        }
+        let mut bytes = Vec::new();
+        let Ok(n) = file.take(len - self.offset).read_to_end(&mut bytes) else { return 0 };
+        self.offset += n as u64;
+        let text = std::mem::take(&mut self.carry) + &String::from_utf8_lossy(&bytes);
+        // A partial last line waits for the next look.
+        let (complete, partial) = match text.rfind('\n') {
+            Some(end) => text.split_at(end + 1),
+            None => ("", text.as_str()),
+        };
+        let found = complete.lines().filter(|line| line.contains(needle)).count();
+        self.carry = partial.to_string();
+        found
+    }
+}
+
+/// Runs a command to completion; returns (wall time, stdout) or its failure.
+pub fn timed(cmd: &mut Command) -> Result<(Duration, String)> {
+    let start = Instant::now();
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok((took, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The median of some durations, in milliseconds.
+pub fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    match samples.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => samples[n / 2].as_secs_f64() * 1000.0,
+        n => (samples[n / 2 - 1] + samples[n / 2]).as_secs_f64() * 500.0,
+    }
+}
+
+/// The median of some numbers.
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    match samples.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => samples[n / 2],
+        n => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
+    }
+}

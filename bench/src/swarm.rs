@@ -1,0 +1,432 @@
+//! A swarm of minions in one process: N connections on one `mio` loop, each with its own key
+//! and id, doing the real handshake and answering `test.ping` / `test.echo` with real returns.
+//!
+//! It shares nothing with the master but the wire protocol (`halite_common`'s codec,
+//! handshake and messages). Commands arrive as lines on stdin; status lines go to stdout:
+//!
+//! - `swarm ready: N live in MS ms (R handshakes/s)` once every member is authenticated;
+//! - `events N` → fires N events (`bench/event/K`) round-robin over the live members, then
+//!   `bench/events/done`, and prints `events sent: N in MS ms` once they are all written;
+//! - `stats` → `stats: live=L returns=R lost=X`;
+//! - `quit` or end of input → exits.
+
+use halite_common::conn::Conn;
+use halite_common::crypto::{KeyPair, PublicKey};
+use halite_common::files::write_cache;
+use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
+use halite_common::proto::{JobReturn, Publish, ToMaster, ToMinion};
+use halite_common::time::unix_seconds;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde_json::{json, Value};
+use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
+
+const WAKER: Token = Token(usize::MAX - 1);
+const MAX_FRAME: usize = 16 << 20;
+const MAX_OUT: usize = 256 << 20;
+
+/// What the swarm is told to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub master: SocketAddr,
+    /// Most connections between connect and authenticated at once (the master's listen
+    /// backlog is finite).
+    pub in_flight: usize,
+}
+
+/// The ids (`{prefix}{index:05}`) and key pairs of `count` members: loaded from `dir`, or
+/// generated and stored there for the next run.
+pub fn load_keys(dir: &Path, prefix: &str, count: usize) -> io::Result<Vec<(String, KeyPair)>> {
+    std::fs::create_dir_all(dir)?;
+    (0..count)
+        .map(|i| {
+            let id = format!("{prefix}{i:05}");
+            let path = dir.join(format!("{id}.pem"));
+            let keys = match std::fs::read_to_string(&path) {
+                Ok(pem) => KeyPair::from_secret_pem(&pem)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let keys = KeyPair::generate();
+                    write_cache(&path, keys.secret_pem().as_bytes(), 0o600)?;
+                    keys
+                }
+                Err(e) => return Err(e),
+            };
+            Ok((id, keys))
+        })
+        .collect()
+}
+
+/// Accepts the members' keys the way an operator pre-seeds them: one public key file per id
+/// in the master's `pki_dir/minions/` (what `halite-key -a` leaves there).
+pub fn pre_accept(pki_dir: &Path, members: &[(String, KeyPair)]) -> io::Result<()> {
+    let dir = pki_dir.join("minions");
+    std::fs::create_dir_all(&dir)?;
+    for (id, keys) in members {
+        write_cache(&dir.join(id), keys.public.to_pem().as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+/// Where one member stands.
+enum Phase {
+    NotStarted,
+    Connecting,
+    AwaitGreeting,
+    AwaitVerdict(MinionHandshake),
+    Live(Session),
+    Gone,
+}
+
+struct Member {
+    id: String,
+    keys: KeyPair,
+    conn: Option<Conn<TcpStream>>,
+    phase: Phase,
+    writing: bool,
+}
+
+/// Stdin commands, read on a thread and handed to the loop through a waker.
+enum Command {
+    Events(usize),
+    Stats,
+    Quit,
+}
+
+/// The running swarm.
+pub struct Swarm {
+    opts: Options,
+    poll: Poll,
+    members: Vec<Member>,
+    master_key: Option<PublicKey>,
+    next: usize,
+    connecting: usize,
+    live: usize,
+    lost: usize,
+    returns: u64,
+    started: Instant,
+    ready_said: bool,
+    /// `events` in progress: when it started and how many.
+    sending: Option<(Instant, usize)>,
+    commands: Receiver<Command>,
+}
+
+impl Swarm {
+    pub fn new(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<Swarm> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (tx, commands) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                let mut words = line.split_whitespace();
+                let command = match (words.next(), words.next().map(str::parse::<usize>)) {
+                    (Some("events"), Some(Ok(n))) => Command::Events(n),
+                    (Some("stats"), _) => Command::Stats,
+                    (Some("quit"), _) => Command::Quit,
+                    _ => {
+                        eprintln!("halite-swarm: unknown command {line:?}");
+                        continue;
+                    }
+                };
+                if tx.send(command).is_err() || waker.wake().is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Command::Quit);
+            let _ = waker.wake();
+        });
+        let members = members
+            .into_iter()
+            .map(|(id, keys)| Member {
+                id,
+                keys,
+                conn: None,
+                phase: Phase::NotStarted,
+                writing: false,
+            })
+            .collect();
+        Ok(Swarm {
+            opts,
+            poll,
+            members,
+            master_key: None,
+            next: 0,
+            connecting: 0,
+            live: 0,
+            lost: 0,
+            returns: 0,
+            started: Instant::now(),
+            ready_said: false,
+            sending: None,
+            commands,
+        })
+    }
+
+    /// Runs until `quit` or the end of stdin.
+    pub fn run(&mut self) -> io::Result<()> {
+        self.started = Instant::now();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.start_connections()?;
+            self.poll.poll(&mut events, None)?;
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER {
+                    continue;
+                }
+                self.on_ready(token.0, event.is_writable());
+            }
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Events(n) => self.fire_events(n),
+                    Command::Stats => say(&format!(
+                        "stats: live={} returns={} lost={}",
+                        self.live, self.returns, self.lost
+                    )),
+                    Command::Quit => return Ok(()),
+                }
+            }
+            self.check_progress();
+        }
+    }
+
+    /// Opens connections until `in_flight` handshakes are under way.
+    fn start_connections(&mut self) -> io::Result<()> {
+        while self.connecting < self.opts.in_flight && self.next < self.members.len() {
+            let i = self.next;
+            self.next += 1;
+            let mut stream = TcpStream::connect(self.opts.master)?;
+            self.poll.registry().register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            let member = &mut self.members[i];
+            member.conn = Some(Conn::new(stream, MAX_FRAME, MAX_OUT));
+            member.phase = Phase::Connecting;
+            member.writing = true;
+            self.connecting += 1;
+        }
+        Ok(())
+    }
+
+    fn on_ready(&mut self, i: usize, writable: bool) {
+        if let Err(why) = self.turn(i, writable) {
+            self.drop_member(i, &why);
+        }
+    }
+
+    /// One readiness event for member `i`: finish connecting, read frames, flush.
+    fn turn(&mut self, i: usize, writable: bool) -> Result<(), String> {
+        let member = &mut self.members[i];
+        let Some(conn) = member.conn.as_mut() else { return Ok(()) };
+        if matches!(member.phase, Phase::Connecting) {
+            if !writable {
+                return Ok(());
+            }
+            if let Ok(Some(e)) | Err(e) = conn.stream.take_error() {
+                return Err(format!("connect failed: {e}"));
+            }
+            if let Err(e) = conn.stream.peer_addr() {
+                return match e.kind() {
+                    io::ErrorKind::NotConnected => Ok(()),
+                    _ => Err(format!("connect failed: {e}")),
+                };
+            }
+            member.phase = Phase::AwaitGreeting;
+        }
+        loop {
+            let conn = self.members[i].conn.as_mut().expect("connected");
+            let turn = conn.read();
+            for frame in turn.frames {
+                self.on_frame(i, &frame)?;
+            }
+            if let Some(why) = turn.closed {
+                return Err(why);
+            }
+            if !turn.more {
+                break;
+            }
+        }
+        self.flush(i)
+    }
+
+    fn on_frame(&mut self, i: usize, frame: &[u8]) -> Result<(), String> {
+        let member = &mut self.members[i];
+        match std::mem::replace(&mut member.phase, Phase::Gone) {
+            Phase::AwaitGreeting => {
+                let key = handshake::parse_greeting(frame).map_err(|e| e.to_string())?;
+                match &self.master_key {
+                    Some(known) if known.to_pem() != key.to_pem() => {
+                        return Err("the master presented another key".into());
+                    }
+                    Some(_) => {}
+                    None => self.master_key = Some(key.clone()),
+                }
+                let (hs, hello) = MinionHandshake::start(&member.id, &member.keys, &key);
+                member.phase = Phase::AwaitVerdict(hs);
+                send_raw(member, &hello)
+            }
+            Phase::AwaitVerdict(hs) => match hs.on_reply(&member.keys, frame) {
+                Ok(Verdict::Accepted(session)) => {
+                    member.phase = Phase::Live(session);
+                    let grains = json!({"id": member.id, "os": "Swarm", "kernel": "Linux"});
+                    let Value::Object(grains) = grains else { unreachable!() };
+                    send(member, &ToMaster::Ready { grains, transient: false })?;
+                    self.connecting -= 1;
+                    self.live += 1;
+                    Ok(())
+                }
+                Ok(Verdict::Pending) => {
+                    member.phase = Phase::AwaitVerdict(hs);
+                    Ok(())
+                }
+                Ok(other) => Err(format!("not accepted: {other:?}")),
+                Err(e) => Err(e.to_string()),
+            },
+            Phase::Live(mut session) => {
+                let msg: ToMinion = session.open(frame).map_err(|e| e.to_string())?;
+                member.phase = Phase::Live(session);
+                match msg {
+                    ToMinion::Ping { seq } => send(member, &ToMaster::Pong { seq }),
+                    ToMinion::Publish(job) => {
+                        self.returns += 1;
+                        send(member, &ToMaster::Return(answer(job)))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            other => {
+                member.phase = other;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes what the socket takes and keeps WRITABLE interest in step.
+    fn flush(&mut self, i: usize) -> Result<(), String> {
+        let member = &mut self.members[i];
+        let Some(conn) = member.conn.as_mut() else { return Ok(()) };
+        if matches!(member.phase, Phase::Connecting) {
+            return Ok(());
+        }
+        conn.flush().map_err(|e| format!("write failed: {e}"))?;
+        let want = conn.wants_write();
+        if want != member.writing {
+            let interest = match want {
+                true => Interest::READABLE | Interest::WRITABLE,
+                false => Interest::READABLE,
+            };
+            self.poll
+                .registry()
+                .reregister(&mut conn.stream, Token(i), interest)
+                .map_err(|e| e.to_string())?;
+            member.writing = want;
+        }
+        Ok(())
+    }
+
+    fn drop_member(&mut self, i: usize, why: &str) {
+        let member = &mut self.members[i];
+        match member.phase {
+            Phase::Live(_) => self.live -= 1,
+            Phase::Gone | Phase::NotStarted => {}
+            _ => self.connecting -= 1,
+        }
+        member.phase = Phase::Gone;
+        if let Some(mut conn) = member.conn.take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        self.lost += 1;
+        say(&format!("lost {}: {why}", member.id));
+    }
+
+    /// Fires `n` events round-robin over the live members, then `bench/events/done`.
+    fn fire_events(&mut self, n: usize) {
+        let live: Vec<usize> = (0..self.members.len())
+            .filter(|&i| matches!(self.members[i].phase, Phase::Live(_)))
+            .collect();
+        if live.is_empty() {
+            say("events sent: 0 (no live members)");
+            return;
+        }
+        let ts = unix_seconds();
+        for k in 0..=n {
+            let i = live[k % live.len()];
+            let tag = match k == n {
+                true => "bench/events/done".to_string(),
+                false => format!("bench/event/{k}"),
+            };
+            let event = ToMaster::Event { tag, data: json!({"n": k}), ts, ack: false, jid: None };
+            if let Err(why) = send(&mut self.members[i], &event) {
+                self.drop_member(i, &why);
+            }
+        }
+        self.sending = Some((Instant::now(), n));
+        for i in live {
+            if let Err(why) = self.flush(i) {
+                self.drop_member(i, &why);
+            }
+        }
+    }
+
+    /// Says `ready` once every member is live, and `events sent` once the output is out.
+    fn check_progress(&mut self) {
+        if !self.ready_said && self.live + self.lost == self.members.len() {
+            self.ready_said = true;
+            let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            let rate = self.live as f64 / (ms / 1000.0).max(1e-9);
+            say(&format!("swarm ready: {} live in {ms:.1} ms ({rate:.0} handshakes/s)", self.live));
+        }
+        if let Some((since, n)) = self.sending {
+            if self.members.iter().all(|m| !m.writing || m.conn.is_none()) {
+                self.sending = None;
+                let ms = since.elapsed().as_secs_f64() * 1000.0;
+                say(&format!("events sent: {n} in {ms:.1} ms"));
+            }
+        }
+    }
+}
+
+/// The return a real minion gives for the functions the swarm knows.
+fn answer(job: Publish) -> JobReturn {
+    let (ret, retcode) = match job.fun.as_str() {
+        "test.ping" => (Value::Bool(true), 0),
+        "test.echo" => (job.arg.first().cloned().unwrap_or(Value::String(String::new())), 0),
+        fun => (Value::String(format!("'{fun}' is not available.")), 1),
+    };
+    JobReturn {
+        jid: job.jid,
+        fun: job.fun,
+        fun_args: job.arg,
+        ret,
+        retcode,
+        success: retcode == 0,
+        out: None,
+        user: job.user,
+    }
+}
+
+fn send(member: &mut Member, msg: &ToMaster) -> Result<(), String> {
+    let Phase::Live(session) = &mut member.phase else {
+        return Err("not live".into());
+    };
+    let frame = session.seal(msg).map_err(|e| e.to_string())?;
+    send_raw(member, &frame)
+}
+
+fn send_raw(member: &mut Member, frame: &[u8]) -> Result<(), String> {
+    member.conn.as_mut().ok_or("not connected")?.send(frame)
+}
+
+/// One status line on stdout, flushed at once (the driver waits for these).
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
