@@ -24,6 +24,11 @@ impl Glob {
     pub fn is_match(&self, name: &str) -> bool {
         self.regex.is_match(name)
     }
+
+    /// The anchored regex the glob compiled to (for building a `RegexSet` of many globs).
+    pub fn as_regex(&self) -> &str {
+        self.regex.as_str()
+    }
 }
 
 /// `fnmatch.fnmatchcase(name, pattern)`.

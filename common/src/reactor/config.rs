@@ -121,6 +121,12 @@ impl Matcher {
         self.glob.is_match(tag) || self.regex.as_ref().is_ok_and(|r| r.is_match(tag))
     }
 
+    /// The regexes that together decide [`Matcher::matches`]: the glob's, and the pattern's
+    /// own when it is a valid regex.
+    pub(super) fn regexes(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.glob.as_regex()).chain(self.regex.as_ref().ok().map(Regex::as_str))
+    }
+
     /// A warning when the pattern looks like a regex but is not a valid one.
     pub(super) fn problem(&self) -> Option<String> {
         let looks_like_regex =

@@ -30,6 +30,7 @@ mod tests;
 
 pub use config::{parse_rules, tag_matches};
 
+use regex::RegexSet;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -154,14 +155,26 @@ pub struct Reactions {
 pub struct Reactor {
     rules: Vec<Rule>,
     matchers: Vec<config::Matcher>,
+    /// Every rule's regexes in one set, so an event's tag is scanned once for all rules
+    /// (`owners[i]` is the rule of the set's pattern `i`); `None` if the set would not build.
+    set: Option<(RegexSet, Vec<usize>)>,
     renderer: render::Renderer,
     file_roots: Vec<PathBuf>,
 }
 
 impl Reactor {
     pub fn new(rules: Vec<Rule>) -> Reactor {
-        let matchers = rules.iter().map(|r| config::Matcher::new(&r.pattern)).collect();
-        Reactor { rules, matchers, renderer: render::Renderer::new(), file_roots: Vec::new() }
+        let matchers: Vec<config::Matcher> =
+            rules.iter().map(|r| config::Matcher::new(&r.pattern)).collect();
+        let (mut sources, mut owners) = (Vec::new(), Vec::new());
+        for (i, matcher) in matchers.iter().enumerate() {
+            for regex in matcher.regexes() {
+                sources.push(regex.to_string());
+                owners.push(i);
+            }
+        }
+        let set = RegexSet::new(&sources).ok().map(|set| (set, owners));
+        Reactor { rules, matchers, set, renderer: render::Renderer::new(), file_roots: Vec::new() }
     }
 
     /// Where `salt://` SLS paths are looked up (the master's `file_roots`, base first).
@@ -194,17 +207,29 @@ impl Reactor {
 
     /// Whether any rule matches `tag` (cheap; called for every event).
     pub fn wants(&self, tag: &str) -> bool {
-        self.matchers.iter().any(|m| m.matches(tag))
+        match &self.set {
+            Some((set, _)) => set.is_match(tag),
+            None => self.matchers.iter().any(|m| m.matches(tag)),
+        }
     }
 
     /// The rules whose pattern matches `tag`, in config order (patterns compiled once).
     pub fn matching_rules(&self, tag: &str) -> Vec<&Rule> {
-        self.rules
-            .iter()
-            .zip(&self.matchers)
-            .filter(|(_, m)| m.matches(tag))
-            .map(|(r, _)| r)
-            .collect()
+        match &self.set {
+            Some((set, owners)) => {
+                let mut hits: Vec<usize> =
+                    set.matches(tag).into_iter().map(|i| owners[i]).collect();
+                hits.dedup(); // a rule's two regexes are adjacent in the set
+                hits.into_iter().map(|i| &self.rules[i]).collect()
+            }
+            None => self
+                .rules
+                .iter()
+                .zip(&self.matchers)
+                .filter(|(_, m)| m.matches(tag))
+                .map(|(r, _)| r)
+                .collect(),
+        }
     }
 
     /// For `reactor.test verbose=True`: one line per rule saying whether and how it matched.

@@ -531,3 +531,43 @@ fn check_and_explain() {
     assert!(roots.check().is_empty());
     assert_eq!(roots.react("t", &Map::new()).matched, [format!("{}/a.sls", dir.path().display())]);
 }
+
+#[test]
+fn the_regex_set_matches_exactly_as_each_pattern_alone() {
+    let patterns = [
+        "salt/auth",
+        "salt/minion/Min*/start",
+        "salt/job/*/ret/*",
+        r"salt/job/\d+/new",
+        "web[0-9]",
+        "x)|(.*",
+        "salt/(auth",
+        "*",
+        "a.b",
+        "[!s]*",
+        "salt/minion/*/start",
+    ];
+    let rules: Vec<Rule> =
+        patterns.iter().map(|p| Rule { pattern: p.to_string(), sls: vec![] }).collect();
+    let reactor = Reactor::new(rules);
+    for tag in [
+        "salt/auth",
+        "salt/minion/Minion2/start",
+        "salt/minion/other1/start",
+        "salt/job/20240101000000000000/ret/m1",
+        "salt/job/20240101000000000000/new",
+        "web7",
+        "axb",
+        "a.b",
+        "bench/event/1",
+        "",
+        "x)|(.*",
+    ] {
+        let alone: Vec<&str> =
+            patterns.iter().copied().filter(|p| config::tag_matches(p, tag)).collect();
+        let set: Vec<&str> =
+            reactor.matching_rules(tag).iter().map(|r| r.pattern.as_str()).collect();
+        assert_eq!(set, alone, "{tag}");
+        assert_eq!(reactor.wants(tag), !alone.is_empty(), "{tag}");
+    }
+}
