@@ -83,7 +83,8 @@ impl Client {
     /// The master closing the stream is an error: it never does so without a reason.
     pub fn receive(&mut self, wait: Option<Duration>) -> Result<Option<Response>, ClientError> {
         let deadline = wait.map(|w| Instant::now() + w);
-        let mut buf = [0u8; 64 * 1024];
+        // Allocated on the first read only: most calls find a frame already decoded.
+        let mut buf = Vec::new();
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(payload)) => {
@@ -105,6 +106,7 @@ impl Client {
                 None => None,
             };
             self.stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
+            buf.resize(64 * 1024, 0);
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ClientError::Closed),
                 Ok(n) => self.decoder.push(&buf[..n]),
