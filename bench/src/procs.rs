@@ -188,18 +188,22 @@ impl Drop for SwarmProc {
     }
 }
 
-/// Follows a growing file (the event log) and finds a needle in what is new.
+/// Follows a growing file (the event log) like `tail -F`: through rotations, without losing
+/// the lines written to the old file before it was renamed away.
 pub struct Follow {
     path: PathBuf,
-    offset: u64,
+    file: Option<fs::File>,
     carry: String,
 }
 
 impl Follow {
     /// Starts at the file's current end.
     pub fn from_end(path: &Path) -> Follow {
-        let offset = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        Follow { path: path.to_path_buf(), offset, carry: String::new() }
+        let file = fs::File::open(path).ok().map(|mut f| {
+            let _ = f.seek(SeekFrom::End(0));
+            f
+        });
+        Follow { path: path.to_path_buf(), file, carry: String::new() }
     }
 
     /// Polls until `n` new lines contain `needle`.
@@ -220,17 +224,27 @@ impl Follow {
 
     /// How many complete new lines contain `needle`.
     fn count_new(&mut self, needle: &str) -> usize {
-        let Ok(mut file) = fs::File::open(&self.path) else { return 0 };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < self.offset {
-            self.offset = 0; // rotated
+        use std::os::unix::fs::MetadataExt;
+        let mut found = self.drain(needle);
+        let ours = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+        let now = fs::metadata(&self.path).ok().map(|m| m.ino());
+        if now.is_some() && now != ours {
+            // Rotated (or created): the old file is complete once renamed; read its rest,
+            // then follow the new one from its start.
+            found += self.drain(needle);
+            self.file = fs::File::open(&self.path).ok();
+            found += self.drain(needle);
         }
-        if len == self.offset || file.seek(SeekFrom::Start(self.offset)).is_err() {
+        found
+    }
+
+    /// Reads the open file to its end; counts the complete lines containing `needle`.
+    fn drain(&mut self, needle: &str) -> usize {
+        let Some(file) = self.file.as_mut() else { return 0 };
+        let mut bytes = Vec::new();
+        if file.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
             return 0;
         }
-        let mut bytes = Vec::new();
-        let Ok(n) = file.take(len - self.offset).read_to_end(&mut bytes) else { return 0 };
-        self.offset += n as u64;
         let text = std::mem::take(&mut self.carry) + &String::from_utf8_lossy(&bytes);
         // A partial last line waits for the next look.
         let (complete, partial) = match text.rfind('\n') {

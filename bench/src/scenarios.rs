@@ -344,7 +344,10 @@ impl Bench {
             }
             let keys =
                 swarm::load_keys(self.keys.path(), "events", members).map_err(|e| e.to_string())?;
-            let master = self.master(&format!("events{patterns}"), "", |dir| {
+            // The quick run rotates the log every megabyte, so that CI also sees that no
+            // event is lost across rotations.
+            let rotate = if self.quick { "event_log_max_bytes: 1000000\n" } else { "" };
+            let master = self.master(&format!("events{patterns}"), rotate, |dir| {
                 let sls =
                     dir.write("reactor/never.sls", "never:\n  local.test.ping:\n    - tgt: '*'\n")?;
                 let reactor = reactor.replace("REACTOR/never.sls", &sls.display().to_string());
