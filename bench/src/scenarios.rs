@@ -278,11 +278,14 @@ impl Bench {
             for _ in 0..reps {
                 let (took, out) =
                     timed(&mut self.halite(&master, &["*", "test.ping", "--out", "json"]))?;
-                let got = count_true(&out);
+                let got = count_equal(&out, &Value::Bool(true));
                 missing += n.saturating_sub(got);
                 samples.push(took);
             }
             let after = master.daemon.memory();
+            let echo = ["*", "test.echo", "hello swarm", "--out", "json"];
+            let (_, echoed) = timed(&mut self.halite(&master, &echo))?;
+            missing += n.saturating_sub(count_equal(&echoed, &Value::from("hello swarm")));
             swarm.command("stats")?;
             let stats = swarm.wait_line("stats: ")?;
             if missing > 0 || !stats.contains(" lost=0") {
@@ -469,15 +472,13 @@ impl Bench {
     }
 }
 
-/// How many minions answered `True` in `--out json` output (one object per line or one
-/// object for all).
-fn count_true(out: &str) -> usize {
+/// How many minions answered `want` in `--out json` output (one object per minion, or one
+/// for all).
+fn count_equal(out: &str, want: &Value) -> usize {
     let stream = serde_json::Deserializer::from_str(out).into_iter::<Value>();
     stream
         .filter_map(|v| v.ok())
-        .map(|v| {
-            v.as_object().map_or(0, |m| m.values().filter(|r| **r == Value::Bool(true)).count())
-        })
+        .map(|v| v.as_object().map_or(0, |m| m.values().filter(|r| *r == want).count()))
         .sum()
 }
 
@@ -496,4 +497,19 @@ pub fn thousands(n: usize) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_are_counted_in_both_json_shapes() {
+        let streamed = "{\n  \"a\": true\n}\n{\n  \"b\": false\n}\n{\"c\": true}\n";
+        assert_eq!(count_equal(streamed, &Value::Bool(true)), 2);
+        assert_eq!(count_equal(r#"{"a": "hi", "b": "hi", "c": 1}"#, &Value::from("hi")), 2);
+        assert_eq!(count_equal("not json", &Value::Bool(true)), 0);
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(999), "999");
+    }
 }
