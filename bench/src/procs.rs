@@ -45,6 +45,16 @@ impl TempDir {
         fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
     }
+
+    /// Adds `text` at the end of `rel`.
+    pub fn append(&self, rel: &str, text: &str) -> Result<()> {
+        let path = self.0.join(rel);
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 impl Drop for TempDir {

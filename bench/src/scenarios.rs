@@ -141,6 +141,18 @@ impl Bench {
         Daemon::spawn(cmd, master.dir.join(&format!("minion-{id}.log")), "halite-minion")
     }
 
+    /// `halite-swarm` with `count` members named `{prefix}NNNNN`, once they are all live;
+    /// with its `swarm ready: …` line.
+    fn swarm(&self, master: &MasterRun, prefix: &str, count: usize) -> Result<(SwarmProc, String)> {
+        let mut cmd = Command::new(self.tools.join("halite-swarm"));
+        cmd.args(["--master", &master.addr, "--count", &count.to_string(), "--prefix", prefix])
+            .arg("--keys")
+            .arg(self.keys.path());
+        let mut swarm = SwarmProc::spawn(cmd)?;
+        let ready = swarm.wait_line("swarm ready: ")?;
+        Ok((swarm, ready))
+    }
+
     fn halite(&self, master: &MasterRun, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.bin("halite"));
         cmd.arg("-c").arg(&master.conf).args(args);
@@ -233,21 +245,7 @@ impl Bench {
                     None,
                 );
             }
-            let mut swarm = SwarmProc::spawn({
-                let mut cmd = Command::new(self.tools.join("halite-swarm"));
-                cmd.args([
-                    "--master",
-                    &master.addr,
-                    "--count",
-                    &n.to_string(),
-                    "--prefix",
-                    "swarm",
-                ])
-                .arg("--keys")
-                .arg(self.keys.path());
-                cmd
-            })?;
-            let ready = swarm.wait_line("swarm ready: ")?;
+            let (mut swarm, ready) = self.swarm(&master, "swarm", n)?;
             let rate = ready
                 .split('(')
                 .nth(1)
@@ -354,28 +352,11 @@ impl Bench {
                 let sls =
                     dir.write("reactor/never.sls", "never:\n  local.test.ping:\n    - tgt: '*'\n")?;
                 let reactor = reactor.replace("REACTOR/never.sls", &sls.display().to_string());
-                let conf = dir.join("conf/master");
-                let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
-                text.push_str(&reactor);
-                std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+                dir.append("conf/master", &reactor)?;
                 swarm::pre_accept(&dir.join("root/etc/halite/pki/master"), &keys)
                     .map_err(|e| e.to_string())
             })?;
-            let mut swarm = SwarmProc::spawn({
-                let mut cmd = Command::new(self.tools.join("halite-swarm"));
-                cmd.args([
-                    "--master",
-                    &master.addr,
-                    "--count",
-                    &members.to_string(),
-                    "--prefix",
-                    "events",
-                ])
-                .arg("--keys")
-                .arg(self.keys.path());
-                cmd
-            })?;
-            swarm.wait_line("swarm ready: ")?;
+            let (mut swarm, _) = self.swarm(&master, "events", members)?;
             self.halite_until_ok(&master, &["*", "test.ping"])?;
             let mut rates = Vec::new();
             for _ in 0..reps {
@@ -417,15 +398,12 @@ impl Bench {
                 example = dir.join("out/example");
                 dir.write("srv/salt/test.sls", &format!("{}:\n  file.managed:\n    - source: salt://example\n    - makedirs: True\n", example.display()))?;
                 dir.write("srv/salt/example", "managed by Halite\n")?;
-                let conf = dir.join("conf/master");
-                let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
-                text.push_str(&format!(
+                dir.append("conf/master", &format!(
                     "file_roots:\n  base: [{}]\nreactor:\n  - 'salt/auth':\n    - {}\n  - 'salt/minion/Min*/start':\n    - {}\n",
                     dir.join("srv/salt").display(),
                     accept.display(),
                     start.display()
-                ));
-                std::fs::write(&conf, text).map_err(|e| e.to_string())
+                ))
             })?;
             let start = Instant::now();
             let _minion = self.minion(&master, "Minion2", "")?;
