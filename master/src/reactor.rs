@@ -13,14 +13,16 @@ use crate::server::Master;
 use halite_common::control::{select, source_statuses, KeyAction};
 use halite_common::event::{object, Event};
 use halite_common::reactor::{Client, Reaction, Reactor};
-use serde_json::Value;
-use std::collections::HashMap;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 /// The reactor and its counters (`halite-run reactor.stats`).
 pub struct ReactorState {
     pub reactor: Reactor,
     pub stats: Stats,
+    /// The same counters per SLS file (`matched`: events that matched one of its rules).
+    pub by_sls: BTreeMap<String, Stats>,
     /// Per SLS file: the second a window started and renders in it.
     windows: HashMap<String, (Instant, u32)>,
 }
@@ -49,7 +51,12 @@ impl Stats {
 
 impl ReactorState {
     pub fn new(reactor: Reactor) -> ReactorState {
-        ReactorState { reactor, stats: Stats::default(), windows: HashMap::new() }
+        ReactorState {
+            reactor,
+            stats: Stats::default(),
+            by_sls: BTreeMap::new(),
+            windows: HashMap::new(),
+        }
     }
 
     /// Counts a render of `sls`; false when the file is over its per-second budget.
@@ -64,6 +71,13 @@ impl ReactorState {
         window.1 += 1;
         window.1 <= limit
     }
+
+    /// Bumps one counter of each of `files`.
+    fn count<'a>(&mut self, files: impl IntoIterator<Item = &'a String>, bump: fn(&mut Stats)) {
+        for sls in files {
+            bump(self.by_sls.entry(sls.clone()).or_default());
+        }
+    }
 }
 
 impl Master {
@@ -73,9 +87,18 @@ impl Master {
             return;
         }
         self.reactor.stats.matched += 1;
+        let files: Vec<String> = self
+            .reactor
+            .reactor
+            .matching_rules(&event.tag)
+            .into_iter()
+            .flat_map(|rule| rule.sls.clone())
+            .collect();
+        self.reactor.count(&files, |s| s.matched += 1);
         let max = self.cfg.reactor_max_depth;
         if event.chain.len() >= max {
             self.reactor.stats.refused += 1;
+            self.reactor.count(&files, |s| s.refused += 1);
             log::warn!("reactor: refusing '{}' at causal depth {}", event.tag, event.chain.len());
             let mut chain = event.chain.clone();
             chain.push(event.tag.clone());
@@ -92,17 +115,11 @@ impl Master {
         // Rate limit: an event is refused when any of its files is over its budget this second.
         let now = Instant::now();
         let limit = self.cfg.reactor_rate_limit;
-        let files: Vec<String> = self
-            .reactor
-            .reactor
-            .matching_rules(&event.tag)
-            .into_iter()
-            .flat_map(|rule| rule.sls.clone())
-            .collect();
         let over: Vec<String> =
             files.iter().filter(|sls| !self.reactor.admit(sls, limit, now)).cloned().collect();
         if !over.is_empty() {
             self.reactor.stats.refused += 1;
+            self.reactor.count(&over, |s| s.refused += 1);
             log::warn!("reactor: rate limit reached for {over:?}; '{}' refused", event.tag);
             let data = object([
                 ("tag", event.tag.as_str().into()),
@@ -115,10 +132,12 @@ impl Master {
         }
         let outcome = self.reactor.reactor.react(&event.tag, &event.data);
         self.reactor.stats.rendered += outcome.matched.len() as u64;
+        self.reactor.count(&outcome.matched, |s| s.rendered += 1);
         let mut chain = event.chain.clone();
         chain.push(event.tag.clone());
         for error in &outcome.errors {
             self.reactor.stats.errors += 1;
+            self.reactor.count([&error.sls], |s| s.errors += 1);
             log::error!(
                 "reactor: {} for tag '{}' failed ({}{}): {}",
                 error.sls,
@@ -131,11 +150,13 @@ impl Master {
         }
         for reaction in outcome.reactions {
             self.reactor.stats.reactions += 1;
+            self.reactor.count([&reaction.sls], |s| s.reactions += 1);
             self.bus.cause = chain.clone();
             let result = self.run_reaction(&reaction);
             self.bus.cause.clear();
             if let Err(message) = result {
                 self.reactor.stats.errors += 1;
+                self.reactor.count([&reaction.sls], |s| s.errors += 1);
                 log::error!("reactor: {} ({}) failed: {message}", reaction.id, reaction.sls);
                 let data = object([
                     ("sls", reaction.sls.as_str().into()),
@@ -229,8 +250,15 @@ impl Master {
     }
 
     /// `reactor.stats`.
+    /// The totals, and under `sls` the same counters for each file.
     pub(crate) fn reactor_stats(&self) -> Value {
-        self.reactor.stats.to_json()
+        let mut stats = self.reactor.stats.to_json();
+        let per: Map<String, Value> =
+            self.reactor.by_sls.iter().map(|(sls, s)| (sls.clone(), s.to_json())).collect();
+        if let Value::Object(map) = &mut stats {
+            map.insert("sls".into(), Value::Object(per));
+        }
+        stats
     }
 }
 

@@ -7,7 +7,7 @@ use halite_common::proto::split_args;
 use serde_json::{Map, Value};
 
 /// Every runner Halite has, for error messages.
-pub const RUNNERS: [&str; 8] = [
+pub const RUNNERS: [&str; 9] = [
     "event.send",
     "jobs.list_jobs",
     "jobs.lookup_jid",
@@ -15,6 +15,7 @@ pub const RUNNERS: [&str; 8] = [
     "manage.status",
     "manage.up",
     "reactor.list",
+    "reactor.reload",
     "reactor.stats",
 ];
 
@@ -57,6 +58,10 @@ impl Master {
             }
             "jobs.list_jobs" => self.jobs.list().map(Value::Object).map_err(|e| e.to_string()),
             "reactor.stats" => Ok(self.reactor_stats()),
+            "reactor.reload" => {
+                let (rules, problems) = self.reload_reactor()?;
+                Ok(Value::Object(object([("rules", rules.into()), ("problems", problems.into())])))
+            }
             "reactor.list" => Ok(crate::reactor::rules_json(self.reactor.reactor.rules())),
             "manage.up" => Ok(self.live_ids().into()),
             "manage.down" => {

@@ -204,21 +204,31 @@ impl Master {
 
     /// SIGHUP: re-reads the config and swaps in its `reactor:` rules. Other settings need a
     /// restart; a config that no longer parses keeps the running rules.
-    fn reload_reactor(&mut self) {
-        let Some(dir) = &self.config_dir else { return };
-        match halite_common::config::load_master(dir) {
-            Ok(loaded) => {
-                let roots = loaded.config.file_roots.get("base").cloned().unwrap_or_default();
-                let reactor = halite_common::reactor::Reactor::new(loaded.config.reactor)
-                    .with_file_roots(roots);
-                for problem in reactor.check() {
-                    log::warn!("reactor: {problem}");
-                }
-                log::info!("reactor reloaded: {} rules", reactor.rules().len());
-                self.reactor.reactor = reactor;
-            }
-            Err(e) => log::error!("reactor not reloaded, the config has errors:\n{e}"),
+    /// Reads the config again and takes its `reactor:` rules, `reactor_max_depth` and
+    /// `reactor_rate_limit` (SIGHUP, `halite-run reactor.reload`). Returns the rule count and
+    /// the problems found; a config with errors keeps the old rules and says why.
+    pub(crate) fn reload_reactor(&mut self) -> Result<(usize, Vec<String>), String> {
+        let Some(dir) = &self.config_dir else {
+            return Err("the master was started without a config directory".into());
+        };
+        let loaded = halite_common::config::load_master(dir).map_err(|e| {
+            let why = format!("reactor not reloaded, the config has errors:\n{e}");
+            log::error!("{why}");
+            why
+        })?;
+        let roots = loaded.config.file_roots.get("base").cloned().unwrap_or_default();
+        let reactor =
+            halite_common::reactor::Reactor::new(loaded.config.reactor).with_file_roots(roots);
+        let problems = reactor.check();
+        for problem in &problems {
+            log::warn!("reactor: {problem}");
         }
+        let rules = reactor.rules().len();
+        log::info!("reactor reloaded: {rules} rules");
+        self.reactor.reactor = reactor;
+        self.cfg.reactor_max_depth = loaded.config.reactor_max_depth;
+        self.cfg.reactor_rate_limit = loaded.config.reactor_rate_limit;
+        Ok((rules, problems))
     }
 
     /// The address minions connect to (the real port when `ret_port` is 0).
@@ -290,7 +300,7 @@ impl Master {
             match signal {
                 SIGHUP => {
                     self.bus.reopen_log();
-                    self.reload_reactor();
+                    let _ = self.reload_reactor(); // logged either way
                 }
                 _ => {
                     log::info!("received signal {signal}, shutting down");

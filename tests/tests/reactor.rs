@@ -377,3 +377,39 @@ fn events_fired_by_a_reactions_job_carry_its_chain_and_stop_at_the_limit() {
     let sends = master.events().iter().filter(|(t, _)| t == "myco/pingpong").count();
     assert_eq!(sends, 4, "the script's event, then one per reaction below the limit");
 }
+
+#[test]
+fn the_rate_limit_refuses_counts_per_file_and_reactor_reload_lifts_it() {
+    let files =
+        [("rate.sls", "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/rate/ran\n")];
+    let (master, sls) =
+        master_with("  - 'rate/*':\n    - SLS/rate.sls", &files, "reactor_rate_limit: 2");
+    let path = sls.join("rate.sls").display().to_string();
+    let ran = || master.events().iter().filter(|(t, _)| t == "myco/rate/ran").count();
+    for i in 0..6 {
+        assert!(master.run(&["event.send", &format!("rate/{i}")]).success());
+    }
+    let refused = master.wait_event("salt/reactor/refused", |_| true);
+    assert_eq!((&refused["reactor_rate_limit"], &refused["sls"]), (&json!(2), &json!([path])));
+    wait_until(WAIT, "six events through the reactor", || {
+        let stats = json_out(&master.run(&["reactor.stats", "--out", "json"]).stdout);
+        stats["sls"][&path]["matched"] == 6
+    });
+    let stats = json_out(&master.run(&["reactor.stats", "--out", "json"]).stdout);
+    let per = &stats["sls"][&path];
+    assert!(per["refused"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(per["rendered"].as_u64().unwrap() + per["refused"].as_u64().unwrap(), 6, "{stats}");
+    assert_eq!(stats["refused"], per["refused"], "{stats}");
+    wait_until(WAIT, "every admitted reaction ran", || ran() as u64 == per["reactions"]);
+
+    // The limit lifted in the config and reloaded through halite-run: nothing is refused.
+    master.dir.write("master-conf/master.d/rate.conf", "reactor_rate_limit: 0\n");
+    let reload = master.run(&["reactor.reload", "--out", "json"]);
+    assert!(reload.success(), "{reload:?}");
+    assert_eq!(json_out(&reload.stdout), json!({"rules": 1, "problems": []}));
+    let before = ran();
+    for i in 0..6 {
+        assert!(master.run(&["event.send", &format!("rate/again/{i}")]).success());
+    }
+    wait_until(WAIT, "all six reacted", || ran() == before + 6);
+}
