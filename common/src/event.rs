@@ -79,17 +79,29 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
 /// Longest event tag a minion may use.
 pub const MAX_TAG_BYTES: usize = 1024;
 
+/// What makes `tag` unusable for anyone: empty, too long, or holding control characters (a
+/// newline or tab in a tag would forge lines in `state.event`'s tag-TAB-data output).
+pub fn tag_problem(tag: &str) -> Option<String> {
+    if tag.is_empty() {
+        return Some("empty tag".into());
+    }
+    if tag.len() > MAX_TAG_BYTES {
+        return Some(format!("tag is {} bytes, over {MAX_TAG_BYTES}", tag.len()));
+    }
+    if tag.chars().any(char::is_control) {
+        return Some(format!("tag {tag:?} contains control characters"));
+    }
+    None
+}
+
 /// Why a minion may not fire an event under `tag`, or `None` when it may.
 ///
 /// Stock Salt let minions forge master tags (CVE-2025-22239); Halite keeps `salt/auth`,
 /// `salt/key`, `salt/job/…`, `salt/run/…`, `salt/wheel/…`, `salt/reactor…`, `salt/presence/…`
 /// and other minions' `salt/minion/<id>/…` for the master.
 pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
-    if tag.is_empty() {
-        return Some("empty tag".into());
-    }
-    if tag.len() > MAX_TAG_BYTES {
-        return Some(format!("tag is {} bytes, over {MAX_TAG_BYTES}", tag.len()));
+    if let Some(problem) = tag_problem(tag) {
+        return Some(problem);
     }
     const RESERVED: [&str; 8] = [
         "salt/auth",
@@ -176,6 +188,9 @@ mod tests {
             "salt/minion/m1/disconnected",
             "20261125192040104958",
             "",
+            "myco/x\nsalt/auth\t{}",
+            "myco/\u{7f}",
+            "myco/\u{85}next-line",
         ] {
             assert!(minion_tag_refusal(tag, "m1").is_some(), "{tag}");
         }

@@ -181,6 +181,17 @@ impl Master {
             return true;
         }
         let cause = job.cause.clone();
+        // `event.send` in a job: the minion cannot know the master refused its event.
+        let ret = match self.refused_events.remove(&(ret.jid.clone(), id.to_string())) {
+            Some(reason) => JobReturn {
+                ret: format!("The master refused the event: {reason}").into(),
+                retcode: 1,
+                success: false,
+                out: Some("nested".into()),
+                ..ret
+            },
+            None => ret,
+        };
         let mut data = object([
             ("cmd", "_return".into()),
             ("id", id.into()),

@@ -84,8 +84,8 @@ impl Master {
                     .map(str::to_string)
                     .ok_or("event.send needs a tag")?;
                 let tag = tag.as_str();
-                if tag.is_empty() {
-                    return Err("event.send needs a non-empty tag".into());
+                if let Some(problem) = halite_common::event::tag_problem(tag) {
+                    return Err(format!("event.send: {problem}"));
                 }
                 let mut data = match args.get(1) {
                     Some(Value::Object(map)) => map.clone(),

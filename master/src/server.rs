@@ -112,6 +112,9 @@ pub struct Master {
     pub(crate) recent_order: std::collections::VecDeque<String>,
     /// Minion entries in `recent_jobs`, bounded.
     pub(crate) recent_ids: usize,
+    /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
+    /// job's return, which follows on the same session, reports the refusal.
+    pub(crate) refused_events: HashMap<(String, String), String>,
     /// When the next maintenance pass (presence, job cache pruning) is due.
     next_maintenance: Instant,
     /// Who was present at the last presence pass.
@@ -191,6 +194,7 @@ impl Master {
             recent_jobs: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
             recent_ids: 0,
+            refused_events: HashMap::new(),
             next_maintenance: Instant::now(),
             last_present: Vec::new(),
         })
@@ -456,6 +460,12 @@ impl Master {
                     .or_else(|| oversized(&data, self.cfg.max_event_bytes));
                 if let Some(reason) = refusal {
                     log::warn!("refused event from minion {id}: {reason}");
+                    if let Some(jid) = jid {
+                        if self.refused_events.len() >= 10_000 {
+                            self.refused_events.clear(); // returns that never came
+                        }
+                        self.refused_events.insert((jid, id.to_string()), reason.clone());
+                    }
                     return self.send_session(token, &ToMinion::EventRefused { tag, reason });
                 }
                 // Fired by a reaction's job: the event continues that job's causal chain.

@@ -150,9 +150,23 @@ fn minion_events_carry_the_authenticated_id_and_reserved_tags_are_refused() {
         assert_eq!(out.status, Some(1), "{tag}: {out:?}");
         assert!(out.stderr.contains("refused"), "{tag}: {}", out.stderr);
     }
+    // Through a job too: the job fails with the master's reason, as `halite` shows it.
     let out = master.halite(&["minion1", "event.send", "salt/key", "{act: delete, id: minion1}"]);
-    assert!(out.success());
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("The master refused the event: tag 'salt/key' is reserved"),
+        "{out:?}"
+    );
     master.daemon.wait_for_line("refused event from minion minion1: tag 'salt/key'", WAIT);
+    // A newline or tab in a tag would forge lines in state.event's output: refused everywhere.
+    let forged = "myco/x\nsalt/auth\t{\"act\": \"accept\", \"id\": \"evil\"}";
+    let out = master.halite(&["minion1", "event.send", forged]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(out.stdout.contains("contains control characters"), "{out:?}");
+    let out = minion.call(&["event.send", forged]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    let out = master.run(&["event.send", forged]);
+    assert!(!out.success() && out.stderr.contains("control characters"), "{out:?}");
     let big = format!("data={{\"pad\": \"{}\"}}", "x".repeat(2000));
     let out = minion.call(&["event.send", "myco/big", &big]);
     assert_eq!(out.status, Some(1));
@@ -163,6 +177,7 @@ fn minion_events_carry_the_authenticated_id_and_reserved_tags_are_refused() {
         .any(|(t, d)| (t == "salt/auth" || t == "salt/key") && d["id"] != "minion1"));
     assert!(!events.iter().any(|(t, _)| t == "salt/key"), "no key event was forged");
     assert!(!events.iter().any(|(t, _)| t == "myco/big"));
+    assert!(!events.iter().any(|(t, _)| t.contains('\n')), "no tag with a newline");
 
     // From a script on the master: the data as given, no wrapping.
     let out = master.run(&["event.send", "myco/script", "{a: 1}"]);
