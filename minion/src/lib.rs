@@ -524,11 +524,12 @@ impl Minion {
         self.flush();
     }
 
-    /// Salt's start events: `salt/minion/<id>/start` and the legacy `minion_start`.
+    /// Salt's start events, in Salt's order: the legacy `minion_start`, then
+    /// `salt/minion/<id>/start`.
     fn fire_start_events(&mut self) {
         let text = format!("Minion {} started at {}", self.cfg.id, Utc::now().asctime());
         let ts = unix_seconds();
-        for tag in [format!("salt/minion/{}/start", self.cfg.id), "minion_start".to_string()] {
+        for tag in ["minion_start".to_string(), format!("salt/minion/{}/start", self.cfg.id)] {
             self.send(&ToMaster::Event {
                 tag,
                 data: Value::String(text.clone()),

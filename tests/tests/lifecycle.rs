@@ -14,7 +14,7 @@ fn the_minion_reconnects_after_master_restarts_and_keeps_its_key() {
     minion.wait_pending();
     assert!(master.key(&["-A", "-y"]).success());
     minion.wait_authenticated();
-    master.wait_event("minion_start", |_| true);
+    master.wait_event("salt/minion/minion1/start", |_| true); // the last start event
     let port = master.addr.port();
     let socket = master.dir.join("master/var/run/halite/master/master.sock");
 
