@@ -36,6 +36,22 @@ impl JidGen {
     }
 }
 
+/// Ends a line a crash left half-written, so the next return starts a line of its own (the
+/// torn one is then skipped when read, and the new one is not lost with it).
+fn end_torn_line(file: &mut File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 /// Salt's `jid_to_time`: `2024, May 01 10:00:00.123456`.
 pub fn jid_to_time(jid: &str) -> String {
     const MONTHS: [&str; 12] =
@@ -107,8 +123,13 @@ impl JobCache {
         if self.appending.as_ref().is_none_or(|(open, _)| open != jid) {
             self.appending = None;
             fs::create_dir_all(&dir)?;
-            let file =
-                OpenOptions::new().create(true).append(true).mode(0o600).open(dir.join(RETURNS))?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .mode(0o600)
+                .open(dir.join(RETURNS))?;
+            end_torn_line(&mut file)?;
             self.appending = Some((jid.to_string(), file));
         }
         let (_, file) = self.appending.as_mut().expect("opened above");
@@ -257,6 +278,11 @@ mod tests {
             .write_all(b"{\"id\":\"m2\",\"da")
             .unwrap();
         assert_eq!(cache.lookup(jid).unwrap().len(), 2);
+        // The next return after such a crash (a restarted master) is not glued onto it.
+        let mut restarted = JobCache::open(&dir, Duration::from_secs(3600)).unwrap();
+        restarted.save_return(jid, "m3", &object([("return", 3.into())])).unwrap();
+        assert_eq!(restarted.lookup(jid).unwrap()["m3"], 3);
+        assert_eq!(restarted.lookup(jid).unwrap().len(), 3);
         assert_eq!(cache.list().unwrap()[jid]["Function"], "test.ping");
         assert!(cache.save_return("../../etc", "m1", &Map::new()).is_err());
         assert!(cache.save_return(jid, "../m1", &Map::new()).is_err());

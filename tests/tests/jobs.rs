@@ -234,3 +234,23 @@ fn unknown_runners_and_bad_jids_are_clear_errors() {
     assert_eq!(out.status, Some(64));
     let _ = Duration::ZERO;
 }
+
+/// `halite … | head -1` in a `pipefail` script: a closed stdout ends the CLI by SIGPIPE, as
+/// it does `cat`, never with a panic and exit 101.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let (master, _minions) = cluster(&[("minion1", "")]);
+    let mut child = master
+        .halite_cmd(&["minion1", "test.ping"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line is printed
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

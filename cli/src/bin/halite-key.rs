@@ -90,6 +90,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    halite_cli::restore_sigpipe();
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-key {}", env!("CARGO_PKG_VERSION"));

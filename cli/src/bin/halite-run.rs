@@ -30,6 +30,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    halite_cli::restore_sigpipe();
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-run {}", env!("CARGO_PKG_VERSION"));
