@@ -35,6 +35,31 @@ const WAKER: Token = Token(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKLOG: usize = 64 * 1024 * 1024;
 
+/// Room left in a frame for the session's sealing and the message's own fields.
+const FRAME_HEADROOM: usize = 4096;
+
+/// A return too big for one frame would be refused by the master and, sent again after every
+/// reconnect, cut the minion off for good; it becomes a failed return that says so.
+fn fit_return(msg: ToMaster, max_frame_bytes: usize) -> ToMaster {
+    let ToMaster::Return(ret) = msg else { return msg };
+    let size = serde_json::to_vec(&ret.ret).map_or(0, |v| v.len());
+    if size + FRAME_HEADROOM <= max_frame_bytes {
+        return ToMaster::Return(ret);
+    }
+    log::error!("job {}: the return of {} is {size} bytes, too big to send", ret.jid, ret.fun);
+    ToMaster::Return(halite_common::proto::JobReturn {
+        ret: Value::String(format!(
+            "The return of {} is {size} bytes, over what one message may carry \
+             (max_frame_bytes: {max_frame_bytes}); it was not sent",
+            ret.fun
+        )),
+        retcode: 1,
+        success: false,
+        out: Some("nested".into()),
+        ..ret
+    })
+}
+
 /// Salt's exit status for a minion whose key the master rejected.
 pub const EXIT_REJECTED: u8 = 77;
 
@@ -495,7 +520,7 @@ impl Minion {
 
     /// Queues a message that must not be lost (a job return) and sends what it can.
     fn queue(&mut self, msg: ToMaster) {
-        self.outbox.push_back(msg);
+        self.outbox.push_back(fit_return(msg, self.cfg.max_frame_bytes));
         self.flush_outbox();
     }
 
@@ -572,5 +597,41 @@ impl Minion {
             let _ = self.poll.registry().reregister(&mut link.conn.stream, MASTER, interest);
             link.writing = wants;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halite_common::proto::JobReturn;
+
+    fn ret(value: Value) -> ToMaster {
+        ToMaster::Return(JobReturn {
+            jid: "20260101000000000000".into(),
+            fun: "cmd.run".into(),
+            fun_args: vec![],
+            ret: value,
+            retcode: 0,
+            success: true,
+            out: None,
+            user: "root".into(),
+        })
+    }
+
+    #[test]
+    fn a_return_too_big_for_a_frame_becomes_a_failed_return() {
+        let small = ret(Value::String("x".repeat(1000)));
+        assert_eq!(fit_return(small.clone(), 8192), small);
+        let ToMaster::Return(big) = fit_return(ret(Value::String("x".repeat(10_000))), 8192) else {
+            panic!("still a return");
+        };
+        assert_eq!(
+            (big.retcode, big.success, big.jid.as_str()),
+            (1, false, "20260101000000000000")
+        );
+        let text = big.ret.as_str().unwrap();
+        assert!(text.starts_with("The return of cmd.run is 10002 bytes"), "{text}");
+        let event = ToMaster::Pong { seq: 1 };
+        assert_eq!(fit_return(event.clone(), 10), event);
     }
 }

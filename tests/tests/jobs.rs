@@ -254,3 +254,19 @@ fn a_closed_stdout_ends_the_cli_quietly() {
     assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A return too big for one frame fails the job instead of cutting the minion off (the master
+/// would refuse the frame, and the minion would send it again after every reconnect).
+#[test]
+fn a_return_over_max_frame_bytes_fails_the_job_and_the_minion_stays() {
+    let master = Master::start("auto_accept: True\nmax_frame_bytes: 65536");
+    let minion = Minion::start(&master, "minion1", "a", "max_frame_bytes: 65536");
+    minion.wait_authenticated();
+    wait_until(WAIT, "minion1 live", || master.presence() == ["minion1"]);
+    let out = master.halite(&["minion1", "cmd.run", "head -c 100000 /dev/zero | tr '\\0' a"]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(out.stdout.contains("over what one message may carry"), "{out:?}");
+    let ping = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
+    assert!(!minion.daemon.lines().iter().any(|l| l.contains("lost master")), "never cut off");
+}
