@@ -141,8 +141,9 @@ impl Master {
                 Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
                 _ => Vec::new(),
             };
+            let matched: HashSet<&String> = minions.iter().collect();
             missing =
-                listed.into_iter().filter(|id| !id.is_empty() && !minions.contains(id)).collect();
+                listed.into_iter().filter(|id| !id.is_empty() && !matched.contains(id)).collect();
         }
         (minions, missing)
     }

@@ -124,6 +124,15 @@ fn every_target_type_selects_the_right_minions() {
     assert_eq!(targeted(&["*"]), ["db1", "web1", "web2"]);
     assert_eq!(targeted(&["web*"]), ["web1", "web2"]);
     assert_eq!(targeted(&["-L", "web1,db1"]), ["db1", "web1"]);
+    // A listed id with no key is a minion that did not return (Salt's `missing`): exit 1.
+    let ghost = master.halite(&["-L", "web1,ghost", "test.ping"]);
+    assert_eq!(ghost.status, Some(1), "{ghost:?}");
+    assert!(
+        ghost
+            .stdout
+            .starts_with("web1:\n    True\nghost:\n    Minion did not return. [No response]"),
+        "{ghost:?}"
+    );
     assert_eq!(targeted(&["-E", "w.b[12]"]), ["web1", "web2"]);
     assert_eq!(targeted(&["-G", "roles:web"]), ["web1", "web2"]);
     assert_eq!(targeted(&["-G", "env:pr*"]), ["db1", "web1"]);

@@ -116,9 +116,11 @@ fn run(args: &Args) -> Result<i32, Failure> {
         user: current_user(),
         watch: !args.async_job,
     };
-    let (jid, minions, connected) =
+    let (jid, minions, connected, missing) =
         match client.request(&request).map_err(|e| (2, e.to_string()))? {
-            Response::Published { jid, minions, connected, .. } => (jid, minions, connected),
+            Response::Published { jid, minions, connected, missing } => {
+                (jid, minions, connected, missing)
+            }
             Response::Error { message } if message.starts_with("No minions matched") => {
                 println!("{message}");
                 return Ok(2);
@@ -142,11 +144,14 @@ fn run(args: &Args) -> Result<i32, Failure> {
     waiter.collect(&connected, timeout)?;
     let connected: HashSet<&String> = connected.iter().collect();
     let (mut results, returned) = (waiter.results, waiter.returned);
-    for id in &minions {
+    // A listed id with no accepted key is a minion that did not return, as Salt reports it.
+    for (id, listed_only) in
+        minions.iter().map(|id| (id, false)).chain(missing.iter().map(|id| (id, true)))
+    {
         if returned.contains(id) {
             continue;
         }
-        let silent = match connected.contains(id) {
+        let silent = match listed_only || connected.contains(id) {
             true => MinionResult::NoResponse,
             false => MinionResult::NotConnected,
         };
