@@ -17,7 +17,8 @@ pub fn from_env<T: FromArgs>() -> T {
         .and_then(|n| n.to_str())
         .unwrap_or("halite")
         .to_string();
-    let rest: Vec<&str> = all.iter().skip(1).map(String::as_str).collect();
+    let rest = split_long_options(&all[1.min(all.len())..]);
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match T::from_args(&[&name], &rest) {
         Ok(args) => args,
         Err(early) => match early.status {
@@ -32,6 +33,26 @@ pub fn from_env<T: FromArgs>() -> T {
             }
         },
     }
+}
+
+/// `--out=json` as `--out json`: Salt's CLIs (optparse) take both spellings and argh only the
+/// second. Nothing after a `--` is touched.
+fn split_long_options(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut options = true;
+    for arg in args {
+        match arg.split_once('=') {
+            Some((name, value)) if options && name.starts_with("--") && name.len() > 2 => {
+                out.push(name.to_string());
+                out.push(value.to_string());
+            }
+            _ => {
+                options &= arg != "--";
+                out.push(arg.clone());
+            }
+        }
+    }
+    out
 }
 
 /// `key=value` as Salt's `KWARG_REGEX` (`^([^\d\W][\w.-]*)=(?!=)(.*)$`) splits it, else None.
@@ -58,6 +79,20 @@ pub fn parse_kwarg(arg: &str) -> Option<(&str, &str)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_options_may_carry_their_value_after_an_equals_sign() {
+        let args: Vec<String> =
+            ["--out=json", "-t", "5", "*", "cmd.run", "echo a=b", "--", "--timeout=3", "x=--y"]
+                .map(String::from)
+                .to_vec();
+        assert_eq!(
+            super::split_long_options(&args),
+            ["--out", "json", "-t", "5", "*", "cmd.run", "echo a=b", "--", "--timeout=3", "x=--y"]
+        );
+        let empty: Vec<String> = vec!["--out=".into()];
+        assert_eq!(super::split_long_options(&empty), ["--out", ""]);
+    }
+
     use super::*;
 
     #[test]

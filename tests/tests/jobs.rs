@@ -34,6 +34,9 @@ fn test_ping_prints_salts_output_and_fires_salts_events() {
     assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n");
     let out = master.halite(&["*", "test.ping", "--static", "--out", "json"]);
     assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n");
+    // Salt scripts often write `--out=json`.
+    let out = master.halite(&["*", "test.ping", "--static", "--out=json", "--timeout=5"]);
+    assert_eq!(out.stdout, "{\n    \"minion1\": true\n}\n", "{out:?}");
 
     let events = master.events();
     let new = events.iter().position(|(t, _)| t.ends_with("/new")).expect("job new event");
