@@ -88,7 +88,11 @@ pub fn render_static(results: &[(String, MinionResult)], jid: &str, format: Form
     for (id, result) in results {
         merged.insert(id.clone(), result_value(result, jid));
     }
-    let entries: Vec<(&str, &Value)> = merged.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut entries: Vec<(&str, &Value)> = merged.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    // Salt's nested outputter and PyYAML sort the ids; json and txt keep arrival order.
+    if matches!(format, Format::Nested | Format::Yaml) {
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+    }
     render_entries(&entries, format)
 }
 
@@ -1043,6 +1047,8 @@ minion1:
         assert_eq!(render_value(&json!([]), Format::Nested), "");
     }
 
+    /// `--static` merges the returns into one dict: Salt's nested outputter and PyYAML print
+    /// it sorted, json and txt in arrival order.
     #[test]
     fn static_output() {
         let all = results(vec![
@@ -1057,7 +1063,7 @@ minion1:
         );
         assert_eq!(
             render_static(&all, JID, Format::Nested),
-            "web2:\n    True\nweb1:\n    ----------\n    a:\n        2\n    b:\n        1\nweb3:\n    \
+            "web1:\n    ----------\n    a:\n        2\n    b:\n        1\nweb2:\n    True\nweb3:\n    \
              Minion did not return. [Not connected]\n"
         );
         assert_eq!(
@@ -1066,7 +1072,7 @@ minion1:
         );
         assert_eq!(
             render_static(&all, JID, Format::Yaml),
-            "web2: true\nweb1:\n  a: 2\n  b: 1\nweb3: Minion did not return. [Not connected]\n"
+            "web1:\n  a: 2\n  b: 1\nweb2: true\nweb3: Minion did not return. [Not connected]\n"
         );
         // A repeated id: first place, last value.
         let twice = results(vec![

@@ -206,6 +206,8 @@ impl Master {
         if let Some(out) = ret.out {
             data.insert("out".into(), out.into());
         }
+        // Salt's return events carry `ts` (Unix seconds) too.
+        data.insert("ts".into(), halite_common::time::unix_seconds().into());
         data.insert("user".into(), ret.user.into());
         // A reaction's job: its returns carry the reaction's causal chain.
         self.bus.cause = cause;

@@ -81,6 +81,7 @@ fn test_ping_prints_salts_output_and_fires_salts_events() {
     ] {
         assert_eq!(ret[key], want, "{key} in {ret}");
     }
+    assert!(ret["ts"].as_u64().is_some_and(|ts| ts > 1_700_000_000), "{ret}");
 }
 
 #[test]
