@@ -508,8 +508,8 @@ impl Master {
             }
             (AuthStatus::Pending, _) => {
                 peer.since = Instant::now();
-                log::info!("minion {} is pending acceptance", peer.label());
                 peer.phase = Phase::Pending(hello);
+                log::info!("minion {} is pending acceptance", peer.label());
                 Ok(())
             }
             (status, _) => {
