@@ -38,10 +38,17 @@ fn state_event_pretty_prints_the_seed_job_events_in_order() {
     let (master, _minion) = one_minion("");
     let mut watcher = state_event(&master, &["pretty=True", "tagmatch=salt/job/*", "count=3"]);
     let mut bare = state_event(&master, &["count=1", "tagmatch=[0-9]*"]);
+    // Salt's loop: count=0 still prints the first matching event, then stops.
+    let mut zero = state_event(&master, &["count=0", "tagmatch=salt/job/*/new"]);
     let ping = master.halite(&["minion1", "test.ping"]);
     assert!(ping.success(), "{ping:?}");
     assert!(watcher.wait_exit(WAIT).expect("count=3 ends the stream").success());
     assert!(bare.wait_exit(WAIT).expect("count=1 ends the stream").success());
+    assert!(zero.wait_exit(WAIT).expect("count=0 ends after one").success());
+    assert_eq!(zero.lines().iter().filter(|l| l.contains("/new\t")).count(), 1);
+    let bad = master.run(&["state.event", "count=abc"]);
+    assert_eq!(bad.status, Some(1), "{bad:?}");
+    assert!(bad.stderr.contains("count must be an integer"), "{bad:?}");
 
     let text = watcher.lines().join("\n");
     let tags: Vec<&str> =

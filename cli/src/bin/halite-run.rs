@@ -84,7 +84,8 @@ fn render(value: &Value, format: Format) -> String {
 }
 
 /// `state.event [tagmatch=GLOB] [count=N] [pretty=True] [quiet=True]`: prints
-/// `tag<TAB>json` per matching event until `count` events were printed (forever if -1).
+/// `tag<TAB>json` per matching event until `count` events were printed: forever when negative
+/// (the default, -1), and as in Salt's loop one event for `count=0`.
 fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
     let (positional, opts) = halite_common::proto::split_args(arg);
     let text = |v: &Value| match v {
@@ -92,7 +93,12 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
         other => other.to_string(),
     };
     let tagmatch = opts.get("tagmatch").or(positional.first()).map(text);
-    let mut count = opts.get("count").or(positional.get(1)).and_then(Value::as_i64).unwrap_or(-1);
+    let mut count = match opts.get("count").or(positional.get(1)) {
+        None => -1,
+        Some(value) => value
+            .as_i64()
+            .ok_or_else(|| (1, format!("count must be an integer, not {}", text(value))))?,
+    };
     let truthy = |key: &str| opts.get(key).is_some_and(|v| v == &Value::Bool(true) || v == "True");
     let (pretty, quiet) = (truthy("pretty"), truthy("quiet"));
     match client.request(&Request::Subscribe { tagmatch }).map_err(|e| (2, e.to_string()))? {
@@ -101,7 +107,7 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
         other => return Err((2, format!("unexpected answer from the master: {other:?}"))),
     }
     let mut stdout = std::io::stdout();
-    while count != 0 {
+    loop {
         match client.receive(None) {
             Ok(Some(Response::Event { tag, data })) => {
                 if !quiet {
@@ -113,6 +119,9 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
                 if count > 0 {
                     count -= 1;
                 }
+                if count == 0 {
+                    return Ok(());
+                }
             }
             Ok(_) => {}
             Err(ClientError::Closed) => {
@@ -121,5 +130,4 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
             Err(e) => return Err((2, e.to_string())),
         }
     }
-    Ok(())
 }
