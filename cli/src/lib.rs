@@ -118,7 +118,8 @@ impl Client {
         }
     }
 }
-pub mod args;
+/// Salt's CLI argument conversion, shared with `halite-minion call` (in halite-common).
+pub use halite_common::saltargs as args;
 pub mod highstate;
 pub mod keys;
 pub mod output;

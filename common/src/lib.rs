@@ -15,6 +15,7 @@ pub mod id;
 pub mod proto;
 pub mod pyrepr;
 pub mod reactor;
+pub mod saltargs;
 pub mod target;
 pub mod time;
 pub mod wire;

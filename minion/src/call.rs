@@ -18,27 +18,11 @@ use std::time::Duration;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Turns shell words into Salt-style args: `key=value` words become one trailing kwarg map,
-/// each value (and each positional word) read as JSON when it parses, else kept as text.
+/// Turns shell words into Salt-style args as `salt-call` does: each word read as YAML
+/// (`data={a: 1}` is a map, `flag=True` a boolean), `key=value` words gathered into one
+/// trailing kwarg map.
 pub fn words_to_args(words: &[String]) -> Vec<Value> {
-    let parse = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::from(text));
-    let mut args = Vec::new();
-    let mut kwargs = serde_json::Map::new();
-    for word in words {
-        match word.split_once('=') {
-            Some((key, value))
-                if !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_') =>
-            {
-                kwargs.insert(key.to_string(), parse(value));
-            }
-            _ => args.push(parse(word)),
-        }
-    }
-    if !kwargs.is_empty() {
-        kwargs.insert("__kwarg__".into(), true.into());
-        args.push(Value::Object(kwargs));
-    }
-    args
+    halite_common::saltargs::parse_cli_args(words)
 }
 
 /// Runs `fun` with `words`; returns what to print, or the error to report.
@@ -156,5 +140,13 @@ mod tests {
         let (tag, _) =
             event_from_args("event.fire_master", &[serde_json::json!({}), "t2".into()]).unwrap();
         assert_eq!(tag, "t2");
+    }
+
+    #[test]
+    fn words_are_yaml_as_salt_call_reads_them() {
+        let words: Vec<String> =
+            ["myco/yaml", "data={a: 1}", "flag=True"].iter().map(|s| s.to_string()).collect();
+        let (_, data) = event_from_args("event.send", &words_to_args(&words)).unwrap();
+        assert_eq!(data, serde_json::json!({"a": 1, "flag": true}));
     }
 }

@@ -8,7 +8,7 @@
 //! Anything else (block collections, anchors, tags, block scalars, errors) keeps the raw word,
 //! which is also what Salt does with those in a CLI argument.
 
-pub use halite_common::args::parse_kwarg;
+pub use crate::args::parse_kwarg;
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting of flow collections accepted in one argument.
@@ -468,7 +468,7 @@ fn map_key(key: Value) -> Result<String, ()> {
 
 /// Whether PyYAML reads `text`, written plain, back as a string (no bool, null, int, float,
 /// timestamp, merge or value tag): the YAML emitter quotes strings for which it is not.
-pub(crate) fn plain_is_string(text: &str) -> bool {
+pub fn plain_is_string(text: &str) -> bool {
     !(matches!(
         text,
         "" | "~"
