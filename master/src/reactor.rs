@@ -243,14 +243,51 @@ impl Master {
         if chosen.is_empty() {
             log::info!("reactor: {} matched no key for '{glob}'", r.id);
         }
-        match crate::control::apply(self, action, &chosen) {
+        // Salt's wheel events around the call, as the reactor's user sees them.
+        let fun_args: Vec<Value> = match action {
+            KeyAction::Accept => vec![
+                glob.as_str().into(),
+                Value::Object(object([
+                    ("include_denied", flag("include_denied").into()),
+                    ("include_rejected", flag("include_rejected").into()),
+                ])),
+            ],
+            KeyAction::Reject => vec![
+                glob.as_str().into(),
+                Value::Object(object([
+                    ("include_accepted", flag("include_accepted").into()),
+                    ("include_denied", flag("include_denied").into()),
+                ])),
+            ],
+            KeyAction::Delete => vec![glob.as_str().into()],
+        };
+        let jid = self.jids.allocate();
+        let new = object([
+            ("fun", format!("wheel.{}", r.fun).into()),
+            ("fun_args", fun_args.into()),
+            ("jid", jid.clone().into()),
+            ("user", "Reactor".into()),
+        ]);
+        self.bus.fire(format!("salt/wheel/{jid}/new"), new.clone());
+        let result = match crate::control::apply(self, action, &chosen) {
             halite_common::control::Response::Error { message } => Err(message),
-            _ => Ok(()),
-        }
+            halite_common::control::Response::Applied { ids } => Ok(ids),
+            _ => Ok(Vec::new()),
+        };
+        let mut ret = new;
+        let user = ret.remove("user").unwrap_or_default();
+        let (value, success) = match &result {
+            Ok(ids) => (Value::Object(object([("minions", ids.clone().into())])), true),
+            Err(message) => (Value::String(message.clone()), false),
+        };
+        ret.insert("return".into(), value);
+        ret.insert("success".into(), success.into());
+        ret.insert("user".into(), user);
+        self.bus.fire(format!("salt/wheel/{jid}/ret"), ret);
+        result.map(|_| ())
     }
 
-    /// `reactor.stats`.
-    /// The totals, and under `sls` the same counters for each file.
+    /// `reactor.stats`: the totals, and under `sls` the same counters for each file.
     pub(crate) fn reactor_stats(&self) -> Value {
         let mut stats = self.reactor.stats.to_json();
         let per: Map<String, Value> =

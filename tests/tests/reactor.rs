@@ -70,6 +70,21 @@ fn the_seed_bootstrap_accepts_minion2_and_runs_its_jobs_while_other1_stays_pendi
     });
     let key = master.wait_event("salt/key", |d| d["id"] == "Minion2");
     assert_eq!(key["act"], "accepted");
+    // Salt's wheel events around the reactor's key.accept (user "Reactor").
+    let wheel_new = master
+        .wait_event_where("wheel new", |t, _| t.starts_with("salt/wheel/") && t.ends_with("/new"));
+    assert_eq!(wheel_new["fun"], "wheel.key.accept");
+    assert_eq!(
+        wheel_new["fun_args"],
+        json!(["Minion2", {"include_denied": false, "include_rejected": false}])
+    );
+    assert_eq!(wheel_new["user"], "Reactor");
+    let wheel_ret = master
+        .wait_event_where("wheel ret", |t, _| t.starts_with("salt/wheel/") && t.ends_with("/ret"));
+    assert_eq!(
+        (&wheel_ret["return"], &wheel_ret["success"]),
+        (&json!({"minions": ["Minion2"]}), &json!(true))
+    );
     let state = master.wait_event_where("the state.sls job", |t, d| {
         t.ends_with("/new") && d["fun"] == "state.sls"
     });
