@@ -83,7 +83,9 @@ fn listing(reactions: &Reactions) -> Value {
 }
 
 /// Feeds every event of a recorded log (optionally between two `_stamp`s, ISO-8601 text
-/// compared as strings) through the reactor; lists what each matching event would have done.
+/// compared as strings; `2026-11-26 01:57` is read as `2026-11-26T01:57`) through the
+/// reactor; lists what each matching event would have done. A torn last line (the master
+/// was killed mid-write) is skipped; any other bad line is an error.
 fn replay(
     reactor: &Reactor,
     file: &Path,
@@ -91,11 +93,24 @@ fn replay(
     until: Option<&str>,
 ) -> Result<Value, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let iso = |s: &str| s.replacen(' ', "T", 1);
+    let (since, until) = (since.map(iso), until.map(iso));
+    let (since, until) = (since.as_deref(), until.as_deref());
+    let torn_tail = !text.is_empty() && !text.ends_with('\n');
+    let last = text.lines().count();
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let event: Value = serde_json::from_str(line).map_err(|e| {
-            format!("{} line {}: not an event log line: {e}", file.display(), n + 1)
-        })?;
+        let event: Value = match serde_json::from_str(line) {
+            Ok(event) => event,
+            Err(_) if torn_tail && n + 1 == last => break,
+            Err(e) => {
+                return Err(format!(
+                    "{} line {}: not an event log line: {e}",
+                    file.display(),
+                    n + 1
+                ))
+            }
+        };
         let (Some(tag), Some(data)) = (event["tag"].as_str(), event["data"].as_object()) else {
             return Err(format!("{} line {}: no tag/data", file.display(), n + 1));
         };

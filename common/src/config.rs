@@ -118,13 +118,23 @@ pub struct MinionConfig {
 /// Reads `DIR/master` and `DIR/master.d/*.conf`; a missing main file means all defaults.
 pub fn load_master(dir: &Path) -> Result<Loaded<MasterConfig>, ConfigErrors> {
     let map = read_dir_config(dir, "master")?;
-    parse_master_map(map, &cwd())
+    parse_master_map(map, &cwd()).map(|loaded| note_missing(loaded, dir, "master"))
+}
+
+/// Salt starts on its defaults when the config file is missing; so does Halite, but says so
+/// (a mistyped `-c` otherwise means a master on 0.0.0.0:4506 with `/etc/halite`).
+fn note_missing<T>(mut loaded: Loaded<T>, dir: &Path, name: &str) -> Loaded<T> {
+    let file = dir.join(name);
+    if !file.exists() {
+        loaded.warnings.push(format!("no config file {}: using the defaults", file.display()));
+    }
+    loaded
 }
 
 /// Reads `DIR/minion` and `DIR/minion.d/*.conf`; `id` defaults to the host name.
 pub fn load_minion(dir: &Path) -> Result<Loaded<MinionConfig>, ConfigErrors> {
     let map = read_dir_config(dir, "minion")?;
-    parse_minion_map(map, &cwd(), &hostname())
+    parse_minion_map(map, &cwd(), &hostname()).map(|loaded| note_missing(loaded, dir, "minion"))
 }
 
 /// Parses master YAML text (what unit tests call); relative `root_dir` is taken from `cwd`.
@@ -595,7 +605,13 @@ mod tests {
         std::fs::write(dir.join("master.d/b.conf"), "ret_port: 3\n").unwrap();
         std::fs::write(dir.join("master.d/a.conf"), "ret_port: 2\nauto_accept: true\n").unwrap();
         std::fs::write(dir.join("master.d/ignored.txt"), "ret_port: 9\n").unwrap();
-        let c = load_master(&dir).unwrap().config;
+        let loaded = load_master(&dir).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let c = loaded.config;
+        // A directory without the main file: the defaults, and a warning saying so.
+        let bare = load_minion(&dir).unwrap();
+        assert_eq!(bare.warnings.len(), 1);
+        assert!(bare.warnings[0].starts_with("no config file "), "{:?}", bare.warnings);
         std::fs::write(dir.join("master.d/c.conf"), "ret_port: [\n").unwrap();
         let err = load_master(&dir).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();

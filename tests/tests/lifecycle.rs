@@ -150,3 +150,15 @@ fn a_minion_with_large_grains_still_gets_its_session() {
     let out = master.halite(&["-G", "blob:xxx*", "test.ping"]);
     assert_eq!(out.stdout, "biggrains:\n    True\n", "{out:?}");
 }
+
+/// Ctrl-C in a terminal: SIGINT stops the master as cleanly as SIGTERM.
+#[test]
+fn sigint_stops_the_master_cleanly() {
+    let mut master = Master::start("");
+    let socket = master.dir.join("master/var/run/halite/master/master.sock");
+    assert!(socket.exists());
+    master.daemon.signal(2);
+    let status = master.daemon.wait_exit(WAIT).expect("the master stops on SIGINT");
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "SIGINT must remove the control socket");
+}

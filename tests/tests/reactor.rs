@@ -270,6 +270,13 @@ fn dry_run_tools_show_the_seed_reactions_without_running_anything() {
         "json",
     ]);
     assert_eq!(json_out(&since.stdout).as_array().unwrap().len(), 2);
+    // A space for the `T`, and a log whose last line a crash tore: the same two.
+    let mut torn = std::fs::read_to_string(&log).unwrap();
+    torn.push_str("\n{\"tag\":\"salt/au");
+    let torn_log = work.write("torn.log", torn);
+    let args = [&torn_log.display().to_string(), "since=2026-11-25 19:21:41", "--out", "json"];
+    let since = master.run(&[&["reactor.replay"][..], &args[..]].concat());
+    assert_eq!(json_out(&since.stdout).as_array().unwrap().len(), 2, "{since:?}");
     // Nothing ran: no key moved, no job, no file.
     assert!(!master.events().iter().any(|(t, _)| t == "salt/key" || t.starts_with("salt/job/")));
     assert!(!std::path::Path::new(&cpis).exists());
