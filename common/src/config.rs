@@ -70,7 +70,7 @@ pub struct MasterConfig {
     pub keepalive_interval: Duration,
     /// Seconds the `halite` CLI waits for returns by default (Salt's `timeout`).
     pub timeout: Duration,
-    /// How long jobs stay in the job cache (Salt's `keep_jobs`, hours).
+    /// How long jobs stay in the job cache (Salt's `keep_jobs_seconds`, or `keep_jobs` hours).
     pub keep_jobs: Duration,
     /// The event log is rotated when it grows past this many bytes.
     pub event_log_max_bytes: u64,
@@ -171,7 +171,14 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
             as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
         timeout: r.seconds("timeout", 5, 1, 86_400),
-        keep_jobs: Duration::from_secs(3600 * r.int("keep_jobs", 24, 1, 24 * 3650)),
+        // Salt 3006's `keep_jobs_seconds` wins over the older `keep_jobs` (hours).
+        keep_jobs: {
+            let hours = Duration::from_secs(3600 * r.int("keep_jobs", 24, 1, 24 * 3650));
+            match r.get("keep_jobs_seconds") {
+                Some(_) => r.seconds("keep_jobs_seconds", 86_400, 1, 86_400 * 3650),
+                None => hours,
+            }
+        },
         event_log_max_bytes: r.int("event_log_max_bytes", 100 << 20, 4096, u64::MAX >> 1),
         event_log_keep: r.int("event_log_keep", 5, 1, 1000) as u32,
         max_event_bytes: r.int("max_event_bytes", 1 << 20, 256, 1 << 30) as usize,
@@ -534,6 +541,11 @@ mod tests {
         assert_eq!(c.pki_dir, Path::new("/etc/halite/pki/master"));
         assert!(!c.auto_accept);
         assert_eq!(c.log_level, LevelFilter::Info);
+        assert_eq!(c.keep_jobs, Duration::from_secs(86_400));
+        let hours = master("keep_jobs: 2").unwrap().config;
+        assert_eq!(hours.keep_jobs, Duration::from_secs(7200));
+        let seconds = master("keep_jobs: 2\nkeep_jobs_seconds: 5").unwrap().config;
+        assert_eq!(seconds.keep_jobs, Duration::from_secs(5));
     }
 
     #[test]

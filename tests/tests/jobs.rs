@@ -283,3 +283,19 @@ fn a_return_over_max_frame_bytes_fails_the_job_and_the_minion_stays() {
     assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
     assert!(!minion.daemon.lines().iter().any(|l| l.contains("lost master")), "never cut off");
 }
+
+/// The running master prunes jobs past `keep_jobs_seconds` from the job cache.
+#[test]
+fn old_jobs_are_pruned_from_the_job_cache() {
+    let master = Master::start("auto_accept: True\nkeep_jobs_seconds: 1\nloop_interval: 1");
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_authenticated();
+    wait_until(WAIT, "minion1 live", || master.presence() == ["minion1"]);
+    assert!(master.halite(&["minion1", "test.ping"]).success());
+    let listed = || json(&master.run(&["jobs.list_jobs", "--out", "json"]).stdout);
+    let jobs = listed();
+    let jid = jobs.as_object().unwrap().keys().next().expect("the job is cached").clone();
+    assert_eq!(jobs[&jid]["Function"], "test.ping");
+    master.daemon.wait_for_line("jobs older than keep_jobs from the job cache", WAIT);
+    assert!(listed().get(&jid).is_none(), "{jid} pruned");
+}
