@@ -435,3 +435,35 @@ fn the_rate_limit_refuses_counts_per_file_and_reactor_reload_lifts_it() {
     }
     wait_until(WAIT, "all six reacted", || ran() == before + 6);
 }
+
+/// CVE-2025-22239's shape: a minion forging `salt/auth` to get a key accepted by a reactor
+/// rule. The forged event is refused at the master and never reaches the rule.
+#[test]
+fn a_forged_salt_auth_from_a_minion_never_reaches_the_reactor() {
+    let accept = "{% if data.get('forged') %}\naccept:\n  wheel.key.accept:\n    - match: {{ data['id'] }}\n{% endif %}\n";
+    let (master, _sls) =
+        master_with("  - 'salt/auth':\n    - SLS/accept.sls", &[("accept.sls", accept)], "");
+    let insider = Minion::start(&master, "insider", "i", "");
+    insider.wait_pending();
+    assert!(master.key(&["-a", "insider", "-y"]).success());
+    insider.wait_authenticated();
+    let victim = Minion::start(&master, "victim", "v", "");
+    victim.wait_pending();
+    let forged = "data={act: pend, id: victim, result: true, forged: true}";
+    let out = insider.call(&["event.send", "salt/auth", forged]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    let out = master.halite(&[
+        "insider",
+        "event.send",
+        "salt/auth",
+        "{act: pend, id: victim, forged: true}",
+    ]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    let stats = json_out(&master.run(&["reactor.stats", "--out", "json"]).stdout);
+    assert!(
+        !master.events().iter().any(|(t, d)| t == "salt/auth" && d.get("forged").is_some()),
+        "no forged salt/auth on the bus"
+    );
+    assert_eq!(stats["reactions"], 0, "{stats}");
+    assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\ninsider\n");
+}
