@@ -184,6 +184,14 @@ impl Master {
             Client::Wheel => self.run_wheel(r),
             Client::Local => {
                 let tgt = r.tgt.clone().ok_or("local reaction without tgt")?;
+                if let Some(ret) = &r.ret {
+                    log::warn!(
+                        "reactor: {} ({}): Halite has no returner '{ret}'; the returns go to \
+                         the job cache and the event bus only",
+                        r.id,
+                        r.sls
+                    );
+                }
                 let mut arg = r.arg.clone();
                 if !r.kwarg.is_empty() {
                     let mut kwarg = r.kwarg.clone();

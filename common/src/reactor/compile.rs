@@ -253,6 +253,13 @@ fn targeted(r: &mut Reaction, args: Map<String, Value>) -> Result<(), String> {
     if r.client == Client::Local && r.tgt.is_none() {
         return Err("a local reaction needs tgt".into());
     }
+    if new_form.is_some() && (arg.is_some() || kwarg.is_some()) {
+        log::warn!(
+            "reaction {} ({}): 'arg'/'kwarg' beside 'args' are ignored, as Salt does",
+            r.id,
+            r.sls
+        );
+    }
     match new_form {
         Some(Value::Array(items))
             if r.client == Client::Caller && !items.iter().all(Value::is_object) =>
