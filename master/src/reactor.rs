@@ -162,6 +162,7 @@ impl Master {
                     ("sls", reaction.sls.as_str().into()),
                     ("tag", event.tag.as_str().into()),
                     ("kind", "reaction".into()),
+                    ("line", reaction.line.map_or(Value::Null, Value::from)),
                     ("id", reaction.id.as_str().into()),
                     ("message", message.into()),
                 ]);

@@ -141,8 +141,10 @@ fn render_and_yaml_errors_are_events_and_the_other_file_still_runs() {
         ),
         ("yaml.sls", "bad: [unclosed\n  runner.event.send: x\n"),
         ("good.sls", "ok:\n  runner.event.send:\n    - args:\n      - tag: myco/good/ran\n"),
+        ("client.sls", "fine:\n  runner.jobs.list_jobs: []\nodd:\n  nosuch.module.fun: []\n"),
+        ("runtime.sls", "# a comment\n\nmissing:\n  runner.no.such: []\n"),
     ];
-    let rules = "  - 'myco/go':\n    - SLS/render.sls\n    - SLS/yaml.sls\n    - SLS/good.sls";
+    let rules = "  - 'myco/go':\n    - SLS/render.sls\n    - SLS/yaml.sls\n    - SLS/good.sls\n    - SLS/client.sls\n    - SLS/runtime.sls";
     let (master, sls) = master_with(rules, &files, "");
     assert!(master.run(&["event.send", "myco/go", "{x: 1}"]).success());
     master.wait_event("myco/good/ran", |_| true);
@@ -153,6 +155,14 @@ fn render_and_yaml_errors_are_events_and_the_other_file_still_runs() {
     let yaml = master.wait_event("salt/reactor/error", |d| d["kind"] == "yaml");
     assert!(yaml["line"].as_u64().is_some(), "{yaml}");
     assert!(yaml["message"].as_str().is_some_and(|m| !m.is_empty()));
+    // A bad reaction names the line of its ID, whether found compiling or running it.
+    let client = master
+        .wait_event("salt/reactor/error", |d| d["sls"].as_str().unwrap().ends_with("client.sls"));
+    assert_eq!((&client["kind"], &client["line"]), (&json!("reaction"), &json!(3)), "{client}");
+    let runtime = master
+        .wait_event("salt/reactor/error", |d| d["sls"].as_str().unwrap().ends_with("runtime.sls"));
+    assert_eq!((&runtime["kind"], &runtime["line"]), (&json!("reaction"), &json!(3)), "{runtime}");
+    assert_eq!(runtime["id"], "missing", "{runtime}");
     master.daemon.wait_for_line("reactor: .*render.sls for tag 'myco/go' failed", WAIT);
 }
 

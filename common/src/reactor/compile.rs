@@ -78,28 +78,46 @@ pub(super) fn parse_yaml(text: &str) -> Result<Yaml, (Option<usize>, String)> {
     serde_yaml::from_str(text).map_err(|e| (e.location().map(|l| l.line()), e.to_string()))
 }
 
-/// Compiles one file's document. Empty (nothing rendered) is no reactions.
-pub(super) fn compile_file(sls: &str, doc: Yaml) -> Result<FileIds, String> {
+/// Compiles one file's document (`text` is what it was parsed from, for line numbers). Empty
+/// (nothing rendered) is no reactions. `Err` carries the line of the ID at fault.
+pub(super) fn compile_file(
+    sls: &str,
+    doc: Yaml,
+    text: &str,
+) -> Result<FileIds, (Option<usize>, String)> {
     let map = match doc {
         Yaml::Null => return Ok(Vec::new()),
         Yaml::Mapping(map) => map,
-        other => return Err(format!("expected a map of IDs, got {}", kind(&other))),
+        other => return Err((None, format!("expected a map of IDs, got {}", kind(&other)))),
     };
     let mut ids = Vec::new();
     for (key, body) in map {
         let Yaml::String(id) = key else {
-            return Err(format!("ID {} is not a string (quote it)", show(&key)));
+            return Err((None, format!("ID {} is not a string (quote it)", show(&key))));
         };
         if id.starts_with("__") {
             continue;
         }
-        let chunks = compile_id(sls, &id, body).map_err(|why| format!("ID '{id}': {why}"))?;
+        let line = decl_line(text, &id);
+        let chunks =
+            compile_id(sls, &id, body, line).map_err(|why| (line, format!("ID '{id}': {why}")))?;
         ids.push((id, chunks));
     }
     Ok(ids)
 }
 
-fn compile_id(sls: &str, id: &str, body: Yaml) -> Result<Vec<Pending>, String> {
+/// The 1-based line where `id:` is declared at the top level of the rendered text.
+fn decl_line(text: &str, id: &str) -> Option<usize> {
+    let forms = [format!("{id}:"), format!("'{id}':"), format!("\"{id}\":")];
+    text.lines().position(|line| forms.iter().any(|f| line.starts_with(f.as_str()))).map(|i| i + 1)
+}
+
+fn compile_id(
+    sls: &str,
+    id: &str,
+    body: Yaml,
+    line: Option<usize>,
+) -> Result<Vec<Pending>, String> {
     let entries = match body {
         Yaml::Mapping(map) => map.into_iter().collect::<Vec<_>>(),
         // Salt's short form `id: wheel.key.list_all`.
@@ -137,7 +155,8 @@ fn compile_id(sls: &str, id: &str, body: Yaml) -> Result<Vec<Pending>, String> {
         prefixes.push(prefix.to_string());
         let merged = merge_args(args).map_err(|why| format!("'{key}': {why}"))?;
         chunks.push(
-            chunk(sls, id, prefix, client, fun, merged).map_err(|why| format!("'{key}': {why}"))?,
+            chunk(sls, line, id, prefix, client, fun, merged)
+                .map_err(|why| format!("'{key}': {why}"))?,
         );
     }
     Ok(chunks)
@@ -184,6 +203,7 @@ fn merge_args(args: Yaml) -> Result<Map<String, Value>, String> {
 /// One chunk: `name`/`order` taken out, the rest converted for the client.
 fn chunk(
     sls: &str,
+    line: Option<usize>,
     id: &str,
     prefix: &str,
     client: Client,
@@ -215,6 +235,7 @@ fn chunk(
         arg: Vec::new(),
         kwarg: Map::new(),
         ret: None,
+        line,
     };
     match client {
         Client::Local | Client::Caller => targeted(&mut reaction, args)?,

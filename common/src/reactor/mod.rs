@@ -94,6 +94,8 @@ pub struct Reaction {
     pub kwarg: Map<String, Value>,
     /// Local only: the returner(s) named by `ret`.
     pub ret: Option<String>,
+    /// The line of its ID in the rendered file (for `salt/reactor/error`).
+    pub line: Option<usize>,
 }
 
 impl Reaction {
@@ -282,7 +284,8 @@ impl Reactor {
             .map_err(|(line, why)| error(name, tag, "render", line, why))?;
         let doc = compile::parse_yaml(&text)
             .map_err(|(line, why)| error(name, tag, "yaml", line, why))?;
-        compile::compile_file(name, doc).map_err(|why| error(name, tag, "reaction", None, why))
+        compile::compile_file(name, doc, &text)
+            .map_err(|(line, why)| error(name, tag, "reaction", line, why))
     }
 }
 
