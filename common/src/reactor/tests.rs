@@ -337,7 +337,7 @@ fn failing_files_do_not_stop_the_others() {
         &[
             ("render", Some(3), "syntax error"),
             ("yaml", Some(4), "line 4"),
-            ("reaction", None, "unknown client 'foo' in 'foo.bar.baz'"),
+            ("reaction", Some(1), "unknown client 'foo' in 'foo.bar.baz'"),
             ("render", Some(1), "fuel"),
             ("missing", None, "Can not render SLS"),
         ],
