@@ -173,9 +173,10 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         timeout: r.seconds("timeout", 5, 1, 86_400),
         // Salt 3006's `keep_jobs_seconds` wins over the older `keep_jobs` (hours).
         keep_jobs: {
-            let hours = Duration::from_secs(3600 * r.int("keep_jobs", 24, 1, 24 * 3650));
+            // 0 keeps every job, as in Salt.
+            let hours = Duration::from_secs(3600 * r.int("keep_jobs", 24, 0, 24 * 3650));
             match r.get("keep_jobs_seconds") {
-                Some(_) => r.seconds("keep_jobs_seconds", 86_400, 1, 86_400 * 3650),
+                Some(_) => r.seconds("keep_jobs_seconds", 86_400, 0, 86_400 * 3650),
                 None => hours,
             }
         },

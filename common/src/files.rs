@@ -38,6 +38,41 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
     }
 }
 
+/// Opens an append-only file of JSON lines (created 0600), first ending a line a crash left
+/// half-written, so the next line is not glued onto it and lost with it.
+pub fn open_line_log(path: &Path) -> io::Result<fs::File> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file =
+        fs::OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(path)?;
+    if file.metadata()?.len() > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
+}
+
+/// The JSON values of a file of JSON lines, skipping lines that do not parse (a torn last
+/// line, even one cut inside a multi-byte character). A missing file has none.
+pub fn read_json_lines(path: &Path) -> io::Result<Vec<serde_json::Value>> {
+    use std::io::BufRead;
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut values = Vec::new();
+    for line in io::BufReader::new(file).split(b'\n') {
+        if let Ok(value) = serde_json::from_slice(&line?) {
+            values.push(value);
+        }
+    }
+    Ok(values)
+}
+
 /// Creates `dir` (and parents) with mode 0700 for the leaf.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if !dir.is_dir() {

@@ -5,14 +5,13 @@
 //!
 //! Invariant: a jid reaches a path only after [`is_jid`], an id only after `validate_id`.
 
-use halite_common::files::write_cache;
+use halite_common::files::{open_line_log, read_json_lines, write_cache};
 use halite_common::id::validate_id;
 use halite_common::time::Utc;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -34,22 +33,6 @@ impl JidGen {
         self.last = now.max(self.last + 1);
         format!("{:020}", self.last)
     }
-}
-
-/// Ends a line a crash left half-written, so the next return starts a line of its own (the
-/// torn one is then skipped when read, and the new one is not lost with it).
-fn end_torn_line(file: &mut File) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    if file.metadata()?.len() == 0 {
-        return Ok(());
-    }
-    let mut last = [0u8];
-    file.seek(SeekFrom::End(-1))?;
-    file.read_exact(&mut last)?;
-    if last[0] != b'\n' {
-        file.write_all(b"\n")?;
-    }
-    Ok(())
 }
 
 /// Salt's `jid_to_time`: `2024, May 01 10:00:00.123456`.
@@ -123,13 +106,7 @@ impl JobCache {
         if self.appending.as_ref().is_none_or(|(open, _)| open != jid) {
             self.appending = None;
             fs::create_dir_all(&dir)?;
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .mode(0o600)
-                .open(dir.join(RETURNS))?;
-            end_torn_line(&mut file)?;
+            let file = open_line_log(&dir.join(RETURNS))?;
             self.appending = Some((jid.to_string(), file));
         }
         let (_, file) = self.appending.as_mut().expect("opened above");
@@ -143,15 +120,8 @@ impl JobCache {
     /// Every stored return of `jid`, by minion id (a torn last line from a crash is skipped).
     fn returns(&self, jid: &str) -> io::Result<BTreeMap<String, Value>> {
         let mut returns = BTreeMap::new();
-        let file = match File::open(self.job_dir(jid)?.join(RETURNS)) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(returns),
-            Err(e) => return Err(e),
-        };
-        for line in BufReader::new(file).lines() {
-            let Ok(Value::Object(mut entry)) = serde_json::from_str::<Value>(&line?) else {
-                continue;
-            };
+        for entry in read_json_lines(&self.job_dir(jid)?.join(RETURNS))? {
+            let Value::Object(mut entry) = entry else { continue };
             if let (Some(Value::String(id)), Some(data)) =
                 (entry.remove("id"), entry.remove("data"))
             {
@@ -210,7 +180,11 @@ impl JobCache {
     }
 
     /// Removes jobs older than `keep_jobs`; returns how many.
-    pub fn prune(&self, now: SystemTime) -> usize {
+    /// A `keep` of zero keeps every job (Salt's `keep_jobs: 0`).
+    pub fn prune(&mut self, now: SystemTime) -> usize {
+        if self.keep.is_zero() {
+            return 0;
+        }
         let cutoff = Utc::from_system(now - self.keep).jid();
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return 0;
@@ -221,6 +195,10 @@ impl JobCache {
                 continue;
             };
             if is_jid(&jid) && jid < cutoff && fs::remove_dir_all(entry.path()).is_ok() {
+                // A return appended after this would go to an unlinked file and be lost.
+                if self.appending.as_ref().is_some_and(|(open, _)| *open == jid) {
+                    self.appending = None;
+                }
                 removed += 1;
             }
         }
@@ -271,11 +249,11 @@ mod tests {
         assert_eq!(ids, HashSet::from(["m0".to_string(), "m1".to_string()]));
         // A crash mid-line leaves a torn last line: it is skipped, the rest still reads.
         let torn = dir.join("jobs").join(jid).join(RETURNS);
-        OpenOptions::new()
+        std::fs::OpenOptions::new()
             .append(true)
             .open(&torn)
             .unwrap()
-            .write_all(b"{\"id\":\"m2\",\"da")
+            .write_all(b"{\"id\":\"m2\",\"data\":{\"return\":\"\xc3")
             .unwrap();
         assert_eq!(cache.lookup(jid).unwrap().len(), 2);
         // The next return after such a crash (a restarted master) is not glued onto it.

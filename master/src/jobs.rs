@@ -161,14 +161,32 @@ impl Master {
         if !self.recent_jobs.contains_key(&ret.jid) {
             // Older than the jobs kept in memory, or from before a restart: the job cache
             // says who the job went to and who returned.
-            let load = self.jobs.load(&ret.jid).ok().flatten();
-            let minions = load.as_ref().and_then(|l| l.get("minions")).and_then(Value::as_array);
+            // Only a job the cache really holds is kept: a made-up jid must not evict real
+            // jobs, and a failed read is retried (no ack) rather than remembered as "nobody".
+            let load = match self.jobs.load(&ret.jid) {
+                Ok(Some(load)) => load,
+                Ok(None) => {
+                    log::warn!("minion {id} returned for unknown job {}; ignored", ret.jid);
+                    return true;
+                }
+                Err(e) => {
+                    log::error!("job cache: cannot read job {}: {e}", ret.jid);
+                    return false;
+                }
+            };
+            let returned = match self.jobs.returned_ids(&ret.jid) {
+                Ok(returned) => returned,
+                Err(e) => {
+                    log::error!("job cache: cannot read the returns of {}: {e}", ret.jid);
+                    return false;
+                }
+            };
+            let minions = load.get("minions").and_then(Value::as_array);
             let minions: HashSet<String> = minions
                 .into_iter()
                 .flatten()
                 .filter_map(|m| m.as_str().map(String::from))
                 .collect();
-            let returned = self.jobs.returned_ids(&ret.jid).unwrap_or_default();
             self.keep_job(&ret.jid, RecentJob { minions, returned, cause: Vec::new() });
         }
         let job = self.recent_jobs.get_mut(&ret.jid).expect("kept above");
