@@ -7,6 +7,7 @@ use halite_cli::output::{self, Format, MinionResult};
 use halite_cli::{current_user, Client};
 use halite_common::config::{self, DEFAULT_CONFIG_DIR};
 use halite_common::control::{Request, Response, SOCKET_NAME};
+use halite_common::target::MAX_TARGET_BYTES;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;
@@ -208,9 +209,6 @@ struct Waiter {
     results: Vec<(String, MinionResult)>,
 }
 
-/// Most ids in one `saltutil.find_job` publish (a list target has a size limit).
-const FIND_JOB_CHUNK: usize = 2000;
-
 impl Waiter {
     fn returned(&self, id: &str) -> bool {
         self.returned.contains(id)
@@ -267,10 +265,24 @@ impl Waiter {
         outstanding: &[String],
         timeout: Duration,
     ) -> Result<bool, Failure> {
+        // A list target is capped in bytes (each id and a separator), so the ids go out in
+        // as many publishes as that takes.
+        let mut chunks: Vec<Vec<String>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for id in outstanding {
+            if bytes + id.len() + 1 > MAX_TARGET_BYTES && !chunks[chunks.len() - 1].is_empty() {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += id.len() + 1;
+            chunks.last_mut().expect("one chunk at least").push(id.clone());
+        }
         let mut prefixes = Vec::new();
-        for chunk in outstanding.chunks(FIND_JOB_CHUNK) {
+        // Answers to the first chunks can come while a later chunk is being published.
+        let mut early = Vec::new();
+        for chunk in chunks {
             let request = Request::Publish {
-                tgt: Value::from(chunk.to_vec()),
+                tgt: Value::from(chunk),
                 tgt_type: "list".into(),
                 fun: "saltutil.find_job".into(),
                 arg: vec![Value::from(self.jid.clone())],
@@ -279,20 +291,21 @@ impl Waiter {
             };
             self.client.send(&request).map_err(|e| (2, e.to_string()))?;
             // Returns of the real job may arrive before the answer; they are kept.
-            let find_jid = self.await_published()?;
+            let find_jid = self.await_published(&mut early)?;
             prefixes.push(format!("salt/job/{find_jid}/ret/"));
         }
         let mut asked: HashSet<&str> = outstanding.iter().map(String::as_str).collect();
         let deadline = Instant::now() + timeout.min(Duration::from_secs(10));
         let mut running = false;
+        let mut early = early.into_iter();
         while !asked.is_empty() {
             let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let Some((tag, data)) = self.next_event(deadline - now)? else {
-                continue;
+            let next = match early.next() {
+                Some(event) => Some(event),
+                None if now >= deadline => break,
+                None => self.next_event(deadline - now)?,
             };
+            let Some((tag, data)) = next else { continue };
             if let Some(id) = prefixes.iter().find_map(|p| tag.strip_prefix(p.as_str())) {
                 let busy =
                     data.get("return").and_then(Value::as_object).is_some_and(|m| !m.is_empty());
@@ -305,11 +318,17 @@ impl Waiter {
         Ok(running)
     }
 
-    /// Reads frames until the `Published` answer to a find_job publish, handling job events.
-    fn await_published(&mut self) -> Result<String, Failure> {
+    /// Reads frames until the `Published` answer to a find_job publish, handling the job's
+    /// events and keeping any `saltutil.find_job` returns in `early`.
+    fn await_published(&mut self, early: &mut Vec<(String, EventData)>) -> Result<String, Failure> {
         loop {
             match self.client.receive(None).map_err(|e| (2, e.to_string()))? {
                 Some(Response::Published { jid, .. }) => return Ok(jid),
+                Some(Response::Event { tag, data })
+                    if data.get("fun").and_then(Value::as_str) == Some("saltutil.find_job") =>
+                {
+                    early.push((tag, data))
+                }
                 Some(Response::Event { tag, data }) => self.on_event(&tag, data),
                 Some(Response::Error { message }) => return Err((2, message)),
                 Some(other) => {
