@@ -114,11 +114,12 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                     .map_err(|e| format!("Failed to commit change: {e}"))?;
                 ret.change("diff", diff);
             }
+            // The owner before the mode, as Salt's check_perms: a chown clears setuid/setgid.
+            let failed = perms::apply_owner(&real, &owner, false, &mut ret.changes);
             if let Some(m) = mode.filter(|m| mode_of(&real).as_ref() != Some(m)) {
                 set_mode(&real, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
                 ret.change("mode", m);
             }
-            let failed = perms::apply_owner(&real, &owner, false, &mut ret.changes);
             ret.comment = match ret.changes.is_empty() {
                 true => format!("File {name} is in the correct state"),
                 false => format!("File {name} updated"),
@@ -149,11 +150,17 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                     ret.comment = "Empty file".into();
                 }
             }
-            ret.change("mode", mode);
+            ret.change("mode", mode.clone());
             if ret.comment.is_empty() {
                 ret.comment = format!("File {name} updated");
             }
-            perms::apply_owner(path, &owner, false, &mut ret.changes)
+            let failed = perms::apply_owner(path, &owner, false, &mut ret.changes);
+            // A chown clears setuid/setgid: give the file its mode again.
+            if mode_of(path).as_deref() != Some(mode.as_str()) {
+                set_mode(path, &mode)
+                    .map_err(|e| format!("Failed to change mode to {mode}: {e}"))?;
+            }
+            failed
         }
     };
     match failed.is_empty() {
@@ -359,6 +366,8 @@ fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let me = perms::me();
     if meta.uid() != me.uid || meta.gid() != me.gid {
         let _ = std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()));
+        // The chown cleared any setuid/setgid bit.
+        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
     }
     Ok(())
 }

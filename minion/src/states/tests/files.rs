@@ -166,6 +166,17 @@ fn managed_directory_and_symlink_owners() {
         let ret = one(&dir, &[], &back, false);
         check(&ret, json!(true), &format!("File {f} updated"), json!({"user": me_name()}));
         assert_eq!(owner(&f), (0, gid));
+        // A chown clears setuid; the mode asked for must survive it, new file or not.
+        let suid = dir.path("suid");
+        let body = format!(
+            "{{d}}/suid:\n  file.managed:\n    - contents: x\n    - mode: 4755\n    - user: {uid}\n"
+        );
+        let ret = one(&dir, &[], &body, false);
+        assert_eq!(ret["result"], json!(true), "{ret:?}");
+        assert_eq!((mode(&suid), owner(&suid).0), (0o4755, uid));
+        let again = one(&dir, &[], &body.replace("contents: x", "contents: y"), false);
+        assert_eq!(again["changes"].get("mode"), None, "{again:?}");
+        assert_eq!(mode(&suid), 0o4755);
     } else {
         let mut changes = created;
         changes.as_object_mut().unwrap().retain(|k, _| k == "diff" || k == "mode");
