@@ -240,8 +240,22 @@ impl Follow {
         let now = fs::metadata(&self.path).ok().map(|m| m.ino());
         if now.is_some() && now != ours {
             // Rotated (or created): the old file is complete once renamed; read its rest,
-            // then follow the new one from its start.
+            // then any file rotated after it (`.k-1` … `.1`, when it rotated more than once
+            // between two looks), then follow the new one from its start.
             found += self.drain(needle);
+            let base = self.path.display().to_string();
+            let rotated = |k: u32| PathBuf::from(format!("{base}.{k}"));
+            let ino = |p: &Path| fs::metadata(p).ok().map(|m| m.ino());
+            let mut k = 1;
+            while ours.is_some() && k <= 1000 && ino(&rotated(k)).is_some_and(|i| Some(i) != ours) {
+                k += 1;
+            }
+            if ino(&rotated(k)) == ours {
+                for newer in (1..k).rev() {
+                    self.file = fs::File::open(rotated(newer)).ok();
+                    found += self.drain(needle);
+                }
+            }
             self.file = fs::File::open(&self.path).ok();
             found += self.drain(needle);
         }
@@ -300,5 +314,37 @@ pub fn median(mut samples: Vec<f64>) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => samples[n / 2],
         n => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log rotates twice between two looks: the lines of the file in between are counted.
+    #[test]
+    fn follow_reads_through_two_rotations_between_looks() {
+        let dir = TempDir::new("follow").unwrap();
+        let log = dir.join("events.log");
+        let rotate = || {
+            let _ = fs::rename(dir.join("events.log.1"), dir.join("events.log.2"));
+            fs::rename(&log, dir.join("events.log.1")).unwrap();
+        };
+        let append = |text: &str| {
+            let mut f = fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        append("old\n");
+        let mut follow = Follow::from_end(&log);
+        append("hit 1\nhit 2\n");
+        assert_eq!(follow.count_new("hit"), 2);
+        append("hit 3\n");
+        rotate();
+        append("hit 4\nhit 5\n");
+        rotate();
+        append("hit 6\npartial hi");
+        assert_eq!(follow.count_new("hit"), 4);
+        append("t 7\n");
+        assert_eq!(follow.count_new("hit"), 1);
     }
 }

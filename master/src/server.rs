@@ -460,7 +460,11 @@ impl Master {
                     .or_else(|| oversized(&data, self.cfg.max_event_bytes));
                 if let Some(reason) = refusal {
                     log::warn!("refused event from minion {id}: {reason}");
-                    if let Some(jid) = jid {
+                    // Only for a job this minion was sent: a made-up jid must not crowd out
+                    // real refusals.
+                    let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
+                    if let Some(jid) = jid.filter(|_| sent.is_some_and(|j| j.minions.contains(id)))
+                    {
                         if self.refused_events.len() >= 10_000 {
                             self.refused_events.clear(); // returns that never came
                         }

@@ -41,8 +41,8 @@ const FRAME_HEADROOM: usize = 4096;
 /// A return too big for one frame would be refused by the master and, sent again after every
 /// reconnect, cut the minion off for good; it becomes a failed return that says so.
 fn fit_return(msg: ToMaster, max_frame_bytes: usize) -> ToMaster {
+    let size = serde_json::to_vec(&msg).map_or(0, |v| v.len());
     let ToMaster::Return(ret) = msg else { return msg };
-    let size = serde_json::to_vec(&ret.ret).map_or(0, |v| v.len());
     if size + FRAME_HEADROOM <= max_frame_bytes {
         return ToMaster::Return(ret);
     }
@@ -630,7 +630,7 @@ mod tests {
             (1, false, "20260101000000000000")
         );
         let text = big.ret.as_str().unwrap();
-        assert!(text.starts_with("The return of cmd.run is 10002 bytes"), "{text}");
+        assert!(text.starts_with("The return of cmd.run is 101"), "{text}");
         let event = ToMaster::Pong { seq: 1 };
         assert_eq!(fit_return(event.clone(), 10), event);
     }
