@@ -4,7 +4,7 @@ use halite_common::config;
 use halite_common::control::{Request, Response, SOCKET_NAME};
 use halite_common::wire::{encode_frame, Decoder, DEFAULT_MAX_FRAME_BYTES};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ impl Client {
         let mut frame = Vec::new();
         let payload = serde_json::to_vec(request).expect("requests serialise");
         encode_frame(&payload, &mut frame);
-        self.stream.write_all(&frame).map_err(ClientError::Io)
+        send_all(&self.stream, &frame).map_err(ClientError::Io)
     }
 
     /// The next message from the master; `Ok(None)` when `wait` passes first (`None` = forever).
@@ -123,6 +123,28 @@ pub use halite_common::saltargs as args;
 pub mod highstate;
 pub mod keys;
 pub mod output;
+
+/// Writes all of `bytes` without raising SIGPIPE (the CLIs restore its default for stdout): a
+/// master gone mid-request is an error to report, not a silent death.
+fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for `bytes.len()` bytes and the descriptor is `stream`'s.
+        let sent = unsafe {
+            libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL)
+        };
+        match sent {
+            n if n >= 0 => bytes = &bytes[n as usize..],
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Lets a closed stdout end the CLI quietly, as it does `cat` or Salt's CLIs: `halite … |
 /// head -1` must not panic with "failed printing to stdout". Rust starts programs with

@@ -87,13 +87,14 @@ impl Master {
             return;
         }
         self.reactor.stats.matched += 1;
-        let files: Vec<String> = self
-            .reactor
-            .reactor
-            .matching_rules(&event.tag)
-            .into_iter()
-            .flat_map(|rule| rule.sls.clone())
-            .collect();
+        let mut files: Vec<String> = Vec::new();
+        for rule in self.reactor.reactor.matching_rules(&event.tag) {
+            for sls in &rule.sls {
+                if !files.contains(sls) {
+                    files.push(sls.clone()); // named by two matching rules: counted once
+                }
+            }
+        }
         self.reactor.count(&files, |s| s.matched += 1);
         let max = self.cfg.reactor_max_depth;
         if event.chain.len() >= max {
