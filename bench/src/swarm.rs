@@ -358,6 +358,9 @@ impl Swarm {
         let ts = unix_seconds();
         for k in 0..=n {
             let i = live[k % live.len()];
+            if !matches!(self.members[i].phase, Phase::Live(_)) {
+                continue; // dropped earlier in this loop: counted lost once
+            }
             let tag = match k == n {
                 true => "bench/events/done".to_string(),
                 false => format!("bench/event/{k}"),

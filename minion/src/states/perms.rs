@@ -32,15 +32,20 @@ pub(crate) fn me() -> &'static Me {
     })
 }
 
+/// The `:`-separated records of a `/etc/passwd`-style file (none when it cannot be read).
+fn records(file: &str) -> Vec<Vec<String>> {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    text.lines().map(|line| line.split(':').map(str::to_string).collect()).collect()
+}
+
+/// The numeric id (third field) of a record.
+fn record_id(record: &[String]) -> Option<u32> {
+    record.get(2)?.parse().ok()
+}
+
 /// The name with numeric id `id` in a `/etc/passwd`-style file.
 fn name_of(file: &str, id: u32) -> Option<String> {
-    let text = fs::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let found = fields.nth(1)?.parse::<u32>().ok()?;
-        (found == id).then(|| name.to_string())
-    })
+    records(file).into_iter().find(|r| record_id(r) == Some(id)).map(|mut r| r.swap_remove(0))
 }
 
 /// A user's name, or its number where `/etc/passwd` has none.
@@ -55,22 +60,13 @@ pub(crate) fn group_name(gid: u32) -> String {
 
 /// The primary group of the user with id `uid`.
 pub(crate) fn primary_group(uid: u32) -> Option<u32> {
-    let text = fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.get(2)?.parse::<u32>().ok()? == uid).then_some(())?;
-        fields.get(3)?.parse().ok()
-    })
+    let record = records("/etc/passwd").into_iter().find(|r| record_id(r) == Some(uid))?;
+    record.get(3)?.parse().ok()
 }
 
 /// The numeric id of `name` in a `/etc/passwd`-style file.
 fn id_of(file: &str, name: &str) -> Option<u32> {
-    let text = fs::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.parse::<u32>().ok()
-    })
+    records(file).iter().find(|r| r.first().is_some_and(|n| n == name)).and_then(|r| record_id(r))
 }
 
 /// A user or group given by name or number.
