@@ -177,28 +177,46 @@ fn keep_existing(
     owner: &perms::Owner,
     ret: &mut StateRet,
 ) -> Result<(), String> {
-    let path = Path::new(name);
+    // Mode and owner go to the same file: the link's target unless `follow_symlinks: False`.
+    let link = Path::new(name);
+    let real = match c.flag("follow_symlinks", true) {
+        true => fs::canonicalize(link).unwrap_or_else(|_| link.to_path_buf()),
+        false => link.to_path_buf(),
+    };
+    let path = real.as_path();
     let current = mode_of(path).unwrap_or_default();
-    if let Some(m) = mode.filter(|m| *m != current) {
-        if c.test() {
-            ret.result = None;
-            ret.change("mode", m.clone());
-            perms::apply_owner(path, owner, true, &mut ret.changes);
-            ret.comment = format!(
-                "File {name} will be updated with permissions {m} from its current state of {current}"
-            );
-            return Ok(());
-        }
-        set_mode(path, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
-        ret.change("mode", m);
-    }
-    let failed = perms::apply_owner(path, owner, c.test(), &mut ret.changes);
+    let mode = mode.filter(|m| *m != current);
     if c.test() {
-        if !ret.changes.is_empty() {
-            ret.result = None;
+        if let Some(m) = &mode {
+            ret.change("mode", m.clone());
         }
-        ret.comment = format!("File {name} not updated");
-    } else if ret.changes.is_empty() {
+        perms::apply_owner(path, owner, true, &mut ret.changes);
+        if ret.changes.is_empty() {
+            ret.comment = format!("File {name} not updated");
+        } else {
+            ret.result = None;
+            ret.comment = match &mode {
+                Some(m) => format!(
+                    "File {name} will be updated with permissions {m} from its current state \
+                     of {current}"
+                ),
+                None => format!("File {name} not updated"),
+            };
+        }
+        return Ok(());
+    }
+    // The owner before the mode: a chown clears setuid/setgid.
+    let failed = perms::apply_owner(path, owner, false, &mut ret.changes);
+    if let Some(m) = mode.or_else(|| {
+        // A chown may have cleared setuid/setgid of the mode the file had.
+        (!current.is_empty() && mode_of(path).as_ref() != Some(&current)).then(|| current.clone())
+    }) {
+        set_mode(path, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
+        if m != current {
+            ret.change("mode", m);
+        }
+    }
+    if ret.changes.is_empty() {
         ret.comment = format!("File {name} exists with proper permissions. No changes made.");
     }
     match failed.is_empty() {

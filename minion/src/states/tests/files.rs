@@ -177,6 +177,17 @@ fn managed_directory_and_symlink_owners() {
         let again = one(&dir, &[], &body.replace("contents: x", "contents: y"), false);
         assert_eq!(again["changes"].get("mode"), None, "{again:?}");
         assert_eq!(mode(&suid), 0o4755);
+        // replace: False through a symlink: the owner and the mode both go to the target.
+        let target = dir.path("target");
+        std::fs::write(&target, "t").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path("via")).unwrap();
+        let body = format!(
+            "{{d}}/via:\n  file.managed:\n    - replace: False\n    - contents: x\n    - mode: 600\n    - user: {uid}\n"
+        );
+        let ret = one(&dir, &[], &body, false);
+        assert_eq!(ret["result"], json!(true), "{ret:?}");
+        assert_eq!((mode(&target), owner(&target).0), (0o600, uid));
+        assert_eq!(owner(&dir.path("via")).0, 0, "the link itself is untouched");
     } else {
         let mut changes = created;
         changes.as_object_mut().unwrap().retain(|k, _| k == "diff" || k == "mode");
