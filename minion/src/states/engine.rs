@@ -311,6 +311,18 @@ impl Engine<'_> {
 
     /// Salt's `_assign_not_run_result_dict`.
     fn not_run(&self, i: usize, n: i64, result: bool, comment: &str) -> Map<String, Value> {
+        self.unrun(i, n, result, comment, true)
+    }
+
+    /// The result of a state that did not run, with `__state_ran__: false` where Salt adds it.
+    fn unrun(
+        &self,
+        i: usize,
+        n: i64,
+        result: bool,
+        comment: &str,
+        mark: bool,
+    ) -> Map<String, Value> {
         let clock = Clock::start();
         let low = &self.plan.chunks[i];
         let mut ret = Map::new();
@@ -319,7 +331,9 @@ impl Engine<'_> {
         ret.insert("duration".into(), clock.duration());
         ret.insert("start_time".into(), Value::String(clock.start_time()));
         ret.insert("comment".into(), Value::String(comment.into()));
-        ret.insert("__state_ran__".into(), Value::Bool(false));
+        if mark {
+            ret.insert("__state_ran__".into(), Value::Bool(false));
+        }
         ret.insert("__run_num__".into(), json!(n));
         for key in ["__sls__", "__id__", "name"] {
             ret.insert(key.into(), low.get(key).cloned().unwrap_or(Value::Null));
@@ -329,7 +343,6 @@ impl Engine<'_> {
 
     /// A state whose requisites name no state (Salt 2019–3006's wording).
     fn not_found(&self, i: usize, n: i64) -> Map<String, Value> {
-        let clock = Clock::start();
         let mut comment = String::from("The following requisites were not found:\n");
         let mut kinds: Vec<Req> = Vec::new();
         for (req, _) in &self.plan.lost[i] {
@@ -343,18 +356,7 @@ impl Engine<'_> {
                 comment.push_str(&format!("{}{what}\n", " ".repeat(23)));
             }
         }
-        let low = &self.plan.chunks[i];
-        let mut ret = Map::new();
-        ret.insert("changes".into(), json!({}));
-        ret.insert("result".into(), Value::Bool(false));
-        ret.insert("duration".into(), clock.duration());
-        ret.insert("start_time".into(), Value::String(clock.start_time()));
-        ret.insert("comment".into(), Value::String(comment));
-        ret.insert("__run_num__".into(), json!(n));
-        for key in ["__sls__", "__id__", "name"] {
-            ret.insert(key.into(), low.get(key).cloned().unwrap_or(Value::Null));
-        }
-        ret
+        self.unrun(i, n, false, &comment, false)
     }
 }
 
