@@ -13,7 +13,12 @@ fn json(text: &str) -> Value {
 
 /// A master with auto_accept and the given minions authenticated.
 fn cluster(minions: &[(&str, &str)]) -> (Master, Vec<Minion>) {
-    let master = Master::start("auto_accept: True");
+    cluster_with("auto_accept: True", minions)
+}
+
+/// A master with `config` (which must accept the minions) and the given minions live.
+fn cluster_with(config: &str, minions: &[(&str, &str)]) -> (Master, Vec<Minion>) {
+    let master = Master::start(config);
     let started: Vec<Minion> =
         minions.iter().map(|(id, extra)| Minion::start(&master, id, id, extra)).collect();
     for m in &started {
@@ -272,10 +277,11 @@ fn a_closed_stdout_ends_the_cli_quietly() {
 /// would refuse the frame, and the minion would send it again after every reconnect).
 #[test]
 fn a_return_over_max_frame_bytes_fails_the_job_and_the_minion_stays() {
-    let master = Master::start("auto_accept: True\nmax_frame_bytes: 65536");
-    let minion = Minion::start(&master, "minion1", "a", "max_frame_bytes: 65536");
-    minion.wait_authenticated();
-    wait_until(WAIT, "minion1 live", || master.presence() == ["minion1"]);
+    let (master, minions) = cluster_with(
+        "auto_accept: True\nmax_frame_bytes: 65536",
+        &[("minion1", "max_frame_bytes: 65536")],
+    );
+    let minion = &minions[0];
     let out = master.halite(&["minion1", "cmd.run", "head -c 100000 /dev/zero | tr '\\0' a"]);
     assert_eq!(out.status, Some(1), "{out:?}");
     assert!(out.stdout.contains("over what one message may carry"), "{out:?}");
@@ -287,10 +293,10 @@ fn a_return_over_max_frame_bytes_fails_the_job_and_the_minion_stays() {
 /// The running master prunes jobs past `keep_jobs_seconds` from the job cache.
 #[test]
 fn old_jobs_are_pruned_from_the_job_cache() {
-    let master = Master::start("auto_accept: True\nkeep_jobs_seconds: 1\nloop_interval: 1");
-    let minion = Minion::start(&master, "minion1", "a", "");
-    minion.wait_authenticated();
-    wait_until(WAIT, "minion1 live", || master.presence() == ["minion1"]);
+    let (master, _minions) = cluster_with(
+        "auto_accept: True\nkeep_jobs_seconds: 1\nloop_interval: 1",
+        &[("minion1", "")],
+    );
     assert!(master.halite(&["minion1", "test.ping"]).success());
     let listed = || json(&master.run(&["jobs.list_jobs", "--out", "json"]).stdout);
     let jobs = listed();
