@@ -101,8 +101,12 @@ impl JobCache {
     ) -> io::Result<()> {
         validate_id(id).map_err(|e| invalid(e.to_string()))?;
         let dir = self.job_dir(jid)?;
-        let mut line = serde_json::to_vec(&serde_json::json!({ "id": id, "data": data }))?;
-        line.push(b'\n');
+        // `{"id":…,"data":…}` written straight from the borrowed map, not a copy of it.
+        let mut line = br#"{"id":"#.to_vec();
+        serde_json::to_writer(&mut line, id)?;
+        line.extend_from_slice(br#","data":"#);
+        serde_json::to_writer(&mut line, data)?;
+        line.extend_from_slice(b"}\n");
         if self.appending.as_ref().is_none_or(|(open, _)| open != jid) {
             self.appending = None;
             fs::create_dir_all(&dir)?;
