@@ -98,10 +98,11 @@ pub fn write_cache(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    // Unique per call, not only per process: two job threads may fetch the same file at once.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".tmp-{name}-{}-{n}", std::process::id()));
     let result = (|| {
-        // A stale temp file (a crash mid-write) would keep its old mode: start afresh.
-        let _ = fs::remove_file(&tmp);
         let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         file.write_all(data)?;
         if durable {
@@ -113,4 +114,34 @@ fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()>
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two job threads fetching the same `salt://` file write the same cache path at once:
+    /// every write succeeds, the file is one of them whole, and no temp file is left.
+    #[test]
+    fn concurrent_writes_of_one_path_do_not_trip_over_each_other() {
+        let dir = std::env::temp_dir().join(format!("halite-files-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cached");
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    (0..50).map(|_| write_cache(&path, &[i; 4096], 0o600)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for writer in writers {
+            assert!(writer.join().unwrap().iter().all(Result::is_ok));
+        }
+        let data = fs::read(&path).unwrap();
+        assert!(data.len() == 4096 && data.iter().all(|b| *b == data[0]));
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
