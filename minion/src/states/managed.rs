@@ -14,7 +14,7 @@ use super::value::{py_str, str_list};
 use serde_json::{Map, Value};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,16 +65,18 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
     if path.is_dir() {
         return Err(format!("Specified target {name} is a directory"));
     }
-    let exists = fs::symlink_metadata(path).is_ok();
-    if !replace && exists {
-        keep_existing(c, name, mode, &owner, ret)?;
-        return Ok(());
-    }
-    let desired = desired_contents(c, name, source, contents, jinja)?;
+    // Contents, mode and owner go to one file: the link's target unless `follow_symlinks:
+    // False`.
     let real = match c.flag("follow_symlinks", true) {
         true => fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         false => path.to_path_buf(),
     };
+    let exists = fs::symlink_metadata(path).is_ok();
+    if !replace && exists {
+        keep_existing(c, name, &real, mode, &owner, ret)?;
+        return Ok(());
+    }
+    let desired = desired_contents(c, name, source, contents, jinja)?;
     let current = match fs::read(&real) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -173,17 +175,11 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
 fn keep_existing(
     c: &Call,
     name: &str,
+    path: &Path,
     mode: Option<String>,
     owner: &perms::Owner,
     ret: &mut StateRet,
 ) -> Result<(), String> {
-    // Mode and owner go to the same file: the link's target unless `follow_symlinks: False`.
-    let link = Path::new(name);
-    let real = match c.flag("follow_symlinks", true) {
-        true => fs::canonicalize(link).unwrap_or_else(|_| link.to_path_buf()),
-        false => link.to_path_buf(),
-    };
-    let path = real.as_path();
     let current = mode_of(path).unwrap_or_default();
     let mode = mode.filter(|m| *m != current);
     if c.test() {
@@ -390,4 +386,3 @@ fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-use std::os::unix::fs::PermissionsExt;
