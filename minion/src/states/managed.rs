@@ -385,4 +385,3 @@ fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
-
