@@ -43,11 +43,24 @@ impl Case {
 /// Every file's events, with the config dir (one per file) that binds `rule` to the file.
 fn load(work: &TempDir) -> Vec<(PathBuf, Vec<Case>)> {
     let dir = corpus_dir().join("files");
-    let mut names: Vec<String> = fs::read_dir(&dir)
+    let all: Vec<String> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("read_dir entry").file_name().to_string_lossy().into_owned())
-        .filter_map(|name| name.strip_suffix(".sls").map(str::to_string))
         .collect();
+    // An expectation file without its SLS (or anything else) would silently test nothing.
+    for name in &all {
+        let pair = match name.strip_suffix(".events.json") {
+            Some(stem) => format!("{stem}.sls"),
+            None => name.replace(".sls", ".events.json"),
+        };
+        assert!(
+            (name.ends_with(".sls") || name.ends_with(".events.json")) && all.contains(&pair),
+            "{}: every corpus file is NAME.sls with NAME.events.json",
+            dir.join(name).display()
+        );
+    }
+    let mut names: Vec<String> =
+        all.iter().filter_map(|name| name.strip_suffix(".sls").map(str::to_string)).collect();
     names.sort();
     names
         .into_iter()
