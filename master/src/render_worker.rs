@@ -262,18 +262,16 @@ impl RenderWorker {
         rules: &[Rule],
         roots: Vec<PathBuf>,
     ) -> RenderWorker {
-        let mut worker = RenderWorker {
+        let rules = rules.iter().map(|r| (r.pattern.clone(), r.sls.clone())).collect();
+        RenderWorker {
             registry,
             token,
             max_bytes,
-            rules: Vec::new(),
-            file_roots: Vec::new(),
+            rules,
+            file_roots: roots,
             running: None,
             sent: None,
-        };
-        worker.rules = rules.iter().map(|r| (r.pattern.clone(), r.sls.clone())).collect();
-        worker.file_roots = roots;
-        worker
+        }
     }
 
     /// Whether a render waits for its answer.
@@ -287,9 +285,11 @@ impl RenderWorker {
         self.file_roots = roots;
         let msg = self.rules_msg();
         if let Some((_, conn)) = &mut self.running {
-            if conn.send(&msg).is_err() || conn.flush().is_err() {
-                self.stop();
+            // A worker that cannot take them is dead: its socket's EOF reports it.
+            if conn.send(&msg).is_ok() {
+                let _ = conn.flush();
             }
+            self.reregister();
         }
     }
 

@@ -120,7 +120,7 @@ fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
     let (master, _sls) = master_with(
         "  - 'salt/auth':\n    - SLS/Minion.sls",
         &[("Minion.sls", MINION_SLS)],
-        "reactor_rate_limit: 20",
+        "reactor_rate_limit: 10",
     );
     // Pending hellos from 127.0.0.2, one new id each, until the test is done.
     let stop = Arc::new(AtomicBool::new(false));
