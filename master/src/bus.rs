@@ -34,8 +34,19 @@ impl Bus {
 
     /// Stamps and queues an event.
     pub fn fire(&mut self, tag: impl Into<String>, data: Map<String, Value>) {
+        self.fire_from(tag, data, None);
+    }
+
+    /// [`Bus::fire`] for an event a peer at `source` caused (the reactor budgets by source).
+    pub fn fire_from(
+        &mut self,
+        tag: impl Into<String>,
+        data: Map<String, Value>,
+        source: Option<std::net::IpAddr>,
+    ) {
         let mut event = Event::new(tag, data);
         event.chain = self.cause.clone();
+        event.source = source;
         log::trace!("event {}", event.tag);
         self.queue.push_back(event);
     }
