@@ -1,6 +1,6 @@
 //! Small file helpers shared by the daemons: private directories, atomic writes, key files.
 
-use crate::crypto::KeyPair;
+use crate::crypto::{KeyPair, PublicKey};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -35,6 +35,23 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
             Ok(pair)
         }
         Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", secret.display()))),
+    }
+}
+
+/// The master key a minion cached on first use (`minion_master.pub`). Only a missing file is
+/// `None`, first use: an empty or unparsable one is an error naming the file, since trusting
+/// whoever answers next because the file was truncated would hand a rogue master the minion.
+pub fn read_cached_master_key(path: &Path) -> io::Result<Option<PublicKey>> {
+    let named = |e: &dyn std::fmt::Display| {
+        format!("cannot read the cached master key {}: {e}", path.display())
+    };
+    match fs::read_to_string(path) {
+        Ok(pem) => match PublicKey::from_pem(&pem) {
+            Ok(key) => Ok(Some(key)),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, named(&e))),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(e.kind(), named(&e))),
     }
 }
 
@@ -119,6 +136,30 @@ fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_missing_cached_master_key_is_first_use() {
+        let dir = std::env::temp_dir().join(format!("halite-masterkey-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("minion_master.pub");
+        assert!(read_cached_master_key(&path).unwrap().is_none());
+        let key = KeyPair::generate().public;
+        fs::write(&path, key.to_pem()).unwrap();
+        assert_eq!(read_cached_master_key(&path).unwrap(), Some(key));
+        for corrupt in ["", "\n", "-----BEGIN PUBLIC KEY-----\nxx\n"] {
+            fs::write(&path, corrupt).unwrap();
+            let err = read_cached_master_key(&path).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("cannot read the cached master key {}: ", path.display())),
+                "{err}"
+            );
+        }
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert!(read_cached_master_key(&path).is_err(), "a directory is not a missing file");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Two job threads fetching the same `salt://` file write the same cache path at once:
     /// every write succeeds, the file is one of them whole, and no temp file is left.

@@ -162,3 +162,27 @@ fn sigint_stops_the_master_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "SIGINT must remove the control socket");
 }
+
+/// An emptied or corrupt `minion_master.pub` is not first use: trusting whoever answers on the
+/// port because the file was truncated would hand a rogue master a root minion. The minion
+/// names the file, keeps it as it is, and never says hello.
+#[test]
+fn a_corrupt_cached_master_key_is_refused_not_trusted_on_first_use() {
+    let master = Master::start("auto_accept: True");
+    for (name, content) in [("empty", ""), ("garbage", "-----BEGIN PUBLIC KEY-----\nxx\n")] {
+        let cached = master.dir.join(format!("minion-{name}/etc/halite/pki/minion"));
+        std::fs::create_dir_all(&cached).unwrap();
+        let cached = cached.join("minion_master.pub");
+        std::fs::write(&cached, content).unwrap();
+        let minion = Minion::start(&master, name, name, "");
+        let refusal = format!(
+            "cannot read the cached master key {}: .*; refusing the master",
+            regex::escape(&cached.display().to_string())
+        );
+        minion.daemon.wait_for_line(&refusal, WAIT);
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), content, "{name}: key replaced");
+        assert!(!minion.daemon.lines().iter().any(|l| l.contains("trusting master key")));
+    }
+    assert!(!master.events().iter().any(|(tag, _)| tag == "salt/auth"), "a hello was sent");
+    assert!(master.presence().is_empty());
+}
