@@ -352,3 +352,24 @@ fn a_job_the_cache_cannot_record_is_never_published() {
         .collect();
     assert_eq!(returns, [published[0].replace("/new", "/ret/minion1")]);
 }
+
+/// A broken job-cache entry is skipped and logged by `jobs.list_jobs`, not an error for all.
+#[test]
+fn list_jobs_skips_a_broken_cache_entry() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    assert!(master.halite(&["minion1", "test.ping"]).success());
+    let jobs = master.dir.join("master/var/cache/halite/master/jobs");
+    std::fs::create_dir_all(jobs.join("20000101000000000001/load.json")).unwrap();
+    std::fs::write(jobs.join("20000101000000000002"), "a stray file").unwrap();
+    std::fs::create_dir_all(jobs.join("20000101000000000003")).unwrap();
+    std::fs::write(jobs.join("20000101000000000003/load.json"), "{\"fun\": \"te").unwrap();
+    let out = master.run(&["jobs.list_jobs", "--out", "json"]);
+    assert!(out.success(), "{out:?}");
+    let listed = json(&out.stdout);
+    let jids: Vec<&String> = listed.as_object().unwrap().keys().collect();
+    assert_eq!(jids.len(), 1, "{jids:?}");
+    assert_eq!(listed[jids[0]]["Function"], "test.ping");
+    for jid in ["20000101000000000001", "20000101000000000002", "20000101000000000003"] {
+        master.daemon.wait_for_line(&format!("job cache: skipping job {jid}: "), WAIT);
+    }
+}
