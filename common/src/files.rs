@@ -13,11 +13,7 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
             let pair = KeyPair::from_secret_pem(&pem).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", secret.display()))
             })?;
-            let mode = fs::metadata(secret)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                log::warn!("{} is readable by others (mode {:o}); fixing", secret.display(), mode);
-                fs::set_permissions(secret, fs::Permissions::from_mode(0o600))?;
-            }
+            make_private(&fs::File::open(secret)?, secret)?;
             if !public.exists() {
                 write_atomic(public, pair.public.to_pem().as_bytes(), 0o644)?;
             }
@@ -55,12 +51,25 @@ pub fn read_cached_master_key(path: &Path) -> io::Result<Option<PublicKey>> {
     }
 }
 
-/// Opens an append-only file of JSON lines (created 0600), first ending a line a crash left
-/// half-written, so the next line is not glued onto it and lost with it.
+/// Sets an open file's mode to 0600 if group or others have any access, with a warning: a
+/// file created by an older version, by hand, or by logrotate's `create 0644`.
+pub fn make_private(file: &fs::File, path: &Path) -> io::Result<()> {
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        log::warn!("{} is readable by others (mode {:o}); fixing", path.display(), mode & 0o7777);
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Opens an append-only file of JSON lines (created 0600, tightened to 0600 if it exists),
+/// first ending a line a crash left half-written, so the next line is not glued onto it and
+/// lost with it. The event log and the master's caches: they hold job output.
 pub fn open_line_log(path: &Path) -> io::Result<fs::File> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file =
         fs::OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(path)?;
+    make_private(&file, path)?;
     if file.metadata()?.len() > 0 {
         let mut last = [0u8];
         file.seek(SeekFrom::End(-1))?;
@@ -136,6 +145,24 @@ fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_logs_are_created_private_and_tightened() {
+        let dir = std::env::temp_dir().join(format!("halite-linelog-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.join("fresh.jsonl");
+        open_line_log(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        let loose = dir.join("loose.jsonl");
+        fs::write(&loose, "{}\n").unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o644)).unwrap();
+        open_line_log(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o600);
+        assert_eq!(fs::read_to_string(&loose).unwrap(), "{}\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn only_a_missing_cached_master_key_is_first_use() {
