@@ -70,6 +70,24 @@ fn keepalive_drops_silent_peers_and_keeps_live_ones() {
     assert_eq!(master.presence(), ["alive", "polite"]);
 }
 
+/// The race behind a flaky `keepalive_drops_silent_peers_and_keeps_live_ones`: a master loop
+/// that stalls past three keepalive intervals right after a session went live (here SIGSTOP;
+/// on a busy machine a slow fsync or a starved process) used to drop the peer at its next tick
+/// without ever pinging it, so the first thing the minion saw was the socket closing.
+#[test]
+fn a_stalled_master_pings_before_it_drops() {
+    let master = Master::start("auto_accept: True\nkeepalive_interval: 1");
+    let mut silent = RawMinion::authenticate(master.addr, "silent");
+    master.daemon.wait_for_line("minion silent@.* authenticated", WAIT);
+    // SIGSTOP, then the stall itself (not a wait for anything), longer than three intervals.
+    master.daemon.signal(19);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    master.daemon.signal(18); // SIGCONT
+    assert!(matches!(silent.recv(), Some(ToMinion::Ping { .. })), "dropped before a ping");
+    assert!(silent.conn.closed_by_master(), "a silent peer must still be dropped");
+    master.daemon.wait_for_line("silent.*keepalive timeout", WAIT);
+}
+
 #[test]
 fn bad_configuration_is_a_clear_error_naming_every_key() {
     let dir = TempDir::new();
