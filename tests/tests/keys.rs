@@ -246,6 +246,10 @@ fn spoofing_ids_are_refused_at_hello_and_never_listed_or_accepted() {
         listed.stdout,
         "Accepted Keys:\nDenied Keys:\nUnaccepted Keys:\ngood\nRejected Keys:\n"
     );
+    master.daemon.wait_for_line(
+        r#"key store: ignoring minions_pre/"evil\\u\{202e\}gnp.exe": minion id contains forbidden"#,
+        halite_tests::cluster::WAIT,
+    );
     let accepted = master.key(&["-A", "-y"]);
     assert!(accepted.success(), "{accepted:?}");
     assert!(accepted.stdout.ends_with("Key for minion good accepted.\n"), "{accepted:?}");
