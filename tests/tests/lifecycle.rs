@@ -200,6 +200,10 @@ fn a_corrupt_cached_master_key_is_refused_not_trusted_on_first_use() {
         minion.daemon.wait_for_line(&refusal, WAIT);
         assert_eq!(std::fs::read_to_string(&cached).unwrap(), content, "{name}: key replaced");
         assert!(!minion.daemon.lines().iter().any(|l| l.contains("trusting master key")));
+        // `halite-minion call` reads the same file the same way.
+        let out = minion.call(&["event.send", "myco/x"]);
+        assert_ne!(out.status, Some(0), "{out:?}");
+        assert!(out.stderr.contains("cannot read the cached master key"), "{out:?}");
     }
     assert!(!master.events().iter().any(|(tag, _)| tag == "salt/auth"), "a hello was sent");
     assert!(master.presence().is_empty());
