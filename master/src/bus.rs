@@ -80,17 +80,17 @@ impl EventLog {
     fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<EventLog> {
         let file = open_append(path)?;
         let size = file.get_ref().metadata()?.len();
-        let log = EventLog { path: path.to_path_buf(), file: Some(file), size, max_bytes, keep };
+        let opened = EventLog { path: path.to_path_buf(), file: Some(file), size, max_bytes, keep };
         // Rotations an older master left readable by others.
         for n in 1..=keep {
-            let rotated = log.numbered(n);
+            let rotated = opened.numbered(n);
             if let Err(e) = File::open(&rotated).and_then(|f| make_private(&f, &rotated)) {
                 if e.kind() != io::ErrorKind::NotFound {
                     log::warn!("cannot make {} private: {e}", rotated.display());
                 }
             }
         }
-        Ok(log)
+        Ok(opened)
     }
 
     fn numbered(&self, n: u32) -> PathBuf {
