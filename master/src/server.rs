@@ -8,7 +8,7 @@ use crate::client::Client;
 use crate::control;
 use crate::jobcache::{JidGen, JobCache};
 use crate::keystore::{load_or_create_master_key, KeyStore};
-use crate::peer::{Peer, Phase};
+use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::config::MasterConfig;
 use halite_common::conn::Conn;
 use halite_common::control::{Response, SOCKET_NAME};
@@ -641,13 +641,11 @@ impl Master {
                         close.push((token, "pending minion went silent"));
                     }
                 }
-                Phase::Live { .. } => {
-                    if now.duration_since(peer.heard) > interval * 3 {
-                        close.push((token, "keepalive timeout"));
-                    } else if now.duration_since(peer.pinged) >= interval {
-                        ping.push(token);
-                    }
-                }
+                Phase::Live { .. } => match keepalive(peer.heard, peer.pinged, now, interval) {
+                    Keepalive::Drop => close.push((token, "keepalive timeout")),
+                    Keepalive::Ping => ping.push(token),
+                    Keepalive::Nothing => {}
+                },
             }
         }
         for (token, reason) in close {
