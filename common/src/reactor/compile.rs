@@ -346,7 +346,12 @@ fn ignored_beside_args(r: &mut Reaction, arg: bool, kwarg: bool) {
 /// `format_call` binds every key by name (`wheel.key.accept: [{match: x}]` →
 /// `accept('x', include_rejected=False, include_denied=False)`).
 fn master_side(r: &mut Reaction, mut args: Map<String, Value>) -> Result<Option<String>, String> {
-    args.shift_remove("fun");
+    // Salt's REACTOR_INTERNAL_KEYWORDS: never arguments of the function.
+    for key in ["fun", "key"] {
+        if args.shift_remove(key).is_some() {
+            r.warnings.push(format!("'{key}' is ignored, as Salt does"));
+        }
+    }
     let signature = functions::lookup(r.client, &r.fun);
     if let Some(value) = args.shift_remove("args") {
         let (arg, kwarg) = (args.shift_remove("arg"), args.shift_remove("kwarg"));

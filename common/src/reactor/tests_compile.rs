@@ -329,6 +329,7 @@ send:
   runner.event.send:
     - tag: my/tag
     - order: first
+    - key: internal
 ",
     );
     check(
@@ -337,7 +338,7 @@ send:
         json!({"id": "web1"}),
         json!([
             {"id": "send", "client": "runner", "fun": "event.send", "tgt": null, "tgt_type": null,
-             "arg": ["my/tag"], "kwarg": {"data": null}},
+             "arg": ["my/tag"], "kwarg": {"data": null}, "warnings": ["'key' is ignored, as Salt does"]},
             {"id": "lookup", "client": "runner", "fun": "jobs.lookup_jid", "tgt": null, "tgt_type": null,
              "arg": ["20261202160000000000"],
              "kwarg": {"ext_source": null, "returned": true, "missing": false, "display_progress": false}},
