@@ -312,6 +312,9 @@ impl Master {
     /// Runs one reaction; `Err` is reported as a `salt/reactor/error` event.
     fn run_reaction(&mut self, r: &Reaction) -> Result<(), String> {
         log::info!("reactor: {} ({}) runs {}.{}", r.id, r.sls, r.client.as_str(), r.fun);
+        for warning in &r.warnings {
+            log::warn!("reactor: {} ({}): {warning}", r.id, r.sls);
+        }
         match r.client {
             Client::Wheel => self.run_wheel(r),
             Client::Local => {

@@ -9,7 +9,7 @@
 //! a time, answered in order.
 
 use halite_common::conn::Conn;
-use halite_common::reactor::{Client, Reaction, Reactions, Reactor, ReactorError, Rule};
+use halite_common::reactor::{Reaction, Reactions, Reactor, ReactorError, Rule};
 use halite_common::wire::{encode_frame, Decoder};
 use mio::{Interest, Registry, Token};
 use serde::{Deserialize, Serialize};
@@ -41,25 +41,10 @@ enum ToWorker {
 /// Worker → master: `Reactor::react`'s outcome and how long the render took.
 #[derive(Debug, Serialize, Deserialize)]
 struct Rendered {
-    reactions: Vec<WireReaction>,
+    reactions: Vec<Reaction>,
     errors: Vec<WireError>,
     matched: Vec<String>,
     micros: u64,
-}
-
-/// A [`Reaction`] on the pipe.
-#[derive(Debug, Serialize, Deserialize)]
-struct WireReaction {
-    id: String,
-    sls: String,
-    client: String,
-    fun: String,
-    tgt: Option<Value>,
-    tgt_type: String,
-    arg: Vec<Value>,
-    kwarg: Map<String, Value>,
-    ret: Option<String>,
-    line: Option<usize>,
 }
 
 /// A [`ReactorError`] on the pipe.
@@ -70,45 +55,19 @@ struct WireError {
     kind: String,
     line: Option<usize>,
     message: String,
-}
-
-impl From<Reaction> for WireReaction {
-    fn from(r: Reaction) -> WireReaction {
-        WireReaction {
-            id: r.id,
-            sls: r.sls,
-            client: r.client.as_str().into(),
-            fun: r.fun,
-            tgt: r.tgt,
-            tgt_type: r.tgt_type,
-            arg: r.arg,
-            kwarg: r.kwarg,
-            ret: r.ret,
-            line: r.line,
-        }
-    }
-}
-
-impl WireReaction {
-    fn into_reaction(self) -> Option<Reaction> {
-        Some(Reaction {
-            client: Client::from_prefix(&self.client)?,
-            id: self.id,
-            sls: self.sls,
-            fun: self.fun,
-            tgt: self.tgt,
-            tgt_type: self.tgt_type,
-            arg: self.arg,
-            kwarg: self.kwarg,
-            ret: self.ret,
-            line: self.line,
-        })
-    }
+    id: Option<Box<str>>,
 }
 
 impl From<ReactorError> for WireError {
     fn from(e: ReactorError) -> WireError {
-        WireError { sls: e.sls, tag: e.tag, kind: e.kind.into(), line: e.line, message: e.message }
+        WireError {
+            sls: e.sls,
+            tag: e.tag,
+            kind: e.kind.into(),
+            line: e.line,
+            message: e.message,
+            id: e.id,
+        }
     }
 }
 
@@ -120,7 +79,7 @@ impl From<WireError> for ReactorError {
             "reaction" => "reaction",
             _ => "render",
         };
-        ReactorError { sls: e.sls, tag: e.tag, kind, line: e.line, message: e.message }
+        ReactorError { sls: e.sls, tag: e.tag, kind, line: e.line, message: e.message, id: e.id }
     }
 }
 
@@ -184,7 +143,7 @@ fn handle(reactor: &mut Reactor, msg: ToWorker) -> Option<Vec<u8>> {
             let started = Instant::now();
             let outcome = render(reactor, &tag, &data);
             let rendered = Rendered {
-                reactions: outcome.reactions.into_iter().map(WireReaction::from).collect(),
+                reactions: outcome.reactions,
                 errors: outcome.errors.into_iter().map(WireError::from).collect(),
                 matched: outcome.matched,
                 micros: started.elapsed().as_micros().try_into().unwrap_or(u64::MAX),
@@ -197,9 +156,8 @@ fn handle(reactor: &mut Reactor, msg: ToWorker) -> Option<Vec<u8>> {
 /// A [`Rendered`] payload back into `Reactor::react`'s outcome and the render time.
 fn decode(payload: &[u8]) -> Result<(Reactions, Duration), serde_json::Error> {
     let r: Rendered = serde_json::from_slice(payload)?;
-    let reactions = r.reactions.into_iter().filter_map(WireReaction::into_reaction).collect();
     let errors = r.errors.into_iter().map(ReactorError::from).collect();
-    let outcome = Reactions { reactions, errors, matched: r.matched };
+    let outcome = Reactions { reactions: r.reactions, errors, matched: r.matched };
     Ok((outcome, Duration::from_micros(r.micros)))
 }
 
@@ -213,6 +171,7 @@ fn render(reactor: &Reactor, tag: &str, data: &Map<String, Value>) -> Reactions 
             kind: "render",
             line: None,
             message: "the renderer panicked".into(),
+            id: None,
         }],
         ..Reactions::default()
     })

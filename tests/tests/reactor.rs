@@ -1,6 +1,6 @@
 //! The reactor through the real binaries: the seed bootstrap, glob and regex patterns, both
-//! `local` argument forms, key rejection, render and YAML errors beside a working file, loop
-//! protection, the dry-run tools, and hostile event data.
+//! `local` argument forms, key rejection, render and YAML errors beside a working file,
+//! requisites and signature checks, loop protection, the dry-run tools, and hostile event data.
 
 use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::serde_json::{self, json, Value};
@@ -166,6 +166,79 @@ fn render_and_yaml_errors_are_events_and_the_other_file_still_runs() {
     master.daemon.wait_for_line("reactor: .*render.sls for tag 'myco/go' failed", WAIT);
 }
 
+/// Requisites order the reactions (alphabetically `announce` would run first), and a call
+/// that does not fit its function's signature is refused on its own.
+const DEPLOY_SLS: &str = "announce:
+  runner.event.send:
+    - tag: myco/announce
+    - watch:
+      - runner: zz_first
+zz_first:
+  runner.event.send:
+    - tag: myco/first
+bad_kw:
+  runner.event.send:
+    - tag: myco/never
+    - bogus: 1
+orch:
+  runner.state.orchestrate:
+    - args:
+      - mods: deploy
+";
+
+#[test]
+fn requisites_order_reactions_and_a_call_that_does_not_fit_is_refused_alone() {
+    let (master, sls) =
+        master_with("  - 'myco/deploy':\n    - SLS/deploy.sls", &[("deploy.sls", DEPLOY_SLS)], "");
+    let file = format!("{}/deploy.sls", sls.path().display());
+    // The dry run shows the same order, warnings and refusals.
+    let dry = json_out(&master.run(&["reactor.test", "myco/deploy", "--out", "json"]).stdout);
+    let watch = "'watch' only orders the reactions: the reactor runs every reaction whatever happened to the others, as Salt does";
+    assert_eq!(
+        dry.as_array().unwrap()[..2],
+        [
+            json!({"id": "zz_first", "client": "runner", "fun": "event.send", "tgt": null, "tgt_type": null,
+                   "arg": ["myco/first"], "kwarg": {"data": null}}),
+            json!({"id": "announce", "client": "runner", "fun": "event.send", "tgt": null, "tgt_type": null,
+                   "arg": ["myco/announce"], "kwarg": {"data": null}, "warnings": [watch]}),
+        ],
+        "{dry}"
+    );
+    let refused: Vec<(&str, u64)> = dry.as_array().unwrap()[2..]
+        .iter()
+        .map(|e| (e["error"]["id"].as_str().unwrap(), e["error"]["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(refused, [("bad_kw", 9), ("orch", 13)], "{dry}");
+
+    assert!(master.run(&["event.send", "myco/deploy"]).success());
+    master.wait_event("myco/announce", |_| true);
+    let bad = master.wait_event("salt/reactor/error", |d| d["id"] == "bad_kw");
+    assert_eq!(
+        bad,
+        json!({"sls": file, "tag": "myco/deploy", "kind": "reaction", "line": 9, "id": "bad_kw",
+               "message": "ID 'bad_kw': 'bogus' is an invalid keyword argument for 'runner.event.send'; signature runner.event.send(tag, data=None)",
+               "_stamp": bad["_stamp"]})
+    );
+    let orch = master.wait_event("salt/reactor/error", |d| d["id"] == "orch");
+    assert!(
+        orch["message"]
+            .as_str()
+            .unwrap()
+            .contains("runner function 'state.orchestrate' is not available"),
+        "{orch}"
+    );
+    // Every reaction of the event ran in one turn: `myco/first` before `myco/announce`, and the
+    // refused call never ran.
+    let tags: Vec<String> = master
+        .events()
+        .into_iter()
+        .map(|(tag, _)| tag)
+        .filter(|t| t.starts_with("myco/"))
+        .collect();
+    assert_eq!(tags, ["myco/deploy", "myco/first", "myco/announce"]);
+    master.daemon.wait_for_line("reactor: announce .*'watch' only orders the reactions", WAIT);
+}
+
 #[test]
 fn a_reaction_loop_stops_at_the_depth_limit_and_a_short_chain_runs() {
     let files = [
@@ -221,7 +294,8 @@ fn dry_run_tools_show_the_seed_reactions_without_running_anything() {
     ]);
     assert_eq!(
         json_out(&pend.stdout),
-        json!([{"id": "key_accept", "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"match": "Minion2"}}])
+        json!([{"id": "key_accept", "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": null,
+                "arg": ["Minion2"], "kwarg": {"include_rejected": false, "include_denied": false}}])
     );
     let other = master.run(&[
         "reactor.test",

@@ -1,8 +1,11 @@
 //! From rendered YAML to ordered reactions: Salt's high data (ID → `client.fun: [args]`),
 //! compiled to one chunk per client key, arguments converted per client (SALT-COMPAT §2.3),
-//! files merged by ID (later file wins) and sorted by (`order`, client + name + fun).
+//! runner/wheel calls checked against [`functions`], files merged by ID (later file wins) and
+//! ordered by [`requisites`] and (`order`, client + name + fun).
 
 use super::config::kind;
+use super::functions;
+use super::requisites::{self, Requisite};
 use super::{Client, Reaction};
 use serde_json::{Map, Number, Value};
 use serde_yaml::Value as Yaml;
@@ -12,20 +15,40 @@ pub(super) type FileIds = Vec<(String, Vec<Pending>)>;
 
 /// A reaction before ordering.
 pub(super) struct Pending {
-    reaction: Reaction,
-    order: Order,
-    /// Salt's tie-break: the client prefix as written (`cmd` sorts before `local`), name, fun.
-    key: String,
+    pub(super) reaction: Reaction,
+    pub(super) order: Order,
+    /// The client prefix as written (`cmd` is not yet `local`): Salt's chunk `state`.
+    pub(super) state: String,
+    pub(super) requisites: Vec<Requisite>,
+    /// Why it cannot run (the call does not fit the function). It is still ordered, as Salt
+    /// orders it before failing it.
+    problem: Option<String>,
+}
+
+impl Pending {
+    /// Salt's tie-break: `state + name + fun`.
+    pub(super) fn key(&self) -> String {
+        format!("{}{}{}", self.state, self.reaction.name, self.reaction.fun)
+    }
 }
 
 /// `order:` as written.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Order {
+pub(super) enum Order {
     Default,
     First,
     Last,
     Int(i64),
     Float(f64),
+}
+
+/// A reaction that will not run, and why.
+pub(super) struct Refused {
+    pub(super) sls: String,
+    pub(super) line: Option<usize>,
+    /// `None` when the whole file was dropped.
+    pub(super) id: Option<String>,
+    pub(super) message: String,
 }
 
 /// The merged reactions of all files of one event: Python's `dict.update` by ID.
@@ -44,32 +67,28 @@ impl High {
         }
     }
 
-    /// Salt's `order_chunks`: default order 1, or the largest positive explicit order + 100;
-    /// `first` 0; `last` and negative orders after everything; ties by client + name + fun.
-    pub(super) fn into_reactions(self) -> Vec<Reaction> {
-        let mut chunks: Vec<Pending> =
-            self.ids.into_iter().flat_map(|(_, chunks)| chunks).collect();
-        let cap = chunks
-            .iter()
-            .filter_map(|c| match c.order {
-                Order::Int(n) if n > 0 => Some(n),
-                _ => None,
-            })
-            .max()
-            .map_or(1.0, |n| n as f64 + 100.0);
-        let rank = |order: Order| match order {
-            Order::Default => cap,
-            Order::First => 0.0,
-            Order::Last => cap + 1_000_000.0,
-            Order::Int(n) if n < 0 => cap + 1_000_000.0 + n as f64,
-            Order::Int(n) => n as f64,
-            Order::Float(f) if f < 0.0 => cap + 1_000_000.0 + f,
-            Order::Float(f) => f,
-        };
-        chunks.sort_by(|a, b| {
-            rank(a.order).total_cmp(&rank(b.order)).then_with(|| a.key.cmp(&b.key))
-        });
-        chunks.into_iter().map(|c| c.reaction).collect()
+    /// Salt's `compile_high_data` + `order_chunks` (see [`requisites`]): the reactions in
+    /// execution order, and those that will not run.
+    pub(super) fn into_reactions(self) -> (Vec<Reaction>, Vec<Refused>) {
+        let chunks: Vec<Pending> = self.ids.into_iter().flat_map(|(_, chunks)| chunks).collect();
+        let (chunks, failures) = requisites::order(chunks);
+        let mut refused: Vec<Refused> = failures
+            .into_iter()
+            .map(|f| Refused { sls: f.sls, line: f.line, id: None, message: f.message })
+            .collect();
+        let mut reactions = Vec::new();
+        for chunk in chunks {
+            match chunk.problem {
+                None => reactions.push(chunk.reaction),
+                Some(message) => refused.push(Refused {
+                    sls: chunk.reaction.sls,
+                    line: chunk.reaction.line,
+                    message: format!("ID '{}': {message}", chunk.reaction.id),
+                    id: Some(chunk.reaction.id),
+                }),
+            }
+        }
+        (reactions, refused)
     }
 }
 
@@ -200,7 +219,7 @@ fn merge_args(args: Yaml) -> Result<Map<String, Value>, String> {
     Ok(merged)
 }
 
-/// One chunk: `name`/`order` taken out, the rest converted for the client.
+/// One chunk: `name`, `order` and the requisites taken out, the rest converted for the client.
 fn chunk(
     sls: &str,
     line: Option<usize>,
@@ -210,6 +229,8 @@ fn chunk(
     fun: &str,
     mut args: Map<String, Value>,
 ) -> Result<Pending, String> {
+    // Salt's chunk `name`: the ID unless an item sets it; it orders and can be required,
+    // but the reaction keeps its ID.
     let name = match args.shift_remove("name") {
         None => id.to_string(),
         Some(Value::String(s)) => s,
@@ -225,8 +246,11 @@ fn chunk(
     };
     args.shift_remove("state");
     args.retain(|k, _| !k.starts_with("__"));
+    let mut warnings = Vec::new();
+    let requisites = requisites::take(&mut args, &mut warnings)?;
     let mut reaction = Reaction {
-        id: name,
+        id: id.to_string(),
+        name,
         sls: sls.to_string(),
         client,
         fun: fun.to_string(),
@@ -236,108 +260,178 @@ fn chunk(
         kwarg: Map::new(),
         ret: None,
         line,
+        warnings,
     };
-    match client {
-        Client::Local | Client::Caller => targeted(&mut reaction, args)?,
+    let problem = match client {
+        Client::Local | Client::Caller => {
+            targeted(&mut reaction, args)?;
+            None
+        }
         Client::Runner | Client::Wheel => master_side(&mut reaction, args)?,
-    }
-    let key = format!("{prefix}{}{fun}", reaction.id);
-    Ok(Pending { reaction, order, key })
+    };
+    Ok(Pending { reaction, order, state: prefix.to_string(), requisites, problem })
 }
 
-/// local/caller: `tgt`, `tgt_type` (`expr_form`), `ret`, and either `args` (keyword arguments
-/// of the target function; `arg`/`kwarg` beside it are ignored, as Salt does) or `arg`/`kwarg`.
-/// A legacy caller `args` that is a plain list is positional.
+/// local/caller: `tgt`, `tgt_type`, `ret`, and either `args` (keyword arguments of the target
+/// function; `arg`/`kwarg` beside it are ignored, as Salt does) or `arg`/`kwarg`. A legacy
+/// caller `args` that is a plain list is positional. Every other key is what Salt's
+/// `cmd_async` takes and the master drops: ignored, with a warning.
 fn targeted(r: &mut Reaction, args: Map<String, Value>) -> Result<(), String> {
-    let (mut tgt_type, mut expr_form, mut new_form, mut arg, mut kwarg) =
-        (None, None, None, None, None);
+    let local = r.client == Client::Local;
+    let (mut tgt_type, mut new_form, mut arg, mut kwarg) = (None, None, None, None);
     for (key, value) in args {
         match key.as_str() {
-            "tgt" => r.tgt = Some(target(value)?),
-            "tgt_type" => tgt_type = Some(string(&key, value)?),
-            "expr_form" => expr_form = Some(string(&key, value)?),
-            "ret" => r.ret = Some(string(&key, value)?),
-            // Accepted and ignored by Salt's cmd_async too.
-            "timeout" => {}
+            "tgt" if local => r.tgt = Some(target(value)?),
+            "tgt_type" if local => tgt_type = Some(string(&key, value)?),
+            "ret" if local => r.ret = Some(string(&key, value)?),
             "args" => new_form = Some(value),
             "arg" => arg = Some(value),
             "kwarg" => kwarg = Some(value),
             _ => {
-                return Err(format!(
-                "unknown argument '{key}' for a {} reaction (tgt, tgt_type, arg, kwarg, args, ret)",
-                r.client.as_str()
-            ))
+                let why = if local { ignored_job_option(&key) } else { CALLER_IGNORES };
+                r.warnings.push(format!("'{key}' is ignored: {why}"));
             }
         }
     }
-    r.tgt_type = tgt_type.or(expr_form).unwrap_or_else(|| "glob".into());
-    if r.client == Client::Local && r.tgt.is_none() {
+    r.tgt_type = tgt_type.unwrap_or_else(|| "glob".into());
+    if local && r.tgt.is_none() {
         return Err("a local reaction needs tgt".into());
     }
-    if new_form.is_some() && (arg.is_some() || kwarg.is_some()) {
-        log::warn!(
-            "reaction {} ({}): 'arg'/'kwarg' beside 'args' are ignored, as Salt does",
-            r.id,
-            r.sls
-        );
+    if new_form.is_some() {
+        ignored_beside_args(r, arg.is_some(), kwarg.is_some());
     }
     match new_form {
-        Some(Value::Array(items))
-            if r.client == Client::Caller && !items.iter().all(Value::is_object) =>
-        {
+        Some(Value::Array(items)) if r.client == Client::Caller && !is_dictlist(&items) => {
             r.arg = items
         }
-        Some(value) => r.kwarg = keywords(value)?,
+        Some(value) => r.kwarg = repack_dictlist(value)?,
         None => {
             r.arg = positional(arg);
-            r.kwarg = match kwarg {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(map)) => map,
-                Some(other) => {
-                    return Err(format!("kwarg must be a map, got {}", json_kind(&other)))
-                }
-            };
+            r.kwarg = kwarg_map(kwarg)?;
         }
     }
     Ok(())
 }
 
-/// runner/wheel: `args` → keyword arguments; legacy: `arg` positional, `kwarg` and every other
-/// key keyword (`wheel.key.accept: [{match: x}]` → `match=x`).
-fn master_side(r: &mut Reaction, mut args: Map<String, Value>) -> Result<(), String> {
-    args.shift_remove("fun");
+const CALLER_IGNORES: &str = "a caller reaction passes only its arguments to the function";
+
+/// Why Salt's `LocalClient.cmd_async` (or the master after it) drops `key`.
+fn ignored_job_option(key: &str) -> &'static str {
+    match key {
+        "expr_form" => {
+            "Salt renamed it tgt_type in 2017.7 and has ignored it since 2019.2, so the \
+             target is matched as tgt_type says (glob unless given)"
+        }
+        "timeout" => "a reaction publishes its job and does not wait for returns",
+        "batch" => "Salt's reactor publishes with cmd_async, which does not batch",
+        "jid" => "the master allocates every job id",
+        "metadata" => "Halite's jobs carry no metadata",
+        _ => {
+            "it is not an option of a local reaction (Salt passes it to the master, which drops \
+             it); put the function's keyword arguments under args"
+        }
+    }
+}
+
+fn ignored_beside_args(r: &mut Reaction, arg: bool, kwarg: bool) {
+    for (given, key) in [(arg, "arg"), (kwarg, "kwarg")] {
+        if given {
+            r.warnings.push(format!("'{key}' is ignored beside 'args', as Salt does"));
+        }
+    }
+}
+
+/// runner/wheel, checked against the function's signature (the `Ok(Some(_))` problem):
+/// `args` → keyword arguments; `arg` with `kwarg` → passed as they are; otherwise Salt's
+/// `format_call` binds every key by name (`wheel.key.accept: [{match: x}]` →
+/// `accept('x', include_rejected=False, include_denied=False)`).
+fn master_side(r: &mut Reaction, mut args: Map<String, Value>) -> Result<Option<String>, String> {
+    // Salt's REACTOR_INTERNAL_KEYWORDS: never arguments of the function.
+    for key in ["fun", "key"] {
+        if args.shift_remove(key).is_some() {
+            r.warnings.push(format!("'{key}' is ignored, as Salt does"));
+        }
+    }
+    let signature = functions::lookup(r.client, &r.fun);
     if let Some(value) = args.shift_remove("args") {
-        r.kwarg = keywords(value)?;
-        return Ok(());
+        let (arg, kwarg) = (args.shift_remove("arg"), args.shift_remove("kwarg"));
+        ignored_beside_args(r, arg.is_some(), kwarg.is_some());
+        for key in args.keys() {
+            r.warnings.push(format!("'{key}' is ignored beside 'args', as Salt does"));
+        }
+        r.kwarg = repack_dictlist(value)?;
+        return Ok(signature.and_then(|s| s.check_call(&[], &r.kwarg)).err());
     }
-    for (key, value) in args {
-        match key.as_str() {
-            "arg" => r.arg = positional(Some(value)),
-            "kwarg" => match value {
-                Value::Object(map) => r.kwarg.extend(map),
-                Value::Null => {}
-                other => return Err(format!("kwarg must be a map, got {}", json_kind(&other))),
-            },
-            _ => {
-                r.kwarg.insert(key, value);
-            }
+    if args.contains_key("arg") && args.contains_key("kwarg") {
+        r.arg = positional(args.shift_remove("arg"));
+        r.kwarg = kwarg_map(args.shift_remove("kwarg"))?;
+        for key in args.keys() {
+            r.warnings.push(format!("'{key}' is ignored beside 'arg' and 'kwarg', as Salt does"));
+        }
+        return Ok(signature.and_then(|s| s.check_call(&r.arg, &r.kwarg)).err());
+    }
+    let lone = ["arg", "kwarg"].into_iter().find(|k| args.contains_key(*k));
+    let signature = match signature {
+        Ok(signature) => signature,
+        Err(why) => {
+            r.kwarg = args;
+            return Ok(Some(why));
+        }
+    };
+    match signature.format_call(args.clone()) {
+        Ok((arg, kwarg)) => {
+            (r.arg, r.kwarg) = (arg, kwarg);
+            Ok(None)
+        }
+        Err(why) => {
+            r.kwarg = args;
+            Ok(Some(match lone {
+                Some(key) => format!(
+                    "{why} (Salt passes '{key}' through only beside the other of arg/kwarg; \
+                     otherwise it binds every key by name)"
+                ),
+                None => why,
+            }))
         }
     }
-    Ok(())
 }
 
-/// Salt's `args:` form: a list of single-key maps (or a map) → keyword arguments.
-fn keywords(value: Value) -> Result<Map<String, Value>, String> {
+/// `kwarg`: a map (or nothing).
+fn kwarg_map(value: Option<Value>) -> Result<Map<String, Value>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map),
+        Some(other) => Err(format!("kwarg must be a map, got {}", json_kind(&other))),
+    }
+}
+
+/// Salt's `is_dictlist`: every item a one-key map.
+fn is_dictlist(items: &[Value]) -> bool {
+    items.iter().all(|v| v.as_object().is_some_and(|m| m.len() == 1))
+}
+
+/// Salt's `repack_dictlist` of `args:`: a list of one-key maps, and bare strings or numbers
+/// (each a key whose value is nothing) → keyword arguments; a map is taken as it is.
+fn repack_dictlist(value: Value) -> Result<Map<String, Value>, String> {
     const FORMAT: &str = "Incorrect argument format: `args` must be a list of `- key: value` items";
     match value {
         Value::Object(map) => Ok(map),
-        Value::Array(items) if !items.is_empty() => {
+        Value::Array(items) => {
             let mut out = Map::new();
             for item in items {
                 match item {
                     Value::Object(map) if map.len() == 1 => out.extend(map),
+                    Value::String(key) => {
+                        out.insert(key, Value::Null);
+                    }
+                    Value::Number(n) => {
+                        out.insert(n.to_string(), Value::Null);
+                    }
                     _ => return Err(FORMAT.into()),
                 }
+            }
+            if out.is_empty() {
+                return Err(FORMAT.into());
             }
             Ok(out)
         }

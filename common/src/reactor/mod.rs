@@ -23,10 +23,14 @@
 mod compile;
 mod config;
 mod emit;
+pub mod functions;
 mod render;
+mod requisites;
 mod sources;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compile;
 
 pub use config::{parse_rules, tag_matches};
 
@@ -42,7 +46,8 @@ pub struct Rule {
 }
 
 /// What a client prefix runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Client {
     /// `local.` (or Salt's old alias `cmd.`): a job published to minions.
     Local,
@@ -76,42 +81,60 @@ impl Client {
     }
 }
 
-/// One reaction to run, in execution order.
-#[derive(Debug, Clone, PartialEq)]
+/// One reaction to run, in execution order. (Serde: the master's render worker sends it back
+/// over its socket; `to_json` is the user-facing shape.)
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reaction {
-    /// The SLS ID, or the `name` argument when given (Salt's chunk name).
+    /// The SLS ID (Salt's `__id__`).
     pub id: String,
+    /// Salt's chunk name: the ID unless a `name` item sets it. It orders and can be named by
+    /// requisites; it is not passed to the function.
+    pub name: String,
     /// The file it came from.
     pub sls: String,
     pub client: Client,
     /// Without the client prefix: `key.accept`, `state.sls`, `cmd.run`.
     pub fun: String,
-    /// Local and caller only.
+    /// Local only.
     pub tgt: Option<Value>,
-    /// `glob` unless given (`tgt_type`, or Salt's old `expr_form`).
+    /// Local only: `glob` unless `tgt_type` is given (Salt's old `expr_form` is ignored).
     pub tgt_type: String,
+    /// As Salt passes them: for runner/wheel, the legacy form bound to the function's
+    /// signature (required parameters positional, defaults filled in).
     pub arg: Vec<Value>,
     pub kwarg: Map<String, Value>,
     /// Local only: the returner(s) named by `ret`.
     pub ret: Option<String>,
     /// The line of its ID in the rendered file (for `salt/reactor/error`).
     pub line: Option<usize>,
+    /// What of the SLS it does not do (keys ignored as Salt ignores them, requisites that
+    /// only order), for `reactor.test` and the master's log.
+    pub warnings: Vec<String>,
 }
 
 impl Reaction {
-    /// `{"id", "client", "fun", "tgt", "tgt_type", "arg", "kwarg"}` (+ `"ret"` when given) —
-    /// the `reactor.test --out json` shape.
+    /// `{"id", "client", "fun", "tgt", "tgt_type", "arg", "kwarg"}` (+ `"ret"`, `"name"` when
+    /// not the ID, `"warnings"` when any) — the `reactor.test --out json` shape. `tgt` and
+    /// `tgt_type` are null but for local reactions.
     pub fn to_json(&self) -> Value {
+        let local = self.client == Client::Local;
         let mut out = Map::new();
         out.insert("id".into(), self.id.clone().into());
+        if self.name != self.id {
+            out.insert("name".into(), self.name.clone().into());
+        }
         out.insert("client".into(), self.client.as_str().into());
         out.insert("fun".into(), self.fun.clone().into());
-        out.insert("tgt".into(), self.tgt.clone().unwrap_or(Value::Null));
-        out.insert("tgt_type".into(), self.tgt_type.clone().into());
+        out.insert("tgt".into(), self.tgt.clone().filter(|_| local).unwrap_or(Value::Null));
+        let tgt_type = if local { self.tgt_type.clone().into() } else { Value::Null };
+        out.insert("tgt_type".into(), tgt_type);
         out.insert("arg".into(), Value::Array(self.arg.clone()));
         out.insert("kwarg".into(), Value::Object(self.kwarg.clone()));
         if let Some(ret) = &self.ret {
             out.insert("ret".into(), ret.clone().into());
+        }
+        if !self.warnings.is_empty() {
+            out.insert("warnings".into(), self.warnings.clone().into());
         }
         Value::Object(out)
     }
@@ -128,16 +151,23 @@ pub struct ReactorError {
     /// line structure, so usually the same).
     pub line: Option<usize>,
     pub message: String,
+    /// For a `reaction` refused on its own (the rest of its file runs): its ID. (Boxed: the
+    /// error stays small enough to return by value.)
+    pub id: Option<Box<str>>,
 }
 
 impl ReactorError {
-    /// `{"sls","tag","kind","line","message"}` — also the data of the `salt/reactor/error` event.
+    /// `{"sls","tag","kind","line","message"}` (+ `"id"` for one reaction) — also the data of
+    /// the `salt/reactor/error` event.
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
         out.insert("sls".into(), self.sls.clone().into());
         out.insert("tag".into(), self.tag.clone().into());
         out.insert("kind".into(), self.kind.into());
         out.insert("line".into(), self.line.map_or(Value::Null, Value::from));
+        if let Some(id) = &self.id {
+            out.insert("id".into(), id.to_string().into());
+        }
         out.insert("message".into(), self.message.clone().into());
         Value::Object(out)
     }
@@ -264,7 +294,12 @@ impl Reactor {
                 }
             }
         }
-        out.reactions = high.into_reactions();
+        let (reactions, refused) = high.into_reactions();
+        out.reactions = reactions;
+        out.errors.extend(refused.into_iter().map(|r| ReactorError {
+            id: r.id.map(String::into_boxed_str),
+            ..error(&r.sls, tag, "reaction", r.line, r.message)
+        }));
         out
     }
 
@@ -296,5 +331,5 @@ fn error(
     line: Option<usize>,
     message: String,
 ) -> ReactorError {
-    ReactorError { sls: sls.to_string(), tag: tag.to_string(), kind, line, message }
+    ReactorError { sls: sls.to_string(), tag: tag.to_string(), kind, line, message, id: None }
 }

@@ -59,7 +59,7 @@ run_init:
       - echo initsok >> /tmp/cpis
 ";
 
-fn reactor(rules: &[(&str, &[&str])]) -> Reactor {
+pub(super) fn reactor(rules: &[(&str, &[&str])]) -> Reactor {
     Reactor::new(
         rules
             .iter()
@@ -71,7 +71,7 @@ fn reactor(rules: &[(&str, &[&str])]) -> Reactor {
     )
 }
 
-fn map(value: serde_json::Value) -> Map<String, Value> {
+pub(super) fn map(value: serde_json::Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => panic!("event data must be a map"),
@@ -80,7 +80,7 @@ fn map(value: serde_json::Value) -> Map<String, Value> {
 
 /// Asserts the reactions (as `to_json`) and the errors (kind, line, part of the message).
 #[track_caller]
-fn check(
+pub(super) fn check(
     r: &Reactor,
     tag: &str,
     data: Value,
@@ -99,8 +99,10 @@ fn check(
     out
 }
 
-fn wheel_accept(id: &str, target: &str) -> Value {
-    json!({"id": id, "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"match": target}})
+/// `wheel.key.accept: [{match: target}]` as Salt's `format_call` binds it.
+pub(super) fn wheel_accept(id: &str, target: &str) -> Value {
+    json!({"id": id, "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": null, "arg": [target],
+           "kwarg": {"include_rejected": false, "include_denied": false}})
 }
 
 fn local(id: &str, fun: &str, tgt: &str, arg: Value) -> Value {
@@ -166,7 +168,7 @@ fn local_argument_forms() {
 legacy:
   local.test.arg:
     - tgt: [a, b]
-    - expr_form: list
+    - tgt_type: list
     - arg: [1, two]
     - kwarg: {k: v}
     - timeout: 30
@@ -189,12 +191,14 @@ old_caller:
         "t",
         json!({}),
         json!([
-            {"id": "old_caller", "client": "caller", "fun": "cmd.run", "tgt": null, "tgt_type": "glob", "arg": ["echo hi"], "kwarg": {}},
-            {"id": "touch", "client": "caller", "fun": "file.touch", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"name": "/tmp/foo"}},
+            {"id": "old_caller", "client": "caller", "fun": "cmd.run", "tgt": null, "tgt_type": null, "arg": ["echo hi"], "kwarg": {}},
+            {"id": "touch", "client": "caller", "fun": "file.touch", "tgt": null, "tgt_type": null, "arg": [], "kwarg": {"name": "/tmp/foo"}},
             {"id": "scalar", "client": "local", "fun": "cmd.run", "tgt": "*", "tgt_type": "glob", "arg": ["uptime"], "kwarg": {}},
             {"id": "install_zsh", "client": "local", "fun": "state.single", "tgt": "test", "tgt_type": "grain", "arg": [],
-             "kwarg": {"fun": "pkg.installed", "name": "zsh", "fromrepo": "updates"}, "ret": "syslog"},
-            {"id": "legacy", "client": "local", "fun": "test.arg", "tgt": ["a", "b"], "tgt_type": "list", "arg": [1, "two"], "kwarg": {"k": "v"}},
+             "kwarg": {"fun": "pkg.installed", "name": "zsh", "fromrepo": "updates"}, "ret": "syslog",
+             "warnings": ["'arg' is ignored beside 'args', as Salt does"]},
+            {"id": "legacy", "client": "local", "fun": "test.arg", "tgt": ["a", "b"], "tgt_type": "list", "arg": [1, "two"], "kwarg": {"k": "v"},
+             "warnings": ["'timeout' is ignored: a reaction publishes its job and does not wait for returns"]},
         ]),
         &[],
     );
@@ -206,10 +210,10 @@ fn runner_and_wheel_arguments() {
     let sls = dir.write(
         "m.sls",
         "orch:
-  runner.state.orchestrate:
+  runner.event.send:
     - args:
-      - mods: orch.deploy
-      - pillar: {event_tag: {{ tag }}, event_data: {{ data|json }}}
+      - tag: orch/deploy
+      - data: {event_tag: {{ tag }}, event_data: {{ data|json }}}
 remove_key:
   wheel.key.delete:
     - args:
@@ -226,9 +230,9 @@ legacy_runner:
     - kwarg: {search_function: test.ping}
     - ext_source: cache
 flow:
-  runner.test.arg:
-    - args:
-      - structure: {{ data|yaml }}
+  runner.event.send:
+    - tag: flow
+    - data: {{ data|yaml }}
 ",
     );
     let r = reactor(&[("my/*", &[&sls])]);
@@ -238,12 +242,15 @@ flow:
         "my/tag",
         data,
         json!([
-            {"id": "legacy_wheel", "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"match": "web1", "include_rejected": true}},
-            {"id": "flow", "client": "runner", "fun": "test.arg", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"structure": {"id": "web1", "nested": {"a": null, "b": [1, "x: y"]}}}},
-            {"id": "legacy_runner", "client": "runner", "fun": "jobs.list_jobs", "tgt": null, "tgt_type": "glob", "arg": [1], "kwarg": {"search_function": "test.ping", "ext_source": "cache"}},
-            {"id": "orch", "client": "runner", "fun": "state.orchestrate", "tgt": null, "tgt_type": "glob", "arg": [],
-             "kwarg": {"mods": "orch.deploy", "pillar": {"event_tag": "my/tag", "event_data": {"id": "web1", "nested": {"a": null, "b": [1, "x: y"]}}}}},
-            {"id": "remove_key", "client": "wheel", "fun": "key.delete", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"match": "web1"}},
+            {"id": "legacy_wheel", "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": null, "arg": ["web1"],
+             "kwarg": {"include_rejected": true, "include_denied": false}},
+            {"id": "flow", "client": "runner", "fun": "event.send", "tgt": null, "tgt_type": null, "arg": ["flow"],
+             "kwarg": {"data": {"id": "web1", "nested": {"a": null, "b": [1, "x: y"]}}}},
+            {"id": "legacy_runner", "client": "runner", "fun": "jobs.list_jobs", "tgt": null, "tgt_type": null, "arg": [1], "kwarg": {"search_function": "test.ping"},
+             "warnings": ["'ext_source' is ignored beside 'arg' and 'kwarg', as Salt does"]},
+            {"id": "orch", "client": "runner", "fun": "event.send", "tgt": null, "tgt_type": null, "arg": [],
+             "kwarg": {"tag": "orch/deploy", "data": {"event_tag": "my/tag", "event_data": {"id": "web1", "nested": {"a": null, "b": [1, "x: y"]}}}}},
+            {"id": "remove_key", "client": "wheel", "fun": "key.delete", "tgt": null, "tgt_type": null, "arg": [], "kwarg": {"match": "web1"}},
         ]),
         &[],
     );
@@ -271,7 +278,7 @@ f_named:
     let types = dir.write(
         "types.sls",
         "aaa:
-  wheel.key.list_all: []
+  wheel.key.delete: [{match: x}]
 bbb:
   local.test.ping: [{tgt: x}]
 ccc:
@@ -290,8 +297,9 @@ eee:
             .map(|r| r.id)
             .collect()
     };
-    // cap = 5 + 100: default 105, negative 105 + 1000000 - 1, last 105 + 1000000.
-    assert_eq!(ids(&sls), ["b_first", "d_five", "a_default", "aaa", "e_negative", "c_last"]);
+    // cap = 5 + 100: default 105, negative 105 + 1000000 - 1, last 105 + 1000000. `f_named`
+    // sorts by its name `aaa` and keeps its ID.
+    assert_eq!(ids(&sls), ["b_first", "d_five", "a_default", "f_named", "e_negative", "c_last"]);
     // Same order: caller < cmd < local < runner < wheel, as Salt sorts by the prefix written.
     assert_eq!(ids(&types), ["eee", "ccc", "bbb", "ddd", "aaa"]);
 }
@@ -308,7 +316,8 @@ fn files_merge_by_id_later_wins() {
         json!({}),
         json!([
             wheel_accept("dup", "from-two"),
-            {"id": "only_one", "client": "wheel", "fun": "key.reject", "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {"match": "x"}},
+            {"id": "only_one", "client": "wheel", "fun": "key.reject", "tgt": null, "tgt_type": null, "arg": ["x"],
+             "kwarg": {"include_accepted": false, "include_denied": false}},
         ]),
         &[],
     );
@@ -373,13 +382,9 @@ fn bad_reactions() {
             "x:\n  local.test.ping: [{tgt: {a: 1}}]\n",
             "tgt must be a non-empty string or a list of strings",
         ),
-        (
-            "x:\n  local.test.ping: [{tgt: y}, {tgt_typ: list}]\n",
-            "unknown argument 'tgt_typ' for a local reaction",
-        ),
         ("x:\n  local.test.ping: [{tgt: y}, {kwarg: [1]}]\n", "kwarg must be a map"),
-        ("x:\n  local.test.ping: [{tgt: y}, {args: [a, b]}]\n", "Incorrect argument format"),
         ("x:\n  runner.a.b: [{args: [{a: 1, b: 2}]}]\n", "Incorrect argument format"),
+        ("x:\n  local.test.ping: [{tgt: y}, {args: [[1]]}]\n", "Incorrect argument format"),
         ("x:\n  wheel.key.accept: [{args: []}]\n", "Incorrect argument format"),
         (
             "x:\n  local.test.ping: [{tgt: y}]\n  local.cmd.run: [{tgt: y}]\n",
@@ -410,10 +415,11 @@ fn quiet_and_odd_forms() {
         let out = reactor(&[("t", &[&sls])]).react("t", &Map::new());
         assert!(out.reactions.is_empty() && out.errors.is_empty(), "{text:?}: {out:?}");
     }
-    // Salt's short form, `name` as the chunk name, Salt's `cmd` alias, mixed clients in one ID.
+    // Salt's short form, `name` as the chunk name (the ID stays), Salt's `cmd` alias, mixed
+    // clients in one ID.
     let sls = dir.write(
         "odd.sls",
-        "short: wheel.key.list_all\nnamed:\n  wheel.key.accept: [{name: other}, {match: m}]\nboth:\n  cmd.test.ping: [{tgt: m}]\n  wheel.key.reject: [{match: m}]\n",
+        "short: runner.manage.up\nnamed:\n  wheel.key.accept: [{name: other}, {match: m}]\nboth:\n  cmd.test.ping: [{tgt: m}]\n  wheel.key.reject: [{match: m}]\n",
     );
     let out = reactor(&[("t", &[&sls])]).react("t", &Map::new());
     let got: Vec<(String, &str, String)> =
@@ -422,9 +428,9 @@ fn quiet_and_odd_forms() {
         got,
         [
             ("both".into(), "local", "test.ping".into()),
+            ("short".into(), "runner", "manage.up".into()),
             ("both".into(), "wheel", "key.reject".into()),
-            ("other".into(), "wheel", "key.accept".into()),
-            ("short".into(), "wheel", "key.list_all".into()),
+            ("named".into(), "wheel", "key.accept".into()),
         ]
     );
 }
@@ -498,9 +504,9 @@ fn files_are_read_fresh() {
     let dir = TempDir::new("fresh");
     let sls = dir.write("f.sls", "a:\n  wheel.key.accept: [{match: one}]\n");
     let r = reactor(&[("t", &[&sls])]);
-    assert_eq!(r.react("t", &Map::new()).reactions[0].kwarg["match"], "one");
+    assert_eq!(r.react("t", &Map::new()).reactions[0].arg, ["one"]);
     dir.write("f.sls", "a:\n  wheel.key.accept: [{match: two}]\n");
-    assert_eq!(r.react("t", &Map::new()).reactions[0].kwarg["match"], "two");
+    assert_eq!(r.react("t", &Map::new()).reactions[0].arg, ["two"]);
 }
 
 #[test]
