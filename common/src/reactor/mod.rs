@@ -27,8 +27,9 @@
 //! The serializer filters (`json`/`tojson`/`yaml`/`yaml_encode`/`yaml_dquote`/`yaml_squote`)
 //! place their output the same way (as written when a whole node, as text elsewhere); `|e`
 //! goes through the formatter. Macros and `{% set %}` blocks return safe text whose references
-//! are placed where the block is printed. `|safe` pastes raw text and must never be used on
-//! event data. Data is never rendered twice, so `{{`/`{%` inside it are plain text.
+//! are placed where the block is printed, so template code that inspects such text (`{% filter
+//! upper %}`, `|length`, comparing `|json` output) sees references, not values. `|safe` pastes
+//! raw text and must never be used on event data. Data is never rendered twice, so `{{`/`{%` inside it are plain text.
 //!
 //! Unlike Salt, a file that fails (missing, render or YAML error, bad reaction) contributes
 //! nothing but does not cancel the other files' reactions; every failure is reported.
