@@ -1,6 +1,7 @@
 //! The reactor through the real binaries: the seed bootstrap, glob and regex patterns, both
 //! `local` argument forms, key rejection, render and YAML errors beside a working file,
-//! requisites and signature checks, loop protection, the dry-run tools, and hostile event data.
+//! requisites and signature checks, loop protection, the dry-run tools, and hostile event data
+//! (also inside author quotes).
 
 use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::serde_json::{self, json, Value};
@@ -551,4 +552,42 @@ fn a_forged_salt_auth_from_a_minion_never_reaches_the_reactor() {
     );
     assert_eq!(stats["reactions"], 0, "{stats}");
     assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\ninsider\n");
+}
+
+/// Issue #11: Salt files quote the placeholder. A minion's value that would close those quotes
+/// (`'}, {match: '*'}] #`) stays the one `match` value: the pending victim is not accepted.
+#[test]
+fn a_value_inside_author_quotes_cannot_close_them_and_accept_every_key() {
+    let accept = "accept:\n  wheel.key.accept: [{match: '{{ data['data']['host'] }}'}]\n";
+    let (master, _sls) =
+        master_with("  - 'myco/x':\n    - SLS/accept.sls", &[("accept.sls", accept)], "");
+    let host = "web1'}, {match: '*'}] #";
+    let dry = master.run(&[
+        "reactor.test",
+        "myco/x",
+        &format!("data={}", json!({"data": {"host": host}})),
+        "--out",
+        "json",
+    ]);
+    assert_eq!(
+        json_out(&dry.stdout),
+        json!([{"id": "accept", "client": "wheel", "fun": "key.accept", "tgt": null, "tgt_type": null,
+                "arg": [host], "kwarg": {"include_rejected": false, "include_denied": false}}])
+    );
+    let attacker = Minion::start(&master, "attacker", "a", "");
+    attacker.wait_pending();
+    assert!(master.key(&["-a", "attacker", "-y"]).success());
+    attacker.wait_authenticated();
+    let victim = Minion::start(&master, "victim", "v", "");
+    victim.wait_pending();
+    let out = attacker.call(&["event.send", "myco/x", &format!("data={}", json!({"host": host}))]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let new = master.wait_event_where("wheel new", |t, d| {
+        t.starts_with("salt/wheel/") && t.ends_with("/new") && d["fun"] == "wheel.key.accept"
+    });
+    assert_eq!(new["fun_args"][0], host);
+    let ret = master
+        .wait_event_where("wheel ret", |t, _| t.starts_with("salt/wheel/") && t.ends_with("/ret"));
+    assert_eq!(ret["success"], true, "{ret}");
+    assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\nattacker\n");
 }

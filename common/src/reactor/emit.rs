@@ -2,14 +2,24 @@
 //! plain scalars only when unambiguous, double-quoted strings otherwise, one-line JSON or YAML
 //! flow collections.
 
+use super::splice;
 use crate::pyrepr;
 use serde_json::Value;
 use std::fmt::Write;
 
 /// Whether `s` can be written as a plain YAML scalar and still be read back as this one string
-/// in any context a template may put it in (block or flow, inside quotes): no line breaks or
-/// control characters, no flow indicators or quotes anywhere, no indicator first, no `: `/` #`.
+/// in any context a template may put it in (block or flow, inside quotes): [`plain_chars_ok`],
+/// and it reads back as the same string.
 pub(super) fn plain_ok(s: &str) -> bool {
+    // Whatever else YAML would make of it (a number, `null`, `true`, `~`, `...`): quote it.
+    plain_chars_ok(s)
+        && matches!(serde_yaml::from_str::<serde_yaml::Value>(s), Ok(serde_yaml::Value::String(ref back)) if back == s)
+}
+
+/// Whether `s`, as plain text, can neither start nor end a YAML token wherever it is put: no
+/// line breaks or control characters, no flow indicators or quotes anywhere, no indicator
+/// first, no `: `/` #`, no blank at either end.
+pub(super) fn plain_chars_ok(s: &str) -> bool {
     let (Some(first), Some(last)) = (s.chars().next(), s.chars().last()) else { return false };
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) || first.is_whitespace() || last.is_whitespace() {
         return false;
@@ -19,16 +29,11 @@ pub(super) fn plain_ok(s: &str) -> bool {
             || (c.is_whitespace() && c != ' ')
             || matches!(c, '\'' | '"' | ',' | '[' | ']' | '{' | '}')
     };
-    if s.chars().any(unsafe_char)
+    !(s.chars().any(unsafe_char)
         || s.contains(": ")
         || s.contains(":?")
         || s.contains(" #")
-        || s.ends_with(':')
-    {
-        return false;
-    }
-    // Whatever else YAML would make of it (a number, `null`, `true`, `~`, `...`): quote it.
-    matches!(serde_yaml::from_str::<serde_yaml::Value>(s), Ok(serde_yaml::Value::String(ref back)) if back == s)
+        || s.ends_with(':'))
 }
 
 /// `s` as one YAML scalar: plain when [`plain_ok`], else double-quoted.
@@ -49,13 +54,23 @@ pub(super) fn quoted(s: &str) -> String {
 }
 
 /// Characters a YAML scalar cannot carry as they are: control characters (line breaks and tabs
-/// included), the Unicode line and paragraph separators, BOM and non-characters.
+/// included), the Unicode line and paragraph separators, BOM and non-characters, and the
+/// characters of the splice pass's references (so event data can never write one).
 pub(super) fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+        || c == splice::OPEN
+        || c == splice::CLOSE
 }
 
 fn push_quoted(out: &mut String, s: &str) {
     out.push('"');
+    push_escaped(out, s);
+    out.push('"');
+}
+
+/// The inside of a double-quoted YAML string (what [`quoted`] puts between the quotes).
+pub(super) fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -69,7 +84,6 @@ fn push_quoted(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 /// Python's `json.dumps(value, sort_keys=sort)` on one line (separators `, ` and `: `), with

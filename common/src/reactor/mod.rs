@@ -4,18 +4,32 @@
 //!
 //! **Event data is hostile.** A minion chooses most of it (its id, `data['data']`, beacon
 //! payloads), and Salt pastes it into YAML unescaped, so an id such as
-//! `"x\nevil:\n  wheel.key.accept:\n    - match: '*'"` adds a reaction. Halite's rule:
-//! **every `{{ }}` becomes a single YAML value; build structures with `|json` or `|yaml`.**
-//! A string is written as it is when it is an unambiguous plain YAML scalar that stays one in
-//! any surrounding context (no quotes, no flow indicators `,[]{}`, no `: `/` #`, no line
-//! breaks, and it reads back as the same string), otherwise as a double-quoted YAML string;
-//! numbers, booleans and `none` as YAML scalars; lists and maps as one-line JSON (valid YAML).
-//! Text marked safe passes through unchanged: the output of `json`/`tojson`/`yaml`/
-//! `yaml_encode`/`yaml_dquote`/`yaml_squote`, macros and `{% set %}` blocks (whose own
-//! `{{ }}` were already formatted), and `|safe`, which pastes raw text and must never be used
-//! on event data. `|e` escapes for YAML. Data is never rendered twice, so `{{`/`{%` inside it
-//! are plain text. To splice data into a longer string, join inside the expression
-//! (`{{ 'echo ' ~ data['id'] }}`), not around it.
+//! `"x\nevil:\n  wheel.key.accept:\n    - match: '*'"` adds a reaction, and a host such as
+//! `web1'}, {match: '*'}] #` ends the author's quotes in `[{match: '{{ … }}'}]`. Halite's rule:
+//! **every `{{ }}` value stays inside the scalar it is written in.** The formatter
+//! (`render::format_value`) does not write the value: it records a `splice::Slot` (the value as
+//! a YAML node, and as Python `str()` text, what Salt writes) and writes a reference made of
+//! private-use characters that event data cannot write (`emit` escapes them). After Jinja,
+//! `splice` lexes the YAML and writes each value for where its reference sits:
+//! - a whole node (`- tgt: {{ x }}`, `[{{ x }}]`): one YAML value, a string plain when
+//!   `emit::plain_ok` (unambiguous in any context) else double-quoted, numbers, booleans and
+//!   `none` as YAML scalars, lists and maps as one-line JSON;
+//! - inside `'…'`: the text with `'` doubled (the scalar rewritten `"…"` when the text has
+//!   characters `'…'` cannot carry); inside `"…"`: the text with YAML's escapes;
+//! - part of a longer plain scalar (`echo {{ x }}`): the whole scalar becomes one double-quoted
+//!   string, its text and the values' texts;
+//! - in a block scalar: the text, its line breaks indented like its line (other breaks, control
+//!   characters, or a blank start where YAML detects the indentation are refused);
+//! - in a comment: double-quoted on one line;
+//! - in an anchor, alias, tag or directive, or right after a `\` in `"…"`: refused; on a line
+//!   that may continue the line before's plain scalar, only values that are plain text.
+//!
+//! The serializer filters (`json`/`tojson`/`yaml`/`yaml_encode`/`yaml_dquote`/`yaml_squote`)
+//! place their output the same way (as written when a whole node, as text elsewhere); `|e`
+//! goes through the formatter. Macros and `{% set %}` blocks return safe text whose references
+//! are placed where the block is printed, so template code that inspects such text (`{% filter
+//! upper %}`, `|length`, comparing `|json` output) sees references, not values. `|safe` pastes
+//! raw text and must never be used on event data. Data is never rendered twice, so `{{`/`{%` inside it are plain text.
 //!
 //! Unlike Salt, a file that fails (missing, render or YAML error, bad reaction) contributes
 //! nothing but does not cancel the other files' reactions; every failure is reported.
@@ -27,10 +41,13 @@ pub mod functions;
 mod render;
 mod requisites;
 mod sources;
+mod splice;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_compile;
+#[cfg(test)]
+mod tests_quoting;
 
 pub use config::{parse_rules, tag_matches};
 

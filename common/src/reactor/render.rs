@@ -1,14 +1,16 @@
 //! The Jinja step: a minijinja environment with Python string/dict methods, Salt's serializer
-//! filters, a formatter that makes every `{{ }}` one YAML value (see the module doc of
-//! `reactor`), and bounds on work, recursion and output size.
+//! filters, a formatter that leaves each `{{ }}` value as a reference for the splice pass (see
+//! the module doc of `reactor`), and bounds on work, recursion and output size.
 
 use super::emit;
-use minijinja::value::{Kwargs, Value, ValueKind};
+use super::splice::{self, Slot};
+use crate::pyrepr;
+use minijinja::value::{Kwargs, Object, Value, ValueKind};
 use minijinja::{
     context, AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior,
 };
 use serde_json::Map;
-use std::borrow::Cow;
+use std::sync::Mutex;
 
 /// Instructions one render may execute: plenty for a reactor file, a fraction of a second.
 pub(super) const FUEL: u64 = 2_000_000;
@@ -55,17 +57,28 @@ impl Renderer {
             return Ok(source.to_string());
         }
         let ctx = context! { data => Value::from_serialize(data), tag => tag };
-        let text = self.env.render_named_str(name, source, ctx).map_err(|e| {
-            let mut message = e.to_string();
-            if e.kind() == ErrorKind::OutOfFuel {
-                message.push_str(&format!(" (a render may run {FUEL} instructions)"));
-            }
-            (e.line(), message)
-        })?;
+        let rendered = self
+            .env
+            .template_from_named_str(name, source)
+            .and_then(|template| template.render_captured(ctx))
+            .map_err(|e| {
+                let mut message = e.to_string();
+                if e.kind() == ErrorKind::OutOfFuel {
+                    message.push_str(&format!(" (a render may run {FUEL} instructions)"));
+                }
+                (e.line(), message)
+            })?;
+        let text = rendered.output();
         if text.len() > MAX_OUTPUT {
             return Err((None, format!("rendered text is larger than {MAX_OUTPUT} bytes")));
         }
-        Ok(text)
+        let slots = rendered
+            .state()
+            .get_temp(SLOTS)
+            .and_then(|v| v.downcast_object::<Slots>())
+            .map(|slots| std::mem::take(&mut *slots.lock()).slots)
+            .unwrap_or_default();
+        splice::splice(text, &slots, MAX_OUTPUT).map_err(|e| (Some(e.line), e.message))
     }
 }
 
@@ -86,39 +99,94 @@ fn jinja_first(source: &str) -> Result<bool, String> {
     }
 }
 
-/// Every `{{ }}` as exactly one YAML value; safe text as it is.
-fn format_value(out: &mut Output, _state: &State, value: &Value) -> Result<(), Error> {
-    let text: Cow<str> = if value.is_safe() {
-        Cow::Borrowed(value.as_str().unwrap_or_default())
-    } else {
-        match value.kind() {
-            ValueKind::Undefined => return Ok(()),
-            ValueKind::None => Cow::Borrowed("null"),
-            // Jinja's spelling (so `echo {{ flag }}` reads as in Salt); YAML takes it as a bool.
-            ValueKind::Bool => Cow::Borrowed(if value.is_true() { "True" } else { "False" }),
-            ValueKind::Number => Cow::Owned(match value.to_string().as_str() {
-                "NaN" => ".nan".to_string(),
-                "inf" => ".inf".to_string(),
-                "-inf" => "-.inf".to_string(),
-                other => other.to_string(),
-            }),
-            ValueKind::String => Cow::Owned(emit::scalar(value.as_str().unwrap_or_default())),
-            ValueKind::Bytes => Cow::Owned(emit::quoted(&String::from_utf8_lossy(
-                value.as_bytes().unwrap_or_default(),
-            ))),
-            ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
-                Cow::Owned(emit::json(&to_json(value)?, false))
-            }
-            _ => Cow::Owned(emit::quoted(&value.to_string())),
+/// The `{{ }}` values of one render, in the order printed (a render's temp object).
+#[derive(Debug, Default)]
+struct Slots(Mutex<SlotList>);
+
+#[derive(Debug, Default)]
+struct SlotList {
+    slots: Vec<Slot>,
+    bytes: usize,
+}
+
+impl Object for Slots {}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotList> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+const SLOTS: &str = "halite.reactor.slots";
+
+/// Records a value for the splice pass and returns its reference. The values of one render
+/// may hold [`MAX_OUTPUT`] bytes in all, as the text they end up in.
+fn place(state: &State, slot: Slot) -> Result<String, Error> {
+    let slots = state.get_or_set_temp_object(SLOTS, Slots::default);
+    let mut list = slots.lock();
+    list.bytes += slot.node.len().max(slot.text.len());
+    if list.bytes > MAX_OUTPUT {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("values larger than {MAX_OUTPUT} bytes"),
+        ));
+    }
+    list.slots.push(slot);
+    Ok(splice::reference(list.slots.len() - 1))
+}
+
+/// The same text as a whole node and inside a string (serializer filters' output).
+fn placed_text(state: &State, text: String) -> Result<Value, Error> {
+    Ok(Value::from_safe_string(place(state, Slot { node: text.clone(), text })?))
+}
+
+/// Every `{{ }}` is a reference that the splice pass replaces with the value encoded for
+/// where it sits; safe text (macros, blocks, filters that placed their own value) as it is.
+fn format_value(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
+    if value.is_safe() {
+        return out.write_str(value.as_str().unwrap_or_default()).map_err(Error::from);
+    }
+    let slot = match value.kind() {
+        ValueKind::Undefined => return Ok(()),
+        ValueKind::None => Slot { node: "null".into(), text: "None".into() },
+        // Jinja's spelling (so `echo {{ flag }}` reads as in Salt); YAML takes it as a bool.
+        ValueKind::Bool => {
+            let text = if value.is_true() { "True" } else { "False" };
+            Slot { node: text.into(), text: text.into() }
+        }
+        ValueKind::Number => {
+            let (node, text) = match value.to_string().as_str() {
+                "NaN" => (".nan".to_string(), "nan".to_string()),
+                "inf" => (".inf".to_string(), "inf".to_string()),
+                "-inf" => ("-.inf".to_string(), "-inf".to_string()),
+                other => (other.to_string(), other.to_string()),
+            };
+            Slot { node, text }
+        }
+        ValueKind::String => {
+            let text = value.as_str().unwrap_or_default();
+            Slot { node: emit::scalar(text), text: text.to_string() }
+        }
+        ValueKind::Bytes => {
+            let text = String::from_utf8_lossy(value.as_bytes().unwrap_or_default()).into_owned();
+            Slot { node: emit::quoted(&text), text }
+        }
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+            let json = to_json(value)?;
+            Slot { node: emit::json(&json, false), text: pyrepr::python_str(&json) }
+        }
+        _ => {
+            let text = value.to_string();
+            Slot { node: emit::quoted(&text), text }
         }
     };
-    if text.len() > MAX_OUTPUT {
+    if slot.node.len().max(slot.text.len()) > MAX_OUTPUT {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!("value larger than {MAX_OUTPUT} bytes"),
         ));
     }
-    out.write_str(&text).map_err(Error::from)
+    out.write_str(&place(state, slot)?).map_err(Error::from)
 }
 
 fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
@@ -129,26 +197,31 @@ fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
 
 /// Salt's `json`: `json.dumps(value, sort_keys=True)` on one line. `indent` is accepted and
 /// ignored: a multi-line value would break the YAML around it.
-fn json_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+fn json_filter(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     let sort: Option<bool> = kwargs.get("sort_keys")?;
     let _: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
-    Ok(Value::from_safe_string(emit::json(&to_json(value)?, sort.unwrap_or(true))))
+    placed_text(state, emit::json(&to_json(value)?, sort.unwrap_or(true)))
 }
 
 /// Jinja's `tojson` (keys sorted), on one line like `json`.
-fn tojson_filter(value: &Value, _indent: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+fn tojson_filter(
+    state: &State,
+    value: &Value,
+    _indent: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let _: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
-    Ok(Value::from_safe_string(emit::json(&to_json(value)?, true)))
+    placed_text(state, emit::json(&to_json(value)?, true))
 }
 
 /// Salt's `yaml`/`yaml_encode`: YAML flow style, always on one line (`flow_style` is accepted,
 /// block style is not offered).
-fn yaml_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+fn yaml_filter(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     let _: Option<bool> = kwargs.get("flow_style")?;
     kwargs.assert_all_used()?;
-    Ok(Value::from_safe_string(emit::yaml_flow(&to_json(value)?)))
+    placed_text(state, emit::yaml_flow(&to_json(value)?))
 }
 
 fn text_of(value: &Value) -> String {
@@ -156,18 +229,18 @@ fn text_of(value: &Value) -> String {
 }
 
 /// Salt's `yaml_dquote`: the text as a double-quoted YAML string.
-fn yaml_dquote(value: &Value) -> Value {
-    Value::from_safe_string(emit::quoted(&text_of(value)))
+fn yaml_dquote(state: &State, value: &Value) -> Result<Value, Error> {
+    placed_text(state, emit::quoted(&text_of(value)))
 }
 
 /// Salt's `yaml_squote`: single-quoted, or double-quoted when the text has characters a
 /// single-quoted scalar cannot carry (line breaks, control characters).
-fn yaml_squote(value: &Value) -> Value {
+fn yaml_squote(state: &State, value: &Value) -> Result<Value, Error> {
     let text = text_of(value);
     if text.chars().any(emit::needs_escape) {
-        return Value::from_safe_string(emit::quoted(&text));
+        return placed_text(state, emit::quoted(&text));
     }
-    Value::from_safe_string(format!("'{}'", text.replace('\'', "''")))
+    placed_text(state, format!("'{}'", text.replace('\'', "''")))
 }
 
 #[cfg(test)]
@@ -192,28 +265,34 @@ mod tests {
     fn salt_habits() {
         let d = json!({"id": "Minion2", "act": "pend", "n": 3, "ok": true, "none": null, "l": [1, "a b"], "m": {"k": "v"}});
         check("{{ tag }}", d.clone(), Ok("my/tag"));
-        check("{{ data['id'] }} {{ data.id }}", d.clone(), Ok("Minion2 Minion2"));
+        // Text around a value makes the whole plain scalar one string (see `splice`).
+        check("{{ data['id'] }} {{ data.id }}", d.clone(), Ok("\"Minion2 Minion2\""));
         check("{{ data['id'].startswith('Min') }}", d.clone(), Ok("True"));
         check(
             "{% if 'act' in data and data['act'] == 'pend' %}yes{% endif %}",
             d.clone(),
             Ok("yes"),
         );
-        check("{{ data.get('x', 'dflt') }}|{{ data.get('id') }}", d.clone(), Ok("dflt|Minion2"));
+        check(
+            "{{ data.get('x', 'dflt') }}|{{ data.get('id') }}",
+            d.clone(),
+            Ok("\"dflt|Minion2\""),
+        );
         check("[{{ data['missing'] }}]{% if data['missing'] %}x{% endif %}", d.clone(), Ok("[]"));
         check("{{ data['missing']|default('d') }}", d.clone(), Ok("d"));
-        check("{% for k in data['l'] %}{{ k }};{% endfor %}", d.clone(), Ok("1;a b;"));
+        check("{% for k in data['l'] %}{{ k }};{% endfor %}", d.clone(), Ok("\"1;a b;\""));
         check(
             "{% for i in range(5) %}{% if i == 2 %}{% break %}{% endif %}{{ i }}{% endfor %}",
             d.clone(),
-            Ok("01"),
+            Ok("\"01\""),
         );
         check(
             "{{ data['n'] }} {{ data['n'] / 2 }} {{ data['ok'] }} {{ data['none'] }}",
             d.clone(),
-            Ok("3 1.5 True null"),
+            Ok("\"3 1.5 True None\""),
         );
-        check("{{ data['l'] }} {{ data['m'] }}", d.clone(), Ok(r#"[1, "a b"] {"k": "v"}"#));
+        check("[{{ data['l'] }}, {{ data['m'] }}]", d.clone(), Ok(r#"[[1, "a b"], {"k": "v"}]"#));
+        check("{{ data['l'] }} {{ data['m'] }}", d.clone(), Ok(r#""[1, 'a b'] {'k': 'v'}""#));
         check("{{ 'echo ' ~ data['id'] }}", d.clone(), Ok("echo Minion2"));
         check("{{ data['id'] | lower }}", d.clone(), Ok("minion2"));
     }
@@ -228,20 +307,20 @@ mod tests {
             Ok(r#"{"z": 1, "a": [true, null, "x"]}"#),
         );
         check(
-            "{{ data['data']|tojson }}|{{ data['data']|tojson(2) }}",
+            "[{{ data['data']|tojson }}, {{ data['data']|tojson(2) }}]",
             d.clone(),
-            Ok(r#"{"a": [true, null, "x"], "z": 1}|{"a": [true, null, "x"], "z": 1}"#),
+            Ok(r#"[{"a": [true, null, "x"], "z": 1}, {"a": [true, null, "x"], "z": 1}]"#),
         );
         check("{{ data['data']|yaml }}", d.clone(), Ok("{a: [true, null, x], z: 1}"));
         check(
-            "{{ data['id']|yaml }}|{{ data['id']|yaml_encode }}",
+            "[{{ data['id']|yaml }}, {{ data['id']|yaml_encode }}]",
             d.clone(),
-            Ok(r#""a: b"|"a: b""#),
+            Ok(r#"["a: b", "a: b"]"#),
         );
         check(
-            "{{ data['id']|yaml_dquote }}|{{ \"it's\"|yaml_squote }}",
+            "[{{ data['id']|yaml_dquote }}, {{ \"it's\"|yaml_squote }}]",
             d.clone(),
-            Ok(r#""a: b"|'it''s'"#),
+            Ok(r#"["a: b", 'it''s']"#),
         );
         check("{{ data['id']|json }}", d.clone(), Ok(r#""a: b""#));
         check("{{ data['id']|e }}", d.clone(), Ok(r#""a: b""#));
@@ -262,7 +341,7 @@ mod tests {
     #[test]
     fn data_is_never_evaluated() {
         let d = json!({"id": "{{ 7*7 }}", "t": "{% for %}"});
-        check("{{ data['id'] }} {{ data['t'] }}", d, Ok(r#""{{ 7*7 }}" "{% for %}""#));
+        check("[{{ data['id'] }}, {{ data['t'] }}]", d, Ok(r#"["{{ 7*7 }}", "{% for %}"]"#));
     }
 
     #[test]
