@@ -65,6 +65,15 @@ pub struct MasterConfig {
     pub max_minions: usize,
     /// Listen queue of the minion port (Salt's `zmq_backlog`).
     pub zmq_backlog: u32,
+    /// Minion connections allowed to be unauthenticated at once (handshake or pending key);
+    /// never more than half the descriptors RLIMIT_NOFILE leaves for minions.
+    pub max_pending_connections: usize,
+    /// The same, per source address.
+    pub max_pending_connections_per_ip: usize,
+    /// Keys allowed in `minions_pre`; past it a new id hears `full`. 0 = unlimited.
+    pub max_pending_keys: usize,
+    /// New pending keys one source address may create per minute; 0 = no limit.
+    pub pending_key_rate: u32,
     pub log_level: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
@@ -166,6 +175,11 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         autoreject_file: r.opt_path("autoreject_file", &root_dir),
         max_minions: r.int("max_minions", 0, 0, u32::MAX as u64) as usize,
         zmq_backlog: r.int("zmq_backlog", 1000, 1, 65535) as u32,
+        max_pending_connections: r.int("max_pending_connections", 1024, 1, 1 << 20) as usize,
+        max_pending_connections_per_ip: r.int("max_pending_connections_per_ip", 64, 1, 1 << 20)
+            as usize,
+        max_pending_keys: r.int("max_pending_keys", 1000, 0, u32::MAX as u64) as usize,
+        pending_key_rate: r.int("pending_key_rate", 60, 0, 1_000_000) as u32,
         log_level: r.log_level(),
         max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
             as usize,

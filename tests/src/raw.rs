@@ -6,7 +6,8 @@ use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
 use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::wire::{encode_frame, Decoder};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,6 +28,19 @@ impl RawConn {
         let greeting = conn.read_frame().expect("greeting frame");
         let master = handshake::parse_greeting(&greeting).expect("valid greeting");
         (conn, master)
+    }
+
+    /// Like [`RawConn::connect`], from the local address `source` (any `127.x.y.z` works on
+    /// Linux loopback), so one test can be many hosts. `None` if the master closed the
+    /// connection before greeting it.
+    pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> Option<(RawConn, PublicKey)> {
+        crypto::init();
+        let stream = tcp_from(source, addr);
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut conn = RawConn { stream, decoder: Decoder::new(64 << 20) };
+        let greeting = conn.read_frame()?;
+        let master = handshake::parse_greeting(&greeting).expect("valid greeting");
+        Some((conn, master))
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -115,5 +129,31 @@ impl RawMinion {
     pub fn recv(&mut self) -> Option<ToMinion> {
         let frame = self.conn.read_frame()?;
         Some(self.session.open(&frame).expect("master frames open"))
+    }
+}
+
+/// A blocking TCP connection to `addr` (IPv4) from the local address `source`: std cannot bind
+/// before connecting, so this goes through libc.
+pub fn tcp_from(source: Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(addr) = addr else { panic!("tcp_from needs an IPv4 address") };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let (local, remote) = (sockaddr(source, 0), sockaddr(*addr.ip(), addr.port()));
+    // SAFETY: plain socket calls on a descriptor we create; the sockaddr structs live across
+    // the calls and `len` is their size. The descriptor is owned by the `TcpStream` at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {source}: {}", std::io::Error::last_os_error());
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect {addr} from {source}: {}", std::io::Error::last_os_error());
+        stream
     }
 }
