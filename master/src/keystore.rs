@@ -237,6 +237,26 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_is_reported_and_the_index_follows_the_disk_again() {
+        halite_common::crypto::init();
+        let dir = temp("fail");
+        let mut store = KeyStore::open(&dir, || {}).unwrap();
+        let key = KeyPair::generate().public;
+        store.write(KeyStatus::Pending, "p", &key).unwrap();
+        assert!(store.flush().iter().all(|d| d.error.is_none()));
+        // A directory where the accepted key would go: the move fails and keeps the source.
+        fs::create_dir_all(dir.join("minions/p/blocker")).unwrap();
+        store.moved(KeyStatus::Pending, KeyStatus::Accepted, "p").unwrap();
+        assert_eq!(store.ids(KeyStatus::Accepted).unwrap(), ["p"], "the index moves at once");
+        let done = store.flush();
+        assert!(done[0].error.as_deref().is_some_and(|e| e.contains("minions/p")), "{done:?}");
+        assert_eq!(store.ids(KeyStatus::Accepted).unwrap(), Vec::<String>::new());
+        assert_eq!(store.ids(KeyStatus::Pending).unwrap(), ["p"]);
+        assert!(dir.join("minions_pre/p").is_file());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn master_key_is_created_private_and_reloaded() {
         halite_common::crypto::init();
         let dir = temp("mkey");
