@@ -394,7 +394,8 @@ impl Master {
 
     /// Out of descriptors: closes the reserve one to accept a connection, closes that at once
     /// (a refusal the peer sees, instead of a silent listen queue), and takes the reserve back.
-    /// `false` when there is no reserve to spend.
+    /// `true` when one was shed and another may wait; `false` when the queue is empty (Linux
+    /// reports EMFILE before looking at the queue) or there is no reserve to spend.
     fn shed_one(&mut self, which: Listener) -> bool {
         if self.reserve_fd.take().is_none() {
             return false;
@@ -403,14 +404,20 @@ impl Master {
             Listener::Minions => self.listener.accept().map(|(_, addr)| addr.to_string()),
             Listener::Control => self.control.accept().map(|_| "a control client".to_string()),
         };
-        match accepted {
-            Ok(who) => log::warn!("refused connection from {who}: out of file descriptors"),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => log::error!("accept failed even with the reserve descriptor: {e}"),
-        }
+        let shed = match accepted {
+            Ok(who) => {
+                log::warn!("refused connection from {who}: out of file descriptors");
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => {
+                log::error!("accept failed even with the reserve descriptor: {e}");
+                false
+            }
+        };
         self.reserve_fd = std::fs::File::open("/dev/null").ok();
         self.accept_retry = true;
-        self.reserve_fd.is_some()
+        shed && self.reserve_fd.is_some()
     }
 
     fn on_peer(&mut self, token: Token) {

@@ -168,3 +168,26 @@ fn key_state_comes_from_the_index_loaded_at_start() {
     let master = Master::start_in(master.stop(), 0, "");
     assert_eq!(master.key(&["-l", "un"]).stdout, "Unaccepted Keys:\nbyhand\np1\n");
 }
+
+#[test]
+fn out_of_descriptors_the_master_sheds_connections_instead_of_stalling() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    // 80 descriptors: the CLIs' side of the reserve is soon spent by idle control clients.
+    let master = Master::start_with_nofile("", 80);
+    let socket = master.dir.join("master/var/run/halite/master/master.sock");
+    let held: Vec<UnixStream> = (0..100).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    master
+        .daemon
+        .wait_for_line(r"refused connection from a control client: out of file descriptors", WAIT);
+    // The ones shed were closed (EOF), not left waiting in the listen queue.
+    let eof = |s: &UnixStream| {
+        s.set_nonblocking(true).unwrap();
+        matches!((&*s).read(&mut [0u8; 1]), Ok(0))
+    };
+    halite_tests::wait_until(WAIT, "shed clients see EOF", || held.iter().any(eof));
+    drop(held);
+    // Descriptors back, the reserve taken again: the master serves as before.
+    halite_tests::wait_until(WAIT, "halite-key -L answered", || master.key(&["-L"]).success());
+    assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\n");
+}
