@@ -561,6 +561,13 @@ mod tests {
         assert_eq!(hours.keep_jobs, Duration::from_secs(7200));
         let seconds = master("keep_jobs: 2\nkeep_jobs_seconds: 5").unwrap().config;
         assert_eq!(seconds.keep_jobs, Duration::from_secs(5));
+        // What an unauthenticated network may cost: on by default, 0 lifts the key limits.
+        assert_eq!((c.max_pending_connections, c.max_pending_connections_per_ip), (1024, 64));
+        assert_eq!((c.max_pending_keys, c.pending_key_rate), (1000, 60));
+        let open = master("max_pending_keys: 0\npending_key_rate: 0").unwrap().config;
+        assert_eq!((open.max_pending_keys, open.pending_key_rate), (0, 0));
+        assert!(master("max_pending_connections: 0").is_err());
+        assert!(master("max_pending_connections_per_ip: 0").is_err());
     }
 
     #[test]
