@@ -114,9 +114,11 @@ impl Master {
         run_with_stdin(Command::new(bin("halite-key")).arg("-c").arg(&self.conf).args(args), input)
     }
 
-    /// Every event logged so far, as (tag, data).
+    /// Every event logged so far, as (tag, data). A last line still being written (no newline
+    /// yet: the master's buffered writer can flush a batch mid-line) is left for the next read.
     pub fn events(&self) -> Vec<(String, Value)> {
-        let text = std::fs::read_to_string(self.event_log()).unwrap_or_default();
+        let mut text = std::fs::read_to_string(self.event_log()).unwrap_or_default();
+        text.truncate(text.rfind('\n').map_or(0, |end| end + 1));
         text.lines()
             .map(|line| {
                 let v: Value = serde_json::from_str(line)
