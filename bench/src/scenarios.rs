@@ -109,7 +109,12 @@ impl Bench {
         let conf = dir.join("conf");
         dir.write(
             "conf/master",
-            &format!("root_dir: {}\ninterface: 127.0.0.1\nret_port: 0\n{extra}", root.display()),
+            // The swarm is thousands of minions on one address: lift the per-address cap.
+            &format!(
+                "root_dir: {}\ninterface: 127.0.0.1\nret_port: 0\n\
+                 max_pending_connections_per_ip: 100000\n{extra}",
+                root.display()
+            ),
         )?;
         prepare(&dir)?;
         let mut cmd = Command::new(self.bin("halite-master"));

@@ -65,6 +65,15 @@ pub struct MasterConfig {
     pub max_minions: usize,
     /// Listen queue of the minion port (Salt's `zmq_backlog`).
     pub zmq_backlog: u32,
+    /// Minion connections allowed to be unauthenticated at once (handshake or pending key);
+    /// never more than half the descriptors RLIMIT_NOFILE leaves for minions.
+    pub max_pending_connections: usize,
+    /// The same, per source address.
+    pub max_pending_connections_per_ip: usize,
+    /// Keys allowed in `minions_pre`; past it a new id hears `full`. 0 = unlimited.
+    pub max_pending_keys: usize,
+    /// New pending keys one source address may create per minute; 0 = no limit.
+    pub pending_key_rate: u32,
     pub log_level: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
@@ -171,6 +180,11 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         autoreject_file: r.opt_path("autoreject_file", &root_dir),
         max_minions: r.int("max_minions", 0, 0, u32::MAX as u64) as usize,
         zmq_backlog: r.int("zmq_backlog", 1000, 1, 65535) as u32,
+        max_pending_connections: r.int("max_pending_connections", 1024, 1, 1 << 20) as usize,
+        max_pending_connections_per_ip: r.int("max_pending_connections_per_ip", 64, 1, 1 << 20)
+            as usize,
+        max_pending_keys: r.int("max_pending_keys", 1000, 0, u32::MAX as u64) as usize,
+        pending_key_rate: r.int("pending_key_rate", 60, 0, 1_000_000) as u32,
         log_level: r.log_level(),
         max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
             as usize,
@@ -554,6 +568,13 @@ mod tests {
         assert_eq!(hours.keep_jobs, Duration::from_secs(7200));
         let seconds = master("keep_jobs: 2\nkeep_jobs_seconds: 5").unwrap().config;
         assert_eq!(seconds.keep_jobs, Duration::from_secs(5));
+        // What an unauthenticated network may cost: on by default, 0 lifts the key limits.
+        assert_eq!((c.max_pending_connections, c.max_pending_connections_per_ip), (1024, 64));
+        assert_eq!((c.max_pending_keys, c.pending_key_rate), (1000, 60));
+        let open = master("max_pending_keys: 0\npending_key_rate: 0").unwrap().config;
+        assert_eq!((open.max_pending_keys, open.pending_key_rate), (0, 0));
+        assert!(master("max_pending_connections: 0").is_err());
+        assert!(master("max_pending_connections_per_ip: 0").is_err());
     }
 
     #[test]

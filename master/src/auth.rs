@@ -20,6 +20,8 @@ pub struct Policy {
     pub autoreject_file: Option<PathBuf>,
     /// 0 = unlimited.
     pub max_minions: usize,
+    /// Keys allowed in `minions_pre`; 0 = unlimited.
+    pub max_pending_keys: usize,
 }
 
 /// The outcome of one hello.
@@ -31,14 +33,17 @@ pub struct Outcome {
 }
 
 /// Applies the decision table for `id` presenting `key`. `connected` is how many minions hold a
-/// session and `is_connected` whether `id` is one of them (for `max_minions`).
+/// session and `is_connected` whether `id` is one of them (for `max_minions`). A new pending
+/// key needs room under `max_pending_keys` and `rate_ok()` (the caller's per-address rate,
+/// asked only then); without either the minion hears `full`, as past `max_minions`.
 pub fn decide(
-    store: &KeyStore,
+    store: &mut KeyStore,
     policy: &Policy,
     id: &str,
     key: &PublicKey,
     connected: usize,
     is_connected: bool,
+    rate_ok: impl FnOnce() -> bool,
 ) -> io::Result<Outcome> {
     let pem = key.to_pem();
     let outcome = |status, result: bool, act: Option<&str>| {
@@ -79,8 +84,8 @@ pub fn decide(
                 return outcome(AuthStatus::Denied, false, act);
             }
             if autosign {
-                store.write(KeyStatus::Accepted, id, key)?;
-                store.remove(KeyStatus::Pending, id)?;
+                // The stored key is the presented one: one move, which keeps it if it fails.
+                store.moved(KeyStatus::Pending, KeyStatus::Accepted, id)?;
                 return outcome(AuthStatus::Accepted, true, Some("accept"));
             }
             outcome(AuthStatus::Pending, true, Some("pend"))
@@ -96,6 +101,16 @@ pub fn decide(
             outcome(AuthStatus::Accepted, true, Some("accept"))
         }
         Ok(None) => {
+            let room = policy.max_pending_keys == 0
+                || store.count(KeyStatus::Pending) < policy.max_pending_keys;
+            if !room {
+                log::warn!("refused new pending key {id}: max_pending_keys reached");
+                return outcome(AuthStatus::Full, false, Some("full"));
+            }
+            if !rate_ok() {
+                log::warn!("refused new pending key {id}: pending_key_rate reached");
+                return outcome(AuthStatus::Full, false, Some("full"));
+            }
             store.write(KeyStatus::Pending, id, key)?;
             outcome(AuthStatus::Pending, true, Some("pend"))
         }
@@ -133,6 +148,7 @@ mod tests {
 
     impl Drop for Fixture {
         fn drop(&mut self) {
+            self.store.flush();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -141,20 +157,20 @@ mod tests {
         init();
         let dir = std::env::temp_dir().join(format!("halite-auth-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = KeyStore::open(&dir).unwrap();
+        let store = KeyStore::open(&dir, || {}).unwrap();
         Fixture { dir, store }
     }
 
     #[track_caller]
     fn check(
-        f: &Fixture,
+        f: &mut Fixture,
         policy: &Policy,
         id: &str,
         key: &PublicKey,
         status: AuthStatus,
         act: Option<&str>,
     ) {
-        let out = decide(&f.store, policy, id, key, 0, false).unwrap();
+        let out = decide(&mut f.store, policy, id, key, 0, false, || true).unwrap();
         assert_eq!(out.status, status);
         assert_eq!(out.event.get("act").and_then(Value::as_str), act);
         assert_eq!(
@@ -165,53 +181,80 @@ mod tests {
 
     #[test]
     fn new_pending_accepted_denied_rejected() {
-        let f = fixture("table");
+        let mut f = fixture("table");
         let policy = Policy::default();
         let key = KeyPair::generate().public;
         let other = KeyPair::generate().public;
-        check(&f, &policy, "m1", &key, AuthStatus::Pending, Some("pend"));
-        check(&f, &policy, "m1", &key, AuthStatus::Pending, Some("pend"));
-        check(&f, &policy, "m1", &other, AuthStatus::Denied, Some("denied"));
+        check(&mut f, &policy, "m1", &key, AuthStatus::Pending, Some("pend"));
+        check(&mut f, &policy, "m1", &key, AuthStatus::Pending, Some("pend"));
+        check(&mut f, &policy, "m1", &other, AuthStatus::Denied, Some("denied"));
         assert!(f.store.read(KeyStatus::Denied, "m1").unwrap().is_some());
         f.store.moved(KeyStatus::Pending, KeyStatus::Accepted, "m1").unwrap();
-        check(&f, &policy, "m1", &key, AuthStatus::Accepted, Some("accept"));
-        check(&f, &policy, "m1", &other, AuthStatus::Denied, Some("denied"));
+        check(&mut f, &policy, "m1", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &policy, "m1", &other, AuthStatus::Denied, Some("denied"));
         f.store.moved(KeyStatus::Accepted, KeyStatus::Rejected, "m1").unwrap();
-        check(&f, &policy, "m1", &key, AuthStatus::Rejected, None);
+        check(&mut f, &policy, "m1", &key, AuthStatus::Rejected, None);
         let full = Policy { max_minions: 1, ..Policy::default() };
-        let out = decide(&f.store, &full, "m2", &key, 1, false).unwrap();
+        let out = decide(&mut f.store, &full, "m2", &key, 1, false, || true).unwrap();
         assert_eq!(out.status, AuthStatus::Full);
         assert_eq!(out.event["act"], "full");
     }
 
     #[test]
+    fn new_pending_keys_are_capped_and_rate_limited() {
+        let mut f = fixture("cap");
+        let key = KeyPair::generate().public;
+        let policy = Policy { max_pending_keys: 2, ..Policy::default() };
+        check(&mut f, &policy, "a", &key, AuthStatus::Pending, Some("pend"));
+        let refused = decide(&mut f.store, &policy, "b", &key, 0, false, || false).unwrap();
+        assert_eq!((refused.status, &refused.event["act"]), (AuthStatus::Full, &"full".into()));
+        assert_eq!(refused.event["result"], false);
+        check(&mut f, &policy, "b", &key, AuthStatus::Pending, Some("pend"));
+        check(&mut f, &policy, "c", &key, AuthStatus::Full, Some("full"));
+        assert!(f.store.read(KeyStatus::Pending, "c").unwrap().is_none());
+        // Known ids are not new keys: they pend again, and a full store still accepts.
+        check(&mut f, &policy, "a", &key, AuthStatus::Pending, Some("pend"));
+        let mut asked = false;
+        let out = decide(&mut f.store, &policy, "a", &key, 0, false, || {
+            asked = true;
+            false
+        });
+        assert_eq!(out.unwrap().status, AuthStatus::Pending);
+        assert!(!asked, "the rate is spent only on new keys");
+        f.store.moved(KeyStatus::Pending, KeyStatus::Accepted, "a").unwrap();
+        check(&mut f, &policy, "a", &key, AuthStatus::Accepted, Some("accept"));
+        assert!(f.store.flush().iter().all(|d| d.error.is_none()));
+        assert!(!f.dir.join("minions_pre/c").exists());
+    }
+
+    #[test]
     fn auto_accept_autosign_and_autoreject_files() {
-        let f = fixture("sign");
+        let mut f = fixture("sign");
         let key = KeyPair::generate().public;
         let auto = Policy { auto_accept: true, ..Policy::default() };
-        check(&f, &auto, "any", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &auto, "any", &key, AuthStatus::Accepted, Some("accept"));
         let sign = f.dir.join("autosign.conf");
         std::fs::write(&sign, "# comment\nweb*\nexact1\ndb[0-9]+\n").unwrap();
         std::fs::set_permissions(&sign, std::fs::Permissions::from_mode(0o644)).unwrap();
         let policy = Policy { autosign_file: Some(sign.clone()), ..Policy::default() };
-        check(&f, &policy, "web7", &key, AuthStatus::Accepted, Some("accept"));
-        check(&f, &policy, "exact1", &key, AuthStatus::Accepted, Some("accept"));
-        check(&f, &policy, "db12", &key, AuthStatus::Accepted, Some("accept"));
-        check(&f, &policy, "other", &key, AuthStatus::Pending, Some("pend"));
+        check(&mut f, &policy, "web7", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &policy, "exact1", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &policy, "db12", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &policy, "other", &key, AuthStatus::Pending, Some("pend"));
         // A pending key becomes accepted once the autosign file lists it.
         std::fs::write(&sign, "other\n").unwrap();
-        check(&f, &policy, "other", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &policy, "other", &key, AuthStatus::Accepted, Some("accept"));
         assert!(f.store.read(KeyStatus::Pending, "other").unwrap().is_none());
         // World-writable autosign files are ignored.
         std::fs::write(&sign, "*\n").unwrap();
         std::fs::set_permissions(&sign, std::fs::Permissions::from_mode(0o666)).unwrap();
-        check(&f, &policy, "someone", &key, AuthStatus::Pending, Some("pend"));
+        check(&mut f, &policy, "someone", &key, AuthStatus::Pending, Some("pend"));
         let reject = f.dir.join("autoreject.conf");
         std::fs::write(&reject, "bad*\n").unwrap();
         let policy =
             Policy { autoreject_file: Some(reject), auto_accept: true, ..Policy::default() };
-        check(&f, &policy, "bad1", &key, AuthStatus::Rejected, Some("reject"));
-        check(&f, &policy, "bad1", &key, AuthStatus::Rejected, None);
-        check(&f, &policy, "someone", &key, AuthStatus::Accepted, Some("accept"));
+        check(&mut f, &policy, "bad1", &key, AuthStatus::Rejected, Some("reject"));
+        check(&mut f, &policy, "bad1", &key, AuthStatus::Rejected, None);
+        check(&mut f, &policy, "someone", &key, AuthStatus::Accepted, Some("accept"));
     }
 }

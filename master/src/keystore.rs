@@ -1,31 +1,54 @@
-//! The master's key store on disk: `master.key`/`master.pub` and one file per minion id in
-//! `minions/`, `minions_pre/`, `minions_rejected/`, `minions_denied/` (Salt's layout).
+//! The master's key store: `master.key`/`master.pub` and one file per minion id in
+//! `minions/`, `minions_pre/`, `minions_rejected/`, `minions_denied/` (Salt's layout), read
+//! once into an in-memory index and written through by the disk worker.
 //!
 //! Invariant: every id reaching this module has passed `validate_id`, and every path is built
 //! as `pki_dir/<status dir>/<id>`, so no file is ever touched outside the pki dir.
 
+use crate::diskworker::{DiskOp, DiskWorker, Done};
 use halite_common::control::{KeyEntry, KeyStatus};
 use halite_common::crypto::{KeyPair, PublicKey};
-use halite_common::files::{create_private_dir, load_or_create_pair, write_atomic};
+use halite_common::files::{create_private_dir, load_or_create_pair};
 use halite_common::id::validate_id;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Minion keys by status, on disk.
+/// Minion keys by status: an index in memory (loaded once at start, changed by every move),
+/// written through to disk by the [`DiskWorker`]. Reads never touch the disk.
 #[derive(Debug)]
 pub struct KeyStore {
     pki: PathBuf,
+    /// A write failed: reload the index once the worker is idle.
+    dirty: bool,
+    /// Per status (in `KeyStatus::ALL` order): id → PEM.
+    index: [BTreeMap<String, String>; 4],
+    disk: DiskWorker,
+}
+
+fn slot(status: KeyStatus) -> usize {
+    KeyStatus::ALL.iter().position(|s| *s == status).expect("every status is in ALL")
 }
 
 impl KeyStore {
-    /// Opens (creating, 0700) the pki dir and its four status dirs.
-    pub fn open(pki: &Path) -> io::Result<KeyStore> {
+    /// Opens (creating, 0700) the pki dir and its four status dirs, reads every key file once
+    /// into the index, and starts the disk worker (`wake` is called when a write finishes).
+    pub fn open(pki: &Path, wake: impl Fn() + Send + 'static) -> io::Result<KeyStore> {
         create_private_dir(pki)?;
+        let mut index: [BTreeMap<String, String>; 4] = Default::default();
         for status in KeyStatus::ALL {
-            create_private_dir(&pki.join(status.dir()))?;
+            let dir = pki.join(status.dir());
+            create_private_dir(&dir)?;
+            for id in file_ids(&dir)? {
+                match fs::read_to_string(dir.join(&id)) {
+                    Ok(pem) => drop(index[slot(status)].insert(id, pem)),
+                    Err(e) => log::warn!("ignoring key {}/{id}: {e}", status.dir()),
+                }
+            }
         }
-        Ok(KeyStore { pki: pki.to_path_buf() })
+        let disk = DiskWorker::spawn(wake)?;
+        Ok(KeyStore { pki: pki.to_path_buf(), dirty: false, index, disk })
     }
 
     fn path(&self, status: KeyStatus, id: &str) -> io::Result<PathBuf> {
@@ -33,86 +56,147 @@ impl KeyStore {
         Ok(self.pki.join(status.dir()).join(id))
     }
 
-    /// The PEM stored for `id` under `status`, if any. A directory or unreadable entry is
-    /// reported as an error so that the caller refuses rather than guesses.
+    /// The PEM stored for `id` under `status`, if any (from the index).
     pub fn read(&self, status: KeyStatus, id: &str) -> io::Result<Option<String>> {
-        match fs::read_to_string(self.path(status, id)?) {
-            Ok(pem) => Ok(Some(pem)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.path(status, id)?;
+        Ok(self.index[slot(status)].get(id).cloned())
     }
 
-    /// Stores `key` for `id` under `status`, atomically (temp file, then rename).
-    pub fn write(&self, status: KeyStatus, id: &str, key: &PublicKey) -> io::Result<()> {
+    /// Stores `key` for `id` under `status`; the file is written (temp file, fsync, rename)
+    /// by the disk worker.
+    pub fn write(&mut self, status: KeyStatus, id: &str, key: &PublicKey) -> io::Result<()> {
+        self.put(status, id, key.to_pem())
+    }
+
+    fn put(&mut self, status: KeyStatus, id: &str, pem: String) -> io::Result<()> {
         let path = self.path(status, id)?;
-        write_atomic(&path, key.to_pem().as_bytes(), 0o644)
+        self.disk.submit(DiskOp::Write { path, data: pem.clone().into_bytes(), mode: 0o644 });
+        self.index[slot(status)].insert(id.to_string(), pem);
+        Ok(())
     }
 
     /// Removes `id` from `status`; `Ok(false)` if it was not there.
-    pub fn remove(&self, status: KeyStatus, id: &str) -> io::Result<bool> {
-        match fs::remove_file(self.path(status, id)?) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+    pub fn remove(&mut self, status: KeyStatus, id: &str) -> io::Result<bool> {
+        let path = self.path(status, id)?;
+        if self.index[slot(status)].remove(id).is_none() {
+            return Ok(false);
         }
+        self.disk.submit(DiskOp::Remove { path });
+        Ok(true)
     }
 
     /// Moves `id` from one status to another, keeping its key.
-    pub fn moved(&self, from: KeyStatus, to: KeyStatus, id: &str) -> io::Result<Option<String>> {
+    pub fn moved(
+        &mut self,
+        from: KeyStatus,
+        to: KeyStatus,
+        id: &str,
+    ) -> io::Result<Option<String>> {
         let Some(pem) = self.read(from, id)? else {
             return Ok(None);
         };
-        write_atomic(&self.path(to, id)?, pem.as_bytes(), 0o644)?;
-        self.remove(from, id)?;
+        if from == to {
+            return Ok(Some(pem));
+        }
+        let (source, path) = (self.path(from, id)?, self.path(to, id)?);
+        let data = pem.clone().into_bytes();
+        self.disk.submit(DiskOp::Move { from: source, path, data, mode: 0o644 });
+        self.index[slot(from)].remove(id);
+        self.index[slot(to)].insert(id.to_string(), pem.clone());
         Ok(Some(pem))
     }
 
-    /// The ids under `status`, sorted, without reading the key files.
+    /// The ids under `status`, sorted.
     pub fn ids(&self, status: KeyStatus) -> io::Result<Vec<String>> {
-        Ok(self.entries(status)?.0)
+        Ok(self.index[slot(status)].keys().cloned().collect())
     }
 
-    /// The valid ids under `status`, sorted, and the other file names (lossy UTF-8).
-    fn entries(&self, status: KeyStatus) -> io::Result<(Vec<String>, Vec<String>)> {
-        let (mut ids, mut invalid) = (Vec::new(), Vec::new());
-        let files = fs::read_dir(self.pki.join(status.dir()))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
-        for file in files {
-            match file.file_name().into_string() {
-                Ok(id) if validate_id(&id).is_ok() => ids.push(id),
-                Ok(name) => invalid.push(name),
-                Err(name) => invalid.push(name.to_string_lossy().into_owned()),
-            }
-        }
-        ids.sort();
-        Ok((ids, invalid))
+    /// How many keys `status` holds.
+    pub fn count(&self, status: KeyStatus) -> usize {
+        self.index[slot(status)].len()
     }
 
-    /// Every key in every status, sorted by status then id. Files whose names are not valid
-    /// ids are skipped: quietly for hidden and temp files, with a warning otherwise (a key
-    /// file named to disguise itself in `halite-key -L`, or left from an older master).
+    /// Every key in every status, sorted by status then id.
     pub fn list(&self) -> io::Result<Vec<KeyEntry>> {
         let mut keys = Vec::new();
         for status in KeyStatus::ALL {
-            let (ids, invalid) = self.entries(status)?;
-            for name in invalid.iter().filter(|n| !n.starts_with('.')) {
-                let why = validate_id(name).err().map_or("not UTF-8".into(), |e| e.to_string());
-                log::warn!("key store: ignoring {}/{name:?}: {why}", status.dir());
-            }
-            for id in ids {
-                let Some(public) = self.read(status, &id)? else {
-                    continue;
-                };
-                let finger = PublicKey::from_pem(&public)
+            for (id, public) in &self.index[slot(status)] {
+                let finger = PublicKey::from_pem(public)
                     .map(|k| k.fingerprint())
                     .unwrap_or_else(|_| "(unreadable key)".into());
-                keys.push(KeyEntry { id, status, public, finger });
+                keys.push(KeyEntry { id: id.clone(), status, public: public.clone(), finger });
             }
         }
         Ok(keys)
     }
+
+    /// The ticket of the last disk op submitted: ops after a given ticket are an action's own.
+    pub fn submitted(&self) -> u64 {
+        self.disk.submitted()
+    }
+
+    /// Disk results that came back (the loop calls this when the worker wakes it). After a
+    /// failure, once the worker is idle, the index is read again from disk so that it says
+    /// what the files say.
+    pub fn finished(&mut self) -> Vec<Done> {
+        let done = self.disk.finished();
+        if done.iter().any(|d| d.error.is_some()) {
+            self.dirty = true;
+        }
+        if self.dirty && !self.disk.busy() {
+            self.dirty = false;
+            self.reload();
+        }
+        done
+    }
+
+    /// Waits for every queued write (tests, shutdown).
+    pub fn flush(&mut self) -> Vec<Done> {
+        let done = self.disk.wait_idle();
+        if done.iter().any(|d| d.error.is_some()) {
+            self.reload();
+        }
+        done
+    }
+
+    fn reload(&mut self) {
+        for status in KeyStatus::ALL {
+            let dir = self.pki.join(status.dir());
+            let mut fresh = BTreeMap::new();
+            for id in file_ids(&dir).unwrap_or_default() {
+                if let Ok(pem) = fs::read_to_string(dir.join(&id)) {
+                    fresh.insert(id, pem);
+                }
+            }
+            self.index[slot(status)] = fresh;
+        }
+        log::warn!("key index reloaded from {} after a failed write", self.pki.display());
+    }
+}
+
+/// The valid ids of the regular files in `dir`. Other names are skipped: quietly for hidden
+/// and temp files, with a warning otherwise (a key file named to disguise itself in
+/// `halite-key -L`, or left from an older master).
+fn file_ids(dir: &Path) -> io::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let files = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+    for file in files {
+        let name = match file.file_name().into_string() {
+            Ok(id) if validate_id(&id).is_ok() => {
+                ids.push(id);
+                continue;
+            }
+            Ok(name) => name,
+            Err(name) => name.to_string_lossy().into_owned(),
+        };
+        if !name.starts_with('.') {
+            let why = validate_id(&name).err().map_or("not UTF-8".into(), |e| e.to_string());
+            log::warn!("key store: ignoring {}: {why}", dir.join(format!("{name:?}")).display());
+        }
+    }
+    Ok(ids)
 }
 
 /// Loads `master.key`, or creates the pair (`master.key` 0600, `master.pub` 0644) on first start.
@@ -136,7 +220,7 @@ mod tests {
     fn keys_move_between_statuses_and_list_in_order() {
         halite_common::crypto::init();
         let dir = temp("move");
-        let store = KeyStore::open(&dir).unwrap();
+        let mut store = KeyStore::open(&dir, || {}).unwrap();
         let key = KeyPair::generate().public;
         store.write(KeyStatus::Pending, "b", &key).unwrap();
         store.write(KeyStatus::Pending, "a", &key).unwrap();
@@ -157,6 +241,33 @@ mod tests {
         assert!(!store.remove(KeyStatus::Accepted, "c").unwrap());
         assert!(store.write(KeyStatus::Pending, "../escape", &key).is_err());
         assert!(store.read(KeyStatus::Pending, "..").is_err());
+        // The files follow the index, and a fresh store reads them back.
+        assert!(store.flush().iter().all(|d| d.error.is_none()));
+        assert!(dir.join("minions/b").is_file() && !dir.join("minions_pre/b").exists());
+        let again = KeyStore::open(&dir, || {}).unwrap();
+        assert_eq!(again.ids(KeyStatus::Accepted).unwrap(), ["b"]);
+        assert_eq!(again.ids(KeyStatus::Pending).unwrap(), ["a"]);
+        assert_eq!(again.count(KeyStatus::Pending), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_the_index_follows_the_disk_again() {
+        halite_common::crypto::init();
+        let dir = temp("fail");
+        let mut store = KeyStore::open(&dir, || {}).unwrap();
+        let key = KeyPair::generate().public;
+        store.write(KeyStatus::Pending, "p", &key).unwrap();
+        assert!(store.flush().iter().all(|d| d.error.is_none()));
+        // A directory where the accepted key would go: the move fails and keeps the source.
+        fs::create_dir_all(dir.join("minions/p/blocker")).unwrap();
+        store.moved(KeyStatus::Pending, KeyStatus::Accepted, "p").unwrap();
+        assert_eq!(store.ids(KeyStatus::Accepted).unwrap(), ["p"], "the index moves at once");
+        let done = store.flush();
+        assert!(done[0].error.as_deref().is_some_and(|e| e.contains("minions/p")), "{done:?}");
+        assert_eq!(store.ids(KeyStatus::Accepted).unwrap(), Vec::<String>::new());
+        assert_eq!(store.ids(KeyStatus::Pending).unwrap(), ["p"]);
+        assert!(dir.join("minions_pre/p").is_file());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -35,6 +35,8 @@ pub struct Peer {
     pub ping_seq: u64,
     /// Whether WRITABLE interest is registered.
     pub writing: bool,
+    /// Its verdict waits for a key write (`keyflow`); a frame before it closes the connection.
+    pub parked: bool,
 }
 
 impl Peer {
@@ -48,6 +50,7 @@ impl Peer {
             pinged: now,
             ping_seq: 0,
             writing: false,
+            parked: false,
         }
     }
 

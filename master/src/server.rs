@@ -34,7 +34,9 @@ const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const RENDER_WORKER: Token = Token(3);
-const FIRST_CONN: usize = 4;
+/// The disk worker's wake-up (a key write finished).
+const DISK: Token = Token(4);
+const FIRST_CONN: usize = 5;
 
 /// Time a connection gets to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +107,15 @@ pub struct Master {
     stopping: bool,
     /// An accept failed (e.g. out of file descriptors): retry at the next tick.
     accept_retry: bool,
+    /// Unauthenticated connections, counted against their caps.
+    admission: crate::limits::Admission,
+    /// New pending keys per source address.
+    pub(crate) pending_rate: crate::limits::PendingRate,
+    /// A descriptor held back for EMFILE: closed to accept (and close) one connection, so the
+    /// listen queue drains instead of stalling, then opened again.
+    reserve_fd: Option<std::fs::File>,
+    /// Replies waiting for their key writes to reach the disk.
+    pub(crate) key_writes: crate::keyflow::KeyWrites,
     config_dir: Option<PathBuf>,
     pub(crate) reactor: crate::reactor::ReactorState,
     files: crate::fileserver::FileRoots,
@@ -127,7 +138,12 @@ impl Master {
     pub fn bind(cfg: MasterConfig) -> Result<Master, StartError> {
         halite_common::crypto::init();
         let keys = load_or_create_master_key(&cfg.pki_dir).map_err(io_err("master key"))?;
-        let store = KeyStore::open(&cfg.pki_dir).map_err(io_err("pki_dir"))?;
+        let poll = Poll::new().map_err(io_err("poll"))?;
+        let waker = mio::Waker::new(poll.registry(), DISK).map_err(io_err("poll"))?;
+        let store = KeyStore::open(&cfg.pki_dir, move || {
+            let _ = waker.wake();
+        })
+        .map_err(io_err("pki_dir"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(io_err("event_log_file"))?;
         create_private_dir(&cfg.cachedir).map_err(io_err("cachedir"))?;
@@ -154,7 +170,6 @@ impl Master {
         let addr = SocketAddr::new(cfg.interface, cfg.ret_port);
         let mut listener = TcpListener::bind(addr).map_err(io_err(format!("listen on {addr}")))?;
         set_backlog(&listener, cfg.zmq_backlog).map_err(io_err("zmq_backlog"))?;
-        let poll = Poll::new().map_err(io_err("poll"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
         let registry = poll.registry();
         registry.register(&mut listener, LISTENER, Interest::READABLE).map_err(io_err("poll"))?;
@@ -173,7 +188,17 @@ impl Master {
             autosign_file: cfg.autosign_file.clone(),
             autoreject_file: cfg.autoreject_file.clone(),
             max_minions: cfg.max_minions,
+            max_pending_keys: cfg.max_pending_keys,
         };
+        let nofile = crate::limits::nofile_limit();
+        let admission = crate::limits::Admission::new(
+            nofile,
+            cfg.max_pending_connections,
+            cfg.max_pending_connections_per_ip,
+        );
+        log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
+        let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
+        let reserve_fd = Some(std::fs::File::open("/dev/null").map_err(io_err("/dev/null"))?);
         Ok(Master {
             cfg,
             poll,
@@ -196,6 +221,10 @@ impl Master {
             again: Vec::new(),
             stopping: false,
             accept_retry: false,
+            admission,
+            pending_rate,
+            reserve_fd,
+            key_writes: Default::default(),
             config_dir: None,
             reactor,
             files,
@@ -277,6 +306,7 @@ impl Master {
                     CONTROL => self.accept_controls(),
                     SIGNALS => self.on_signals(),
                     RENDER_WORKER => self.on_render_worker(),
+                    DISK => self.on_disk(),
                     token if self.peers.contains_key(&token) => self.on_peer(token),
                     token if self.controls.contains_key(&token) => self.on_control(token),
                     _ => {}
@@ -296,6 +326,9 @@ impl Master {
             self.drain_bus();
         }
         log::info!("halite-master stopping");
+        for failed in self.store.flush().into_iter().filter_map(|d| d.error) {
+            log::error!("key write failed: {failed}");
+        }
         self.drain_bus();
         let _ = std::fs::remove_file(&self.control_path);
         Ok(())
@@ -332,11 +365,17 @@ impl Master {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, addr)) => {
+                    if let Err(why) = self.admission.admit(addr.ip(), self.peers.len()) {
+                        // Dropped unread: a flood costs one accept and one close each.
+                        log::warn!("refused connection from {addr}: {why}");
+                        continue;
+                    }
                     let token = self.token();
                     if let Err(e) =
                         self.poll.registry().register(&mut stream, token, Interest::READABLE)
                     {
                         log::error!("cannot register connection from {addr}: {e}");
+                        self.admission.release(addr.ip());
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
@@ -352,15 +391,44 @@ impl Master {
                     self.flush_peer(token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if out_of_descriptors(&e) && self.shed_one(Listener::Minions) => {}
                 Err(e) => {
-                    // EMFILE and friends. Readiness is edge-triggered: connections already
-                    // queued would wait for the next newcomer, so housekeeping retries.
+                    // Readiness is edge-triggered: connections already queued would wait for
+                    // the next newcomer, so housekeeping retries.
                     log::error!("accept failed: {e}");
                     self.accept_retry = true;
                     return;
                 }
             }
         }
+    }
+
+    /// Out of descriptors: closes the reserve one to accept a connection, closes that at once
+    /// (a refusal the peer sees, instead of a silent listen queue), and takes the reserve back.
+    /// `true` when one was shed and another may wait; `false` when the queue is empty (Linux
+    /// reports EMFILE before looking at the queue) or there is no reserve to spend.
+    fn shed_one(&mut self, which: Listener) -> bool {
+        if self.reserve_fd.take().is_none() {
+            return false;
+        }
+        let accepted = match which {
+            Listener::Minions => self.listener.accept().map(|(_, addr)| addr.to_string()),
+            Listener::Control => self.control.accept().map(|_| "a control client".to_string()),
+        };
+        let shed = match accepted {
+            Ok(who) => {
+                log::warn!("refused connection from {who}: out of file descriptors");
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => {
+                log::error!("accept failed even with the reserve descriptor: {e}");
+                false
+            }
+        };
+        self.reserve_fd = std::fs::File::open("/dev/null").ok();
+        self.accept_retry = true;
+        shed && self.reserve_fd.is_some()
     }
 
     fn on_peer(&mut self, token: Token) {
@@ -390,6 +458,9 @@ impl Master {
     /// Handles one frame from a minion; `Err` closes the connection with that reason.
     fn on_peer_frame(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        if peer.parked {
+            return Err("sent a frame before its verdict".into());
+        }
         match &mut peer.phase {
             Phase::AwaitHello => {
                 let hello = handshake::open_hello(&self.keys, frame)
@@ -424,6 +495,7 @@ impl Master {
                 };
                 peer.phase = Phase::Live { id: id.clone(), session };
                 peer.since = Instant::now();
+                self.admission.release(peer.addr.ip());
                 peer.conn.set_max_frame(self.cfg.max_frame_bytes);
                 if transient {
                     log::info!("minion {} opened a one-shot session", peer.label());
@@ -498,23 +570,51 @@ impl Master {
 
     /// Runs the `_auth` decision for a hello on `token` and answers it.
     pub(crate) fn authenticate(&mut self, token: Token, hello: HelloIn) -> Result<(), String> {
+        self.authenticate_after(token, hello, None)
+    }
+
+    /// `authenticate`, with the verdict also waiting for the key write `after` (a key move
+    /// that made it change).
+    fn authenticate_after(
+        &mut self,
+        token: Token,
+        hello: HelloIn,
+        after: Option<u64>,
+    ) -> Result<(), String> {
         let is_live = self.live.contains_key(&hello.id);
+        let ip = self.peers.get(&token).ok_or("gone")?.addr.ip();
+        let first = self.store.submitted() + 1;
+        let rate = &mut self.pending_rate;
         let outcome = auth::decide(
-            &self.store,
+            &mut self.store,
             &self.policy,
             &hello.id,
             &hello.public,
             self.live.len(),
             is_live,
+            || rate.allow(ip, Instant::now()),
         )
         .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
         let source = self.peers.get(&token).map(|p| p.addr.ip());
         self.bus.fire_from("salt/auth", outcome.event, source);
-        let (reply, session) = handshake::seal_reply(&hello, outcome.status);
+        if self.park_verdict(token, &hello, outcome.status, first, after)? {
+            return Ok(());
+        }
+        self.answer_hello(token, hello, outcome.status)
+    }
+
+    /// Sends the verdict on a hello and moves the connection on (or closes it).
+    pub(crate) fn answer_hello(
+        &mut self,
+        token: Token,
+        hello: HelloIn,
+        status: AuthStatus,
+    ) -> Result<(), String> {
+        let (reply, session) = handshake::seal_reply(&hello, status);
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         peer.conn.send(&reply)?;
         let id = hello.id.clone();
-        match (outcome.status, session) {
+        match (status, session) {
             (AuthStatus::Accepted, Some(session)) => {
                 peer.phase = Phase::AwaitReady { id, session };
                 peer.since = Instant::now();
@@ -576,6 +676,9 @@ impl Master {
             return;
         };
         let _ = self.poll.registry().deregister(&mut peer.conn.stream);
+        if !matches!(peer.phase, Phase::Live { .. }) {
+            self.admission.release(peer.addr.ip());
+        }
         let was_live = peer.id().is_some_and(|id| self.live.get(id) == Some(&token));
         match (&peer.phase, was_live) {
             (Phase::Live { id, .. }, true) => {
@@ -622,6 +725,7 @@ impl Master {
             self.accept_controls();
         }
         self.reactor_tick(now);
+        self.pending_rate.prune(now);
         if now >= self.next_maintenance {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
@@ -700,7 +804,8 @@ impl Master {
             Some(Phase::Pending(hello)) => hello.clone(),
             _ => return,
         };
-        match self.authenticate(token, hello) {
+        let after = Some(self.store.submitted());
+        match self.authenticate_after(token, hello, after) {
             Ok(()) => self.flush_peer(token),
             Err(reason) => self.close_peer(token, &reason),
         }
@@ -724,6 +829,7 @@ impl Master {
                     self.controls.insert(token, Client::new(conn));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if out_of_descriptors(&e) && self.shed_one(Listener::Control) => {}
                 Err(e) => {
                     log::error!("control accept failed: {e}");
                     self.accept_retry = true;
@@ -742,13 +848,13 @@ impl Master {
             self.again.push(token);
         }
         for frame in turn.frames {
+            let first = self.store.submitted() + 1;
             let response = control::handle(self, token, &frame);
-            let payload = serde_json::to_vec(&response).expect("responses serialise");
-            let Some(client) = self.controls.get_mut(&token) else {
-                return;
+            // Key moves answer once their files are on disk.
+            let Some(response) = self.park_control(token, first, response) else {
+                continue;
             };
-            if let Err(reason) = client.conn.send(&payload) {
-                self.close_control(token, &reason);
+            if !self.queue_control(token, &response) {
                 return;
             }
         }
@@ -756,6 +862,26 @@ impl Master {
         if let Some(reason) = turn.closed {
             // Answers already queued are flushed above; a half-closed CLI still reads them.
             self.close_control(token, &reason);
+        }
+    }
+
+    /// Queues one response for a control client; `false` if that closed it.
+    fn queue_control(&mut self, token: Token, response: &Response) -> bool {
+        let payload = serde_json::to_vec(response).expect("responses serialise");
+        let Some(client) = self.controls.get_mut(&token) else {
+            return false;
+        };
+        if let Err(reason) = client.conn.send(&payload) {
+            self.close_control(token, &reason);
+            return false;
+        }
+        true
+    }
+
+    /// Sends one response to a control client now (a reply that waited for the disk).
+    pub(crate) fn send_control(&mut self, token: Token, response: &Response) {
+        if self.queue_control(token, response) {
+            self.flush_control(token);
         }
     }
 
@@ -832,6 +958,18 @@ impl Master {
             self.flush_control(token);
         }
     }
+}
+
+/// Which listener an accept is for.
+#[derive(Clone, Copy)]
+enum Listener {
+    Minions,
+    Control,
+}
+
+/// EMFILE or ENFILE: this process, or the whole system, is out of descriptors.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// Why event data is refused for size, if it is.

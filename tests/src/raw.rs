@@ -7,7 +7,7 @@ use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::wire::{encode_frame, Decoder};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,12 +24,6 @@ impl RawConn {
         RawConn::greeted(TcpStream::connect(addr).expect("connect to master"))
     }
 
-    /// [`RawConn::connect`] from the local address `source` (another 127.0.0.x is another
-    /// client address on the same host).
-    pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> (RawConn, PublicKey) {
-        RawConn::greeted(tcp_from(source, addr).expect("connect to master from a chosen source"))
-    }
-
     fn greeted(stream: TcpStream) -> (RawConn, PublicKey) {
         crypto::init();
         stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
@@ -37,6 +31,19 @@ impl RawConn {
         let greeting = conn.read_frame().expect("greeting frame");
         let master = handshake::parse_greeting(&greeting).expect("valid greeting");
         (conn, master)
+    }
+
+    /// Like [`RawConn::connect`], from the local address `source` (any `127.x.y.z` works on
+    /// Linux loopback), so one test can be many hosts. `None` if the master closed the
+    /// connection before greeting it.
+    pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> Option<(RawConn, PublicKey)> {
+        crypto::init();
+        let stream = tcp_from(source, addr);
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut conn = RawConn { stream, decoder: Decoder::new(64 << 20) };
+        let greeting = conn.read_frame()?;
+        let master = handshake::parse_greeting(&greeting).expect("valid greeting");
+        Some((conn, master))
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -128,9 +135,10 @@ impl RawMinion {
     }
 }
 
-/// A blocking TCP connection bound to `source` before connecting (std cannot bind a client).
-fn tcp_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let SocketAddr::V4(to) = to else { panic!("IPv4 masters only") };
+/// A blocking TCP connection to `addr` (IPv4) from the local address `source`: std cannot bind
+/// before connecting, so this goes through libc.
+pub fn tcp_from(source: Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(addr) = addr else { panic!("tcp_from needs an IPv4 address") };
     let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
@@ -138,22 +146,17 @@ fn tcp_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
         sin_zero: [0; 8],
     };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket calls on a descriptor we own from here on (`OwnedFd` closes it on
-    // every path); the address structs live across the calls that read them.
+    let (local, remote) = (sockaddr(source, 0), sockaddr(*addr.ip(), addr.port()));
+    // SAFETY: plain socket calls on a descriptor we create; the sockaddr structs live across
+    // the calls and `len` is their size. The descriptor is owned by the `TcpStream` at once.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let owned = OwnedFd::from_raw_fd(fd);
-        let local = sockaddr(source, 0);
-        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let remote = sockaddr(*to.ip(), to.port());
-        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(TcpStream::from(owned))
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {source}: {}", std::io::Error::last_os_error());
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect {addr} from {source}: {}", std::io::Error::last_os_error());
+        stream
     }
 }

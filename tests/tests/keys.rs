@@ -241,13 +241,16 @@ fn spoofing_ids_are_refused_at_hello_and_never_listed_or_accepted() {
     for id in spoofs.into_iter().chain(["good"]) {
         std::fs::write(master.pki().join("minions_pre").join(id), &pem).unwrap();
     }
+    // The key index is read at start.
+    let port = master.addr.port();
+    let master = Master::start_in(master.stop(), port, "");
     let listed = master.key(&["-L"]);
     assert_eq!(
         listed.stdout,
         "Accepted Keys:\nDenied Keys:\nUnaccepted Keys:\ngood\nRejected Keys:\n"
     );
     master.daemon.wait_for_line(
-        r#"key store: ignoring minions_pre/"evil\\u\{202e\}gnp.exe": minion id contains forbidden"#,
+        r#"key store: ignoring .*minions_pre/"evil\\u\{202e\}gnp.exe": minion id contains forbidden"#,
         halite_tests::cluster::WAIT,
     );
     let accepted = master.key(&["-A", "-y"]);

@@ -131,7 +131,7 @@ fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) && n < 20_000 {
                 let (mut conn, master_key) =
-                    RawConn::connect_from(Ipv4Addr::new(127, 0, 0, 2), addr);
+                    RawConn::connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).expect("greeted");
                 let keys = KeyPair::generate();
                 let (_, hello) = MinionHandshake::start(&format!("flood{n}"), &keys, &master_key);
                 conn.send_frame(&hello);

@@ -1,0 +1,203 @@
+//! What an unauthenticated network may cost the master: how many connections may wait for
+//! authentication (in all and per source address), how many descriptors minions may take, and
+//! how fast one address may create pending keys. Counting only: the loop in `server` decides.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Descriptors kept back for everything that is not a minion socket: the control socket and
+/// its clients, key files, the job and grains caches, the event log, epoll, signals, wakers.
+pub const FD_RESERVE: u64 = 64;
+
+/// Why a new minion connection is closed at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every descriptor minions may use is taken.
+    Descriptors { budget: usize },
+    /// Too many connections in all are still unauthenticated.
+    Total { max: usize },
+    /// Too many connections from this address are still unauthenticated.
+    PerAddress { max: usize },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Descriptors { budget } => write!(
+                f,
+                "all {budget} file descriptors for minion connections are in use (RLIMIT_NOFILE)"
+            ),
+            Refusal::Total { max } => write!(
+                f,
+                "{max} connections already await authentication (max_pending_connections)"
+            ),
+            Refusal::PerAddress { max } => write!(
+                f,
+                "{max} connections from this address already await authentication \
+                 (max_pending_connections_per_ip)"
+            ),
+        }
+    }
+}
+
+/// Counts connections that are not yet a live session, in all and per source address.
+#[derive(Debug)]
+pub struct Admission {
+    /// Descriptors minion connections (live or not) may hold.
+    budget: usize,
+    max_total: usize,
+    max_per_ip: usize,
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Admission {
+    /// `nofile` is the soft RLIMIT_NOFILE. Unauthenticated connections get at most half the
+    /// descriptor budget, so a flood cannot take the room live minions reconnect into.
+    pub fn new(nofile: u64, max_total: usize, max_per_ip: usize) -> Admission {
+        let budget = nofile.saturating_sub(FD_RESERVE).max(8);
+        let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+        Admission {
+            budget,
+            max_total: max_total.min(budget / 2).max(1),
+            max_per_ip,
+            total: 0,
+            per_ip: HashMap::new(),
+        }
+    }
+
+    /// Counts a new connection from `ip`, or says why it must be closed. `open` is how many
+    /// minion connections (live or not) are open now.
+    pub fn admit(&mut self, ip: IpAddr, open: usize) -> Result<(), Refusal> {
+        if open >= self.budget {
+            return Err(Refusal::Descriptors { budget: self.budget });
+        }
+        if self.total >= self.max_total {
+            return Err(Refusal::Total { max: self.max_total });
+        }
+        let from_ip = self.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return Err(Refusal::PerAddress { max: self.max_per_ip });
+        }
+        *from_ip += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// A counted connection became a live session or closed.
+    pub fn release(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            self.total -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Connections counted now (unauthenticated).
+    pub fn unauthenticated(&self) -> usize {
+        self.total
+    }
+}
+
+/// New pending keys per source address: at most `per_minute` in any rolling minute (a window
+/// per address, reset when it ends). Forgotten addresses are swept by `prune`.
+#[derive(Debug)]
+pub struct PendingRate {
+    per_minute: u32,
+    windows: HashMap<IpAddr, (Instant, u32)>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl PendingRate {
+    pub fn new(per_minute: u32) -> PendingRate {
+        PendingRate { per_minute, windows: HashMap::new() }
+    }
+
+    /// Whether `ip` may create one more pending key now; counts it when it may. 0 = no limit.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let (start, used) = self.windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
+            (*start, *used) = (now, 0);
+        }
+        if *used >= self.per_minute {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    /// Drops windows that have ended (housekeeping), so the map stays as small as the set of
+    /// addresses seen in the last minute.
+    pub fn prune(&mut self, now: Instant) {
+        self.windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+    }
+}
+
+/// The soft RLIMIT_NOFILE of this process (`u64::MAX` when unlimited or unknown).
+pub fn nofile_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `getrlimit` writes one `rlimit` into the struct we own and reads nothing else.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur,
+        _ => u64::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn admission_caps_per_address_in_all_and_by_descriptors() {
+        let mut a = Admission::new(FD_RESERVE + 100, 30, 2);
+        assert_eq!(a.admit(ip(1), 0), Ok(()));
+        assert_eq!(a.admit(ip(1), 1), Ok(()));
+        assert_eq!(a.admit(ip(1), 2), Err(Refusal::PerAddress { max: 2 }));
+        a.release(ip(1));
+        assert_eq!(a.admit(ip(1), 2), Ok(()));
+        // Releasing an address never counted changes nothing.
+        a.release(ip(9));
+        assert_eq!(a.unauthenticated(), 2);
+        for n in 2..30 {
+            assert_eq!(a.admit(ip(n as u8 + 10), n), Ok(()), "connection {n}");
+        }
+        assert_eq!(a.admit(ip(200), 30), Err(Refusal::Total { max: 30 }));
+        assert_eq!(a.admit(ip(200), 100), Err(Refusal::Descriptors { budget: 100 }));
+    }
+
+    #[test]
+    fn unauthenticated_connections_get_half_the_descriptors() {
+        let mut a = Admission::new(FD_RESERVE + 20, 1000, 1000);
+        for n in 0..10 {
+            assert_eq!(a.admit(ip(1), n), Ok(()));
+        }
+        assert_eq!(a.admit(ip(1), 10), Err(Refusal::Total { max: 10 }));
+        assert!(a.admit(ip(1), 10).unwrap_err().to_string().contains("max_pending_connections"));
+    }
+
+    #[test]
+    fn pending_rate_is_per_address_and_per_minute() {
+        let t0 = Instant::now();
+        let mut rate = PendingRate::new(2);
+        assert!(rate.allow(ip(1), t0));
+        assert!(rate.allow(ip(1), t0));
+        assert!(!rate.allow(ip(1), t0 + Duration::from_secs(59)));
+        assert!(rate.allow(ip(2), t0));
+        assert!(rate.allow(ip(1), t0 + WINDOW));
+        rate.prune(t0 + WINDOW + Duration::from_secs(1));
+        assert_eq!(rate.windows.len(), 1);
+        assert!(PendingRate::new(0).allow(ip(1), t0));
+    }
+}

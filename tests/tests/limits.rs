@@ -1,0 +1,193 @@
+//! What a hostile network may cost the master: unauthenticated connections are capped in all
+//! and per source address (past a cap: closed at once, with a log line), descriptors stay in
+//! reserve for the CLIs and live minions, and pending keys are capped and rate-limited.
+//! Many hosts are played from one machine by binding `127.0.0.x` source addresses.
+
+use halite_common::crypto::{self, KeyPair, PublicKey};
+use halite_common::proto::{Hello, PROTOCOL_VERSION};
+use halite_tests::cluster::{Master, Minion, WAIT};
+use halite_tests::raw::RawConn;
+use std::net::Ipv4Addr;
+
+/// A hello for a new `id` with a fresh key, sealed to the master.
+fn hello_for(id: &str, master: &PublicKey) -> Vec<u8> {
+    let keys = KeyPair::generate();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        id: id.into(),
+        public: keys.public.to_pem(),
+        challenge: "ab".repeat(32),
+    };
+    crypto::seal(&serde_json::to_vec(&hello).unwrap(), master)
+}
+
+/// Connects from `source` and sends a hello for `id`; the connection once the master has
+/// answered it, or `None` when the master closed it before greeting.
+fn pending_from(source: Ipv4Addr, master: &Master, id: &str) -> Option<RawConn> {
+    let (mut conn, key) = RawConn::connect_from(source, master.addr)?;
+    conn.send_frame(&hello_for(id, &key));
+    conn.read_frame().map(|_| conn)
+}
+
+#[test]
+fn connections_past_the_per_address_cap_are_closed_at_once() {
+    let master = Master::start("max_pending_connections_per_ip: 4");
+    let attacker = Ipv4Addr::new(127, 0, 0, 2);
+    let mut held: Vec<RawConn> = (0..4)
+        .map(|n| pending_from(attacker, &master, &format!("flood{n}")).expect("under the cap"))
+        .collect();
+    assert!(RawConn::connect_from(attacker, master.addr).is_none(), "fifth connection greeted");
+    master.daemon.wait_for_line(
+        concat!(
+            r"refused connection from 127\.0\.0\.2:\d+: 4 connections from this address ",
+            r"already await authentication \(max_pending_connections_per_ip\)"
+        ),
+        WAIT,
+    );
+    // Another host is not affected: a real minion from 127.0.0.1 gets its session.
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_pending();
+    assert!(master.key(&["-a", "minion1", "-y"]).success());
+    minion.wait_authenticated();
+    let ping = master.halite(&["minion1", "test.ping", "--out", "json"]);
+    assert!(ping.success(), "{ping:?}");
+    // A closed connection gives its slot back.
+    held.pop().unwrap().shutdown_write();
+    master.daemon.wait_for_line(r"closed connection flood3@127\.0\.0\.2:\d+", WAIT);
+    assert!(pending_from(attacker, &master, "flood4").is_some(), "slot not released");
+}
+
+#[test]
+fn a_flood_holding_connections_leaves_descriptors_for_the_cli_and_live_minions() {
+    // 200 descriptors: 136 for minion sockets, of which at most 68 unauthenticated.
+    let master = Master::start_with_nofile("", 200);
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_pending();
+    assert!(master.key(&["-a", "minion1", "-y"]).success());
+    minion.wait_authenticated();
+
+    // 200 hosts' worth of pending hellos from four addresses (under every per-address limit),
+    // each connection held open.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for n in 0..200u8 {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + n % 4);
+        match pending_from(source, &master, &format!("flood{n}")) {
+            Some(conn) => held.push(conn),
+            None => refused += 1,
+        }
+    }
+    assert_eq!(held.len(), 68, "unauthenticated connections admitted");
+    assert_eq!(refused, 132);
+    master.daemon.wait_for_line(
+        concat!(
+            r"refused connection from 127\.0\.0\.\d:\d+: 68 connections already await ",
+            r"authentication \(max_pending_connections\)"
+        ),
+        WAIT,
+    );
+    // While the flood holds its connections, the CLIs and the live minion are served.
+    let listed = master.key(&["-L", "--out", "json"]);
+    assert!(listed.success(), "{listed:?}");
+    assert!(listed.stdout.contains("\"minion1\""), "{}", listed.stdout);
+    assert!(listed.stdout.contains("\"flood67\""), "{}", listed.stdout);
+    let ping = master.halite(&["minion1", "test.ping", "--out", "json"]);
+    assert!(ping.success(), "{ping:?}");
+    assert!(ping.stdout.contains("true"), "{}", ping.stdout);
+    drop(held);
+}
+
+#[test]
+fn past_max_pending_keys_a_new_id_hears_full_as_in_salt() {
+    let master = Master::start("max_pending_keys: 2");
+    let _p1 = pending_from(Ipv4Addr::new(127, 0, 0, 2), &master, "p1").expect("pends");
+    let _p2 = pending_from(Ipv4Addr::new(127, 0, 0, 3), &master, "p2").expect("pends");
+    let (mut conn, key) = RawConn::connect_from(Ipv4Addr::new(127, 0, 0, 4), master.addr).unwrap();
+    conn.send_frame(&hello_for("p3", &key));
+    assert!(conn.closed_by_master(), "a third pending key was kept");
+    let full = master.wait_event("salt/auth", |d| d["id"] == "p3");
+    assert_eq!((&full["act"], &full["result"]), (&"full".into(), &false.into()));
+    master.daemon.wait_for_line("refused new pending key p3: max_pending_keys reached", WAIT);
+    assert!(!master.pki().join("minions_pre/p3").exists());
+    let listed = master.key(&["-l", "un"]);
+    assert_eq!(listed.stdout, "Unaccepted Keys:\np1\np2\n");
+}
+
+#[test]
+fn one_address_creates_at_most_pending_key_rate_new_keys_a_minute() {
+    let master = Master::start("pending_key_rate: 2");
+    let attacker = Ipv4Addr::new(127, 0, 0, 2);
+    let _held: Vec<RawConn> = ["q1", "q2"]
+        .iter()
+        .map(|id| pending_from(attacker, &master, id).expect("under the rate"))
+        .collect();
+    let (mut conn, key) = RawConn::connect_from(attacker, master.addr).unwrap();
+    conn.send_frame(&hello_for("q3", &key));
+    assert!(conn.closed_by_master(), "a third key from one address was kept");
+    master.daemon.wait_for_line("refused new pending key q3: pending_key_rate reached", WAIT);
+    assert_eq!(master.wait_event("salt/auth", |d| d["id"] == "q3")["act"], "full");
+    // Another address has its own allowance.
+    assert!(pending_from(Ipv4Addr::new(127, 0, 0, 3), &master, "q4").is_some());
+    assert_eq!(master.key(&["-l", "un"]).stdout, "Unaccepted Keys:\nq1\nq2\nq4\n");
+}
+
+#[test]
+fn a_key_write_that_fails_reaches_the_minion_and_the_cli_as_an_error() {
+    let master = Master::start("");
+    let pre = master.pki().join("minions_pre");
+    // A directory where the key file would go: the write (rename) fails.
+    std::fs::create_dir_all(pre.join("victim/blocker")).unwrap();
+    let (mut conn, key) = RawConn::connect(master.addr);
+    conn.send_frame(&hello_for("victim", &key));
+    assert!(conn.closed_by_master(), "no verdict is due before the key is stored");
+    master.daemon.wait_for_line(
+        r"closed connection victim@127\.0\.0\.1:\d+: cannot store the key of victim: .*minions_pre/victim",
+        WAIT,
+    );
+    assert_eq!(master.key(&["-l", "un"]).stdout, "Unaccepted Keys:\n");
+
+    // The CLI hears about its own failed write, and the key it tried to move is kept.
+    let _p1 = pending_from(Ipv4Addr::new(127, 0, 0, 1), &master, "p1").expect("pends");
+    std::fs::create_dir_all(master.pki().join("minions/p1/blocker")).unwrap();
+    let accept = master.key(&["-a", "p1", "-y"]);
+    assert!(!accept.success(), "{accept:?}");
+    let said = format!("{}{}", accept.stdout, accept.stderr);
+    assert!(said.contains("key store write failed: ") && said.contains("minions/p1"), "{said}");
+    assert!(pre.join("p1").is_file(), "a failed accept lost the pending key");
+    assert_eq!(master.key(&["-l", "un"]).stdout, "Unaccepted Keys:\np1\n");
+}
+
+#[test]
+fn key_state_comes_from_the_index_loaded_at_start() {
+    let master = Master::start("");
+    let _p1 = pending_from(Ipv4Addr::new(127, 0, 0, 1), &master, "p1").expect("pends");
+    // A file dropped behind the master's back is not read until the next start.
+    let pem = std::fs::read_to_string(master.pki().join("minions_pre/p1")).unwrap();
+    std::fs::write(master.pki().join("minions_pre/byhand"), pem).unwrap();
+    assert_eq!(master.key(&["-l", "un"]).stdout, "Unaccepted Keys:\np1\n");
+    let master = Master::start_in(master.stop(), 0, "");
+    assert_eq!(master.key(&["-l", "un"]).stdout, "Unaccepted Keys:\nbyhand\np1\n");
+}
+
+#[test]
+fn out_of_descriptors_the_master_sheds_connections_instead_of_stalling() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    // 80 descriptors: the CLIs' side of the reserve is soon spent by idle control clients.
+    let master = Master::start_with_nofile("", 80);
+    let socket = master.dir.join("master/var/run/halite/master/master.sock");
+    let held: Vec<UnixStream> = (0..100).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    master
+        .daemon
+        .wait_for_line(r"refused connection from a control client: out of file descriptors", WAIT);
+    // The ones shed were closed (EOF), not left waiting in the listen queue.
+    let eof = |s: &UnixStream| {
+        s.set_nonblocking(true).unwrap();
+        matches!((&*s).read(&mut [0u8; 1]), Ok(0))
+    };
+    halite_tests::wait_until(WAIT, "shed clients see EOF", || held.iter().any(eof));
+    drop(held);
+    // Descriptors back, the reserve taken again: the master serves as before.
+    halite_tests::wait_until(WAIT, "halite-key -L answered", || master.key(&["-L"]).success());
+    assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\n");
+}
