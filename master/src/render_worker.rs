@@ -425,8 +425,9 @@ mod tests {
         kwarg.insert("match".into(), json!("Min*"));
         let reaction = Reaction {
             id: "key_accept".into(),
+            name: "accept it".into(),
             sls: "/srv/reactor/Minion.sls".into(),
-            client: Client::Wheel,
+            client: halite_common::reactor::Client::Wheel,
             fun: "key.accept".into(),
             tgt: Some(json!("x")),
             tgt_type: "glob".into(),
@@ -434,9 +435,10 @@ mod tests {
             kwarg,
             ret: Some("mongo".into()),
             line: Some(2),
+            warnings: vec!["ignored".into()],
         };
         let rendered = Rendered {
-            reactions: vec![reaction.clone().into()],
+            reactions: vec![reaction.clone()],
             errors: Vec::new(),
             matched: vec![reaction.sls.clone()],
             micros: 1500,
@@ -444,10 +446,10 @@ mod tests {
         let (outcome, took) = decode(&serde_json::to_vec(&rendered).unwrap()).unwrap();
         assert_eq!(outcome.reactions, [reaction]);
         assert_eq!(took, Duration::from_micros(1500));
-        // A client the master does not know is dropped, not guessed.
+        // A client the master does not know fails the answer, not guessed.
         let bad = json!({"reactions": [{"id": "x", "sls": "s", "client": "ssh", "fun": "f",
             "tgt": null, "tgt_type": "glob", "arg": [], "kwarg": {}, "ret": null, "line": null}],
             "errors": [], "matched": [], "micros": 0});
-        assert!(decode(bad.to_string().as_bytes()).unwrap().0.reactions.is_empty());
+        assert!(decode(bad.to_string().as_bytes()).is_err());
     }
 }
