@@ -17,16 +17,27 @@
 //! are plain text. To splice data into a longer string, join inside the expression
 //! (`{{ 'echo ' ~ data['id'] }}`), not around it.
 //!
+//! **Salt's Jinja** (`salt.utils.templates.render_jinja_tmpl`): undefined values are strict
+//! (printing, testing, iterating or filtering `data['missing']` or a misspelt name fails the
+//! file; `is defined`, `|default`, `.get()` and `in` ask safely), `{% do %}` with Python's
+//! mutating list and dict methods (`append`, `extend`, `insert`, `pop`, `remove`, `update`,
+//! `setdefault` … on literals, `dict()` and `|list`; event data itself is read-only), no
+//! `trim_blocks`/`lstrip_blocks`, and the file's trailing newline kept. minijinja differs from
+//! Jinja2 in that comparing an undefined value (`data['x'] == 'y'`) is false, not an error.
+//!
 //! Unlike Salt, a file that fails (missing, render or YAML error, bad reaction) contributes
 //! nothing but does not cancel the other files' reactions; every failure is reported.
 
 mod compile;
 mod config;
 mod emit;
+mod mutable;
 mod render;
 mod sources;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_render;
 
 pub use config::{parse_rules, tag_matches};
 

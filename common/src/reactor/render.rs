@@ -1,8 +1,9 @@
-//! The Jinja step: a minijinja environment with Python string/dict methods, Salt's serializer
-//! filters, a formatter that makes every `{{ }}` one YAML value (see the module doc of
-//! `reactor`), and bounds on work, recursion and output size.
+//! The Jinja step: a minijinja environment set up as Salt's (`StrictUndefined`, `do`, mutable
+//! lists and dicts, the trailing newline kept, no `trim_blocks`/`lstrip_blocks`) with Python
+//! string/dict methods, Salt's serializer filters, a formatter that makes every `{{ }}` one
+//! YAML value (see the module doc of `reactor`), and bounds on work, recursion and output size.
 
-use super::emit;
+use super::{emit, mutable};
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{
     context, AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior,
@@ -25,7 +26,16 @@ impl Renderer {
     pub(super) fn new() -> Renderer {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        // Salt renders with `StrictUndefined`: printing, testing or iterating an undefined value
+        // (`data['missing']`, a misspelt variable) fails the render instead of yielding "".
+        // `is defined`, `|default`, `.get()` and `in` still work.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Jinja2 drops a template's final newline and Salt appends it again: the same as
+        // keeping it (a `contents: |` block on the last line ends in "\n" as under Salt).
+        env.set_keep_trailing_newline(true);
+        env.add_filter(mutable::FILTER, mutable::mutable_filter);
+        env.add_filter("list", mutable::list_filter);
+        env.add_function("dict", mutable::dict_function);
         // A custom escape mode makes macros and `{% set %}` blocks return safe text (their own
         // `{{ }}` are already formatted) and `|e` escape through our formatter.
         env.set_auto_escape_callback(|_| AutoEscape::Custom("yaml"));
@@ -55,7 +65,8 @@ impl Renderer {
             return Ok(source.to_string());
         }
         let ctx = context! { data => Value::from_serialize(data), tag => tag };
-        let text = self.env.render_named_str(name, source, ctx).map_err(|e| {
+        let source = mutable::rewrite_literals(source);
+        let text = self.env.render_named_str(name, &source, ctx).map_err(|e| {
             let mut message = e.to_string();
             if e.kind() == ErrorKind::OutOfFuel {
                 message.push_str(&format!(" (a render may run {FUEL} instructions)"));
@@ -200,7 +211,7 @@ mod tests {
             Ok("yes"),
         );
         check("{{ data.get('x', 'dflt') }}|{{ data.get('id') }}", d.clone(), Ok("dflt|Minion2"));
-        check("[{{ data['missing'] }}]{% if data['missing'] %}x{% endif %}", d.clone(), Ok("[]"));
+        check("{% if data['missing'] %}x{% endif %}", d.clone(), Err("undefined value"));
         check("{{ data['missing']|default('d') }}", d.clone(), Ok("d"));
         check("{% for k in data['l'] %}{{ k }};{% endfor %}", d.clone(), Ok("1;a b;"));
         check(
