@@ -25,6 +25,10 @@
 //! `trim_blocks`/`lstrip_blocks`, and the file's trailing newline kept. minijinja differs from
 //! Jinja2 in that comparing an undefined value (`data['x'] == 'y'`) is false, not an error.
 //!
+//! **Salt's YAML** (`SaltYamlSafeLoader`): YAML 1.1 plain scalars (`yes`/`off` are booleans,
+//! `0664` is the integer 664 as Salt strips leading zeros, timestamps stay text), a key written
+//! twice in one mapping is an error, `<<` merges, only the safe tags.
+//!
 //! Unlike Salt, a file that fails (missing, render or YAML error, bad reaction) contributes
 //! nothing but does not cancel the other files' reactions; every failure is reported.
 
@@ -38,6 +42,7 @@ mod sources;
 mod tests;
 #[cfg(test)]
 mod tests_render;
+mod yaml;
 
 pub use config::{parse_rules, tag_matches};
 
@@ -293,8 +298,7 @@ impl Reactor {
             .renderer
             .render(name, &source, tag, data)
             .map_err(|(line, why)| error(name, tag, "render", line, why))?;
-        let doc = compile::parse_yaml(&text)
-            .map_err(|(line, why)| error(name, tag, "yaml", line, why))?;
+        let doc = yaml::load(&text).map_err(|(line, why)| error(name, tag, "yaml", line, why))?;
         compile::compile_file(name, doc, &text)
             .map_err(|(line, why)| error(name, tag, "reaction", line, why))
     }

@@ -214,3 +214,122 @@ fn the_trailing_newline_is_kept() {
     );
     assert_eq!(render("a: 1"), Ok("a: 1".into()));
 }
+
+#[test]
+fn yaml_scalars_read_as_salts_loader_reads_them() {
+    let sls = "fix_perms:
+  local.file.set_mode:
+    - tgt: {{ data['id'] }}
+    - arg:
+      - /etc/app.conf
+      - 0664
+    - kwarg:
+        recurse: yes
+        follow: off
+        force: On
+        quoted: 'yes'
+        quoted_mode: \"0664\"
+        none: ~
+        empty:
+        zeros: 000
+        negative_octal: -012
+        hex: 0x1F
+        bin: 0b101
+        sexagesimal: 1:30
+        underscores: 1_000
+        float: 1.5e+3
+        no_dot: 1e5
+        date: 2026-12-02
+        stamp: 2026-12-02 10:00:00
+        octal_2: 0o17
+        block: |
+          text
+        tagged_str: !!str 0664
+        tagged_int: !!int \"12\"
+        plain_tag: ! yes
+";
+    assert_eq!(
+        reactions(sls, event())[0]["arg"],
+        json!(["/etc/app.conf", 664]),
+        "Salt's loader strips leading zeros: 0664 is decimal 664"
+    );
+    assert_eq!(
+        kwarg(sls, event()),
+        json!({
+            "recurse": true, "follow": false, "force": true, "quoted": "yes", "quoted_mode": "0664",
+            "none": null, "empty": null, "zeros": 0, "negative_octal": -10, "hex": 31, "bin": 5,
+            "sexagesimal": 90, "underscores": 1000, "float": 1500.0, "no_dot": "1e5",
+            "date": "2026-12-02", "stamp": "2026-12-02 10:00:00", "octal_2": "0o17",
+            "block": "text\n", "tagged_str": "0664", "tagged_int": 12, "plain_tag": "yes",
+        })
+    );
+}
+
+#[test]
+fn yaml_duplicate_keys_merges_tags_and_documents() {
+    // Salt's loader refuses a key written twice, at any level.
+    let twice = "restart:\n  local.service.restart:\n    - tgt: a\nrestart:\n  local.cmd.run:\n    - tgt: b\n";
+    assert_eq!(failure(twice, event()), ("yaml", Some(4), "found conflicting ID 'restart'".into()));
+    let (kind, line, message) =
+        failure("x:\n  local.test.arg:\n    - kwarg: {a: 1, a: 2}\n", event());
+    assert_eq!((kind, line, message.as_str()), ("yaml", Some(3), "found conflicting ID 'a'"));
+    // `<<` merges (the ID starting with `__` is no reaction); written keys win.
+    let merge = "__defaults: &defaults
+  timeout: 30
+  env: prod
+deploy:
+  local.state.apply:
+    - tgt: {{ data['id'] }}
+    - kwarg:
+        <<: *defaults
+        env: staging
+        both: {<<: [{a: 1}, {b: 2}], c: 3}
+";
+    assert_eq!(
+        kwarg(merge, event()),
+        json!({"timeout": 30, "env": "staging", "both": {"b": 2, "a": 1, "c": 3}})
+    );
+    // Merged maps that share a key conflict, as in Salt.
+    let (_, _, message) =
+        failure("x:\n  local.test.arg:\n    - kwarg: {<<: [{a: 1}, {a: 2}]}\n", event());
+    assert_eq!(message, "found conflicting ID 'a'");
+    // Only the safe tags; one document.
+    for (sls, want) in [
+        ("x: !!python/object:os.system {}\n", "could not determine a constructor for the tag"),
+        ("x: !custom 1\n", "could not determine a constructor for the tag '!custom'"),
+        ("x: !!int abc\n", "is not a valid int"),
+        ("a: 1\n---\nb: 2\n", "expected a single document in the stream"),
+        ("x: *nowhere\n", "unknown"),
+        ("x: [unclosed\n", ""),
+    ] {
+        let (kind, line, message) = failure(sls, event());
+        assert_eq!(kind, "yaml", "{sls}: {message}");
+        assert!(line.is_some(), "{sls}: {message}");
+        assert!(message.contains(want), "{sls}: {message}");
+    }
+}
+
+#[test]
+fn yaml_expansion_and_nesting_are_bounded() {
+    // A "billion laughs": each level doubles the last.
+    let mut sls = String::from("__a0: &a0 [x, x]\n");
+    for i in 1..30 {
+        sls.push_str(&format!("__a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+    }
+    let (kind, _, message) = failure(&sls, event());
+    assert_eq!(kind, "yaml");
+    assert!(message.contains("more than 1000000 nodes"), "{message}");
+    // Deep nesting stops at saphyr's own limit or at ours, before the stack does.
+    for depth in [200, 100_000] {
+        let deep = format!("x: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let (kind, _, message) = failure(&deep, event());
+        assert_eq!(kind, "yaml");
+        assert!(
+            message.contains("nested deeper than 128") || message.contains("recursion limit"),
+            "{message}"
+        );
+    }
+    // Salt's ordinary anchors still work.
+    let sls = "__t: &t web*\nping:\n  local.test.ping:\n    - tgt: *t\n";
+    assert_eq!(reactions(sls, event())[0]["tgt"], json!("web*"));
+}
