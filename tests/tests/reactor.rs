@@ -113,7 +113,7 @@ fn glob_and_regex_patterns_both_local_forms_and_key_rejection() {
     let files = [
         ("legacy.sls", format!("touch:\n  local.cmd.run:\n    - tgt: '*'\n    - arg:\n      - touch {legacy}\n")),
         ("newer.sls", format!("touch:\n  local.cmd.run:\n    - tgt: minion1\n    - args:\n      - cmd: touch {newer}\n")),
-        ("reject.sls", "{% if data.get('act') == 'pend' %}\nno:\n  wheel.key.reject:\n    - match: {{ data['id'] }}\n{% endif %}\n".to_string()),
+        ("reject.sls", "{% if data.get('act') == 'pend' %}\nreject_it:\n  wheel.key.reject:\n    - match: {{ data['id'] }}\n{% endif %}\n".to_string()),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let rules = "  - 'myco/*/glob':\n    - SLS/legacy.sls\n  - 'myco/(re|gex)/[0-9]+':\n    - SLS/newer.sls\n  - 'salt/auth':\n    - SLS/reject.sls";
