@@ -91,6 +91,11 @@ pub struct MasterConfig {
     pub reactor_max_depth: usize,
     /// Renders allowed per SLS file per second; 0 = no limit.
     pub reactor_rate_limit: u32,
+    /// Address space of the render worker process (`RLIMIT_AS`): what one render may allocate.
+    pub reactor_render_max_bytes: u64,
+    /// Render time (ms) allowed per SLS file per second; 0 = no limit. Both budgets are kept
+    /// per source address for `salt/auth` events.
+    pub reactor_render_budget_ms: u32,
 }
 
 /// The minion's settings.
@@ -189,6 +194,8 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         reactor: r.reactor(),
         reactor_max_depth: r.int("reactor_max_depth", 8, 1, 1000) as usize,
         reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
+        reactor_render_max_bytes: r.int("reactor_render_max_bytes", 256 << 20, 32 << 20, 1 << 40),
+        reactor_render_budget_ms: r.int("reactor_render_budget_ms", 250, 0, 1_000) as u32,
         root_dir,
     };
     r.finish(config)

@@ -15,6 +15,10 @@ pub struct Event {
     /// Internal to the master: never logged nor sent.
     #[serde(skip)]
     pub chain: Vec<String>,
+    /// The peer address behind the event, where the master budgets by source (`salt/auth`:
+    /// the connection that sent the hello). Internal to the master, like `chain`.
+    #[serde(skip)]
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Event {
@@ -22,7 +26,7 @@ impl Event {
     pub fn new(tag: impl Into<String>, mut data: Map<String, Value>) -> Event {
         data.remove("_stamp");
         data.insert("_stamp".into(), Value::String(Utc::now().stamp()));
-        Event { tag: tag.into(), data, chain: Vec::new() }
+        Event { tag: tag.into(), data, chain: Vec::new(), source: None }
     }
 
     /// The event-log line: `{"tag": ..., "data": {...}}` without a trailing newline.

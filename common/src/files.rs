@@ -1,6 +1,6 @@
 //! Small file helpers shared by the daemons: private directories, atomic writes, key files.
 
-use crate::crypto::KeyPair;
+use crate::crypto::{KeyPair, PublicKey};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -13,11 +13,7 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
             let pair = KeyPair::from_secret_pem(&pem).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", secret.display()))
             })?;
-            let mode = fs::metadata(secret)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                log::warn!("{} is readable by others (mode {:o}); fixing", secret.display(), mode);
-                fs::set_permissions(secret, fs::Permissions::from_mode(0o600))?;
-            }
+            make_private(&fs::File::open(secret)?, secret)?;
             if !public.exists() {
                 write_atomic(public, pair.public.to_pem().as_bytes(), 0o644)?;
             }
@@ -38,12 +34,42 @@ pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> 
     }
 }
 
-/// Opens an append-only file of JSON lines (created 0600), first ending a line a crash left
-/// half-written, so the next line is not glued onto it and lost with it.
+/// The master key a minion cached on first use (`minion_master.pub`). Only a missing file is
+/// `None`, first use: an empty or unparsable one is an error naming the file, since trusting
+/// whoever answers next because the file was truncated would hand a rogue master the minion.
+pub fn read_cached_master_key(path: &Path) -> io::Result<Option<PublicKey>> {
+    let named = |e: &dyn std::fmt::Display| {
+        format!("cannot read the cached master key {}: {e}", path.display())
+    };
+    match fs::read_to_string(path) {
+        Ok(pem) => match PublicKey::from_pem(&pem) {
+            Ok(key) => Ok(Some(key)),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, named(&e))),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(e.kind(), named(&e))),
+    }
+}
+
+/// Sets an open file's mode to 0600 if group or others have any access, with a warning: a
+/// file created by an older version, by hand, or by logrotate's `create 0644`.
+pub fn make_private(file: &fs::File, path: &Path) -> io::Result<()> {
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        log::warn!("{} is readable by others (mode {:o}); fixing", path.display(), mode & 0o7777);
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Opens an append-only file of JSON lines (created 0600, tightened to 0600 if it exists),
+/// first ending a line a crash left half-written, so the next line is not glued onto it and
+/// lost with it. The event log and the master's caches: they hold job output.
 pub fn open_line_log(path: &Path) -> io::Result<fs::File> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file =
         fs::OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(path)?;
+    make_private(&file, path)?;
     if file.metadata()?.len() > 0 {
         let mut last = [0u8];
         file.seek(SeekFrom::End(-1))?;
@@ -119,6 +145,48 @@ fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_logs_are_created_private_and_tightened() {
+        let dir = std::env::temp_dir().join(format!("halite-linelog-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.join("fresh.jsonl");
+        open_line_log(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        let loose = dir.join("loose.jsonl");
+        fs::write(&loose, "{}\n").unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o644)).unwrap();
+        open_line_log(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o600);
+        assert_eq!(fs::read_to_string(&loose).unwrap(), "{}\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_a_missing_cached_master_key_is_first_use() {
+        let dir = std::env::temp_dir().join(format!("halite-masterkey-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("minion_master.pub");
+        assert!(read_cached_master_key(&path).unwrap().is_none());
+        let key = KeyPair::generate().public;
+        fs::write(&path, key.to_pem()).unwrap();
+        assert_eq!(read_cached_master_key(&path).unwrap(), Some(key));
+        for corrupt in ["", "\n", "-----BEGIN PUBLIC KEY-----\nxx\n"] {
+            fs::write(&path, corrupt).unwrap();
+            let err = read_cached_master_key(&path).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("cannot read the cached master key {}: ", path.display())),
+                "{err}"
+            );
+        }
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert!(read_cached_master_key(&path).is_err(), "a directory is not a missing file");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Two job threads fetching the same `salt://` file write the same cache path at once:
     /// every write succeeds, the file is one of them whole, and no temp file is left.

@@ -5,9 +5,10 @@
 //! event never does I/O on the producer's path.
 
 use halite_common::event::Event;
+use halite_common::files::{make_private, open_line_log};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -34,8 +35,19 @@ impl Bus {
 
     /// Stamps and queues an event.
     pub fn fire(&mut self, tag: impl Into<String>, data: Map<String, Value>) {
+        self.fire_from(tag, data, None);
+    }
+
+    /// [`Bus::fire`] for an event a peer at `source` caused (the reactor budgets by source).
+    pub fn fire_from(
+        &mut self,
+        tag: impl Into<String>,
+        data: Map<String, Value>,
+        source: Option<std::net::IpAddr>,
+    ) {
         let mut event = Event::new(tag, data);
         event.chain = self.cause.clone();
+        event.source = source;
         log::trace!("event {}", event.tag);
         self.queue.push_back(event);
     }
@@ -79,7 +91,21 @@ impl EventLog {
     fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<EventLog> {
         let file = open_append(path)?;
         let size = file.get_ref().metadata()?.len();
-        Ok(EventLog { path: path.to_path_buf(), file: Some(file), size, max_bytes, keep })
+        let opened = EventLog { path: path.to_path_buf(), file: Some(file), size, max_bytes, keep };
+        // Rotations an older master left readable by others.
+        for n in 1..=keep {
+            let rotated = opened.numbered(n);
+            if let Err(e) = File::open(&rotated).and_then(|f| make_private(&f, &rotated)) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    log::warn!("cannot make {} private: {e}", rotated.display());
+                }
+            }
+        }
+        Ok(opened)
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        PathBuf::from(format!("{}.{n}", self.path.display()))
     }
 
     fn append(&mut self, event: &Event) {
@@ -113,12 +139,11 @@ impl EventLog {
     /// Rotation happens between events, so every file holds whole lines only.
     fn rotate(&mut self) {
         self.flush();
-        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        let _ = std::fs::remove_file(numbered(self.keep));
+        let _ = std::fs::remove_file(self.numbered(self.keep));
         for n in (1..self.keep).rev() {
-            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            let _ = std::fs::rename(self.numbered(n), self.numbered(n + 1));
         }
-        if let Err(e) = std::fs::rename(&self.path, numbered(1)) {
+        if let Err(e) = std::fs::rename(&self.path, self.numbered(1)) {
             log::error!("cannot rotate event log {}: {e}", self.path.display());
         }
         self.reopen();
@@ -141,14 +166,13 @@ impl EventLog {
     }
 }
 
+/// The log holds every return, `cmd.run` output included: 0600 like the job cache (an
+/// existing looser file is tightened), and a line a crash cut short is ended first.
 fn open_append(path: &Path) -> io::Result<BufWriter<File>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    let file = open_line_log(path)
         .map_err(|e| io::Error::new(e.kind(), format!("event log {}: {e}", path.display())))?;
     Ok(BufWriter::with_capacity(64 * 1024, file))
 }

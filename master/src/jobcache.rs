@@ -148,16 +148,33 @@ impl JobCache {
             .collect())
     }
 
-    /// The stored load of `jid`, if any.
+    /// The stored load of `jid`, if any (a torn one counts as none).
     pub fn load(&self, jid: &str) -> io::Result<Option<Map<String, Value>>> {
-        match fs::read(self.job_dir(jid)?.join("load.json")) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        match self.read_load(jid) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+            read => read,
+        }
+    }
+
+    /// The stored load of `jid`: `None` when there is none, an error naming the file when it
+    /// cannot be read or does not parse.
+    fn read_load(&self, jid: &str) -> io::Result<Option<Map<String, Value>>> {
+        let path = self.job_dir(jid)?.join("load.json");
+        let named = |kind, e: &dyn std::fmt::Display| {
+            io::Error::new(kind, format!("{}: {e}", path.display()))
+        };
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| named(io::ErrorKind::InvalidData, &e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(named(e.kind(), &e)),
         }
     }
 
     /// `jobs.list_jobs`: `{jid: {Function, Arguments, Target, Target-type, User, StartTime}}`.
+    /// A broken entry (unreadable or torn `load.json`, a stray file named like a jid) is
+    /// logged and skipped: one bad job must not hide all the others.
     pub fn list(&self) -> io::Result<Map<String, Value>> {
         let mut jids: Vec<String> = fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -166,8 +183,13 @@ impl JobCache {
         jids.sort();
         let mut jobs = Map::new();
         for jid in jids {
-            let Some(load) = self.load(&jid)? else {
-                continue;
+            let load = match self.read_load(&jid) {
+                Ok(Some(load)) => load,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::warn!("job cache: skipping job {jid}: {e}");
+                    continue;
+                }
             };
             let field = |k: &str| load.get(k).cloned().unwrap_or(Value::Null);
             let entry = halite_common::event::object([
@@ -231,6 +253,26 @@ mod tests {
         {
             assert!(!is_jid(bad), "{bad}");
         }
+    }
+
+    /// One broken entry (a `load.json` that is a directory, a stray file named like a jid, a
+    /// torn load) must not make `jobs.list_jobs` fail as a whole: it is skipped.
+    #[test]
+    fn list_skips_bad_entries() {
+        let dir = std::env::temp_dir().join(format!("halite-jobcache-bad-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cache = JobCache::open(&dir, Duration::from_secs(3600)).unwrap();
+        let good = "20240501100000000002";
+        cache.save_load(good, &object([("fun", "test.ping".into())])).unwrap();
+        let jobs = dir.join("jobs");
+        fs::create_dir_all(jobs.join("20240501100000000001/load.json")).unwrap();
+        fs::write(jobs.join("20240501100000000003"), "stray").unwrap();
+        fs::create_dir_all(jobs.join("20240501100000000004")).unwrap();
+        fs::write(jobs.join("20240501100000000004/load.json"), "{\"fun\": \"te").unwrap();
+        let listed = cache.list().unwrap();
+        assert_eq!(listed.keys().collect::<Vec<_>>(), [good]);
+        assert_eq!(listed[good]["Function"], "test.ping");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -61,9 +61,7 @@ impl Master {
             return Err(NO_MATCH.into());
         }
         let jid = self.jids.allocate();
-        self.remember_job(&jid, &minions);
         let minion_list = || Value::from(minions.clone());
-        self.bus.fire(jid.clone(), object([("minions", minion_list())]));
         let load = object([
             ("jid", jid.clone().into()),
             ("tgt_type", req.tgt_type.clone().into()),
@@ -74,9 +72,14 @@ impl Master {
             ("minions", minion_list()),
             ("missing", missing.clone().into()),
         ]);
+        // Recorded before anything goes out: a job the cache does not hold would have its
+        // returns dropped as an unknown job after a master restart.
         if let Err(e) = self.jobs.save_load(&jid, &load) {
-            log::error!("job cache: cannot store job {jid}: {e}");
+            log::error!("job cache: cannot store job {jid}: {e}; not published");
+            return Err(format!("cannot record the job in the job cache: {e}"));
         }
+        self.remember_job(&jid, &minions);
+        self.bus.fire(jid.clone(), object([("minions", minion_list())]));
         self.bus.fire(format!("salt/job/{jid}/new"), load);
         self.bus.fire(
             format!("salt/job/{jid}/publish"),

@@ -70,22 +70,38 @@ impl KeyStore {
 
     /// The ids under `status`, sorted, without reading the key files.
     pub fn ids(&self, status: KeyStatus) -> io::Result<Vec<String>> {
-        let mut ids: Vec<String> = fs::read_dir(self.pki.join(status.dir()))?
+        Ok(self.entries(status)?.0)
+    }
+
+    /// The valid ids under `status`, sorted, and the other file names (lossy UTF-8).
+    fn entries(&self, status: KeyStatus) -> io::Result<(Vec<String>, Vec<String>)> {
+        let (mut ids, mut invalid) = (Vec::new(), Vec::new());
+        let files = fs::read_dir(self.pki.join(status.dir()))?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|id| validate_id(id).is_ok() && !id.starts_with(".tmp-"))
-            .collect();
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+        for file in files {
+            match file.file_name().into_string() {
+                Ok(id) if validate_id(&id).is_ok() => ids.push(id),
+                Ok(name) => invalid.push(name),
+                Err(name) => invalid.push(name.to_string_lossy().into_owned()),
+            }
+        }
         ids.sort();
-        Ok(ids)
+        Ok((ids, invalid))
     }
 
     /// Every key in every status, sorted by status then id. Files whose names are not valid
-    /// ids (editor backups, temp files) are skipped.
+    /// ids are skipped: quietly for hidden and temp files, with a warning otherwise (a key
+    /// file named to disguise itself in `halite-key -L`, or left from an older master).
     pub fn list(&self) -> io::Result<Vec<KeyEntry>> {
         let mut keys = Vec::new();
         for status in KeyStatus::ALL {
-            for id in self.ids(status)? {
+            let (ids, invalid) = self.entries(status)?;
+            for name in invalid.iter().filter(|n| !n.starts_with('.')) {
+                let why = validate_id(name).err().map_or("not UTF-8".into(), |e| e.to_string());
+                log::warn!("key store: ignoring {}/{name:?}: {why}", status.dir());
+            }
+            for id in ids {
                 let Some(public) = self.read(status, &id)? else {
                     continue;
                 };

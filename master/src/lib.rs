@@ -2,6 +2,7 @@
 //! serves the CLIs over a Unix control socket, and runs the event bus — all in one `mio` loop.
 
 pub mod auth;
+pub mod budget;
 pub mod bus;
 pub mod client;
 pub mod control;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod keystore;
 pub mod peer;
 pub mod reactor;
+pub mod render_worker;
 pub mod runners;
 pub mod server;
 

@@ -20,6 +20,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some(halite_master::render_worker::ARG) {
+        return halite_master::render_worker::serve(argv.next());
+    }
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-master {}", env!("CARGO_PKG_VERSION"));

@@ -5,7 +5,7 @@ use halite_common::conn::Conn;
 use halite_common::handshake::{HelloIn, Session};
 use mio::net::TcpStream;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where a minion connection stands.
 #[derive(Debug)]
@@ -66,5 +66,66 @@ impl Peer {
             Some(id) => format!("{id}@{}", self.addr),
             None => self.addr.to_string(),
         }
+    }
+}
+
+/// What keepalive does with a live peer on a housekeeping tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keepalive {
+    Nothing,
+    Ping,
+    Drop,
+}
+
+/// The keepalive step for a live peer last heard from at `heard` and last pinged at `pinged`:
+/// a ping every `interval`; dropped once silent for three intervals, but only after a ping sent
+/// since it was last heard from has gone unanswered for a whole interval. Without that last
+/// condition a loop that stalled past three intervals (a slow fsync of a key file, a starved
+/// process) dropped a peer it had never asked, and a fresh session could be closed before
+/// the first ping was sent.
+pub fn keepalive(heard: Instant, pinged: Instant, now: Instant, interval: Duration) -> Keepalive {
+    let unanswered = pinged > heard && now.duration_since(pinged) >= interval;
+    if now.duration_since(heard) > interval * 3 && unanswered {
+        Keepalive::Drop
+    } else if now.duration_since(pinged) >= interval {
+        Keepalive::Ping
+    } else {
+        Keepalive::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loop that stalled (a slow fsync, a starved process) past three intervals after a
+    /// peer's last frame must ping it first, not drop a peer it never asked.
+    #[test]
+    fn a_peer_is_pinged_before_it_is_dropped() {
+        let s = Duration::from_secs;
+        let t0 = Instant::now();
+        let interval = s(1);
+        // Accepted at t0, `Ready` read at t0 + 0.2 s, then the loop stalls for 4 s.
+        let heard = t0 + Duration::from_millis(200);
+        assert_eq!(keepalive(heard, t0, t0 + s(4), interval), Keepalive::Ping);
+        // Pinged at t0 + 4 s: half an interval later it still has time to answer.
+        let pinged = t0 + s(4);
+        assert_eq!(keepalive(heard, pinged, pinged + interval / 2, interval), Keepalive::Nothing);
+        assert_eq!(keepalive(heard, pinged, pinged + interval, interval), Keepalive::Drop);
+        // The ordinary case: pinged every interval, dropped once 3 intervals pass unanswered.
+        assert_eq!(keepalive(t0, t0, t0 + s(1), interval), Keepalive::Ping);
+        assert_eq!(keepalive(t0, t0 + s(1), t0 + s(2), interval), Keepalive::Ping);
+        assert_eq!(
+            keepalive(t0, t0 + s(3), t0 + s(3) + interval / 2, interval),
+            Keepalive::Nothing
+        );
+        assert_eq!(keepalive(t0, t0 + s(3), t0 + s(4), interval), Keepalive::Drop);
+        // A peer that answered is kept.
+        let answered = t0 + s(3) + interval / 4;
+        assert_eq!(keepalive(answered, t0 + s(3), t0 + s(4), interval), Keepalive::Ping);
+        assert_eq!(
+            keepalive(answered, t0 + s(4), t0 + s(4) + interval / 2, interval),
+            Keepalive::Nothing
+        );
     }
 }

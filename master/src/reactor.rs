@@ -1,30 +1,53 @@
 //! The reactor inside the master loop: every drained event is matched against the `reactor:`
-//! rules; matching SLS files are rendered (`halite_common::reactor`) and their reactions run
-//! like any other work — key moves at once, `local.*` jobs published, runners called.
+//! rules; matching events wait in a queue for the render worker (`render_worker`: the SLS
+//! files are rendered in a child process), and the reactions it sends back run on the loop,
+//! in event order, like any other work — key moves at once, `local.*` jobs published, runners
+//! called.
 //!
 //! Loop protection: every event carries its causal chain (`Event::chain`). A reaction's
 //! events, its jobs and their returns carry the chain plus the tag that caused them; past
 //! `reactor_max_depth` the reactor refuses and fires one `salt/reactor/refused` event naming
-//! the chain. Rendering is also rate-limited per SLS file (`reactor_rate_limit`). The
-//! reactor's own events (`salt/reactor/...`) never trigger reactions.
+//! the chain. Budgets: per SLS file and second, at most `reactor_rate_limit` renders and
+//! `reactor_render_budget_ms` of render time (checked when the worker takes the next event,
+//! so the time of every earlier render is known); `salt/auth` events are budgeted per source
+//! address, so a flood of hellos from one place cannot starve the others. A render's memory is
+//! capped by the worker's `reactor_render_max_bytes`. The reactor's own events
+//! (`salt/reactor/...`) never trigger reactions.
 
+use crate::budget::{Budgets, Refusal};
 use crate::jobs::JobRequest;
+use crate::render_worker::{RenderWorker, Reply};
 use crate::server::Master;
 use halite_common::control::{select, source_statuses, KeyAction};
 use halite_common::event::{object, Event};
-use halite_common::reactor::{Client, Reaction, Reactor};
+use halite_common::reactor::{Client, Reaction, Reactions, Reactor};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
-/// The reactor and its counters (`halite-run reactor.stats`).
+/// Events waiting for the render worker past this many are refused at once.
+pub const MAX_QUEUED: usize = 10_000;
+
+/// The reactor, its counters (`halite-run reactor.stats`), budgets and render queue.
 pub struct ReactorState {
     pub reactor: Reactor,
     pub stats: Stats,
     /// The same counters per SLS file (`matched`: events that matched one of its rules).
     pub by_sls: BTreeMap<String, Stats>,
-    /// Per SLS file: the second a window started and renders in it.
-    windows: HashMap<String, (Instant, u32)>,
+    /// Renders and render time per SLS entry (and source) this second.
+    budgets: Budgets,
+    /// Matched events waiting for the worker, oldest first.
+    queue: VecDeque<Queued>,
+    /// The event the worker is rendering.
+    in_flight: Option<Queued>,
+    pub worker: RenderWorker,
+}
+
+/// An event waiting for (or in) the worker, with its SLS entries and their budget keys.
+struct Queued {
+    event: Event,
+    files: Vec<String>,
+    keys: Vec<String>,
 }
 
 /// What the reactor did since the master started.
@@ -34,7 +57,12 @@ pub struct Stats {
     pub rendered: u64,
     pub reactions: u64,
     pub errors: u64,
+    /// Every refusal: depth, rate, render time and a full queue.
     pub refused: u64,
+    /// Of `refused`: over `reactor_rate_limit`.
+    pub rate_refused: u64,
+    /// Of `refused`: over `reactor_render_budget_ms`.
+    pub budget_refused: u64,
 }
 
 impl Stats {
@@ -45,31 +73,23 @@ impl Stats {
             ("reactions", self.reactions.into()),
             ("errors", self.errors.into()),
             ("refused", self.refused.into()),
+            ("rate_refused", self.rate_refused.into()),
+            ("budget_refused", self.budget_refused.into()),
         ]))
     }
 }
 
 impl ReactorState {
-    pub fn new(reactor: Reactor) -> ReactorState {
+    pub fn new(reactor: Reactor, worker: RenderWorker) -> ReactorState {
         ReactorState {
             reactor,
             stats: Stats::default(),
             by_sls: BTreeMap::new(),
-            windows: HashMap::new(),
+            budgets: Budgets::default(),
+            queue: VecDeque::new(),
+            in_flight: None,
+            worker,
         }
-    }
-
-    /// Counts a render of `sls`; false when the file is over its per-second budget.
-    fn admit(&mut self, sls: &str, limit: u32, now: Instant) -> bool {
-        if limit == 0 {
-            return true;
-        }
-        let window = self.windows.entry(sls.to_string()).or_insert((now, 0));
-        if now.duration_since(window.0).as_secs() >= 1 {
-            *window = (now, 0);
-        }
-        window.1 += 1;
-        window.1 <= limit
     }
 
     /// Bumps one counter of each of `files`.
@@ -81,7 +101,7 @@ impl ReactorState {
 }
 
 impl Master {
-    /// Runs the reactor over one drained event.
+    /// Runs the reactor over one drained event: refuses it, or queues it for the worker.
     pub(crate) fn react(&mut self, event: &Event) {
         if event.tag.starts_with("salt/reactor/") || !self.reactor.reactor.wants(&event.tag) {
             return;
@@ -98,40 +118,150 @@ impl Master {
         self.reactor.count(&files, |s| s.matched += 1);
         let max = self.cfg.reactor_max_depth;
         if event.chain.len() >= max {
-            self.reactor.stats.refused += 1;
-            self.reactor.count(&files, |s| s.refused += 1);
             log::warn!("reactor: refusing '{}' at causal depth {}", event.tag, event.chain.len());
             let mut chain = event.chain.clone();
             chain.push(event.tag.clone());
-            let data = object([
-                ("tag", event.tag.as_str().into()),
+            let data = [
                 ("depth", event.chain.len().into()),
                 ("reactor_max_depth", max.into()),
                 ("chain", chain.into()),
                 ("reason", "causal depth limit reached: the reactor refuses to go on".into()),
-            ]);
-            self.bus.fire("salt/reactor/refused", data);
+            ];
+            self.refuse(event, &files, data);
             return;
         }
-        // Rate limit: an event is refused when any of its files is over its budget this second.
-        let now = Instant::now();
-        let limit = self.cfg.reactor_rate_limit;
-        let over: Vec<String> =
-            files.iter().filter(|sls| !self.reactor.admit(sls, limit, now)).cloned().collect();
-        if !over.is_empty() {
-            self.reactor.stats.refused += 1;
-            self.reactor.count(&over, |s| s.refused += 1);
-            log::warn!("reactor: rate limit reached for {over:?}; '{}' refused", event.tag);
+        if self.reactor.queue.len() >= MAX_QUEUED {
+            log::warn!(
+                "reactor: {MAX_QUEUED} events wait for the render worker; '{}' refused",
+                event.tag
+            );
+            let data = [
+                ("sls", files.clone().into()),
+                ("queued", MAX_QUEUED.into()),
+                ("reason", "the render queue is full".into()),
+            ];
+            self.refuse(event, &files, data);
+            return;
+        }
+        let keys = crate::budget::keys(&files, event.source);
+        self.reactor.queue.push_back(Queued { event: event.clone(), files, keys });
+        self.pump_reactor();
+    }
+
+    /// One `salt/reactor/refused` for `event` (`tag`, then `data`, then `source` when known).
+    fn refuse<const N: usize>(
+        &mut self,
+        event: &Event,
+        files: &[String],
+        data: [(&str, Value); N],
+    ) {
+        self.reactor.stats.refused += 1;
+        self.reactor.count(files, |s| s.refused += 1);
+        let mut out = object([("tag", event.tag.as_str().into())]);
+        out.extend(data.into_iter().map(|(k, v)| (k.to_string(), v)));
+        if let Some(ip) = event.source {
+            out.insert("source".into(), ip.to_string().into());
+        }
+        self.bus.fire("salt/reactor/refused", out);
+    }
+
+    /// Hands queued events to the worker while it is idle, refusing those over budget.
+    pub(crate) fn pump_reactor(&mut self) {
+        while !self.reactor.worker.busy() {
+            let Some(next) = self.reactor.queue.pop_front() else { return };
+            let rate = self.cfg.reactor_rate_limit;
+            let budget_ms = self.cfg.reactor_render_budget_ms;
+            let budget = Duration::from_millis(budget_ms.into());
+            let tag = next.event.tag.clone();
+            let now = Instant::now();
+            match self.reactor.budgets.admit(&next.files, &next.keys, rate, budget, now) {
+                Some(Refusal::Rate(over)) => {
+                    self.reactor.stats.rate_refused += 1;
+                    log::warn!("reactor: rate limit reached for {over:?}; '{tag}' refused");
+                    let data = [
+                        ("sls", over.into()),
+                        ("reactor_rate_limit", rate.into()),
+                        (
+                            "reason",
+                            "rate limit: too many renders of these files this second".into(),
+                        ),
+                    ];
+                    self.refuse(&next.event, &next.files, data);
+                }
+                Some(Refusal::Time(over)) => {
+                    self.reactor.stats.budget_refused += 1;
+                    log::warn!("reactor: render time budget used for {over:?}; '{tag}' refused");
+                    let data = [
+                        ("sls", over.into()),
+                        ("reactor_render_budget_ms", budget_ms.into()),
+                        (
+                            "reason",
+                            "render time budget: these files rendered for their budget this second"
+                                .into(),
+                        ),
+                    ];
+                    self.refuse(&next.event, &next.files, data);
+                }
+                None => match self.reactor.worker.render(&tag, &next.event.data) {
+                    Ok(()) => self.reactor.in_flight = Some(next),
+                    Err(why) => self.render_failed(next, why),
+                },
+            }
+        }
+    }
+
+    /// The worker's socket is ready: applies the answer (or the failure) of the render in
+    /// flight, then hands it the next event.
+    pub(crate) fn on_render_worker(&mut self) {
+        match self.reactor.worker.on_ready() {
+            Reply::Nothing => {}
+            Reply::Rendered(outcome, took) => {
+                if let Some(done) = self.reactor.in_flight.take() {
+                    self.reactor.budgets.charge(&done.keys, took);
+                    self.apply_reactions(&done.event, outcome);
+                }
+            }
+            Reply::Died(why) => {
+                if let Some(done) = self.reactor.in_flight.take() {
+                    self.render_failed(done, why);
+                }
+            }
+        }
+        self.pump_reactor();
+    }
+
+    /// Housekeeping: kills a render past its deadline; forgets old budget windows.
+    pub(crate) fn reactor_tick(&mut self, now: Instant) {
+        if let Some(why) = self.reactor.worker.check_deadline(now) {
+            if let Some(done) = self.reactor.in_flight.take() {
+                self.render_failed(done, why);
+            }
+            self.pump_reactor();
+        }
+        self.reactor.budgets.prune(now);
+    }
+
+    /// A render that produced nothing because of a limit: one error per SLS entry.
+    fn render_failed(&mut self, q: Queued, why: String) {
+        log::error!("reactor: rendering for tag '{}' failed: {why}", q.event.tag);
+        let mut chain = q.event.chain.clone();
+        chain.push(q.event.tag.clone());
+        for sls in &q.files {
+            self.reactor.stats.errors += 1;
+            self.reactor.count([sls], |s| s.errors += 1);
             let data = object([
-                ("tag", event.tag.as_str().into()),
-                ("sls", over.into()),
-                ("reactor_rate_limit", limit.into()),
-                ("reason", "rate limit: too many renders of these files this second".into()),
+                ("sls", sls.as_str().into()),
+                ("tag", q.event.tag.as_str().into()),
+                ("kind", "limit".into()),
+                ("line", Value::Null),
+                ("message", why.as_str().into()),
             ]);
-            self.bus.fire("salt/reactor/refused", data);
-            return;
+            self.fire_reactor_error(Value::Object(data), &chain);
         }
-        let outcome = self.reactor.reactor.react(&event.tag, &event.data);
+    }
+
+    /// Runs what the worker rendered for `event`; errors become `salt/reactor/error` events.
+    fn apply_reactions(&mut self, event: &Event, outcome: Reactions) {
         self.reactor.stats.rendered += outcome.matched.len() as u64;
         self.reactor.count(&outcome.matched, |s| s.rendered += 1);
         let mut chain = event.chain.clone();

@@ -8,7 +8,7 @@ use crate::client::Client;
 use crate::control;
 use crate::jobcache::{JidGen, JobCache};
 use crate::keystore::{load_or_create_master_key, KeyStore};
-use crate::peer::{Peer, Phase};
+use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::config::MasterConfig;
 use halite_common::conn::Conn;
 use halite_common::control::{Response, SOCKET_NAME};
@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const RENDER_WORKER: Token = Token(3);
+const FIRST_CONN: usize = 4;
 
 /// Time a connection gets to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +138,6 @@ impl Master {
         for problem in reactor.check() {
             log::warn!("reactor: {problem}");
         }
-        let reactor = crate::reactor::ReactorState::new(reactor);
         let files = crate::fileserver::FileRoots::new(
             cfg.file_roots.get("base").cloned().unwrap_or_default(),
         );
@@ -160,6 +160,14 @@ impl Master {
         registry.register(&mut listener, LISTENER, Interest::READABLE).map_err(io_err("poll"))?;
         registry.register(&mut control, CONTROL, Interest::READABLE).map_err(io_err("poll"))?;
         registry.register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("poll"))?;
+        let worker = crate::render_worker::RenderWorker::new(
+            registry.try_clone().map_err(io_err("poll"))?,
+            RENDER_WORKER,
+            cfg.reactor_render_max_bytes,
+            reactor.rules(),
+            cfg.file_roots.get("base").cloned().unwrap_or_default(),
+        );
+        let reactor = crate::reactor::ReactorState::new(reactor, worker);
         let policy = Policy {
             auto_accept: cfg.auto_accept,
             autosign_file: cfg.autosign_file.clone(),
@@ -221,17 +229,19 @@ impl Master {
             why
         })?;
         let roots = loaded.config.file_roots.get("base").cloned().unwrap_or_default();
-        let reactor =
-            halite_common::reactor::Reactor::new(loaded.config.reactor).with_file_roots(roots);
+        let reactor = halite_common::reactor::Reactor::new(loaded.config.reactor)
+            .with_file_roots(roots.clone());
         let problems = reactor.check();
         for problem in &problems {
             log::warn!("reactor: {problem}");
         }
         let rules = reactor.rules().len();
         log::info!("reactor reloaded: {rules} rules");
+        self.reactor.worker.set_rules(reactor.rules(), roots);
         self.reactor.reactor = reactor;
         self.cfg.reactor_max_depth = loaded.config.reactor_max_depth;
         self.cfg.reactor_rate_limit = loaded.config.reactor_rate_limit;
+        self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
         Ok((rules, problems))
     }
 
@@ -266,6 +276,7 @@ impl Master {
                     LISTENER => self.accept_minions(),
                     CONTROL => self.accept_controls(),
                     SIGNALS => self.on_signals(),
+                    RENDER_WORKER => self.on_render_worker(),
                     token if self.peers.contains_key(&token) => self.on_peer(token),
                     token if self.controls.contains_key(&token) => self.on_control(token),
                     _ => {}
@@ -497,7 +508,8 @@ impl Master {
             is_live,
         )
         .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
-        self.bus.fire("salt/auth", outcome.event);
+        let source = self.peers.get(&token).map(|p| p.addr.ip());
+        self.bus.fire_from("salt/auth", outcome.event, source);
         let (reply, session) = handshake::seal_reply(&hello, outcome.status);
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         peer.conn.send(&reply)?;
@@ -609,6 +621,7 @@ impl Master {
             self.accept_minions();
             self.accept_controls();
         }
+        self.reactor_tick(now);
         if now >= self.next_maintenance {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
@@ -628,13 +641,11 @@ impl Master {
                         close.push((token, "pending minion went silent"));
                     }
                 }
-                Phase::Live { .. } => {
-                    if now.duration_since(peer.heard) > interval * 3 {
-                        close.push((token, "keepalive timeout"));
-                    } else if now.duration_since(peer.pinged) >= interval {
-                        ping.push(token);
-                    }
-                }
+                Phase::Live { .. } => match keepalive(peer.heard, peer.pinged, now, interval) {
+                    Keepalive::Drop => close.push((token, "keepalive timeout")),
+                    Keepalive::Ping => ping.push(token),
+                    Keepalive::Nothing => {}
+                },
             }
         }
         for (token, reason) in close {

@@ -5,8 +5,8 @@
 
 use crate::jobs::event_from_args;
 use halite_common::config::MinionConfig;
-use halite_common::crypto::{self, PublicKey};
-use halite_common::files::load_or_create_pair;
+use halite_common::crypto;
+use halite_common::files::{load_or_create_pair, read_cached_master_key};
 use halite_common::handshake::{self, MinionHandshake, Verdict};
 use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::time::unix_seconds;
@@ -49,9 +49,8 @@ pub fn call(cfg: &MinionConfig, fun: &str, words: &[String]) -> Result<String, S
     link.stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
 
     let presented = handshake::parse_greeting(&link.recv()?).map_err(|e| e.to_string())?;
-    let cached = std::fs::read_to_string(cfg.pki_dir.join("minion_master.pub"))
-        .ok()
-        .and_then(|pem| PublicKey::from_pem(&pem).ok());
+    let cached = read_cached_master_key(&cfg.pki_dir.join("minion_master.pub"))
+        .map_err(|e| e.to_string())?;
     if cached.is_none() && cfg.master_finger.is_none() {
         return Err("the master's key is not known yet: start halite-minion once first".into());
     }

@@ -13,7 +13,9 @@ pub mod states;
 use halite_common::config::MinionConfig;
 use halite_common::conn::Conn;
 use halite_common::crypto::{KeyPair, PublicKey};
-use halite_common::files::{create_private_dir, load_or_create_pair, write_atomic};
+use halite_common::files::{
+    create_private_dir, load_or_create_pair, read_cached_master_key, write_atomic,
+};
 use halite_common::handshake::{self, MasterTrust, MinionHandshake, Verdict};
 use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::time::{unix_seconds, Utc};
@@ -378,9 +380,15 @@ impl Minion {
     fn on_greeting(&mut self, frame: &[u8]) -> Result<(), String> {
         let presented =
             handshake::parse_greeting(frame).map_err(|e| format!("bad greeting: {e}"))?;
-        let cached = std::fs::read_to_string(&self.master_pub_path)
-            .ok()
-            .and_then(|pem| PublicKey::from_pem(&pem).ok());
+        // Only a missing file is first use; a broken one trusts nobody until it is fixed or
+        // removed (the minion keeps retrying, so fixing the file is enough).
+        let cached = match read_cached_master_key(&self.master_pub_path) {
+            Ok(cached) => cached,
+            Err(e) => {
+                log::error!("{e}; refusing the master until the file is fixed or removed");
+                return Err("master key refused".into());
+            }
+        };
         match handshake::check_master_key(
             &presented,
             cached.as_ref(),

@@ -6,7 +6,8 @@ use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
 use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::wire::{encode_frame, Decoder};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -20,8 +21,17 @@ pub struct RawConn {
 impl RawConn {
     /// Connects and reads the master's greeting; returns the master key it presented.
     pub fn connect(addr: SocketAddr) -> (RawConn, PublicKey) {
+        RawConn::greeted(TcpStream::connect(addr).expect("connect to master"))
+    }
+
+    /// [`RawConn::connect`] from the local address `source` (another 127.0.0.x is another
+    /// client address on the same host).
+    pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> (RawConn, PublicKey) {
+        RawConn::greeted(tcp_from(source, addr).expect("connect to master from a chosen source"))
+    }
+
+    fn greeted(stream: TcpStream) -> (RawConn, PublicKey) {
         crypto::init();
-        let stream = TcpStream::connect(addr).expect("connect to master");
         stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let mut conn = RawConn { stream, decoder: Decoder::new(64 << 20) };
         let greeting = conn.read_frame().expect("greeting frame");
@@ -115,5 +125,35 @@ impl RawMinion {
     pub fn recv(&mut self) -> Option<ToMinion> {
         let frame = self.conn.read_frame()?;
         Some(self.session.open(&frame).expect("master frames open"))
+    }
+}
+
+/// A blocking TCP connection bound to `source` before connecting (std cannot bind a client).
+fn tcp_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let SocketAddr::V4(to) = to else { panic!("IPv4 masters only") };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own from here on (`OwnedFd` closes it on
+    // every path); the address structs live across the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(fd);
+        let local = sockaddr(source, 0);
+        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(TcpStream::from(owned))
     }
 }

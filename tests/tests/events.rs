@@ -284,3 +284,54 @@ fn presence_events_and_disconnects_reach_the_bus() {
     master.wait_event("salt/presence/change", |d| d["lost"] == json!(["minion1"]));
     master.wait_event("salt/presence/present", |d| d["present"] == json!([]));
 }
+
+/// A file's permission bits in octal, as `ls` would show them.
+fn mode(path: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    format!("{:o}", meta.permissions().mode() & 0o777)
+}
+
+/// Return events carry `cmd.run` output: the event log, its rotations and the master's cache
+/// files are 0600 like the job cache, and a log left 0644 (an older master, logrotate's
+/// `create 0644`) is tightened when the master opens or reopens it.
+#[test]
+fn the_event_log_its_rotations_and_the_caches_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = halite_tests::TempDir::new();
+    let log = dir.join("master/var/log/halite/events.log");
+    let old = log.with_extension("log.2");
+    for file in [&log, &old] {
+        dir.write(file.strip_prefix(dir.path()).unwrap(), "");
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let master = Master::start_in(dir, 0, "auto_accept: True\nevent_log_max_bytes: 4096");
+    assert_eq!(mode(&log), "600", "an existing 0644 log is tightened at start");
+    assert_eq!(mode(&old), "600", "and so are the rotations an older master left");
+    let minion = Minion::start(&master, "minion1", "a", "");
+    minion.wait_authenticated();
+    let out = master.halite(&["minion1", "cmd.run", "echo secret"]);
+    assert!(out.success(), "{out:?}");
+
+    // One event over event_log_max_bytes: the next event (its runner's `ret`) rotates.
+    let pad = "x".repeat(5000);
+    assert!(master.run(&["event.send", "myco/pad", &format!("{{pad: {pad}}}")]).success());
+    let rotated = log.with_extension("log.1");
+    // Both: between the rename and the reopen there is a moment without `events.log`.
+    wait_until(WAIT, "the log rotated", || rotated.exists() && log.exists());
+    assert_eq!((mode(&rotated), mode(&log)), ("600".into(), "600".into()), "after rotation");
+
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let seen = master.daemon.line_count();
+    master.daemon.signal(1);
+    master.daemon.wait_for_line_after(seen, "event log .* \\(re\\)opened", WAIT);
+    assert_eq!(mode(&log), "600", "a 0644 log is tightened on SIGHUP");
+
+    let cache = master.dir.join("master/var/cache/halite/master");
+    let jobs: Vec<_> = std::fs::read_dir(cache.join("jobs")).unwrap().flatten().collect();
+    assert_eq!(jobs.len(), 1);
+    for file in ["load.json", "returns.jsonl"] {
+        assert_eq!(mode(&jobs[0].path().join(file)), "600", "{file}");
+    }
+    assert_eq!(mode(&cache.join("grains.jsonl")), "600");
+}

@@ -305,3 +305,71 @@ fn old_jobs_are_pruned_from_the_job_cache() {
     master.daemon.wait_for_line("jobs older than keep_jobs from the job cache", WAIT);
     assert!(listed().get(&jid).is_none(), "{jid} pruned");
 }
+
+/// A job whose load cannot be written (disk full, a broken cache dir) is never published:
+/// after a master restart its returns would be dropped as an unknown job. The CLI gets a clear
+/// error and exit 2, a reaction's job a `salt/reactor/error`, and the minion nothing.
+#[test]
+fn a_job_the_cache_cannot_record_is_never_published() {
+    let sls = halite_tests::TempDir::new();
+    sls.write("ping.sls", "ping:\n  local.test.ping:\n    - tgt: minion1\n");
+    let config = format!(
+        "auto_accept: True\nreactor:\n  - 'myco/go':\n    - {}/ping.sls\n",
+        sls.path().display()
+    );
+    let (master, _m) = cluster_with(&config, &[("minion1", "")]);
+    // A file where each job's directory must be created: fails for root too.
+    let jobs = master.dir.join("master/var/cache/halite/master/jobs");
+    std::fs::remove_dir(&jobs).unwrap();
+    std::fs::write(&jobs, "in the way").unwrap();
+
+    let out = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(out.status, Some(2), "{out:?}");
+    assert!(out.stderr.contains("cannot record the job in the job cache"), "{out:?}");
+    assert!(master.run(&["event.send", "myco/go"]).success());
+    let error = master.wait_event("salt/reactor/error", |d| d["kind"] == "reaction");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("cannot record the job in the job cache"), "{error}");
+    master.daemon.wait_for_line("job cache: cannot store job \\d+: .*; not published", WAIT);
+
+    // With the cache back, the next job goes out; it is the only one the log and minion saw.
+    std::fs::remove_file(&jobs).unwrap();
+    std::fs::create_dir(&jobs).unwrap();
+    let out = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(out.stdout, "minion1:\n    True\n", "{out:?}");
+    let published: Vec<String> = master
+        .events()
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| t.starts_with("salt/job/") && t.ends_with("/new"))
+        .collect();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let returns: Vec<String> = master
+        .events()
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| t.starts_with("salt/job/") && t.contains("/ret/"))
+        .collect();
+    assert_eq!(returns, [published[0].replace("/new", "/ret/minion1")]);
+}
+
+/// A broken job-cache entry is skipped and logged by `jobs.list_jobs`, not an error for all.
+#[test]
+fn list_jobs_skips_a_broken_cache_entry() {
+    let (master, _m) = cluster(&[("minion1", "")]);
+    assert!(master.halite(&["minion1", "test.ping"]).success());
+    let jobs = master.dir.join("master/var/cache/halite/master/jobs");
+    std::fs::create_dir_all(jobs.join("20000101000000000001/load.json")).unwrap();
+    std::fs::write(jobs.join("20000101000000000002"), "a stray file").unwrap();
+    std::fs::create_dir_all(jobs.join("20000101000000000003")).unwrap();
+    std::fs::write(jobs.join("20000101000000000003/load.json"), "{\"fun\": \"te").unwrap();
+    let out = master.run(&["jobs.list_jobs", "--out", "json"]);
+    assert!(out.success(), "{out:?}");
+    let listed = json(&out.stdout);
+    let jids: Vec<&String> = listed.as_object().unwrap().keys().collect();
+    assert_eq!(jids.len(), 1, "{jids:?}");
+    assert_eq!(listed[jids[0]]["Function"], "test.ping");
+    for jid in ["20000101000000000001", "20000101000000000002", "20000101000000000003"] {
+        master.daemon.wait_for_line(&format!("job cache: skipping job {jid}: "), WAIT);
+    }
+}

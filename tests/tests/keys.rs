@@ -209,3 +209,52 @@ fn halite_key_refuses_clearly_when_the_master_is_not_running() {
     assert!(out.stderr.contains("the master is not running"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+/// Ids that would spoof `halite-key -L` (U+202E turns `evil<U+202E>gnp.exe` into
+/// `evilexe.png`, a line separator printing as two minions, invisible or edge whitespace) are
+/// refused at hello time, and a key file with such a name is neither listed nor accepted.
+#[test]
+fn spoofing_ids_are_refused_at_hello_and_never_listed_or_accepted() {
+    use halite_common::crypto::KeyPair;
+    use halite_common::handshake::MinionHandshake;
+    use halite_tests::raw::RawConn;
+    let master = Master::start("");
+    let spoofs = ["evil\u{202e}gnp.exe", "web1\u{2028}web2", "zero\u{200b}width", "trailing "];
+    for id in spoofs {
+        let (mut conn, master_key) = RawConn::connect(master.addr);
+        let (_hs, hello) = MinionHandshake::start(id, &KeyPair::generate(), &master_key);
+        conn.send_frame(&hello);
+        assert!(conn.closed_by_master(), "the master kept {id:?} connected");
+    }
+    for refusal in [
+        r"refused hello: minion id contains forbidden character '\\u\{202e\}'",
+        r"refused hello: minion id contains forbidden character '\\u\{2028\}'",
+        r"refused hello: minion id contains forbidden character '\\u\{200b\}'",
+        r"refused hello: minion id starts or ends with whitespace",
+    ] {
+        master.daemon.wait_for_line(refusal, halite_tests::cluster::WAIT);
+    }
+    assert!(!tags(&master).contains(&"salt/auth".to_string()), "no auth event for a spoof");
+    // Key files with such names (left from an older master, or dropped by hand) stay out of
+    // the listing and out of reach of `-A`.
+    let pem = std::fs::read_to_string(master.pki().join("master.pub")).unwrap();
+    for id in spoofs.into_iter().chain(["good"]) {
+        std::fs::write(master.pki().join("minions_pre").join(id), &pem).unwrap();
+    }
+    let listed = master.key(&["-L"]);
+    assert_eq!(
+        listed.stdout,
+        "Accepted Keys:\nDenied Keys:\nUnaccepted Keys:\ngood\nRejected Keys:\n"
+    );
+    master.daemon.wait_for_line(
+        r#"key store: ignoring minions_pre/"evil\\u\{202e\}gnp.exe": minion id contains forbidden"#,
+        halite_tests::cluster::WAIT,
+    );
+    let accepted = master.key(&["-A", "-y"]);
+    assert!(accepted.success(), "{accepted:?}");
+    assert!(accepted.stdout.ends_with("Key for minion good accepted.\n"), "{accepted:?}");
+    for id in spoofs {
+        assert!(master.pki().join("minions_pre").join(id).exists(), "{id:?} moved");
+        assert!(!master.pki().join("minions").join(id).exists(), "{id:?} accepted");
+    }
+}

@@ -25,11 +25,17 @@ fn the_minion_reconnects_after_master_restarts_and_keeps_its_key() {
     minion.daemon.wait_for_line_after(seen, "lost master", WAIT);
 
     let logged = master_events_len(&dir);
-    let master = Master::start_in(dir, port, "");
+    // Counted before the master starts: the minion may reconnect before `start_in` returns.
     let seen = minion.daemon.line_count();
+    let master = Master::start_in(dir, port, "");
     minion.daemon.wait_for_line_after(seen, "authenticated to master", WAIT);
-    master.wait_event("salt/auth", |d| d["act"] == "accept");
-    let since_restart = master.events().split_off(logged);
+    // The new auth event, not the one from before the restart (the minion can read its verdict
+    // before the master's turn ends and writes the event to the log).
+    let new_events = || master.events().split_off(logged);
+    wait_until(WAIT, "salt/auth after the restart", || {
+        new_events().iter().any(|(tag, _)| tag == "salt/auth")
+    });
+    let since_restart = new_events();
     let acts: Vec<_> = since_restart.iter().map(|(_, d)| d["act"].clone()).collect();
     assert_eq!(acts, ["accept"], "the accepted key must survive the restart");
 
@@ -68,6 +74,24 @@ fn keepalive_drops_silent_peers_and_keeps_live_ones() {
         }
     }
     assert_eq!(master.presence(), ["alive", "polite"]);
+}
+
+/// The race behind a flaky `keepalive_drops_silent_peers_and_keeps_live_ones`: a master loop
+/// that stalls past three keepalive intervals right after a session went live (here SIGSTOP;
+/// on a busy machine a slow fsync or a starved process) used to drop the peer at its next tick
+/// without ever pinging it, so the first thing the minion saw was the socket closing.
+#[test]
+fn a_stalled_master_pings_before_it_drops() {
+    let master = Master::start("auto_accept: True\nkeepalive_interval: 1");
+    let mut silent = RawMinion::authenticate(master.addr, "silent");
+    master.daemon.wait_for_line("minion silent@.* authenticated", WAIT);
+    // SIGSTOP, then the stall itself (not a wait for anything), longer than three intervals.
+    master.daemon.signal(19);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    master.daemon.signal(18); // SIGCONT
+    assert!(matches!(silent.recv(), Some(ToMinion::Ping { .. })), "dropped before a ping");
+    assert!(silent.conn.closed_by_master(), "a silent peer must still be dropped");
+    master.daemon.wait_for_line("silent.*keepalive timeout", WAIT);
 }
 
 #[test]
@@ -161,4 +185,32 @@ fn sigint_stops_the_master_cleanly() {
     let status = master.daemon.wait_exit(WAIT).expect("the master stops on SIGINT");
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "SIGINT must remove the control socket");
+}
+
+/// An emptied or corrupt `minion_master.pub` is not first use: trusting whoever answers on the
+/// port because the file was truncated would hand a rogue master a root minion. The minion
+/// names the file, keeps it as it is, and never says hello.
+#[test]
+fn a_corrupt_cached_master_key_is_refused_not_trusted_on_first_use() {
+    let master = Master::start("auto_accept: True");
+    for (name, content) in [("empty", ""), ("garbage", "-----BEGIN PUBLIC KEY-----\nxx\n")] {
+        let cached = master.dir.join(format!("minion-{name}/etc/halite/pki/minion"));
+        std::fs::create_dir_all(&cached).unwrap();
+        let cached = cached.join("minion_master.pub");
+        std::fs::write(&cached, content).unwrap();
+        let minion = Minion::start(&master, name, name, "");
+        let refusal = format!(
+            "cannot read the cached master key {}: .*; refusing the master",
+            regex::escape(&cached.display().to_string())
+        );
+        minion.daemon.wait_for_line(&refusal, WAIT);
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), content, "{name}: key replaced");
+        assert!(!minion.daemon.lines().iter().any(|l| l.contains("trusting master key")));
+        // `halite-minion call` reads the same file the same way.
+        let out = minion.call(&["event.send", "myco/x"]);
+        assert_ne!(out.status, Some(0), "{out:?}");
+        assert!(out.stderr.contains("cannot read the cached master key"), "{out:?}");
+    }
+    assert!(!master.events().iter().any(|(tag, _)| tag == "salt/auth"), "a hello was sent");
+    assert!(master.presence().is_empty());
 }

@@ -1,0 +1,4 @@
+# /srv/reactor/startup_highstate.sls
+reactor_highstate:
+  cmd.state.apply:
+    - tgt: {{ data['name'] }}

@@ -1,0 +1,6 @@
+clean_tmp:
+  local.cmd.run:
+    - tgt: 'os:Ubuntu'
+    - expr_form: grain
+    - arg:
+      - rm -rf /tmp/*

@@ -1,0 +1,5 @@
+clean_tmp:
+  local.cmd.run:
+    - tgt: '*'
+    - arg:
+      - rm -rf /tmp/*

@@ -1,0 +1,4 @@
+{% if data['data']['overstate'] == 'refresh' %}
+overstate_run:
+  runner.state.over
+{% endif %}

@@ -1,0 +1,5 @@
+orchestrate_infra_install:
+  runner.state.orchestrate:
+  - mods: salt.orchestrate.reactor.infra_install
+  - queue: True
+

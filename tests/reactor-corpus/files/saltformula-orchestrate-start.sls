@@ -1,0 +1,5 @@
+orchestrate_orchestrate_run:
+  runner.state.orchestrate:
+  - mods: {{ data.data.orchestrate }}
+  - queue: {{ data.data.get('queue', True) }}
+

@@ -1,0 +1,3 @@
+sync_minion:
+  local.saltutil.sync_all:
+    - tgt: {{ data['id'] }}

@@ -1,0 +1,5 @@
+raise_error:
+  runner.error.error:
+    - args:
+      - name: Exception
+      - message: {{ data['data']['message'] }}

@@ -1,0 +1,8 @@
+install_zsh:
+  local.state.single:
+    - tgt: test
+    - arg:
+      - pkg.installed
+      - {{ data['data']['pkg'] }}
+    - kwarg:
+        fromrepo: {{ data['data']['repo'] }}

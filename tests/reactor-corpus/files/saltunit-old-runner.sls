@@ -1,0 +1,4 @@
+raise_error:
+  runner.error.error:
+    - name: Exception
+    - message: {{ data['data']['message'] }}

@@ -1,0 +1,161 @@
+//! What one event may cost the master (issue #11): a render's memory (the render worker and its
+//! `reactor_render_max_bytes`), render time per SLS per second (`reactor_render_budget_ms`),
+//! and `salt/auth` budgets kept per source address, so a hello flood starves no real minion.
+
+use halite_common::crypto::KeyPair;
+use halite_common::handshake::MinionHandshake;
+use halite_common::proto::ToMaster;
+use halite_tests::cluster::{Master, Minion, WAIT};
+use halite_tests::raw::{RawConn, RawMinion};
+use halite_tests::serde_json::{json, Value};
+use halite_tests::{wait_until, TempDir};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A master whose reactor is `rules` (YAML list items, `SLS` standing for the SLS dir).
+fn master_with(rules: &str, files: &[(&str, &str)], extra: &str) -> (Master, TempDir) {
+    let sls = TempDir::new();
+    for (name, text) in files {
+        sls.write(name, text);
+    }
+    let rules = rules.replace("SLS", &sls.path().display().to_string());
+    (Master::start(&format!("reactor:\n{rules}\n{extra}")), sls)
+}
+
+/// `halite minion1 test.ping` answers `true`.
+#[track_caller]
+fn ping_answers(master: &Master) {
+    let out = master.halite(&["minion1", "test.ping", "--out", "json"]);
+    assert!(out.success(), "test.ping failed: {}{}", out.stdout, out.stderr);
+    let value: Value = halite_tests::serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(value, json!({"minion1": true}));
+}
+
+/// The master's peak resident memory, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM value")
+}
+
+#[test]
+fn a_render_doubling_a_string_dies_in_the_worker_not_in_the_master() {
+    let bomb = "{% set s = namespace(x='a') %}{% for i in range(40) %}{% set s.x = s.x ~ s.x %}\
+                {% endfor %}\nx: {{ s.x|length }}\n";
+    let good = "ok:\n  runner.event.send:\n    - args:\n      - tag: myco/after/bomb\n";
+    let rules = "  - 'myco/bomb':\n    - SLS/bomb.sls\n  - 'myco/good':\n    - SLS/good.sls";
+    let (master, _sls) = master_with(
+        rules,
+        &[("bomb.sls", bomb), ("good.sls", good)],
+        "auto_accept: True\nreactor_render_max_bytes: 67108864",
+    );
+    let minion = Minion::start(&master, "minion1", "m1", "");
+    minion.wait_authenticated();
+    assert!(master.run(&["event.send", "myco/bomb"]).success());
+    let error = master.wait_event("salt/reactor/error", |d| d["tag"] == "myco/bomb");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("reactor_render_max_bytes (67108864)"), "{error}");
+    assert_eq!(error["kind"], "limit", "{error}");
+    master.daemon.wait_for_line("render worker .*died", WAIT);
+    // The master kept serving, and a fresh worker renders the next event.
+    ping_answers(&master);
+    assert!(master.run(&["event.send", "myco/good"]).success());
+    master.wait_event("myco/after/bomb", |_| true);
+    let peak = peak_rss_kib(master.daemon.pid());
+    assert!(peak < 64 * 1024, "the master itself grew to {peak} KiB");
+    let stats: Value =
+        halite_tests::serde_json::from_str(&master.run(&["reactor.stats", "--out", "json"]).stdout)
+            .expect("JSON");
+    assert_eq!(stats["errors"], 1, "{stats}");
+}
+
+#[test]
+fn a_flood_at_a_costly_sls_meets_the_render_budget_and_pings_still_answer() {
+    // About 20-50 ms of rendering each, within the fuel: the cost the rate limit did not see.
+    let costly = "{% for i in range(1000) %}{% for j in range(500) %}{% endfor %}{% endfor %}\n\
+                  done:\n  runner.event.send:\n    - args:\n      - tag: myco/costly/done\n";
+    let (master, _sls) = master_with(
+        "  - 'myco/costly':\n    - SLS/costly.sls",
+        &[("costly.sls", costly)],
+        "auto_accept: True\nreactor_render_budget_ms: 100",
+    );
+    let minion = Minion::start(&master, "minion1", "m1", "");
+    minion.wait_authenticated();
+    let mut flooder = RawMinion::authenticate(master.addr, "flooder");
+    for _ in 0..300 {
+        let data = json!({"n": 1});
+        flooder.send(&ToMaster::Event {
+            tag: "myco/costly".into(),
+            data,
+            ts: 0,
+            ack: false,
+            jid: None,
+        });
+    }
+    ping_answers(&master);
+    let refused = master.wait_event("salt/reactor/refused", |d| {
+        d["tag"] == "myco/costly" && d["reactor_render_budget_ms"] == 100
+    });
+    assert!(refused["reason"].as_str().unwrap().contains("render time budget"), "{refused}");
+    master.wait_event("myco/costly/done", |_| true);
+    let stats: Value =
+        halite_tests::serde_json::from_str(&master.run(&["reactor.stats", "--out", "json"]).stdout)
+            .expect("JSON");
+    assert!(stats["budget_refused"].as_u64().unwrap() > 0, "{stats}");
+    assert!(stats["rendered"].as_u64().unwrap() < 300, "{stats}");
+}
+
+/// The seed article's Minion.sls (DESIGN §1).
+const MINION_SLS: &str =
+    "{% if 'act' in data and data['act'] == 'pend' and data['id'].startswith('Min') %}
+key_accept:
+  wheel.key.accept:
+    - match: {{ data['id'] }}
+{% endif %}
+";
+
+#[test]
+fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
+    let (master, _sls) = master_with(
+        "  - 'salt/auth':\n    - SLS/Minion.sls",
+        &[("Minion.sls", MINION_SLS)],
+        "reactor_rate_limit: 10",
+    );
+    // Pending hellos from 127.0.0.2, one new id each, until the test is done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, sent, addr) = (stop.clone(), sent.clone(), master.addr);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                let (mut conn, master_key) =
+                    RawConn::connect_from(Ipv4Addr::new(127, 0, 0, 2), addr);
+                let keys = KeyPair::generate();
+                let (_, hello) = MinionHandshake::start(&format!("flood{n}"), &keys, &master_key);
+                conn.send_frame(&hello);
+                let _ = conn.read_frame();
+                n += 1;
+                sent.store(n, Ordering::Relaxed);
+            }
+        })
+    };
+    wait_until(WAIT, "the flood exhausts a rate window", || sent.load(Ordering::Relaxed) >= 60);
+    master.wait_event("salt/reactor/refused", |d| d["tag"] == "salt/auth");
+    // One hello only: a refused one would wait 300 s for its retry.
+    let minion = Minion::start(&master, "Minion9", "m9", "acceptance_wait_time: 300");
+    minion.wait_authenticated();
+    master.wait_event("salt/minion/Minion9/start", |_| true);
+    stop.store(true, Ordering::Relaxed);
+    flood.join().expect("flood thread");
+    let refused = master.wait_event("salt/reactor/refused", |d| d["tag"] == "salt/auth");
+    assert_eq!(refused["source"], "127.0.0.2", "{refused}");
+    assert!(
+        !master
+            .events()
+            .iter()
+            .any(|(t, d)| t == "salt/reactor/refused" && d["source"] == "127.0.0.1"),
+        "the real minion's address was refused"
+    );
+}
