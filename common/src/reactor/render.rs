@@ -141,6 +141,7 @@ fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
 /// Salt's `json`: `json.dumps(value, sort_keys=True)` on one line. `indent` is accepted and
 /// ignored: a multi-line value would break the YAML around it.
 fn json_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    defined(value)?;
     let sort: Option<bool> = kwargs.get("sort_keys")?;
     let _: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
@@ -149,6 +150,7 @@ fn json_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
 
 /// Jinja's `tojson` (keys sorted), on one line like `json`.
 fn tojson_filter(value: &Value, _indent: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    defined(value)?;
     let _: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
     Ok(Value::from_safe_string(emit::json(&to_json(value)?, true)))
@@ -157,9 +159,19 @@ fn tojson_filter(value: &Value, _indent: Option<Value>, kwargs: Kwargs) -> Resul
 /// Salt's `yaml`/`yaml_encode`: YAML flow style, always on one line (`flow_style` is accepted,
 /// block style is not offered).
 fn yaml_filter(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    defined(value)?;
     let _: Option<bool> = kwargs.get("flow_style")?;
     kwargs.assert_all_used()?;
     Ok(Value::from_safe_string(emit::yaml_flow(&to_json(value)?)))
+}
+
+/// Salt's serializers fail on `StrictUndefined` (it is not JSON, `str()` of it raises); these
+/// filters take `&Value`, which minijinja lets through undefined, so they check themselves.
+fn defined(value: &Value) -> Result<(), Error> {
+    match value.is_undefined() {
+        true => Err(Error::from(ErrorKind::UndefinedError)),
+        false => Ok(()),
+    }
 }
 
 fn text_of(value: &Value) -> String {
@@ -167,18 +179,20 @@ fn text_of(value: &Value) -> String {
 }
 
 /// Salt's `yaml_dquote`: the text as a double-quoted YAML string.
-fn yaml_dquote(value: &Value) -> Value {
-    Value::from_safe_string(emit::quoted(&text_of(value)))
+fn yaml_dquote(value: &Value) -> Result<Value, Error> {
+    defined(value)?;
+    Ok(Value::from_safe_string(emit::quoted(&text_of(value))))
 }
 
 /// Salt's `yaml_squote`: single-quoted, or double-quoted when the text has characters a
 /// single-quoted scalar cannot carry (line breaks, control characters).
-fn yaml_squote(value: &Value) -> Value {
+fn yaml_squote(value: &Value) -> Result<Value, Error> {
+    defined(value)?;
     let text = text_of(value);
     if text.chars().any(emit::needs_escape) {
-        return Value::from_safe_string(emit::quoted(&text));
+        return Ok(Value::from_safe_string(emit::quoted(&text)));
     }
-    Value::from_safe_string(format!("'{}'", text.replace('\'', "''")))
+    Ok(Value::from_safe_string(format!("'{}'", text.replace('\'', "''"))))
 }
 
 #[cfg(test)]

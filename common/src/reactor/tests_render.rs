@@ -58,8 +58,13 @@ fn undefined_values_fail_the_render() {
         ("x:\n  local.test.ping:\n    - tgt: {{ data.missing.id }}\n", 3),
         // Iterated.
         ("{% for m in data['nodes'] %}\n{{ m }}:\n  local.test.ping: []\n{% endfor %}\n", 1),
-        // Passed to a filter that wants a value.
+        // Passed to a filter that wants a value, Salt's serializers included.
         ("x:\n  local.test.ping:\n    - tgt: {{ data['missing']|upper }}\n", 3),
+        ("x:\n  local.test.arg:\n    - kwarg: {{ data['missing']|json }}\n", 3),
+        ("x:\n  local.test.arg:\n    - kwarg: {{ data['missing']|tojson }}\n", 3),
+        ("x:\n  local.test.arg:\n    - kwarg: {{ data['missing']|yaml }}\n", 3),
+        ("x:\n  local.test.arg:\n    - arg: [{{ data['missing']|yaml_dquote }}]\n", 3),
+        ("x:\n  local.test.arg:\n    - arg: [{{ data['missing']|yaml_squote }}]\n", 3),
     ];
     for (sls, line) in cases {
         let (kind, at, message) = failure(sls, event());
