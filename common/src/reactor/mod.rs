@@ -18,12 +18,11 @@
 //! (`{{ 'echo ' ~ data['id'] }}`), not around it.
 //!
 //! **Salt's Jinja** (`salt.utils.templates.render_jinja_tmpl`): undefined values are strict
-//! (printing, testing, iterating or filtering `data['missing']` or a misspelt name fails the
-//! file; `is defined`, `|default`, `.get()` and `in` ask safely), `{% do %}` with Python's
+//! (printing, testing, comparing, iterating or filtering `data['missing']` or a misspelt name
+//! fails the file; `is defined`, `|default`, `.get()` and `in` ask safely), `{% do %}` with Python's
 //! mutating list and dict methods (`append`, `extend`, `insert`, `pop`, `remove`, `update`,
 //! `setdefault` … on literals, `dict()` and `|list`; event data itself is read-only), no
-//! `trim_blocks`/`lstrip_blocks`, and the file's trailing newline kept. minijinja differs from
-//! Jinja2 in that comparing an undefined value (`data['x'] == 'y'`) is false, not an error.
+//! `trim_blocks`/`lstrip_blocks`, and the file's trailing newline kept.
 //!
 //! **Salt's YAML** (`SaltYamlSafeLoader`): YAML 1.1 plain scalars (`yes`/`off` are booleans,
 //! `0664` is the integer 664 as Salt strips leading zeros, timestamps stay text), a key written

@@ -52,6 +52,8 @@ fn undefined_values_fail_the_render() {
         ("ok:\n  local.test.ping:\n    - tgt: {{ data['data']['missing'] }}\n", 3),
         // Tested for truth: StrictUndefined raises on bool() too.
         ("{% if data['missing'] %}\nx:\n  local.test.ping: []\n{% endif %}\n", 1),
+        // Compared (Jinja2's StrictUndefined raises on `==` too).
+        ("{% if data['missing'] == 'x' %}\nx:\n  local.test.ping: []\n{% endif %}\n", 1),
         // A misspelt variable.
         ("x:\n  local.test.ping:\n    - tgt: {{ minion_id }}\n", 3),
         // An attribute of an undefined value.
