@@ -549,30 +549,53 @@ fn is_yaml_timestamp(text: &str) -> bool {
     time() == Some(b.len())
 }
 
+/// What a plain (unquoted) YAML scalar means to PyYAML's `SafeLoader` with Salt's loader on
+/// top (YAML 1.1: `yes`/`off` are booleans, `0664` is 664, timestamps stay text).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Plain {
+    Null,
+    Bool(bool),
+    /// An integer that fits 64 bits (larger ones stay text).
+    Int(Number),
+    /// Finite or not (`.inf`, `.nan`).
+    Float(f64),
+    Str,
+}
+
 /// PyYAML's implicit typing of a plain scalar (YAML 1.1), with Salt's loader on top.
-fn resolve_plain(text: &str) -> Value {
+pub(crate) fn plain_type(text: &str) -> Plain {
     match text {
-        "~" | "null" | "Null" | "NULL" | "" => return Value::Null,
+        "~" | "null" | "Null" | "NULL" | "" => return Plain::Null,
         "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            return Value::Bool(true)
+            return Plain::Bool(true)
         }
         "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            return Value::Bool(false)
+            return Plain::Bool(false)
         }
         _ => {}
     }
     if is_yaml_int(text) {
-        if let Some(n) = yaml_int(text) {
-            return n;
+        if let Some(Value::Number(n)) = yaml_int(text) {
+            return Plain::Int(n);
         }
     } else if is_yaml_float(text) {
-        if let Some(n) = yaml_float(text) {
-            return n;
+        if let Some(f) = yaml_float(text) {
+            return Plain::Float(f);
         }
     }
     // Everything else, timestamps included (Salt's loader keeps them as text), is a string.
-    // Numbers JSON cannot hold (beyond 64 bits, .inf, .nan) stay text too.
-    Value::String(text.to_string())
+    Plain::Str
+}
+
+/// [`plain_type`] as JSON: numbers JSON cannot hold (beyond 64 bits, .inf, .nan) stay text.
+fn resolve_plain(text: &str) -> Value {
+    match plain_type(text) {
+        Plain::Null => Value::Null,
+        Plain::Bool(b) => Value::Bool(b),
+        Plain::Int(n) => Value::Number(n),
+        Plain::Float(f) => Number::from_f64(f).map_or_else(|| text.into(), Value::Number),
+        Plain::Str => Value::String(text.to_string()),
+    }
 }
 
 fn strip_sign(text: &str) -> (bool, &str) {
@@ -703,16 +726,17 @@ fn is_yaml_float(text: &str) -> bool {
     int_digit && digits_or_underscore(parts[0]) && sexagesimal_tail(&parts[1..]) && exp.is_empty()
 }
 
-fn yaml_float(text: &str) -> Option<Value> {
+fn yaml_float(text: &str) -> Option<f64> {
     let lower = text.replace('_', "").to_lowercase();
     let (negative, body) = strip_sign(&lower);
-    let magnitude: f64 = if body.contains(':') {
+    let magnitude: f64 = if matches!(body, ".inf" | ".nan") {
+        body[1..].parse().ok()?
+    } else if body.contains(':') {
         body.split(':').try_fold(0f64, |acc, part| Some(acc * 60.0 + part.parse::<f64>().ok()?))?
     } else {
         body.parse().ok()?
     };
-    let value = if negative { -magnitude } else { magnitude };
-    Number::from_f64(value).map(Value::Number)
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The reactor through the real binaries: the seed bootstrap, glob and regex patterns, both
 //! `local` argument forms, key rejection, render and YAML errors beside a working file,
-//! requisites and signature checks, loop protection, the dry-run tools, and hostile event data
-//! (also inside author quotes).
+//! requisites and signature checks, loop protection, the dry-run tools, hostile event data
+//! (also inside author quotes), and Salt's Jinja and YAML semantics.
 
 use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::serde_json::{self, json, Value};
@@ -114,7 +114,7 @@ fn glob_and_regex_patterns_both_local_forms_and_key_rejection() {
     let files = [
         ("legacy.sls", format!("touch:\n  local.cmd.run:\n    - tgt: '*'\n    - arg:\n      - touch {legacy}\n")),
         ("newer.sls", format!("touch:\n  local.cmd.run:\n    - tgt: minion1\n    - args:\n      - cmd: touch {newer}\n")),
-        ("reject.sls", "{% if data.get('act') == 'pend' %}\nno:\n  wheel.key.reject:\n    - match: {{ data['id'] }}\n{% endif %}\n".to_string()),
+        ("reject.sls", "{% if data.get('act') == 'pend' %}\nreject_it:\n  wheel.key.reject:\n    - match: {{ data['id'] }}\n{% endif %}\n".to_string()),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let rules = "  - 'myco/*/glob':\n    - SLS/legacy.sls\n  - 'myco/(re|gex)/[0-9]+':\n    - SLS/newer.sls\n  - 'salt/auth':\n    - SLS/reject.sls";
@@ -590,4 +590,49 @@ fn a_value_inside_author_quotes_cannot_close_them_and_accept_every_key() {
         .wait_event_where("wheel ret", |t, _| t.starts_with("salt/wheel/") && t.ends_with("/ret"));
     assert_eq!(ret["success"], true, "{ret}");
     assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\nattacker\n");
+}
+
+#[test]
+fn salt_jinja_and_yaml_semantics_hold_end_to_end() {
+    // A file written for Salt: `do` on lists and dicts, YAML 1.1 scalars, a final block.
+    let perms = "{% set webs = [] %}
+{% for m in data['minions'] %}{% if m.startswith('web') %}{% do webs.append(m) %}{% endif %}{% endfor %}
+{% set opts = {'owner': data.get('owner', 'root')} %}
+{% do opts.update(group='www') %}
+fix_perms:
+  runner.event.send:
+    - args:
+      - tag: myco/perms/done
+      - data:
+          webs: {{ webs }}
+          opts: {{ opts|json }}
+          recurse: yes
+          mode: 0664
+          motd: |
+            managed
+";
+    // Salt's StrictUndefined: a missing key is an error, not an empty target.
+    let strict =
+        "oops:\n  runner.event.send:\n    - args:\n      - tag: myco/{{ data['nosuch'] }}\n";
+    let rules = "  - 'myco/perms':\n    - SLS/perms.sls\n    - SLS/strict.sls";
+    let (master, _sls) = master_with(rules, &[("perms.sls", perms), ("strict.sls", strict)], "");
+    let data = r#"{"minions": ["web1", "db1", "web2"]}"#;
+    let want = json!({"webs": ["web1", "web2"], "opts": {"owner": "root", "group": "www"},
+                      "recurse": true, "mode": 664, "motd": "managed\n"});
+    let out = master.run(&["reactor.test", "myco/perms", &format!("data={data}"), "--out", "json"]);
+    let reactions = json_out(&out.stdout);
+    assert_eq!(reactions.as_array().map(Vec::len), Some(2), "{reactions}");
+    assert_eq!(reactions[0]["kwarg"]["data"], want, "{reactions}");
+    assert_eq!(
+        (&reactions[1]["error"]["kind"], &reactions[1]["error"]["line"]),
+        (&json!("render"), &json!(4))
+    );
+    assert!(master.run(&["event.send", "myco/perms", data]).success());
+    let mut done = master.wait_event("myco/perms/done", |_| true);
+    done.as_object_mut().unwrap().remove("_stamp");
+    assert_eq!(done, want);
+    let error = master.wait_event("salt/reactor/error", |d| d["kind"] == "render");
+    assert!(error["sls"].as_str().unwrap().ends_with("strict.sls"), "{error}");
+    assert_eq!(error["line"], 4, "{error}");
+    assert!(error["message"].as_str().unwrap().contains("undefined value"), "{error}");
 }

@@ -92,11 +92,6 @@ impl High {
     }
 }
 
-/// Parses rendered text; `Err` has the line of the rendered text.
-pub(super) fn parse_yaml(text: &str) -> Result<Yaml, (Option<usize>, String)> {
-    serde_yaml::from_str(text).map_err(|e| (e.location().map(|l| l.line()), e.to_string()))
-}
-
 /// Compiles one file's document (`text` is what it was parsed from, for line numbers). Empty
 /// (nothing rendered) is no reactions. `Err` carries the line of the ID at fault.
 pub(super) fn compile_file(

@@ -31,6 +31,17 @@
 //! upper %}`, `|length`, comparing `|json` output) sees references, not values. `|safe` pastes
 //! raw text and must never be used on event data. Data is never rendered twice, so `{{`/`{%` inside it are plain text.
 //!
+//! **Salt's Jinja** (`salt.utils.templates.render_jinja_tmpl`): undefined values are strict
+//! (printing, testing, comparing, iterating or filtering `data['missing']` or a misspelt name
+//! fails the file; `is defined`, `|default`, `.get()` and `in` ask safely), `{% do %}` with Python's
+//! mutating list and dict methods (`append`, `extend`, `insert`, `pop`, `remove`, `update`,
+//! `setdefault` … on literals, `dict()` and `|list`; event data itself is read-only), no
+//! `trim_blocks`/`lstrip_blocks`, and the file's trailing newline kept.
+//!
+//! **Salt's YAML** (`SaltYamlSafeLoader`): YAML 1.1 plain scalars (`yes`/`off` are booleans,
+//! `0664` is the integer 664 as Salt strips leading zeros, timestamps stay text), a key written
+//! twice in one mapping is an error, `<<` merges, only the safe tags.
+//!
 //! Unlike Salt, a file that fails (missing, render or YAML error, bad reaction) contributes
 //! nothing but does not cancel the other files' reactions; every failure is reported.
 
@@ -38,6 +49,7 @@ mod compile;
 mod config;
 mod emit;
 pub mod functions;
+mod mutable;
 mod render;
 mod requisites;
 mod sources;
@@ -48,6 +60,9 @@ mod tests;
 mod tests_compile;
 #[cfg(test)]
 mod tests_quoting;
+#[cfg(test)]
+mod tests_render;
+mod yaml;
 
 pub use config::{parse_rules, tag_matches};
 
@@ -334,8 +349,7 @@ impl Reactor {
             .renderer
             .render(name, &source, tag, data)
             .map_err(|(line, why)| error(name, tag, "render", line, why))?;
-        let doc = compile::parse_yaml(&text)
-            .map_err(|(line, why)| error(name, tag, "yaml", line, why))?;
+        let doc = yaml::load(&text).map_err(|(line, why)| error(name, tag, "yaml", line, why))?;
         compile::compile_file(name, doc, &text)
             .map_err(|(line, why)| error(name, tag, "reaction", line, why))
     }

@@ -1,9 +1,11 @@
-//! The Jinja step: a minijinja environment with Python string/dict methods, Salt's serializer
-//! filters, a formatter that leaves each `{{ }}` value as a reference for the splice pass (see
-//! the module doc of `reactor`), and bounds on work, recursion and output size.
+//! The Jinja step: a minijinja environment set up as Salt's (`StrictUndefined`, `do`, mutable
+//! lists and dicts, the trailing newline kept, no `trim_blocks`/`lstrip_blocks`) with Python
+//! string/dict methods, Salt's serializer filters, a formatter that leaves each `{{ }}` value as
+//! a reference for the splice pass (see the module doc of `reactor`), and bounds on work,
+//! recursion and output size.
 
-use super::emit;
 use super::splice::{self, Slot};
+use super::{emit, mutable};
 use crate::pyrepr;
 use minijinja::value::{Kwargs, Object, Value, ValueKind};
 use minijinja::{
@@ -27,7 +29,16 @@ impl Renderer {
     pub(super) fn new() -> Renderer {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        // Salt renders with `StrictUndefined`: printing, testing or iterating an undefined value
+        // (`data['missing']`, a misspelt variable) fails the render instead of yielding "".
+        // `is defined`, `|default`, `.get()` and `in` still work.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Jinja2 drops a template's final newline and Salt appends it again: the same as
+        // keeping it (a `contents: |` block on the last line ends in "\n" as under Salt).
+        env.set_keep_trailing_newline(true);
+        env.add_filter(mutable::FILTER, mutable::mutable_filter);
+        env.add_filter("list", mutable::list_filter);
+        env.add_function("dict", mutable::dict_function);
         // A custom escape mode makes macros and `{% set %}` blocks return safe text (their own
         // `{{ }}` are already formatted) and `|e` escape through our formatter.
         env.set_auto_escape_callback(|_| AutoEscape::Custom("yaml"));
@@ -57,9 +68,10 @@ impl Renderer {
             return Ok(source.to_string());
         }
         let ctx = context! { data => Value::from_serialize(data), tag => tag };
+        let source = mutable::rewrite_literals(source);
         let rendered = self
             .env
-            .template_from_named_str(name, source)
+            .template_from_named_str(name, &source)
             .and_then(|template| template.render_captured(ctx))
             .map_err(|e| {
                 let mut message = e.to_string();
@@ -198,6 +210,7 @@ fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
 /// Salt's `json`: `json.dumps(value, sort_keys=True)` on one line. `indent` is accepted and
 /// ignored: a multi-line value would break the YAML around it.
 fn json_filter(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    defined(value)?;
     let sort: Option<bool> = kwargs.get("sort_keys")?;
     let _: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
@@ -211,6 +224,7 @@ fn tojson_filter(
     _indent: Option<Value>,
     kwargs: Kwargs,
 ) -> Result<Value, Error> {
+    defined(value)?;
     let _: Option<Value> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
     placed_text(state, emit::json(&to_json(value)?, true))
@@ -219,9 +233,19 @@ fn tojson_filter(
 /// Salt's `yaml`/`yaml_encode`: YAML flow style, always on one line (`flow_style` is accepted,
 /// block style is not offered).
 fn yaml_filter(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    defined(value)?;
     let _: Option<bool> = kwargs.get("flow_style")?;
     kwargs.assert_all_used()?;
     placed_text(state, emit::yaml_flow(&to_json(value)?))
+}
+
+/// Salt's serializers fail on `StrictUndefined` (it is not JSON, `str()` of it raises); these
+/// filters take `&Value`, which minijinja lets through undefined, so they check themselves.
+fn defined(value: &Value) -> Result<(), Error> {
+    match value.is_undefined() {
+        true => Err(Error::from(ErrorKind::UndefinedError)),
+        false => Ok(()),
+    }
 }
 
 fn text_of(value: &Value) -> String {
@@ -230,12 +254,14 @@ fn text_of(value: &Value) -> String {
 
 /// Salt's `yaml_dquote`: the text as a double-quoted YAML string.
 fn yaml_dquote(state: &State, value: &Value) -> Result<Value, Error> {
+    defined(value)?;
     placed_text(state, emit::quoted(&text_of(value)))
 }
 
 /// Salt's `yaml_squote`: single-quoted, or double-quoted when the text has characters a
 /// single-quoted scalar cannot carry (line breaks, control characters).
 fn yaml_squote(state: &State, value: &Value) -> Result<Value, Error> {
+    defined(value)?;
     let text = text_of(value);
     if text.chars().any(emit::needs_escape) {
         return placed_text(state, emit::quoted(&text));
@@ -278,7 +304,7 @@ mod tests {
             d.clone(),
             Ok("\"dflt|Minion2\""),
         );
-        check("[{{ data['missing'] }}]{% if data['missing'] %}x{% endif %}", d.clone(), Ok("[]"));
+        check("{% if data['missing'] %}x{% endif %}", d.clone(), Err("undefined value"));
         check("{{ data['missing']|default('d') }}", d.clone(), Ok("d"));
         check("{% for k in data['l'] %}{{ k }};{% endfor %}", d.clone(), Ok("\"1;a b;\""));
         check(

@@ -390,7 +390,6 @@ fn bad_reactions() {
             "x:\n  local.test.ping: [{tgt: y}]\n  local.cmd.run: [{tgt: y}]\n",
             "a second local reaction under one ID",
         ),
-        ("x:\n  wheel.key.accept: [{match: !custom y}]\n", "YAML tag !custom is not supported"),
     ] {
         let sls = dir.write("bad.sls", text);
         let out = reactor(&[("t", &[&sls])]).react("t", &Map::new());

@@ -1,0 +1,423 @@
+//! Python's mutable lists and dicts for reactor Jinja (`{% do l.append(x) %}`, `d.update()`,
+//! `d.setdefault(k, []).append(v)` …), which Salt's Jinja allows and minijinja's values do not.
+//!
+//! minijinja builds list and dict literals as immutable values, so [`rewrite_literals`] wraps
+//! every `[…]`/`{…}` literal of the template's expressions in the `_mutable` filter before
+//! compiling (found with minijinja's own tokenizer, so strings, comments and raw text are never
+//! touched, and lines stay where they were); `dict()` and `|list` make mutable values too.
+//! [`List`] and [`Dict`] are objects with a lock inside: they print, iterate, compare and
+//! serialize like ordinary lists and maps, and their mutating methods answer through
+//! `Object::call_method` (read-only methods such as `get`/`items` fall through to pycompat).
+//!
+//! Growth is memory an event can make a template spend, so every value added by mutation is
+//! weighed (elements and string bytes, deep) against a per-render [`Budget`]; weighing also
+//! refuses to put a container inside itself (which would make printing it loop forever).
+
+use indexmap::IndexMap;
+use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind};
+use minijinja::{Error, ErrorKind, State};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Elements one render may add to lists and dicts by mutation.
+pub(super) const MAX_ITEMS: usize = 100_000;
+/// String bytes one render may add to lists and dicts by mutation.
+pub(super) const MAX_BYTES: usize = 4 << 20;
+/// Nesting a value added by mutation may have.
+const MAX_DEPTH: usize = 64;
+/// The filter [`rewrite_literals`] wraps literals in.
+pub(super) const FILTER: &str = "_mutable";
+const BUDGET: &str = "halite.mutation_budget";
+
+/// What mutation has added so far in one render (kept in the render's temp objects).
+#[derive(Debug, Default)]
+struct Budget {
+    items: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Object for Budget {}
+
+/// A Python list.
+#[derive(Debug, Default)]
+pub(super) struct List(Mutex<Vec<Value>>);
+
+/// A Python dict (insertion order kept).
+#[derive(Debug, Default)]
+pub(super) struct Dict(Mutex<IndexMap<Value, Value>>);
+
+/// Locks a list or dict; a poisoned lock (a panic elsewhere mid-update) still holds valid values.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Charges `values`, about to be added to the container `into`, to the render's budget.
+fn charge(state: &State, into: *const (), values: &[&Value]) -> Result<(), Error> {
+    let mut weight = Weight::default();
+    for value in values {
+        weight.walk(value, into, 0)?;
+    }
+    let budget = state.get_or_set_temp_object(BUDGET, Budget::default);
+    let items = budget.items.fetch_add(weight.items, Ordering::Relaxed) + weight.items;
+    let bytes = budget.bytes.fetch_add(weight.bytes, Ordering::Relaxed) + weight.bytes;
+    if items > MAX_ITEMS || bytes > MAX_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "mutation budget exceeded: a render may add {MAX_ITEMS} elements and \
+                 {MAX_BYTES} bytes of text to lists and dicts"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Weight {
+    items: usize,
+    bytes: usize,
+}
+
+impl Weight {
+    /// Adds up `value` deeply; refuses `into` inside it, and values nested too deep.
+    fn walk(&mut self, value: &Value, into: *const (), depth: usize) -> Result<(), Error> {
+        if depth > MAX_DEPTH {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("value nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.items += 1;
+        // Past the budget already: stop walking (the caller reports it).
+        if self.items > MAX_ITEMS || self.bytes > MAX_BYTES {
+            return Ok(());
+        }
+        if let Some(list) = value.downcast_object_ref::<List>() {
+            if std::ptr::eq(list as *const List as *const (), into) {
+                return Err(self_insert());
+            }
+        }
+        if let Some(dict) = value.downcast_object_ref::<Dict>() {
+            if std::ptr::eq(dict as *const Dict as *const (), into) {
+                return Err(self_insert());
+            }
+        }
+        match value.kind() {
+            ValueKind::String => self.bytes += value.as_str().map_or(0, str::len),
+            ValueKind::Bytes => self.bytes += value.as_bytes().map_or(0, <[u8]>::len),
+            ValueKind::Map => {
+                for (k, v) in pairs(value)? {
+                    self.walk(&k, into, depth + 1)?;
+                    self.walk(&v, into, depth + 1)?;
+                }
+            }
+            ValueKind::Seq => {
+                for item in value.try_iter()? {
+                    self.walk(&item, into, depth + 1)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn self_insert() -> Error {
+    Error::new(ErrorKind::InvalidOperation, "cannot put a list or dict inside itself")
+}
+
+/// The pairs of any map value (a `Dict`, event data, a builtin map, keyword arguments).
+fn pairs(map: &Value) -> Result<Vec<(Value, Value)>, Error> {
+    map.try_iter()?.map(|k| Ok((k.clone(), map.get_item(&k)?))).collect()
+}
+
+fn bad_args(method: &str, want: &str) -> Error {
+    Error::new(ErrorKind::InvalidOperation, format!("{method}() takes {want}"))
+}
+
+fn none() -> Value {
+    Value::from(())
+}
+
+/// A Python index: negative counts from the end; `Err` when out of range.
+fn position(index: &Value, len: usize, method: &str) -> Result<usize, Error> {
+    let i = i64::try_from(index.clone())
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "list indices must be integers"))?;
+    let at = if i < 0 { len as i64 + i } else { i };
+    if at < 0 || at >= len as i64 {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{method} index out of range"),
+        ));
+    }
+    Ok(at as usize)
+}
+
+impl List {
+    fn value(items: Vec<Value>) -> Value {
+        Value::from_object(List(Mutex::new(items)))
+    }
+
+    fn ptr(self: &Arc<Self>) -> *const () {
+        Arc::as_ptr(self) as *const ()
+    }
+}
+
+impl Object for List {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        lock(&self.0).get(key.as_usize()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        // A snapshot: the lock is never held while the engine runs other code.
+        Enumerator::Values(lock(&self.0).clone())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(lock(&self.0).len())
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match (method, args) {
+            ("append", [x]) => {
+                charge(state, self.ptr(), &[x])?;
+                lock(&self.0).push(x.clone());
+                Ok(none())
+            }
+            ("extend", [items]) => {
+                let items: Vec<Value> = items.try_iter()?.collect();
+                charge(state, self.ptr(), &items.iter().collect::<Vec<_>>())?;
+                lock(&self.0).extend(items);
+                Ok(none())
+            }
+            ("insert", [index, x]) => {
+                charge(state, self.ptr(), &[x])?;
+                let i = i64::try_from(index.clone()).map_err(|_| bad_args(method, "an integer"))?;
+                let mut items = lock(&self.0);
+                let len = items.len() as i64;
+                let at = if i < 0 { (len + i).max(0) } else { i.min(len) };
+                items.insert(at as usize, x.clone());
+                Ok(none())
+            }
+            ("pop", []) => lock(&self.0)
+                .pop()
+                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "pop from empty list")),
+            ("pop", [index]) => {
+                let mut items = lock(&self.0);
+                let at = position(index, items.len(), "pop")?;
+                Ok(items.remove(at))
+            }
+            ("remove", [x]) => {
+                let mut items = lock(&self.0);
+                let at = items.iter().position(|item| item == x).ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidOperation, "list.remove(x): x not in list")
+                })?;
+                items.remove(at);
+                Ok(none())
+            }
+            ("index", [x]) => lock(&self.0)
+                .iter()
+                .position(|item| item == x)
+                .map(Value::from)
+                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "x is not in list")),
+            ("clear", []) => {
+                lock(&self.0).clear();
+                Ok(none())
+            }
+            ("reverse", []) => {
+                lock(&self.0).reverse();
+                Ok(none())
+            }
+            ("sort", []) => {
+                lock(&self.0).sort();
+                Ok(none())
+            }
+            ("copy", []) => Ok(List::value(lock(&self.0).clone())),
+            (
+                "append" | "extend" | "insert" | "pop" | "remove" | "index" | "clear" | "reverse"
+                | "sort" | "copy",
+                _,
+            ) => Err(bad_args(method, "other arguments")),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+impl Dict {
+    fn value(pairs: impl IntoIterator<Item = (Value, Value)>) -> Value {
+        Value::from_object(Dict(Mutex::new(pairs.into_iter().collect())))
+    }
+
+    fn ptr(self: &Arc<Self>) -> *const () {
+        Arc::as_ptr(self) as *const ()
+    }
+}
+
+impl Object for Dict {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        lock(&self.0).get(key).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(lock(&self.0).keys().cloned().collect())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(lock(&self.0).len())
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match (method, args) {
+            ("update", _) => {
+                // `d.update(other)`, `d.update([(k, v), …])`, `d.update(k=v)` (keyword
+                // arguments arrive as a last map argument).
+                let mut new = Vec::new();
+                for arg in args {
+                    if arg.kind() == ValueKind::Map {
+                        new.extend(pairs(arg)?);
+                        continue;
+                    }
+                    for pair in arg.try_iter()? {
+                        if pair.len() != Some(2) {
+                            return Err(bad_args(method, "a dict or (key, value) pairs"));
+                        }
+                        new.push((pair.get_item_by_index(0)?, pair.get_item_by_index(1)?));
+                    }
+                }
+                let flat: Vec<&Value> = new.iter().flat_map(|(k, v)| [k, v]).collect();
+                charge(state, self.ptr(), &flat)?;
+                lock(&self.0).extend(new);
+                Ok(none())
+            }
+            ("setdefault", [key, rest @ ..]) if rest.len() <= 1 => {
+                if let Some(found) = lock(&self.0).get(key) {
+                    return Ok(found.clone());
+                }
+                let value = rest.first().cloned().unwrap_or_else(none);
+                charge(state, self.ptr(), &[key, &value])?;
+                Ok(lock(&self.0).entry(key.clone()).or_insert(value).clone())
+            }
+            ("pop", [key, rest @ ..]) if rest.len() <= 1 => {
+                match (lock(&self.0).shift_remove(key), rest.first()) {
+                    (Some(value), _) => Ok(value),
+                    (None, Some(default)) => Ok(default.clone()),
+                    (None, None) => {
+                        Err(Error::new(ErrorKind::InvalidOperation, format!("KeyError: {key}")))
+                    }
+                }
+            }
+            ("popitem", []) => lock(&self.0)
+                .pop()
+                .map(|(k, v)| Value::from(vec![k, v]))
+                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "dictionary is empty")),
+            ("clear", []) => {
+                lock(&self.0).clear();
+                Ok(none())
+            }
+            ("copy", []) => Ok(Dict::value(lock(&self.0).clone())),
+            ("setdefault" | "pop" | "popitem" | "clear" | "copy", _) => {
+                Err(bad_args(method, "other arguments"))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// The `_mutable` filter: a list or map value as a [`List`]/[`Dict`] (shallow).
+pub(super) fn mutable_filter(value: Value) -> Result<Value, Error> {
+    match value.kind() {
+        ValueKind::Seq => Ok(List::value(value.try_iter()?.collect())),
+        ValueKind::Map => Ok(Dict::value(pairs(&value)?)),
+        _ => Ok(value),
+    }
+}
+
+/// Jinja's `dict(...)` global, as a [`Dict`].
+pub(super) fn dict_function(value: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    mutable_filter(minijinja::functions::dict(value, kwargs)?)
+}
+
+/// Jinja's `|list` filter, as a [`List`].
+pub(super) fn list_filter(state: &State, value: Value) -> Result<Value, Error> {
+    mutable_filter(minijinja::filters::list(state, value)?)
+}
+
+/// `source` with every list and dict literal of its expressions wrapped as
+/// `([…]|_mutable)`. A source the tokenizer refuses is returned as it is (compiling it then
+/// reports the error, with its line).
+pub(super) fn rewrite_literals(source: &str) -> Cow<'_, str> {
+    let mut inserts: Vec<(usize, &str)> = Vec::new();
+    // Open brackets: their offset, or None for a subscript `x[…]`.
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let mut after_value = false;
+    for token in tokenize(source, false, Default::default(), WhitespaceConfig::default()) {
+        let Ok((token, span)) = token else { return Cow::Borrowed(source) };
+        let start = span.start_offset as usize;
+        match token {
+            Token::BracketOpen => open.push((!after_value).then_some(start)),
+            Token::BraceOpen => open.push(Some(start)),
+            Token::BracketClose | Token::BraceClose => {
+                if let Some(Some(at)) = open.pop() {
+                    inserts.push((at, "("));
+                    inserts.push((span.end_offset as usize, ")"));
+                }
+            }
+            Token::VariableStart | Token::BlockStart | Token::VariableEnd | Token::BlockEnd => {
+                open.clear()
+            }
+            _ => {}
+        }
+        after_value = match token {
+            // `for [a, b] in …` and `set [a, b] = …` are targets, not literals.
+            Token::Ident(word) => !matches!(
+                word,
+                "and" | "or" | "not" | "in" | "is" | "if" | "elif" | "else" | "do" | "return"
+            ),
+            Token::Str(_)
+            | Token::String(_)
+            | Token::Int(_)
+            | Token::Int128(_)
+            | Token::Float(_)
+            | Token::ParenClose
+            | Token::BracketClose
+            | Token::BraceClose => true,
+            _ => false,
+        };
+    }
+    if inserts.is_empty() {
+        return Cow::Borrowed(source);
+    }
+    // A close's offset is past its bracket; opens and closes never share an offset except a
+    // close directly followed by an open (`[][]`), where the close must come first.
+    inserts.sort_by_key(|&(at, what)| (at, what == "("));
+    let suffix = format!("|{FILTER})");
+    let mut out = String::with_capacity(source.len() + inserts.len() * 8);
+    let mut last = 0;
+    for (at, what) in inserts {
+        out.push_str(&source[last..at]);
+        out.push_str(if what == "(" { "(" } else { &suffix });
+        last = at;
+    }
+    out.push_str(&source[last..]);
+    Cow::Owned(out)
+}

@@ -1,0 +1,342 @@
+//! Salt's Jinja and YAML semantics in reactor SLS files, through `Reactor::react`: strict
+//! undefined values, mutable lists and dicts (`do`), the trailing newline, YAML 1.1 scalars.
+
+use super::render::Renderer;
+use super::tests::TempDir;
+use super::*;
+use serde_json::json;
+
+/// Renders `sls` (written to a fresh file) for one event on tag `t/ag`.
+fn react(sls: &str, data: Value) -> Reactions {
+    let dir = TempDir::new("render");
+    let file = dir.write("r.sls", sls);
+    let reactor = Reactor::new(vec![Rule { pattern: "t/*".into(), sls: vec![file] }]);
+    let Value::Object(data) = data else { panic!("event data must be a map") };
+    reactor.react("t/ag", &data)
+}
+
+/// The reactions' JSON, failing on any error.
+#[track_caller]
+fn reactions(sls: &str, data: Value) -> Value {
+    let out = react(sls, data);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    Value::Array(out.reactions.iter().map(Reaction::to_json).collect())
+}
+
+/// The one error of the file: (kind, line, message).
+#[track_caller]
+fn failure(sls: &str, data: Value) -> (&'static str, Option<usize>, String) {
+    let out = react(sls, data);
+    assert!(out.reactions.is_empty(), "{:?}", out.reactions);
+    let [error] = out.errors.as_slice() else { panic!("want one error, got {:?}", out.errors) };
+    (error.kind, error.line, error.message.clone())
+}
+
+/// The kwarg of the single reaction `r` of `sls`.
+#[track_caller]
+fn kwarg(sls: &str, data: Value) -> Value {
+    let got = reactions(sls, data);
+    assert_eq!(got.as_array().map(Vec::len), Some(1), "{got}");
+    got[0]["kwarg"].clone()
+}
+
+fn event() -> Value {
+    json!({"id": "web1", "act": "pend", "data": {"minions": ["web1", "db1", "web2"], "n": 2}})
+}
+
+#[test]
+fn undefined_values_fail_the_render() {
+    let cases = [
+        // A missing key printed, two levels down (Salt: "Jinja variable 'dict object' has no
+        // attribute 'missing'").
+        ("ok:\n  local.test.ping:\n    - tgt: {{ data['data']['missing'] }}\n", 3),
+        // Tested for truth: StrictUndefined raises on bool() too.
+        ("{% if data['missing'] %}\nx:\n  local.test.ping: []\n{% endif %}\n", 1),
+        // Compared (Jinja2's StrictUndefined raises on `==` too).
+        ("{% if data['missing'] == 'x' %}\nx:\n  local.test.ping: []\n{% endif %}\n", 1),
+        // A misspelt variable.
+        ("x:\n  local.test.ping:\n    - tgt: {{ minion_id }}\n", 3),
+        // An attribute of an undefined value.
+        ("x:\n  local.test.ping:\n    - tgt: {{ data.missing.id }}\n", 3),
+        // Iterated.
+        ("{% for m in data['nodes'] %}\n{{ m }}:\n  local.test.ping: []\n{% endfor %}\n", 1),
+        // Passed to a filter that wants a value, Salt's serializers included.
+        ("x:\n  local.test.ping:\n    - tgt: {{ data['missing']|upper }}\n", 3),
+        ("x:\n  local.test.arg:\n    - kwarg: {{ data['missing']|json }}\n", 3),
+        ("x:\n  local.test.arg:\n    - kwarg: {{ data['missing']|tojson }}\n", 3),
+        ("x:\n  local.test.arg:\n    - kwarg: {{ data['missing']|yaml }}\n", 3),
+        ("x:\n  local.test.arg:\n    - arg: [{{ data['missing']|yaml_dquote }}]\n", 3),
+        ("x:\n  local.test.arg:\n    - arg: [{{ data['missing']|yaml_squote }}]\n", 3),
+    ];
+    for (sls, line) in cases {
+        let (kind, at, message) = failure(sls, event());
+        assert_eq!((kind, at), ("render", Some(line)), "{sls}: {message}");
+        assert!(message.contains("undefined"), "{sls}: {message}");
+    }
+}
+
+#[test]
+fn undefined_values_can_still_be_asked_about() {
+    let sls = "{% if data['missing'] is not defined and 'missing' not in data %}
+probe:
+  local.test.arg:
+    - tgt: {{ data['id'] }}
+    - kwarg:
+        dflt: {{ data['missing']|default('none given') }}
+        get: {{ data.get('missing', 'fallback') }}
+        none: {{ data.get('missing') }}
+        deep: {{ data['data'].get('missing', {}).get('x', 0) }}
+        defined: {{ data['data']['n'] is defined }}
+{% endif %}
+";
+    assert_eq!(
+        kwarg(sls, event()),
+        json!({"dflt": "none given", "get": "fallback", "none": null, "deep": 0, "defined": true})
+    );
+}
+
+#[test]
+fn lists_and_dicts_mutate_as_in_python() {
+    let sls = "{% set webs = [] %}
+{% set groups = {} %}
+{% for m in data['data']['minions'] %}
+{%   if m.startswith('web') %}{% do webs.append(m) %}{% endif %}
+{%   do groups.setdefault(m[:2], []).append(m) %}
+{% endfor %}
+{% set opts = {'env': 'prod'} %}
+{% do opts.update({'id': data['id']}) %}
+{% do opts.update(level=3, env='staging') %}
+{% set extra = dict(a=1) %}
+{% do extra.update([('b', 2)]) %}
+{% set popped = extra.pop('a') %}
+{% set seq = [3, 1] %}
+{% do seq.extend([2, 5]) %}
+{% do seq.insert(0, 0) %}
+{% do seq.remove(5) %}
+{% set last = seq.pop() %}
+{% do seq.sort() %}
+restart_web:
+  local.service.restart:
+    - tgt: {{ webs|join(',') }}
+    - tgt_type: list
+    - kwarg:
+        webs: {{ webs }}
+        count: {{ webs|length }}
+        same: {{ webs == ['web1', 'web2'] }}
+        groups: {{ groups|json }}
+        opts: {{ opts }}
+        extra: {{ extra }}
+        popped: {{ popped }}
+        seq: {{ seq }}
+        last: {{ last }}
+        first: {{ webs[0] ~ '/' ~ webs[-1] }}
+        loop: {% for w in webs %}{{ w }}{% endfor %}
+        keys: {{ groups.keys()|list }}
+        items: {{ opts.items()|list|length }}
+        empty: {{ [] if webs else 'x' }}
+";
+    let got = reactions(sls, event());
+    assert_eq!(got[0]["tgt"], json!("web1,web2"));
+    assert_eq!(
+        got[0]["kwarg"],
+        json!({
+            "webs": ["web1", "web2"], "count": 2, "same": true,
+            "groups": {"db": ["db1"], "we": ["web1", "web2"]},
+            "opts": {"env": "staging", "id": "web1", "level": 3},
+            "extra": {"b": 2}, "popped": 1, "seq": [0, 1, 3], "last": 2,
+            "first": "web1/web2", "loop": "web1web2", "keys": ["we", "db"], "items": 3,
+            "empty": [],
+        })
+    );
+}
+
+#[test]
+fn literals_in_text_strings_and_subscripts_are_left_alone() {
+    let sls = "{# a [comment] {with} brackets #}
+lit:
+  local.test.arg:
+    - tgt: '[x]'
+    - kwarg:
+        text: {{ '[1, 2] {a}' }}
+        index: {{ data['data']['minions'][1] }}
+        slice: {{ data['data']['minions'][1:] }}
+        nested: {{ [[1], {'a': [2]}][1]['a'] }}
+        raw: {% raw %}'{{ [ }}'{% endraw %}
+";
+    assert_eq!(
+        kwarg(sls, event()),
+        json!({"text": "[1, 2] {a}", "index": "db1", "slice": ["db1", "web2"], "nested": [2], "raw": "{{ [ }}"})
+    );
+}
+
+#[test]
+fn mutation_is_bounded() {
+    // Doubling a list 40 times would be 2^40 elements.
+    let (kind, line, message) = failure(
+        "{% set l = [data['id']] %}\n{% for i in range(40) %}{% do l.extend(l) %}{% endfor %}\n",
+        event(),
+    );
+    assert_eq!((kind, line), ("render", Some(2)));
+    assert!(message.contains("mutation budget exceeded"), "{message}");
+    // Big strings kept by appending count by their bytes.
+    let (_, _, message) = failure(
+        "{% set l = [] %}{% for i in range(100) %}{% do l.append('x' * 100000) %}{% endfor %}",
+        event(),
+    );
+    assert!(message.contains("mutation budget exceeded"), "{message}");
+    // A list inside itself would print forever.
+    for sls in [
+        "{% set l = [] %}{% do l.append(l) %}",
+        "{% set d = {} %}{% set l = [d] %}{% do d.update(k=l) %}",
+        "{% set d = {} %}{% do d.setdefault('k', [d]) %}",
+    ] {
+        let (_, _, message) = failure(sls, event());
+        assert!(message.contains("cannot put a list or dict inside itself"), "{sls}: {message}");
+    }
+    // Salt's sandbox refuses underscore attributes, so `__setitem__` is no way around it.
+    let (_, _, message) = failure("{% set d = {} %}{% do d.__setitem__('k', 1) %}", event());
+    assert!(message.contains("unknown method"), "{message}");
+    // Event data stays read-only (Salt's `data` is a fresh dict per event; ours is shared).
+    let (_, _, message) = failure("{% do data['data']['minions'].append('x') %}", event());
+    assert!(message.contains("unknown method"), "{message}");
+}
+
+#[test]
+fn the_trailing_newline_is_kept() {
+    let sls = "motd:
+  local.file.write:
+    - tgt: {{ data['id'] }}
+    - kwarg:
+        path: /etc/motd
+        contents: |
+          managed by halite
+";
+    assert_eq!(kwarg(sls, event())["contents"], json!("managed by halite\n"));
+    // Neither trim_blocks nor lstrip_blocks (Salt's defaults are off): the block's line and
+    // its indentation stay.
+    let render = |source: &str| Renderer::new().render("t.sls", source, "t", &Map::new());
+    assert_eq!(
+        render("a:\n  {% if true %}\n  b: 1\n  {% endif %}\n"),
+        Ok("a:\n  \n  b: 1\n  \n".into())
+    );
+    assert_eq!(render("a: 1"), Ok("a: 1".into()));
+}
+
+#[test]
+fn yaml_scalars_read_as_salts_loader_reads_them() {
+    let sls = "fix_perms:
+  local.file.set_mode:
+    - tgt: {{ data['id'] }}
+    - arg:
+      - /etc/app.conf
+      - 0664
+    - kwarg:
+        recurse: yes
+        follow: off
+        force: On
+        quoted: 'yes'
+        quoted_mode: \"0664\"
+        none: ~
+        empty:
+        zeros: 000
+        negative_octal: -012
+        hex: 0x1F
+        bin: 0b101
+        sexagesimal: 1:30
+        underscores: 1_000
+        float: 1.5e+3
+        no_dot: 1e5
+        date: 2026-12-02
+        stamp: 2026-12-02 10:00:00
+        octal_2: 0o17
+        block: |
+          text
+        tagged_str: !!str 0664
+        tagged_int: !!int \"12\"
+        plain_tag: ! yes
+";
+    assert_eq!(
+        reactions(sls, event())[0]["arg"],
+        json!(["/etc/app.conf", 664]),
+        "Salt's loader strips leading zeros: 0664 is decimal 664"
+    );
+    assert_eq!(
+        kwarg(sls, event()),
+        json!({
+            "recurse": true, "follow": false, "force": true, "quoted": "yes", "quoted_mode": "0664",
+            "none": null, "empty": null, "zeros": 0, "negative_octal": -10, "hex": 31, "bin": 5,
+            "sexagesimal": 90, "underscores": 1000, "float": 1500.0, "no_dot": "1e5",
+            "date": "2026-12-02", "stamp": "2026-12-02 10:00:00", "octal_2": "0o17",
+            "block": "text\n", "tagged_str": "0664", "tagged_int": 12, "plain_tag": "yes",
+        })
+    );
+}
+
+#[test]
+fn yaml_duplicate_keys_merges_tags_and_documents() {
+    // Salt's loader refuses a key written twice, at any level.
+    let twice = "restart:\n  local.service.restart:\n    - tgt: a\nrestart:\n  local.cmd.run:\n    - tgt: b\n";
+    assert_eq!(failure(twice, event()), ("yaml", Some(4), "found conflicting ID 'restart'".into()));
+    let (kind, line, message) =
+        failure("x:\n  local.test.arg:\n    - kwarg: {a: 1, a: 2}\n", event());
+    assert_eq!((kind, line, message.as_str()), ("yaml", Some(3), "found conflicting ID 'a'"));
+    // `<<` merges (the ID starting with `__` is no reaction); written keys win.
+    let merge = "__defaults: &defaults
+  timeout: 30
+  env: prod
+deploy:
+  local.state.apply:
+    - tgt: {{ data['id'] }}
+    - kwarg:
+        <<: *defaults
+        env: staging
+        both: {<<: [{a: 1}, {b: 2}], c: 3}
+";
+    assert_eq!(
+        kwarg(merge, event()),
+        json!({"timeout": 30, "env": "staging", "both": {"b": 2, "a": 1, "c": 3}})
+    );
+    // Merged maps that share a key conflict, as in Salt.
+    let (_, _, message) =
+        failure("x:\n  local.test.arg:\n    - kwarg: {<<: [{a: 1}, {a: 2}]}\n", event());
+    assert_eq!(message, "found conflicting ID 'a'");
+    // Only the safe tags; one document.
+    for (sls, want) in [
+        ("x: !!python/object:os.system {}\n", "could not determine a constructor for the tag"),
+        ("x: !custom 1\n", "could not determine a constructor for the tag '!custom'"),
+        ("x: !!int abc\n", "is not a valid int"),
+        ("a: 1\n---\nb: 2\n", "expected a single document in the stream"),
+        ("x: *nowhere\n", "unknown"),
+        ("x: [unclosed\n", ""),
+    ] {
+        let (kind, line, message) = failure(sls, event());
+        assert_eq!(kind, "yaml", "{sls}: {message}");
+        assert!(line.is_some(), "{sls}: {message}");
+        assert!(message.contains(want), "{sls}: {message}");
+    }
+}
+
+#[test]
+fn yaml_expansion_and_nesting_are_bounded() {
+    // A "billion laughs": each level doubles the last.
+    let mut sls = String::from("__a0: &a0 [x, x]\n");
+    for i in 1..30 {
+        sls.push_str(&format!("__a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+    }
+    let (kind, _, message) = failure(&sls, event());
+    assert_eq!(kind, "yaml");
+    assert!(message.contains("more than 1000000 nodes"), "{message}");
+    // Deep nesting stops at saphyr's own limit or at ours, before the stack does.
+    for depth in [200, 100_000] {
+        let deep = format!("x: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let (kind, _, message) = failure(&deep, event());
+        assert_eq!(kind, "yaml");
+        assert!(
+            message.contains("nested deeper than 128") || message.contains("recursion limit"),
+            "{message}"
+        );
+    }
+    // Salt's ordinary anchors still work.
+    let sls = "__t: &t web*\nping:\n  local.test.ping:\n    - tgt: *t\n";
+    assert_eq!(reactions(sls, event())[0]["tgt"], json!("web*"));
+}
