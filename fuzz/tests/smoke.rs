@@ -105,3 +105,28 @@ fn reactor_data() {
 fn reactor_sls() {
     smoke(Target::ReactorSls);
 }
+
+fn seed(target: Target, name: &str) -> Vec<u8> {
+    std::fs::read(corpus_dir(target).join(name)).expect("seed")
+}
+
+/// The well-formed seeds are accepted, so the fuzzers start past the parsers' first refusal.
+#[test]
+fn valid_seeds_are_accepted() {
+    use halite_common::{control::Request, handshake, proto};
+    halite_common::crypto::init();
+    assert!(handshake::parse_hello(&seed(Target::Hello, "valid")).is_ok());
+    assert!(handshake::parse_greeting(&seed(Target::Greeting, "valid")).is_ok());
+    for name in ["key_apply", "publish", "runner", "subscribe", "subscribe_regex"] {
+        let frame = seed(Target::Control, name);
+        assert!(serde_json::from_slice::<Request>(&frame).is_ok(), "{name}");
+    }
+    for name in ["event", "event_forged", "file_request", "ready", "return"] {
+        let frame = seed(Target::Session, name);
+        assert!(serde_json::from_slice::<proto::ToMaster>(&frame[1..]).is_ok(), "{name}");
+    }
+    for name in ["file_reply", "publish"] {
+        let frame = seed(Target::Session, name);
+        assert!(serde_json::from_slice::<proto::ToMinion>(&frame[1..]).is_ok(), "{name}");
+    }
+}
