@@ -95,7 +95,13 @@ pub struct HelloIn {
 
 /// Opens and validates a minion's hello; the id is checked before the caller can touch a file.
 pub fn open_hello(master: &KeyPair, payload: &[u8]) -> Result<HelloIn, HandshakeError> {
-    let hello: Hello = decode(&master.open_sealed(payload)?)?;
+    parse_hello(&master.open_sealed(payload)?)
+}
+
+/// Validates an opened hello. Anyone can seal any bytes to the master's public key, so this
+/// text is entirely the peer's; split from [`open_hello`] so the fuzzer reaches it directly.
+pub fn parse_hello(plaintext: &[u8]) -> Result<HelloIn, HandshakeError> {
+    let hello: Hello = decode(plaintext)?;
     check_version(hello.version)?;
     validate_id(&hello.id).map_err(HandshakeError::BadId)?;
     let public = PublicKey::from_pem(&hello.public)?;
@@ -192,7 +198,13 @@ impl MinionHandshake {
 
     /// Opens a sealed reply and checks it echoes our challenge.
     pub fn on_reply(&self, keys: &KeyPair, payload: &[u8]) -> Result<Verdict, HandshakeError> {
-        let reply: HelloReply = decode(&keys.open_sealed(payload)?)?;
+        self.parse_reply(&keys.open_sealed(payload)?)
+    }
+
+    /// Checks an opened reply. Anyone can seal to the minion's public key, so this text is
+    /// the peer's up to the challenge; split from [`Self::on_reply`] for the fuzzer.
+    pub fn parse_reply(&self, plaintext: &[u8]) -> Result<Verdict, HandshakeError> {
+        let reply: HelloReply = decode(plaintext)?;
         if unhex(&reply.challenge).as_deref() != Some(&self.challenge[..]) {
             return Err(HandshakeError::ChallengeMismatch);
         }

@@ -1,0 +1,151 @@
+//! Harnesses for the minion socket (frames, handshake, session messages) and the control
+//! socket: everything before the reactor.
+
+use halite_common::control::Request;
+use halite_common::crypto::KeyPair;
+use halite_common::event::{self, Event, TagFilter};
+use halite_common::handshake::{self, MinionHandshake, Verdict};
+use halite_common::proto::{Hello, ToMaster, ToMinion};
+use halite_common::target::Target;
+use halite_common::wire::{encode_frame, Decoder, WireError};
+use serde_json::{json, Map, Value};
+
+/// A minion's handshake waiting for its reply, and its challenge in hex (read back from the
+/// hello with the master's key, as the real master would).
+pub(crate) fn handshake_in_flight() -> (MinionHandshake, String) {
+    let (master, minion) = (KeyPair::generate(), KeyPair::generate());
+    let (handshake, sealed) = MinionHandshake::start("minion1", &minion, &master.public);
+    let plain = master.open_sealed(&sealed).expect("our own hello opens");
+    let hello: Hello = serde_json::from_slice(&plain).expect("our own hello parses");
+    (handshake, hello.challenge)
+}
+
+/// The first byte picks the frame limit and how the rest is cut into reads; the decoder must
+/// give back exactly the frames the bytes hold, refuse an oversized length before buffering
+/// its payload, and never buffer more than it was given.
+pub(crate) fn wire(data: &[u8]) {
+    let Some((&control, stream)) = data.split_first() else { return };
+    let max = match control & 3 {
+        0 => 0,
+        1 => 16,
+        2 => 300,
+        _ => halite_common::wire::DEFAULT_MAX_FRAME_BYTES,
+    };
+    let chunk = 1 + usize::from(control >> 2);
+    let mut decoder = Decoder::new(max);
+    let (mut fed, mut consumed) = (0, Vec::new());
+    for piece in stream.chunks(chunk) {
+        decoder.push(piece);
+        fed += piece.len();
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    assert!(frame.len() <= max, "frame of {} over max {max}", frame.len());
+                    encode_frame(&frame, &mut consumed);
+                }
+                Ok(None) => break,
+                Err(WireError::TooLarge { len, max: m }) => {
+                    assert!(len > m as u64 && m == max);
+                    let at = consumed.len();
+                    assert_eq!(stream[at..at + 4], (len as u32).to_be_bytes());
+                    return;
+                }
+            }
+        }
+        assert_eq!(consumed.len() + decoder.buffered(), fed);
+    }
+    assert_eq!(consumed, stream[..consumed.len()], "frames differ from the stream");
+}
+
+/// A hello the master accepts names a valid id and carries a key and a 32-byte challenge.
+pub(crate) fn hello(data: &[u8]) {
+    if let Ok(hello) = handshake::parse_hello(data) {
+        assert!(halite_common::id::validate_id(&hello.id).is_ok(), "{:?}", hello.id);
+    }
+}
+
+pub(crate) fn greeting(data: &[u8]) {
+    if let Ok(key) = handshake::parse_greeting(data) {
+        let finger = key.fingerprint();
+        assert!(handshake::check_master_key(&key, None, Some(&finger)).is_ok());
+    }
+}
+
+/// Every `@@` in the input becomes the challenge; a reply without it must be refused.
+pub(crate) fn reply(handshake: &MinionHandshake, challenge: &str, data: &[u8]) {
+    let echoes = data.windows(2).any(|w| w == b"@@");
+    let text = replace_all(data, b"@@", challenge.as_bytes());
+    match handshake.parse_reply(&text) {
+        Ok(Verdict::Accepted(mut session)) => {
+            assert!(echoes, "accepted a reply that does not echo the challenge");
+            let sealed = session.seal(&ToMaster::Ping { seq: 1 }).expect("fresh session seals");
+            assert!(session.open::<ToMinion>(&sealed).is_err(), "own direction must not open");
+        }
+        Ok(_) => assert!(echoes, "took a verdict that does not echo the challenge"),
+        Err(_) => {}
+    }
+}
+
+fn replace_all(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(data[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A session frame's plaintext, parsed as `Session::open` does; a minion's event then goes
+/// through the master's tag rule and wrapping, and its log line must stay one JSON line.
+pub(crate) fn session(data: &[u8]) {
+    let Some((&which, payload)) = data.split_first() else { return };
+    if which % 2 == 1 {
+        let _ = serde_json::from_slice::<ToMinion>(payload);
+        return;
+    }
+    let Ok(msg) = serde_json::from_slice::<ToMaster>(payload) else { return };
+    if let ToMaster::Event { tag, data, ts, .. } = msg {
+        if event::minion_tag_refusal(&tag, "minion1").is_some() {
+            return;
+        }
+        let wrapped = event::wrap_minion_event("minion1", &tag, data, ts);
+        assert_eq!(wrapped["id"], "minion1");
+        one_line(&Event::new(tag, wrapped));
+    }
+}
+
+/// What the event log and `state.event` rely on: one event, one line, that reads back.
+fn one_line(event: &Event) {
+    let line = event.to_json_line();
+    assert!(!line.contains('\n'), "event line breaks: {line:?}");
+    let back: Value = serde_json::from_str(&line).expect("event line is JSON");
+    assert_eq!(back["tag"], event.tag.as_str());
+}
+
+/// A control request, parsed as the master does, then what a request's strings drive: the
+/// subscription filter and the publish target.
+pub(crate) fn control(data: &[u8]) {
+    match serde_json::from_slice::<Request>(data) {
+        Ok(Request::Subscribe { tagmatch }) => {
+            let filter = TagFilter::tagmatch(tagmatch.as_deref());
+            for tag in ["salt/auth", "salt/job/20260101000000000000/ret/m1", ""] {
+                filter.matches(tag);
+            }
+        }
+        Ok(Request::Publish { tgt, tgt_type, .. }) => {
+            if let Ok(target) = Target::parse(&tgt, &tgt_type) {
+                let grains: Map<String, Value> =
+                    serde_json::from_value(json!({"os": "Debian", "roles": ["web"]})).unwrap();
+                target.matches("minion1", Some(&grains));
+                target.matches("minion1", None);
+            }
+        }
+        _ => {}
+    }
+}
