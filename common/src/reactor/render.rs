@@ -201,10 +201,34 @@ fn format_value(out: &mut Output, state: &State, value: &Value) -> Result<(), Er
     out.write_str(&place(state, slot)?).map_err(Error::from)
 }
 
+/// How deep a value may nest when it is written out: far more than any real data, and a value
+/// that contains itself (`{% set ns.n = [ns] %}`) stops here instead of overflowing the stack.
+const MAX_DEPTH: usize = 128;
+
 fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
+    check_depth(value, MAX_DEPTH)?;
     serde_json::to_value(value).map_err(|e| {
         Error::new(ErrorKind::BadSerialization, "cannot convert the value to JSON").with_source(e)
     })
+}
+
+/// Fails when `value` nests deeper than `left` levels (or contains itself).
+fn check_depth(value: &Value, left: usize) -> Result<(), Error> {
+    if !matches!(value.kind(), ValueKind::Seq | ValueKind::Map) {
+        return Ok(());
+    }
+    let Some(left) = left.checked_sub(1) else {
+        let why = format!("the value nests deeper than {MAX_DEPTH} levels (or contains itself)");
+        return Err(Error::new(ErrorKind::InvalidOperation, why));
+    };
+    let is_map = value.kind() == ValueKind::Map;
+    for item in value.try_iter()? {
+        check_depth(&item, left)?;
+        if is_map {
+            check_depth(&value.get_item(&item)?, left)?;
+        }
+    }
+    Ok(())
 }
 
 /// Salt's `json`: `json.dumps(value, sort_keys=True)` on one line. `indent` is accepted and
@@ -285,6 +309,23 @@ mod tests {
             }
             (got, want) => panic!("{source}: got {got:?}, want {want:?}"),
         }
+    }
+
+    /// Found by fuzzing (`reactor_sls`): a value that contains itself overflowed the stack
+    /// when written out, aborting the process that rendered it.
+    #[test]
+    fn a_value_that_contains_itself_is_an_error_not_a_stack_overflow() {
+        let d = json!({});
+        let cycle = "{% set ns = namespace(n=0) %}{% set ns.n = [ns] %}";
+        for out in ["x: {{ ns }}", "x: {{ ns|json }}", "x: {{ ns|tojson }}", "x: {{ ns|yaml }}"] {
+            check(&format!("{cycle}\n{out}\n"), d.clone(), Err("nests deeper than 128"));
+        }
+        let deep = "{% set l = namespace(v=1) %}{% for i in range(200) %}{% set l.v = [l.v] %}{% endfor %}";
+        check(&format!("{deep}x: {{{{ l.v }}}}\n"), d.clone(), Err("nests deeper than 128"));
+        let fine = "{% set l = namespace(v=1) %}{% for i in range(100) %}{% set l.v = [l.v] %}{% endfor %}";
+        let text =
+            Renderer::new().render("t.sls", &format!("{fine}x: {{{{ l.v }}}}\n"), "t", &Map::new());
+        assert!(text.is_ok_and(|t| t.contains("[[[[1]]]]")), "100 levels still render");
     }
 
     #[test]
