@@ -259,12 +259,27 @@ impl Daemon {
         assert!(status.success(), "kill -{sig} {} ({}) failed: {status}", self.pid(), self.name);
     }
 
-    /// Waits up to `timeout` for the child to exit; `None` if it is still running.
+    /// Waits up to `timeout` for the child to exit; `None` if it is still running. Once it
+    /// has exited, also waits (within the same deadline) until its output is read to the end:
+    /// the reader threads may lag behind a process that wrote a lot just before exiting, and
+    /// `lines()` must then hold everything it wrote.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
+                Ok(Some(status)) => {
+                    let (lock, cond) = &*self.shared;
+                    let mut captured = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                    // A grandchild holding a pipe open keeps it from closing: bounded wait.
+                    while captured.open > 0 && Instant::now() < deadline {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        captured = cond
+                            .wait_timeout(captured, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    return Some(status);
+                }
                 Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
                 Ok(None) => return None,
                 Err(e) => panic!("waiting for {}: {e}", self.name),
