@@ -165,9 +165,10 @@ impl Master {
         self.bus.fire("salt/reactor/refused", out);
     }
 
-    /// Hands queued events to the worker while it is idle, refusing those over budget.
+    /// Hands queued events to the worker while it is idle, refusing those over budget. Not
+    /// once the master is stopping: no render starts then (see [`Master::abandon_reactor`]).
     pub(crate) fn pump_reactor(&mut self) {
-        while !self.reactor.worker.busy() {
+        while !self.reactor.worker.busy() && !self.stopping {
             let Some(next) = self.reactor.queue.pop_front() else { return };
             let rate = self.cfg.reactor_rate_limit;
             let budget_ms = self.cfg.reactor_render_budget_ms;
@@ -228,6 +229,19 @@ impl Master {
             }
         }
         self.pump_reactor();
+    }
+
+    /// Shutdown: the render in flight and the queued events will not run. Each is said, in
+    /// the log and as a `salt/reactor/refused` in the event log, so a stop never drops a
+    /// reaction silently.
+    pub(crate) fn abandon_reactor(&mut self) {
+        let left: Vec<Queued> =
+            self.reactor.in_flight.take().into_iter().chain(self.reactor.queue.drain(..)).collect();
+        for q in left {
+            log::warn!("reactor: the master is stopping; '{}' was not rendered", q.event.tag);
+            let data = [("reason", "the master stopped before this event was rendered".into())];
+            self.refuse(&q.event, &q.files, data);
+        }
     }
 
     /// Housekeeping: kills a render past its deadline; forgets old budget windows.

@@ -104,7 +104,7 @@ pub struct Master {
     next_token: usize,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
-    stopping: bool,
+    pub(crate) stopping: bool,
     /// An accept failed (e.g. out of file descriptors): retry at the next tick.
     accept_retry: bool,
     /// Unauthenticated connections, counted against their caps.
@@ -329,6 +329,8 @@ impl Master {
         for failed in self.store.flush().into_iter().filter_map(|d| d.error) {
             log::error!("key write failed: {failed}");
         }
+        self.drain_bus();
+        self.abandon_reactor();
         self.drain_bus();
         let _ = std::fs::remove_file(&self.control_path);
         Ok(())

@@ -159,3 +159,48 @@ fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
         "the real minion's address was refused"
     );
 }
+
+/// Review of issue #11's worker: SIGTERM used to drop the events still waiting for the render
+/// worker without a word. Every matched event is now either rendered (its reaction ran) or
+/// named in a `salt/reactor/refused` saying the master stopped first.
+#[test]
+fn a_stop_accounts_for_every_event_still_waiting_for_the_worker() {
+    let slow = "{% for i in range(250000) %}{% endfor %}\
+                done:\n  runner.event.send:\n    - args:\n      - tag: myco/done/{{ data['data']['i'] }}\n";
+    let (master, _sls) = master_with(
+        "  - 'myco/slow/*':\n    - SLS/slow.sls",
+        &[("slow.sls", slow)],
+        "auto_accept: True\nreactor_rate_limit: 100000\nreactor_render_budget_ms: 0",
+    );
+    let mut raw = RawMinion::authenticate(master.addr, "sender");
+    const N: usize = 40;
+    for i in 0..N {
+        let (tag, data, ack) = (format!("myco/slow/{i}"), json!({ "i": i }), i == N - 1);
+        raw.send(&ToMaster::Event { tag, data, ts: 0, ack, jid: None });
+    }
+    // The acknowledgement of the last event: all of them are on the master's bus.
+    loop {
+        match raw.recv() {
+            Some(halite_common::proto::ToMinion::EventAck { .. }) => break,
+            Some(_) => continue,
+            None => panic!("no EventAck"),
+        }
+    }
+    let log = master.event_log();
+    let _tree = master.stop(); // kept until the log is read
+    let text = std::fs::read_to_string(log).expect("event log");
+    let events: Vec<Value> =
+        text.lines().map(|l| halite_tests::serde_json::from_str(l).expect("JSON line")).collect();
+    let stopped: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tag"] == "salt/reactor/refused")
+        .filter(|e| e["data"]["reason"] == "the master stopped before this event was rendered")
+        .collect();
+    // Each render burns most of its fuel (tens of ms): 40 of them outlast the SIGTERM.
+    assert!(!stopped.is_empty(), "40 slow renders cannot all finish before SIGTERM");
+    for i in 0..N {
+        let done = events.iter().any(|e| e["tag"] == format!("myco/done/{i}"));
+        let refused = stopped.iter().any(|e| e["data"]["tag"] == format!("myco/slow/{i}"));
+        assert!(done ^ refused, "event {i}: rendered {done}, refused at stop {refused}");
+    }
+}
