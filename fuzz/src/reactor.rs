@@ -8,13 +8,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// DESIGN §1's `Minion.sls`.
-const MINION_SLS: &str =
-    "{% if 'act' in data and data['act'] == 'pend' and data['id'].startswith('Min') %}
-key_accept:
-  wheel.key.accept:
-    - match: {{ data['id'] }}
-{% endif %}
-";
+/// (Kept once, in the reactor corpus, where it is also checked against Salt.)
+const MINION_SLS: &str = include_str!("../../tests/reactor-corpus/files/seed-minion.sls");
 
 /// DESIGN §1's `auto.sls`.
 const AUTO_SLS: &str = "run_state:

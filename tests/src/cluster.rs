@@ -26,6 +26,17 @@ impl Master {
         Master::start_in(dir, 0, extra)
     }
 
+    /// A master whose reactor is `rules` (YAML list items, `SLS` standing for the directory
+    /// the `files` are written to, which lives as long as the returned `TempDir`).
+    pub fn with_reactor(rules: &str, files: &[(&str, &str)], extra: &str) -> (Master, TempDir) {
+        let sls = TempDir::new();
+        for (name, text) in files {
+            sls.write(name, text);
+        }
+        let rules = rules.replace("SLS", &sls.path().display().to_string());
+        (Master::start(&format!("reactor:\n{rules}\n{extra}")), sls)
+    }
+
     /// Starts a master in an existing tree (a restart), on `port` (0 = any).
     pub fn start_in(dir: TempDir, port: u16, extra: &str) -> Master {
         Master::start_inner(dir, port, extra, None)

@@ -8,13 +8,8 @@ use halite_tests::serde_json::{self, json, Value};
 use halite_tests::{wait_until, TempDir};
 
 /// The seed article's Minion.sls (DESIGN §1), byte for byte.
-const MINION_SLS: &str =
-    "{% if 'act' in data and data['act'] == 'pend' and data['id'].startswith('Min') %}
-key_accept:
-  wheel.key.accept:
-    - match: {{ data['id'] }}
-{% endif %}
-";
+/// (Kept once, in the reactor corpus, where it is also checked against Salt.)
+const MINION_SLS: &str = include_str!("../reactor-corpus/files/seed-minion.sls");
 
 /// The seed article's auto.sls, with its output file moved into the test's dir.
 fn auto_sls(cpis: &str) -> String {
@@ -31,16 +26,6 @@ run_init:
       - echo initsok >> {cpis}
 "
     )
-}
-
-/// A master whose reactor is `rules` (YAML list items), with SLS files written to `sls/`.
-fn master_with(rules: &str, files: &[(&str, &str)], extra: &str) -> (Master, TempDir) {
-    let sls = TempDir::new();
-    for (name, text) in files {
-        sls.write(name, text);
-    }
-    let rules = rules.replace("SLS", &sls.path().display().to_string());
-    (Master::start(&format!("reactor:\n{rules}\n{extra}")), sls)
 }
 
 fn json_out(text: &str) -> Value {
@@ -61,7 +46,7 @@ fn the_seed_bootstrap_accepts_minion2_and_runs_its_jobs_while_other1_stays_pendi
     let roots_cfg = format!("file_roots:\n  base: [{}]", roots.path().display());
     let auto = auto_sls(&cpis);
     let files = [("Minion.sls", MINION_SLS), ("auto.sls", auto.as_str())];
-    let (master, _sls) = master_with(rules, &files, &roots_cfg);
+    let (master, _sls) = Master::with_reactor(rules, &files, &roots_cfg);
     let minion2 = Minion::start(&master, "Minion2", "m2", "acceptance_wait_time: 300");
     let other1 = Minion::start(&master, "other1", "o1", "");
     minion2.wait_authenticated();
@@ -118,7 +103,8 @@ fn glob_and_regex_patterns_both_local_forms_and_key_rejection() {
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let rules = "  - 'myco/*/glob':\n    - SLS/legacy.sls\n  - 'myco/(re|gex)/[0-9]+':\n    - SLS/newer.sls\n  - 'salt/auth':\n    - SLS/reject.sls";
-    let (master, _sls) = master_with(rules, &files, "autosign_file: /etc/halite/autosign.conf");
+    let (master, _sls) =
+        Master::with_reactor(rules, &files, "autosign_file: /etc/halite/autosign.conf");
     master.dir.write("master/etc/halite/autosign.conf", "minion1\n");
     let minion = Minion::start(&master, "minion1", "a", "");
     minion.wait_authenticated();
@@ -146,7 +132,7 @@ fn render_and_yaml_errors_are_events_and_the_other_file_still_runs() {
         ("runtime.sls", "# a comment\n\nmissing:\n  runner.no.such: []\n"),
     ];
     let rules = "  - 'myco/go':\n    - SLS/render.sls\n    - SLS/yaml.sls\n    - SLS/good.sls\n    - SLS/client.sls\n    - SLS/runtime.sls";
-    let (master, sls) = master_with(rules, &files, "");
+    let (master, sls) = Master::with_reactor(rules, &files, "");
     assert!(master.run(&["event.send", "myco/go", "{x: 1}"]).success());
     master.wait_event("myco/good/ran", |_| true);
     let render = master.wait_event("salt/reactor/error", |d| d["kind"] == "render");
@@ -189,8 +175,11 @@ orch:
 
 #[test]
 fn requisites_order_reactions_and_a_call_that_does_not_fit_is_refused_alone() {
-    let (master, sls) =
-        master_with("  - 'myco/deploy':\n    - SLS/deploy.sls", &[("deploy.sls", DEPLOY_SLS)], "");
+    let (master, sls) = Master::with_reactor(
+        "  - 'myco/deploy':\n    - SLS/deploy.sls",
+        &[("deploy.sls", DEPLOY_SLS)],
+        "",
+    );
     let file = format!("{}/deploy.sls", sls.path().display());
     // The dry run shows the same order, warnings and refusals.
     let dry = json_out(&master.run(&["reactor.test", "myco/deploy", "--out", "json"]).stdout);
@@ -248,7 +237,8 @@ fn a_reaction_loop_stops_at_the_depth_limit_and_a_short_chain_runs() {
         ("step2.sls", "last:\n  runner.event.send:\n    - args:\n      - tag: myco/step3\n"),
     ];
     let rules = "  - 'salt/job/*/ret/*':\n    - SLS/loop.sls\n  - 'myco/step1':\n    - SLS/step1.sls\n  - 'myco/step2':\n    - SLS/step2.sls";
-    let (master, _sls) = master_with(rules, &files, "auto_accept: True\nreactor_max_depth: 4");
+    let (master, _sls) =
+        Master::with_reactor(rules, &files, "auto_accept: True\nreactor_max_depth: 4");
     let minion = Minion::start(&master, "minion1", "a", "");
     minion.wait_authenticated();
     assert!(master.halite(&["minion1", "test.ping"]).success());
@@ -278,8 +268,11 @@ fn dry_run_tools_show_the_seed_reactions_without_running_anything() {
     let cpis = work.join("cpis").display().to_string();
     let rules =
         "  - 'salt/auth':\n    - SLS/Minion.sls\n  - 'salt/minion/Min*/start':\n    - SLS/auto.sls";
-    let (master, sls) =
-        master_with(rules, &[("Minion.sls", MINION_SLS), ("auto.sls", &auto_sls(&cpis))], "");
+    let (master, sls) = Master::with_reactor(
+        rules,
+        &[("Minion.sls", MINION_SLS), ("auto.sls", &auto_sls(&cpis))],
+        "",
+    );
     let dir = sls.path().display().to_string();
     let listed = json_out(&master.run(&["reactor.list", "--out", "json"]).stdout);
     assert_eq!(
@@ -383,7 +376,8 @@ fn hostile_event_data_cannot_inject_reactions_or_template_code() {
     let pending = "{% if data.get('act') == 'pend' %}\nnever:\n  runner.event.send:\n    - args:\n      - tag: myco/unexpected\n{% endif %}\n";
     let echo = "echo:\n  runner.event.send:\n    - args:\n      - tag: myco/echo\n      - data:\n          v: {{ data['v'] }}\n";
     let rules = "  - 'myco/hostile':\n    - SLS/echo.sls\n  - 'salt/auth':\n    - SLS/pending.sls";
-    let (master, _sls) = master_with(rules, &[("echo.sls", echo), ("pending.sls", pending)], "");
+    let (master, _sls) =
+        Master::with_reactor(rules, &[("echo.sls", echo), ("pending.sls", pending)], "");
     let hostile = [
         "x\nkey_accept:\n  wheel.key.accept:\n    - match: '*'",
         "a: b",
@@ -416,7 +410,7 @@ fn sighup_reloads_the_reactor_rules_and_a_broken_config_keeps_the_old_ones() {
         ("old.sls", "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/old/ran\n"),
         ("new.sls", "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/new/ran\n"),
     ];
-    let (master, sls) = master_with("  - 'myco/go':\n    - SLS/old.sls", &files, "");
+    let (master, sls) = Master::with_reactor("  - 'myco/go':\n    - SLS/old.sls", &files, "");
     let dir = sls.path().display().to_string();
     master.dir.write(
         "master-conf/master.d/reactor.conf",
@@ -471,7 +465,7 @@ fn salt_paths_resolve_inside_file_roots_only() {
 fn events_fired_by_a_reactions_job_carry_its_chain_and_stop_at_the_limit() {
     let pong =
         "again:\n  local.event.send:\n    - tgt: minion1\n    - arg:\n      - myco/pingpong\n";
-    let (master, _sls) = master_with(
+    let (master, _sls) = Master::with_reactor(
         "  - 'myco/pingpong':\n    - SLS/pong.sls",
         &[("pong.sls", pong)],
         "auto_accept: True\nreactor_max_depth: 3",
@@ -490,7 +484,7 @@ fn the_rate_limit_refuses_counts_per_file_and_reactor_reload_lifts_it() {
     let files =
         [("rate.sls", "mark:\n  runner.event.send:\n    - args:\n      - tag: myco/rate/ran\n")];
     let (master, sls) =
-        master_with("  - 'rate/*':\n    - SLS/rate.sls", &files, "reactor_rate_limit: 2");
+        Master::with_reactor("  - 'rate/*':\n    - SLS/rate.sls", &files, "reactor_rate_limit: 2");
     let path = sls.join("rate.sls").display().to_string();
     let ran = || master.events().iter().filter(|(t, _)| t == "myco/rate/ran").count();
     for i in 0..6 {
@@ -527,8 +521,11 @@ fn the_rate_limit_refuses_counts_per_file_and_reactor_reload_lifts_it() {
 fn a_forged_salt_auth_from_a_minion_never_reaches_the_reactor() {
     // A minion's event would arrive wrapped: its payload under `data`.
     let accept = "{% if data.get('data') is mapping and data['data'].get('forged') %}\naccept:\n  wheel.key.accept:\n    - match: {{ data['data']['id'] }}\n{% endif %}\n";
-    let (master, _sls) =
-        master_with("  - 'salt/auth':\n    - SLS/accept.sls", &[("accept.sls", accept)], "");
+    let (master, _sls) = Master::with_reactor(
+        "  - 'salt/auth':\n    - SLS/accept.sls",
+        &[("accept.sls", accept)],
+        "",
+    );
     let insider = Minion::start(&master, "insider", "i", "");
     insider.wait_pending();
     assert!(master.key(&["-a", "insider", "-y"]).success());
@@ -560,7 +557,7 @@ fn a_forged_salt_auth_from_a_minion_never_reaches_the_reactor() {
 fn a_value_inside_author_quotes_cannot_close_them_and_accept_every_key() {
     let accept = "accept:\n  wheel.key.accept: [{match: '{{ data['data']['host'] }}'}]\n";
     let (master, _sls) =
-        master_with("  - 'myco/x':\n    - SLS/accept.sls", &[("accept.sls", accept)], "");
+        Master::with_reactor("  - 'myco/x':\n    - SLS/accept.sls", &[("accept.sls", accept)], "");
     let host = "web1'}, {match: '*'}] #";
     let dry = master.run(&[
         "reactor.test",
@@ -615,7 +612,8 @@ fix_perms:
     let strict =
         "oops:\n  runner.event.send:\n    - args:\n      - tag: myco/{{ data['nosuch'] }}\n";
     let rules = "  - 'myco/perms':\n    - SLS/perms.sls\n    - SLS/strict.sls";
-    let (master, _sls) = master_with(rules, &[("perms.sls", perms), ("strict.sls", strict)], "");
+    let (master, _sls) =
+        Master::with_reactor(rules, &[("perms.sls", perms), ("strict.sls", strict)], "");
     let data = r#"{"minions": ["web1", "db1", "web2"]}"#;
     let want = json!({"webs": ["web1", "web2"], "opts": {"owner": "root", "group": "www"},
                       "recurse": true, "mode": 664, "motd": "managed\n"});

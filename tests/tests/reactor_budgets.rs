@@ -8,20 +8,10 @@ use halite_common::proto::ToMaster;
 use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::raw::{RawConn, RawMinion};
 use halite_tests::serde_json::{json, Value};
-use halite_tests::{wait_until, TempDir};
+use halite_tests::wait_until;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// A master whose reactor is `rules` (YAML list items, `SLS` standing for the SLS dir).
-fn master_with(rules: &str, files: &[(&str, &str)], extra: &str) -> (Master, TempDir) {
-    let sls = TempDir::new();
-    for (name, text) in files {
-        sls.write(name, text);
-    }
-    let rules = rules.replace("SLS", &sls.path().display().to_string());
-    (Master::start(&format!("reactor:\n{rules}\n{extra}")), sls)
-}
 
 /// `halite minion1 test.ping` answers `true`.
 #[track_caller]
@@ -45,7 +35,7 @@ fn a_render_doubling_a_string_dies_in_the_worker_not_in_the_master() {
                 {% endfor %}\nx: {{ s.x|length }}\n";
     let good = "ok:\n  runner.event.send:\n    - args:\n      - tag: myco/after/bomb\n";
     let rules = "  - 'myco/bomb':\n    - SLS/bomb.sls\n  - 'myco/good':\n    - SLS/good.sls";
-    let (master, _sls) = master_with(
+    let (master, _sls) = Master::with_reactor(
         rules,
         &[("bomb.sls", bomb), ("good.sls", good)],
         "auto_accept: True\nreactor_render_max_bytes: 67108864",
@@ -75,7 +65,7 @@ fn a_flood_at_a_costly_sls_meets_the_render_budget_and_pings_still_answer() {
     // About 20-50 ms of rendering each, within the fuel: the cost the rate limit did not see.
     let costly = "{% for i in range(1000) %}{% for j in range(500) %}{% endfor %}{% endfor %}\n\
                   done:\n  runner.event.send:\n    - args:\n      - tag: myco/costly/done\n";
-    let (master, _sls) = master_with(
+    let (master, _sls) = Master::with_reactor(
         "  - 'myco/costly':\n    - SLS/costly.sls",
         &[("costly.sls", costly)],
         "auto_accept: True\nreactor_render_budget_ms: 100",
@@ -107,17 +97,12 @@ fn a_flood_at_a_costly_sls_meets_the_render_budget_and_pings_still_answer() {
 }
 
 /// The seed article's Minion.sls (DESIGN §1).
-const MINION_SLS: &str =
-    "{% if 'act' in data and data['act'] == 'pend' and data['id'].startswith('Min') %}
-key_accept:
-  wheel.key.accept:
-    - match: {{ data['id'] }}
-{% endif %}
-";
+/// (Kept once, in the reactor corpus, where it is also checked against Salt.)
+const MINION_SLS: &str = include_str!("../reactor-corpus/files/seed-minion.sls");
 
 #[test]
 fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
-    let (master, _sls) = master_with(
+    let (master, _sls) = Master::with_reactor(
         "  - 'salt/auth':\n    - SLS/Minion.sls",
         &[("Minion.sls", MINION_SLS)],
         "reactor_rate_limit: 10",
@@ -167,7 +152,7 @@ fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
 fn a_stop_accounts_for_every_event_still_waiting_for_the_worker() {
     let slow = "{% for i in range(250000) %}{% endfor %}\
                 done:\n  runner.event.send:\n    - args:\n      - tag: myco/done/{{ data['data']['i'] }}\n";
-    let (master, _sls) = master_with(
+    let (master, _sls) = Master::with_reactor(
         "  - 'myco/slow/*':\n    - SLS/slow.sls",
         &[("slow.sls", slow)],
         "auto_accept: True\nreactor_rate_limit: 100000\nreactor_render_budget_ms: 0",

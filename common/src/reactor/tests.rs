@@ -39,13 +39,8 @@ impl Drop for TempDir {
 }
 
 /// DESIGN §1, byte for byte.
-const MINION_SLS: &str =
-    "{% if 'act' in data and data['act'] == 'pend' and data['id'].startswith('Min') %}
-key_accept:
-  wheel.key.accept:
-    - match: {{ data['id'] }}
-{% endif %}
-";
+/// (Kept once, in the reactor corpus, where it is also checked against Salt.)
+const MINION_SLS: &str = include_str!("../../../tests/reactor-corpus/files/seed-minion.sls");
 
 const AUTO_SLS: &str = "run_state:
   local.state.sls:
