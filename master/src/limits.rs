@@ -42,7 +42,20 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Counts connections that are not yet a live session, in all and per source address.
+/// The "source" a limit counts per: the address for IPv4 (and IPv4-mapped IPv6), the /64 for
+/// IPv6, since one IPv6 host is routinely given a whole /64 and could otherwise be 2^64
+/// sources.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
+/// Counts connections that are not yet a live session, in all and per source (`source_of`).
 #[derive(Debug)]
 pub struct Admission {
     /// Descriptors minion connections (live or not) may hold.
@@ -77,7 +90,7 @@ impl Admission {
         if self.total >= self.max_total {
             return Err(Refusal::Total { max: self.max_total });
         }
-        let from_ip = self.per_ip.entry(ip).or_insert(0);
+        let from_ip = self.per_ip.entry(source_of(ip)).or_insert(0);
         if *from_ip >= self.max_per_ip {
             return Err(Refusal::PerAddress { max: self.max_per_ip });
         }
@@ -88,6 +101,7 @@ impl Admission {
 
     /// A counted connection became a live session or closed.
     pub fn release(&mut self, ip: IpAddr) {
+        let ip = source_of(ip);
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             self.total -= 1;
@@ -103,7 +117,7 @@ impl Admission {
     }
 }
 
-/// New pending keys per source address: at most `per_minute` in any rolling minute (a window
+/// New pending keys per source (`source_of`): at most `per_minute` in any rolling minute (a window
 /// per address, reset when it ends). Forgotten addresses are swept by `prune`.
 #[derive(Debug)]
 pub struct PendingRate {
@@ -123,7 +137,7 @@ impl PendingRate {
         if self.per_minute == 0 {
             return true;
         }
-        let (start, used) = self.windows.entry(ip).or_insert((now, 0));
+        let (start, used) = self.windows.entry(source_of(ip)).or_insert((now, 0));
         if now.duration_since(*start) >= WINDOW {
             (*start, *used) = (now, 0);
         }
@@ -157,6 +171,26 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_source_and_mapped_ipv4_is_its_ipv4() {
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source_of(v6("2001:db8:1:2:aaaa::1")), v6("2001:db8:1:2::"));
+        assert_eq!(source_of(v6("::ffff:10.0.0.7")), v6("10.0.0.7"));
+        assert_eq!(source_of(ip(5)), ip(5));
+        // One host cycling through its /64 is one address to the caps and the rate.
+        let mut a = Admission::new(FD_RESERVE + 100, 30, 2);
+        assert_eq!(a.admit(v6("2001:db8::1"), 0), Ok(()));
+        assert_eq!(a.admit(v6("2001:db8::ffff:2"), 1), Ok(()));
+        assert_eq!(a.admit(v6("2001:db8::3:0:0:3"), 2), Err(Refusal::PerAddress { max: 2 }));
+        assert_eq!(a.admit(v6("2001:db8:0:1::1"), 2), Ok(()), "the next /64 is another source");
+        a.release(v6("2001:db8::9"));
+        assert_eq!(a.unauthenticated(), 2);
+        let mut rate = PendingRate::new(1);
+        let now = Instant::now();
+        assert!(rate.allow(v6("2001:db8::1"), now));
+        assert!(!rate.allow(v6("2001:db8::2"), now));
     }
 
     #[test]

@@ -597,7 +597,8 @@ impl Master {
             || rate.allow(ip, Instant::now()),
         )
         .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
-        let source = self.peers.get(&token).map(|p| p.addr.ip());
+        // Budgets count per source as the connection limits do (an IPv6 /64 is one).
+        let source = self.peers.get(&token).map(|p| crate::limits::source_of(p.addr.ip()));
         self.bus.fire_from("salt/auth", outcome.event, source);
         if self.park_verdict(token, &hello, outcome.status, first, after)? {
             return Ok(());
