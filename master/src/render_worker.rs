@@ -210,7 +210,15 @@ pub struct RenderWorker {
     running: Option<(Child, Conn<mio::net::UnixStream>)>,
     /// When the render in flight was sent.
     sent: Option<Instant>,
+    /// The binary re-run as the worker (`/proc/self/exe`).
+    exe: PathBuf,
+    /// The last failed start and why: no new start is tried for `SPAWN_RETRY` after it, so a
+    /// queue of events meeting a failing fork fails fast instead of forking once per event.
+    spawn_failed: Option<(Instant, String)>,
 }
+
+/// How long after a failed start the next one is tried.
+const SPAWN_RETRY: Duration = Duration::from_secs(1);
 
 impl RenderWorker {
     /// A handle on `registry` (a clone of the loop's) under `token`; no process yet.
@@ -230,6 +238,8 @@ impl RenderWorker {
             file_roots: roots,
             running: None,
             sent: None,
+            exe: PathBuf::from("/proc/self/exe"),
+            spawn_failed: None,
         }
     }
 
@@ -261,7 +271,18 @@ impl RenderWorker {
     /// Sends one render, starting a worker first if none runs.
     pub fn render(&mut self, tag: &str, data: &Map<String, Value>) -> Result<(), String> {
         if self.running.is_none() {
-            self.running = Some(self.spawn()?);
+            if let Some((at, why)) = &self.spawn_failed {
+                if at.elapsed() < SPAWN_RETRY {
+                    return Err(format!("{why} (the next start is tried within a second)"));
+                }
+            }
+            match self.spawn() {
+                Ok(running) => self.running = Some(running),
+                Err(why) => {
+                    self.spawn_failed = Some((Instant::now(), why.clone()));
+                    return Err(why);
+                }
+            }
         }
         let msg = ToWorker::Render { tag: tag.to_string(), data: data.clone() };
         let bytes = serde_json::to_vec(&msg).map_err(|e| e.to_string())?;
@@ -281,7 +302,7 @@ impl RenderWorker {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(why)?;
         let theirs_out = theirs.try_clone().map_err(why)?;
         // `/proc/self/exe`: the running binary even if a package upgrade replaced the file.
-        let child = Command::new("/proc/self/exe")
+        let child = Command::new(&self.exe)
             .arg0("halite-master")
             .arg(ARG)
             .arg(self.max_bytes.to_string())
@@ -417,6 +438,24 @@ mod tests {
         assert_eq!((outcome.errors[0].kind, outcome.errors[0].tag.as_str()), ("missing", "my/tag"));
         let (nothing, _) = decode(&handle(&mut reactor, render_msg("other")).unwrap()).unwrap();
         assert!(nothing.matched.is_empty() && nothing.errors.is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_cannot_start_is_not_retried_per_event() {
+        let poll = mio::Poll::new().unwrap();
+        let registry = poll.registry().try_clone().unwrap();
+        let mut worker = RenderWorker::new(registry, Token(3), 1 << 28, &[], Vec::new());
+        worker.exe = PathBuf::from("/nonexistent/halite-master");
+        let first = worker.render("t", &Map::new()).unwrap_err();
+        assert!(first.starts_with("cannot start the render worker"), "{first}");
+        let failed_at = worker.spawn_failed.as_ref().map(|(at, _)| *at);
+        // A queue of events right behind it: refused at once, without trying to fork again.
+        for _ in 0..100 {
+            let again = worker.render("t", &Map::new()).unwrap_err();
+            assert!(again.ends_with("(the next start is tried within a second)"), "{again}");
+        }
+        assert_eq!(worker.spawn_failed.as_ref().map(|(at, _)| *at), failed_at);
+        assert!(!worker.busy());
     }
 
     #[test]
