@@ -216,3 +216,78 @@ fn values_in_yaml_syntax_are_refused() {
     refused("a:\n  b: \"\\{{ data['v'] }}\"\n", json!("n"), 2, "backslash");
     refused("a: '{{ data['v'] }}\n", json!("x"), 1, "unterminated");
 }
+
+/// Strings YAML 1.1 (what the loader reads) types as something else when plain: booleans,
+/// integers (octal, underscores, sexagesimal), floats, null, the merge key and the value key.
+const YAML11_TYPED: &[&str] = &[
+    "yes",
+    "Yes",
+    "NO",
+    "on",
+    "On",
+    "OFF",
+    "off",
+    "no",
+    "true",
+    "False",
+    "null",
+    "Null",
+    "~",
+    "010",
+    "0664",
+    "1_0",
+    "-1_000",
+    "+12",
+    "0x1f",
+    "0b101",
+    "1:30",
+    "190:20:30",
+    "1_0.5",
+    ".5",
+    "1e3",
+    "6.8523015e+5",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "<<",
+    "=",
+    "...",
+    "... x",
+];
+
+/// `data['v']` rendered and spliced into `template`, then read by the loader Salt's is.
+fn load_rendered(template: &str, v: &str) -> Result<serde_yaml::Value, String> {
+    let data = json!({ "v": v });
+    let Value::Object(data) = data else { unreachable!() };
+    let text = render::Renderer::new()
+        .render("t.sls", template, "my/tag", &data)
+        .map_err(|(_, why)| format!("render: {why}"))?;
+    yaml::load(&text).map_err(|(_, why)| format!("yaml: {why}\n{text}"))
+}
+
+/// An event string the loader would type (a minion id `yes`, `010`, `1:30`, `<<`) stays that
+/// string as a whole value and as a key, in block and flow context.
+#[test]
+fn yaml_1_1_typed_strings_stay_strings() {
+    for template in [
+        "a: {{ data['v'] }}\n",
+        "{{ data['v'] }}: x\n",
+        "a: [{{ data['v'] }}]\n",
+        "a: { {{ data['v'] }}: x}\n",
+        "a: {{ data['v']|yaml }}\n",
+        "a: {{ [data['v']]|yaml }}\n",
+    ] {
+        for v in YAML11_TYPED {
+            // What the author would get by quoting the value themselves.
+            let quoted = template
+                .replace("{{ data['v'] }}", &serde_json::to_string(v).unwrap())
+                .replace("{{ data['v']|yaml }}", &serde_json::to_string(v).unwrap())
+                .replace(
+                    "{{ [data['v']]|yaml }}",
+                    &format!("[{}]", serde_json::to_string(v).unwrap()),
+                );
+            let want = yaml::load(&quoted).unwrap();
+            assert_eq!(load_rendered(template, v), Ok(want), "{template} with {v:?}");
+        }
+    }
+}
