@@ -291,3 +291,63 @@ fn yaml_1_1_typed_strings_stay_strings() {
         }
     }
 }
+
+/// Whatever the splice pass writes, the loader reads each value as part of exactly the one
+/// scalar it was placed in: the document is the one a harmless value gives, with that value
+/// replaced. Flow context is where the splicer and saphyr-parser could disagree (`[:{{ v }}]`
+/// starts a plain scalar at `:`; `:?` does not end one).
+#[test]
+fn the_loader_reads_each_spliced_value_as_one_scalar() {
+    const SENTINEL: &str = "sentinelvalue";
+    let templates = [
+        "a: {{ data['v'] }}\n",
+        "{{ data['v'] }}: x\n",
+        "a: [{{ data['v'] }}]\n",
+        "a: { {{ data['v'] }}: x}\n",
+        "a: [:{{ data['v'] }}]\n",
+        "a: [ :{{ data['v'] }}, b]\n",
+        "a: [x:?{{ data['v'] }}]\n",
+        "a: [?{{ data['v'] }}]\n",
+        "a: [x?{{ data['v'] }}]\n",
+        "a: [x:{{ data['v'] }}]\n",
+        "a: [{{ data['v'] }}:x]\n",
+        "a: [{{ data['v'] }}:?x]\n",
+        "a: {k: :{{ data['v'] }}}\n",
+        "a: {:{{ data['v'] }}: x}\n",
+        "a: [\"k\":{{ data['v'] }}]\n",
+        "a: {\"k\":{{ data['v'] }}}\n",
+        "a: {'k':{{ data['v'] }}}\n",
+        "a: [\"k\" :{{ data['v'] }}]\n",
+        "a: [x, \"k\", :{{ data['v'] }}]\n",
+        "a: [x,\n    :{{ data['v'] }}]\n",
+        "a: [x #{{ data['v'] }}\n  ]\n",
+        "a: x:{{ data['v'] }}\n",
+        "a: :{{ data['v'] }}\n",
+        "a: pre {{ data['v'] }}-{{ data['v'] }} post\n",
+        "a: [{match: pre {{ data['v'] }}-{{ data['v'] }} post}]\n",
+        "a: '{{ data['v'] }}'\n",
+        "a: [\"{{ data['v'] }}\"]\n",
+    ];
+    let replace = |doc: &serde_yaml::Value, v: &str| -> serde_yaml::Value {
+        fn walk(doc: &serde_yaml::Value, v: &str) -> serde_yaml::Value {
+            use serde_yaml::Value as Y;
+            match doc {
+                Y::String(s) => Y::String(s.replace(SENTINEL, v)),
+                Y::Sequence(items) => Y::Sequence(items.iter().map(|i| walk(i, v)).collect()),
+                Y::Mapping(map) => {
+                    Y::Mapping(map.iter().map(|(k, i)| (walk(k, v), walk(i, v))).collect())
+                }
+                other => other.clone(),
+            }
+        }
+        walk(doc, v)
+    };
+    for template in templates {
+        let base = load_rendered(template, SENTINEL).unwrap_or_else(|e| panic!("{template}: {e}"));
+        for v in ATTACKS.iter().chain(YAML11_TYPED) {
+            // None of these placements needs a refusal: each value is spliced and read back.
+            let got = load_rendered(template, v).unwrap_or_else(|e| panic!("{template}: {e}"));
+            assert_eq!(got, replace(&base, v), "{template} with {v:?}");
+        }
+    }
+}
