@@ -4,16 +4,20 @@
 
 use super::splice;
 use crate::pyrepr;
+use crate::saltargs::{plain_type, Plain};
 use serde_json::Value;
 use std::fmt::Write;
 
 /// Whether `s` can be written as a plain YAML scalar and still be read back as this one string
 /// in any context a template may put it in (block or flow, inside quotes): [`plain_chars_ok`],
-/// and it reads back as the same string.
+/// and the loader's own YAML 1.1 typing ([`plain_type`]) keeps it a string.
 pub(super) fn plain_ok(s: &str) -> bool {
-    // Whatever else YAML would make of it (a number, `null`, `true`, `~`, `...`): quote it.
+    // Whatever else the loader would make of it (`yes`, `010`, `1:30`, `null`, `~`): quote it.
+    // `<<` is a merge key and `=` YAML 1.1's value key; `...` at a line start ends the document.
     plain_chars_ok(s)
-        && matches!(serde_yaml::from_str::<serde_yaml::Value>(s), Ok(serde_yaml::Value::String(ref back)) if back == s)
+        && plain_type(s) == Plain::Str
+        && !matches!(s, "<<" | "=")
+        && !s.starts_with("...")
 }
 
 /// Whether `s`, as plain text, can neither start nor end a YAML token wherever it is put: no
@@ -128,6 +132,15 @@ mod tests {
             ("true", "\"true\""),
             ("null", "\"null\""),
             ("~", "\"~\""),
+            ("yes", "\"yes\""),
+            ("Off", "\"Off\""),
+            ("010", "\"010\""),
+            ("1_0", "\"1_0\""),
+            ("1:30", "\"1:30\""),
+            ("<<", "\"<<\""),
+            ("=", "\"=\""),
+            ("...", "\"...\""),
+            ("0o10", "0o10"),
             ("a: b", "\"a: b\""),
             ("a:", "\"a:\""),
             ("a #b", "\"a #b\""),

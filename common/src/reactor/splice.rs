@@ -54,6 +54,7 @@ pub(super) fn splice(src: &str, slots: &[Slot], max: usize) -> Result<String, Sp
         flow: 0,
         parent: -1,
         open_plain: false,
+        adjacent: false,
         line: Line::default(),
         col_mark: Cell::new((0, 0)),
     };
@@ -108,6 +109,11 @@ fn blankz(c: Option<char>) -> bool {
     matches!(c, None | Some(' ' | '\t' | '\n' | '\r'))
 }
 
+/// `,[]{}`: what ends a plain scalar in flow context.
+fn flow_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| ",[]{}".contains(c))
+}
+
 fn is_break(c: char) -> bool {
     c == '\n' || c == '\r'
 }
@@ -138,6 +144,10 @@ struct Splicer<'a> {
     parent: isize,
     /// The last non-blank line ended in a plain scalar, which the next line may continue.
     open_plain: bool,
+    /// The last token was a quoted scalar or the end of a nested flow collection: saphyr-parser
+    /// then takes a `:` right after it (blanks, breaks and comments between) as a value
+    /// indicator even without a blank after it (`{"k":v}`).
+    adjacent: bool,
     line: Line,
     /// A (byte offset, column) on the current line, so columns cost O(1) amortised: a line
     /// of many values (a loop over event data) must not make the pass quadratic.
@@ -251,6 +261,10 @@ impl Splicer<'_> {
             let Some(c) = self.peek() else { return Ok(false) };
             let next = self.peek_second();
             let line_start = self.pos == self.line.start;
+            let adjacent = self.adjacent;
+            if !matches!(c, '\n' | '\r' | ' ' | '\t' | '#') {
+                self.adjacent = false;
+            }
             match c {
                 '\n' | '\r' => {
                     self.line_break();
@@ -258,8 +272,14 @@ impl Splicer<'_> {
                 }
                 ' ' | '\t' => self.copy_char(),
                 '#' => self.comment()?,
-                '\'' => self.single_quoted()?,
-                '"' => self.double_quoted()?,
+                '\'' => {
+                    self.single_quoted()?;
+                    self.adjacent = true;
+                }
+                '"' => {
+                    self.double_quoted()?;
+                    self.adjacent = true;
+                }
                 '[' | '{' => {
                     self.flow += 1;
                     self.copy_char();
@@ -267,9 +287,12 @@ impl Splicer<'_> {
                 ']' | '}' => {
                     self.flow = self.flow.saturating_sub(1);
                     self.copy_char();
+                    self.adjacent = self.flow > 0;
                 }
                 ',' if self.flow > 0 => self.copy_char(),
-                ':' if self.flow > 0 || blankz(next) => {
+                // As saphyr-parser reads it: in flow context a `:` before anything else (`[:x]`)
+                // starts a plain scalar.
+                ':' if blankz(next) || (self.flow > 0 && (adjacent || flow_char(next))) => {
                     if self.flow == 0 {
                         self.line.structure_col = Some(self.line.last_token_col);
                         if self.line.tokens == 1 && self.line.first_clean {
@@ -346,7 +369,8 @@ impl Splicer<'_> {
         Ok(())
     }
 
-    /// Where the plain scalar starting here ends (trailing blanks excluded), as libyaml sees it.
+    /// Where the plain scalar starting here ends (trailing blanks excluded), as saphyr-parser (the
+    /// loader) sees it: in flow context `:?` does not end it.
     fn plain_end(&self) -> usize {
         let flow = self.flow > 0;
         let rest = &self.src[self.pos..];
@@ -356,8 +380,7 @@ impl Splicer<'_> {
         while let Some((i, c)) = chars.next() {
             let next = chars.peek().map(|&(_, n)| n);
             let stop = is_break(c)
-                || (c == ':'
-                    && (blankz(next) || (flow && next.is_some_and(|n| ",?[]{}".contains(n)))))
+                || (c == ':' && (blankz(next) || (flow && flow_char(next))))
                 || (flow && ",[]{}".contains(c))
                 || (c == '#' && (prev == ' ' || prev == '\t') && i > 0);
             if stop {
@@ -638,6 +661,21 @@ mod tests {
         check("a:\n  - |\n    @0\n", &s, Ok("a:\n  - |\n    x\n    y\n"));
         check("a: |\n  @1\n", &s, Err((2, "cannot be in a block scalar")));
         check("# @0\n", &s, Ok("# \"x\\ny\"\n"));
+    }
+
+    #[test]
+    fn flow_colons_as_saphyr_reads_them() {
+        let s = [slot("\"a, b\"", "a, b")];
+        // A `:` before anything else starts a plain scalar; `:?` does not end one.
+        check("a: [:@0]\n", &s, Ok("a: [\":a, b\"]\n"));
+        check("a: [x, :@0]\n", &s, Ok("a: [x, \":a, b\"]\n"));
+        check("a: [x:?@0]\n", &s, Ok("a: [\"x:?a, b\"]\n"));
+        check("a: [@0:?x]\n", &s, Ok("a: [\"a, b:?x\"]\n"));
+        // Right after a quoted key or a nested collection a `:` is the value indicator.
+        check("a: [\"k\":@0]\n", &s, Ok("a: [\"k\":\"a, b\"]\n"));
+        check("a: {'k' :@0}\n", &s, Ok("a: {'k' :\"a, b\"}\n"));
+        check("a: [[k]:@0]\n", &s, Ok("a: [[k]:\"a, b\"]\n"));
+        check("a: [k:, @0]\n", &s, Ok("a: [k:, \"a, b\"]\n"));
     }
 
     #[test]

@@ -216,3 +216,138 @@ fn values_in_yaml_syntax_are_refused() {
     refused("a:\n  b: \"\\{{ data['v'] }}\"\n", json!("n"), 2, "backslash");
     refused("a: '{{ data['v'] }}\n", json!("x"), 1, "unterminated");
 }
+
+/// Strings YAML 1.1 (what the loader reads) types as something else when plain: booleans,
+/// integers (octal, underscores, sexagesimal), floats, null, the merge key and the value key.
+const YAML11_TYPED: &[&str] = &[
+    "yes",
+    "Yes",
+    "NO",
+    "on",
+    "On",
+    "OFF",
+    "off",
+    "no",
+    "true",
+    "False",
+    "null",
+    "Null",
+    "~",
+    "010",
+    "0664",
+    "1_0",
+    "-1_000",
+    "+12",
+    "0x1f",
+    "0b101",
+    "1:30",
+    "190:20:30",
+    "1_0.5",
+    ".5",
+    "1e3",
+    "6.8523015e+5",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "<<",
+    "=",
+    "...",
+    "... x",
+];
+
+/// `data['v']` rendered and spliced into `template`, then read by the loader Salt's is.
+fn load_rendered(template: &str, v: &str) -> Result<serde_yaml::Value, String> {
+    let data = json!({ "v": v });
+    let Value::Object(data) = data else { unreachable!() };
+    let text = render::Renderer::new()
+        .render("t.sls", template, "my/tag", &data)
+        .map_err(|(_, why)| format!("render: {why}"))?;
+    yaml::load(&text).map_err(|(_, why)| format!("yaml: {why}\n{text}"))
+}
+
+/// An event string the loader would type (a minion id `yes`, `010`, `1:30`, `<<`) stays that
+/// string as a whole value and as a key, in block and flow context.
+#[test]
+fn yaml_1_1_typed_strings_stay_strings() {
+    for template in [
+        "a: {{ data['v'] }}\n",
+        "{{ data['v'] }}: x\n",
+        "a: [{{ data['v'] }}]\n",
+        "a: { {{ data['v'] }}: x}\n",
+        "a: {{ data['v']|yaml }}\n",
+        "a: {{ [data['v']]|yaml }}\n",
+    ] {
+        for v in YAML11_TYPED {
+            // What the author would get by quoting the value themselves.
+            let quoted = template
+                .replace("{{ data['v'] }}", &serde_json::to_string(v).unwrap())
+                .replace("{{ data['v']|yaml }}", &serde_json::to_string(v).unwrap())
+                .replace(
+                    "{{ [data['v']]|yaml }}",
+                    &format!("[{}]", serde_json::to_string(v).unwrap()),
+                );
+            let want = yaml::load(&quoted).unwrap();
+            assert_eq!(load_rendered(template, v), Ok(want), "{template} with {v:?}");
+        }
+    }
+}
+
+/// Whatever the splice pass writes, the loader reads each value as part of exactly the one
+/// scalar it was placed in: the document is the one a harmless value gives, with that value
+/// replaced. Flow context is where the splicer and saphyr-parser could disagree (`[:{{ v }}]`
+/// starts a plain scalar at `:`; `:?` does not end one).
+#[test]
+fn the_loader_reads_each_spliced_value_as_one_scalar() {
+    const SENTINEL: &str = "sentinelvalue";
+    let templates = [
+        "a: {{ data['v'] }}\n",
+        "{{ data['v'] }}: x\n",
+        "a: [{{ data['v'] }}]\n",
+        "a: { {{ data['v'] }}: x}\n",
+        "a: [:{{ data['v'] }}]\n",
+        "a: [ :{{ data['v'] }}, b]\n",
+        "a: [x:?{{ data['v'] }}]\n",
+        "a: [?{{ data['v'] }}]\n",
+        "a: [x?{{ data['v'] }}]\n",
+        "a: [x:{{ data['v'] }}]\n",
+        "a: [{{ data['v'] }}:x]\n",
+        "a: [{{ data['v'] }}:?x]\n",
+        "a: {k: :{{ data['v'] }}}\n",
+        "a: {:{{ data['v'] }}: x}\n",
+        "a: [\"k\":{{ data['v'] }}]\n",
+        "a: {\"k\":{{ data['v'] }}}\n",
+        "a: {'k':{{ data['v'] }}}\n",
+        "a: [\"k\" :{{ data['v'] }}]\n",
+        "a: [x, \"k\", :{{ data['v'] }}]\n",
+        "a: [x,\n    :{{ data['v'] }}]\n",
+        "a: [x #{{ data['v'] }}\n  ]\n",
+        "a: x:{{ data['v'] }}\n",
+        "a: :{{ data['v'] }}\n",
+        "a: pre {{ data['v'] }}-{{ data['v'] }} post\n",
+        "a: [{match: pre {{ data['v'] }}-{{ data['v'] }} post}]\n",
+        "a: '{{ data['v'] }}'\n",
+        "a: [\"{{ data['v'] }}\"]\n",
+    ];
+    let replace = |doc: &serde_yaml::Value, v: &str| -> serde_yaml::Value {
+        fn walk(doc: &serde_yaml::Value, v: &str) -> serde_yaml::Value {
+            use serde_yaml::Value as Y;
+            match doc {
+                Y::String(s) => Y::String(s.replace(SENTINEL, v)),
+                Y::Sequence(items) => Y::Sequence(items.iter().map(|i| walk(i, v)).collect()),
+                Y::Mapping(map) => {
+                    Y::Mapping(map.iter().map(|(k, i)| (walk(k, v), walk(i, v))).collect())
+                }
+                other => other.clone(),
+            }
+        }
+        walk(doc, v)
+    };
+    for template in templates {
+        let base = load_rendered(template, SENTINEL).unwrap_or_else(|e| panic!("{template}: {e}"));
+        for v in ATTACKS.iter().chain(YAML11_TYPED) {
+            // None of these placements needs a refusal: each value is spliced and read back.
+            let got = load_rendered(template, v).unwrap_or_else(|e| panic!("{template}: {e}"));
+            assert_eq!(got, replace(&base, v), "{template} with {v:?}");
+        }
+    }
+}
