@@ -1,19 +1,21 @@
-//! The master's disk worker: one thread that writes (with fsync) and removes key files in the
+//! The master's disk worker: one thread that writes and removes key files (each change fsynced,
+//! file and directory) in the
 //! order they were submitted, and reports each result back to the loop through a channel and a
 //! wake-up (a `mio::Waker` in the daemon), as the minion's job threads do. The loop never
 //! waits for the disk; it applies results when they come.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 
 /// One change on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskOp {
-    /// Replace `path` with `data` atomically and durably (temp file, fsync, rename).
+    /// Replace `path` with `data` atomically and durably (temp file, fsync, rename, fsync of
+    /// the directory).
     Write { path: PathBuf, data: Vec<u8>, mode: u32 },
-    /// Remove `path`; already gone is fine.
+    /// Remove `path` and sync its directory; already gone is fine.
     Remove { path: PathBuf },
     /// Write `path` as `Write` does, then remove `from` only if that worked: a failed move
     /// loses no key.
@@ -43,10 +45,13 @@ impl DiskOp {
     }
 }
 
-fn remove(path: &PathBuf) -> io::Result<()> {
+/// Unlinks `path`, then syncs its directory so that the removal (a Move's source, a deleted
+/// key) survives a crash: else a rejected key could come back as accepted or pending.
+fn remove(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Ok(()) => halite_common::files::sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
