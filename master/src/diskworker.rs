@@ -119,21 +119,24 @@ impl DiskWorker {
         self.completed < self.submitted
     }
 
-    /// Results that have come back since the last call, in ticket order.
+    /// Results that have come back since the last call, in ticket order. Also what notices a
+    /// dead thread (a panic wakes nobody): the loop calls this from housekeeping too, and the
+    /// ops the thread still owed come back failed.
     pub fn finished(&mut self) -> Vec<Done> {
-        let mut out: Vec<Done> = self.rx.try_iter().collect();
-        if !self.busy() {
-            return out;
-        }
-        // A dead thread answers nothing more: fail what it still owed.
-        if let Err(mpsc::TryRecvError::Disconnected) = self.rx.try_recv() {
-            let owed = self.completed.max(out.last().map_or(0, |d| d.ticket)) + 1;
-            out.extend(
-                (owed..=self.submitted).map(|ticket| Done {
-                    ticket,
-                    error: Some("the disk worker thread died".into()),
-                }),
-            );
+        let mut out = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(done) => out.push(done),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let owed = self.completed.max(out.last().map_or(0, |d: &Done| d.ticket)) + 1;
+                    out.extend((owed..=self.submitted).map(|ticket| Done {
+                        ticket,
+                        error: Some("the disk worker thread died".into()),
+                    }));
+                    break;
+                }
+            }
         }
         if let Some(last) = out.last() {
             self.completed = last.ticket;
@@ -199,6 +202,38 @@ mod tests {
         assert!(wakes.load(Ordering::SeqCst) >= 3);
         assert!(!worker.busy());
         assert!(worker.finished().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue #10: a worker that dies (here its wake-up panics after the first result) wakes
+    /// nobody again. Asking `finished` without a wake, as housekeeping does, must fail every
+    /// op it still owed, those submitted after its death too, instead of leaving them busy.
+    #[test]
+    fn a_dead_worker_is_found_without_a_wake_and_fails_what_it_owed() {
+        let dir = std::env::temp_dir().join(format!("halite-disk-dead-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut worker = DiskWorker::spawn(|| panic!("wake failed (test)")).unwrap();
+        let write = |name: &str| DiskOp::Write { path: dir.join(name), data: vec![], mode: 0o644 };
+        worker.submit(write("a"));
+        worker.submit(write("b"));
+        let mut done = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while worker.busy() {
+            assert!(std::time::Instant::now() < deadline, "dead worker never noticed: {done:?}");
+            done.extend(worker.finished());
+            std::thread::yield_now();
+        }
+        worker.submit(write("c"));
+        done.extend(worker.finished());
+        let died = Some("the disk worker thread died".to_string());
+        let expected = [
+            Done { ticket: 1, error: None },
+            Done { ticket: 2, error: died.clone() },
+            Done { ticket: 3, error: died },
+        ];
+        assert_eq!(done, expected);
+        assert!(!worker.busy());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -116,8 +116,8 @@ impl Master {
         Ok(true)
     }
 
-    /// The disk worker woke the loop: note failures and release every reply whose writes are
-    /// done, in the order they were parked.
+    /// The disk worker woke the loop (or housekeeping asks, in case it died): note failures
+    /// and release every reply whose writes are done, in the order they were parked.
     pub(crate) fn on_disk(&mut self) {
         for done in self.store.finished() {
             if let Some(error) = done.error {

@@ -724,6 +724,9 @@ impl Master {
 
     /// Handshake deadlines and keepalive.
     fn housekeeping(&mut self, now: Instant) {
+        // A disk worker that died wakes nobody: look for its results (or its death) here too,
+        // so replies waiting for key writes get an answer.
+        self.on_disk();
         if std::mem::take(&mut self.accept_retry) {
             self.accept_minions();
             self.accept_controls();
