@@ -109,10 +109,19 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `data` to a temp file beside `path` with `mode`, syncs it, then renames it into
-/// place: for keys, which must survive a crash whole.
+/// Writes `data` to a temp file beside `path` with `mode`, syncs it, renames it into place,
+/// then syncs the directory (the rename itself is an entry there): for keys, which must
+/// survive a crash whole and in their place.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     replace(path, data, mode, true)
+}
+
+/// Makes the entries of `dir` durable (a rename or unlink in it survives a crash): fsync on
+/// the directory itself. The error names the directory.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
 }
 
 /// Like [`write_atomic`] without the fsync: for caches (job returns, grains), where a write
@@ -134,7 +143,11 @@ fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()>
         if durable {
             file.sync_all()?;
         }
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        match durable {
+            true => sync_dir(dir),
+            false => Ok(()),
+        }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -185,6 +198,25 @@ mod tests {
         fs::remove_file(&path).unwrap();
         fs::create_dir(&path).unwrap();
         assert!(read_cached_master_key(&path).is_err(), "a directory is not a missing file");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Durability needs a power cut to test; this checks only that the syncs run and fail
+    /// loudly: a key lands whole with no temp file left, and a missing directory is named.
+    #[test]
+    fn durable_writes_sync_the_directory_and_name_it_when_they_cannot() {
+        let dir = std::env::temp_dir().join(format!("halite-durable-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        write_atomic(&key, b"pem", 0o644).unwrap();
+        write_atomic(&key, b"pem2", 0o644).unwrap();
+        assert_eq!(fs::read(&key).unwrap(), b"pem2");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+        sync_dir(&dir).unwrap();
+        let missing = dir.join("missing");
+        let err = sync_dir(&missing).unwrap_err().to_string();
+        assert!(err.starts_with(&missing.display().to_string()), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -55,7 +55,7 @@ pub fn decide(
         event.insert("pub".into(), pem.trim_end().into());
         Ok(Outcome { status, event })
     };
-    let same = |stored: &str| PublicKey::from_pem(stored).is_ok_and(|k| &k == key);
+    let same = |stored: &str| same_key(stored, key);
 
     if policy.max_minions > 0 && connected >= policy.max_minions && !is_connected {
         return outcome(AuthStatus::Full, false, Some("full"));
@@ -115,6 +115,11 @@ pub fn decide(
             outcome(AuthStatus::Pending, true, Some("pend"))
         }
     }
+}
+
+/// Whether the stored PEM `stored` holds `key`.
+pub(crate) fn same_key(stored: &str, key: &PublicKey) -> bool {
+    PublicKey::from_pem(stored).is_ok_and(|k| &k == key)
 }
 
 /// Whether `id` is listed in an autosign/autoreject file: one entry per line, exact, glob or

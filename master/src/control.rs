@@ -91,7 +91,8 @@ pub(crate) fn apply(
 
 /// Tells connected minions about their key at once: a pending minion whose key was accepted
 /// gets its session now (no polling delay); rejected or deleted keys lose their connection, and
-/// so does a session whose accepted key was just replaced (a denied key accepted over it).
+/// so does a session whose accepted key was just replaced (a denied key accepted over it), and
+/// so does a connection between its Accepted verdict and its session (held verdict, AwaitReady).
 fn react_to_key_change(master: &mut Master, action: KeyAction, from: KeyStatus, id: &str) {
     for token in master.pending_connections(id) {
         match action {
@@ -99,6 +100,8 @@ fn react_to_key_change(master: &mut Master, action: KeyAction, from: KeyStatus, 
             KeyAction::Accept | KeyAction::Reject => master.reauthenticate(token),
         }
     }
+    // Past its Accepted verdict but not live yet: its key must still be the accepted one.
+    master.drop_unaccepted(id);
     let key_replaced = action == KeyAction::Accept && from != KeyStatus::Pending;
     if action != KeyAction::Accept || key_replaced {
         if let Some(token) = master.live_connection(id) {

@@ -1,19 +1,21 @@
-//! The master's disk worker: one thread that writes (with fsync) and removes key files in the
+//! The master's disk worker: one thread that writes and removes key files (each change fsynced,
+//! file and directory) in the
 //! order they were submitted, and reports each result back to the loop through a channel and a
 //! wake-up (a `mio::Waker` in the daemon), as the minion's job threads do. The loop never
 //! waits for the disk; it applies results when they come.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 
 /// One change on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskOp {
-    /// Replace `path` with `data` atomically and durably (temp file, fsync, rename).
+    /// Replace `path` with `data` atomically and durably (temp file, fsync, rename, fsync of
+    /// the directory).
     Write { path: PathBuf, data: Vec<u8>, mode: u32 },
-    /// Remove `path`; already gone is fine.
+    /// Remove `path` and sync its directory; already gone is fine.
     Remove { path: PathBuf },
     /// Write `path` as `Write` does, then remove `from` only if that worked: a failed move
     /// loses no key.
@@ -43,10 +45,13 @@ impl DiskOp {
     }
 }
 
-fn remove(path: &PathBuf) -> io::Result<()> {
+/// Unlinks `path`, then syncs its directory so that the removal (a Move's source, a deleted
+/// key) survives a crash: else a rejected key could come back as accepted or pending.
+fn remove(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Ok(()) => halite_common::files::sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -114,21 +119,24 @@ impl DiskWorker {
         self.completed < self.submitted
     }
 
-    /// Results that have come back since the last call, in ticket order.
+    /// Results that have come back since the last call, in ticket order. Also what notices a
+    /// dead thread (a panic wakes nobody): the loop calls this from housekeeping too, and the
+    /// ops the thread still owed come back failed.
     pub fn finished(&mut self) -> Vec<Done> {
-        let mut out: Vec<Done> = self.rx.try_iter().collect();
-        if !self.busy() {
-            return out;
-        }
-        // A dead thread answers nothing more: fail what it still owed.
-        if let Err(mpsc::TryRecvError::Disconnected) = self.rx.try_recv() {
-            let owed = self.completed.max(out.last().map_or(0, |d| d.ticket)) + 1;
-            out.extend(
-                (owed..=self.submitted).map(|ticket| Done {
-                    ticket,
-                    error: Some("the disk worker thread died".into()),
-                }),
-            );
+        let mut out = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(done) => out.push(done),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let owed = self.completed.max(out.last().map_or(0, |d: &Done| d.ticket)) + 1;
+                    out.extend((owed..=self.submitted).map(|ticket| Done {
+                        ticket,
+                        error: Some("the disk worker thread died".into()),
+                    }));
+                    break;
+                }
+            }
         }
         if let Some(last) = out.last() {
             self.completed = last.ticket;
@@ -194,6 +202,38 @@ mod tests {
         assert!(wakes.load(Ordering::SeqCst) >= 3);
         assert!(!worker.busy());
         assert!(worker.finished().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue #10: a worker that dies (here its wake-up panics after the first result) wakes
+    /// nobody again. Asking `finished` without a wake, as housekeeping does, must fail every
+    /// op it still owed, those submitted after its death too, instead of leaving them busy.
+    #[test]
+    fn a_dead_worker_is_found_without_a_wake_and_fails_what_it_owed() {
+        let dir = std::env::temp_dir().join(format!("halite-disk-dead-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut worker = DiskWorker::spawn(|| panic!("wake failed (test)")).unwrap();
+        let write = |name: &str| DiskOp::Write { path: dir.join(name), data: vec![], mode: 0o644 };
+        worker.submit(write("a"));
+        worker.submit(write("b"));
+        let mut done = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while worker.busy() {
+            assert!(std::time::Instant::now() < deadline, "dead worker never noticed: {done:?}");
+            done.extend(worker.finished());
+            std::thread::yield_now();
+        }
+        worker.submit(write("c"));
+        done.extend(worker.finished());
+        let died = Some("the disk worker thread died".to_string());
+        let expected = [
+            Done { ticket: 1, error: None },
+            Done { ticket: 2, error: died.clone() },
+            Done { ticket: 3, error: died },
+        ];
+        assert_eq!(done, expected);
+        assert!(!worker.busy());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

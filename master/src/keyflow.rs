@@ -1,13 +1,28 @@
 //! Replies that wait for key writes. A hello's verdict and a CLI's key answer change the key
 //! index at once but go out only when the disk worker reports their own writes done (fsynced),
 //! so nobody is told about a key that is not on disk; a failed write reaches them as an error.
+//!
+//! A key can move (`halite-key -r`, `-d`) while an Accepted verdict waits here or while the
+//! minion has yet to send `Ready`: both steps check the store again, and a key move closes
+//! such connections at once, so a key that is no longer accepted never gets a session.
 
+use crate::auth;
+use crate::keystore::KeyStore;
 use crate::peer::Phase;
 use crate::server::Master;
-use halite_common::control::Response;
+use halite_common::control::{KeyStatus, Response};
+use halite_common::crypto::PublicKey;
 use halite_common::handshake::HelloIn;
 use halite_common::proto::AuthStatus;
 use mio::Token;
+
+/// Why a connection between its Accepted verdict and its session is closed.
+pub(crate) const KEY_GONE: &str = "key no longer accepted";
+
+/// Whether `key` is (still) the accepted key of `id`.
+pub(crate) fn accepted_key_is(store: &KeyStore, id: &str, key: &PublicKey) -> bool {
+    matches!(store.read(KeyStatus::Accepted, id), Ok(Some(pem)) if auth::same_key(&pem, key))
+}
 
 /// A reply held until the disk ops `first..=last` (the action's own) are done.
 #[derive(Debug)]
@@ -101,8 +116,8 @@ impl Master {
         Ok(true)
     }
 
-    /// The disk worker woke the loop: note failures and release every reply whose writes are
-    /// done, in the order they were parked.
+    /// The disk worker woke the loop (or housekeeping asks, in case it died): note failures
+    /// and release every reply whose writes are done, in the order they were parked.
     pub(crate) fn on_disk(&mut self) {
         for done in self.store.finished() {
             if let Some(error) = done.error {
@@ -130,6 +145,47 @@ impl Master {
         self.key_writes.failures.retain(|(t, _)| *t >= oldest);
     }
 
+    /// Connections of `id` past their Accepted verdict but not yet live: held verdicts and
+    /// the AwaitReady step. (Pending ones are found by `pending_connections`.)
+    pub(crate) fn accepted_connections(&self, id: &str) -> Vec<Token> {
+        let held = self.key_writes.waiting.iter().filter_map(|w| match &w.reply {
+            Reply::Verdict { hello, status: AuthStatus::Accepted } if hello.id == id => {
+                Some(w.token)
+            }
+            _ => None,
+        });
+        let ready = self.peers.iter().filter_map(|(&token, p)| match &p.phase {
+            Phase::AwaitReady { id: of, .. } if of == id => Some(token),
+            _ => None,
+        });
+        held.chain(ready).collect()
+    }
+
+    /// Closes each connection of `id` between its Accepted verdict and its session whose key
+    /// is no longer the accepted one (after a key move).
+    pub(crate) fn drop_unaccepted(&mut self, id: &str) {
+        for token in self.accepted_connections(id) {
+            let key = match self.peers.get(&token).map(|p| &p.phase) {
+                Some(Phase::AwaitReady { key, .. }) => key.clone(),
+                Some(_) => match self.held_hello(token) {
+                    Some(hello) => hello.public.clone(),
+                    None => continue,
+                },
+                None => continue,
+            };
+            if !accepted_key_is(&self.store, id, &key) {
+                self.close_peer(token, &format!("{KEY_GONE}: {id}"));
+            }
+        }
+    }
+
+    fn held_hello(&self, token: Token) -> Option<&HelloIn> {
+        self.key_writes.waiting.iter().find_map(|w| match &w.reply {
+            Reply::Verdict { hello, .. } if w.token == token => Some(hello),
+            _ => None,
+        })
+    }
+
     fn release(&mut self, w: Waiting, error: Option<String>) {
         match w.reply {
             Reply::Verdict { hello, status } => {
@@ -137,8 +193,11 @@ impl Master {
                     return;
                 };
                 peer.parked = false;
+                let gone = status == AuthStatus::Accepted
+                    && !accepted_key_is(&self.store, &hello.id, &hello.public);
                 let result = match error {
                     Some(e) => Err(format!("cannot store the key of {}: {e}", hello.id)),
+                    None if gone => Err(format!("{KEY_GONE}: {}", hello.id)),
                     None => self.answer_hello(w.token, hello, status),
                 };
                 match result {

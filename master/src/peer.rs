@@ -2,6 +2,7 @@
 //! handshake. Only state lives here; the loop in `server` decides what happens.
 
 use halite_common::conn::Conn;
+use halite_common::crypto::PublicKey;
 use halite_common::handshake::{HelloIn, Session};
 use mio::net::TcpStream;
 use std::net::SocketAddr;
@@ -14,8 +15,9 @@ pub enum Phase {
     AwaitHello,
     /// Told "pending"; waiting for an admin (or a re-sent hello).
     Pending(HelloIn),
-    /// Accepted reply sent; the first session frame must be `Ready`.
-    AwaitReady { id: String, session: Session },
+    /// Accepted reply sent; the first session frame must be `Ready`. `key` is the one the
+    /// hello presented: it must still be the accepted key when `Ready` comes.
+    AwaitReady { id: String, session: Session, key: PublicKey },
     /// Authenticated session.
     Live { id: String, session: Session },
 }

@@ -7,6 +7,7 @@ use crate::bus::Bus;
 use crate::client::Client;
 use crate::control;
 use crate::jobcache::{JidGen, JobCache};
+use crate::keyflow::{accepted_key_is, KEY_GONE};
 use crate::keystore::{load_or_create_master_key, KeyStore};
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::config::MasterConfig;
@@ -483,13 +484,16 @@ impl Master {
                 }
                 self.authenticate(token, hello)
             }
-            Phase::AwaitReady { id, session } => {
+            Phase::AwaitReady { id, session, key } => {
                 let msg: ToMaster =
                     session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
                 let ToMaster::Ready { grains, transient } = msg else {
                     return Err("first session message was not Ready".into());
                 };
                 let id = id.clone();
+                if !accepted_key_is(&self.store, &id, key) {
+                    return Err(format!("{KEY_GONE}: {id}"));
+                }
                 let Phase::AwaitReady { session, .. } =
                     std::mem::replace(&mut peer.phase, Phase::AwaitHello)
                 else {
@@ -619,7 +623,7 @@ impl Master {
         let id = hello.id.clone();
         match (status, session) {
             (AuthStatus::Accepted, Some(session)) => {
-                peer.phase = Phase::AwaitReady { id, session };
+                peer.phase = Phase::AwaitReady { id, session, key: hello.public };
                 peer.since = Instant::now();
                 // Ready carries the grains; only a holder of the accepted key can seal it.
                 peer.conn.set_max_frame(MAX_READY_FRAME.min(self.cfg.max_frame_bytes));
@@ -723,6 +727,9 @@ impl Master {
 
     /// Handshake deadlines and keepalive.
     fn housekeeping(&mut self, now: Instant) {
+        // A disk worker that died wakes nobody: look for its results (or its death) here too,
+        // so replies waiting for key writes get an answer.
+        self.on_disk();
         if std::mem::take(&mut self.accept_retry) {
             self.accept_minions();
             self.accept_controls();

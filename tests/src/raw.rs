@@ -108,6 +108,14 @@ impl RawMinion {
     /// Connects as `id` with a fresh key and completes the handshake; the master must accept
     /// (use `auto_accept`). Sends `Ready` so the session is live.
     pub fn authenticate(addr: SocketAddr, id: &str) -> RawMinion {
+        let mut raw = RawMinion::accepted(addr, id);
+        raw.send(&ToMaster::Ready { grains: Default::default(), transient: false });
+        raw
+    }
+
+    /// Like [`RawMinion::authenticate`] but stops at the Accepted verdict, without `Ready`:
+    /// the connection waits in the master's AwaitReady step.
+    pub fn accepted(addr: SocketAddr, id: &str) -> RawMinion {
         let (mut conn, master) = RawConn::connect(addr);
         let keys = KeyPair::generate();
         let (hs, hello) = MinionHandshake::start(id, &keys, &master);
@@ -116,9 +124,7 @@ impl RawMinion {
         let Verdict::Accepted(session) = hs.on_reply(&keys, &reply).expect("valid verdict") else {
             panic!("master did not accept {id}");
         };
-        let mut raw = RawMinion { conn, keys, session };
-        raw.send(&ToMaster::Ready { grains: Default::default(), transient: false });
-        raw
+        RawMinion { conn, keys, session }
     }
 
     /// Seals and sends; returns the frame payload so a test can replay or corrupt it.

@@ -261,3 +261,29 @@ fn spoofing_ids_are_refused_at_hello_and_never_listed_or_accepted() {
         assert!(!master.pki().join("minions").join(id).exists(), "{id:?} accepted");
     }
 }
+
+/// Issue #10: a key rejected or deleted after the Accepted verdict but before the minion's
+/// `Ready` must not get a session: the master closes the connection, and `Ready` sent after
+/// the key move finds nobody to make live.
+#[test]
+fn a_key_rejected_or_deleted_before_ready_gets_no_session() {
+    use halite_common::proto::ToMaster;
+    use halite_tests::cluster::WAIT;
+    use halite_tests::raw::RawMinion;
+    let master = Master::start("auto_accept: true");
+    let reject = ["-r", "late-r", "--include-accepted", "-y"];
+    for (id, args) in [("late-r", &reject[..]), ("late-d", &["-d", "late-d", "-y"][..])] {
+        let mut raw = RawMinion::accepted(master.addr, id);
+        let moved = master.key(args);
+        assert!(moved.success(), "{moved:?}");
+        raw.send(&ToMaster::Ready { grains: Default::default(), transient: false });
+        assert!(raw.conn.closed_by_master(), "{id} kept its connection after its key moved");
+        master.daemon.wait_for_line(
+            &format!(r"closed connection {id}@127\.0\.0\.1:\d+: key no longer accepted"),
+            WAIT,
+        );
+        assert!(!master.presence().contains(&id.to_string()), "{id} is present");
+        let ping = master.halite(&["*", "test.ping"]);
+        assert!(!ping.stdout.contains(id), "{id} answered: {ping:?}");
+    }
+}
