@@ -247,7 +247,7 @@ impl Swarm {
                 self.on_frame(i, &frame)?;
             }
             if let Some(why) = turn.closed {
-                return Err(why);
+                return Err(why.into());
             }
             if !turn.more {
                 break;
@@ -315,7 +315,7 @@ impl Swarm {
         if matches!(member.phase, Phase::Connecting) {
             return Ok(());
         }
-        conn.flush().map_err(|e| format!("write failed: {e}"))?;
+        conn.flush()?;
         let want = conn.wants_write();
         if want != member.writing {
             let interest = match want {
@@ -424,7 +424,7 @@ fn send(member: &mut Member, msg: &ToMaster) -> Result<(), String> {
 }
 
 fn send_raw(member: &mut Member, frame: &[u8]) -> Result<(), String> {
-    member.conn.as_mut().ok_or("not connected")?.send(frame)
+    Ok(member.conn.as_mut().ok_or("not connected")?.send(frame)?)
 }
 
 /// One status line on stdout, flushed at once (the driver waits for these).

@@ -5,10 +5,69 @@
 //! WRITABLE while [`Conn::wants_write`] is true. Short writes are normal, not errors.
 
 use crate::wire::{encode_frame, Decoder, WireError};
+use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 
 /// Bytes read from one connection per turn before yielding to the others.
 pub const READ_BUDGET: usize = 256 * 1024;
+
+/// Why a connection must be closed (or a frame could not be queued on it).
+///
+/// `Display` is the reason daemons log ("closed connection ...: <reason>"); a `String` can be
+/// made from it so callers returning `Result<_, String>` keep using `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnError {
+    /// The peer closed its end (EOF on read).
+    PeerClosed,
+    /// Reading from the stream failed.
+    Read { kind: ErrorKind, message: String },
+    /// Writing to the stream failed (a write of zero bytes counts as `WriteZero`).
+    Write { kind: ErrorKind, message: String },
+    /// The peer sent a frame the decoder refused (e.g. longer than the current maximum).
+    Frame(WireError),
+    /// Queuing would leave `len` bytes unsent, past the connection's `max` backlog: the peer
+    /// is not reading.
+    Backlog { len: usize, max: usize },
+}
+
+impl ConnError {
+    fn read(e: &io::Error) -> ConnError {
+        ConnError::Read { kind: e.kind(), message: e.to_string() }
+    }
+
+    fn write(e: &io::Error) -> ConnError {
+        ConnError::Write { kind: e.kind(), message: e.to_string() }
+    }
+}
+
+impl fmt::Display for ConnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnError::PeerClosed => f.write_str("peer closed the connection"),
+            ConnError::Read { message, .. } => write!(f, "read failed: {message}"),
+            ConnError::Write { message, .. } => write!(f, "write failed: {message}"),
+            ConnError::Frame(e) => e.fmt(f),
+            ConnError::Backlog { max, .. } => {
+                write!(f, "peer is not reading: over {max} bytes queued")
+            }
+        }
+    }
+}
+
+/// No `source()`: `Frame`'s text already is the `WireError`'s, a chain would print it twice.
+impl std::error::Error for ConnError {}
+
+impl From<WireError> for ConnError {
+    fn from(e: WireError) -> ConnError {
+        ConnError::Frame(e)
+    }
+}
+
+impl From<ConnError> for String {
+    fn from(e: ConnError) -> String {
+        e.to_string()
+    }
+}
 
 /// What a read turn produced.
 #[derive(Debug, Default)]
@@ -16,7 +75,7 @@ pub struct ReadTurn {
     pub frames: Vec<Vec<u8>>,
     /// The peer closed (EOF), or the stream failed, or a frame was refused: close after
     /// handling `frames`.
-    pub closed: Option<String>,
+    pub closed: Option<ConnError>,
     /// The budget ran out before `WouldBlock`: read again next turn.
     pub more: bool,
 }
@@ -55,7 +114,7 @@ impl<S: Read + Write> Conn<S> {
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => {
-                    turn.closed = Some("peer closed the connection".into());
+                    turn.closed = Some(ConnError::PeerClosed);
                     break;
                 }
                 Ok(n) => {
@@ -65,7 +124,7 @@ impl<S: Read + Write> Conn<S> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    turn.closed = Some(format!("read failed: {e}"));
+                    turn.closed = Some(ConnError::read(&e));
                     break;
                 }
             }
@@ -74,8 +133,8 @@ impl<S: Read + Write> Conn<S> {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => turn.frames.push(frame),
                 Ok(None) => break,
-                Err(e @ WireError::TooLarge { .. }) => {
-                    turn.closed = Some(e.to_string());
+                Err(e) => {
+                    turn.closed = Some(e.into());
                     break;
                 }
             }
@@ -84,23 +143,24 @@ impl<S: Read + Write> Conn<S> {
     }
 
     /// Queues one frame. Fails when the peer has left too much output unread.
-    pub fn send(&mut self, payload: &[u8]) -> Result<(), String> {
-        if self.out.len() - self.out_pos + payload.len() > self.max_out {
-            return Err(format!("peer is not reading: over {} bytes queued", self.max_out));
+    pub fn send(&mut self, payload: &[u8]) -> Result<(), ConnError> {
+        let len = self.out.len() - self.out_pos + payload.len();
+        if len > self.max_out {
+            return Err(ConnError::Backlog { len, max: self.max_out });
         }
         encode_frame(payload, &mut self.out);
         Ok(())
     }
 
     /// Writes queued output until done or `WouldBlock`.
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub fn flush(&mut self) -> Result<(), ConnError> {
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(ConnError::write(&ErrorKind::WriteZero.into())),
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(ConnError::write(&e)),
             }
         }
         if self.out_pos == self.out.len() {
@@ -124,11 +184,13 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
-    /// A stream that yields scripted reads and accepts at most `write_limit` bytes per call.
+    /// A stream that yields scripted reads and accepts at most `write_limit` bytes per call
+    /// (none: `WouldBlock`), or fails every write with `write_error`.
     struct Script {
         reads: VecDeque<io::Result<Vec<u8>>>,
         written: Vec<u8>,
         write_limit: usize,
+        write_error: Option<ErrorKind>,
     }
 
     impl Read for Script {
@@ -146,6 +208,9 @@ mod tests {
 
     impl Write for Script {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Some(kind) = self.write_error {
+                return Err(kind.into());
+            }
             if self.write_limit == 0 {
                 return Err(ErrorKind::WouldBlock.into());
             }
@@ -159,8 +224,16 @@ mod tests {
     }
 
     fn script(reads: Vec<io::Result<Vec<u8>>>, write_limit: usize) -> Conn<Script> {
-        let stream = Script { reads: reads.into(), written: Vec::new(), write_limit };
+        let stream =
+            Script { reads: reads.into(), written: Vec::new(), write_limit, write_error: None };
         Conn::new(stream, 1024, 64)
+    }
+
+    /// The error and the reason daemons log for it (tests and operators match these texts).
+    #[track_caller]
+    fn check(got: Option<ConnError>, expected: ConnError, text: &str) {
+        assert_eq!(got, Some(expected));
+        assert_eq!(got.unwrap().to_string(), text);
     }
 
     #[test]
@@ -168,13 +241,45 @@ mod tests {
         let mut c = script(vec![Ok(vec![0, 0, 0, 2, b'h']), Ok(vec![b'i', 0, 0]), Ok(vec![])], 0);
         let turn = c.read();
         assert_eq!(turn.frames, [b"hi".to_vec()]);
-        assert_eq!(turn.closed.as_deref(), Some("peer closed the connection"));
+        check(turn.closed, ConnError::PeerClosed, "peer closed the connection");
     }
 
     #[test]
-    fn oversized_frame_closes() {
+    fn oversized_frame_closes_with_the_wire_error() {
         let mut c = script(vec![Ok(vec![0, 0, 4, 1])], 0);
-        assert!(c.read().closed.unwrap().contains("exceeds max_frame_bytes"));
+        let too_large = WireError::TooLarge { len: 1025, max: 1024 };
+        let text = "frame of 1025 bytes exceeds max_frame_bytes 1024";
+        check(c.read().closed, ConnError::Frame(too_large), text);
+    }
+
+    #[test]
+    fn read_error_closes_with_its_kind_after_the_frames_before_it() {
+        let reset = io::Error::new(ErrorKind::ConnectionReset, "reset by peer");
+        let mut c = script(vec![Ok(vec![0, 0, 0, 1, b'x']), Err(reset)], 0);
+        let turn = c.read();
+        assert_eq!(turn.frames, [b"x".to_vec()]);
+        let expected =
+            ConnError::Read { kind: ErrorKind::ConnectionReset, message: "reset by peer".into() };
+        check(turn.closed, expected, "read failed: reset by peer");
+    }
+
+    #[test]
+    fn interrupted_read_is_retried_not_an_error() {
+        let mut c = script(vec![Err(ErrorKind::Interrupted.into()), Ok(vec![0, 0, 0, 0])], 0);
+        let turn = c.read();
+        assert_eq!((turn.frames, turn.closed, turn.more), (vec![vec![]], None, false));
+    }
+
+    #[test]
+    fn write_error_is_typed_and_keeps_the_output_queued() {
+        let mut c = script(vec![], 0);
+        c.stream.write_error = Some(ErrorKind::BrokenPipe);
+        c.send(b"abc").unwrap();
+        let got = c.flush().err();
+        let message = io::Error::from(ErrorKind::BrokenPipe).to_string();
+        let text = format!("write failed: {message}");
+        check(got, ConnError::Write { kind: ErrorKind::BrokenPipe, message }, &text);
+        assert!(c.wants_write());
     }
 
     #[test]
@@ -188,6 +293,18 @@ mod tests {
         c.send(&[0; 40]).unwrap();
         c.flush().unwrap();
         assert!(c.wants_write());
-        assert!(c.send(&[0; 40]).is_err());
+        // 44 bytes queued (header and payload) + 40 more would pass the 64-byte backlog.
+        let text = "peer is not reading: over 64 bytes queued";
+        check(c.send(&[0; 40]).err(), ConnError::Backlog { len: 84, max: 64 }, text);
+    }
+
+    #[test]
+    fn callers_returning_string_errors_keep_using_the_question_mark() {
+        fn queue(c: &mut Conn<Script>) -> Result<(), String> {
+            c.send(&[0; 65])?;
+            Ok(())
+        }
+        let mut c = script(vec![], 0);
+        assert_eq!(queue(&mut c), Err("peer is not reading: over 64 bytes queued".to_string()));
     }
 }

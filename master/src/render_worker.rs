@@ -287,7 +287,7 @@ impl RenderWorker {
         let msg = ToWorker::Render { tag: tag.to_string(), data: data.clone() };
         let bytes = serde_json::to_vec(&msg).map_err(|e| e.to_string())?;
         let (_, conn) = self.running.as_mut().expect("started above");
-        let sent = conn.send(&bytes).and_then(|()| conn.flush().map_err(|e| e.to_string()));
+        let sent = conn.send(&bytes).and_then(|()| conn.flush());
         if let Err(why) = sent {
             self.stop();
             return Err(format!("cannot reach the render worker: {why}"));
@@ -333,7 +333,7 @@ impl RenderWorker {
         };
         let Some(frame) = frames.into_iter().next() else {
             return match closed {
-                Some(why) => Reply::Died(self.died(&why)),
+                Some(why) => Reply::Died(self.died(&why.to_string())),
                 None => {
                     self.reregister();
                     Reply::Nothing

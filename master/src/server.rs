@@ -452,7 +452,7 @@ impl Master {
             }
         }
         if let Some(reason) = turn.closed {
-            self.close_peer(token, &reason);
+            self.close_peer(token, &reason.to_string());
             return;
         }
         self.flush_peer(token);
@@ -651,7 +651,7 @@ impl Master {
             _ => return Err("no session".into()),
         };
         let frame = session.seal(msg).map_err(|e| e.to_string())?;
-        peer.conn.send(&frame)
+        Ok(peer.conn.send(&frame)?)
     }
 
     /// Writes what can be written and keeps WRITABLE interest in step with the backlog.
@@ -660,7 +660,7 @@ impl Master {
             return;
         };
         if let Err(e) = peer.conn.flush() {
-            let reason = format!("write failed: {e}");
+            let reason = e.to_string();
             self.close_peer(token, &reason);
             return;
         }
@@ -871,7 +871,7 @@ impl Master {
         self.flush_control(token);
         if let Some(reason) = turn.closed {
             // Answers already queued are flushed above; a half-closed CLI still reads them.
-            self.close_control(token, &reason);
+            self.close_control(token, &reason.to_string());
         }
     }
 
@@ -882,7 +882,7 @@ impl Master {
             return false;
         };
         if let Err(reason) = client.conn.send(&payload) {
-            self.close_control(token, &reason);
+            self.close_control(token, &reason.to_string());
             return false;
         }
         true
@@ -900,7 +900,7 @@ impl Master {
             return;
         };
         if let Err(e) = client.conn.flush() {
-            let reason = format!("write failed: {e}");
+            let reason = e.to_string();
             self.close_control(token, &reason);
             return;
         }

@@ -344,7 +344,7 @@ impl Minion {
             }
         }
         if let Some(reason) = turn.closed {
-            self.drop_link(&reason);
+            self.drop_link(&reason.to_string());
             return Ok(());
         }
         if turn.more {
@@ -483,7 +483,7 @@ impl Minion {
         };
         let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, master);
         if let Err(reason) = link.conn.send(&hello) {
-            self.drop_link(&reason);
+            self.drop_link(&reason.to_string());
             return;
         }
         link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
@@ -543,8 +543,10 @@ impl Minion {
                 self.outbox.push_front(msg);
                 return;
             };
-            let sent =
-                session.seal(&msg).map_err(|e| e.to_string()).and_then(|f| link.conn.send(&f));
+            let sent = session
+                .seal(&msg)
+                .map_err(|e| e.to_string())
+                .and_then(|f| Ok(link.conn.send(&f)?));
             if let Err(reason) = sent {
                 self.outbox.push_front(msg);
                 self.drop_link(&reason);
@@ -579,7 +581,8 @@ impl Minion {
         let LinkPhase::Live(session) = &mut link.phase else {
             return;
         };
-        let result = session.seal(msg).map_err(|e| e.to_string()).and_then(|f| link.conn.send(&f));
+        let result =
+            session.seal(msg).map_err(|e| e.to_string()).and_then(|f| Ok(link.conn.send(&f)?));
         match result {
             Ok(()) => self.flush(),
             Err(reason) => self.drop_link(&reason),
@@ -592,7 +595,7 @@ impl Minion {
             return;
         }
         if let Err(e) = link.conn.flush() {
-            let reason = format!("write failed: {e}");
+            let reason = e.to_string();
             self.drop_link(&reason);
             return;
         }
