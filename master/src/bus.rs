@@ -1,6 +1,7 @@
 //! The master's in-process event queue and the event log it drains into.
 //!
-//! Producers only push ([`Bus::fire`]); the loop drains the queue once per turn into the
+//! Producers only push ([`Bus::fire`], or [`Bus::fire_caused`] with the causal chain passed
+//! explicitly); the loop drains the queue once per turn into the
 //! consumers (the event log here; live subscribers in `server`; the reactor comes next), so firing an
 //! event never does I/O on the producer's path.
 
@@ -17,36 +18,43 @@ use std::path::{Path, PathBuf};
 pub struct Bus {
     queue: VecDeque<Event>,
     log: EventLog,
-    /// While the reactor runs a reaction (or a reaction's job returns), the causal chain every
-    /// event fired meanwhile inherits.
-    pub cause: Vec<String>,
 }
 
 impl Bus {
     /// Opens (creating) the event log, rotated past `max_bytes` keeping `keep` old files;
     /// failing that, the master must not start.
     pub fn open(log_path: &Path, max_bytes: u64, keep: u32) -> io::Result<Bus> {
-        Ok(Bus {
-            queue: VecDeque::new(),
-            log: EventLog::open(log_path, max_bytes, keep)?,
-            cause: Vec::new(),
-        })
+        Ok(Bus { queue: VecDeque::new(), log: EventLog::open(log_path, max_bytes, keep)? })
     }
 
-    /// Stamps and queues an event.
+    /// Stamps and queues an event nothing on the bus caused (a CLI, a minion, housekeeping):
+    /// its chain is empty.
     pub fn fire(&mut self, tag: impl Into<String>, data: Map<String, Value>) {
-        self.fire_from(tag, data, None);
+        self.fire_from(tag, data, None, &[]);
     }
 
-    /// [`Bus::fire`] for an event a peer at `source` caused (the reactor budgets by source).
+    /// Queues an event a reaction led to: `cause` is the chain of tags (oldest first) that
+    /// ends with the event the reaction answered; the reactor limits its depth.
+    pub fn fire_caused(
+        &mut self,
+        tag: impl Into<String>,
+        data: Map<String, Value>,
+        cause: &[String],
+    ) {
+        self.fire_from(tag, data, None, cause);
+    }
+
+    /// [`Bus::fire_caused`] for an event a peer at `source` caused (the reactor budgets by
+    /// source).
     pub fn fire_from(
         &mut self,
         tag: impl Into<String>,
         data: Map<String, Value>,
         source: Option<std::net::IpAddr>,
+        cause: &[String],
     ) {
         let mut event = Event::new(tag, data);
-        event.chain = self.cause.clone();
+        event.chain = cause.to_vec();
         event.source = source;
         log::trace!("event {}", event.tag);
         self.queue.push_back(event);
@@ -175,4 +183,26 @@ fn open_append(path: &Path) -> io::Result<BufWriter<File>> {
     let file = open_line_log(path)
         .map_err(|e| io::Error::new(e.kind(), format!("event log {}: {e}", path.display())))?;
     Ok(BufWriter::with_capacity(64 * 1024, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The case a mutable "current cause" broke: an event fired after a reaction's events,
+    /// with nothing clearing a field in between, must not inherit their chain.
+    #[test]
+    fn an_uncaused_event_has_an_empty_chain_right_after_a_caused_one() {
+        let dir = std::env::temp_dir().join(format!("halite-bus-{}", std::process::id()));
+        let mut bus = Bus::open(&dir.join("events.log"), 1 << 20, 1).unwrap();
+        let chain = vec!["salt/auth".to_string(), "salt/job/1/ret/m".to_string()];
+        bus.fire_caused("salt/reactor/error", Map::new(), &chain);
+        bus.fire("salt/presence/present", Map::new());
+        bus.fire_from("salt/auth", Map::new(), Some([127, 0, 0, 1].into()), &[]);
+        let events = bus.drain();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(events[0].chain, chain);
+        assert_eq!(events[1].chain, Vec::<String>::new(), "{}", events[1].tag);
+        assert_eq!(events[2].chain, Vec::<String>::new(), "{}", events[2].tag);
+    }
 }

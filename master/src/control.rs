@@ -19,11 +19,11 @@ pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
             Err(e) => Response::Error { message: format!("cannot list keys: {e}") },
         },
         Request::MasterFinger => Response::Finger { finger: master.fingerprint() },
-        Request::KeyApply { action, keys } => apply(master, action, &keys),
+        Request::KeyApply { action, keys } => apply(master, action, &keys, &[]),
         Request::Presence => Response::Presence { up: master.live_ids() },
         Request::Publish { tgt, tgt_type, fun, arg, user, watch } => {
             let request = JobRequest { tgt, tgt_type, fun, arg, user };
-            match master.publish(request, watch.then_some(token)) {
+            match master.publish(request, watch.then_some(token), &[]) {
                 Ok(p) => Response::Published {
                     jid: p.jid,
                     minions: p.minions,
@@ -43,17 +43,21 @@ pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
             master.bus.fire("salt/event/new_client", Default::default());
             Response::Subscribed
         }
-        Request::Runner { fun, arg, user } => match master.run_runner(&fun, &arg, &user) {
+        Request::Runner { fun, arg, user } => match master.run_runner(&fun, &arg, &user, &[]) {
             Ok(value) => Response::Value { value },
             Err(message) => Response::Error { message },
         },
     }
 }
 
+/// Moves (or deletes) `keys`. `cause` is the causal chain of the wheel reaction that asked
+/// (empty for a CLI): the `salt/key` events and what the moves set off (`salt/auth`,
+/// disconnects) carry it.
 pub(crate) fn apply(
     master: &mut Master,
     action: KeyAction,
     keys: &[(String, KeyStatus)],
+    cause: &[String],
 ) -> Response {
     let mut done = Vec::new();
     for (id, from) in keys {
@@ -81,9 +85,9 @@ pub(crate) fn apply(
         if with_pub {
             data.insert("pub".into(), pem.trim_end().into());
         }
-        master.bus.fire("salt/key", data);
+        master.bus.fire_caused("salt/key", data, cause);
         log::info!("key {id} {act} (was {})", from.dir());
-        react_to_key_change(master, action, *from, id);
+        react_to_key_change(master, action, *from, id, cause);
         done.push(id.clone());
     }
     Response::Applied { ids: done }
@@ -93,11 +97,17 @@ pub(crate) fn apply(
 /// gets its session now (no polling delay); rejected or deleted keys lose their connection, and
 /// so does a session whose accepted key was just replaced (a denied key accepted over it), and
 /// so does a connection between its Accepted verdict and its session (held verdict, AwaitReady).
-fn react_to_key_change(master: &mut Master, action: KeyAction, from: KeyStatus, id: &str) {
+fn react_to_key_change(
+    master: &mut Master,
+    action: KeyAction,
+    from: KeyStatus,
+    id: &str,
+    cause: &[String],
+) {
     for token in master.pending_connections(id) {
         match action {
             KeyAction::Delete => master.close_peer(token, "key deleted"),
-            KeyAction::Accept | KeyAction::Reject => master.reauthenticate(token),
+            KeyAction::Accept | KeyAction::Reject => master.reauthenticate(token, cause),
         }
     }
     // Past its Accepted verdict but not live yet: its key must still be the accepted one.
@@ -105,7 +115,7 @@ fn react_to_key_change(master: &mut Master, action: KeyAction, from: KeyStatus, 
     let key_replaced = action == KeyAction::Accept && from != KeyStatus::Pending;
     if action != KeyAction::Accept || key_replaced {
         if let Some(token) = master.live_connection(id) {
-            master.close_peer(token, "key no longer accepted");
+            master.close_peer_caused(token, "key no longer accepted", cause);
         }
     }
 }

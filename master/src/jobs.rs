@@ -42,11 +42,14 @@ pub struct Published {
 
 impl Master {
     /// Resolves the target, fires the job events, stores the load and sends the job to every
-    /// matching connected minion. With `watch`, `client` streams the job's returns.
+    /// matching connected minion. With `watch`, `client` streams the job's returns. `cause`
+    /// is the causal chain of a reaction's job (empty otherwise): its events and its returns
+    /// carry it.
     pub(crate) fn publish(
         &mut self,
         req: JobRequest,
         watch: Option<Token>,
+        cause: &[String],
     ) -> Result<Published, String> {
         if req.fun.is_empty() || req.fun.len() > 256 {
             return Err("bad function name".into());
@@ -78,10 +81,10 @@ impl Master {
             log::error!("job cache: cannot store job {jid}: {e}; not published");
             return Err(format!("cannot record the job in the job cache: {e}"));
         }
-        self.remember_job(&jid, &minions);
-        self.bus.fire(jid.clone(), object([("minions", minion_list())]));
-        self.bus.fire(format!("salt/job/{jid}/new"), load);
-        self.bus.fire(
+        self.remember_job(&jid, &minions, cause);
+        self.bus.fire_caused(jid.clone(), object([("minions", minion_list())]), cause);
+        self.bus.fire_caused(format!("salt/job/{jid}/new"), load, cause);
+        self.bus.fire_caused(
             format!("salt/job/{jid}/publish"),
             object([
                 ("fun", req.fun.clone().into()),
@@ -92,6 +95,7 @@ impl Master {
                 ("tgt_type", req.tgt_type.clone().into()),
                 ("user", req.user.clone().into()),
             ]),
+            cause,
         );
         if let Some(token) = watch {
             if let Some(client) = self.controls.get_mut(&token) {
@@ -230,8 +234,6 @@ impl Master {
         // Salt's return events carry `ts` (Unix seconds) too.
         data.insert("ts".into(), halite_common::time::unix_seconds().into());
         data.insert("user".into(), ret.user.into());
-        // A reaction's job: its returns carry the reaction's causal chain.
-        self.bus.cause = cause;
         let stored = match self.jobs.save_return(&ret.jid, id, &data) {
             Ok(()) => {
                 if let Some(job) = self.recent_jobs.get_mut(&ret.jid) {
@@ -245,17 +247,17 @@ impl Master {
             }
         };
         log::debug!("return from {id} for job {}", ret.jid);
-        self.bus.fire(format!("salt/job/{}/ret/{id}", ret.jid), data);
-        self.bus.cause.clear();
+        // A reaction's job: its returns carry the reaction's causal chain.
+        self.bus.fire_caused(format!("salt/job/{}/ret/{id}", ret.jid), data, &cause);
         stored
     }
 
     /// Remembers who a new job went to and the causal chain it was published under.
-    fn remember_job(&mut self, jid: &str, minions: &[String]) {
+    fn remember_job(&mut self, jid: &str, minions: &[String], cause: &[String]) {
         let job = RecentJob {
             minions: minions.iter().cloned().collect(),
             returned: HashSet::new(),
-            cause: self.bus.cause.clone(),
+            cause: cause.to_vec(),
         };
         self.keep_job(jid, job);
     }

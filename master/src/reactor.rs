@@ -296,9 +296,7 @@ impl Master {
         for reaction in outcome.reactions {
             self.reactor.stats.reactions += 1;
             self.reactor.count([&reaction.sls], |s| s.reactions += 1);
-            self.bus.cause = chain.clone();
-            let result = self.run_reaction(&reaction);
-            self.bus.cause.clear();
+            let result = self.run_reaction(&reaction, &chain);
             if let Err(message) = result {
                 self.reactor.stats.errors += 1;
                 self.reactor.count([&reaction.sls], |s| s.errors += 1);
@@ -318,19 +316,18 @@ impl Master {
 
     fn fire_reactor_error(&mut self, data: Value, chain: &[String]) {
         let Value::Object(data) = data else { return };
-        self.bus.cause = chain.to_vec();
-        self.bus.fire("salt/reactor/error", data);
-        self.bus.cause.clear();
+        self.bus.fire_caused("salt/reactor/error", data, chain);
     }
 
-    /// Runs one reaction; `Err` is reported as a `salt/reactor/error` event.
-    fn run_reaction(&mut self, r: &Reaction) -> Result<(), String> {
+    /// Runs one reaction; `Err` is reported as a `salt/reactor/error` event. Every event the
+    /// reaction fires (its job's and runner's too) carries `chain`.
+    fn run_reaction(&mut self, r: &Reaction, chain: &[String]) -> Result<(), String> {
         log::info!("reactor: {} ({}) runs {}.{}", r.id, r.sls, r.client.as_str(), r.fun);
         for warning in &r.warnings {
             log::warn!("reactor: {} ({}): {warning}", r.id, r.sls);
         }
         match r.client {
-            Client::Wheel => self.run_wheel(r),
+            Client::Wheel => self.run_wheel(r, chain),
             Client::Local => {
                 let tgt = r.tgt.clone().ok_or("local reaction without tgt")?;
                 if let Some(ret) = &r.ret {
@@ -354,7 +351,7 @@ impl Master {
                     arg,
                     user: halite_common::config::process_user(),
                 };
-                self.publish(request, None).map(|_| ())
+                self.publish(request, None, chain).map(|_| ())
             }
             Client::Runner => {
                 let mut arg = r.arg.clone();
@@ -363,7 +360,7 @@ impl Master {
                     kwarg.insert("__kwarg__".into(), true.into());
                     arg.push(Value::Object(kwarg));
                 }
-                self.run_runner(&r.fun, &arg, "Reactor").map(|_| ())
+                self.run_runner(&r.fun, &arg, "Reactor", chain).map(|_| ())
             }
             Client::Caller => Err("caller reactions run on a minion's own reactor; the master \
                                    has none"
@@ -373,7 +370,7 @@ impl Master {
 
     /// `wheel.key.accept|reject|delete` with `match` (glob, or list), `include_rejected`,
     /// `include_denied` — the same selection and events as `halite-key`.
-    fn run_wheel(&mut self, r: &Reaction) -> Result<(), String> {
+    fn run_wheel(&mut self, r: &Reaction, chain: &[String]) -> Result<(), String> {
         let action = match r.fun.as_str() {
             "key.accept" => KeyAction::Accept,
             "key.reject" => KeyAction::Reject,
@@ -425,8 +422,8 @@ impl Master {
             ("jid", jid.clone().into()),
             ("user", "Reactor".into()),
         ]);
-        self.bus.fire(format!("salt/wheel/{jid}/new"), new.clone());
-        let result = match crate::control::apply(self, action, &chosen) {
+        self.bus.fire_caused(format!("salt/wheel/{jid}/new"), new.clone(), chain);
+        let result = match crate::control::apply(self, action, &chosen, chain) {
             halite_common::control::Response::Error { message } => Err(message),
             halite_common::control::Response::Applied { ids } => Ok(ids),
             _ => Ok(Vec::new()),
@@ -440,7 +437,7 @@ impl Master {
         ret.insert("return".into(), value);
         ret.insert("success".into(), success.into());
         ret.insert("user".into(), user);
-        self.bus.fire(format!("salt/wheel/{jid}/ret"), ret);
+        self.bus.fire_caused(format!("salt/wheel/{jid}/ret"), ret, chain);
         result.map(|_| ())
     }
 

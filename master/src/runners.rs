@@ -20,12 +20,14 @@ pub const RUNNERS: [&str; 9] = [
 ];
 
 impl Master {
-    /// Runs `fun`, wrapped in Salt's runner events.
+    /// Runs `fun`, wrapped in Salt's runner events. `cause` is the causal chain of the
+    /// reaction that runs it (empty for a CLI): every event the run fires carries it.
     pub(crate) fn run_runner(
         &mut self,
         fun: &str,
         arg: &[Value],
         user: &str,
+        cause: &[String],
     ) -> Result<Value, String> {
         let jid = self.jids.allocate();
         let new = object([
@@ -34,16 +36,16 @@ impl Master {
             ("jid", jid.clone().into()),
             ("user", user.into()),
         ]);
-        self.bus.fire(format!("salt/run/{jid}/new"), new.clone());
-        let result = self.runner(fun, arg);
+        self.bus.fire_caused(format!("salt/run/{jid}/new"), new.clone(), cause);
+        let result = self.runner(fun, arg, cause);
         let mut ret = new;
         ret.insert("return".into(), result.clone().unwrap_or_else(Value::String));
         ret.insert("success".into(), result.is_ok().into());
-        self.bus.fire(format!("salt/run/{jid}/ret"), ret);
+        self.bus.fire_caused(format!("salt/run/{jid}/ret"), ret, cause);
         result
     }
 
-    fn runner(&mut self, fun: &str, arg: &[Value]) -> Result<Value, String> {
+    fn runner(&mut self, fun: &str, arg: &[Value], cause: &[String]) -> Result<Value, String> {
         let (args, kwargs) = split_args(arg);
         let first = || {
             args.first()
@@ -106,7 +108,7 @@ impl Master {
                 if let Some(reason) = crate::server::oversized(&data, self.cfg.max_event_bytes) {
                     return Err(reason);
                 }
-                self.bus.fire(tag.to_string(), data);
+                self.bus.fire_caused(tag.to_string(), data, cause);
                 Ok(Value::Bool(true))
             }
             _ => Err(format!("'{fun}' is not available. Runners: {}", RUNNERS.join(", "))),

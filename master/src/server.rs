@@ -563,9 +563,8 @@ impl Master {
                 }
                 // Fired by a reaction's job: the event continues that job's causal chain.
                 let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
-                self.bus.cause = job.map(|j| j.cause.clone()).unwrap_or_default();
-                self.bus.fire(tag.clone(), wrap_minion_event(id, &tag, data, ts));
-                self.bus.cause.clear();
+                let cause = job.map_or(&[][..], |j| &j.cause);
+                self.bus.fire_caused(tag.clone(), wrap_minion_event(id, &tag, data, ts), cause);
                 match ack {
                     true => self.send_session(token, &ToMinion::EventAck { tag }),
                     false => Ok(()),
@@ -576,16 +575,17 @@ impl Master {
 
     /// Runs the `_auth` decision for a hello on `token` and answers it.
     pub(crate) fn authenticate(&mut self, token: Token, hello: HelloIn) -> Result<(), String> {
-        self.authenticate_after(token, hello, None)
+        self.authenticate_after(token, hello, None, &[])
     }
 
     /// `authenticate`, with the verdict also waiting for the key write `after` (a key move
-    /// that made it change).
+    /// that made it change); the `salt/auth` event carries that move's `cause`.
     fn authenticate_after(
         &mut self,
         token: Token,
         hello: HelloIn,
         after: Option<u64>,
+        cause: &[String],
     ) -> Result<(), String> {
         let is_live = self.live.contains_key(&hello.id);
         let ip = self.peers.get(&token).ok_or("gone")?.addr.ip();
@@ -603,7 +603,7 @@ impl Master {
         .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
         // Budgets count per source as the connection limits do (an IPv6 /64 is one).
         let source = self.peers.get(&token).map(|p| crate::limits::source_of(p.addr.ip()));
-        self.bus.fire_from("salt/auth", outcome.event, source);
+        self.bus.fire_from("salt/auth", outcome.event, source, cause);
         if self.park_verdict(token, &hello, outcome.status, first, after)? {
             return Ok(());
         }
@@ -679,6 +679,12 @@ impl Master {
     }
 
     pub(crate) fn close_peer(&mut self, token: Token, reason: &str) {
+        self.close_peer_caused(token, reason, &[]);
+    }
+
+    /// [`Master::close_peer`] for a close a reaction led to: the disconnect event carries
+    /// `cause`, its causal chain.
+    pub(crate) fn close_peer_caused(&mut self, token: Token, reason: &str, cause: &[String]) {
         let Some(mut peer) = self.peers.remove(&token) else {
             return;
         };
@@ -694,7 +700,7 @@ impl Master {
                 // Not a Salt tag: lets a reactor act on a lost minion without waiting for the
                 // next presence pass. Minions cannot fire it (see `minion_tag_refusal`).
                 let data = object([("id", id.as_str().into()), ("reason", reason.into())]);
-                self.bus.fire(format!("salt/minion/{id}/disconnected"), data);
+                self.bus.fire_caused(format!("salt/minion/{id}/disconnected"), data, cause);
             }
             (Phase::Live { .. }, false) => log::debug!("session {} closed: {reason}", peer.label()),
             _ => log::warn!("closed connection {}: {reason}", peer.label()),
@@ -808,14 +814,15 @@ impl Master {
         self.live.get(id).copied()
     }
 
-    /// Re-runs the decision for a pending connection (after its key moved) and answers it.
-    pub(crate) fn reauthenticate(&mut self, token: Token) {
+    /// Re-runs the decision for a pending connection (after its key moved) and answers it;
+    /// `cause` is the key move's causal chain.
+    pub(crate) fn reauthenticate(&mut self, token: Token, cause: &[String]) {
         let hello = match self.peers.get(&token).map(|p| &p.phase) {
             Some(Phase::Pending(hello)) => hello.clone(),
             _ => return,
         };
         let after = Some(self.store.submitted());
-        match self.authenticate_after(token, hello, after) {
+        match self.authenticate_after(token, hello, after, cause) {
             Ok(()) => self.flush_peer(token),
             Err(reason) => self.close_peer(token, &reason),
         }

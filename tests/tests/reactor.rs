@@ -262,6 +262,26 @@ fn a_reaction_loop_stops_at_the_depth_limit_and_a_short_chain_runs() {
     master.wait_event("myco/step3", |_| true);
 }
 
+/// Wheel reactions that undo each other's key move: the chain goes on through the `salt/key`
+/// events a reaction's key moves fire, so the ping-pong stops at the depth limit.
+#[test]
+fn a_key_ping_pong_between_wheel_reactions_stops_at_the_depth_limit() {
+    let flip = "{% if data['act'] == 'accepted' %}\nflip:\n  wheel.key.reject:\n    - match: {{ data['id'] }}\n    - include_accepted: True\n{% elif data['act'] == 'rejected' %}\nflop:\n  wheel.key.accept:\n    - match: {{ data['id'] }}\n    - include_rejected: True\n{% endif %}\n";
+    let rules = "  - 'salt/key':\n    - SLS/flip.sls";
+    let (master, _sls) = Master::with_reactor(rules, &[("flip.sls", flip)], "reactor_max_depth: 3");
+    let minion = Minion::start(&master, "pong", "p", "");
+    minion.wait_pending();
+    assert!(master.key(&["-a", "pong", "-y"]).success());
+    let refused = master.wait_event("salt/reactor/refused", |d| d["reactor_max_depth"] == 3);
+    assert_eq!(
+        refused["chain"],
+        json!(["salt/key", "salt/key", "salt/key", "salt/key"]),
+        "{refused}"
+    );
+    let moves = master.events().iter().filter(|(t, _)| t == "salt/key").count();
+    assert_eq!(moves, 4, "the CLI's accept and three reaction moves");
+}
+
 #[test]
 fn dry_run_tools_show_the_seed_reactions_without_running_anything() {
     let work = TempDir::new();
