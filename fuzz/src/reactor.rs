@@ -11,18 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// (Kept once, in the reactor corpus, where it is also checked against Salt.)
 const MINION_SLS: &str = include_str!("../../tests/reactor-corpus/files/seed-minion.sls");
 
-/// DESIGN §1's `auto.sls`.
-const AUTO_SLS: &str = "run_state:
-  local.state.sls:
-    - tgt: {{ data['id'] }}
-    - arg:
-      - test
-run_init:
-  local.cmd.run:
-    - tgt: {{ data['id'] }}
-    - arg:
-      - echo initsok >> /tmp/cpis
-";
+/// DESIGN §1's auto.sls (kept once, in the reactor corpus).
+const AUTO_SLS: &str = include_str!("../../tests/reactor-corpus/files/seed-auto.sls");
 
 /// Event data in every place a value goes, through each serialising filter.
 const MIXED_SLS: &str = "{% set who = data.get('id', 'x') %}

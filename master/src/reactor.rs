@@ -338,12 +338,7 @@ impl Master {
                         r.sls
                     );
                 }
-                let mut arg = r.arg.clone();
-                if !r.kwarg.is_empty() {
-                    let mut kwarg = r.kwarg.clone();
-                    kwarg.insert("__kwarg__".into(), true.into());
-                    arg.push(Value::Object(kwarg));
-                }
+                let arg = r.salt_arg();
                 let request = JobRequest {
                     tgt,
                     tgt_type: r.tgt_type.clone(),
@@ -354,12 +349,7 @@ impl Master {
                 self.publish(request, None, chain).map(|_| ())
             }
             Client::Runner => {
-                let mut arg = r.arg.clone();
-                if !r.kwarg.is_empty() {
-                    let mut kwarg = r.kwarg.clone();
-                    kwarg.insert("__kwarg__".into(), true.into());
-                    arg.push(Value::Object(kwarg));
-                }
+                let arg = r.salt_arg();
                 self.run_runner(&r.fun, &arg, "Reactor", chain).map(|_| ())
             }
             Client::Caller => Err("caller reactions run on a minion's own reactor; the master \

@@ -3,7 +3,7 @@
 
 use halite_common::crypto::{self, KeyPair, PublicKey};
 use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
-use halite_common::proto::{ToMaster, ToMinion};
+use halite_common::proto::{Hello, ToMaster, ToMinion, PROTOCOL_VERSION};
 use halite_common::wire::{encode_frame, Decoder};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
@@ -11,6 +11,19 @@ use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A hello for `id` with a fresh key, sealed to `master` and built by hand, as a hostile
+/// client would (any id, unchecked: the master must refuse what is wrong with it).
+pub fn hello_for(id: &str, master: &PublicKey) -> Vec<u8> {
+    let keys = KeyPair::generate();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        id: id.into(),
+        public: keys.public.to_pem(),
+        challenge: "ab".repeat(32),
+    };
+    crypto::seal(&serde_json::to_vec(&hello).expect("a hello serialises"), master)
+}
 
 /// One raw TCP connection to a master.
 pub struct RawConn {

@@ -6,10 +6,10 @@
 use halite_common::control::{Request, Response, SOCKET_NAME};
 use halite_common::crypto::{self, KeyPair};
 use halite_common::handshake::MinionHandshake;
-use halite_common::proto::{Hello, ToMaster, ToMinion, PROTOCOL_VERSION};
+use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::wire::encode_frame;
 use halite_tests::cluster::{Master, Minion, WAIT};
-use halite_tests::raw::{RawConn, RawMinion};
+use halite_tests::raw::{hello_for, RawConn, RawMinion};
 use halite_tests::wait_until;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -26,18 +26,6 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
             seed as u8
         })
         .collect()
-}
-
-/// A hello for `id` sealed to the master, as a hostile client would build it by hand.
-fn hello_for(id: &str, master: &crypto::PublicKey) -> Vec<u8> {
-    let keys = KeyPair::generate();
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        id: id.into(),
-        public: keys.public.to_pem(),
-        challenge: "ab".repeat(32),
-    };
-    crypto::seal(&serde_json::to_vec(&hello).unwrap(), master)
 }
 
 /// Does something hostile on a fresh connection, given the master key it presented.

@@ -3,23 +3,9 @@
 //! reserve for the CLIs and live minions, and pending keys are capped and rate-limited.
 //! Many hosts are played from one machine by binding `127.0.0.x` source addresses.
 
-use halite_common::crypto::{self, KeyPair, PublicKey};
-use halite_common::proto::{Hello, PROTOCOL_VERSION};
 use halite_tests::cluster::{Master, Minion, WAIT};
-use halite_tests::raw::RawConn;
+use halite_tests::raw::{hello_for, RawConn};
 use std::net::Ipv4Addr;
-
-/// A hello for a new `id` with a fresh key, sealed to the master.
-fn hello_for(id: &str, master: &PublicKey) -> Vec<u8> {
-    let keys = KeyPair::generate();
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        id: id.into(),
-        public: keys.public.to_pem(),
-        challenge: "ab".repeat(32),
-    };
-    crypto::seal(&serde_json::to_vec(&hello).unwrap(), master)
-}
 
 /// Connects from `source` and sends a hello for `id`; the connection once the master has
 /// answered it, or `None` when the master closed it before greeting.

@@ -145,6 +145,19 @@ pub struct Reaction {
 }
 
 impl Reaction {
+    /// The `arg` list a job or runner gets, as Salt sends it: the positional args, then the
+    /// keyword args as one `{"__kwarg__": true, ...}` map (none when there are none).
+    pub fn salt_arg(&self) -> Vec<Value> {
+        let mut arg = self.arg.clone();
+        if !self.kwarg.is_empty() {
+            let mut kwarg = Map::with_capacity(self.kwarg.len() + 1);
+            kwarg.insert("__kwarg__".into(), true.into());
+            kwarg.extend(self.kwarg.iter().map(|(k, v)| (k.clone(), v.clone())));
+            arg.push(Value::Object(kwarg));
+        }
+        arg
+    }
+
     /// `{"id", "client", "fun", "tgt", "tgt_type", "arg", "kwarg"}` (+ `"ret"`, `"name"` when
     /// not the ID, `"warnings"` when any) — the `reactor.test --out json` shape. `tgt` and
     /// `tgt_type` are null but for local reactions.

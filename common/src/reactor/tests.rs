@@ -42,17 +42,8 @@ impl Drop for TempDir {
 /// (Kept once, in the reactor corpus, where it is also checked against Salt.)
 const MINION_SLS: &str = include_str!("../../../tests/reactor-corpus/files/seed-minion.sls");
 
-const AUTO_SLS: &str = "run_state:
-  local.state.sls:
-    - tgt: {{ data['id'] }}
-    - arg:
-      - test
-run_init:
-  local.cmd.run:
-    - tgt: {{ data['id'] }}
-    - arg:
-      - echo initsok >> /tmp/cpis
-";
+/// DESIGN §1's auto.sls (kept once, in the reactor corpus).
+const AUTO_SLS: &str = include_str!("../../../tests/reactor-corpus/files/seed-auto.sls");
 
 pub(super) fn reactor(rules: &[(&str, &[&str])]) -> Reactor {
     Reactor::new(
