@@ -1,14 +1,14 @@
 //! Serves the CLIs' requests on the control socket: key listing and key moves, each firing
 //! Salt's `salt/key` event and reaching connected minions at once.
 
+use crate::core::Core;
 use crate::jobs::JobRequest;
-use crate::server::Master;
 use halite_common::control::{KeyAction, KeyStatus, Request, Response};
 use halite_common::event::{object, TagFilter};
 use mio::Token;
 
 /// Answers one request frame from client `token`. Never fails: bad input gets an `Error`.
-pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
+pub fn handle(master: &mut Core, token: Token, frame: &[u8]) -> Response {
     let request: Request = match serde_json::from_slice(frame) {
         Ok(request) => request,
         Err(e) => return Response::Error { message: format!("bad request: {e}") },
@@ -54,7 +54,7 @@ pub fn handle(master: &mut Master, token: Token, frame: &[u8]) -> Response {
 /// (empty for a CLI): the `salt/key` events and what the moves set off (`salt/auth`,
 /// disconnects) carry it.
 pub(crate) fn apply(
-    master: &mut Master,
+    master: &mut Core,
     action: KeyAction,
     keys: &[(String, KeyStatus)],
     cause: &[String],
@@ -98,7 +98,7 @@ pub(crate) fn apply(
 /// so does a session whose accepted key was just replaced (a denied key accepted over it), and
 /// so does a connection between its Accepted verdict and its session (held verdict, AwaitReady).
 fn react_to_key_change(
-    master: &mut Master,
+    master: &mut Core,
     action: KeyAction,
     from: KeyStatus,
     id: &str,

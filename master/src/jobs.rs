@@ -1,7 +1,7 @@
 //! Publishing jobs and taking their returns: target resolution against accepted keys and
 //! cached grains, Salt's job events, the job cache, and the minions' grains cache.
 
-use crate::server::Master;
+use crate::core::Core;
 use halite_common::control::KeyStatus;
 use halite_common::event::{object, TagFilter};
 use halite_common::proto::{JobReturn, Publish, ToMinion};
@@ -40,7 +40,7 @@ pub struct Published {
     pub connected: Vec<String>,
 }
 
-impl Master {
+impl Core {
     /// Resolves the target, fires the job events, stores the load and sends the job to every
     /// matching connected minion. With `watch`, `client` streams the job's returns. `cause`
     /// is the causal chain of a reaction's job (empty otherwise): its events and its returns
@@ -116,10 +116,7 @@ impl Master {
                 continue;
             };
             match self.send_session(token, &publish) {
-                Ok(()) => {
-                    connected.push(id.clone());
-                    self.flush_peer(token);
-                }
+                Ok(()) => connected.push(id.clone()),
                 Err(reason) => self.close_peer(token, &reason),
             }
         }

@@ -7,9 +7,9 @@
 //! such connections at once, so a key that is no longer accepted never gets a session.
 
 use crate::auth;
+use crate::core::Core;
 use crate::keystore::KeyStore;
 use crate::peer::Phase;
-use crate::server::Master;
 use halite_common::control::{KeyStatus, Response};
 use halite_common::crypto::PublicKey;
 use halite_common::handshake::HelloIn;
@@ -58,7 +58,7 @@ impl KeyWrites {
     }
 }
 
-impl Master {
+impl Core {
     /// Sends `response` to control client `token` now, or parks it until the key writes from
     /// ticket `first` on (those the request made) are done. `Some` = send it now.
     pub(crate) fn park_control(
@@ -200,9 +200,8 @@ impl Master {
                     None if gone => Err(format!("{KEY_GONE}: {}", hello.id)),
                     None => self.answer_hello(w.token, hello, status),
                 };
-                match result {
-                    Ok(()) => self.flush_peer(w.token),
-                    Err(reason) => self.close_peer(w.token, &reason),
+                if let Err(reason) = result {
+                    self.close_peer(w.token, &reason);
                 }
             }
             Reply::Control(response) => {

@@ -6,6 +6,9 @@ pub mod budget;
 pub mod bus;
 pub mod client;
 pub mod control;
+pub mod core;
+#[cfg(test)]
+mod core_tests;
 pub mod diskworker;
 pub mod fileserver;
 pub mod grainscache;
@@ -20,4 +23,5 @@ pub mod render_worker;
 pub mod runners;
 pub mod server;
 
-pub use server::{Master, StartError};
+pub use crate::core::StartError;
+pub use server::Master;

@@ -1,10 +1,8 @@
-//! One minion connection on the master: its framed stream and where it stands in the
-//! handshake. Only state lives here; the loop in `server` decides what happens.
+//! One minion connection as the core sees it: where it stands in the handshake, and its
+//! timestamps. Only state lives here; `core` decides what happens (the socket is the driver's).
 
-use halite_common::conn::Conn;
 use halite_common::crypto::PublicKey;
 use halite_common::handshake::{HelloIn, Session};
-use mio::net::TcpStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,10 +20,10 @@ pub enum Phase {
     Live { id: String, session: Session },
 }
 
-/// A minion connection: a few buffers and this small struct, nothing per-minion elsewhere.
+/// A minion connection: this small struct (and the driver's buffers), nothing per-minion
+/// elsewhere.
 #[derive(Debug)]
 pub struct Peer {
-    pub conn: Conn<TcpStream>,
     pub addr: SocketAddr,
     pub phase: Phase,
     /// When the current phase began (handshake deadlines).
@@ -35,23 +33,19 @@ pub struct Peer {
     /// Last keepalive ping sent.
     pub pinged: Instant,
     pub ping_seq: u64,
-    /// Whether WRITABLE interest is registered.
-    pub writing: bool,
     /// Its verdict waits for a key write (`keyflow`); a frame before it closes the connection.
     pub parked: bool,
 }
 
 impl Peer {
-    pub fn new(conn: Conn<TcpStream>, addr: SocketAddr, now: Instant) -> Peer {
+    pub fn new(addr: SocketAddr, now: Instant) -> Peer {
         Peer {
-            conn,
             addr,
             phase: Phase::AwaitHello,
             since: now,
             heard: now,
             pinged: now,
             ping_seq: 0,
-            writing: false,
             parked: false,
         }
     }

@@ -15,9 +15,9 @@
 //! (`salt/reactor/...`) never trigger reactions.
 
 use crate::budget::{Budgets, Refusal};
+use crate::core::Core;
 use crate::jobs::JobRequest;
 use crate::render_worker::{RenderWorker, Reply};
-use crate::server::Master;
 use halite_common::control::{select, source_statuses, KeyAction};
 use halite_common::event::{object, Event};
 use halite_common::reactor::{Client, Reaction, Reactions, Reactor};
@@ -100,7 +100,7 @@ impl ReactorState {
     }
 }
 
-impl Master {
+impl Core {
     /// Runs the reactor over one drained event: refuses it, or queues it for the worker.
     pub(crate) fn react(&mut self, event: &Event) {
         if event.tag.starts_with("salt/reactor/") || !self.reactor.reactor.wants(&event.tag) {
@@ -166,7 +166,7 @@ impl Master {
     }
 
     /// Hands queued events to the worker while it is idle, refusing those over budget. Not
-    /// once the master is stopping: no render starts then (see [`Master::abandon_reactor`]).
+    /// once the master is stopping: no render starts then (see [`Core::abandon_reactor`]).
     pub(crate) fn pump_reactor(&mut self) {
         while !self.reactor.worker.busy() && !self.stopping {
             let Some(next) = self.reactor.queue.pop_front() else { return };
@@ -174,7 +174,7 @@ impl Master {
             let budget_ms = self.cfg.reactor_render_budget_ms;
             let budget = Duration::from_millis(budget_ms.into());
             let tag = next.event.tag.clone();
-            let now = Instant::now();
+            let now = self.now;
             match self.reactor.budgets.admit(&next.files, &next.keys, rate, budget, now) {
                 Some(Refusal::Rate(over)) => {
                     self.reactor.stats.rate_refused += 1;
@@ -203,7 +203,7 @@ impl Master {
                     ];
                     self.refuse(&next.event, &next.files, data);
                 }
-                None => match self.reactor.worker.render(&tag, &next.event.data) {
+                None => match self.reactor.worker.render(&tag, &next.event.data, now) {
                     Ok(()) => self.reactor.in_flight = Some(next),
                     Err(why) => self.render_failed(next, why),
                 },

@@ -268,18 +268,23 @@ impl RenderWorker {
         serde_json::to_vec(&msg).expect("serialisable")
     }
 
-    /// Sends one render, starting a worker first if none runs.
-    pub fn render(&mut self, tag: &str, data: &Map<String, Value>) -> Result<(), String> {
+    /// Sends one render at `now`, starting a worker first if none runs.
+    pub fn render(
+        &mut self,
+        tag: &str,
+        data: &Map<String, Value>,
+        now: Instant,
+    ) -> Result<(), String> {
         if self.running.is_none() {
             if let Some((at, why)) = &self.spawn_failed {
-                if at.elapsed() < SPAWN_RETRY {
+                if now.saturating_duration_since(*at) < SPAWN_RETRY {
                     return Err(format!("{why} (the next start is tried within a second)"));
                 }
             }
             match self.spawn() {
                 Ok(running) => self.running = Some(running),
                 Err(why) => {
-                    self.spawn_failed = Some((Instant::now(), why.clone()));
+                    self.spawn_failed = Some((now, why.clone()));
                     return Err(why);
                 }
             }
@@ -293,7 +298,7 @@ impl RenderWorker {
             return Err(format!("cannot reach the render worker: {why}"));
         }
         self.reregister();
-        self.sent = Some(Instant::now());
+        self.sent = Some(now);
         Ok(())
     }
 
@@ -446,16 +451,21 @@ mod tests {
         let registry = poll.registry().try_clone().unwrap();
         let mut worker = RenderWorker::new(registry, Token(3), 1 << 28, &[], Vec::new());
         worker.exe = PathBuf::from("/nonexistent/halite-master");
-        let first = worker.render("t", &Map::new()).unwrap_err();
+        let t0 = Instant::now();
+        let first = worker.render("t", &Map::new(), t0).unwrap_err();
         assert!(first.starts_with("cannot start the render worker"), "{first}");
         let failed_at = worker.spawn_failed.as_ref().map(|(at, _)| *at);
         // A queue of events right behind it: refused at once, without trying to fork again.
-        for _ in 0..100 {
-            let again = worker.render("t", &Map::new()).unwrap_err();
+        for ms in 0..100 {
+            let at = t0 + Duration::from_millis(ms * 9);
+            let again = worker.render("t", &Map::new(), at).unwrap_err();
             assert!(again.ends_with("(the next start is tried within a second)"), "{again}");
         }
         assert_eq!(worker.spawn_failed.as_ref().map(|(at, _)| *at), failed_at);
         assert!(!worker.busy());
+        // A second later, the next render tries to start it again.
+        let later = worker.render("t", &Map::new(), t0 + SPAWN_RETRY).unwrap_err();
+        assert!(later.starts_with("cannot start the render worker"), "{later}");
     }
 
     #[test]

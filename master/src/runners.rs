@@ -1,7 +1,7 @@
 //! Master-side functions for `halite-run` (Salt's runners): `jobs.*`, `manage.*`,
 //! `event.send`. Each run fires `salt/run/<jid>/new` and `.../ret` as Salt does.
 
-use crate::server::Master;
+use crate::core::Core;
 use halite_common::event::object;
 use halite_common::proto::split_args;
 use serde_json::{Map, Value};
@@ -19,7 +19,7 @@ pub const RUNNERS: [&str; 9] = [
     "reactor.stats",
 ];
 
-impl Master {
+impl Core {
     /// Runs `fun`, wrapped in Salt's runner events. `cause` is the causal chain of the
     /// reaction that runs it (empty for a CLI): every event the run fires carries it.
     pub(crate) fn run_runner(
@@ -105,7 +105,7 @@ impl Master {
                 if tag.starts_with("salt/job/") || crate::jobcache::is_jid(tag) {
                     return Err(format!("tag '{tag}' is reserved for the master's jobs"));
                 }
-                if let Some(reason) = crate::server::oversized(&data, self.cfg.max_event_bytes) {
+                if let Some(reason) = crate::core::oversized(&data, self.cfg.max_event_bytes) {
                     return Err(reason);
                 }
                 self.bus.fire_caused(tag.to_string(), data, cause);

@@ -1,0 +1,772 @@
+//! The master's sans-IO core: every decision about minion sessions, CLIs, keys, jobs, events
+//! and the reactor, driven by [`Core::handle`]`(now, Input)` and answered with [`Effect`]s
+//! (send bytes, change a frame limit, close) that the driver (`server`) carries out. The core
+//! owns no socket and reads no clock: time comes in with each input, so tests move it by hand.
+
+use crate::auth::{self, Policy};
+use crate::bus::Bus;
+use crate::client::Client;
+use crate::control;
+use crate::jobcache::{JidGen, JobCache};
+use crate::keyflow::{accepted_key_is, KEY_GONE};
+use crate::keystore::{load_or_create_master_key, KeyStore};
+use crate::peer::{keepalive, Keepalive, Peer, Phase};
+use halite_common::config::MasterConfig;
+use halite_common::conn::ConnError;
+use halite_common::control::Response;
+use halite_common::crypto::KeyPair;
+use halite_common::event::{minion_tag_refusal, object, wrap_minion_event};
+use halite_common::files::create_private_dir;
+use halite_common::handshake::{self, HelloIn};
+use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
+use mio::Token;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The render worker's pipes (registered by the worker itself).
+pub(crate) const RENDER_WORKER: Token = Token(3);
+/// The disk worker's wake-up (a write finished).
+pub(crate) const DISK: Token = Token(4);
+
+/// Time a connection gets to finish the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pending minion re-sends its hello every `acceptance_wait_time`; silence this long means gone.
+const PENDING_IDLE: Duration = Duration::from_secs(600);
+/// The quickest a pending connection may send its next hello.
+const MIN_REHELLO: Duration = Duration::from_millis(900);
+/// Largest frame before a session is live: a hello is well under 1 KiB.
+pub(crate) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
+/// Largest first session frame (`Ready`, with the minion's grains).
+const MAX_READY_FRAME: usize = 1024 * 1024;
+/// How often housekeeping runs.
+pub(crate) const TICK: Duration = Duration::from_millis(500);
+
+/// Why the master could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Io { what: String, source: io::Error },
+    AlreadyRunning(PathBuf),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Io { what, source } => write!(f, "{what}: {source}"),
+            StartError::AlreadyRunning(sock) => {
+                write!(f, "another master is already serving {}", sock.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What happened, as the driver saw it. Connections are named by the driver's tokens.
+#[derive(Debug)]
+pub enum Input {
+    /// A minion connected from `addr`; the connection reads at most
+    /// [`MAX_HANDSHAKE_FRAME`]-byte frames until the core says otherwise.
+    MinionConnected { conn: Token, addr: SocketAddr },
+    /// A CLI connected to the control socket.
+    ControlConnected { conn: Token },
+    /// One whole frame from a connection.
+    Frame { conn: Token, frame: Vec<u8> },
+    /// The driver closed a connection: the peer hung up, a read or write failed, or its
+    /// backlog overflowed. The core forgets it (and fires what a disconnect fires).
+    Closed { conn: Token, error: ConnError },
+    /// SIGHUP: reopen the event log, reload the reactor rules.
+    Reload,
+    /// SIGTERM or SIGINT: stop serving.
+    Stop,
+    /// The disk worker woke the loop: writes finished.
+    DiskDone,
+    /// The render worker's pipes are ready.
+    RenderReady,
+    /// The end of a turn (and a deadline passing): housekeeping when due, then the event bus
+    /// is drained into the log, the subscribers and the reactor.
+    Tick,
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Queue one frame's payload on a connection (the driver frames and flushes it).
+    Send { conn: Token, bytes: Vec<u8> },
+    /// Frames larger than `max` now close the connection.
+    MaxFrame { conn: Token, max: usize },
+    /// Write what can be written now, then close. The core has forgotten the connection
+    /// and logged why.
+    Close { conn: Token, reason: String },
+}
+
+/// The master's state and decisions, without sockets.
+pub struct Core {
+    pub(crate) cfg: MasterConfig,
+    /// The time of the input being handled.
+    pub(crate) now: Instant,
+    fx: Vec<Effect>,
+    keys: KeyPair,
+    pub(crate) store: KeyStore,
+    policy: Policy,
+    pub(crate) peers: HashMap<Token, Peer>,
+    /// Live sessions by minion id.
+    pub(crate) live: HashMap<String, Token>,
+    pub(crate) controls: HashMap<Token, Client>,
+    pub(crate) bus: Bus,
+    pub(crate) jobs: JobCache,
+    pub(crate) jids: JidGen,
+    /// Last grains each minion reported (also cached on disk for offline targeting).
+    pub(crate) grains: HashMap<String, Map<String, Value>>,
+    pub(crate) grains_cache: crate::grainscache::GrainsCache,
+    pub(crate) stopping: bool,
+    /// Unauthenticated connections, counted against their caps.
+    admission: crate::limits::Admission,
+    /// New pending keys per source address.
+    pub(crate) pending_rate: crate::limits::PendingRate,
+    /// Replies waiting for their key writes to reach the disk.
+    pub(crate) key_writes: crate::keyflow::KeyWrites,
+    config_dir: Option<PathBuf>,
+    pub(crate) reactor: crate::reactor::ReactorState,
+    files: crate::fileserver::FileRoots,
+    /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
+    pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
+    pub(crate) recent_order: std::collections::VecDeque<String>,
+    /// Minion entries in `recent_jobs`, bounded.
+    pub(crate) recent_ids: usize,
+    /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
+    /// job's return, which follows on the same session, reports the refusal.
+    pub(crate) refused_events: HashMap<(String, String), String>,
+    /// When housekeeping is next due.
+    next_tick: Instant,
+    /// When the next maintenance pass (presence, job cache pruning) is due.
+    next_maintenance: Instant,
+    /// Who was present at the last presence pass.
+    last_present: Vec<String>,
+}
+
+impl Core {
+    /// Opens the master key, key store, event log, job and grains caches and the reactor.
+    /// `registry` is the driver's: the disk and render workers wake the loop through it.
+    pub fn open(
+        cfg: MasterConfig,
+        registry: &mio::Registry,
+        now: Instant,
+    ) -> Result<Core, StartError> {
+        let what = |what: &'static str| move |source| StartError::Io { what: what.into(), source };
+        let keys = load_or_create_master_key(&cfg.pki_dir).map_err(what("master key"))?;
+        let waker = mio::Waker::new(registry, DISK).map_err(what("poll"))?;
+        let store = KeyStore::open(&cfg.pki_dir, move || {
+            let _ = waker.wake();
+        })
+        .map_err(what("pki_dir"))?;
+        let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
+            .map_err(what("event_log_file"))?;
+        create_private_dir(&cfg.cachedir).map_err(what("cachedir"))?;
+        let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(what("job cache"))?;
+        let (grains_cache, grains) = crate::grainscache::GrainsCache::open(&cfg.cachedir);
+        let roots = cfg.file_roots.get("base").cloned().unwrap_or_default();
+        let reactor = halite_common::reactor::Reactor::new(cfg.reactor.clone())
+            .with_file_roots(roots.clone());
+        for problem in reactor.check() {
+            log::warn!("reactor: {problem}");
+        }
+        let files = crate::fileserver::FileRoots::new(roots.clone());
+        let worker = crate::render_worker::RenderWorker::new(
+            registry.try_clone().map_err(what("poll"))?,
+            RENDER_WORKER,
+            cfg.reactor_render_max_bytes,
+            reactor.rules(),
+            roots,
+        );
+        let reactor = crate::reactor::ReactorState::new(reactor, worker);
+        let policy = Policy {
+            auto_accept: cfg.auto_accept,
+            autosign_file: cfg.autosign_file.clone(),
+            autoreject_file: cfg.autoreject_file.clone(),
+            max_minions: cfg.max_minions,
+            max_pending_keys: cfg.max_pending_keys,
+        };
+        let nofile = crate::limits::nofile_limit();
+        let admission = crate::limits::Admission::new(
+            nofile,
+            cfg.max_pending_connections,
+            cfg.max_pending_connections_per_ip,
+        );
+        log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
+        let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
+        Ok(Core {
+            cfg,
+            now,
+            fx: Vec::new(),
+            keys,
+            store,
+            policy,
+            peers: HashMap::new(),
+            live: HashMap::new(),
+            controls: HashMap::new(),
+            bus,
+            jobs,
+            jids: JidGen::default(),
+            grains,
+            grains_cache,
+            stopping: false,
+            admission,
+            pending_rate,
+            key_writes: Default::default(),
+            config_dir: None,
+            reactor,
+            files,
+            recent_jobs: HashMap::new(),
+            recent_order: std::collections::VecDeque::new(),
+            recent_ids: 0,
+            refused_events: HashMap::new(),
+            next_tick: now + TICK,
+            next_maintenance: now,
+            last_present: Vec::new(),
+        })
+    }
+
+    /// Where the config came from, so that SIGHUP can re-read the reactor rules.
+    pub fn set_config_dir(&mut self, dir: PathBuf) {
+        self.config_dir = Some(dir);
+    }
+
+    /// Reads the config again and takes its `reactor:` rules, `reactor_max_depth`,
+    /// `reactor_rate_limit` and `reactor_render_budget_ms` (SIGHUP, `halite-run
+    /// reactor.reload`); other settings need a restart. Returns the rule count and the
+    /// problems found; a config with errors keeps the old rules and says why.
+    pub(crate) fn reload_reactor(&mut self) -> Result<(usize, Vec<String>), String> {
+        let Some(dir) = &self.config_dir else {
+            return Err("the master was started without a config directory".into());
+        };
+        let loaded = halite_common::config::load_master(dir).map_err(|e| {
+            let why = format!("reactor not reloaded, the config has errors:\n{e}");
+            log::error!("{why}");
+            why
+        })?;
+        let roots = loaded.config.file_roots.get("base").cloned().unwrap_or_default();
+        let reactor = halite_common::reactor::Reactor::new(loaded.config.reactor)
+            .with_file_roots(roots.clone());
+        let problems = reactor.check();
+        for problem in &problems {
+            log::warn!("reactor: {problem}");
+        }
+        let rules = reactor.rules().len();
+        log::info!("reactor reloaded: {rules} rules");
+        self.reactor.worker.set_rules(reactor.rules(), roots);
+        self.reactor.reactor = reactor;
+        self.cfg.reactor_max_depth = loaded.config.reactor_max_depth;
+        self.cfg.reactor_rate_limit = loaded.config.reactor_rate_limit;
+        self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
+        Ok((rules, problems))
+    }
+
+    /// Handles one input at time `now`; `out` receives what the driver must do, in order.
+    pub fn handle(&mut self, now: Instant, input: Input, out: &mut Vec<Effect>) {
+        self.now = now;
+        match input {
+            Input::MinionConnected { conn, addr } => self.on_connected(conn, addr),
+            Input::ControlConnected { conn } => {
+                self.controls.insert(conn, Client::default());
+            }
+            Input::Frame { conn, frame } => {
+                if self.peers.contains_key(&conn) {
+                    if let Some(peer) = self.peers.get_mut(&conn) {
+                        peer.heard = now;
+                    }
+                    if let Err(reason) = self.on_peer_frame(conn, &frame) {
+                        self.close_peer(conn, &reason);
+                    }
+                } else if self.controls.contains_key(&conn) {
+                    self.on_control_frame(conn, &frame);
+                }
+            }
+            Input::Closed { conn, error } => {
+                let reason = error.to_string();
+                if self.peers.contains_key(&conn) {
+                    self.close_peer(conn, &reason);
+                    return self.emit(out);
+                }
+                let subscriber = self.controls.get(&conn).is_some_and(|c| !c.subs.is_empty());
+                if subscriber && matches!(error, ConnError::Backlog { .. }) {
+                    log::warn!("dropping event subscriber: too slow, {reason}");
+                }
+                self.close_control(conn, &reason);
+            }
+            Input::Reload => {
+                self.bus.reopen_log();
+                let _ = self.reload_reactor(); // logged either way
+            }
+            Input::Stop => self.stopping = true,
+            Input::DiskDone => self.on_disk(),
+            Input::RenderReady => self.on_render_worker(),
+            Input::Tick => {
+                if now >= self.next_tick {
+                    self.housekeeping(now);
+                    self.next_tick = now + TICK;
+                }
+                self.drain_bus();
+            }
+        }
+        self.emit(out);
+    }
+
+    fn emit(&mut self, out: &mut Vec<Effect>) {
+        out.append(&mut self.fx);
+    }
+
+    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus.
+    pub fn next_deadline(&self) -> Instant {
+        match self.bus.pending() {
+            true => self.now,
+            false => self.next_tick,
+        }
+    }
+
+    /// Whether a stop was asked for ([`Input::Stop`]).
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// The last turn after a stop: key writes finished, queued renders refused, the bus
+    /// drained. Connections are left to the driver.
+    pub fn shut_down(&mut self) {
+        for failed in self.store.flush().into_iter().filter_map(|d| d.error) {
+            log::error!("key write failed: {failed}");
+        }
+        self.drain_bus();
+        self.abandon_reactor();
+        self.drain_bus();
+        self.fx.clear();
+    }
+
+    /// The master's public key fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.keys.public.fingerprint()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Minion connections
+
+    /// A new minion connection: admitted (greeted) or refused (closed unread: a flood costs
+    /// one accept and one close each).
+    fn on_connected(&mut self, conn: Token, addr: SocketAddr) {
+        if let Err(why) = self.admission.admit(addr.ip(), self.peers.len()) {
+            let reason = format!("refused connection from {addr}: {why}");
+            log::warn!("{reason}");
+            self.fx.push(Effect::Close { conn, reason });
+            return;
+        }
+        log::debug!("connection from {addr}");
+        self.peers.insert(conn, Peer::new(addr, self.now));
+        let bytes = handshake::greeting(&self.keys.public);
+        self.fx.push(Effect::Send { conn, bytes });
+    }
+
+    /// Handles one frame from a minion; `Err` closes the connection with that reason.
+    fn on_peer_frame(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
+        let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        if peer.parked {
+            return Err("sent a frame before its verdict".into());
+        }
+        match &mut peer.phase {
+            Phase::AwaitHello => {
+                let hello = handshake::open_hello(&self.keys, frame)
+                    .map_err(|e| format!("refused hello: {e}"))?;
+                self.authenticate(token, hello)
+            }
+            Phase::Pending(pending) => {
+                // A pending minion asks again every acceptance_wait_time (at least 1 s), for
+                // the same id. Anything else is a flood of key files and auth events.
+                if self.now.saturating_duration_since(peer.since) < MIN_REHELLO {
+                    return Err("hellos too fast while pending".into());
+                }
+                let id = pending.id.clone();
+                let hello = handshake::open_hello(&self.keys, frame)
+                    .map_err(|e| format!("refused hello: {e}"))?;
+                if hello.id != id {
+                    return Err(format!("pending as '{id}', asked again as '{}'", hello.id));
+                }
+                self.authenticate(token, hello)
+            }
+            Phase::AwaitReady { id, session, key } => {
+                let msg: ToMaster =
+                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
+                let ToMaster::Ready { grains, transient } = msg else {
+                    return Err("first session message was not Ready".into());
+                };
+                let id = id.clone();
+                if !accepted_key_is(&self.store, &id, key) {
+                    return Err(format!("{KEY_GONE}: {id}"));
+                }
+                let Phase::AwaitReady { session, .. } =
+                    std::mem::replace(&mut peer.phase, Phase::AwaitHello)
+                else {
+                    unreachable!()
+                };
+                peer.phase = Phase::Live { id: id.clone(), session };
+                peer.since = self.now;
+                self.admission.release(peer.addr.ip());
+                self.fx.push(Effect::MaxFrame { conn: token, max: self.cfg.max_frame_bytes });
+                if transient {
+                    log::info!("minion {} opened a one-shot session", peer.label());
+                    return Ok(());
+                }
+                log::info!("minion {} authenticated", peer.label());
+                let mut grains = grains;
+                grains.insert("id".into(), id.clone().into());
+                self.remember_grains(&id, grains);
+                if let Some(old) = self.live.insert(id.clone(), token) {
+                    if old != token {
+                        self.close_peer(old, "replaced by a new session of the same minion");
+                    }
+                }
+                Ok(())
+            }
+            Phase::Live { id, session, .. } => {
+                let msg: ToMaster =
+                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
+                let id = id.clone();
+                self.on_session_message(token, &id, msg)
+            }
+        }
+    }
+
+    fn on_session_message(&mut self, token: Token, id: &str, msg: ToMaster) -> Result<(), String> {
+        match msg {
+            ToMaster::Ping { seq } => self.send_session(token, &ToMinion::Pong { seq }),
+            ToMaster::Pong { .. } => Ok(()),
+            ToMaster::Ready { .. } => Err("Ready sent twice".into()),
+            ToMaster::FileRequest { req, op } => {
+                let reply = self.files.answer(&op);
+                self.send_session(token, &ToMinion::FileReply { req, reply })
+            }
+            ToMaster::Return(ret) => {
+                let jid = ret.jid.clone();
+                match self.on_return(id, ret) {
+                    true => self.send_session(token, &ToMinion::ReturnAck { jid }),
+                    // Not stored: no ack, so the minion sends it again after a reconnect.
+                    false => Ok(()),
+                }
+            }
+            ToMaster::Event { tag, data, ts, ack, jid } => {
+                let refusal = minion_tag_refusal(&tag, id)
+                    .or_else(|| oversized(&data, self.cfg.max_event_bytes));
+                if let Some(reason) = refusal {
+                    log::warn!("refused event from minion {id}: {reason}");
+                    // Only for a job this minion was sent: a made-up jid must not crowd out
+                    // real refusals.
+                    let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
+                    if let Some(jid) = jid.filter(|_| sent.is_some_and(|j| j.minions.contains(id)))
+                    {
+                        if self.refused_events.len() >= 10_000 {
+                            self.refused_events.clear(); // returns that never came
+                        }
+                        self.refused_events.insert((jid, id.to_string()), reason.clone());
+                    }
+                    return self.send_session(token, &ToMinion::EventRefused { tag, reason });
+                }
+                // Fired by a reaction's job: the event continues that job's causal chain.
+                let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
+                let cause = job.map_or(&[][..], |j| &j.cause);
+                self.bus.fire_caused(tag.clone(), wrap_minion_event(id, &tag, data, ts), cause);
+                match ack {
+                    true => self.send_session(token, &ToMinion::EventAck { tag }),
+                    false => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Runs the `_auth` decision for a hello on `token` and answers it.
+    pub(crate) fn authenticate(&mut self, token: Token, hello: HelloIn) -> Result<(), String> {
+        self.authenticate_after(token, hello, None, &[])
+    }
+
+    /// `authenticate`, with the verdict also waiting for the key write `after` (a key move
+    /// that made it change); the `salt/auth` event carries that move's `cause`.
+    fn authenticate_after(
+        &mut self,
+        token: Token,
+        hello: HelloIn,
+        after: Option<u64>,
+        cause: &[String],
+    ) -> Result<(), String> {
+        let (is_live, now) = (self.live.contains_key(&hello.id), self.now);
+        let ip = self.peers.get(&token).ok_or("gone")?.addr.ip();
+        let first = self.store.submitted() + 1;
+        let rate = &mut self.pending_rate;
+        let outcome = auth::decide(
+            &mut self.store,
+            &self.policy,
+            &hello.id,
+            &hello.public,
+            self.live.len(),
+            is_live,
+            || rate.allow(ip, now),
+        )
+        .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
+        // Budgets count per source as the connection limits do (an IPv6 /64 is one).
+        let source = self.peers.get(&token).map(|p| crate::limits::source_of(p.addr.ip()));
+        self.bus.fire_from("salt/auth", outcome.event, source, cause);
+        if self.park_verdict(token, &hello, outcome.status, first, after)? {
+            return Ok(());
+        }
+        self.answer_hello(token, hello, outcome.status)
+    }
+
+    /// Sends the verdict on a hello and moves the connection on (or closes it).
+    pub(crate) fn answer_hello(
+        &mut self,
+        token: Token,
+        hello: HelloIn,
+        status: AuthStatus,
+    ) -> Result<(), String> {
+        let (reply, session) = handshake::seal_reply(&hello, status);
+        let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        // A refusal is sent too: the driver writes what it can before it closes.
+        self.fx.push(Effect::Send { conn: token, bytes: reply });
+        let id = hello.id.clone();
+        match (status, session) {
+            (AuthStatus::Accepted, Some(session)) => {
+                peer.phase = Phase::AwaitReady { id, session, key: hello.public };
+                peer.since = self.now;
+                // Ready carries the grains; only a holder of the accepted key can seal it.
+                let max = MAX_READY_FRAME.min(self.cfg.max_frame_bytes);
+                self.fx.push(Effect::MaxFrame { conn: token, max });
+                Ok(())
+            }
+            (AuthStatus::Pending, _) => {
+                peer.since = self.now;
+                peer.phase = Phase::Pending(hello);
+                log::info!("minion {} is pending acceptance", peer.label());
+                Ok(())
+            }
+            (status, _) => Err(format!("key {status:?}").to_lowercase()),
+        }
+    }
+
+    /// Sends a session message to a live (or just-accepted) minion.
+    pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
+        let peer = self.peers.get_mut(&token).ok_or("gone")?;
+        let session = match &mut peer.phase {
+            Phase::Live { session, .. } | Phase::AwaitReady { session, .. } => session,
+            _ => return Err("no session".into()),
+        };
+        let bytes = session.seal(msg).map_err(|e| e.to_string())?;
+        self.fx.push(Effect::Send { conn: token, bytes });
+        Ok(())
+    }
+
+    pub(crate) fn close_peer(&mut self, token: Token, reason: &str) {
+        self.close_peer_caused(token, reason, &[]);
+    }
+
+    /// [`Core::close_peer`] for a close a reaction led to: the disconnect event carries
+    /// `cause`, its causal chain.
+    pub(crate) fn close_peer_caused(&mut self, token: Token, reason: &str, cause: &[String]) {
+        let Some(peer) = self.peers.remove(&token) else {
+            return;
+        };
+        self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
+        if !matches!(peer.phase, Phase::Live { .. }) {
+            self.admission.release(peer.addr.ip());
+        }
+        let was_live = peer.id().is_some_and(|id| self.live.get(id) == Some(&token));
+        match (&peer.phase, was_live) {
+            (Phase::Live { id, .. }, true) => {
+                self.live.remove(id);
+                log::info!("minion {} disconnected: {reason}", peer.label());
+                // Not a Salt tag: lets a reactor act on a lost minion without waiting for the
+                // next presence pass. Minions cannot fire it (see `minion_tag_refusal`).
+                let data = object([("id", id.as_str().into()), ("reason", reason.into())]);
+                self.bus.fire_caused(format!("salt/minion/{id}/disconnected"), data, cause);
+            }
+            (Phase::Live { .. }, false) => log::debug!("session {} closed: {reason}", peer.label()),
+            _ => log::warn!("closed connection {}: {reason}", peer.label()),
+        }
+    }
+
+    /// Every `loop_interval`: prune the job cache, and fire Salt's presence events.
+    fn maintenance(&mut self) {
+        let pruned = self.jobs.prune(std::time::SystemTime::now());
+        if pruned > 0 {
+            log::info!("pruned {pruned} jobs older than keep_jobs from the job cache");
+        }
+        if !self.cfg.presence_events {
+            return;
+        }
+        let present = self.live_ids();
+        // Both lists are sorted: binary searches keep this O(n log n) at 10,000 minions.
+        let absent = |list: &[String], id: &String| list.binary_search(id).is_err();
+        let new: Vec<String> =
+            present.iter().filter(|id| absent(&self.last_present, id)).cloned().collect();
+        let lost: Vec<String> =
+            self.last_present.iter().filter(|id| absent(&present, id)).cloned().collect();
+        if !new.is_empty() || !lost.is_empty() {
+            let change = object([("new", new.into()), ("lost", lost.into())]);
+            self.bus.fire("salt/presence/change", change);
+        }
+        self.bus.fire("salt/presence/present", object([("present", present.clone().into())]));
+        self.last_present = present;
+    }
+
+    /// Handshake deadlines and keepalive.
+    fn housekeeping(&mut self, now: Instant) {
+        // A disk worker that died wakes nobody: look for its results (or its death) here too,
+        // so replies waiting for key writes get an answer.
+        self.on_disk();
+        self.reactor_tick(now);
+        self.pending_rate.prune(now);
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + self.cfg.loop_interval;
+            self.maintenance();
+        }
+        let interval = self.cfg.keepalive_interval;
+        let mut close = Vec::new();
+        let mut ping = Vec::new();
+        for (&token, peer) in &self.peers {
+            match &peer.phase {
+                Phase::AwaitHello | Phase::AwaitReady { .. } => {
+                    if now.duration_since(peer.since) > HANDSHAKE_TIMEOUT {
+                        close.push((token, "handshake timed out"));
+                    }
+                }
+                Phase::Pending(_) => {
+                    if now.duration_since(peer.heard) > PENDING_IDLE {
+                        close.push((token, "pending minion went silent"));
+                    }
+                }
+                Phase::Live { .. } => match keepalive(peer.heard, peer.pinged, now, interval) {
+                    Keepalive::Drop => close.push((token, "keepalive timeout")),
+                    Keepalive::Ping => ping.push(token),
+                    Keepalive::Nothing => {}
+                },
+            }
+        }
+        for (token, reason) in close {
+            self.close_peer(token, reason);
+        }
+        for token in ping {
+            let Some(peer) = self.peers.get_mut(&token) else {
+                continue;
+            };
+            peer.pinged = now;
+            peer.ping_seq += 1;
+            let seq = peer.ping_seq;
+            if let Err(reason) = self.send_session(token, &ToMinion::Ping { seq }) {
+                self.close_peer(token, &reason);
+            }
+        }
+    }
+
+    /// Ids of the minions with a live session, sorted.
+    pub(crate) fn live_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.live.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every pending connection claiming `id`. All of them are answered when the key moves:
+    /// a replayed hello (minion public keys are not secret) must not shadow the real minion.
+    /// A scan, because key moves are rare and a map would be one more thing to keep in step.
+    pub(crate) fn pending_connections(&self, id: &str) -> Vec<Token> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| matches!(&p.phase, Phase::Pending(hello) if hello.id == id))
+            .map(|(&t, _)| t)
+            .collect()
+    }
+
+    /// The token of the live session for `id`, if any.
+    pub(crate) fn live_connection(&self, id: &str) -> Option<Token> {
+        self.live.get(id).copied()
+    }
+
+    /// Re-runs the decision for a pending connection (after its key moved) and answers it;
+    /// `cause` is the key move's causal chain.
+    pub(crate) fn reauthenticate(&mut self, token: Token, cause: &[String]) {
+        let hello = match self.peers.get(&token).map(|p| &p.phase) {
+            Some(Phase::Pending(hello)) => hello.clone(),
+            _ => return,
+        };
+        let after = Some(self.store.submitted());
+        if let Err(reason) = self.authenticate_after(token, hello, after, cause) {
+            self.close_peer(token, &reason);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Control connections (CLIs)
+
+    /// One request from a CLI, answered now or once its key writes are on disk.
+    fn on_control_frame(&mut self, token: Token, frame: &[u8]) {
+        let first = self.store.submitted() + 1;
+        let response = control::handle(self, token, frame);
+        // Key moves answer once their files are on disk.
+        if let Some(response) = self.park_control(token, first, response) {
+            self.send_control(token, &response);
+        }
+    }
+
+    /// Sends one response to a control client.
+    pub(crate) fn send_control(&mut self, token: Token, response: &Response) {
+        if self.controls.contains_key(&token) {
+            let bytes = serde_json::to_vec(response).expect("responses serialise");
+            self.fx.push(Effect::Send { conn: token, bytes });
+        }
+    }
+
+    fn close_control(&mut self, token: Token, reason: &str) {
+        if let Some(client) = self.controls.remove(&token) {
+            self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
+            match client.subs.is_empty() {
+                true => log::debug!("control connection closed: {reason}"),
+                false => log::info!("event subscriber closed: {reason}"),
+            }
+        }
+    }
+
+    /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
+    /// (a subscriber whose backlog is full is dropped; the loop never waits for one), then the
+    /// reactor.
+    fn drain_bus(&mut self) {
+        let events = self.bus.drain();
+        self.deliver(&events);
+        for event in &events {
+            self.react(event);
+        }
+    }
+
+    /// Hands drained events to every subscriber that wants them. A subscriber too slow to
+    /// keep up overflows its backlog, and the driver drops it: the loop never waits for one.
+    fn deliver(&mut self, events: &[halite_common::event::Event]) {
+        if events.is_empty() || self.controls.values().all(|c| c.subs.is_empty()) {
+            return;
+        }
+        for event in events.iter() {
+            let mut payload: Option<Vec<u8>> = None;
+            for (&conn, client) in self.controls.iter() {
+                if !client.wants(&event.tag) {
+                    continue;
+                }
+                let bytes = payload.get_or_insert_with(|| {
+                    let response =
+                        Response::Event { tag: event.tag.clone(), data: event.data.clone() };
+                    serde_json::to_vec(&response).expect("events serialise")
+                });
+                self.fx.push(Effect::Send { conn, bytes: bytes.clone() });
+            }
+        }
+    }
+}
+
+/// Why event data is refused for size, if it is.
+pub(crate) fn oversized(data: &impl serde::Serialize, max: usize) -> Option<String> {
+    let len = serde_json::to_vec(data).map(|b| b.len()).unwrap_or(usize::MAX);
+    (len > max).then(|| format!("event data is {len} bytes, over max_event_bytes {max}"))
+}

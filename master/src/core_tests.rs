@@ -1,0 +1,247 @@
+//! The core in memory: a minion's handshake half and a CLI trade bytes with [`Core::handle`],
+//! time moved by hand. No socket is opened; the disk worker and the key store write to a
+//! temp dir, as they do under the real driver.
+
+use crate::core::{Core, Effect, Input};
+use halite_common::conn::ConnError;
+use halite_common::control::{Request, Response};
+use halite_common::crypto::KeyPair;
+use halite_common::handshake::{parse_greeting, MinionHandshake, Session, Verdict};
+use halite_common::proto::{ToMaster, ToMinion};
+use mio::{Events, Poll, Token};
+use serde_json::Map;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A core over a fresh temp root, with the poll its workers wake.
+struct Harness {
+    core: Core,
+    poll: Poll,
+    now: Instant,
+    root: PathBuf,
+}
+
+impl Harness {
+    fn new(name: &str, config: &str) -> Harness {
+        halite_common::crypto::init();
+        let root = std::env::temp_dir().join(format!("halite-core-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let text = format!("root_dir: {}\nkeepalive_interval: 30\n{config}", root.display());
+        let cfg = halite_common::config::parse_master(&text, &root).unwrap().config;
+        let poll = Poll::new().unwrap();
+        let now = Instant::now();
+        let core = Core::open(cfg, poll.registry(), now).unwrap();
+        Harness { core, poll, now, root }
+    }
+
+    fn step(&mut self, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.core.handle(self.now, input, &mut out);
+        out
+    }
+
+    /// Moves the clock and lets housekeeping run.
+    fn advance(&mut self, by: Duration) -> Vec<Effect> {
+        self.now += by;
+        self.step(Input::Tick)
+    }
+
+    /// Waits for the disk worker's wake-up (a real thread writing to the temp dir) and hands
+    /// it to the core.
+    fn disk_done(&mut self) -> Vec<Effect> {
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !events.iter().any(|e| e.token() == crate::core::DISK) {
+            assert!(Instant::now() < deadline, "the disk worker never woke the loop");
+            self.poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
+        }
+        self.step(Input::DiskDone)
+    }
+
+    fn events_logged(&self) -> String {
+        let log = self.root.join("var/log/halite/events.log");
+        std::fs::read_to_string(log).unwrap_or_default()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The bytes of every `Send` to `conn`, in order.
+fn sent(effects: &[Effect], conn: Token) -> Vec<Vec<u8>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { conn: c, bytes } if *c == conn => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(effects: &[Effect], conn: Token) -> Option<String> {
+    effects.iter().find_map(|e| match e {
+        Effect::Close { conn: c, reason } if *c == conn => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+/// A minion's side: its keys and, once accepted, its session.
+struct FakeMinion {
+    id: String,
+    keys: KeyPair,
+    session: Option<Session>,
+}
+
+impl FakeMinion {
+    fn new(id: &str) -> FakeMinion {
+        FakeMinion { id: id.into(), keys: KeyPair::generate(), session: None }
+    }
+
+    /// Connects on `conn`, answers the greeting with a hello; returns the core's answer.
+    fn hello(&mut self, h: &mut Harness, conn: Token) -> (MinionHandshake, Vec<Effect>) {
+        let greeting = h.step(Input::MinionConnected { conn, addr: addr() });
+        let [greeting] = &sent(&greeting, conn)[..] else { panic!("no greeting: {greeting:?}") };
+        let master = parse_greeting(greeting).unwrap();
+        let (handshake, hello) = MinionHandshake::start(&self.id, &self.keys, &master);
+        let answer = h.step(Input::Frame { conn, frame: hello });
+        (handshake, answer)
+    }
+
+    fn on_verdict(&mut self, handshake: &MinionHandshake, effects: &[Effect], conn: Token) {
+        let [reply] = &sent(effects, conn)[..] else { panic!("no verdict: {effects:?}") };
+        match handshake.on_reply(&self.keys, reply).unwrap() {
+            Verdict::Accepted(session) => self.session = Some(session),
+            other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    fn seal(&mut self, msg: &ToMaster) -> Vec<u8> {
+        self.session.as_mut().unwrap().seal(msg).unwrap()
+    }
+
+    fn open(&mut self, bytes: &[u8]) -> ToMinion {
+        self.session.as_mut().unwrap().open(bytes).unwrap()
+    }
+}
+
+/// Auto-accept: the verdict waits for the key write, then `Ready` makes a live session whose
+/// start shows in the event log.
+fn live_minion(h: &mut Harness, id: &str, conn: Token) -> FakeMinion {
+    let mut m = FakeMinion::new(id);
+    let (handshake, answer) = m.hello(h, conn);
+    assert!(sent(&answer, conn).is_empty(), "a verdict before its key is on disk: {answer:?}");
+    let answer = h.disk_done();
+    m.on_verdict(&handshake, &answer, conn);
+    let ready = m.seal(&ToMaster::Ready { grains: Map::new(), transient: false });
+    let answer = h.step(Input::Frame { conn, frame: ready });
+    assert!(
+        answer.contains(&Effect::MaxFrame { conn, max: h.core.cfg.max_frame_bytes }),
+        "a live session reads full-size frames: {answer:?}"
+    );
+    assert_eq!(h.core.live.get(id), Some(&conn));
+    m
+}
+
+#[test]
+fn a_minion_goes_live_and_keepalive_runs_on_the_clock_it_is_given() {
+    let mut h = Harness::new("keepalive", "auto_accept: True\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.advance(Duration::from_millis(1));
+    assert!(h.events_logged().contains("salt/auth"), "{}", h.events_logged());
+
+    // Nothing is due before an interval has passed.
+    let quiet = h.advance(KEEPALIVE / 2);
+    assert!(sent(&quiet, conn).is_empty(), "{quiet:?}");
+    // One interval after the session began: a ping.
+    let ping = h.advance(KEEPALIVE);
+    let [ping] = &sent(&ping, conn)[..] else { panic!("no ping: {ping:?}") };
+    let ToMinion::Ping { seq } = m.open(ping) else { panic!("not a ping") };
+    // Answered: kept, however much time passes between pings.
+    let pong = m.seal(&ToMaster::Pong { seq });
+    assert!(h.step(Input::Frame { conn, frame: pong }).is_empty());
+    for _ in 0..5 {
+        let effects = h.advance(KEEPALIVE);
+        assert_eq!(closed(&effects, conn), None, "{effects:?}");
+        for ping in sent(&effects, conn) {
+            let ToMinion::Ping { seq } = m.open(&ping) else { panic!("not a ping") };
+            let pong = m.seal(&ToMaster::Pong { seq });
+            h.step(Input::Frame { conn, frame: pong });
+        }
+    }
+    // Silent from now on: pinged, then dropped once three intervals pass unanswered.
+    let mut reason = None;
+    for _ in 0..6 {
+        reason = reason.or(closed(&h.advance(KEEPALIVE), conn));
+    }
+    assert_eq!(reason.as_deref(), Some("keepalive timeout"));
+    assert!(!h.core.live.contains_key("m1"));
+    h.advance(Duration::from_millis(1));
+    assert!(h.events_logged().contains("salt/minion/m1/disconnected"), "{}", h.events_logged());
+}
+
+#[test]
+fn a_connection_that_never_says_hello_is_closed_at_its_deadline() {
+    let mut h = Harness::new("deadline", "");
+    let conn = Token(10);
+    let greeting = h.step(Input::MinionConnected { conn, addr: addr() });
+    assert_eq!(sent(&greeting, conn).len(), 1);
+    assert_eq!(closed(&h.advance(Duration::from_secs(9)), conn), None);
+    let late = h.advance(Duration::from_secs(2));
+    assert_eq!(closed(&late, conn).as_deref(), Some("handshake timed out"));
+    // Forgotten: a frame still in flight for it changes nothing.
+    assert!(h.step(Input::Frame { conn, frame: b"late".to_vec() }).is_empty());
+}
+
+#[test]
+fn garbage_instead_of_a_hello_closes_with_the_reason() {
+    let mut h = Harness::new("garbage", "");
+    let conn = Token(10);
+    h.step(Input::MinionConnected { conn, addr: addr() });
+    let answer = h.step(Input::Frame { conn, frame: vec![0xff; 200] });
+    let reason = closed(&answer, conn).expect("closed");
+    assert!(reason.starts_with("refused hello:"), "{reason}");
+}
+
+#[test]
+fn a_pending_minion_is_answered_once_a_cli_accepts_its_key() {
+    let mut h = Harness::new("pending", "");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = FakeMinion::new("new1");
+    let (handshake, answer) = m.hello(&mut h, conn);
+    assert!(sent(&answer, conn).is_empty(), "{answer:?}");
+    let answer = h.disk_done(); // the pending key file
+    let [reply] = &sent(&answer, conn)[..] else { panic!("no verdict: {answer:?}") };
+    assert!(matches!(handshake.on_reply(&m.keys, reply).unwrap(), Verdict::Pending));
+
+    // A CLI accepts it: the answer and the minion's verdict wait for the move to be on disk.
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::KeyApply {
+        action: halite_common::control::KeyAction::Accept,
+        keys: vec![("new1".into(), halite_common::control::KeyStatus::Pending)],
+    };
+    let frame = serde_json::to_vec(&request).unwrap();
+    let held = h.step(Input::Frame { conn: cli, frame });
+    assert!(sent(&held, cli).is_empty() && sent(&held, conn).is_empty(), "{held:?}");
+    let released = h.disk_done();
+    let [answer] = &sent(&released, cli)[..] else { panic!("no answer: {released:?}") };
+    let response: Response = serde_json::from_slice(answer).unwrap();
+    assert!(matches!(response, Response::Applied { .. }), "{response:?}");
+    m.on_verdict(&handshake, &released, conn);
+
+    // The CLI goes away: the core forgets it, and nothing is sent to it again.
+    let gone = h.step(Input::Closed { conn: cli, error: ConnError::PeerClosed });
+    assert!(gone.iter().all(|e| matches!(e, Effect::Close { conn: c, .. } if *c == cli)));
+    assert!(!h.core.controls.contains_key(&cli));
+}
