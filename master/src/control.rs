@@ -2,18 +2,19 @@
 //! Salt's `salt/key` event and reaching connected minions at once.
 
 use crate::core::Core;
-use crate::jobs::JobRequest;
+use crate::jobs::{JobRequest, Origin};
 use halite_common::control::{KeyAction, KeyStatus, Request, Response};
 use halite_common::event::{object, TagFilter};
 use mio::Token;
 
-/// Answers one request frame from client `token`. Never fails: bad input gets an `Error`.
-pub fn handle(master: &mut Core, token: Token, frame: &[u8]) -> Response {
+/// Answers one request frame from client `token`: `None` when the answer comes later (a job
+/// once it is recorded, a runner once it ran). Never fails: bad input gets an `Error`.
+pub fn handle(master: &mut Core, token: Token, frame: &[u8]) -> Option<Response> {
     let request: Request = match serde_json::from_slice(frame) {
         Ok(request) => request,
-        Err(e) => return Response::Error { message: format!("bad request: {e}") },
+        Err(e) => return Some(Response::Error { message: format!("bad request: {e}") }),
     };
-    match request {
+    let response = match request {
         Request::KeyList => match master.store.list() {
             Ok(keys) => Response::Keys { keys },
             Err(e) => Response::Error { message: format!("cannot list keys: {e}") },
@@ -23,31 +24,27 @@ pub fn handle(master: &mut Core, token: Token, frame: &[u8]) -> Response {
         Request::Presence => Response::Presence { up: master.live_ids() },
         Request::Publish { tgt, tgt_type, fun, arg, user, watch } => {
             let request = JobRequest { tgt, tgt_type, fun, arg, user };
-            match master.publish(request, watch.then_some(token), &[]) {
-                Ok(p) => Response::Published {
-                    jid: p.jid,
-                    minions: p.minions,
-                    missing: p.missing,
-                    connected: p.connected,
-                },
+            match master.publish(request, Origin::Cli(token), watch, &[]) {
+                Ok(()) => return None, // answered once the job is recorded
                 Err(message) => Response::Error { message },
             }
         }
         Request::Subscribe { tagmatch } => {
             let filter = TagFilter::tagmatch(tagmatch.as_deref());
             let Some(client) = master.controls.get_mut(&token) else {
-                return Response::Error { message: "gone".into() };
+                return Some(Response::Error { message: "gone".into() });
             };
             client.subs.push(filter);
             // Salt fires this when a client attaches to the bus.
             master.bus.fire("salt/event/new_client", Default::default());
             Response::Subscribed
         }
-        Request::Runner { fun, arg, user } => match master.run_runner(&fun, &arg, &user, &[]) {
-            Ok(value) => Response::Value { value },
-            Err(message) => Response::Error { message },
-        },
-    }
+        Request::Runner { fun, arg, user } => {
+            master.run_runner(&fun, &arg, &user, &[], Origin::Cli(token));
+            return None;
+        }
+    };
+    Some(response)
 }
 
 /// Moves (or deletes) `keys`. `cause` is the causal chain of the wheel reaction that asked

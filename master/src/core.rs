@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The render worker's pipes (registered by the worker itself).
@@ -117,7 +118,10 @@ pub struct Core {
     pub(crate) live: HashMap<String, Token>,
     pub(crate) controls: HashMap<Token, Client>,
     pub(crate) bus: Bus,
-    pub(crate) jobs: JobCache,
+    /// The job cache: read and written only by jobs on `io`'s thread.
+    pub(crate) jobs: Arc<Mutex<JobCache>>,
+    /// Blocking work off the loop (job cache, file server), continuations back on it.
+    pub(crate) io: crate::offload::Offload<Core>,
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
     pub(crate) grains: HashMap<String, Map<String, Value>>,
@@ -131,7 +135,8 @@ pub struct Core {
     pub(crate) key_writes: crate::keyflow::KeyWrites,
     config_dir: Option<PathBuf>,
     pub(crate) reactor: crate::reactor::ReactorState,
-    files: crate::fileserver::FileRoots,
+    /// The file server: used only by jobs on `io`'s thread.
+    files: Arc<Mutex<crate::fileserver::FileRoots>>,
     /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
     pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
     pub(crate) recent_order: std::collections::VecDeque<String>,
@@ -158,11 +163,16 @@ impl Core {
     ) -> Result<Core, StartError> {
         let what = |what: &'static str| move |source| StartError::Io { what: what.into(), source };
         let keys = load_or_create_master_key(&cfg.pki_dir).map_err(what("master key"))?;
-        let waker = mio::Waker::new(registry, DISK).map_err(what("poll"))?;
-        let store = KeyStore::open(&cfg.pki_dir, move || {
-            let _ = waker.wake();
-        })
-        .map_err(what("pki_dir"))?;
+        // One waker per poll: the key writer and the job thread share it.
+        let waker = Arc::new(mio::Waker::new(registry, DISK).map_err(what("poll"))?);
+        let wake = move |waker: &Arc<mio::Waker>| {
+            let waker = Arc::clone(waker);
+            move || {
+                let _ = waker.wake();
+            }
+        };
+        let store = KeyStore::open(&cfg.pki_dir, wake(&waker)).map_err(what("pki_dir"))?;
+        let io = crate::offload::Offload::spawn("cache", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
         create_private_dir(&cfg.cachedir).map_err(what("cachedir"))?;
@@ -174,7 +184,7 @@ impl Core {
         for problem in reactor.check() {
             log::warn!("reactor: {problem}");
         }
-        let files = crate::fileserver::FileRoots::new(roots.clone());
+        let files = Arc::new(Mutex::new(crate::fileserver::FileRoots::new(roots.clone())));
         let worker = crate::render_worker::RenderWorker::new(
             registry.try_clone().map_err(what("poll"))?,
             RENDER_WORKER,
@@ -209,7 +219,8 @@ impl Core {
             live: HashMap::new(),
             controls: HashMap::new(),
             bus,
-            jobs,
+            jobs: Arc::new(Mutex::new(jobs)),
+            io,
             jids: JidGen::default(),
             grains,
             grains_cache,
@@ -302,7 +313,10 @@ impl Core {
                 let _ = self.reload_reactor(); // logged either way
             }
             Input::Stop => self.stopping = true,
-            Input::DiskDone => self.on_disk(),
+            Input::DiskDone => {
+                self.on_disk();
+                self.on_io();
+            }
             Input::RenderReady => self.on_render_worker(),
             Input::Tick => {
                 if now >= self.next_tick {
@@ -335,6 +349,9 @@ impl Core {
     /// The last turn after a stop: key writes finished, queued renders refused, the bus
     /// drained. Connections are left to the driver.
     pub fn shut_down(&mut self) {
+        for then in self.io.wait_idle() {
+            then(self);
+        }
         for failed in self.store.flush().into_iter().filter_map(|d| d.error) {
             log::error!("key write failed: {failed}");
         }
@@ -342,6 +359,13 @@ impl Core {
         self.abandon_reactor();
         self.drain_bus();
         self.fx.clear();
+    }
+
+    /// Runs the continuations of the disk jobs that finished.
+    fn on_io(&mut self) {
+        for then in self.io.finished() {
+            then(self);
+        }
     }
 
     /// The master's public key fingerprint.
@@ -442,16 +466,24 @@ impl Core {
             ToMaster::Pong { .. } => Ok(()),
             ToMaster::Ready { .. } => Err("Ready sent twice".into()),
             ToMaster::FileRequest { req, op } => {
-                let reply = self.files.answer(&op);
-                self.send_session(token, &ToMinion::FileReply { req, reply })
+                // Read or hashed on the disk job thread; the reply goes to this connection
+                // (if it is still there: tokens are never reused).
+                let files = Arc::clone(&self.files);
+                self.io.submit(move || {
+                    let reply = files.lock().unwrap_or_else(|p| p.into_inner()).answer(&op);
+                    Box::new(move |core: &mut Core| {
+                        if let Err(reason) =
+                            core.send_session(token, &ToMinion::FileReply { req, reply })
+                        {
+                            core.close_peer(token, &reason);
+                        }
+                    })
+                });
+                Ok(())
             }
             ToMaster::Return(ret) => {
-                let jid = ret.jid.clone();
-                match self.on_return(id, ret) {
-                    true => self.send_session(token, &ToMinion::ReturnAck { jid }),
-                    // Not stored: no ack, so the minion sends it again after a reconnect.
-                    false => Ok(()),
-                }
+                self.on_return(token, id, ret);
+                Ok(())
             }
             ToMaster::Event { tag, data, ts, ack, jid } => {
                 let refusal = minion_tag_refusal(&tag, id)
@@ -593,10 +625,15 @@ impl Core {
 
     /// Every `loop_interval`: prune the job cache, and fire Salt's presence events.
     fn maintenance(&mut self) {
-        let pruned = self.jobs.prune(std::time::SystemTime::now());
-        if pruned > 0 {
-            log::info!("pruned {pruned} jobs older than keep_jobs from the job cache");
-        }
+        let cache = Arc::clone(&self.jobs);
+        let now = std::time::SystemTime::now();
+        self.io.submit(move || {
+            let pruned = crate::jobs::lock(&cache).prune(now);
+            if pruned > 0 {
+                log::info!("pruned {pruned} jobs older than keep_jobs from the job cache");
+            }
+            Box::new(|_: &mut Core| {})
+        });
         if !self.cfg.presence_events {
             return;
         }
@@ -620,6 +657,7 @@ impl Core {
         // A disk worker that died wakes nobody: look for its results (or its death) here too,
         // so replies waiting for key writes get an answer.
         self.on_disk();
+        self.on_io();
         self.reactor_tick(now);
         self.pending_rate.prune(now);
         if now >= self.next_maintenance {
@@ -706,8 +744,9 @@ impl Core {
     /// One request from a CLI, answered now or once its key writes are on disk.
     fn on_control_frame(&mut self, token: Token, frame: &[u8]) {
         let first = self.store.submitted() + 1;
-        let response = control::handle(self, token, frame);
-        // Key moves answer once their files are on disk.
+        // Jobs and runners answer once the job cache has (`None` here); key moves once their
+        // files are on disk.
+        let Some(response) = control::handle(self, token, frame) else { return };
         if let Some(response) = self.park_control(token, first, response) {
             self.send_control(token, &response);
         }

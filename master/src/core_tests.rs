@@ -30,6 +30,7 @@ impl Harness {
         let root = std::env::temp_dir().join(format!("halite-core-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
+        let config = config.replace("{root}", &root.display().to_string());
         let text = format!("root_dir: {}\nkeepalive_interval: 30\n{config}", root.display());
         let cfg = halite_common::config::parse_master(&text, &root).unwrap().config;
         let poll = Poll::new().unwrap();
@@ -244,4 +245,81 @@ fn a_pending_minion_is_answered_once_a_cli_accepts_its_key() {
     let gone = h.step(Input::Closed { conn: cli, error: ConnError::PeerClosed });
     assert!(gone.iter().all(|e| matches!(e, Effect::Close { conn: c, .. } if *c == cli)));
     assert!(!h.core.controls.contains_key(&cli));
+}
+
+fn job_return(jid: &str) -> ToMaster {
+    ToMaster::Return(halite_common::proto::JobReturn {
+        jid: jid.into(),
+        fun: "test.ping".into(),
+        fun_args: Vec::new(),
+        ret: true.into(),
+        retcode: 0,
+        success: true,
+        out: None,
+        user: "root".into(),
+    })
+}
+
+/// The loop never waits for the job cache: a publish goes out only once its load is written
+/// by the disk job thread, and a return is acknowledged only once it is stored there.
+#[test]
+fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
+    let mut h = Harness::new("jobs", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::Publish {
+        tgt: "m1".into(),
+        tgt_type: "glob".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+        watch: true,
+    };
+    let asked = h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    assert!(asked.is_empty(), "nothing goes out before the load is written: {asked:?}");
+    let recorded = h.disk_done();
+    let [published] = &sent(&recorded, cli)[..] else { panic!("no answer: {recorded:?}") };
+    let Response::Published { jid, connected, .. } = serde_json::from_slice(published).unwrap()
+    else {
+        panic!("not Published")
+    };
+    assert_eq!(connected, ["m1"]);
+    assert!(h.root.join(format!("var/cache/halite/master/jobs/{jid}/load.json")).is_file());
+    let [publish] = &sent(&recorded, conn)[..] else { panic!("no publish: {recorded:?}") };
+    assert!(matches!(m.open(publish), ToMinion::Publish(p) if p.jid == jid));
+
+    let ret = m.seal(&job_return(&jid));
+    let taken = h.step(Input::Frame { conn, frame: ret });
+    assert!(sent(&taken, conn).is_empty(), "acked before it was stored: {taken:?}");
+    let stored = h.disk_done();
+    let [ack] = &sent(&stored, conn)[..] else { panic!("no ack: {stored:?}") };
+    assert_eq!(m.open(ack), ToMinion::ReturnAck { jid: jid.clone() });
+    let returns = h.root.join(format!("var/cache/halite/master/jobs/{jid}/returns.jsonl"));
+    assert!(std::fs::read_to_string(returns).unwrap().contains(r#""id":"m1""#));
+    // The watching CLI gets the return event once the bus is drained.
+    let drained = h.advance(Duration::from_millis(1));
+    let [event] = &sent(&drained, cli)[..] else { panic!("no return event: {drained:?}") };
+    let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
+    assert_eq!(tag, format!("salt/job/{jid}/ret/m1"));
+}
+
+/// The file server reads and hashes on the disk job thread: the loop only forwards the answer.
+#[test]
+fn file_requests_are_answered_from_the_disk_thread() {
+    let config = "auto_accept: True\nfile_roots:\n  base:\n    - {root}/srv/salt\n";
+    let mut h = Harness::new("files", config);
+    let srv = h.root.join("srv/salt");
+    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::write(srv.join("motd"), "hello\n").unwrap();
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "m1", conn);
+    let op = halite_common::proto::FileOp::Hash { path: "salt://motd".into() };
+    let ask = m.seal(&ToMaster::FileRequest { req: 7, op });
+    let asked = h.step(Input::Frame { conn, frame: ask });
+    assert!(sent(&asked, conn).is_empty(), "hashed on the loop: {asked:?}");
+    let answered = h.disk_done();
+    let [reply] = &sent(&answered, conn)[..] else { panic!("no reply: {answered:?}") };
+    let ToMinion::FileReply { req: 7, reply } = m.open(reply) else { panic!("not a reply") };
+    assert!(matches!(reply, halite_common::proto::FileReply::Hash { .. }), "{reply:?}");
 }

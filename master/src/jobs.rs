@@ -2,13 +2,16 @@
 //! cached grains, Salt's job events, the job cache, and the minions' grains cache.
 
 use crate::core::Core;
+use crate::jobcache::JobCache;
 use halite_common::control::KeyStatus;
+use halite_common::control::Response;
 use halite_common::event::{object, TagFilter};
 use halite_common::proto::{JobReturn, Publish, ToMinion};
 use halite_common::target::Target;
 use mio::Token;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// Salt's text when a target matches nothing.
 pub const NO_MATCH: &str =
@@ -32,25 +35,49 @@ pub struct RecentJob {
     pub cause: Vec<String>,
 }
 
-/// What went out.
-pub struct Published {
-    pub jid: String,
-    pub minions: Vec<String>,
-    pub missing: Vec<String>,
-    pub connected: Vec<String>,
+/// What the job cache holds for an old job: its load and who returned.
+type OldJob = std::io::Result<Option<(Map<String, Value>, HashSet<String>)>>;
+
+/// A job waiting for its load to be written.
+struct Job {
+    jid: String,
+    req: JobRequest,
+    minions: Vec<String>,
+    missing: Vec<String>,
+    load: Map<String, Value>,
+    origin: Origin,
+    watch: bool,
+    cause: Vec<String>,
+}
+
+/// The job cache, locked on the disk job thread (the loop never holds it). A panic while
+/// it was held leaves nothing half-written that matters: the lock is taken back.
+pub(crate) fn lock(cache: &Mutex<JobCache>) -> std::sync::MutexGuard<'_, JobCache> {
+    cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Who asked for a job or a runner, and so who hears how it went once the disk has answered.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A CLI on the control socket: it gets the `Response`.
+    Cli(Token),
+    /// A reaction: a failure becomes its `salt/reactor/error`.
+    Reaction(crate::reactor::ReactionRef),
 }
 
 impl Core {
-    /// Resolves the target, fires the job events, stores the load and sends the job to every
-    /// matching connected minion. With `watch`, `client` streams the job's returns. `cause`
-    /// is the causal chain of a reaction's job (empty otherwise): its events and its returns
-    /// carry it.
+    /// Resolves the target and has the load written to the job cache; once it is there
+    /// ([`Core::publish_recorded`]) fires the job events and sends the job to every matching
+    /// connected minion. With `watch`, the CLI streams the job's returns. `cause` is the
+    /// causal chain of a reaction's job (empty otherwise): its events and its returns carry
+    /// it. `Err` is a refusal known at once (bad target, nothing matched).
     pub(crate) fn publish(
         &mut self,
         req: JobRequest,
-        watch: Option<Token>,
+        origin: Origin,
+        watch: bool,
         cause: &[String],
-    ) -> Result<Published, String> {
+    ) -> Result<(), String> {
         if req.fun.is_empty() || req.fun.len() > 256 {
             return Err("bad function name".into());
         }
@@ -64,7 +91,6 @@ impl Core {
             return Err(NO_MATCH.into());
         }
         let jid = self.jids.allocate();
-        let minion_list = || Value::from(minions.clone());
         let load = object([
             ("jid", jid.clone().into()),
             ("tgt_type", req.tgt_type.clone().into()),
@@ -72,18 +98,34 @@ impl Core {
             ("user", req.user.clone().into()),
             ("fun", req.fun.clone().into()),
             ("arg", req.arg.clone().into()),
-            ("minions", minion_list()),
+            ("minions", minions.clone().into()),
             ("missing", missing.clone().into()),
         ]);
         // Recorded before anything goes out: a job the cache does not hold would have its
         // returns dropped as an unknown job after a master restart.
-        if let Err(e) = self.jobs.save_load(&jid, &load) {
+        let cache = Arc::clone(&self.jobs);
+        let cause = cause.to_vec();
+        self.io.submit(move || {
+            let saved = lock(&cache).save_load(&jid, &load);
+            let job = Job { jid, req, minions, missing, load, origin, watch, cause };
+            Box::new(move |core: &mut Core| core.publish_recorded(job, saved))
+        });
+        Ok(())
+    }
+
+    /// The load is on disk (or could not be written: then nothing goes out, and whoever
+    /// asked hears why).
+    fn publish_recorded(&mut self, job: Job, saved: std::io::Result<()>) {
+        let Job { jid, req, minions, missing, load, origin, watch, cause } = job;
+        if let Err(e) = saved {
             log::error!("job cache: cannot store job {jid}: {e}; not published");
-            return Err(format!("cannot record the job in the job cache: {e}"));
+            let why = format!("cannot record the job in the job cache: {e}");
+            return self.answer(&origin, Err(why));
         }
-        self.remember_job(&jid, &minions, cause);
-        self.bus.fire_caused(jid.clone(), object([("minions", minion_list())]), cause);
-        self.bus.fire_caused(format!("salt/job/{jid}/new"), load, cause);
+        self.remember_job(&jid, &minions, &cause);
+        let minion_list = || Value::from(minions.clone());
+        self.bus.fire_caused(jid.clone(), object([("minions", minion_list())]), &cause);
+        self.bus.fire_caused(format!("salt/job/{jid}/new"), load, &cause);
         self.bus.fire_caused(
             format!("salt/job/{jid}/publish"),
             object([
@@ -95,10 +137,10 @@ impl Core {
                 ("tgt_type", req.tgt_type.clone().into()),
                 ("user", req.user.clone().into()),
             ]),
-            cause,
+            &cause,
         );
-        if let Some(token) = watch {
-            if let Some(client) = self.controls.get_mut(&token) {
+        if let (Origin::Cli(token), true) = (&origin, watch) {
+            if let Some(client) = self.controls.get_mut(token) {
                 client.subs.push(TagFilter::Prefix(format!("salt/job/{jid}/ret/")));
             }
         }
@@ -110,18 +152,36 @@ impl Core {
             tgt_type: req.tgt_type,
             user: req.user,
         });
-        let mut connected = Vec::new();
-        for id in &minions {
-            let Some(&token) = self.live.get(id) else {
-                continue;
-            };
-            match self.send_session(token, &publish) {
-                Ok(()) => connected.push(id.clone()),
-                Err(reason) => self.close_peer(token, &reason),
+        // The CLI hears first which minions the job goes to, then their returns.
+        let connected: Vec<String> =
+            minions.iter().filter(|id| self.live.contains_key(*id)).cloned().collect();
+        let published = Response::Published {
+            jid: jid.clone(),
+            minions: minions.clone(),
+            missing,
+            connected: connected.clone(),
+        };
+        self.answer(&origin, Ok(published));
+        for id in &connected {
+            let token = self.live[id];
+            if let Err(reason) = self.send_session(token, &publish) {
+                self.close_peer(token, &reason);
             }
         }
         log::info!("job {jid} published to {}/{} minions", connected.len(), minions.len());
-        Ok(Published { jid, minions, missing, connected })
+    }
+
+    /// Tells whoever asked how it went: a CLI gets the response (or an `Error`), a reaction's
+    /// failure becomes its `salt/reactor/error`.
+    pub(crate) fn answer(&mut self, origin: &Origin, result: Result<Response, String>) {
+        match (origin, result) {
+            (Origin::Cli(token), Ok(response)) => self.send_control(*token, &response),
+            (Origin::Cli(token), Err(message)) => {
+                self.send_control(*token, &Response::Error { message })
+            }
+            (Origin::Reaction(_), Ok(_)) => {}
+            (Origin::Reaction(r), Err(message)) => self.reaction_failed(r, message),
+        }
     }
 
     /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
@@ -152,37 +212,46 @@ impl Core {
         (minions, missing)
     }
 
-    /// Stores a minion's return and fires `salt/job/<jid>/ret/<id>`. The id is the session's,
-    /// never one the minion wrote into the return. False only when the return could not be
-    /// stored (the minion keeps it and sends it again); refused returns count as handled.
-    pub(crate) fn on_return(&mut self, id: &str, ret: JobReturn) -> bool {
+    /// A minion's return on connection `token`. The id is the session's, never one the minion
+    /// wrote into the return. A return of a job no longer in memory waits for the job cache
+    /// to say who the job went to; every return is stored before it is acknowledged.
+    pub(crate) fn on_return(&mut self, token: Token, id: &str, ret: JobReturn) {
         if !crate::jobcache::is_jid(&ret.jid) {
             log::warn!("minion {id} returned for invalid jid {:?}; ignored", ret.jid);
-            return true;
+            return self.ack_return(token, ret.jid);
         }
-        // Only a minion the job was published to may return for it (after a master restart
-        // the stored load says who that was).
+        if self.recent_jobs.contains_key(&ret.jid) {
+            return self.take_return(token, id.to_string(), ret);
+        }
+        // Older than the jobs kept in memory, or from before a restart: the job cache says
+        // who the job went to and who returned.
+        let cache = Arc::clone(&self.jobs);
+        let id = id.to_string();
+        self.io.submit(move || {
+            let found = {
+                let cache = lock(&cache);
+                cache.load(&ret.jid).and_then(|load| match load {
+                    Some(load) => cache.returned_ids(&ret.jid).map(|r| Some((load, r))),
+                    None => Ok(None),
+                })
+            };
+            Box::new(move |core: &mut Core| core.on_old_return(token, id, ret, found))
+        });
+    }
+
+    /// A return for a job read back from the job cache. Only a job the cache really holds is
+    /// kept: a made-up jid must not evict real jobs, and a failed read is retried (no ack)
+    /// rather than remembered as "nobody".
+    fn on_old_return(&mut self, token: Token, id: String, ret: JobReturn, found: OldJob) {
         if !self.recent_jobs.contains_key(&ret.jid) {
-            // Older than the jobs kept in memory, or from before a restart: the job cache
-            // says who the job went to and who returned.
-            // Only a job the cache really holds is kept: a made-up jid must not evict real
-            // jobs, and a failed read is retried (no ack) rather than remembered as "nobody".
-            let load = match self.jobs.load(&ret.jid) {
-                Ok(Some(load)) => load,
+            let (load, returned) = match found {
+                Ok(Some(found)) => found,
                 Ok(None) => {
                     log::warn!("minion {id} returned for unknown job {}; ignored", ret.jid);
-                    return true;
+                    return self.ack_return(token, ret.jid);
                 }
                 Err(e) => {
-                    log::error!("job cache: cannot read job {}: {e}", ret.jid);
-                    return false;
-                }
-            };
-            let returned = match self.jobs.returned_ids(&ret.jid) {
-                Ok(returned) => returned,
-                Err(e) => {
-                    log::error!("job cache: cannot read the returns of {}: {e}", ret.jid);
-                    return false;
+                    return log::error!("job cache: cannot read job {}: {e}", ret.jid);
                 }
             };
             let minions = load.get("minions").and_then(Value::as_array);
@@ -193,19 +262,25 @@ impl Core {
                 .collect();
             self.keep_job(&ret.jid, RecentJob { minions, returned, cause: Vec::new() });
         }
-        let job = self.recent_jobs.get_mut(&ret.jid).expect("kept above");
-        if !job.minions.contains(id) {
+        self.take_return(token, id, ret);
+    }
+
+    /// Checks a return against its job, fires `salt/job/<jid>/ret/<id>` and has it stored;
+    /// the minion's ack waits for the store. Refused returns count as handled (acked).
+    fn take_return(&mut self, token: Token, id: String, ret: JobReturn) {
+        let job = self.recent_jobs.get_mut(&ret.jid).expect("kept by the caller");
+        if !job.minions.contains(&id) {
             log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
-            return true;
+            return self.ack_return(token, ret.jid);
         }
-        if job.returned.contains(id) {
+        if !job.returned.insert(id.clone()) {
             // Sent again after a reconnect, before our ack reached the minion.
             log::debug!("duplicate return from {id} for job {}; already stored", ret.jid);
-            return true;
+            return self.ack_return(token, ret.jid);
         }
         let cause = job.cause.clone();
         // `event.send` in a job: the minion cannot know the master refused its event.
-        let ret = match self.refused_events.remove(&(ret.jid.clone(), id.to_string())) {
+        let ret = match self.refused_events.remove(&(ret.jid.clone(), id.clone())) {
             Some(reason) => JobReturn {
                 ret: format!("The master refused the event: {reason}").into(),
                 retcode: 1,
@@ -215,13 +290,14 @@ impl Core {
             },
             None => ret,
         };
+        let jid = ret.jid;
         let mut data = object([
             ("cmd", "_return".into()),
-            ("id", id.into()),
+            ("id", id.as_str().into()),
             ("success", ret.success.into()),
             ("return", ret.ret),
             ("retcode", ret.retcode.into()),
-            ("jid", ret.jid.clone().into()),
+            ("jid", jid.as_str().into()),
             ("fun", ret.fun.into()),
             ("fun_args", ret.fun_args.into()),
         ]);
@@ -231,22 +307,42 @@ impl Core {
         // Salt's return events carry `ts` (Unix seconds) too.
         data.insert("ts".into(), halite_common::time::unix_seconds().into());
         data.insert("user".into(), ret.user.into());
-        let stored = match self.jobs.save_return(&ret.jid, id, &data) {
-            Ok(()) => {
-                if let Some(job) = self.recent_jobs.get_mut(&ret.jid) {
-                    job.returned.insert(id.to_string());
-                }
-                true
-            }
+        log::debug!("return from {id} for job {jid}");
+        let cache = Arc::clone(&self.jobs);
+        self.io.submit(move || {
+            let stored = lock(&cache).save_return(&jid, &id, &data);
+            Box::new(move |core: &mut Core| core.return_stored(token, jid, id, data, cause, stored))
+        });
+    }
+
+    /// A return is on disk (or failed to be: then no ack, so the minion sends it again after
+    /// a reconnect). Its event fires either way; a reaction's job returns carry the chain.
+    fn return_stored(
+        &mut self,
+        token: Token,
+        jid: String,
+        id: String,
+        data: Map<String, Value>,
+        cause: Vec<String>,
+        stored: std::io::Result<()>,
+    ) {
+        let tag = format!("salt/job/{jid}/ret/{id}");
+        match stored {
+            Ok(()) => self.ack_return(token, jid),
             Err(e) => {
-                log::error!("job cache: cannot store return of {id} for {}: {e}", ret.jid);
-                false
+                log::error!("job cache: cannot store return of {id} for {jid}: {e}");
+                if let Some(job) = self.recent_jobs.get_mut(&jid) {
+                    job.returned.remove(&id);
+                }
             }
-        };
-        log::debug!("return from {id} for job {}", ret.jid);
-        // A reaction's job: its returns carry the reaction's causal chain.
-        self.bus.fire_caused(format!("salt/job/{}/ret/{id}", ret.jid), data, &cause);
-        stored
+        }
+        self.bus.fire_caused(tag, data, &cause);
+    }
+
+    fn ack_return(&mut self, token: Token, jid: String) {
+        if let Err(reason) = self.send_session(token, &ToMinion::ReturnAck { jid }) {
+            self.close_peer(token, &reason);
+        }
     }
 
     /// Remembers who a new job went to and the causal chain it was published under.

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keyflow;
 pub mod keystore;
 pub mod limits;
+pub mod offload;
 pub mod peer;
 pub mod reactor;
 pub mod render_worker;

@@ -16,7 +16,7 @@
 
 use crate::budget::{Budgets, Refusal};
 use crate::core::Core;
-use crate::jobs::JobRequest;
+use crate::jobs::{JobRequest, Origin};
 use crate::render_worker::{RenderWorker, Reply};
 use halite_common::control::{select, source_statuses, KeyAction};
 use halite_common::event::{object, Event};
@@ -29,6 +29,18 @@ use std::time::{Duration, Instant};
 pub const MAX_QUEUED: usize = 10_000;
 
 /// The reactor, its counters (`halite-run reactor.stats`), budgets and render queue.
+/// A reaction, as much of it as its failure reports (it may fail later, once the disk answers).
+#[derive(Debug, Clone)]
+pub struct ReactionRef {
+    pub sls: String,
+    pub id: String,
+    pub line: Option<usize>,
+    /// The tag of the event it reacted to.
+    pub tag: String,
+    /// The causal chain its events carry (the event's, with the event's tag).
+    pub chain: Vec<String>,
+}
+
 pub struct ReactorState {
     pub reactor: Reactor,
     pub stats: Stats,
@@ -296,22 +308,34 @@ impl Core {
         for reaction in outcome.reactions {
             self.reactor.stats.reactions += 1;
             self.reactor.count([&reaction.sls], |s| s.reactions += 1);
-            let result = self.run_reaction(&reaction, &chain);
-            if let Err(message) = result {
-                self.reactor.stats.errors += 1;
-                self.reactor.count([&reaction.sls], |s| s.errors += 1);
-                log::error!("reactor: {} ({}) failed: {message}", reaction.id, reaction.sls);
-                let data = object([
-                    ("sls", reaction.sls.as_str().into()),
-                    ("tag", event.tag.as_str().into()),
-                    ("kind", "reaction".into()),
-                    ("line", reaction.line.map_or(Value::Null, Value::from)),
-                    ("id", reaction.id.as_str().into()),
-                    ("message", message.into()),
-                ]);
-                self.fire_reactor_error(Value::Object(data), &chain);
+            let r = ReactionRef {
+                sls: reaction.sls.clone(),
+                id: reaction.id.clone(),
+                line: reaction.line,
+                tag: event.tag.clone(),
+                chain: chain.clone(),
+            };
+            if let Err(message) = self.run_reaction(&reaction, &r) {
+                self.reaction_failed(&r, message);
             }
         }
+    }
+
+    /// A reaction failed, now or once the disk answered: counted, logged, and fired as a
+    /// `salt/reactor/error` under its chain.
+    pub(crate) fn reaction_failed(&mut self, r: &ReactionRef, message: String) {
+        self.reactor.stats.errors += 1;
+        self.reactor.count([&r.sls], |s| s.errors += 1);
+        log::error!("reactor: {} ({}) failed: {message}", r.id, r.sls);
+        let data = object([
+            ("sls", r.sls.as_str().into()),
+            ("tag", r.tag.as_str().into()),
+            ("kind", "reaction".into()),
+            ("line", r.line.map_or(Value::Null, Value::from)),
+            ("id", r.id.as_str().into()),
+            ("message", message.into()),
+        ]);
+        self.fire_reactor_error(Value::Object(data), &r.chain);
     }
 
     fn fire_reactor_error(&mut self, data: Value, chain: &[String]) {
@@ -321,7 +345,8 @@ impl Core {
 
     /// Runs one reaction; `Err` is reported as a `salt/reactor/error` event. Every event the
     /// reaction fires (its job's and runner's too) carries `chain`.
-    fn run_reaction(&mut self, r: &Reaction, chain: &[String]) -> Result<(), String> {
+    fn run_reaction(&mut self, r: &Reaction, origin: &ReactionRef) -> Result<(), String> {
+        let chain = &origin.chain[..];
         log::info!("reactor: {} ({}) runs {}.{}", r.id, r.sls, r.client.as_str(), r.fun);
         for warning in &r.warnings {
             log::warn!("reactor: {} ({}): {warning}", r.id, r.sls);
@@ -346,11 +371,12 @@ impl Core {
                     arg,
                     user: halite_common::config::process_user(),
                 };
-                self.publish(request, None, chain).map(|_| ())
+                self.publish(request, Origin::Reaction(origin.clone()), false, chain)
             }
             Client::Runner => {
                 let arg = r.salt_arg();
-                self.run_runner(&r.fun, &arg, "Reactor", chain).map(|_| ())
+                self.run_runner(&r.fun, &arg, "Reactor", chain, Origin::Reaction(origin.clone()));
+                Ok(())
             }
             Client::Caller => Err("caller reactions run on a minion's own reactor; the master \
                                    has none"

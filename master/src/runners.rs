@@ -2,9 +2,13 @@
 //! `event.send`. Each run fires `salt/run/<jid>/new` and `.../ret` as Salt does.
 
 use crate::core::Core;
+use crate::jobcache::JobCache;
+use crate::jobs::Origin;
+use halite_common::control::Response;
 use halite_common::event::object;
 use halite_common::proto::split_args;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Every runner Halite has, for error messages.
 pub const RUNNERS: [&str; 9] = [
@@ -19,16 +23,26 @@ pub const RUNNERS: [&str; 9] = [
     "reactor.stats",
 ];
 
+/// A runner run, waiting for its result.
+struct Run {
+    jid: String,
+    new: Map<String, Value>,
+    cause: Vec<String>,
+    origin: Origin,
+}
+
 impl Core {
-    /// Runs `fun`, wrapped in Salt's runner events. `cause` is the causal chain of the
-    /// reaction that runs it (empty for a CLI): every event the run fires carries it.
+    /// Runs `fun`, wrapped in Salt's runner events; `origin` hears the result (the `jobs.*`
+    /// runners read the job cache on the disk job thread first). `cause` is the causal chain
+    /// of the reaction that runs it (empty for a CLI): every event the run fires carries it.
     pub(crate) fn run_runner(
         &mut self,
         fun: &str,
         arg: &[Value],
         user: &str,
         cause: &[String],
-    ) -> Result<Value, String> {
+        origin: Origin,
+    ) {
         let jid = self.jids.allocate();
         let new = object([
             ("fun", format!("runner.{fun}").into()),
@@ -37,28 +51,47 @@ impl Core {
             ("user", user.into()),
         ]);
         self.bus.fire_caused(format!("salt/run/{jid}/new"), new.clone(), cause);
-        let result = self.runner(fun, arg, cause);
+        let run = Run { jid, new, cause: cause.to_vec(), origin };
+        let (args, kwargs) = split_args(arg);
+        let first = args
+            .first()
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| kwargs.get("jid").and_then(Value::as_str).map(str::to_string));
+        let read: fn(&JobCache, Option<&str>) -> Result<Value, String> = match fun {
+            "jobs.lookup_jid" => |cache, jid| {
+                let jid = jid.ok_or("jobs.lookup_jid needs a jid")?;
+                cache.lookup(jid).map(Value::Object).map_err(|e| e.to_string())
+            },
+            "jobs.list_jobs" => {
+                |cache, _| cache.list().map(Value::Object).map_err(|e| e.to_string())
+            }
+            _ => {
+                let result = self.runner(fun, arg, cause);
+                return self.runner_done(run, result);
+            }
+        };
+        let cache = Arc::clone(&self.jobs);
+        self.io.submit(move || {
+            let result = read(&crate::jobs::lock(&cache), first.as_deref());
+            Box::new(move |core: &mut Core| core.runner_done(run, result))
+        });
+    }
+
+    /// Fires the runner's `ret` event and tells whoever asked.
+    fn runner_done(&mut self, run: Run, result: Result<Value, String>) {
+        let Run { jid, new, cause, origin } = run;
         let mut ret = new;
         ret.insert("return".into(), result.clone().unwrap_or_else(Value::String));
         ret.insert("success".into(), result.is_ok().into());
-        self.bus.fire_caused(format!("salt/run/{jid}/ret"), ret, cause);
-        result
+        self.bus.fire_caused(format!("salt/run/{jid}/ret"), ret, &cause);
+        self.answer(&origin, result.map(|value| Response::Value { value }));
     }
 
+    /// The runners that answer at once, from memory.
     fn runner(&mut self, fun: &str, arg: &[Value], cause: &[String]) -> Result<Value, String> {
         let (args, kwargs) = split_args(arg);
-        let first = || {
-            args.first()
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| kwargs.get("jid").and_then(Value::as_str).map(str::to_string))
-        };
         match fun {
-            "jobs.lookup_jid" => {
-                let jid = first().ok_or("jobs.lookup_jid needs a jid")?;
-                self.jobs.lookup(&jid).map(Value::Object).map_err(|e| e.to_string())
-            }
-            "jobs.list_jobs" => self.jobs.list().map(Value::Object).map_err(|e| e.to_string()),
             "reactor.stats" => Ok(self.reactor_stats()),
             "reactor.reload" => {
                 let (rules, problems) = self.reload_reactor()?;
