@@ -806,6 +806,23 @@ impl Core {
 
 /// Why event data is refused for size, if it is.
 pub(crate) fn oversized(data: &impl serde::Serialize, max: usize) -> Option<String> {
-    let len = serde_json::to_vec(data).map(|b| b.len()).unwrap_or(usize::MAX);
+    let len = json_len(data);
     (len > max).then(|| format!("event data is {len} bytes, over max_event_bytes {max}"))
+}
+
+/// The length of `value` as JSON, counted without building the text.
+pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// Events waiting for the render worker past this many are refused at once.
 pub const MAX_QUEUED: usize = 10_000;
+/// And past this many bytes of event data (each event may be up to `max_event_bytes`).
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// The reactor, its counters (`halite-run reactor.stats`), budgets and render queue.
 /// A reaction, as much of it as its failure reports (it may fail later, once the disk answers).
@@ -50,6 +52,8 @@ pub struct ReactorState {
     budgets: Budgets,
     /// Matched events waiting for the worker, oldest first.
     queue: VecDeque<Queued>,
+    /// The data bytes of the events in `queue`.
+    queued_bytes: usize,
     /// The event the worker is rendering.
     in_flight: Option<Queued>,
     pub worker: RenderWorker,
@@ -58,6 +62,8 @@ pub struct ReactorState {
 /// An event waiting for (or in) the worker, with its SLS entries and their budget keys.
 struct Queued {
     event: Event,
+    /// The size of its data as JSON.
+    bytes: usize,
     files: Vec<String>,
     keys: Vec<String>,
 }
@@ -99,6 +105,7 @@ impl ReactorState {
             by_sls: BTreeMap::new(),
             budgets: Budgets::default(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             in_flight: None,
             worker,
         }
@@ -142,21 +149,27 @@ impl Core {
             self.refuse(event, &files, data);
             return;
         }
-        if self.reactor.queue.len() >= MAX_QUEUED {
+        let bytes = crate::core::json_len(&event.data);
+        let (queued, queued_bytes) = (self.reactor.queue.len(), self.reactor.queued_bytes);
+        if queued >= MAX_QUEUED || queued_bytes + bytes > MAX_QUEUED_BYTES {
             log::warn!(
-                "reactor: {MAX_QUEUED} events wait for the render worker; '{}' refused",
+                "reactor: {queued} events ({queued_bytes} bytes) wait for the render worker; \
+                 '{}' ({bytes} bytes) refused",
                 event.tag
             );
             let data = [
                 ("sls", files.clone().into()),
-                ("queued", MAX_QUEUED.into()),
+                ("queued", queued.into()),
+                ("queued_bytes", queued_bytes.into()),
+                ("reactor_queue_max_bytes", MAX_QUEUED_BYTES.into()),
                 ("reason", "the render queue is full".into()),
             ];
             self.refuse(event, &files, data);
             return;
         }
         let keys = crate::budget::keys(&files, event.source);
-        self.reactor.queue.push_back(Queued { event: event.clone(), files, keys });
+        self.reactor.queued_bytes += bytes;
+        self.reactor.queue.push_back(Queued { event: event.clone(), bytes, files, keys });
         self.pump_reactor();
     }
 
@@ -182,6 +195,7 @@ impl Core {
     pub(crate) fn pump_reactor(&mut self) {
         while !self.reactor.worker.busy() && !self.stopping {
             let Some(next) = self.reactor.queue.pop_front() else { return };
+            self.reactor.queued_bytes -= next.bytes;
             let rate = self.cfg.reactor_rate_limit;
             let budget_ms = self.cfg.reactor_render_budget_ms;
             let budget = Duration::from_millis(budget_ms.into());
@@ -249,6 +263,7 @@ impl Core {
     pub(crate) fn abandon_reactor(&mut self) {
         let left: Vec<Queued> =
             self.reactor.in_flight.take().into_iter().chain(self.reactor.queue.drain(..)).collect();
+        self.reactor.queued_bytes = 0;
         for q in left {
             log::warn!("reactor: the master is stopping; '{}' was not rendered", q.event.tag);
             let data = [("reason", "the master stopped before this event was rendered".into())];

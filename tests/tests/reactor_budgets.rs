@@ -193,3 +193,51 @@ fn a_stop_accounts_for_every_event_still_waiting_for_the_worker() {
         assert!(done ^ refused, "event {i}: rendered {done}, refused at stop {refused}");
     }
 }
+
+/// Review of issue #10: the render queue was capped by count only (10,000 events), and each
+/// event may be up to `max_event_bytes` (1 MiB), so one minion firing big events at a rule
+/// made the master hold gigabytes while the worker lagged. The queue is now capped in bytes
+/// too: past it, events are refused with a `salt/reactor/refused` that says so. (With the
+/// render-time budget on, its refusals drain the queue too; here it is off, as an operator may
+/// set it.)
+#[test]
+fn the_render_queue_is_capped_in_bytes_not_only_in_events() {
+    let slow = "{% for i in range(400) %}{% for j in range(400) %}{% endfor %}{% endfor %}\
+                ok:\n  runner.event.send:\n    - args:\n      - tag: myco/big/done\n";
+    let (master, _sls) = Master::with_reactor(
+        "  - 'myco/big/*':\n    - SLS/slow.sls",
+        &[("slow.sls", slow)],
+        "auto_accept: True\nreactor_rate_limit: 100000\nreactor_render_budget_ms: 0\n\
+         event_log_max_bytes: 1073741824",
+    );
+    let mut raw = RawMinion::authenticate(master.addr, "big");
+    let pad = "x".repeat(700 * 1024);
+    const N: usize = 150; // 105 MB in all
+    for i in 0..N {
+        let (tag, data) = (format!("myco/big/{i}"), json!({ "i": i, "pad": pad }));
+        raw.send(&ToMaster::Event { tag, data, ts: 0, ack: i == N - 1, jid: None });
+    }
+    loop {
+        match raw.recv() {
+            Some(halite_common::proto::ToMinion::EventAck { .. }) => break,
+            Some(_) => continue,
+            None => panic!("no EventAck"),
+        }
+    }
+    let peak = peak_rss_kib(master.daemon.pid());
+    let log = master.event_log();
+    let _tree = master.stop(); // kept until the log is read
+    let text = std::fs::read_to_string(log).expect("event log");
+    let full: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with(r#"{"tag":"salt/reactor/refused""#))
+        .map(|l| halite_tests::serde_json::from_str::<Value>(l).expect("JSON line"))
+        .map(|e| e["data"].clone())
+        .filter(|d| d["reason"] == "the render queue is full")
+        .collect();
+    assert!(!full.is_empty(), "105 MB of events all waited for the worker");
+    assert_eq!(full[0]["reactor_queue_max_bytes"], 64 << 20, "{}", full[0]);
+    assert!(full[0]["queued_bytes"].as_u64().unwrap() <= 64 << 20, "{}", full[0]);
+    // Queued events, the bus and the log's buffers: well under the 105 MB sent.
+    assert!(peak < 160 * 1024, "the master grew to {peak} KiB");
+}
