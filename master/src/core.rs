@@ -129,6 +129,8 @@ pub struct Core {
     pub(crate) stopping: bool,
     /// Unauthenticated connections, counted against their caps.
     admission: crate::limits::Admission,
+    /// The log lines hostile peers can cause (refused and failed connections), per second.
+    quiet: crate::limits::LogLimiter,
     /// New pending keys per source address.
     pub(crate) pending_rate: crate::limits::PendingRate,
     /// Replies waiting for their key writes to reach the disk.
@@ -226,6 +228,7 @@ impl Core {
             grains_cache,
             stopping: false,
             admission,
+            quiet: Default::default(),
             pending_rate,
             key_writes: Default::default(),
             config_dir: None,
@@ -381,7 +384,9 @@ impl Core {
     fn on_connected(&mut self, conn: Token, addr: SocketAddr) {
         if let Err(why) = self.admission.admit(addr.ip(), self.peers.len()) {
             let reason = format!("refused connection from {addr}: {why}");
-            log::warn!("{reason}");
+            if self.quiet.allow(self.now) {
+                log::warn!("{reason}");
+            }
             self.fx.push(Effect::Close { conn, reason });
             return;
         }
@@ -619,7 +624,10 @@ impl Core {
                 self.bus.fire_caused(format!("salt/minion/{id}/disconnected"), data, cause);
             }
             (Phase::Live { .. }, false) => log::debug!("session {} closed: {reason}", peer.label()),
-            _ => log::warn!("closed connection {}: {reason}", peer.label()),
+            _ if self.quiet.allow(self.now) => {
+                log::warn!("closed connection {}: {reason}", peer.label())
+            }
+            _ => {}
         }
     }
 
@@ -660,6 +668,12 @@ impl Core {
         self.on_io();
         self.reactor_tick(now);
         self.pending_rate.prune(now);
+        if let Some(n) = self.quiet.flush(now) {
+            log::warn!(
+                "{n} more unauthenticated connections were refused or closed in the last \
+                 second or so (one line each suppressed)"
+            );
+        }
         if now >= self.next_maintenance {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();

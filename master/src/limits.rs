@@ -165,6 +165,48 @@ pub fn nofile_limit() -> u64 {
     }
 }
 
+/// Log lines one unauthenticated peer can cause (a refused or closed connection) allowed per
+/// [`LOG_WINDOW`]; past it they are counted, and said in one line when the window ends. A
+/// flood of connections then costs the log a few lines a second, not one per connection.
+pub const LOG_LINES: u32 = 20;
+pub const LOG_WINDOW: Duration = Duration::from_secs(1);
+
+/// The per-window budget of log lines for what hostile peers cause.
+#[derive(Debug, Default)]
+pub struct LogLimiter {
+    window: Option<Instant>,
+    lines: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// Whether one more line may be logged at `now`; if not, it is counted.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let start = *self.window.get_or_insert(now);
+        if now.duration_since(start) >= LOG_WINDOW && self.suppressed == 0 {
+            (self.window, self.lines) = (Some(now), 0);
+        }
+        if self.lines < LOG_LINES {
+            self.lines += 1;
+            return true;
+        }
+        self.suppressed += 1;
+        false
+    }
+
+    /// Once a window with suppressed lines has ended: how many were suppressed (the caller
+    /// logs that), and a new window starts.
+    pub fn flush(&mut self, now: Instant) -> Option<u64> {
+        let start = self.window?;
+        if self.suppressed == 0 || now.duration_since(start) < LOG_WINDOW {
+            return None;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        (self.window, self.lines) = (Some(now), 0);
+        Some(suppressed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +275,23 @@ mod tests {
         rate.prune(t0 + WINDOW + Duration::from_secs(1));
         assert_eq!(rate.windows.len(), 1);
         assert!(PendingRate::new(0).allow(ip(1), t0));
+    }
+
+    #[test]
+    fn log_lines_past_the_budget_are_counted_and_said_once_the_window_ends() {
+        let t0 = Instant::now();
+        let mut log = LogLimiter::default();
+        let allowed = (0..1000).filter(|_| log.allow(t0)).count();
+        assert_eq!(allowed, LOG_LINES as usize);
+        assert_eq!(log.flush(t0 + LOG_WINDOW / 2), None, "not before the window ends");
+        // Still suppressed until the count is said: no line is lost between the two.
+        assert!(!log.allow(t0 + LOG_WINDOW));
+        assert_eq!(log.flush(t0 + LOG_WINDOW), Some(1000 - LOG_LINES as u64 + 1));
+        assert_eq!(log.flush(t0 + LOG_WINDOW * 3), None, "said once");
+        assert!(log.allow(t0 + LOG_WINDOW), "a new window");
+        // A quiet window rolls over by itself.
+        let mut quiet = LogLimiter::default();
+        assert!(quiet.allow(t0));
+        assert!(quiet.allow(t0 + LOG_WINDOW * 5));
     }
 }

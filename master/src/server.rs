@@ -27,6 +27,8 @@ const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const FIRST_CONN: usize = 5;
 
+/// Connections accepted per turn at most (mio is edge-triggered: the rest wait for the next).
+const ACCEPTS_PER_TURN: usize = 256;
 /// Unsent output allowed per minion before it is cut off.
 const MAX_MINION_BACKLOG: usize = 64 * 1024 * 1024;
 /// Unsent output allowed per control client.
@@ -142,6 +144,10 @@ pub struct Master {
     fx: Vec<Effect>,
     /// An accept failed (e.g. out of file descriptors): retry at `retry_at`.
     retry_at: Option<Instant>,
+    /// The listener still had connections queued after a turn's share: accept again next turn.
+    accept_more: bool,
+    /// Log lines for minion connections shed for want of descriptors, per second.
+    quiet: crate::limits::LogLimiter,
     /// A descriptor held back for EMFILE: closed to accept (and close) one connection, so the
     /// listen queue drains instead of stalling, then opened again.
     reserve_fd: Option<std::fs::File>,
@@ -186,6 +192,8 @@ impl Master {
             dirty: Vec::new(),
             fx: Vec::new(),
             retry_at: None,
+            accept_more: false,
+            quiet: Default::default(),
             reserve_fd,
         })
     }
@@ -216,7 +224,7 @@ impl Master {
             if let Some(retry) = self.retry_at {
                 deadline = deadline.min(retry);
             }
-            let timeout = match self.again.is_empty() {
+            let timeout = match self.again.is_empty() && !self.accept_more {
                 true => deadline.saturating_duration_since(now),
                 false => std::time::Duration::ZERO,
             };
@@ -238,6 +246,12 @@ impl Master {
             }
             for token in std::mem::take(&mut self.again) {
                 self.on_ready(token);
+            }
+            if std::mem::take(&mut self.accept_more) {
+                self.accept_minions();
+            }
+            if let Some(n) = self.quiet.flush(Instant::now()) {
+                log::warn!("{n} more connections were refused for want of file descriptors");
             }
             if self.retry_at.is_some_and(|at| Instant::now() >= at) {
                 // Readiness is edge-triggered: connections already queued would wait for the
@@ -355,8 +369,10 @@ impl Master {
         }
     }
 
+    /// Accepts at most `ACCEPTS_PER_TURN` connections, so that a flood of them shares the
+    /// loop with the minions already connected; the rest are accepted next turn.
     fn accept_minions(&mut self) {
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
@@ -376,6 +392,7 @@ impl Master {
                 }
             }
         }
+        self.accept_more = true;
     }
 
     fn accept_controls(&mut self) {
@@ -418,7 +435,9 @@ impl Master {
         };
         let shed = match accepted {
             Ok(who) => {
-                log::warn!("refused connection from {who}: out of file descriptors");
+                if matches!(which, Listener::Control) || self.quiet.allow(Instant::now()) {
+                    log::warn!("refused connection from {who}: out of file descriptors");
+                }
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,

@@ -177,3 +177,41 @@ fn out_of_descriptors_the_master_sheds_connections_instead_of_stalling() {
     halite_tests::wait_until(WAIT, "halite-key -L answered", || master.key(&["-L"]).success());
     assert_eq!(master.key(&["-l", "acc"]).stdout, "Accepted Keys:\n");
 }
+
+/// Review of issue #10: every refused or failed unauthenticated connection wrote a warning, so a
+/// flood of garbage hellos wrote one log line per connection, as fast as the attacker could
+/// connect. Past 20 lines a second they are now counted and said in one line per second, and
+/// nothing is lost: the lines plus the counts add up to every connection.
+#[test]
+fn a_flood_of_bad_hellos_costs_the_log_a_few_lines_a_second() {
+    let master = Master::start("");
+    let attacker = Ipv4Addr::new(127, 0, 0, 2);
+    const N: usize = 600;
+    for _ in 0..N {
+        let (mut conn, _) = RawConn::connect_from(attacker, master.addr).expect("greeted");
+        conn.send_frame(b"not a sealed hello");
+        assert!(conn.closed_by_master(), "a bad hello must close the connection");
+    }
+    // Every connection is accounted for once the last window is said, in far fewer lines.
+    let logged = wait_until_all_said(&master, N);
+    assert!(logged < N / 2, "{logged} lines for {N} bad hellos");
+}
+
+/// Waits until the logged lines plus the suppressed counts say every one of `n` connections;
+/// returns how many were logged one by one.
+fn wait_until_all_said(master: &Master, n: usize) -> usize {
+    let mut logged = 0;
+    let re = regex::Regex::new(r"(\d+) more unauthenticated connections were refused").unwrap();
+    halite_tests::wait_until(WAIT, "every bad hello logged or counted", || {
+        let lines = master.daemon.lines();
+        logged = lines.iter().filter(|l| l.contains("closed connection 127.0.0.2:")).count();
+        let counted: usize = lines
+            .iter()
+            .filter_map(|l| re.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        assert!(logged + counted <= n, "{logged} + {counted} > {n}: a connection said twice");
+        logged + counted == n
+    });
+    logged
+}
