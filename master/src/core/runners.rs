@@ -1,9 +1,9 @@
 //! Master-side functions for `halite-run` (Salt's runners): `jobs.*`, `manage.*`,
 //! `event.send`. Each run fires `salt/run/<jid>/new` and `.../ret` as Salt does.
 
-use crate::core::Core;
+use super::jobs::Origin;
+use super::Core;
 use crate::jobcache::JobCache;
-use crate::jobs::Origin;
 use halite_common::control::Response;
 use halite_common::event::object;
 use halite_common::proto::split_args;
@@ -73,7 +73,7 @@ impl Core {
         };
         let cache = Arc::clone(&self.jobs);
         self.io.submit(move || {
-            let result = read(&crate::jobs::lock(&cache), first.as_deref());
+            let result = read(&super::jobs::lock(&cache), first.as_deref());
             Box::new(move |core: &mut Core| core.runner_done(run, result))
         });
     }
@@ -97,7 +97,7 @@ impl Core {
                 let (rules, problems) = self.reload_reactor()?;
                 Ok(Value::Object(object([("rules", rules.into()), ("problems", problems.into())])))
             }
-            "reactor.list" => Ok(crate::reactor::rules_json(self.reactor.reactor.rules())),
+            "reactor.list" => Ok(super::reactor::rules_json(self.reactor.reactor.rules())),
             "manage.up" => Ok(self.live_ids().into()),
             "manage.down" => {
                 let live = self.live_ids();
@@ -138,7 +138,7 @@ impl Core {
                 if tag.starts_with("salt/job/") || crate::jobcache::is_jid(tag) {
                     return Err(format!("tag '{tag}' is reserved for the master's jobs"));
                 }
-                if let Some(reason) = crate::core::oversized(&data, self.cfg.max_event_bytes) {
+                if let Some(reason) = super::oversized(&data, self.cfg.max_event_bytes) {
                     return Err(reason);
                 }
                 self.bus.fire_caused(tag.to_string(), data, cause);

@@ -1,7 +1,7 @@
 //! Publishing jobs and taking their returns: target resolution against accepted keys and
 //! cached grains, Salt's job events, the job cache, and the minions' grains cache.
 
-use crate::core::Core;
+use super::Core;
 use crate::jobcache::JobCache;
 use halite_common::control::KeyStatus;
 use halite_common::control::Response;
@@ -62,7 +62,7 @@ pub enum Origin {
     /// A CLI on the control socket: it gets the `Response`.
     Cli(Token),
     /// A reaction: a failure becomes its `salt/reactor/error`.
-    Reaction(crate::reactor::ReactionRef),
+    Reaction(super::reactor::ReactionRef),
 }
 
 impl Core {

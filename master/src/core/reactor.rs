@@ -14,9 +14,9 @@
 //! capped by the worker's `reactor_render_max_bytes`. The reactor's own events
 //! (`salt/reactor/...`) never trigger reactions.
 
+use super::jobs::{JobRequest, Origin};
+use super::Core;
 use crate::budget::{Budgets, Refusal};
-use crate::core::Core;
-use crate::jobs::{JobRequest, Origin};
 use crate::render_worker::{RenderWorker, Reply};
 use halite_common::control::{select, source_statuses, KeyAction};
 use halite_common::event::{object, Event};
@@ -149,7 +149,7 @@ impl Core {
             self.refuse(event, &files, data);
             return;
         }
-        let bytes = crate::core::json_len(&event.data);
+        let bytes = super::json_len(&event.data);
         let (queued, queued_bytes) = (self.reactor.queue.len(), self.reactor.queued_bytes);
         if queued >= MAX_QUEUED || queued_bytes + bytes > MAX_QUEUED_BYTES {
             log::warn!(
@@ -454,7 +454,7 @@ impl Core {
             ("user", "Reactor".into()),
         ]);
         self.bus.fire_caused(format!("salt/wheel/{jid}/new"), new.clone(), chain);
-        let result = match crate::control::apply(self, action, &chosen, chain) {
+        let result = match super::control::apply(self, action, &chosen, chain) {
             halite_common::control::Response::Error { message } => Err(message),
             halite_common::control::Response::Applied { ids } => Ok(ids),
             _ => Ok(Vec::new()),

@@ -2,7 +2,7 @@
 //! time moved by hand. No socket is opened; the disk worker and the key store write to a
 //! temp dir, as they do under the real driver.
 
-use crate::core::{Core, Effect, Input};
+use super::{Core, Effect, Input};
 use halite_common::conn::ConnError;
 use halite_common::control::{Request, Response};
 use halite_common::crypto::KeyPair;
@@ -56,7 +56,7 @@ impl Harness {
     fn disk_done(&mut self) -> Vec<Effect> {
         let mut events = Events::with_capacity(8);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !events.iter().any(|e| e.token() == crate::core::DISK) {
+        while !events.iter().any(|e| e.token() == super::DISK) {
             assert!(Instant::now() < deadline, "the disk worker never woke the loop");
             self.poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
         }

@@ -3,22 +3,26 @@
 //! (send bytes, change a frame limit, close) that the driver (`server`) carries out. The core
 //! owns no socket and reads no clock: time comes in with each input, so tests move it by hand.
 
-use crate::auth::{self, Policy};
+mod control;
+mod jobs;
+mod keyflow;
+mod reactor;
+mod runners;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use crate::auth::Policy;
 use crate::bus::Bus;
 use crate::client::Client;
-use crate::control;
 use crate::jobcache::{JidGen, JobCache};
-use crate::keyflow::{accepted_key_is, KEY_GONE};
 use crate::keystore::{load_or_create_master_key, KeyStore};
-use crate::peer::{keepalive, Keepalive, Peer, Phase};
+use crate::peer::Peer;
 use halite_common::config::MasterConfig;
 use halite_common::conn::ConnError;
-use halite_common::control::Response;
 use halite_common::crypto::KeyPair;
-use halite_common::event::{minion_tag_refusal, object, wrap_minion_event};
+use halite_common::event::object;
 use halite_common::files::create_private_dir;
-use halite_common::handshake::{self, HelloIn};
-use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
 use mio::Token;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -134,13 +138,13 @@ pub struct Core {
     /// New pending keys per source address.
     pub(crate) pending_rate: crate::limits::PendingRate,
     /// Replies waiting for their key writes to reach the disk.
-    pub(crate) key_writes: crate::keyflow::KeyWrites,
+    pub(crate) key_writes: keyflow::KeyWrites,
     config_dir: Option<PathBuf>,
-    pub(crate) reactor: crate::reactor::ReactorState,
+    pub(crate) reactor: reactor::ReactorState,
     /// The file server: used only by jobs on `io`'s thread.
     files: Arc<Mutex<crate::fileserver::FileRoots>>,
     /// Recent jobs: who may return, and the causal chain their returns carry (bounded).
-    pub(crate) recent_jobs: HashMap<String, crate::jobs::RecentJob>,
+    pub(crate) recent_jobs: HashMap<String, jobs::RecentJob>,
     pub(crate) recent_order: std::collections::VecDeque<String>,
     /// Minion entries in `recent_jobs`, bounded.
     pub(crate) recent_ids: usize,
@@ -194,7 +198,7 @@ impl Core {
             reactor.rules(),
             roots,
         );
-        let reactor = crate::reactor::ReactorState::new(reactor, worker);
+        let reactor = reactor::ReactorState::new(reactor, worker);
         let policy = Policy {
             auto_accept: cfg.auto_accept,
             autosign_file: cfg.autosign_file.clone(),
@@ -376,267 +380,11 @@ impl Core {
         self.keys.public.fingerprint()
     }
 
-    // -----------------------------------------------------------------------------------------
-    // Minion connections
-
-    /// A new minion connection: admitted (greeted) or refused (closed unread: a flood costs
-    /// one accept and one close each).
-    fn on_connected(&mut self, conn: Token, addr: SocketAddr) {
-        if let Err(why) = self.admission.admit(addr.ip(), self.peers.len()) {
-            let reason = format!("refused connection from {addr}: {why}");
-            if self.quiet.allow(self.now) {
-                log::warn!("{reason}");
-            }
-            self.fx.push(Effect::Close { conn, reason });
-            return;
-        }
-        log::debug!("connection from {addr}");
-        self.peers.insert(conn, Peer::new(addr, self.now));
-        let bytes = handshake::greeting(&self.keys.public);
-        self.fx.push(Effect::Send { conn, bytes });
-    }
-
-    /// Handles one frame from a minion; `Err` closes the connection with that reason.
-    fn on_peer_frame(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
-        let peer = self.peers.get_mut(&token).ok_or("gone")?;
-        if peer.parked {
-            return Err("sent a frame before its verdict".into());
-        }
-        match &mut peer.phase {
-            Phase::AwaitHello => {
-                let hello = handshake::open_hello(&self.keys, frame)
-                    .map_err(|e| format!("refused hello: {e}"))?;
-                self.authenticate(token, hello)
-            }
-            Phase::Pending(pending) => {
-                // A pending minion asks again every acceptance_wait_time (at least 1 s), for
-                // the same id. Anything else is a flood of key files and auth events.
-                if self.now.saturating_duration_since(peer.since) < MIN_REHELLO {
-                    return Err("hellos too fast while pending".into());
-                }
-                let id = pending.id.clone();
-                let hello = handshake::open_hello(&self.keys, frame)
-                    .map_err(|e| format!("refused hello: {e}"))?;
-                if hello.id != id {
-                    return Err(format!("pending as '{id}', asked again as '{}'", hello.id));
-                }
-                self.authenticate(token, hello)
-            }
-            Phase::AwaitReady { id, session, key } => {
-                let msg: ToMaster =
-                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
-                let ToMaster::Ready { grains, transient } = msg else {
-                    return Err("first session message was not Ready".into());
-                };
-                let id = id.clone();
-                if !accepted_key_is(&self.store, &id, key) {
-                    return Err(format!("{KEY_GONE}: {id}"));
-                }
-                let Phase::AwaitReady { session, .. } =
-                    std::mem::replace(&mut peer.phase, Phase::AwaitHello)
-                else {
-                    unreachable!()
-                };
-                peer.phase = Phase::Live { id: id.clone(), session };
-                peer.since = self.now;
-                self.admission.release(peer.addr.ip());
-                self.fx.push(Effect::MaxFrame { conn: token, max: self.cfg.max_frame_bytes });
-                if transient {
-                    log::info!("minion {} opened a one-shot session", peer.label());
-                    return Ok(());
-                }
-                log::info!("minion {} authenticated", peer.label());
-                let mut grains = grains;
-                grains.insert("id".into(), id.clone().into());
-                self.remember_grains(&id, grains);
-                if let Some(old) = self.live.insert(id.clone(), token) {
-                    if old != token {
-                        self.close_peer(old, "replaced by a new session of the same minion");
-                    }
-                }
-                Ok(())
-            }
-            Phase::Live { id, session, .. } => {
-                let msg: ToMaster =
-                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
-                let id = id.clone();
-                self.on_session_message(token, &id, msg)
-            }
-        }
-    }
-
-    fn on_session_message(&mut self, token: Token, id: &str, msg: ToMaster) -> Result<(), String> {
-        match msg {
-            ToMaster::Ping { seq } => self.send_session(token, &ToMinion::Pong { seq }),
-            ToMaster::Pong { .. } => Ok(()),
-            ToMaster::Ready { .. } => Err("Ready sent twice".into()),
-            ToMaster::FileRequest { req, op } => {
-                // Read or hashed on the disk job thread; the reply goes to this connection
-                // (if it is still there: tokens are never reused).
-                let files = Arc::clone(&self.files);
-                self.io.submit(move || {
-                    let reply = files.lock().unwrap_or_else(|p| p.into_inner()).answer(&op);
-                    Box::new(move |core: &mut Core| {
-                        if let Err(reason) =
-                            core.send_session(token, &ToMinion::FileReply { req, reply })
-                        {
-                            core.close_peer(token, &reason);
-                        }
-                    })
-                });
-                Ok(())
-            }
-            ToMaster::Return(ret) => {
-                self.on_return(token, id, ret);
-                Ok(())
-            }
-            ToMaster::Event { tag, data, ts, ack, jid } => {
-                let refusal = minion_tag_refusal(&tag, id)
-                    .or_else(|| oversized(&data, self.cfg.max_event_bytes));
-                if let Some(reason) = refusal {
-                    log::warn!("refused event from minion {id}: {reason}");
-                    // Only for a job this minion was sent: a made-up jid must not crowd out
-                    // real refusals.
-                    let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
-                    if let Some(jid) = jid.filter(|_| sent.is_some_and(|j| j.minions.contains(id)))
-                    {
-                        if self.refused_events.len() >= 10_000 {
-                            self.refused_events.clear(); // returns that never came
-                        }
-                        self.refused_events.insert((jid, id.to_string()), reason.clone());
-                    }
-                    return self.send_session(token, &ToMinion::EventRefused { tag, reason });
-                }
-                // Fired by a reaction's job: the event continues that job's causal chain.
-                let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
-                let cause = job.map_or(&[][..], |j| &j.cause);
-                self.bus.fire_caused(tag.clone(), wrap_minion_event(id, &tag, data, ts), cause);
-                match ack {
-                    true => self.send_session(token, &ToMinion::EventAck { tag }),
-                    false => Ok(()),
-                }
-            }
-        }
-    }
-
-    /// Runs the `_auth` decision for a hello on `token` and answers it.
-    pub(crate) fn authenticate(&mut self, token: Token, hello: HelloIn) -> Result<(), String> {
-        self.authenticate_after(token, hello, None, &[])
-    }
-
-    /// `authenticate`, with the verdict also waiting for the key write `after` (a key move
-    /// that made it change); the `salt/auth` event carries that move's `cause`.
-    fn authenticate_after(
-        &mut self,
-        token: Token,
-        hello: HelloIn,
-        after: Option<u64>,
-        cause: &[String],
-    ) -> Result<(), String> {
-        let (is_live, now) = (self.live.contains_key(&hello.id), self.now);
-        let ip = self.peers.get(&token).ok_or("gone")?.addr.ip();
-        let first = self.store.submitted() + 1;
-        let rate = &mut self.pending_rate;
-        let outcome = auth::decide(
-            &mut self.store,
-            &self.policy,
-            &hello.id,
-            &hello.public,
-            self.live.len(),
-            is_live,
-            || rate.allow(ip, now),
-        )
-        .map_err(|e| format!("key store error for {}: {e}", hello.id))?;
-        // Budgets count per source as the connection limits do (an IPv6 /64 is one).
-        let source = self.peers.get(&token).map(|p| crate::limits::source_of(p.addr.ip()));
-        self.bus.fire_from("salt/auth", outcome.event, source, cause);
-        if self.park_verdict(token, &hello, outcome.status, first, after)? {
-            return Ok(());
-        }
-        self.answer_hello(token, hello, outcome.status)
-    }
-
-    /// Sends the verdict on a hello and moves the connection on (or closes it).
-    pub(crate) fn answer_hello(
-        &mut self,
-        token: Token,
-        hello: HelloIn,
-        status: AuthStatus,
-    ) -> Result<(), String> {
-        let (reply, session) = handshake::seal_reply(&hello, status);
-        let peer = self.peers.get_mut(&token).ok_or("gone")?;
-        // A refusal is sent too: the driver writes what it can before it closes.
-        self.fx.push(Effect::Send { conn: token, bytes: reply });
-        let id = hello.id.clone();
-        match (status, session) {
-            (AuthStatus::Accepted, Some(session)) => {
-                peer.phase = Phase::AwaitReady { id, session, key: hello.public };
-                peer.since = self.now;
-                // Ready carries the grains; only a holder of the accepted key can seal it.
-                let max = MAX_READY_FRAME.min(self.cfg.max_frame_bytes);
-                self.fx.push(Effect::MaxFrame { conn: token, max });
-                Ok(())
-            }
-            (AuthStatus::Pending, _) => {
-                peer.since = self.now;
-                peer.phase = Phase::Pending(hello);
-                log::info!("minion {} is pending acceptance", peer.label());
-                Ok(())
-            }
-            (status, _) => Err(format!("key {status:?}").to_lowercase()),
-        }
-    }
-
-    /// Sends a session message to a live (or just-accepted) minion.
-    pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
-        let peer = self.peers.get_mut(&token).ok_or("gone")?;
-        let session = match &mut peer.phase {
-            Phase::Live { session, .. } | Phase::AwaitReady { session, .. } => session,
-            _ => return Err("no session".into()),
-        };
-        let bytes = session.seal(msg).map_err(|e| e.to_string())?;
-        self.fx.push(Effect::Send { conn: token, bytes });
-        Ok(())
-    }
-
-    pub(crate) fn close_peer(&mut self, token: Token, reason: &str) {
-        self.close_peer_caused(token, reason, &[]);
-    }
-
-    /// [`Core::close_peer`] for a close a reaction led to: the disconnect event carries
-    /// `cause`, its causal chain.
-    pub(crate) fn close_peer_caused(&mut self, token: Token, reason: &str, cause: &[String]) {
-        let Some(peer) = self.peers.remove(&token) else {
-            return;
-        };
-        self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
-        if !matches!(peer.phase, Phase::Live { .. }) {
-            self.admission.release(peer.addr.ip());
-        }
-        let was_live = peer.id().is_some_and(|id| self.live.get(id) == Some(&token));
-        match (&peer.phase, was_live) {
-            (Phase::Live { id, .. }, true) => {
-                self.live.remove(id);
-                log::info!("minion {} disconnected: {reason}", peer.label());
-                // Not a Salt tag: lets a reactor act on a lost minion without waiting for the
-                // next presence pass. Minions cannot fire it (see `minion_tag_refusal`).
-                let data = object([("id", id.as_str().into()), ("reason", reason.into())]);
-                self.bus.fire_caused(format!("salt/minion/{id}/disconnected"), data, cause);
-            }
-            (Phase::Live { .. }, false) => log::debug!("session {} closed: {reason}", peer.label()),
-            _ if self.quiet.allow(self.now) => {
-                log::warn!("closed connection {}: {reason}", peer.label())
-            }
-            _ => {}
-        }
-    }
-
-    /// Every `loop_interval`: prune the job cache, and fire Salt's presence events.
     fn maintenance(&mut self) {
         let cache = Arc::clone(&self.jobs);
         let now = std::time::SystemTime::now();
         self.io.submit(move || {
-            let pruned = crate::jobs::lock(&cache).prune(now);
+            let pruned = jobs::lock(&cache).prune(now);
             if pruned > 0 {
                 log::info!("pruned {pruned} jobs older than keep_jobs from the job cache");
             }
@@ -678,110 +426,7 @@ impl Core {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
         }
-        let interval = self.cfg.keepalive_interval;
-        let mut close = Vec::new();
-        let mut ping = Vec::new();
-        for (&token, peer) in &self.peers {
-            match &peer.phase {
-                Phase::AwaitHello | Phase::AwaitReady { .. } => {
-                    if now.duration_since(peer.since) > HANDSHAKE_TIMEOUT {
-                        close.push((token, "handshake timed out"));
-                    }
-                }
-                Phase::Pending(_) => {
-                    if now.duration_since(peer.heard) > PENDING_IDLE {
-                        close.push((token, "pending minion went silent"));
-                    }
-                }
-                Phase::Live { .. } => match keepalive(peer.heard, peer.pinged, now, interval) {
-                    Keepalive::Drop => close.push((token, "keepalive timeout")),
-                    Keepalive::Ping => ping.push(token),
-                    Keepalive::Nothing => {}
-                },
-            }
-        }
-        for (token, reason) in close {
-            self.close_peer(token, reason);
-        }
-        for token in ping {
-            let Some(peer) = self.peers.get_mut(&token) else {
-                continue;
-            };
-            peer.pinged = now;
-            peer.ping_seq += 1;
-            let seq = peer.ping_seq;
-            if let Err(reason) = self.send_session(token, &ToMinion::Ping { seq }) {
-                self.close_peer(token, &reason);
-            }
-        }
-    }
-
-    /// Ids of the minions with a live session, sorted.
-    pub(crate) fn live_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.live.keys().cloned().collect();
-        ids.sort();
-        ids
-    }
-
-    /// Every pending connection claiming `id`. All of them are answered when the key moves:
-    /// a replayed hello (minion public keys are not secret) must not shadow the real minion.
-    /// A scan, because key moves are rare and a map would be one more thing to keep in step.
-    pub(crate) fn pending_connections(&self, id: &str) -> Vec<Token> {
-        self.peers
-            .iter()
-            .filter(|(_, p)| matches!(&p.phase, Phase::Pending(hello) if hello.id == id))
-            .map(|(&t, _)| t)
-            .collect()
-    }
-
-    /// The token of the live session for `id`, if any.
-    pub(crate) fn live_connection(&self, id: &str) -> Option<Token> {
-        self.live.get(id).copied()
-    }
-
-    /// Re-runs the decision for a pending connection (after its key moved) and answers it;
-    /// `cause` is the key move's causal chain.
-    pub(crate) fn reauthenticate(&mut self, token: Token, cause: &[String]) {
-        let hello = match self.peers.get(&token).map(|p| &p.phase) {
-            Some(Phase::Pending(hello)) => hello.clone(),
-            _ => return,
-        };
-        let after = Some(self.store.submitted());
-        if let Err(reason) = self.authenticate_after(token, hello, after, cause) {
-            self.close_peer(token, &reason);
-        }
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Control connections (CLIs)
-
-    /// One request from a CLI, answered now or once its key writes are on disk.
-    fn on_control_frame(&mut self, token: Token, frame: &[u8]) {
-        let first = self.store.submitted() + 1;
-        // Jobs and runners answer once the job cache has (`None` here); key moves once their
-        // files are on disk.
-        let Some(response) = control::handle(self, token, frame) else { return };
-        if let Some(response) = self.park_control(token, first, response) {
-            self.send_control(token, &response);
-        }
-    }
-
-    /// Sends one response to a control client.
-    pub(crate) fn send_control(&mut self, token: Token, response: &Response) {
-        if self.controls.contains_key(&token) {
-            let bytes = serde_json::to_vec(response).expect("responses serialise");
-            self.fx.push(Effect::Send { conn: token, bytes });
-        }
-    }
-
-    fn close_control(&mut self, token: Token, reason: &str) {
-        if let Some(client) = self.controls.remove(&token) {
-            self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
-            match client.subs.is_empty() {
-                true => log::debug!("control connection closed: {reason}"),
-                false => log::info!("event subscriber closed: {reason}"),
-            }
-        }
+        self.peer_deadlines(now);
     }
 
     /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
@@ -792,28 +437,6 @@ impl Core {
         self.deliver(&events);
         for event in &events {
             self.react(event);
-        }
-    }
-
-    /// Hands drained events to every subscriber that wants them. A subscriber too slow to
-    /// keep up overflows its backlog, and the driver drops it: the loop never waits for one.
-    fn deliver(&mut self, events: &[halite_common::event::Event]) {
-        if events.is_empty() || self.controls.values().all(|c| c.subs.is_empty()) {
-            return;
-        }
-        for event in events.iter() {
-            let mut payload: Option<Vec<u8>> = None;
-            for (&conn, client) in self.controls.iter() {
-                if !client.wants(&event.tag) {
-                    continue;
-                }
-                let bytes = payload.get_or_insert_with(|| {
-                    let response =
-                        Response::Event { tag: event.tag.clone(), data: event.data.clone() };
-                    serde_json::to_vec(&response).expect("events serialise")
-                });
-                self.fx.push(Effect::Send { conn, bytes: bytes.clone() });
-            }
         }
     }
 }

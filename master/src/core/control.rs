@@ -1,8 +1,8 @@
 //! Serves the CLIs' requests on the control socket: key listing and key moves, each firing
 //! Salt's `salt/key` event and reaching connected minions at once.
 
-use crate::core::Core;
-use crate::jobs::{JobRequest, Origin};
+use super::jobs::{JobRequest, Origin};
+use super::{Core, Effect};
 use halite_common::control::{KeyAction, KeyStatus, Request, Response};
 use halite_common::event::{object, TagFilter};
 use mio::Token;
@@ -113,6 +113,59 @@ fn react_to_key_change(
     if action != KeyAction::Accept || key_replaced {
         if let Some(token) = master.live_connection(id) {
             master.close_peer_caused(token, "key no longer accepted", cause);
+        }
+    }
+}
+
+impl Core {
+    /// One request from a CLI, answered now or once its key writes are on disk.
+    pub(super) fn on_control_frame(&mut self, token: Token, frame: &[u8]) {
+        let first = self.store.submitted() + 1;
+        // Jobs and runners answer once the job cache has (`None` here); key moves once their
+        // files are on disk.
+        let Some(response) = handle(self, token, frame) else { return };
+        if let Some(response) = self.park_control(token, first, response) {
+            self.send_control(token, &response);
+        }
+    }
+
+    /// Sends one response to a control client.
+    pub(crate) fn send_control(&mut self, token: Token, response: &Response) {
+        if self.controls.contains_key(&token) {
+            let bytes = serde_json::to_vec(response).expect("responses serialise");
+            self.fx.push(Effect::Send { conn: token, bytes });
+        }
+    }
+
+    pub(super) fn close_control(&mut self, token: Token, reason: &str) {
+        if let Some(client) = self.controls.remove(&token) {
+            self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
+            match client.subs.is_empty() {
+                true => log::debug!("control connection closed: {reason}"),
+                false => log::info!("event subscriber closed: {reason}"),
+            }
+        }
+    }
+
+    /// Hands drained events to every subscriber that wants them. A subscriber too slow to
+    /// keep up overflows its backlog, and the driver drops it: the loop never waits for one.
+    pub(super) fn deliver(&mut self, events: &[halite_common::event::Event]) {
+        if events.is_empty() || self.controls.values().all(|c| c.subs.is_empty()) {
+            return;
+        }
+        for event in events.iter() {
+            let mut payload: Option<Vec<u8>> = None;
+            for (&conn, client) in self.controls.iter() {
+                if !client.wants(&event.tag) {
+                    continue;
+                }
+                let bytes = payload.get_or_insert_with(|| {
+                    let response =
+                        Response::Event { tag: event.tag.clone(), data: event.data.clone() };
+                    serde_json::to_vec(&response).expect("events serialise")
+                });
+                self.fx.push(Effect::Send { conn, bytes: bytes.clone() });
+            }
         }
     }
 }

@@ -6,8 +6,8 @@
 //! minion has yet to send `Ready`: both steps check the store again, and a key move closes
 //! such connections at once, so a key that is no longer accepted never gets a session.
 
+use super::Core;
 use crate::auth;
-use crate::core::Core;
 use crate::keystore::KeyStore;
 use crate::peer::Phase;
 use halite_common::control::{KeyStatus, Response};
