@@ -35,6 +35,7 @@ pub use render::{render_file, Renderer};
 pub use top::NO_MATCHES;
 
 use serde_json::{json, Map, Value};
+use std::fmt;
 use std::sync::Arc;
 
 /// Where SLS and source files come from: the master's `salt://` file server (the minion asks
@@ -78,8 +79,8 @@ pub struct Host {
     pub modules: Arc<dyn StateModules>,
 }
 
-/// How a state run was asked for.
-#[derive(Debug, Clone, Default)]
+/// How a state run was asked for. Its `Debug` hides the pillar.
+#[derive(Clone, Default)]
 pub struct Options {
     /// `test=True`: report what would change, change nothing.
     pub test: bool,
@@ -88,6 +89,16 @@ pub struct Options {
     pub pillar: Map<String, Value>,
     /// `exclude=`: SLS names (or `{"sls": ..}` / `{"id": ..}` maps) left out of the run.
     pub exclude: Vec<Value>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("test", &self.test)
+            .field("pillar", &format!("<{} keys hidden>", self.pillar.len()))
+            .field("exclude", &self.exclude)
+            .finish()
+    }
 }
 
 /// A state function's answer: Salt's return value and the job retcode it implies.

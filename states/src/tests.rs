@@ -222,3 +222,15 @@ after:\n  test.nop:\n    - onchanges:\n      - step: one\n";
     assert_eq!(dry.value["step_|-one_|-one_|-run"]["comment"], json!("would run on web"));
     assert!(steps.ran.lock().unwrap().is_empty(), "test=True ran a step");
 }
+
+#[test]
+fn options_never_print_the_pillar() {
+    let pillar = json!({"password": "hunter2"}).as_object().cloned().unwrap();
+    let opts = Options { pillar, test: true, exclude: vec![json!("x")] };
+    let shown = format!("{opts:?}");
+    assert!(!shown.contains("hunter2") && !shown.contains("password"), "{shown}");
+    assert_eq!(
+        shown,
+        r#"Options { test: true, pillar: "<1 keys hidden>", exclude: [String("x")] }"#
+    );
+}
