@@ -107,6 +107,18 @@ pub fn repr(value: &Value, sort_keys: bool, out: &mut String) {
     flow(out, value, sort_keys, &scalar, &|out, s| repr_str(s, out));
 }
 
+/// Python's truthiness (`bool(value)`): `None`, `False`, `0`, `""`, `[]` and `{}` are false.
+pub fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 /// Python's `str(value)`: a string as it is, anything else as its [`repr`].
 pub fn python_str(value: &Value) -> String {
     match value {

@@ -400,26 +400,8 @@ impl GrainMatch {
             })
     }
 
-    /// Salt's `traverse_dict_and_list`: walks `key` (delimiter-separated) through maps, and
-    /// through lists by index or by the first embedded map holding the key.
     fn traverse<'a>(&self, data: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-        let mut parts = key.split(self.delimiter.as_str());
-        let mut ptr = data.get(parts.next()?)?;
-        for part in parts {
-            ptr = match ptr {
-                Value::Object(map) => map.get(part)?,
-                Value::Array(items) => match part.trim().parse::<i64>() {
-                    Ok(index) => {
-                        let len = items.len() as i64;
-                        let at = if index < 0 { len + index } else { index };
-                        items.get(usize::try_from(at).ok()?)?
-                    }
-                    Err(_) => items.iter().find_map(|item| item.as_object()?.get(part))?,
-                },
-                _ => return None,
-            };
-        }
-        Some(ptr)
+        traverse_dict_and_list(data, key, &self.delimiter)
     }
 
     /// Salt's `_match`: `str(target).lower()` against the lower-cased pattern.
@@ -644,6 +626,33 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// Salt's `traverse_dict_and_list`: walks `key` (`delimiter`-separated) through maps, and
+/// through lists by index (negative from the end) or by the first embedded map holding the
+/// key; `None` where Salt would return its default. Grain targets and `pillar.get` use it.
+pub fn traverse_dict_and_list<'a>(
+    data: &'a Map<String, Value>,
+    key: &str,
+    delimiter: &str,
+) -> Option<&'a Value> {
+    let mut parts = key.split(delimiter);
+    let mut ptr = data.get(parts.next()?)?;
+    for part in parts {
+        ptr = match ptr {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => match part.trim().parse::<i64>() {
+                Ok(index) => {
+                    let len = items.len() as i64;
+                    let at = if index < 0 { len + index } else { index };
+                    items.get(usize::try_from(at).ok()?)?
+                }
+                Err(_) => items.iter().find_map(|item| item.as_object()?.get(part))?,
+            },
+            _ => return None,
+        };
+    }
+    Some(ptr)
 }
 
 #[cfg(test)]

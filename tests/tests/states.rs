@@ -227,3 +227,49 @@ fn mask(text: &str) -> String {
     });
     lines.collect::<Vec<_>>().join("\n")
 }
+
+/// `pillar=` from the command line reaches the SLS's Jinja as `pillar` and through
+/// `salt['pillar.get']`; it is in no daemon's log, and comes back only where Salt echoes the
+/// published arguments (the return's `fun_args`). A pillar that is not a dict is Salt's error.
+#[test]
+fn inline_pillar_reaches_the_templates_and_no_log() {
+    let roots = TempDir::new();
+    let work = TempDir::new();
+    let out = work.join("greeting").display().to_string();
+    roots.write(
+        "greet.sls",
+        format!(
+            "{out}:\n  file.managed:\n    - contents: \"hello {{{{ pillar['who'] }}}} \
+             {{{{ salt['pillar.get']('deep:er') }}}} {{{{ salt['pillar.get']('deep:no', 'dflt') }}}}\"\n"
+        ),
+    );
+    let (master, minion) = cluster(&roots);
+    let secret = "world-3f9a1c";
+    let pillar = format!(r#"pillar={{"who": "{secret}", "deep": {{"er": 42}}}}"#);
+    let run = master.halite(&["minion1", "state.sls", "greet", &pillar, "--out", "json"]);
+    assert_eq!(run.status, Some(0), "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim_end(),
+        format!("hello {secret} 42 dflt")
+    );
+
+    let ret = master.wait_event_where("the state.sls return", |tag, data| {
+        tag.starts_with("salt/job/") && tag.ends_with("/ret/minion1") && data["fun"] == "state.sls"
+    });
+    assert_eq!(ret["fun_args"][0], "greet", "{ret}");
+    assert_eq!(ret["fun_args"][1]["pillar"], json!({"who": secret, "deep": {"er": 42}}));
+
+    let bad = master.halite(&["minion1", "state.sls", "greet", "pillar=[1, 2]", "--out", "json"]);
+    assert_eq!(bad.status, Some(1), "{bad:?}");
+    assert_eq!(
+        json_out(&bad.stdout)["minion1"],
+        "ERROR executing 'state.sls': Pillar data must be formatted as a dictionary, unless \
+         pillar_enc is specified."
+    );
+
+    for daemon in [&master.daemon, &minion.daemon] {
+        let leaked: Vec<String> =
+            daemon.lines().into_iter().filter(|line| line.contains(secret)).collect();
+        assert!(leaked.is_empty(), "{} logged the pillar: {leaked:?}", daemon.name());
+    }
+}

@@ -143,18 +143,6 @@ fn py_name_list(names: &[&str]) -> String {
     }
 }
 
-/// Python's truthiness of a JSON value (`None`, `False`, `0`, `""`, `[]`, `{}` are false).
-pub(crate) fn py_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
 /// A boolean option. Like [`py_truthy`], except that strings read as YAML booleans would
 /// (`"False"`, `"no"`, `"off"`, `"0"` are false): such strings arrive from `key=value`
 /// arguments that no CLI has typed.
@@ -201,6 +189,7 @@ pub(crate) fn py_type(value: &Value) -> &'static str {
 
 /// Python's `str(value)`: strings as they are, everything else as [`py_repr`].
 pub(crate) use halite_common::pyrepr::python_str as py_str;
+pub(crate) use halite_common::pyrepr::truthy as py_truthy;
 
 /// Python's `repr(value)` (`None`, `True`, `'text'`, `['a', 1]`, `{'k': 'v'}`).
 pub(crate) fn py_repr(value: &Value) -> String {

@@ -3,7 +3,7 @@
 
 use super::args::py_str;
 use super::{Bound, Context, Failure, FnResult, Ret, Spec};
-use crate::states::{render_file, Fileserver};
+use crate::states::{host, Fileserver};
 use halite_common::crypto::sha256_reader;
 use serde_json::{json, Value};
 use std::fs;
@@ -32,12 +32,6 @@ const HASH_FILE_DOC: &str = "Return the hash of a file, to get the hash of a fil
     the file with / for a local file.\n\n\
     CLI Example:\n\n    salt '*' cp.hash_file salt://path/to/file\n";
 
-fn fileserver(ctx: &Context) -> Result<&Arc<dyn Fileserver>, Failure> {
-    ctx.fileserver.as_ref().ok_or_else(|| {
-        Failure::Command("the salt:// file server is not available (no master session)".into())
-    })
-}
-
 /// `salt://a/b?saltenv=base` → `a/b`; `None` for other environments.
 fn salt_path<'a>(url: &'a str, saltenv: Option<&Value>) -> Option<&'a str> {
     let rest = url.strip_prefix("salt://")?;
@@ -49,7 +43,7 @@ fn salt_path<'a>(url: &'a str, saltenv: Option<&Value>) -> Option<&'a str> {
 }
 
 fn get_file(b: &Bound, ctx: &Context) -> FnResult {
-    let fs = fileserver(ctx)?;
+    let fs = ctx.files()?;
     let url = b.given("path").map(py_str).unwrap_or_default();
     let dest = b.given("dest").map(py_str).unwrap_or_default();
     match fetch(ctx, fs, &url, &dest, b) {
@@ -97,7 +91,7 @@ fn fetch(
         None => {}
         Some(t) if t.eq_ignore_ascii_case("jinja") => {
             let text = String::from_utf8_lossy(&data).into_owned();
-            data = render_file(ctx, fs, path, &text)?.into_bytes();
+            data = halite_states::render_file(&host(ctx, fs), path, &text)?.into_bytes();
         }
         Some(t) => return Err(format!("template {t} is not supported (use jinja)")),
     }
@@ -123,7 +117,7 @@ fn write_beside(target: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn list_master(b: &Bound, ctx: &Context) -> FnResult {
-    let fs = fileserver(ctx)?;
+    let fs = ctx.files()?;
     if b.get("saltenv").is_some_and(|env| py_str(env) != "base") {
         return Ok(Ret::ok(json!([])));
     }
@@ -137,7 +131,7 @@ fn list_master(b: &Bound, ctx: &Context) -> FnResult {
 fn hash_file(b: &Bound, ctx: &Context) -> FnResult {
     let url = b.given("path").map(py_str).unwrap_or_default();
     let hsum = if url.starts_with("salt://") {
-        let fs = fileserver(ctx)?;
+        let fs = ctx.files()?;
         salt_path(&url, b.get("saltenv")).and_then(|path| fs.hash(path).ok())
     } else {
         fs::File::open(&url).ok().and_then(|f| sha256_reader(f).ok())

@@ -18,14 +18,26 @@ mod test;
 pub use args::split_args;
 pub(crate) use args::Bound;
 
+use crate::states::Fileserver;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// What a job needs to know about the minion it runs on.
+#[derive(Clone)]
 pub struct Context {
     pub id: String,
     pub grains: Map<String, Value>,
     /// The master's `salt://` file server over the session (`None` without one).
-    pub fileserver: Option<std::sync::Arc<dyn crate::states::Fileserver>>,
+    pub fileserver: Option<Arc<dyn Fileserver>>,
+}
+
+impl Context {
+    /// The session's file server, or the failure a function needing one answers with.
+    pub(crate) fn files(&self) -> Result<&Arc<dyn Fileserver>, Failure> {
+        self.fileserver.as_ref().ok_or_else(|| {
+            Failure::Command("the salt:// file server is not available (no master session)".into())
+        })
+    }
 }
 
 /// The result of one function call, as Salt reports it.

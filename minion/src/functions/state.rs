@@ -1,13 +1,13 @@
 //! Salt's `state` module: `sls`, `apply`, `highstate`, `show_sls`, `show_low_sls`,
-//! `show_top`. The state system itself is [`crate::states`]; this module binds Salt's
+//! `show_top`. The state system itself is `halite_states`; this module binds Salt's
 //! arguments (`mods` as `"a,b"` or a list, `test`, `exclude`, `pillar`) and supplies the
 //! session's `salt://` file server.
 
 use super::args::{flag, py_str, py_type};
 use super::{Bound, Context, Failure, FnResult, Ret, Spec};
-use crate::states::{self, Answer, Fileserver, Options};
+use crate::states;
+use halite_states::{pillar, Answer, Host, Options};
 use serde_json::Value;
-use std::sync::Arc;
 
 pub(super) const SPECS: &[Spec] = &[
     Spec::new("state.sls", SLS_DOC, sls)
@@ -48,11 +48,9 @@ const SHOW_LOW_SLS_DOC: &str = "Display the low data (ordered chunks) of the nam
 const SHOW_TOP_DOC: &str = "Return the SLS files top.sls assigns to this minion\n\n\
     CLI Example:\n\n    salt '*' state.show_top\n";
 
-/// The session's file server, or the reason there is none.
-fn fileserver(ctx: &Context) -> Result<&Arc<dyn Fileserver>, Failure> {
-    ctx.fileserver.as_ref().ok_or_else(|| {
-        Failure::Command("the salt:// file server is not available (no master session)".into())
-    })
+/// This minion as the state engine's host, with the session's file server.
+fn host(ctx: &Context) -> Result<Host, Failure> {
+    Ok(states::host(ctx, ctx.files()?))
 }
 
 /// Salt's `split_input`: `"a, b"` or `["a", "b"]`.
@@ -81,15 +79,8 @@ fn options(b: &Bound, test: Option<&Value>, exclude: Option<&Value>) -> Result<O
         }
     }
     let test = test.or_else(|| b.kwargs.get("test")).is_some_and(flag);
-    let pillar = match b.kwargs.get("pillar") {
-        None | Some(Value::Null) => Default::default(),
-        Some(Value::Object(map)) => map.clone(),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(map)) => map,
-            _ => return Err(pillar_error()),
-        },
-        Some(_) => return Err(pillar_error()),
-    };
+    let pillar = pillar::inline(b.kwargs.get("pillar"))
+        .map_err(|not_a_dict| Failure::Invocation(not_a_dict.to_string()))?;
     let exclude = match exclude.or_else(|| b.kwargs.get("exclude")) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => {
@@ -101,12 +92,6 @@ fn options(b: &Bound, test: Option<&Value>, exclude: Option<&Value>) -> Result<O
     Ok(Options { test, pillar, exclude })
 }
 
-fn pillar_error() -> Failure {
-    Failure::Invocation(
-        "Pillar data must be formatted as a dictionary, unless pillar_enc is specified.".into(),
-    )
-}
-
 fn answer(a: Answer) -> FnResult {
     Ok(Ret::with_retcode(a.value, a.retcode))
 }
@@ -114,35 +99,35 @@ fn answer(a: Answer) -> FnResult {
 fn sls(b: &Bound, ctx: &Context) -> FnResult {
     let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
     let opts = options(b, b.get("test"), b.get("exclude"))?;
-    answer(states::sls(ctx, fileserver(ctx)?, &mods, &opts))
+    answer(halite_states::sls(&host(ctx)?, &mods, &opts))
 }
 
 fn apply(b: &Bound, ctx: &Context) -> FnResult {
     let opts = options(b, None, None)?;
     match b.get("mods") {
-        None => answer(states::highstate(ctx, fileserver(ctx)?, &opts)),
-        Some(value) => answer(states::sls(ctx, fileserver(ctx)?, &mods(value)?, &opts)),
+        None => answer(halite_states::highstate(&host(ctx)?, &opts)),
+        Some(value) => answer(halite_states::sls(&host(ctx)?, &mods(value)?, &opts)),
     }
 }
 
 fn highstate(b: &Bound, ctx: &Context) -> FnResult {
     let opts = options(b, b.get("test"), None)?;
-    answer(states::highstate(ctx, fileserver(ctx)?, &opts))
+    answer(halite_states::highstate(&host(ctx)?, &opts))
 }
 
 fn show_sls(b: &Bound, ctx: &Context) -> FnResult {
     let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
     let opts = options(b, b.get("test"), None)?;
-    answer(states::show_sls(ctx, fileserver(ctx)?, &mods, &opts))
+    answer(halite_states::show_sls(&host(ctx)?, &mods, &opts))
 }
 
 fn show_low_sls(b: &Bound, ctx: &Context) -> FnResult {
     let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
     let opts = options(b, b.get("test"), None)?;
-    answer(states::show_low_sls(ctx, fileserver(ctx)?, &mods, &opts))
+    answer(halite_states::show_low_sls(&host(ctx)?, &mods, &opts))
 }
 
 fn show_top(b: &Bound, ctx: &Context) -> FnResult {
     let opts = options(b, None, None)?;
-    answer(states::show_top(ctx, fileserver(ctx)?, &opts))
+    answer(halite_states::show_top(&host(ctx)?, &opts))
 }

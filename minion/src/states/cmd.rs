@@ -2,9 +2,8 @@
 //! `shell`, `timeout`, `success_retcodes` … behave as in `cmd.run`) and `cmd.wait` (runs only
 //! through `watch`). `changes` is `cmd.run_all`'s answer, `result` its exit code.
 
-use super::registry::{Call, StateFn, StateRet};
-use super::value::py_str;
-use crate::functions;
+use halite_states::value::py_str;
+use halite_states::{Call, Called, StateFn, StateRet};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -78,20 +77,18 @@ fn run(c: &Call) -> StateRet {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !kwargs.contains_key("shell") {
-        if let Some(shell) = c.run.ctx.grains.get("shell") {
+        if let Some(shell) = c.run.host.grains.get("shell") {
             kwargs.insert("shell".into(), shell.clone());
         }
     }
     kwargs.insert("python_shell".into(), Value::Bool(true));
     kwargs.insert("__kwarg__".into(), Value::Bool(true));
-    let outcome = functions::call(
-        "cmd.run_all",
-        &[Value::String(name.clone()), Value::Object(kwargs)],
-        c.run.ctx,
-    );
-    let Value::Object(changes) = outcome.ret else {
+    let run_all = [Value::String(name.clone()), Value::Object(kwargs)];
+    let changes = match c.run.host.functions.call("cmd.run_all", &run_all) {
+        Ok(Called { value: Value::Object(changes), .. }) => changes,
+        Ok(other) => return ret.with(Some(false), py_str(&other.value)),
         // The command could not run at all (a bad option, a missing shell).
-        return ret.with(Some(false), py_str(&outcome.ret));
+        Err(why) => return ret.with(Some(false), why),
     };
     let retcode = changes.get("retcode").and_then(Value::as_i64).unwrap_or(1);
     let mut ret = ret.with(Some(retcode == 0), format!("Command \"{name}\" run"));

@@ -4,8 +4,8 @@
 use super::diff::unified;
 use super::managed;
 use super::perms::{self, normalize_mode, set_mode};
-use super::registry::{Call, StateFn, StateRet};
-use super::value::str_list;
+use halite_states::value::str_list;
+use halite_states::{Call, StateFn, StateRet};
 use serde_json::{json, Map, Value};
 use std::fs;
 use std::io::Write;

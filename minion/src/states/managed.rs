@@ -9,8 +9,8 @@
 use super::diff::file_diff;
 use super::file::expand_user;
 use super::perms::{self, mode_of, normalize_mode, set_mode};
-use super::registry::{Call, Layout, StateRet};
-use super::value::{py_str, str_list};
+use halite_states::value::{py_str, str_list};
+use halite_states::{Call, Layout, StateRet};
 use serde_json::{Map, Value};
 use std::fs;
 use std::io::{self, Write};
@@ -292,10 +292,10 @@ fn fetch(c: &Call, src: &str) -> Result<(String, Vec<u8>), String> {
         if env != "base" {
             return Err(not_found());
         }
-        return match c.run.fs.read(path) {
+        return match c.run.host.fs.read(path) {
             Ok(bytes) => Ok((path.to_string(), bytes)),
             Err(why) => {
-                log::info!("{}: {src}: {why}", c.run.ctx.id);
+                log::info!("{}: {src}: {why}", c.run.host.id);
                 Err(not_found())
             }
         };

@@ -1,7 +1,7 @@
 //! File modes and owners as Salt's `check_perms` sees them: `user`/`group` by name or number
 //! from `/etc/passwd` and `/etc/group`, set with `lchown` (which needs root, as in Salt).
 
-use super::value::py_str;
+use halite_states::value::py_str;
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -5,49 +5,15 @@ mod files;
 mod functions;
 mod runs;
 
-use super::{Answer, Fileserver, Options};
+use super::Fileserver;
 use crate::functions::Context;
-use halite_common::crypto::sha256_hex;
+pub(super) use halite_common::crypto::sha256_hex;
+pub(super) use halite_states::memfs::MemFs;
+use halite_states::{Answer, Options};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-/// The master's file roots, in memory.
-#[derive(Default)]
-pub(super) struct MemFs {
-    files: Mutex<BTreeMap<String, Vec<u8>>>,
-}
-
-impl MemFs {
-    pub(super) fn new(files: &[(&str, &str)]) -> Arc<MemFs> {
-        let fs = MemFs::default();
-        for (path, text) in files {
-            fs.put(path, text);
-        }
-        Arc::new(fs)
-    }
-
-    pub(super) fn put(&self, path: &str, text: &str) {
-        self.files.lock().unwrap().insert(path.to_string(), text.as_bytes().to_vec());
-    }
-}
-
-impl Fileserver for MemFs {
-    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        let files = self.files.lock().unwrap();
-        files.get(path).cloned().ok_or_else(|| format!("salt://{path}: no such file"))
-    }
-
-    fn hash(&self, path: &str) -> Result<String, String> {
-        self.read(path).map(|data| sha256_hex(&data))
-    }
-
-    fn list(&self) -> Result<Vec<String>, String> {
-        Ok(self.files.lock().unwrap().keys().cloned().collect())
-    }
-}
+use std::sync::Arc;
 
 /// A fresh directory, removed on drop.
 pub(super) struct TempDir(PathBuf);
@@ -91,16 +57,20 @@ pub(super) fn opts(test: bool) -> Options {
     Options { test, ..Options::default() }
 }
 
+/// This minion as a state host over `fs`.
+pub(super) fn host(fs: &Arc<MemFs>) -> halite_states::Host {
+    let dynfs: Arc<dyn Fileserver> = fs.clone();
+    super::host(&context(fs), &dynfs)
+}
+
 /// `state.sls mods` (comma-separated).
 pub(super) fn sls(fs: &Arc<MemFs>, mods: &str, opts: &Options) -> Answer {
-    let dynfs: Arc<dyn Fileserver> = fs.clone();
     let mods: Vec<String> = mods.split(',').map(str::to_string).collect();
-    super::sls(&context(fs), &dynfs, &mods, opts)
+    halite_states::sls(&host(fs), &mods, opts)
 }
 
 pub(super) fn highstate(fs: &Arc<MemFs>, opts: &Options) -> Answer {
-    let dynfs: Arc<dyn Fileserver> = fs.clone();
-    super::highstate(&context(fs), &dynfs, opts)
+    halite_states::highstate(&host(fs), opts)
 }
 
 /// The results of a run that compiled, in order, by state ID.

@@ -1,9 +1,8 @@
 //! Whole runs: the seed scenario, requisites, test mode, includes, ordering, errors, top.
 
-use super::super::engine::WATCH_UNCHANGED;
 use super::super::perms::default_file_mode;
-use super::super::top::NO_MATCHES;
 use super::*;
+use halite_states::{NO_MATCHES, WATCH_UNCHANGED};
 
 fn keys(ret: &Map<String, Value>) -> Vec<&str> {
     ret.keys().map(String::as_str).collect()
@@ -438,14 +437,12 @@ fn show_sls_and_show_low_sls_describe_without_running() {
     let dir = TempDir::new();
     let path = dir.path("never");
     let fs = MemFs::new(&[("s.sls", &format!("{path}:\n  file.managed:\n    - contents: x\n"))]);
-    let dynfs: Arc<dyn Fileserver> = fs.clone();
-    let ctx = context(&fs);
-    let high = super::super::show_sls(&ctx, &dynfs, &["s".into()], &opts(false));
+    let high = halite_states::show_sls(&host(&fs), &["s".into()], &opts(false));
     assert_eq!(
         high.value,
         json!({path.clone(): {"file": [{"contents": "x"}, "managed", {"order": 10000}], "__sls__": "s", "__env__": "base"}})
     );
-    let low = super::super::show_low_sls(&ctx, &dynfs, &["s".into()], &opts(false));
+    let low = halite_states::show_low_sls(&host(&fs), &["s".into()], &opts(false));
     assert_eq!(
         low.value,
         json!([{"state": "file", "name": path, "__sls__": "s", "__env__": "base", "__id__": path, "contents": "x", "order": 10000, "fun": "managed"}])

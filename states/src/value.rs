@@ -4,12 +4,12 @@
 use serde_json::{Map, Number, Value};
 use serde_yaml::Value as Yaml;
 
-/// Python's truthiness, `str()` and `repr()`: one implementation for the whole minion.
-pub(crate) use crate::functions::args::py_truthy as truthy;
-pub(crate) use halite_common::pyrepr::python_str as py_str;
+/// Python's truthiness, `str()` and `repr()`: `halite_common::pyrepr`'s, as everywhere.
+pub use halite_common::pyrepr::python_str as py_str;
+pub use halite_common::pyrepr::truthy;
 
 /// Python's `repr(value)` (`None`, `True`, `'text'`, `['a', 1]`, `{'k': 'v'}`).
-pub(crate) fn py_repr(value: &Value) -> String {
+pub fn py_repr(value: &Value) -> String {
     let mut out = String::new();
     halite_common::pyrepr::repr(value, false, &mut out);
     out
@@ -17,7 +17,7 @@ pub(crate) fn py_repr(value: &Value) -> String {
 
 /// Salt's `_validate_str_list`: a string is one item, a list is its items as strings, a
 /// number is its text; anything else is `None`.
-pub(crate) fn str_list(value: &Value) -> Option<Vec<String>> {
+pub fn str_list(value: &Value) -> Option<Vec<String>> {
     match value {
         Value::String(s) => Some(vec![s.clone()]),
         Value::Number(_) | Value::Bool(_) => Some(vec![py_str(value)]),
@@ -28,7 +28,7 @@ pub(crate) fn str_list(value: &Value) -> Option<Vec<String>> {
 
 /// A YAML document as JSON. Keys become strings (`1` → `"1"`, `true` → `"True"`, as
 /// Python's `str()` would print them); tags are dropped; NaN and infinities become null.
-pub(crate) fn from_yaml(yaml: Yaml) -> Value {
+pub fn from_yaml(yaml: Yaml) -> Value {
     match yaml {
         Yaml::Null => Value::Null,
         Yaml::Bool(b) => Value::Bool(b),
@@ -55,7 +55,7 @@ pub(crate) fn from_yaml(yaml: Yaml) -> Value {
 }
 
 /// How a YAML key reads as a Python `str()`; `None` for a key that is a string already.
-pub(crate) fn non_string_key(key: &Yaml) -> Option<&'static str> {
+pub fn non_string_key(key: &Yaml) -> Option<&'static str> {
     match key {
         Yaml::String(_) => None,
         Yaml::Null => Some("NoneType"),
@@ -68,7 +68,7 @@ pub(crate) fn non_string_key(key: &Yaml) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn key_text(key: &Yaml) -> String {
+pub fn key_text(key: &Yaml) -> String {
     match key {
         Yaml::String(s) => s.clone(),
         Yaml::Tagged(t) => key_text(&t.value),

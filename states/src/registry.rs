@@ -1,13 +1,14 @@
-//! The state functions Halite has (`file.*`, `cmd.*`, `test.*`), what one is given
-//! ([`Call`]: its low chunk and the run) and what it answers ([`StateRet`], printed in the
-//! key order Salt's module builds its `ret` dict in).
+//! What a state function is ([`StateFn`]), what it is given ([`Call`]: its low chunk and
+//! the run) and what it answers ([`StateRet`], printed in the key order Salt's module builds
+//! its `ret` dict in); [`StateModules`] is the set of state functions a run can call, which
+//! the host supplies (the minion's `file.*` and `cmd.*`, the orchestrator's `salt.*`).
 
 use super::value::{py_str, truthy};
-use super::{cmd, file, testing, Run};
+use super::Run;
 use serde_json::{Map, Value};
 
 /// One state function: `state.fun`, the arguments it cannot do without, its body.
-pub(crate) struct StateFn {
+pub struct StateFn {
     pub name: &'static str,
     pub required: &'static [&'static str],
     pub run: fn(&Call) -> StateRet,
@@ -15,24 +16,56 @@ pub(crate) struct StateFn {
 
 /// A module's `mod_watch`: runs when a watched state changed and the state itself did not;
 /// gets the watched states that changed (`"file: /etc/x"`).
-pub(crate) type ModWatch = fn(&Call, &[String]) -> StateRet;
+pub type ModWatch = fn(&Call, &[String]) -> StateRet;
 
-/// The state function called `full` (`file.managed`).
-pub(crate) fn find(full: &str) -> Option<&'static StateFn> {
-    file::STATES.iter().chain(cmd::STATES).chain(testing::STATES).find(|f| f.name == full)
+/// The state functions a run can call. The engine asks `required` before it calls (an
+/// unknown function fails its state with Salt's "not available" comment), and
+/// `has_mod_watch` to know whether `watch` is more than `require`.
+pub trait StateModules: Send + Sync {
+    /// The arguments state function `full` (`file.managed`) requires; `None`: no such
+    /// function.
+    fn required(&self, full: &str) -> Option<&'static [&'static str]>;
+    /// Whether module `state` has a `mod_watch`.
+    fn has_mod_watch(&self, state: &str) -> bool;
+    /// Runs the chunk's function, or, given the watched states that changed, its module's
+    /// `mod_watch`. Only called for a function `required` knows.
+    fn call(&self, call: &Call, changed: Option<&[String]>) -> StateRet;
 }
 
-/// The module's `mod_watch`, if it has one (states without one treat `watch` as `require`).
-pub(crate) fn mod_watch(state: &str) -> Option<ModWatch> {
-    match state {
-        "cmd" => Some(cmd::mod_watch),
-        "test" => Some(testing::mod_watch),
-        _ => None,
+/// [`StateModules`] from static tables of functions and `mod_watch`es.
+pub struct Table {
+    pub states: &'static [&'static [StateFn]],
+    pub watches: &'static [(&'static str, ModWatch)],
+}
+
+impl Table {
+    fn find(&self, full: &str) -> Option<&'static StateFn> {
+        self.states.iter().flat_map(|fns| fns.iter()).find(|f| f.name == full)
+    }
+}
+
+impl StateModules for Table {
+    fn required(&self, full: &str) -> Option<&'static [&'static str]> {
+        self.find(full).map(|f| f.required)
+    }
+
+    fn has_mod_watch(&self, state: &str) -> bool {
+        self.watches.iter().any(|(name, _)| *name == state)
+    }
+
+    fn call(&self, call: &Call, changed: Option<&[String]>) -> StateRet {
+        let watch = self.watches.iter().find(|(name, _)| *name == call.state());
+        match (changed, watch, self.find(&call.full())) {
+            (Some(changed), Some((_, watch)), _) => watch(call, changed),
+            (_, _, Some(f)) => (f.run)(call),
+            (_, _, None) => StateRet::new(&call.name, false)
+                .error(format!("'{}' is not available.", call.full())),
+        }
     }
 }
 
 /// What a state function is called with.
-pub(crate) struct Call<'a> {
+pub struct Call<'a> {
     pub run: &'a Run<'a>,
     /// The low chunk: every argument as written, plus `state`, `fun`, `__id__`, `__sls__` ….
     pub low: &'a Map<String, Value>,
@@ -42,6 +75,17 @@ pub(crate) struct Call<'a> {
 impl Call<'_> {
     pub fn test(&self) -> bool {
         self.run.opts.test
+    }
+
+    /// The state module (`file`).
+    pub fn state(&self) -> &str {
+        self.low.get("state").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// `state.fun` (`file.managed`).
+    pub fn full(&self) -> String {
+        let fun = self.low.get("fun").and_then(Value::as_str).unwrap_or("");
+        format!("{}.{fun}", self.state())
     }
 
     /// Argument `key`, unless missing or null (Salt's `None` default).
@@ -62,7 +106,7 @@ impl Call<'_> {
 
 /// The key order of a state's `ret` dict.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Layout {
+pub enum Layout {
     /// `{"name", "changes", "result", "comment"}` (most states).
     Plain,
     /// `{"changes", "comment", "name", "result"}` (`file.managed`).
@@ -71,7 +115,7 @@ pub(crate) enum Layout {
 
 /// A state function's answer.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StateRet {
+pub struct StateRet {
     pub name: String,
     pub changes: Map<String, Value>,
     /// `None` in test mode when something would change.

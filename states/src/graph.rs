@@ -6,7 +6,7 @@
 //! Salt's "Recursive requisites were found" error. A requisite that names no state does not
 //! stop the run: its state fails (see [`Plan::lost`]).
 
-use super::registry;
+use super::registry::StateModules;
 use super::value::{py_repr, py_str};
 use halite_common::glob::{fnmatch, has_magic};
 use serde_json::{json, Map, Number, Value};
@@ -110,10 +110,13 @@ fn text<'a>(low: &'a Map<String, Value>, key: &str) -> &'a str {
 }
 
 /// Builds the requisite graph and orders the chunks.
-pub(crate) fn plan(mut chunks: Vec<Map<String, Value>>) -> Result<Plan, Vec<String>> {
+pub(crate) fn plan(
+    mut chunks: Vec<Map<String, Value>>,
+    modules: &dyn StateModules,
+) -> Result<Plan, Vec<String>> {
     let n = chunks.len();
     for chunk in &mut chunks {
-        reconcile_watch(chunk);
+        reconcile_watch(chunk, modules);
     }
     let mut graph = Graph::new(n);
     let mut lost = vec![Vec::new(); n];
@@ -161,7 +164,7 @@ pub(crate) fn plan(mut chunks: Vec<Map<String, Value>>) -> Result<Plan, Vec<Stri
                     ));
                 }
                 for to in targets {
-                    let has_watch = registry::mod_watch(text(&chunks[to], "state")).is_some();
+                    let has_watch = modules.has_mod_watch(text(&chunks[to], "state"));
                     let req = if req == Req::Watch && !has_watch { Req::Require } else { req };
                     graph.add(i, to, req);
                 }
@@ -190,8 +193,8 @@ pub(crate) fn plan(mut chunks: Vec<Map<String, Value>>) -> Result<Plan, Vec<Stri
 }
 
 /// Salt's `_reconcile_watch_req`: `watch` is `require` for states without a `mod_watch`.
-fn reconcile_watch(chunk: &mut Map<String, Value>) {
-    if registry::mod_watch(text(chunk, "state")).is_some() {
+fn reconcile_watch(chunk: &mut Map<String, Value>, modules: &dyn StateModules) {
+    if modules.has_mod_watch(text(chunk, "state")) {
         return;
     }
     for (watch, require) in [("watch", "require"), ("watch_any", "require_any")] {
@@ -431,6 +434,11 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TABLE;
+
+    fn plan(chunks: Vec<Map<String, Value>>) -> Result<Plan, Vec<String>> {
+        super::plan(chunks, &TABLE)
+    }
 
     fn chunk(state: &str, id: &str, fun: &str, extra: Value) -> Map<String, Value> {
         let mut c =

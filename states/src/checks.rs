@@ -1,11 +1,11 @@
 //! Salt's run checks (`State._run_check`), asked of any state before it runs: `onlyif`
 //! (run only if every command succeeds), `unless` (skip if any command succeeds) and
 //! `creates` (skip if the files exist). A command is a shell string run with `cmd.retcode`,
-//! or `{fun: module.function, args: [...], ...}` judged by its return value.
+//! or `{fun: module.function, args: [...], ...}` judged by its return value; both go through
+//! the host's [`Functions`](super::Functions).
 
 use super::value::{py_str, truthy};
 use super::Run;
-use crate::functions;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -152,16 +152,20 @@ fn retcode(run: &Run, low: &Map<String, Value>, cmd: &str) -> Option<i64> {
             kwargs.insert((*key).into(), v.clone());
         }
     }
-    if let Some(shell) = low.get("shell").or_else(|| run.ctx.grains.get("shell")) {
+    if let Some(shell) = low.get("shell").or_else(|| run.host.grains.get("shell")) {
         kwargs.insert("shell".into(), shell.clone());
     }
-    let outcome = functions::call("cmd.retcode", &[json!(cmd), Value::Object(kwargs)], run.ctx);
-    if outcome.out.as_deref() == Some("nested") {
-        log::info!("{}: check command {cmd:?} could not run: {}", run.ctx.id, py_str(&outcome.ret));
-        return None;
+    let id = &run.host.id;
+    match run.host.functions.call("cmd.retcode", &[json!(cmd), Value::Object(kwargs)]) {
+        Err(why) => {
+            log::info!("{id}: check command {cmd:?} could not run: {why}");
+            None
+        }
+        Ok(called) => {
+            log::debug!("{id}: last command return code: {}", called.value);
+            called.value.as_i64()
+        }
     }
-    log::debug!("{}: last command return code: {}", run.ctx.id, outcome.ret);
-    outcome.ret.as_i64()
 }
 
 /// `{fun: m.f, args: [...], k: v}`: the execution function's return value, by truthiness.
@@ -178,12 +182,12 @@ fn function_check(run: &Run, call: &Map<String, Value>) -> bool {
         kwargs.insert("__kwarg__".into(), Value::Bool(true));
         args.push(Value::Object(kwargs));
     }
-    let outcome = functions::call(&fun, &args, run.ctx);
-    let mut value = &outcome.ret;
+    let Ok(called) = run.host.functions.call(&fun, &args) else { return false };
+    let mut value = &called.value;
     if let Some(path) = call.get("get_return").and_then(Value::as_str) {
         for key in path.split(':') {
             value = value.get(key).unwrap_or(&Value::Null);
         }
     }
-    outcome.retcode == 0 && truthy(value)
+    called.retcode == 0 && truthy(value)
 }

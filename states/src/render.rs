@@ -1,13 +1,12 @@
 //! Salt's renderers for SLS files (the default `jinja|yaml` pipeline, or plain `yaml`/`json`
 //! by a `#!` first line) and for `template: jinja` files. Templates see Salt's context —
-//! `grains`, `pillar`, `opts`, `salt` (the minion's execution functions), `sls`, `saltenv`,
+//! `grains`, `pillar`, `opts`, `salt` (the host's execution functions), `sls`, `saltenv`,
 //! `slspath`, `tpldir` … — print values as Python would, and may `{% include %}` or
 //! `{% import %}` other files from `salt://`. Errors are worded and located as Salt's
 //! `SaltRenderError` (`…; line 3` followed by the lines around it).
 
 use super::value::{from_yaml, non_string_key, py_repr};
-use super::Fileserver;
-use crate::functions::{self, Context};
+use super::{pillar, Functions, Host};
 use minijinja::value::{Object, ObjectRepr, Value as JValue, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use serde_json::{json, Map, Value};
@@ -22,13 +21,13 @@ const FUEL: u64 = 50_000_000;
 const MARKER: &str = "    <======================";
 
 /// One run's template environment and the context every template sees.
-pub(crate) struct Renderer {
+pub struct Renderer {
     env: Environment<'static>,
     globals: Vec<(&'static str, JValue)>,
 }
 
 /// A rendered SLS document, and its top-level keys that were not strings (`(key, type)`).
-pub(crate) type Rendered = (Value, Vec<(String, &'static str)>);
+pub type Rendered = (Value, Vec<(String, &'static str)>);
 
 /// Which steps a file's `#!` line asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,12 +37,7 @@ enum Pipeline {
 }
 
 impl Renderer {
-    pub(crate) fn new(
-        ctx: &Context,
-        fs: Arc<dyn Fileserver>,
-        pillar: &Map<String, Value>,
-        test: bool,
-    ) -> Renderer {
+    pub fn new(host: &Host, pillar: &Map<String, Value>, test: bool) -> Renderer {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -56,6 +50,7 @@ impl Renderer {
         env.add_filter("tojson", json_filter);
         env.add_filter("yaml_encode", json_filter);
         env.add_filter("yaml_dquote", yaml_dquote);
+        let fs = host.fs.clone();
         env.set_loader(move |name| match fs.read(name) {
             Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(why) => {
@@ -65,19 +60,17 @@ impl Renderer {
         });
         env.set_path_join_callback(join_path);
         let opts = json!({
-            "id": ctx.id,
+            "id": host.id,
             "test": test,
             "saltenv": "base",
             "renderer": "jinja|yaml",
             "file_client": "remote",
             "state_top": "salt://top.sls",
         });
-        let salt = SaltFunctions {
-            ctx: Arc::new(copy_context(ctx)),
-            pillar: Arc::new(Value::Object(pillar.clone())),
-        };
+        let salt =
+            SaltFunctions { functions: host.functions.clone(), pillar: Arc::new(pillar.clone()) };
         let globals = vec![
-            ("grains", JValue::from_serialize(&ctx.grains)),
+            ("grains", JValue::from_serialize(&host.grains)),
             ("pillar", JValue::from_serialize(pillar)),
             ("opts", JValue::from_serialize(&opts)),
             ("salt", JValue::from_object(salt)),
@@ -89,7 +82,7 @@ impl Renderer {
     /// Renders SLS (or top) file `path`, named `sls`, to its data. Non-string top-level keys
     /// come back beside it as `(key, Python type)`. `Err` is Salt's message, without the
     /// "Rendering SLS … failed: " that the caller adds.
-    pub(crate) fn sls(&self, sls: &str, path: &str, text: &str) -> Result<Rendered, String> {
+    pub fn sls(&self, sls: &str, path: &str, text: &str) -> Result<Rendered, String> {
         let rendered = match pipeline(text)? {
             Pipeline::JinjaYaml => Cow::Owned(self.jinja(path, text, sls_vars(sls, path))?),
             Pipeline::Yaml => Cow::Borrowed(text),
@@ -99,7 +92,7 @@ impl Renderer {
 
     /// Renders a `template: jinja` file with `extra` variables (the state's `defaults` and
     /// `context`, `name`, `source`).
-    pub(crate) fn template(
+    pub fn template(
         &self,
         path: &str,
         text: &str,
@@ -117,14 +110,9 @@ impl Renderer {
     }
 }
 
-/// `render_file` for callers outside a state run (`cp.get_file template=jinja`).
-pub(crate) fn render_file(
-    ctx: &Context,
-    fs: &Arc<dyn Fileserver>,
-    path: &str,
-    text: &str,
-) -> Result<String, String> {
-    Renderer::new(ctx, fs.clone(), &Map::new(), false).template(path, text, &Map::new())
+/// A `template: jinja` file outside a state run (`cp.get_file template=jinja`).
+pub fn render_file(host: &Host, path: &str, text: &str) -> Result<String, String> {
+    Renderer::new(host, &Map::new(), false).template(path, text, &Map::new())
 }
 
 /// The variables Salt sets for the file being rendered.
@@ -214,7 +202,7 @@ fn located(message: &str, line: usize, text: &str) -> String {
 }
 
 /// `salt.utils.stringutils.get_context`.
-pub(crate) fn context(text: &str, line: usize) -> String {
+pub fn context(text: &str, line: usize) -> String {
     const AROUND: usize = 5;
     let lines: Vec<&str> = text.lines().collect();
     if line == 0 || line > lines.len() {
@@ -284,16 +272,11 @@ fn yaml_dquote(value: &JValue) -> JValue {
     JValue::from_safe_string(Value::String(text).to_string())
 }
 
-/// A copy of the minion's context for the `salt` object (templates outlive no borrow).
-fn copy_context(ctx: &Context) -> Context {
-    Context { id: ctx.id.clone(), grains: ctx.grains.clone(), fileserver: ctx.fileserver.clone() }
-}
-
 /// Salt's `salt` dunder in templates: `salt['cmd.run']('ls')` or `salt.cmd.run('ls')` calls
-/// the minion's execution function of that name; `pillar.get` reads the run's pillar.
+/// the host's execution function of that name; `pillar.get` reads the run's pillar.
 struct SaltFunctions {
-    ctx: Arc<Context>,
-    pillar: Arc<Value>,
+    functions: Arc<dyn Functions>,
+    pillar: Arc<Map<String, Value>>,
 }
 
 impl fmt::Debug for SaltFunctions {
@@ -307,7 +290,7 @@ impl Object for SaltFunctions {
         let name = key.as_str()?.to_string();
         Some(JValue::from_object(SaltFunction {
             name,
-            ctx: self.ctx.clone(),
+            functions: self.functions.clone(),
             pillar: self.pillar.clone(),
         }))
     }
@@ -316,8 +299,8 @@ impl Object for SaltFunctions {
 /// `salt['mod.fun']` (callable), or `salt.mod` (whose attributes are functions).
 struct SaltFunction {
     name: String,
-    ctx: Arc<Context>,
-    pillar: Arc<Value>,
+    functions: Arc<dyn Functions>,
+    pillar: Arc<Map<String, Value>>,
 }
 
 impl fmt::Debug for SaltFunction {
@@ -336,7 +319,7 @@ impl Object for SaltFunction {
         let name = format!("{}.{fun}", self.name);
         Some(JValue::from_object(SaltFunction {
             name,
-            ctx: self.ctx.clone(),
+            functions: self.functions.clone(),
             pillar: self.pillar.clone(),
         }))
     }
@@ -359,39 +342,11 @@ impl Object for SaltFunction {
             arg.push(json);
         }
         if self.name == "pillar.get" {
-            return Ok(JValue::from_serialize(pillar_get(&self.pillar, &arg)));
+            return Ok(JValue::from_serialize(pillar::get(&self.pillar, &arg)));
         }
-        let outcome = functions::call(&self.name, &arg, &self.ctx);
-        if outcome.out.as_deref() == Some("nested") && outcome.retcode != 0 {
-            let message =
-                outcome.ret.as_str().map_or_else(|| outcome.ret.to_string(), str::to_string);
-            return Err(Error::new(ErrorKind::InvalidOperation, message));
-        }
-        Ok(JValue::from_serialize(&outcome.ret))
-    }
-}
-
-/// Salt's `pillar.get(key, default="", delimiter=":")` over the run's pillar.
-fn pillar_get(pillar: &Value, arg: &[Value]) -> Value {
-    let kwargs = arg.iter().find_map(|a| a.as_object().filter(|m| m.contains_key("__kwarg__")));
-    let positional: Vec<&Value> = arg
-        .iter()
-        .filter(|a| !a.as_object().is_some_and(|m| m.contains_key("__kwarg__")))
-        .collect();
-    let named = |key: &str| kwargs.and_then(|m| m.get(key));
-    let key = positional.first().copied().or_else(|| named("key")).map(super::value::py_str);
-    let default = positional.get(1).copied().or_else(|| named("default")).cloned();
-    let delimiter = positional
-        .get(2)
-        .copied()
-        .or_else(|| named("delimiter"))
-        .map_or_else(|| ":".to_string(), super::value::py_str);
-    let mut value = pillar;
-    for part in key.unwrap_or_default().split(delimiter.as_str()) {
-        match value.get(part) {
-            Some(next) => value = next,
-            None => return default.unwrap_or_else(|| Value::String(String::new())),
+        match self.functions.call(&self.name, &arg) {
+            Ok(called) => Ok(JValue::from_serialize(&called.value)),
+            Err(message) => Err(Error::new(ErrorKind::InvalidOperation, message)),
         }
     }
-    value.clone()
 }

@@ -8,7 +8,7 @@
 
 use super::checks::run_check;
 use super::graph::{tag, Plan, Req};
-use super::registry::{self, Call};
+use super::registry::Call;
 use super::value::{py_str, truthy};
 use super::Run;
 use halite_common::time::Utc;
@@ -16,8 +16,7 @@ use serde_json::{json, Map, Value};
 use std::time::Instant;
 
 /// The comment of a `cmd.run` whose watched states did not change.
-pub(crate) const WATCH_UNCHANGED: &str =
-    "State was not run because none of the watched states changed";
+pub const WATCH_UNCHANGED: &str = "State was not run because none of the watched states changed";
 
 /// Runs every chunk in order; the results keyed by tag, in execution order.
 pub(crate) fn run(run: &Run, plan: &Plan) -> Map<String, Value> {
@@ -29,7 +28,7 @@ pub(crate) fn run(run: &Run, plan: &Plan) -> Map<String, Value> {
         let failed = ret.get("result") == Some(&Value::Bool(false));
         log::info!(
             "{}: state {} {}",
-            run.ctx.id,
+            run.host.id,
             tag(low),
             match ret.get("result") {
                 Some(Value::Bool(true)) => "succeeded",
@@ -40,7 +39,7 @@ pub(crate) fn run(run: &Run, plan: &Plan) -> Map<String, Value> {
         running.insert(tag(low), Value::Object(ret.clone()));
         engine.rets[i] = Some(ret);
         if failed && !run.opts.test && low.get("failhard").is_some_and(truthy) {
-            log::info!("{}: failhard: stopping after {}", run.ctx.id, tag(low));
+            log::info!("{}: failhard: stopping after {}", run.host.id, tag(low));
             break;
         }
     }
@@ -142,7 +141,7 @@ impl Engine<'_> {
                 let ret = self.call(i, n, None, &clock);
                 let unchanged = ret.get("changes").is_none_or(|c| !truthy(c));
                 let skip_watch = ret.get("skip_watch").is_some_and(truthy);
-                match unchanged && !skip_watch && registry::mod_watch(&state).is_some() {
+                match unchanged && !skip_watch && self.run.host.modules.has_mod_watch(&state) {
                     true => self.call(i, n, Some(&changed), &clock),
                     false => ret,
                 }
@@ -262,22 +261,23 @@ impl Engine<'_> {
         let state = low.get("state").map(py_str).unwrap_or_default();
         let full = format!("{state}.{}", low.get("fun").map(py_str).unwrap_or_default());
         let name = low.get("name").map(py_str).unwrap_or_default();
-        log::info!("{}: running state [{name}] ({full})", self.run.ctx.id);
-        let func = registry::find(&full);
+        log::info!("{}: running state [{name}] ({full})", self.run.host.id);
+        let modules = &*self.run.host.modules;
+        let required = modules.required(&full);
         let mut errors = Vec::new();
-        match func {
+        match required {
             None => {
                 let sls = low.get("__sls__").map(py_str).unwrap_or_default();
                 errors.push(format!("State '{full}' was not found in SLS '{sls}'"));
                 errors.push(format!("Reason: '{full}' is not available."));
             }
-            Some(f) => {
-                for param in f.required.iter().filter(|p| !low.contains_key(**p)) {
+            Some(required) => {
+                for param in required.iter().filter(|p| !low.contains_key(**p)) {
                     errors.push(format!("Missing parameter {param} for state {full}"));
                 }
             }
         }
-        let (Some(func), true) = (func, errors.is_empty()) else {
+        if !errors.is_empty() {
             // Salt returns these without the timing keys.
             let mut ret = Map::new();
             ret.insert("result".into(), Value::Bool(false));
@@ -289,16 +289,13 @@ impl Engine<'_> {
             );
             ret.insert("__run_num__".into(), json!(n));
             return ret;
-        };
+        }
         let mut ret = match run_check(self.run, low) {
             Some(skipped) => skipped,
             None => {
                 let call = Call { run: self.run, low, name };
-                let answer = match (mod_watch, registry::mod_watch(&state)) {
-                    (Some(changed), Some(watch)) => watch(&call, changed),
-                    _ => (func.run)(&call),
-                };
-                answer.into_map()
+                let changed = mod_watch.filter(|_| modules.has_mod_watch(&state));
+                modules.call(&call, changed).into_map()
             }
         };
         ret.insert("__sls__".into(), low.get("__sls__").cloned().unwrap_or(Value::Null));

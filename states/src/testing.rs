@@ -1,11 +1,12 @@
 //! Salt's `test` states, for trying requisites and outputters: `nop`,
 //! `succeed_without_changes`, `succeed_with_changes`, `fail_without_changes`,
-//! `fail_with_changes`, `show_notification`, and their `mod_watch`.
+//! `fail_with_changes`, `show_notification`, and their `mod_watch`. Shared: the minion and
+//! the orchestrator both have them.
 
-use super::registry::{Call, StateFn, StateRet};
+use super::registry::{Call, StateFn, StateRet, Table};
 use serde_json::{json, Value};
 
-pub(super) const STATES: &[StateFn] = &[
+pub const STATES: &[StateFn] = &[
     StateFn { name: "test.nop", required: &[], run: succeed_without_changes },
     StateFn { name: "test.succeed_without_changes", required: &[], run: succeed_without_changes },
     StateFn { name: "test.succeed_with_changes", required: &[], run: succeed_with_changes },
@@ -13,6 +14,9 @@ pub(super) const STATES: &[StateFn] = &[
     StateFn { name: "test.fail_with_changes", required: &[], run: fail_with_changes },
     StateFn { name: "test.show_notification", required: &[], run: show_notification },
 ];
+
+/// The `test` states alone, as a [`StateModules`](super::StateModules).
+pub const TABLE: Table = Table { states: &[STATES], watches: &[("test", mod_watch)] };
 
 /// The `comment` argument, or Salt's default.
 fn comment(c: &Call, default: &str) -> String {
@@ -65,7 +69,7 @@ fn show_notification(c: &Call) -> StateRet {
 }
 
 /// Salt's `test.mod_watch`: fired, listing the watched states that changed.
-pub(super) fn mod_watch(c: &Call, changed: &[String]) -> StateRet {
+pub fn mod_watch(c: &Call, changed: &[String]) -> StateRet {
     let result = c.arg("result").and_then(Value::as_bool).unwrap_or(true);
     let mut ret =
         StateRet::new(&c.name, result).with(Some(result), comment(c, "Watch statement fired."));

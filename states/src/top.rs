@@ -9,7 +9,7 @@ use halite_common::target::Target;
 use serde_json::Value;
 
 /// Salt's comment when nothing in the top file is for this minion.
-pub(crate) const NO_MATCHES: &str =
+pub const NO_MATCHES: &str =
     "No Top file or master_tops data matches found. Please see master log for details.";
 
 #[derive(Debug)]
@@ -22,10 +22,10 @@ pub(crate) enum TopError {
 
 /// The SLS names assigned to this minion, in top file order (empty without a top file).
 pub(crate) fn matches(run: &Run) -> Result<Vec<String>, TopError> {
-    let text = match run.fs.read("top.sls") {
+    let text = match run.host.fs.read("top.sls") {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(why) => {
-            log::info!("{}: no top file: {why}", run.ctx.id);
+            log::info!("{}: no top file: {why}", run.host.id);
             return Ok(Vec::new());
         }
     };
@@ -34,7 +34,7 @@ pub(crate) fn matches(run: &Run) -> Result<Vec<String>, TopError> {
     if !errors.is_empty() {
         return Err(TopError::Invalid(errors));
     }
-    Ok(select(&top, &run.ctx.id, &run.ctx.grains))
+    Ok(select(&top, &run.host.id, &run.host.grains))
 }
 
 /// Salt's `verify_tops`.

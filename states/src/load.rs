@@ -72,7 +72,7 @@ impl<'r> Loader<'r> {
 
     /// Salt's `list_states`: `a/b.sls` is `a.b`, `a/init.sls` is `a`.
     fn avail(&mut self) -> &[String] {
-        let fs = self.run.fs;
+        let fs = &self.run.host.fs;
         self.avail.get_or_insert_with(|| {
             let files = fs.list().unwrap_or_else(|why| {
                 log::warn!("listing the file server: {why}");
@@ -96,9 +96,9 @@ impl<'r> Loader<'r> {
     fn fetch(&self, sls: &str) -> Option<(String, String)> {
         let base = sls.replace('.', "/");
         for path in [format!("{base}.sls"), format!("{base}/init.sls")] {
-            match self.run.fs.read(&path) {
+            match self.run.host.fs.read(&path) {
                 Ok(bytes) => return Some((path, String::from_utf8_lossy(&bytes).into_owned())),
-                Err(why) => log::debug!("{}: salt://{path}: {why}", self.run.ctx.id),
+                Err(why) => log::debug!("{}: salt://{path}: {why}", self.run.host.id),
             }
         }
         None
