@@ -144,6 +144,17 @@ pub enum Response {
     },
 }
 
+/// [`Response::Event`] serialised from borrowed parts: the same bytes, without copying the
+/// event's data first (the master sends every event a subscriber wants this way).
+pub fn event_response(tag: &str, data: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(tag = "result", rename_all = "snake_case")]
+    enum Borrowed<'a> {
+        Event { tag: &'a str, data: &'a serde_json::Map<String, serde_json::Value> },
+    }
+    serde_json::to_vec(&Borrowed::Event { tag, data }).expect("events serialise")
+}
+
 /// Which statuses an action may take keys from, given the `--include-*` flags.
 pub fn source_statuses(
     action: KeyAction,
@@ -183,4 +194,19 @@ pub fn select<'a>(keys: &'a [KeyEntry], globs: &str, from: &[KeyStatus]) -> Vec<
         .filter(|k| from.contains(&k.status))
         .filter(|k| patterns.iter().any(|p| crate::glob::fnmatch(&k.id, p)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_borrowed_event_response_is_the_same_bytes_as_the_owned_one() {
+        let data = serde_json::json!({"id": "m1", "return": {"nested": [1, "two"]}, "_stamp": "x"});
+        let serde_json::Value::Object(data) = data else { unreachable!() };
+        let owned = Response::Event { tag: "salt/job/1/ret/m1".into(), data: data.clone() };
+        let bytes = event_response("salt/job/1/ret/m1", &data);
+        assert_eq!(bytes, serde_json::to_vec(&owned).unwrap());
+        assert_eq!(serde_json::from_slice::<Response>(&bytes).unwrap(), owned);
+    }
 }

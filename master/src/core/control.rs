@@ -3,7 +3,7 @@
 
 use super::jobs::{JobRequest, Origin};
 use super::{Core, Effect};
-use halite_common::control::{KeyAction, KeyStatus, Request, Response};
+use halite_common::control::{event_response, KeyAction, KeyStatus, Request, Response};
 use halite_common::event::{object, TagFilter};
 use mio::Token;
 
@@ -159,11 +159,7 @@ impl Core {
                 if !client.wants(&event.tag) {
                     continue;
                 }
-                let bytes = payload.get_or_insert_with(|| {
-                    let response =
-                        Response::Event { tag: event.tag.clone(), data: event.data.clone() };
-                    serde_json::to_vec(&response).expect("events serialise")
-                });
+                let bytes = payload.get_or_insert_with(|| event_response(&event.tag, &event.data));
                 self.fx.push(Effect::Send { conn, bytes: bytes.clone() });
             }
         }

@@ -280,7 +280,11 @@ impl Core {
         }
         let cause = job.cause.clone();
         // `event.send` in a job: the minion cannot know the master refused its event.
-        let ret = match self.refused_events.remove(&(ret.jid.clone(), id.clone())) {
+        let refused = match self.refused_events.is_empty() {
+            true => None, // the usual case: no key to build
+            false => self.refused_events.remove(&(ret.jid.clone(), id.clone())),
+        };
+        let ret = match refused {
             Some(reason) => JobReturn {
                 ret: format!("The master refused the event: {reason}").into(),
                 retcode: 1,
