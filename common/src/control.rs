@@ -187,12 +187,22 @@ pub fn source_statuses(
     from
 }
 
+/// The comma-separated globs of a key selection (`halite-key -a 'web*,db1'`, a wheel `match`).
+pub fn key_globs(globs: &str) -> Vec<&str> {
+    globs.split(',').map(str::trim).filter(|g| !g.is_empty()).collect()
+}
+
+/// Whether `id` matches any of `patterns` (from [`key_globs`]).
+pub fn id_selected(id: &str, patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| crate::glob::fnmatch(id, p))
+}
+
 /// Keys in `from` whose id matches any comma-separated glob of `globs`.
 pub fn select<'a>(keys: &'a [KeyEntry], globs: &str, from: &[KeyStatus]) -> Vec<&'a KeyEntry> {
-    let patterns: Vec<&str> = globs.split(',').map(str::trim).filter(|g| !g.is_empty()).collect();
+    let patterns = key_globs(globs);
     keys.iter()
         .filter(|k| from.contains(&k.status))
-        .filter(|k| patterns.iter().any(|p| crate::glob::fnmatch(&k.id, p)))
+        .filter(|k| id_selected(&k.id, &patterns))
         .collect()
 }
 

@@ -115,6 +115,16 @@ impl Target {
         self.node.matches(id, grains)
     }
 
+    /// The only ids this target can match, when it names them: a glob without magic
+    /// characters or a list. The master then looks them up instead of testing every minion.
+    pub fn exact_ids(&self) -> Option<Vec<&str>> {
+        match &self.node {
+            Node::Glob(GlobPattern::Exact(id)) => Some(vec![id.as_str()]),
+            Node::List(ids) => Some(ids.iter().map(String::as_str).collect()),
+            _ => None,
+        }
+    }
+
     /// Whether the answer depends on grains (the master may then have to guess for minions
     /// whose grains it has not cached yet).
     pub fn uses_grains(&self) -> bool {
@@ -698,6 +708,17 @@ mod tests {
         assert_eq!(target.matches("m1", Some(&grains())), expected, "{expr} ({tgt_type})");
         assert!(!target.matches("m1", None), "{expr}: unknown grains never match");
         assert!(target.uses_grains());
+    }
+
+    #[test]
+    fn only_targets_that_name_their_ids_give_them() {
+        let parse = |tgt: Value, kind| Target::parse(&tgt, kind).unwrap();
+        assert_eq!(parse("web1".into(), "glob").exact_ids(), Some(vec!["web1"]));
+        assert_eq!(parse("a,b".into(), "list").exact_ids(), Some(vec!["a", "b"]));
+        assert_eq!(parse("web*".into(), "glob").exact_ids(), None);
+        assert_eq!(parse("web[12]".into(), "glob").exact_ids(), None);
+        assert_eq!(parse("web1".into(), "pcre").exact_ids(), None);
+        assert_eq!(parse("web1 or db1".into(), "compound").exact_ids(), None);
     }
 
     #[test]

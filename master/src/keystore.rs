@@ -111,6 +111,40 @@ impl KeyStore {
         Ok(self.index[slot(status)].keys().cloned().collect())
     }
 
+    /// The ids `status` holds, sorted, without copying them.
+    pub fn ids_iter(&self, status: KeyStatus) -> impl Iterator<Item = &String> {
+        self.index[slot(status)].keys()
+    }
+
+    /// Whether `id` has a key under `status`.
+    pub fn has(&self, status: KeyStatus, id: &str) -> bool {
+        self.index[slot(status)].contains_key(id)
+    }
+
+    /// The keys in `from` whose id matches one of the comma-separated `globs`, in
+    /// [`KeyStore::list`]'s order, from the index: no key is parsed or fingerprinted, and ids
+    /// named without glob characters are looked up rather than matched against every key.
+    pub fn select(&self, globs: &str, from: &[KeyStatus]) -> Vec<(String, KeyStatus)> {
+        let patterns = halite_common::control::key_globs(globs);
+        let exact = !patterns.iter().any(|p| halite_common::glob::has_magic(p));
+        let mut chosen = Vec::new();
+        for status in KeyStatus::ALL.into_iter().filter(|s| from.contains(s)) {
+            let index = &self.index[slot(status)];
+            if exact {
+                let mut ids: Vec<&str> =
+                    patterns.iter().copied().filter(|id| index.contains_key(*id)).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                chosen.extend(ids.into_iter().map(|id| (id.to_string(), status)));
+            } else {
+                let selected =
+                    index.keys().filter(|id| halite_common::control::id_selected(id, &patterns));
+                chosen.extend(selected.map(|id| (id.clone(), status)));
+            }
+        }
+        chosen
+    }
+
     /// How many keys `status` holds.
     pub fn count(&self, status: KeyStatus) -> usize {
         self.index[slot(status)].len()
@@ -249,6 +283,39 @@ mod tests {
         assert_eq!(again.ids(KeyStatus::Pending).unwrap(), ["a"]);
         assert_eq!(again.count(KeyStatus::Pending), 1);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `select` is `control::select` over `list`, from the index alone.
+    #[test]
+    fn select_matches_what_the_listing_selects() {
+        halite_common::crypto::init();
+        let dir = temp("select");
+        let mut store = KeyStore::open(&dir, || {}).unwrap();
+        let key = KeyPair::generate().public;
+        for (status, id) in [
+            (KeyStatus::Pending, "web2"),
+            (KeyStatus::Pending, "web1"),
+            (KeyStatus::Pending, "db1"),
+            (KeyStatus::Rejected, "web3"),
+            (KeyStatus::Accepted, "web9"),
+        ] {
+            store.write(status, id, &key).unwrap();
+        }
+        let listed = store.list().unwrap();
+        let pending_or_rejected = [KeyStatus::Pending, KeyStatus::Rejected];
+        for globs in ["web*", "web1", "db1, web2,web1", "nothing", "web[13]", "*", "web1,web1", ""]
+        {
+            for from in [&[KeyStatus::Pending][..], &pending_or_rejected, &KeyStatus::ALL] {
+                let expected: Vec<(String, KeyStatus)> =
+                    halite_common::control::select(&listed, globs, from)
+                        .into_iter()
+                        .map(|k| (k.id.clone(), k.status))
+                        .collect();
+                assert_eq!(store.select(globs, from), expected, "{globs:?} from {from:?}");
+            }
+        }
+        store.flush();
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

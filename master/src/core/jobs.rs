@@ -82,11 +82,7 @@ impl Core {
             return Err("bad function name".into());
         }
         let target = Target::parse(&req.tgt, &req.tgt_type).map_err(|e| e.to_string())?;
-        let accepted = self
-            .store
-            .ids(KeyStatus::Accepted)
-            .map_err(|e| format!("cannot read accepted keys: {e}"))?;
-        let (minions, missing) = self.expected(&target, &req, &accepted);
+        let (minions, missing) = self.expected(&target, &req);
         if minions.is_empty() {
             return Err(NO_MATCH.into());
         }
@@ -185,17 +181,24 @@ impl Core {
     }
 
     /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
-    fn expected(
-        &self,
-        target: &Target,
-        req: &JobRequest,
-        accepted: &[String],
-    ) -> (Vec<String>, Vec<String>) {
-        let minions: Vec<String> = accepted
-            .iter()
-            .filter(|id| target.matches(id, self.grains.get(*id)))
-            .cloned()
-            .collect();
+    /// A target that names its ids is looked up in the key index; any other is tested
+    /// against every accepted id (without copying them all first).
+    fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
+        let matches = |id: &str| target.matches(id, self.grains.get(id));
+        let minions: Vec<String> = match target.exact_ids() {
+            Some(ids) => {
+                let mut ids: Vec<&str> = ids
+                    .into_iter()
+                    .filter(|id| self.store.has(KeyStatus::Accepted, id) && matches(id))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids.into_iter().map(String::from).collect()
+            }
+            None => {
+                self.store.ids_iter(KeyStatus::Accepted).filter(|id| matches(id)).cloned().collect()
+            }
+        };
         let mut missing = Vec::new();
         if req.tgt_type == "list" {
             let listed: Vec<String> = match &req.tgt {

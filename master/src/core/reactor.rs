@@ -18,7 +18,7 @@ use super::jobs::{JobRequest, Origin};
 use super::Core;
 use crate::budget::{Budgets, Refusal};
 use crate::render_worker::{RenderWorker, Reply};
-use halite_common::control::{select, source_statuses, KeyAction};
+use halite_common::control::{source_statuses, KeyAction};
 use halite_common::event::{object, Event};
 use halite_common::reactor::{Client, Reaction, Reactions, Reactor};
 use serde_json::{Map, Value};
@@ -416,15 +416,15 @@ impl Core {
             }
             _ => return Err("wheel key functions need `match`".into()),
         };
-        let keys = self.store.list().map_err(|e| format!("cannot list keys: {e}"))?;
         let from = source_statuses(
             action,
             flag("include_accepted"),
             flag("include_rejected"),
             flag("include_denied"),
         );
-        let chosen: Vec<(String, _)> =
-            select(&keys, &glob, &from).into_iter().map(|k| (k.id.clone(), k.status)).collect();
+        // From the index: a reactor accepting minions one by one must not parse and
+        // fingerprint every key each time (that made mass onboarding quadratic).
+        let chosen = self.store.select(&glob, &from);
         if chosen.is_empty() {
             log::info!("reactor: {} matched no key for '{glob}'", r.id);
         }

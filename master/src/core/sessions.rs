@@ -6,6 +6,7 @@ use super::{
     oversized, Core, Effect, HANDSHAKE_TIMEOUT, MAX_READY_FRAME, MIN_REHELLO, PENDING_IDLE,
 };
 use crate::auth;
+use crate::limits::source_of;
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::event::{minion_tag_refusal, object, wrap_minion_event};
 use halite_common::handshake::{self, HelloIn};
@@ -36,7 +37,9 @@ impl Core {
     /// Handles one frame from a minion; `Err` closes the connection with that reason.
     pub(super) fn on_peer_frame(&mut self, token: Token, frame: &[u8]) -> Result<(), String> {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
-        if peer.parked {
+        // A verdict held for a key write: nothing may come before it, but a pending minion's
+        // next hello (its acceptance_wait_time came round) takes the held verdict's place.
+        if peer.parked && !matches!(peer.phase, Phase::Pending(_)) {
             return Err("sent a frame before its verdict".into());
         }
         match &mut peer.phase {
@@ -152,7 +155,12 @@ impl Core {
                 // Fired by a reaction's job: the event continues that job's causal chain.
                 let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
                 let cause = job.map_or(&[][..], |j| &j.cause);
-                self.bus.fire_caused(tag.clone(), wrap_minion_event(id, &tag, data, ts), cause);
+                // The reactor budgets a minion's events per source address, as it does hellos:
+                // one busy (or hostile) host does not use up the budget of the fleet's start
+                // events.
+                let source = self.peers.get(&token).map(|p| source_of(p.addr.ip()));
+                let data = wrap_minion_event(id, &tag, data, ts);
+                self.bus.fire_from(tag.clone(), data, source, cause);
                 match ack {
                     true => self.send_session(token, &ToMinion::EventAck { tag }),
                     false => Ok(()),

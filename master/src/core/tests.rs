@@ -323,3 +323,38 @@ fn file_requests_are_answered_from_the_disk_thread() {
     let ToMinion::FileReply { req: 7, reply } = m.open(reply) else { panic!("not a reply") };
     assert!(matches!(reply, halite_common::proto::FileReply::Hash { .. }), "{reply:?}");
 }
+
+/// Found by the onboarding bench: a pending minion whose key is accepted while its verdict
+/// waits for the key move to reach the disk, and which says hello again meanwhile (its
+/// `acceptance_wait_time` came round), was closed ("sent a frame before its verdict"). The
+/// re-hello now takes the held verdict's place, so the answer echoes the newest challenge.
+#[test]
+fn a_re_hello_while_the_verdict_waits_for_the_disk_gets_that_verdict() {
+    let mut h = Harness::new("rehello", "");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = FakeMinion::new("new1");
+    let (first, _) = m.hello(&mut h, conn);
+    let pending = h.disk_done();
+    let [reply] = &sent(&pending, conn)[..] else { panic!("no verdict: {pending:?}") };
+    assert!(matches!(first.on_reply(&m.keys, reply).unwrap(), Verdict::Pending));
+
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::KeyApply {
+        action: halite_common::control::KeyAction::Accept,
+        keys: vec![("new1".into(), halite_common::control::KeyStatus::Pending)],
+    };
+    let held = h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    assert!(sent(&held, conn).is_empty(), "{held:?}");
+    // The minion's next hello, a wait later, before the move is on disk.
+    h.now += Duration::from_secs(10);
+    let master = h.core.keys.public.clone();
+    let (second, hello) = MinionHandshake::start("new1", &m.keys, &master);
+    let answer = h.step(Input::Frame { conn, frame: hello });
+    assert_eq!(closed(&answer, conn), None, "closed for a re-hello: {answer:?}");
+    let released = h.disk_done();
+    assert_eq!(closed(&released, conn), None, "{released:?}");
+    m.on_verdict(&second, &released, conn);
+    let ready = m.seal(&ToMaster::Ready { grains: Map::new(), transient: false });
+    h.step(Input::Frame { conn, frame: ready });
+    assert_eq!(h.core.live.get("new1"), Some(&conn));
+}
