@@ -268,11 +268,12 @@ impl Swarm {
                     Some(_) => {}
                     None => self.master_key = Some(key.clone()),
                 }
-                let (hs, hello) = MinionHandshake::start(&member.id, &member.keys, &key);
+                let (hs, hello) = MinionHandshake::start(&member.id, &member.keys, &key)
+                    .map_err(|e| e.to_string())?;
                 member.phase = Phase::AwaitVerdict(hs);
                 send_raw(member, &hello)
             }
-            Phase::AwaitVerdict(hs) => match hs.on_reply(&member.keys, frame) {
+            Phase::AwaitVerdict(hs) => match hs.on_reply(frame) {
                 Ok(Verdict::Accepted(session)) => {
                     member.phase = Phase::Live(session);
                     let grains = json!({"id": member.id, "os": "Swarm", "kernel": "Linux"});

@@ -16,7 +16,7 @@ use halite_common::control::{Response, SOCKET_NAME};
 use halite_common::crypto::KeyPair;
 use halite_common::event::{minion_tag_refusal, object, wrap_minion_event};
 use halite_common::files::create_private_dir;
-use halite_common::handshake::{self, HelloIn};
+use halite_common::handshake::{self, HelloIn, KeyCache};
 use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -90,6 +90,8 @@ pub struct Master {
     control_path: PathBuf,
     signals: Signals,
     keys: KeyPair,
+    /// Accepted minions' shared keys: their next hello costs no scalar multiplication.
+    shared_keys: KeyCache,
     pub(crate) store: KeyStore,
     policy: Policy,
     pub(crate) peers: HashMap<Token, Peer>,
@@ -208,6 +210,7 @@ impl Master {
             control_path,
             signals,
             keys,
+            shared_keys: KeyCache::default(),
             store,
             policy,
             peers: HashMap::new(),
@@ -466,7 +469,7 @@ impl Master {
         }
         match &mut peer.phase {
             Phase::AwaitHello => {
-                let hello = handshake::open_hello(&self.keys, frame)
+                let hello = handshake::open_hello(&self.keys, &mut self.shared_keys, frame)
                     .map_err(|e| format!("refused hello: {e}"))?;
                 self.authenticate(token, hello)
             }
@@ -477,7 +480,7 @@ impl Master {
                     return Err("hellos too fast while pending".into());
                 }
                 let id = pending.id.clone();
-                let hello = handshake::open_hello(&self.keys, frame)
+                let hello = handshake::open_hello(&self.keys, &mut self.shared_keys, frame)
                     .map_err(|e| format!("refused hello: {e}"))?;
                 if hello.id != id {
                     return Err(format!("pending as '{id}', asked again as '{}'", hello.id));
@@ -617,7 +620,7 @@ impl Master {
         hello: HelloIn,
         status: AuthStatus,
     ) -> Result<(), String> {
-        let (reply, session) = handshake::seal_reply(&hello, status);
+        let (reply, session) = handshake::seal_reply(&mut self.shared_keys, &hello, status);
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         peer.conn.send(&reply)?;
         let id = hello.id.clone();
