@@ -204,11 +204,15 @@ pub fn open_hello(
 }
 
 /// A version 1 hello is a sealed box, not JSON: opened (one scalar multiplication, what any
-/// unknown key costs) only to name its version in the refusal.
+/// unknown key costs) only to name its version in the refusal. JSON that is no hello is not
+/// tried.
 fn older_hello(master: &KeyPair, payload: &[u8]) -> Option<HandshakeError> {
     #[derive(Deserialize)]
     struct Versioned {
         version: u32,
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok() {
+        return None;
     }
     let plain = master.open_sealed(payload).ok()?;
     let theirs = serde_json::from_slice::<Versioned>(&plain).ok()?.version;
