@@ -89,7 +89,9 @@ mod wire {
 mod session {
     use super::*;
     use halite_common::crypto::{KeyPair, SessionKey};
-    use halite_common::handshake::{open_hello, seal_reply, MinionHandshake, Session, Verdict};
+    use halite_common::handshake::{
+        open_hello, seal_reply, KeyCache, MinionHandshake, Session, Verdict,
+    };
     use halite_common::proto::{AuthStatus, JobReturn, Publish, ToMaster, ToMinion};
     use serde_json::{json, Value};
 
@@ -97,10 +99,12 @@ mod session {
     pub(crate) fn pair() -> (Session, Session) {
         let master = KeyPair::generate();
         let minion = KeyPair::generate();
-        let (hs, hello) = MinionHandshake::start("minion1", &minion, &master.public);
-        let hello_in = open_hello(&master, &hello).expect("hello opens");
-        let (reply, master_session) = seal_reply(&hello_in, AuthStatus::Accepted);
-        match hs.on_reply(&minion, &reply).expect("reply opens") {
+        let mut cache = KeyCache::default();
+        let (hs, hello) =
+            MinionHandshake::start("minion1", &minion, &master.public).expect("hello");
+        let hello_in = open_hello(&master, &mut cache, &hello).expect("hello opens");
+        let (reply, master_session) = seal_reply(&mut cache, &hello_in, AuthStatus::Accepted);
+        match hs.on_reply(&reply).expect("reply opens") {
             Verdict::Accepted(minion_session) => {
                 (master_session.expect("accepted"), minion_session)
             }
@@ -212,43 +216,67 @@ mod session {
     }
 }
 
-/// Handshake: X25519 sealed boxes plus JSON; bounds how fast the master admits connections.
+/// Handshake: an X25519 shared key per minion, boxes and JSON; bounds how fast the master
+/// admits connections.
 #[divan::bench_group(sample_count = 500, max_time = 2)]
 mod handshake {
     use super::*;
     use halite_common::crypto::KeyPair;
-    use halite_common::handshake::{greeting, open_hello, seal_reply, MinionHandshake, Verdict};
+    use halite_common::handshake::{
+        greeting, open_hello, seal_reply, KeyCache, MinionHandshake, Verdict,
+    };
     use halite_common::proto::AuthStatus;
 
-    /// Both ends, accepted key: minion seals the hello, master opens it and seals the reply
-    /// with a fresh session key, minion opens the reply and checks the challenge.
+    /// Both ends, accepted key, first contact (the master's cache is empty): the minion
+    /// computes the shared key and boxes the hello, the master computes it too, opens the
+    /// hello and boxes the reply with a fresh session key, the minion opens the reply and
+    /// checks the challenge.
     #[divan::bench]
     fn full_accepted(bencher: Bencher) {
         let master = KeyPair::generate();
         let minion = KeyPair::generate();
         bencher.bench_local(|| {
-            let (hs, hello) = MinionHandshake::start("minion1", &minion, &master.public);
-            let hello_in = open_hello(&master, &hello).expect("hello opens");
-            let (reply, master_session) = seal_reply(&hello_in, AuthStatus::Accepted);
-            let verdict = hs.on_reply(&minion, &reply).expect("reply opens");
+            let mut cache = KeyCache::default();
+            let (hs, hello) =
+                MinionHandshake::start("minion1", &minion, &master.public).expect("hello");
+            let hello_in = open_hello(&master, &mut cache, &hello).expect("hello opens");
+            let (reply, master_session) = seal_reply(&mut cache, &hello_in, AuthStatus::Accepted);
+            let verdict = hs.on_reply(&reply).expect("reply opens");
             assert!(matches!(verdict, Verdict::Accepted(_)));
             (master_session, verdict)
         });
     }
 
-    /// The master's share only (greeting, open hello, seal accepted reply): its single loop
-    /// does this per connection, so this is the ceiling on its handshake rate. The hellos are
-    /// sealed untimed.
+    /// The master's share only (greeting, open hello, box accepted reply) for a minion it has
+    /// not seen since it started (one scalar multiplication): its single loop does this per
+    /// connection, so this is the ceiling on its handshake rate. Hellos are made untimed.
     #[divan::bench]
     fn master_side_accepted(bencher: Bencher) {
+        master_side(bencher, false);
+    }
+
+    /// The same for a minion whose shared key the master kept (a reconnection): no scalar
+    /// multiplication at all.
+    #[divan::bench]
+    fn master_side_known_minion(bencher: Bencher) {
+        master_side(bencher, true);
+    }
+
+    fn master_side(bencher: Bencher, known: bool) {
         let master = KeyPair::generate();
         let minion = KeyPair::generate();
+        let mut cache = KeyCache::default();
         bencher
-            .with_inputs(|| MinionHandshake::start("minion1", &minion, &master.public).1)
+            .with_inputs(|| {
+                MinionHandshake::start("minion1", &minion, &master.public).expect("hello").1
+            })
             .bench_local_refs(|hello| {
+                if !known {
+                    cache = KeyCache::default();
+                }
                 let greet = greeting(&master.public);
-                let hello_in = open_hello(&master, hello).expect("hello opens");
-                (greet, seal_reply(&hello_in, AuthStatus::Accepted))
+                let hello_in = open_hello(&master, &mut cache, hello).expect("hello opens");
+                (greet, seal_reply(&mut cache, &hello_in, AuthStatus::Accepted))
             });
     }
 }

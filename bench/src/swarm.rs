@@ -262,17 +262,18 @@ impl Swarm {
             Phase::AwaitGreeting => {
                 let key = handshake::parse_greeting(frame).map_err(|e| e.to_string())?;
                 match &self.master_key {
-                    Some(known) if known.to_pem() != key.to_pem() => {
+                    Some(known) if *known != key => {
                         return Err("the master presented another key".into());
                     }
                     Some(_) => {}
                     None => self.master_key = Some(key.clone()),
                 }
-                let (hs, hello) = MinionHandshake::start(&member.id, &member.keys, &key);
+                let (hs, hello) = MinionHandshake::start(&member.id, &member.keys, &key)
+                    .map_err(|e| e.to_string())?;
                 member.phase = Phase::AwaitVerdict(hs);
                 send_raw(member, &hello)
             }
-            Phase::AwaitVerdict(hs) => match hs.on_reply(&member.keys, frame) {
+            Phase::AwaitVerdict(hs) => match hs.on_reply(frame) {
                 Ok(Verdict::Accepted(session)) => {
                     member.phase = Phase::Live(session);
                     let grains = json!({"id": member.id, "os": "Swarm", "kernel": "Linux"});

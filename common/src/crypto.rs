@@ -1,4 +1,5 @@
-//! The only module that calls libsodium: X25519 key pairs, sealed boxes, secretbox and SHA-256.
+//! The only module that calls libsodium: X25519 key pairs, sealed boxes, crypto_box with a
+//! precomputed shared key, secretbox and SHA-256.
 //!
 //! Keys travel and rest as RFC 8410 PEM (`BEGIN PUBLIC KEY` / `BEGIN PRIVATE KEY` around the
 //! fixed X25519 DER prefix), so `openssl pkey -in minion.pub -pubin -text` can read them and the
@@ -23,6 +24,8 @@ pub enum CryptoError {
     BadPem(&'static str),
     /// A sealed box or secretbox did not open (wrong key, forged, replayed or reordered).
     Open,
+    /// A public key of small order: the key it shares with anyone is known to everyone.
+    WeakKey,
     /// The nonce counter would wrap; the session must end.
     NonceExhausted,
 }
@@ -32,6 +35,7 @@ impl fmt::Display for CryptoError {
         match self {
             CryptoError::BadPem(what) => write!(f, "not a valid X25519 {what} key in PEM form"),
             CryptoError::Open => f.write_str("message failed authentication"),
+            CryptoError::WeakKey => f.write_str("public key of small order refused"),
             CryptoError::NonceExhausted => f.write_str("session nonce counter exhausted"),
         }
     }
@@ -96,6 +100,11 @@ impl PublicKey {
         pem("PUBLIC KEY", &der)
     }
 
+    /// The raw 32 bytes: what a cache of shared keys is keyed by.
+    pub fn as_bytes(&self) -> &[u8; box_::PUBLICKEYBYTES] {
+        &self.0 .0
+    }
+
     /// Salt's `pem_finger`: SHA-256 of the PEM's base64 body, as colon-separated hex pairs.
     pub fn fingerprint(&self) -> String {
         let body = pem_body(&self.to_pem(), "PUBLIC KEY").unwrap_or_default();
@@ -128,6 +137,19 @@ impl KeyPair {
         pem("PRIVATE KEY", &der)
     }
 
+    /// The key this pair shares with `peer` (X25519, then HSalsa20: crypto_box's `beforenm`).
+    /// One scalar multiplication; both ends compute the same key. A peer key of small order
+    /// would make it a key everyone knows, so it is refused.
+    pub fn shared_with(&self, peer: &PublicKey) -> Result<SharedKey, CryptoError> {
+        let key = box_::precompute(&peer.0, &self.secret);
+        // libsodium leaves the output untouched (zero, as sodiumoxide allocates it) when the
+        // X25519 result is all zero; a real HSalsa20 output is never all zero.
+        match key.as_ref().iter().all(|&b| b == 0) {
+            true => Err(CryptoError::WeakKey),
+            false => Ok(SharedKey(key)),
+        }
+    }
+
     /// Opens a sealed box addressed to this key pair.
     pub fn open_sealed(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         sealedbox::open(sealed, &self.public.0, &self.secret).map_err(|()| CryptoError::Open)
@@ -138,6 +160,40 @@ impl KeyPair {
 /// sender stays anonymous (authentication comes from the challenge the handshake echoes).
 pub fn seal(message: &[u8], to: &PublicKey) -> Vec<u8> {
     sealedbox::seal(message, &to.0)
+}
+
+/// The key two X25519 key pairs share ([`KeyPair::shared_with`]): either end boxes to the other
+/// with no further scalar multiplication. Zeroed on drop by sodiumoxide.
+#[derive(Clone)]
+pub struct SharedKey(box_::PrecomputedKey);
+
+impl fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedKey(hidden)")
+    }
+}
+
+impl SharedKey {
+    /// Boxes `message` (XSalsa20-Poly1305) under a fresh nonce whose first byte is `direction`
+    /// and the other 23 random: the key is long-lived, so nonces cannot be counters, and each
+    /// direction's byte keeps one end's boxes from being reflected back to it. Output: nonce,
+    /// then the box.
+    pub fn seal(&self, message: &[u8], direction: u8) -> Vec<u8> {
+        let mut nonce = box_::gen_nonce();
+        nonce.0[0] = direction;
+        let mut out = nonce.0.to_vec();
+        out.extend_from_slice(&box_::seal_precomputed(message, &nonce, &self.0));
+        out
+    }
+
+    /// Opens what [`SharedKey::seal`] made for `direction`.
+    pub fn open(&self, sealed: &[u8], direction: u8) -> Result<Vec<u8>, CryptoError> {
+        let (nonce, boxed) = sealed
+            .split_first_chunk::<{ box_::NONCEBYTES }>()
+            .filter(|(nonce, _)| nonce[0] == direction)
+            .ok_or(CryptoError::Open)?;
+        box_::open_precomputed(boxed, &box_::Nonce(*nonce), &self.0).map_err(|()| CryptoError::Open)
+    }
 }
 
 /// `n` random bytes from libsodium's CSPRNG.
@@ -246,6 +302,43 @@ mod tests {
         assert_eq!(alice.open_sealed(&sealed).unwrap(), b"hello");
         assert_eq!(mallory.open_sealed(&sealed), Err(CryptoError::Open));
         assert_eq!(alice.open_sealed(&sealed[1..]), Err(CryptoError::Open));
+    }
+
+    #[test]
+    fn a_shared_key_is_the_same_at_both_ends_and_opens_only_its_direction() {
+        init();
+        let (minion, master, mallory) =
+            (KeyPair::generate(), KeyPair::generate(), KeyPair::generate());
+        let at_minion = minion.shared_with(&master.public).unwrap();
+        let at_master = master.shared_with(&minion.public).unwrap();
+        let sealed = at_minion.seal(b"hello", 0);
+        assert_eq!(at_master.open(&sealed, 0).unwrap(), b"hello");
+        // Reflected: a box made for one direction does not open as the other.
+        assert_eq!(at_master.open(&sealed, 1), Err(CryptoError::Open));
+        // Another pair's key, a flipped bit, a truncated nonce.
+        let other = mallory.shared_with(&master.public).unwrap();
+        assert_eq!(other.open(&sealed, 0), Err(CryptoError::Open));
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(at_master.open(&flipped, 0), Err(CryptoError::Open));
+        assert_eq!(at_master.open(&sealed[..20], 0), Err(CryptoError::Open));
+        // Fresh nonces: the same message twice is two different boxes.
+        assert_ne!(at_minion.seal(b"hello", 0), sealed);
+    }
+
+    #[test]
+    fn small_order_public_keys_share_no_key() {
+        init();
+        let master = KeyPair::generate();
+        // The identity and the point of order 2 (u = 0 and u = 1): X25519 with them is zero.
+        for low in [[0u8; 32], {
+            let mut k = [0u8; 32];
+            k[0] = 1;
+            k
+        }] {
+            let public = PublicKey(box_::PublicKey(low));
+            assert_eq!(master.shared_with(&public).unwrap_err(), CryptoError::WeakKey);
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Bumped on any change an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change an older peer would misread. Version 2: the hello and its reply are
+/// boxed with the key the minion and the master share (X25519 between their static keys), no
+/// longer sealed to an anonymous ephemeral key; the minion's public key travels in the clear.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The master's first frame on every minion connection, in the clear: who it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,14 +20,23 @@ pub struct Greeting {
     pub master_pub: String,
 }
 
-/// The minion's hello, sealed to the master's public key.
+/// The minion's hello. Version and key are in the clear, so the master can refuse another
+/// version by name and find (or compute) the key it shares with this minion; the rest is boxed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub version: u32,
-    pub id: String,
     /// The minion's X25519 public key, PEM; what `minions/<id>` stores.
     pub public: String,
-    /// 32 random bytes, hex; only the real master can read and echo them.
+    /// Base64 of a [`HelloBody`] boxed with the key `public` shares with the master (nonce
+    /// first): only the holder of `public`'s secret key, or the master, can make it.
+    pub boxed: String,
+}
+
+/// What a [`Hello`]'s box holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloBody {
+    pub id: String,
+    /// 32 random bytes, hex, echoed by the reply: a reply to an older hello is refused.
     pub challenge: String,
 }
 
@@ -45,11 +56,11 @@ pub enum AuthStatus {
     Full,
 }
 
-/// The master's answer to a hello, sealed to the key the minion presented.
+/// The master's answer to a hello, boxed with the key it shares with the key the hello presented.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloReply {
     pub status: AuthStatus,
-    /// The hello's challenge, echoed: proof that the master opened the hello.
+    /// The hello's challenge, echoed: this reply answers this hello, not an older one.
     pub challenge: String,
     /// Hex secretbox key for the session; present only with `Accepted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -20,7 +20,8 @@ use std::path::PathBuf;
 pub enum Target {
     /// Raw bytes from a socket into `wire::Decoder`.
     Wire,
-    /// The master opening a hello: `handshake::parse_hello` (the sealed box's plaintext).
+    /// The master reading a hello: `handshake::parse_hello` (the clear part, first byte even)
+    /// or `parse_hello_body` (the box's plaintext, first byte odd).
     Hello,
     /// The minion reading the master's clear greeting: `handshake::parse_greeting`.
     Greeting,

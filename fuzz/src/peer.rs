@@ -2,22 +2,25 @@
 //! socket: everything before the reactor.
 
 use halite_common::control::Request;
-use halite_common::crypto::KeyPair;
+use halite_common::crypto::{KeyPair, PublicKey};
 use halite_common::event::{self, Event, TagFilter};
 use halite_common::handshake::{self, MinionHandshake, Verdict};
-use halite_common::proto::{Hello, ToMaster, ToMinion};
+use halite_common::proto::{HelloBody, ToMaster, ToMinion};
 use halite_common::target::Target;
 use halite_common::wire::{encode_frame, Decoder, WireError};
 use serde_json::{json, Map, Value};
 
 /// A minion's handshake waiting for its reply, and its challenge in hex (read back from the
-/// hello with the master's key, as the real master would).
+/// hello with the key the master shares with the minion, as the real master would).
 pub(crate) fn handshake_in_flight() -> (MinionHandshake, String) {
     let (master, minion) = (KeyPair::generate(), KeyPair::generate());
-    let (handshake, sealed) = MinionHandshake::start("minion1", &minion, &master.public);
-    let plain = master.open_sealed(&sealed).expect("our own hello opens");
-    let hello: Hello = serde_json::from_slice(&plain).expect("our own hello parses");
-    (handshake, hello.challenge)
+    let (handshake, hello) =
+        MinionHandshake::start("minion1", &minion, &master.public).expect("a real master key");
+    let (_, boxed) = handshake::parse_hello(&hello).expect("our own hello parses");
+    let shared = master.shared_with(&minion.public).expect("a real minion key");
+    let plain = shared.open(&boxed, handshake::HELLO_BOX).expect("our own hello opens");
+    let body: HelloBody = serde_json::from_slice(&plain).expect("our own hello body parses");
+    (handshake, body.challenge)
 }
 
 /// The first byte picks the frame limit and how the rest is cut into reads; the decoder must
@@ -57,10 +60,19 @@ pub(crate) fn wire(data: &[u8]) {
     assert_eq!(consumed, stream[..consumed.len()], "frames differ from the stream");
 }
 
-/// A hello the master accepts names a valid id and carries a key and a 32-byte challenge.
+/// The first byte picks the part: even, the hello's clear part (version, key, box); odd, the
+/// box's plaintext. A hello the master takes has its version and a key that writes back as
+/// it reads; a body it takes names a valid id and a 32-byte challenge.
 pub(crate) fn hello(data: &[u8]) {
-    if let Ok(hello) = handshake::parse_hello(data) {
-        assert!(halite_common::id::validate_id(&hello.id).is_ok(), "{:?}", hello.id);
+    let Some((&which, data)) = data.split_first() else { return };
+    if which % 2 == 0 {
+        if let Ok((public, _)) = handshake::parse_hello(data) {
+            let again = PublicKey::from_pem(&public.to_pem()).expect("a key reads back");
+            assert_eq!(again, public);
+        }
+    } else if let Ok((id, challenge)) = handshake::parse_hello_body(data) {
+        assert!(halite_common::id::validate_id(&id).is_ok(), "{id:?}");
+        assert_eq!(challenge.len(), 32);
     }
 }
 

@@ -115,7 +115,8 @@ fn seed(target: Target, name: &str) -> Vec<u8> {
 fn valid_seeds_are_accepted() {
     use halite_common::{control::Request, handshake, proto};
     halite_common::crypto::init();
-    assert!(handshake::parse_hello(&seed(Target::Hello, "valid")).is_ok());
+    assert!(handshake::parse_hello(&seed(Target::Hello, "valid")[1..]).is_ok());
+    assert!(handshake::parse_hello_body(&seed(Target::Hello, "valid_body")[1..]).is_ok());
     assert!(handshake::parse_greeting(&seed(Target::Greeting, "valid")).is_ok());
     for name in ["key_apply", "publish", "runner", "subscribe", "subscribe_regex"] {
         let frame = seed(Target::Control, name);

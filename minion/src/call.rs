@@ -56,9 +56,10 @@ pub fn call(cfg: &MinionConfig, fun: &str, words: &[String]) -> Result<String, S
     }
     handshake::check_master_key(&presented, cached.as_ref(), cfg.master_finger.as_deref())
         .map_err(|e| e.to_string())?;
-    let (hs, hello) = MinionHandshake::start(&cfg.id, &keys, &presented);
+    let (hs, hello) =
+        MinionHandshake::start(&cfg.id, &keys, &presented).map_err(|e| e.to_string())?;
     link.send(&hello)?;
-    let mut session = match hs.on_reply(&keys, &link.recv()?).map_err(|e| e.to_string())? {
+    let mut session = match hs.on_reply(&link.recv()?).map_err(|e| e.to_string())? {
         Verdict::Accepted(session) => session,
         Verdict::Pending => return Err("this minion's key is not accepted yet".into()),
         other => return Err(format!("the master refused this minion's key ({other:?})")),

@@ -364,7 +364,7 @@ impl Minion {
             LinkPhase::Connecting => Ok(Err("data before connect completed".into())),
             LinkPhase::AwaitGreeting => Ok(self.on_greeting(frame)),
             LinkPhase::AwaitVerdict { handshake, .. } => {
-                let verdict = match handshake.on_reply(&self.keys, frame) {
+                let verdict = match handshake.on_reply(frame) {
                     Ok(verdict) => verdict,
                     Err(e) => return Ok(Err(format!("bad reply from master: {e}"))),
                 };
@@ -410,7 +410,8 @@ impl Minion {
             }
         }
         let link = self.link.as_mut().ok_or("no link")?;
-        let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, &presented);
+        let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, &presented)
+            .map_err(|e| format!("cannot greet the master: {e}"))?;
         link.conn.send(&hello)?;
         link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
         link.since = Instant::now();
@@ -481,14 +482,18 @@ impl Minion {
         let (Some(link), Some(master)) = (&mut self.link, &self.master_key) else {
             return;
         };
-        let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, master);
-        if let Err(reason) = link.conn.send(&hello) {
-            self.drop_link(&reason.to_string());
-            return;
+        let sent = match MinionHandshake::start(&self.cfg.id, &self.keys, master) {
+            Ok((hs, hello)) => link.conn.send(&hello).map(|()| hs).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot greet the master: {e}")),
+        };
+        match sent {
+            Ok(hs) => {
+                link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
+                link.since = now;
+                self.flush();
+            }
+            Err(reason) => self.drop_link(&reason),
         }
-        link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
-        link.since = now;
-        self.flush();
     }
 
     fn on_message(&mut self, msg: ToMinion) -> Result<(), String> {

@@ -3,7 +3,7 @@
 
 use halite_common::crypto::{self, KeyPair, PublicKey};
 use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
-use halite_common::proto::{Hello, ToMaster, ToMinion, PROTOCOL_VERSION};
+use halite_common::proto::{ToMaster, ToMinion};
 use halite_common::wire::{encode_frame, Decoder};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
@@ -12,16 +12,21 @@ use std::time::{Duration, Instant};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A hello for `id` with a fresh key, sealed to `master` and built by hand, as a hostile
-/// client would (any id, unchecked: the master must refuse what is wrong with it).
+/// A hello for `id` with a fresh key, boxed for `master`, as a hostile client would send it
+/// (any id: `MinionHandshake::start` checks none, the master must refuse what is wrong).
 pub fn hello_for(id: &str, master: &PublicKey) -> Vec<u8> {
-    let keys = KeyPair::generate();
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        id: id.into(),
-        public: keys.public.to_pem(),
-        challenge: "ab".repeat(32),
-    };
+    MinionHandshake::start(id, &KeyPair::generate(), master).expect("a real master key").1
+}
+
+/// A protocol version 1 hello for `id`, built by hand as a version 1 minion sealed it (JSON
+/// with the version inside, sealed to `master` from an ephemeral key).
+pub fn v1_hello_for(id: &str, master: &PublicKey) -> Vec<u8> {
+    let hello = serde_json::json!({
+        "version": 1,
+        "id": id,
+        "public": KeyPair::generate().public.to_pem(),
+        "challenge": "ab".repeat(32),
+    });
     crypto::seal(&serde_json::to_vec(&hello).expect("a hello serialises"), master)
 }
 
@@ -131,10 +136,10 @@ impl RawMinion {
     pub fn accepted(addr: SocketAddr, id: &str) -> RawMinion {
         let (mut conn, master) = RawConn::connect(addr);
         let keys = KeyPair::generate();
-        let (hs, hello) = MinionHandshake::start(id, &keys, &master);
+        let (hs, hello) = MinionHandshake::start(id, &keys, &master).expect("a real master key");
         conn.send_frame(&hello);
         let reply = conn.read_frame().expect("verdict");
-        let Verdict::Accepted(session) = hs.on_reply(&keys, &reply).expect("valid verdict") else {
+        let Verdict::Accepted(session) = hs.on_reply(&reply).expect("valid verdict") else {
             panic!("master did not accept {id}");
         };
         RawMinion { conn, keys, session }

@@ -118,7 +118,8 @@ fn a_hello_flood_from_one_address_does_not_starve_a_real_minion_from_another() {
                 let (mut conn, master_key) =
                     RawConn::connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).expect("greeted");
                 let keys = KeyPair::generate();
-                let (_, hello) = MinionHandshake::start(&format!("flood{n}"), &keys, &master_key);
+                let (_, hello) = MinionHandshake::start(&format!("flood{n}"), &keys, &master_key)
+                    .expect("a real master key");
                 conn.send_frame(&hello);
                 let _ = conn.read_frame();
                 n += 1;
