@@ -218,7 +218,12 @@ impl Follow {
 
     /// Polls until `n` new lines contain `needle`.
     pub fn wait_count(&mut self, needle: &str, n: usize) -> Result<()> {
-        let deadline = Instant::now() + STEP;
+        self.wait_count_within(needle, n, STEP)
+    }
+
+    /// `wait_count`, giving up after `limit`.
+    pub fn wait_count_within(&mut self, needle: &str, n: usize, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
         let mut seen = 0;
         loop {
             seen += self.count_new(needle);
