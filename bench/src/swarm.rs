@@ -4,8 +4,9 @@
 //! Each member behaves as a real minion does on the wire: `Ready` carries a real minion's
 //! grains with its own names and addresses (`grains`), the start events (`minion_start`, then
 //! `salt/minion/<id>/start`) follow it, and a member whose key is pending waits on its
-//! connection (the master answers it there once the key is accepted) and sends a fresh hello
-//! every `acceptance_wait_time`.
+//! connection (the master answers it there once the key is accepted), sends a fresh hello
+//! every `acceptance_wait_time`, and connects again a second later if the master closes that
+//! connection. Any other closed connection loses the member (the benchmarks fail on that).
 //!
 //! It shares nothing with the master but the wire protocol (`halite_common`'s codec,
 //! handshake and messages). Commands arrive as lines on stdin; status lines go to stdout:
@@ -13,8 +14,9 @@
 //! - `swarm ready: N live in MS ms (R handshakes/s)` once every member is authenticated;
 //! - `events N` → fires N events (`bench/event/K`) round-robin over the live members, then
 //!   `bench/events/done`, and prints `events sent: N in MS ms` once they are all written;
-//! - `stats` → `stats: live=L returns=R lost=X pending=P rehellos=H` (P: members told their
-//!   key is pending, H: hellos sent again while pending);
+//! - `stats` → `stats: live=L returns=R lost=X pending=P rehellos=H reconnects=C` (P: members
+//!   told their key is pending, H: hellos sent again while pending, C: pending connections the
+//!   master closed, connected again);
 //! - `quit` or end of input → exits.
 
 use halite_common::conn::Conn;
@@ -36,6 +38,10 @@ use std::time::{Duration, Instant};
 const WAKER: Token = Token(usize::MAX - 1);
 const MAX_FRAME: usize = 16 << 20;
 const MAX_OUT: usize = 256 << 20;
+/// A real minion's `recon_default`: how long a member waits before connecting again.
+const RECONNECT: Duration = Duration::from_secs(1);
+/// Reconnections a pending member gets before it counts as lost.
+const MAX_RECONNECTS: u32 = 5;
 
 /// What the swarm is told to do.
 #[derive(Debug, Clone)]
@@ -101,6 +107,9 @@ struct Member {
     writing: bool,
     /// When to send the hello again while the key is pending.
     rehello_at: Option<Instant>,
+    /// Told its key is pending (on this connection or an earlier one).
+    told_pending: bool,
+    reconnects: u32,
 }
 
 /// Stdin commands, read on a thread and handed to the loop through a waker.
@@ -124,8 +133,11 @@ pub struct Swarm {
     /// Members told their key is pending, and hellos sent again while pending.
     pending: usize,
     rehellos: usize,
+    reconnects: usize,
     /// Re-hello deadlines in the order they fall (the wait is the same for every member).
     rehello_queue: VecDeque<(Instant, usize)>,
+    /// Pending members to connect again, in the order they are due.
+    reconnect_queue: VecDeque<(Instant, usize)>,
     /// This machine's core grains, which each member varies (`grains::member`).
     grains: Map<String, Value>,
     started: Instant,
@@ -169,6 +181,8 @@ impl Swarm {
                 phase: Phase::NotStarted,
                 writing: false,
                 rehello_at: None,
+                told_pending: false,
+                reconnects: 0,
             })
             .collect();
         Ok(Swarm {
@@ -183,7 +197,9 @@ impl Swarm {
             returns: 0,
             pending: 0,
             rehellos: 0,
+            reconnects: 0,
             rehello_queue: VecDeque::new(),
+            reconnect_queue: VecDeque::new(),
             grains: crate::grains::base(),
             started: Instant::now(),
             ready_said: false,
@@ -199,10 +215,12 @@ impl Swarm {
         loop {
             self.start_connections()?;
             self.rehello_due(Instant::now());
-            let timeout = self
-                .rehello_queue
-                .front()
-                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let next = [self.rehello_queue.front(), self.reconnect_queue.front()];
+            let timeout = next
+                .into_iter()
+                .flatten()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+                .min();
             self.poll.poll(&mut events, timeout)?;
             for event in events.iter() {
                 let token = event.token();
@@ -215,8 +233,13 @@ impl Swarm {
                 match command {
                     Command::Events(n) => self.fire_events(n),
                     Command::Stats => say(&format!(
-                        "stats: live={} returns={} lost={} pending={} rehellos={}",
-                        self.live, self.returns, self.lost, self.pending, self.rehellos
+                        "stats: live={} returns={} lost={} pending={} rehellos={} reconnects={}",
+                        self.live,
+                        self.returns,
+                        self.lost,
+                        self.pending,
+                        self.rehellos,
+                        self.reconnects
                     )),
                     Command::Quit => return Ok(()),
                 }
@@ -225,11 +248,22 @@ impl Swarm {
         }
     }
 
-    /// Opens connections until `in_flight` handshakes are under way.
+    /// Opens connections until `in_flight` handshakes are under way: members due to connect
+    /// again first, then new ones.
     fn start_connections(&mut self) -> io::Result<()> {
-        while self.connecting < self.opts.in_flight && self.next < self.members.len() {
-            let i = self.next;
-            self.next += 1;
+        let now = Instant::now();
+        while self.connecting < self.opts.in_flight {
+            let i = match self.reconnect_queue.front() {
+                Some(&(at, i)) if at <= now => {
+                    self.reconnect_queue.pop_front();
+                    i
+                }
+                _ if self.next < self.members.len() => {
+                    self.next += 1;
+                    self.next - 1
+                }
+                _ => return Ok(()),
+            };
             let mut stream = TcpStream::connect(self.opts.master)?;
             self.poll.registry().register(
                 &mut stream,
@@ -313,7 +347,8 @@ impl Swarm {
                 }
                 Ok(Verdict::Pending) => {
                     member.phase = Phase::AwaitVerdict(hs);
-                    if member.rehello_at.is_none() {
+                    if !member.told_pending {
+                        member.told_pending = true;
                         self.pending += 1; // told so the first time, not on every re-hello
                     }
                     let at = Instant::now() + self.opts.acceptance_wait_time;
@@ -357,7 +392,7 @@ impl Swarm {
             if member.rehello_at != Some(at) || !matches!(member.phase, Phase::AwaitVerdict(_)) {
                 continue;
             }
-            // `rehello_at` stays set until accepted: the next Pending is not a new member.
+            member.rehello_at = None;
             let Some(key) = self.master_key.clone() else { continue };
             self.rehellos += 1;
             let sent = send_hello(member, &key).and_then(|()| self.flush(i));
@@ -397,9 +432,21 @@ impl Swarm {
             Phase::Gone | Phase::NotStarted => {}
             _ => self.connecting -= 1,
         }
-        member.phase = Phase::Gone;
+        // A pending minion whose connection closes connects again, as a real one does.
+        let again = member.told_pending
+            && matches!(member.phase, Phase::AwaitVerdict(_) | Phase::AwaitGreeting)
+            && member.reconnects < MAX_RECONNECTS;
+        member.phase = if again { Phase::NotStarted } else { Phase::Gone };
+        member.rehello_at = None;
         if let Some(mut conn) = member.conn.take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        if again {
+            member.reconnects += 1;
+            self.reconnects += 1;
+            self.reconnect_queue.push_back((Instant::now() + RECONNECT, i));
+            say(&format!("reconnecting {}: {why}", member.id));
+            return;
         }
         self.lost += 1;
         say(&format!("lost {}: {why}", member.id));

@@ -60,7 +60,7 @@ impl Bench {
         let mut samples = Vec::new();
         let mut missing = 0;
         let mut peak = 0;
-        let mut rehellos = 0;
+        let (mut rehellos, mut reconnects) = (0, 0);
         for _ in 0..reps {
             let master =
                 self.seed_master(&format!("onboard{n}"), SWARM_START, LIMITS, |_| Ok(()))?;
@@ -70,19 +70,34 @@ impl Bench {
             let needle = format!("/ret/{prefix}");
             // Far past the targets: a slow master still gives a number, a stuck one an error.
             let limit = crate::procs::STEP.max(Duration::from_millis(30) * n as u32);
-            let waited = log.wait_count_within(&needle, n, limit);
+            let mut lost = None;
+            let waited = log.wait_count_unless(&needle, n, limit, || {
+                lost = swarm.lost();
+                lost.clone()
+            });
             samples.push(start.elapsed());
+            if let Some(line) = lost {
+                // Stop at the first lost member, with what the master said about it.
+                let id = line.trim_start_matches("lost ").split(':').next().unwrap_or_default();
+                let log = std::fs::read_to_string(&master.daemon.log).unwrap_or_default();
+                let said: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+                return Err(format!(
+                    "{n} swarm minions: {line}; the master on it:\n{}",
+                    said.join("\n")
+                ));
+            }
+            if let Err(e) = waited {
+                self.failures.push(format!("onboarding {n} swarm minions: {e}"));
+            }
             swarm.command("stats")?;
             let stats = swarm.wait_line("stats: ")?;
             let returned = returned_ids(&master, &needle);
             let gone = n.saturating_sub(returned.len());
             missing += gone;
             peak = peak.max(master.daemon.memory().peak_kib);
-            let said = stats.split_whitespace().find_map(|w| w.strip_prefix("rehellos="));
-            rehellos += said.and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
-            if let Err(e) = waited {
-                self.failures.push(format!("onboarding {n} swarm minions: {e}"));
-            }
+            eprintln!("    {:.2} s; {stats}", samples[samples.len() - 1].as_secs_f64());
+            rehellos += stat(&stats, "rehellos");
+            reconnects += stat(&stats, "reconnects");
             if gone > 0 || !stats.contains(" lost=0") {
                 let some: Vec<String> = (0..n)
                     .map(|i| format!("{prefix}{i:05}"))
@@ -105,7 +120,7 @@ impl Bench {
             format!(
                 "onboarding {} new swarm minions (fresh keys): pending → reactor accepts → \
                  `test.ping` on the start event, every return in (median of {reps}; \
-                 {missing} missing; {rehellos} re-hellos)",
+                 {missing} missing; {rehellos} re-hellos, {reconnects} reconnections)",
                 thousands(n)
             ),
             format!("{:.2} s", ms / 1000.0),
@@ -185,6 +200,12 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+/// `NAME=N` from the swarm's `stats:` line (0 when absent).
+fn stat(stats: &str, name: &str) -> usize {
+    let value = stats.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='));
+    value.and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// Whether `id`'s state file is on disk with its rendered content.
