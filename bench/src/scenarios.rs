@@ -38,8 +38,10 @@ pub struct Bench {
 
 /// A master running in its own tree.
 pub struct MasterRun {
-    pub dir: TempDir,
+    /// Killed before `dir` is removed (fields drop in this order): a master still writing
+    /// its tree would leave some of it behind.
     pub daemon: Daemon,
+    pub dir: TempDir,
     pub addr: String,
     pub conf: PathBuf,
 }
@@ -129,7 +131,7 @@ impl Bench {
             .and_then(|rest| rest.split(',').next())
             .ok_or_else(|| format!("no address in {ready:?}"))?
             .to_string();
-        Ok(MasterRun { dir, daemon, addr, conf })
+        Ok(MasterRun { daemon, dir, addr, conf })
     }
 
     /// A master with the seed's reactor: `Minion.sls` accepts `Min*` keys on `salt/auth`, and

@@ -360,8 +360,9 @@ impl Swarm {
                 Err(e) => Err(e.to_string()),
             },
             Phase::Live(mut session) => {
-                let msg: ToMinion = session.open(frame).map_err(|e| e.to_string())?;
-                member.phase = Phase::Live(session);
+                let opened = session.open(frame);
+                member.phase = Phase::Live(session); // still live when `drop_member` counts
+                let msg: ToMinion = opened.map_err(|e| e.to_string())?;
                 match msg {
                     ToMinion::Ping { seq } => send(member, &ToMaster::Pong { seq }),
                     ToMinion::Publish(job) => {
@@ -427,14 +428,18 @@ impl Swarm {
 
     fn drop_member(&mut self, i: usize, why: &str) {
         let member = &mut self.members[i];
-        match member.phase {
-            Phase::Live(_) => self.live -= 1,
-            Phase::Gone | Phase::NotStarted => {}
-            _ => self.connecting -= 1,
+        // A frame that failed mid-handshake has left the phase `Gone`, the connection open.
+        let was_live = matches!(member.phase, Phase::Live(_));
+        match (was_live, member.conn.is_some()) {
+            (true, _) => self.live -= 1,
+            (false, true) => self.connecting -= 1,
+            (false, false) => {}
         }
-        // A pending minion whose connection closes connects again, as a real one does.
+        // A pending minion whose handshake fails or whose connection closes connects again,
+        // as a real one does.
         let again = member.told_pending
-            && matches!(member.phase, Phase::AwaitVerdict(_) | Phase::AwaitGreeting)
+            && !was_live
+            && member.conn.is_some()
             && member.reconnects < MAX_RECONNECTS;
         member.phase = if again { Phase::NotStarted } else { Phase::Gone };
         member.rehello_at = None;

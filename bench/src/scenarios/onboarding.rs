@@ -43,7 +43,8 @@ impl Bench {
     /// real `halite-minion` processes each applying `state.sls` through it.
     pub fn onboarding(&mut self) -> Result<()> {
         let sizes: &[(usize, usize)] =
-            if self.quick { &[(100, 1)] } else { &[(1000, 3), (10_000, 3)] };
+            // One run at 10,000: minutes on today's master (see BENCHMARKS.md).
+            if self.quick { &[(100, 1)] } else { &[(1000, 3), (10_000, 1)] };
         for &(n, reps) in sizes {
             self.onboard_swarm(n, reps)?;
         }
@@ -69,7 +70,7 @@ impl Bench {
             let mut swarm = self.spawn_swarm(&master, prefix, n)?;
             let needle = format!("/ret/{prefix}");
             // Far past the targets: a slow master still gives a number, a stuck one an error.
-            let limit = crate::procs::STEP.max(Duration::from_millis(30) * n as u32);
+            let limit = crate::procs::STEP.max(Duration::from_millis(60) * n as u32);
             let mut lost = None;
             let waited = log.wait_count_unless(&needle, n, limit, || {
                 lost = swarm.lost();
@@ -119,9 +120,10 @@ impl Bench {
             "onboarding",
             format!(
                 "onboarding {} new swarm minions (fresh keys): pending → reactor accepts → \
-                 `test.ping` on the start event, every return in (median of {reps}; \
-                 {missing} missing; {rehellos} re-hellos, {reconnects} reconnections)",
-                thousands(n)
+                 `test.ping` on the start event, every return in ({}; {missing} missing; \
+                 {rehellos} re-hellos, {reconnects} reconnections)",
+                thousands(n),
+                runs(reps)
             ),
             format!("{:.2} s", ms / 1000.0),
             target,
@@ -192,13 +194,22 @@ impl Bench {
             "onboarding",
             format!(
                 "onboarding {n} new `halite-minion` processes (fresh keys): pending → reactor \
-                 accepts → `state.sls` file on disk for every one (median of {reps})"
+                 accepts → `state.sls` file on disk for every one ({})",
+                runs(reps)
             ),
             format!("{:.2} s", ms / 1000.0),
             "",
             None,
         );
         Ok(())
+    }
+}
+
+/// "median of 3", or "one run".
+fn runs(reps: usize) -> String {
+    match reps {
+        1 => "one run".into(),
+        n => format!("median of {n}"),
     }
 }
 
