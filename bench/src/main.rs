@@ -16,10 +16,11 @@ struct Args {
     /// directory with halite-swarm
     #[argh(option)]
     tools: PathBuf,
-    /// a small, fast run (100 swarm minions, few repetitions): checks, not numbers
+    /// a small, fast run (100 swarm minions, 5 real ones onboarded, few repetitions): checks,
+    /// not numbers
     #[argh(switch)]
     quick: bool,
-    /// run only this measurement: cli-ping, swarm-ping, events, bootstrap, sizes
+    /// run only this measurement: cli-ping, swarm-ping, events, bootstrap, onboarding, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -35,7 +36,7 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 5] = ["cli-ping", "swarm-ping", "events", "bootstrap", "sizes"];
+const ALL: [&str; 6] = ["cli-ping", "swarm-ping", "events", "bootstrap", "onboarding", "sizes"];
 
 fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
             "swarm-ping" => bench.swarm_ping(),
             "events" => bench.events(),
             "bootstrap" => bench.bootstrap(),
+            "onboarding" => bench.onboarding(),
             _ => match &args.static_bins {
                 Some(dir) => bench.sizes(dir),
                 None => Ok(()),

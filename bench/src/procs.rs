@@ -168,6 +168,12 @@ impl SwarmProc {
         writeln!(self.stdin, "{line}").map_err(|e| format!("halite-swarm stdin: {e}"))
     }
 
+    /// A `lost ...` line the swarm has said since the last look, if any (other lines are
+    /// dropped: call this only while no other line is awaited).
+    pub fn lost(&mut self) -> Option<String> {
+        self.lines.try_iter().find(|line| line.starts_with("lost "))
+    }
+
     /// The next status line starting with `prefix`; `lost ...` lines are errors.
     pub fn wait_line(&mut self, prefix: &str) -> Result<String> {
         let deadline = Instant::now() + STEP;
@@ -218,12 +224,26 @@ impl Follow {
 
     /// Polls until `n` new lines contain `needle`.
     pub fn wait_count(&mut self, needle: &str, n: usize) -> Result<()> {
-        let deadline = Instant::now() + STEP;
+        self.wait_count_unless(needle, n, STEP, || None)
+    }
+
+    /// `wait_count`, giving up after `limit`, or as soon as `stop` has a reason to.
+    pub fn wait_count_unless(
+        &mut self,
+        needle: &str,
+        n: usize,
+        limit: Duration,
+        mut stop: impl FnMut() -> Option<String>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + limit;
         let mut seen = 0;
         loop {
             seen += self.count_new(needle);
             if seen >= n {
                 return Ok(());
+            }
+            if let Some(why) = stop() {
+                return Err(format!("{seen} of {n} '{needle}' in {}: {why}", self.path.display()));
             }
             if Instant::now() > deadline {
                 return Err(format!("{seen} of {n} '{needle}' in {}", self.path.display()));

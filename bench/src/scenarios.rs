@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod onboarding;
+
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -36,8 +38,10 @@ pub struct Bench {
 
 /// A master running in its own tree.
 pub struct MasterRun {
-    pub dir: TempDir,
+    /// Killed before `dir` is removed (fields drop in this order): a master still writing
+    /// its tree would leave some of it behind.
     pub daemon: Daemon,
+    pub dir: TempDir,
     pub addr: String,
     pub conf: PathBuf,
 }
@@ -127,7 +131,34 @@ impl Bench {
             .and_then(|rest| rest.split(',').next())
             .ok_or_else(|| format!("no address in {ready:?}"))?
             .to_string();
-        Ok(MasterRun { dir, daemon, addr, conf })
+        Ok(MasterRun { daemon, dir, addr, conf })
+    }
+
+    /// A master with the seed's reactor: `Minion.sls` accepts `Min*` keys on `salt/auth`, and
+    /// `start_sls` (as `auto.sls`) reacts to `salt/minion/Min*/start`; `file_roots` is the
+    /// tree's `srv/salt`, which `prepare` fills.
+    fn seed_master(
+        &self,
+        name: &str,
+        start_sls: &str,
+        extra: &str,
+        prepare: impl FnOnce(&TempDir) -> Result<()>,
+    ) -> Result<MasterRun> {
+        self.master(name, extra, |dir| {
+            let accept = dir.write("srv/reactor/Minion.sls", SEED_ACCEPT)?;
+            let start = dir.write("srv/reactor/auto.sls", start_sls)?;
+            prepare(dir)?;
+            dir.append(
+                "conf/master",
+                &format!(
+                    "file_roots:\n  base: [{}]\nreactor:\n  - 'salt/auth':\n    - {}\n  \
+                     - 'salt/minion/Min*/start':\n    - {}\n",
+                    dir.join("srv/salt").display(),
+                    accept.display(),
+                    start.display()
+                ),
+            )
+        })
     }
 
     /// A real minion for `master`, with `id`, authenticated when this returns.
@@ -149,13 +180,18 @@ impl Bench {
     /// `halite-swarm` with `count` members named `{prefix}NNNNN`, once they are all live;
     /// with its `swarm ready: …` line.
     fn swarm(&self, master: &MasterRun, prefix: &str, count: usize) -> Result<(SwarmProc, String)> {
+        let mut swarm = self.spawn_swarm(master, prefix, count)?;
+        let ready = swarm.wait_line("swarm ready: ")?;
+        Ok((swarm, ready))
+    }
+
+    /// `halite-swarm` with `count` members named `{prefix}NNNNN`, just started.
+    fn spawn_swarm(&self, master: &MasterRun, prefix: &str, count: usize) -> Result<SwarmProc> {
         let mut cmd = Command::new(self.tools.join("halite-swarm"));
         cmd.args(["--master", &master.addr, "--count", &count.to_string(), "--prefix", prefix])
             .arg("--keys")
             .arg(self.keys.path());
-        let mut swarm = SwarmProc::spawn(cmd)?;
-        let ready = swarm.wait_line("swarm ready: ")?;
-        Ok((swarm, ready))
+        SwarmProc::spawn(cmd)
     }
 
     fn halite(&self, master: &MasterRun, args: &[&str]) -> Command {
@@ -397,18 +433,11 @@ impl Bench {
         let mut samples = Vec::new();
         for _ in 0..reps {
             let mut example = PathBuf::new();
-            let master = self.master("seed", "", |dir| {
-                let accept = dir.write("srv/reactor/Minion.sls", SEED_ACCEPT)?;
-                let start = dir.write("srv/reactor/auto.sls", SEED_START)?;
+            let master = self.seed_master("seed", SEED_START, "", |dir| {
                 example = dir.join("out/example");
                 dir.write("srv/salt/test.sls", &format!("{}:\n  file.managed:\n    - source: salt://example\n    - makedirs: True\n", example.display()))?;
                 dir.write("srv/salt/example", "managed by Halite\n")?;
-                dir.append("conf/master", &format!(
-                    "file_roots:\n  base: [{}]\nreactor:\n  - 'salt/auth':\n    - {}\n  - 'salt/minion/Min*/start':\n    - {}\n",
-                    dir.join("srv/salt").display(),
-                    accept.display(),
-                    start.display()
-                ))
+                Ok(())
             })?;
             let start = Instant::now();
             let _minion = self.minion(&master, "Minion2", "")?;

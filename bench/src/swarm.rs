@@ -1,13 +1,22 @@
 //! A swarm of minions in one process: N connections on one `mio` loop, each with its own key
 //! and id, doing the real handshake and answering `test.ping` / `test.echo` with real returns.
 //!
+//! Each member behaves as a real minion does on the wire: `Ready` carries a real minion's
+//! grains with its own names and addresses (`grains`), the start events (`minion_start`, then
+//! `salt/minion/<id>/start`) follow it, and a member whose key is pending waits on its
+//! connection (the master answers it there once the key is accepted), sends a fresh hello
+//! every `acceptance_wait_time`, and connects again a second later if the master closes that
+//! connection. Any other closed connection loses the member (the benchmarks fail on that).
+//!
 //! It shares nothing with the master but the wire protocol (`halite_common`'s codec,
 //! handshake and messages). Commands arrive as lines on stdin; status lines go to stdout:
 //!
 //! - `swarm ready: N live in MS ms (R handshakes/s)` once every member is authenticated;
 //! - `events N` → fires N events (`bench/event/K`) round-robin over the live members, then
 //!   `bench/events/done`, and prints `events sent: N in MS ms` once they are all written;
-//! - `stats` → `stats: live=L returns=R lost=X`;
+//! - `stats` → `stats: live=L returns=R lost=X pending=P rehellos=H reconnects=C` (P: members
+//!   told their key is pending, H: hellos sent again while pending, C: pending connections the
+//!   master closed, connected again);
 //! - `quit` or end of input → exits.
 
 use halite_common::conn::Conn;
@@ -15,19 +24,24 @@ use halite_common::crypto::{KeyPair, PublicKey};
 use halite_common::files::write_cache;
 use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
 use halite_common::proto::{JobReturn, Publish, ToMaster, ToMinion};
-use halite_common::time::unix_seconds;
+use halite_common::time::{unix_seconds, Utc};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
 const MAX_FRAME: usize = 16 << 20;
 const MAX_OUT: usize = 256 << 20;
+/// A real minion's `recon_default`: how long a member waits before connecting again.
+const RECONNECT: Duration = Duration::from_secs(1);
+/// Reconnections a pending member gets before it counts as lost.
+const MAX_RECONNECTS: u32 = 5;
 
 /// What the swarm is told to do.
 #[derive(Debug, Clone)]
@@ -36,6 +50,9 @@ pub struct Options {
     /// Most connections between connect and authenticated at once (the master's listen
     /// backlog is finite).
     pub in_flight: usize,
+    /// How long a pending member waits before it sends its hello again (a real minion's
+    /// `acceptance_wait_time`; the master refuses re-hellos faster than about a second).
+    pub acceptance_wait_time: Duration,
 }
 
 /// The ids (`{prefix}{index:05}`) and key pairs of `count` members: loaded from `dir`, or
@@ -88,6 +105,11 @@ struct Member {
     conn: Option<Conn<TcpStream>>,
     phase: Phase,
     writing: bool,
+    /// When to send the hello again while the key is pending.
+    rehello_at: Option<Instant>,
+    /// Told its key is pending (on this connection or an earlier one).
+    told_pending: bool,
+    reconnects: u32,
 }
 
 /// Stdin commands, read on a thread and handed to the loop through a waker.
@@ -108,6 +130,16 @@ pub struct Swarm {
     live: usize,
     lost: usize,
     returns: u64,
+    /// Members told their key is pending, and hellos sent again while pending.
+    pending: usize,
+    rehellos: usize,
+    reconnects: usize,
+    /// Re-hello deadlines in the order they fall (the wait is the same for every member).
+    rehello_queue: VecDeque<(Instant, usize)>,
+    /// Pending members to connect again, in the order they are due.
+    reconnect_queue: VecDeque<(Instant, usize)>,
+    /// This machine's core grains, which each member varies (`grains::member`).
+    grains: Map<String, Value>,
     started: Instant,
     ready_said: bool,
     /// `events` in progress: when it started and how many.
@@ -148,6 +180,9 @@ impl Swarm {
                 conn: None,
                 phase: Phase::NotStarted,
                 writing: false,
+                rehello_at: None,
+                told_pending: false,
+                reconnects: 0,
             })
             .collect();
         Ok(Swarm {
@@ -160,6 +195,12 @@ impl Swarm {
             live: 0,
             lost: 0,
             returns: 0,
+            pending: 0,
+            rehellos: 0,
+            reconnects: 0,
+            rehello_queue: VecDeque::new(),
+            reconnect_queue: VecDeque::new(),
+            grains: crate::grains::base(),
             started: Instant::now(),
             ready_said: false,
             sending: None,
@@ -173,7 +214,14 @@ impl Swarm {
         let mut events = Events::with_capacity(1024);
         loop {
             self.start_connections()?;
-            self.poll.poll(&mut events, None)?;
+            self.rehello_due(Instant::now());
+            let next = [self.rehello_queue.front(), self.reconnect_queue.front()];
+            let timeout = next
+                .into_iter()
+                .flatten()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+                .min();
+            self.poll.poll(&mut events, timeout)?;
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER {
@@ -185,8 +233,13 @@ impl Swarm {
                 match command {
                     Command::Events(n) => self.fire_events(n),
                     Command::Stats => say(&format!(
-                        "stats: live={} returns={} lost={}",
-                        self.live, self.returns, self.lost
+                        "stats: live={} returns={} lost={} pending={} rehellos={} reconnects={}",
+                        self.live,
+                        self.returns,
+                        self.lost,
+                        self.pending,
+                        self.rehellos,
+                        self.reconnects
                     )),
                     Command::Quit => return Ok(()),
                 }
@@ -195,11 +248,22 @@ impl Swarm {
         }
     }
 
-    /// Opens connections until `in_flight` handshakes are under way.
+    /// Opens connections until `in_flight` handshakes are under way: members due to connect
+    /// again first, then new ones.
     fn start_connections(&mut self) -> io::Result<()> {
-        while self.connecting < self.opts.in_flight && self.next < self.members.len() {
-            let i = self.next;
-            self.next += 1;
+        let now = Instant::now();
+        while self.connecting < self.opts.in_flight {
+            let i = match self.reconnect_queue.front() {
+                Some(&(at, i)) if at <= now => {
+                    self.reconnect_queue.pop_front();
+                    i
+                }
+                _ if self.next < self.members.len() => {
+                    self.next += 1;
+                    self.next - 1
+                }
+                _ => return Ok(()),
+            };
             let mut stream = TcpStream::connect(self.opts.master)?;
             self.poll.registry().register(
                 &mut stream,
@@ -268,31 +332,37 @@ impl Swarm {
                     Some(_) => {}
                     None => self.master_key = Some(key.clone()),
                 }
-                let (hs, hello) = MinionHandshake::start(&member.id, &member.keys, &key)
-                    .map_err(|e| e.to_string())?;
-                member.phase = Phase::AwaitVerdict(hs);
-                send_raw(member, &hello)
+                send_hello(member, &key)
             }
             Phase::AwaitVerdict(hs) => match hs.on_reply(frame) {
                 Ok(Verdict::Accepted(session)) => {
                     member.phase = Phase::Live(session);
-                    let grains = json!({"id": member.id, "os": "Swarm", "kernel": "Linux"});
-                    let Value::Object(grains) = grains else { unreachable!() };
+                    member.rehello_at = None;
+                    let grains = crate::grains::member(&self.grains, &member.id, i);
                     send(member, &ToMaster::Ready { grains, transient: false })?;
+                    fire_start_events(member)?;
                     self.connecting -= 1;
                     self.live += 1;
                     Ok(())
                 }
                 Ok(Verdict::Pending) => {
                     member.phase = Phase::AwaitVerdict(hs);
+                    if !member.told_pending {
+                        member.told_pending = true;
+                        self.pending += 1; // told so the first time, not on every re-hello
+                    }
+                    let at = Instant::now() + self.opts.acceptance_wait_time;
+                    member.rehello_at = Some(at);
+                    self.rehello_queue.push_back((at, i));
                     Ok(())
                 }
                 Ok(other) => Err(format!("not accepted: {other:?}")),
                 Err(e) => Err(e.to_string()),
             },
             Phase::Live(mut session) => {
-                let msg: ToMinion = session.open(frame).map_err(|e| e.to_string())?;
-                member.phase = Phase::Live(session);
+                let opened = session.open(frame);
+                member.phase = Phase::Live(session); // still live when `drop_member` counts
+                let msg: ToMinion = opened.map_err(|e| e.to_string())?;
                 match msg {
                     ToMinion::Ping { seq } => send(member, &ToMaster::Pong { seq }),
                     ToMinion::Publish(job) => {
@@ -305,6 +375,30 @@ impl Swarm {
             other => {
                 member.phase = other;
                 Ok(())
+            }
+        }
+    }
+
+    /// Sends a fresh hello for every pending member whose `acceptance_wait_time` is over, as a
+    /// real minion does (the master answers the waiting connection itself when the key is
+    /// accepted, so with a reactor that accepts at once this never runs).
+    fn rehello_due(&mut self, now: Instant) {
+        while let Some(&(at, i)) = self.rehello_queue.front() {
+            if at > now {
+                return;
+            }
+            self.rehello_queue.pop_front();
+            let member = &mut self.members[i];
+            // A member accepted (or answered again) since this was queued has no business here.
+            if member.rehello_at != Some(at) || !matches!(member.phase, Phase::AwaitVerdict(_)) {
+                continue;
+            }
+            member.rehello_at = None;
+            let Some(key) = self.master_key.clone() else { continue };
+            self.rehellos += 1;
+            let sent = send_hello(member, &key).and_then(|()| self.flush(i));
+            if let Err(why) = sent {
+                self.drop_member(i, &why);
             }
         }
     }
@@ -334,14 +428,30 @@ impl Swarm {
 
     fn drop_member(&mut self, i: usize, why: &str) {
         let member = &mut self.members[i];
-        match member.phase {
-            Phase::Live(_) => self.live -= 1,
-            Phase::Gone | Phase::NotStarted => {}
-            _ => self.connecting -= 1,
+        // A frame that failed mid-handshake has left the phase `Gone`, the connection open.
+        let was_live = matches!(member.phase, Phase::Live(_));
+        match (was_live, member.conn.is_some()) {
+            (true, _) => self.live -= 1,
+            (false, true) => self.connecting -= 1,
+            (false, false) => {}
         }
-        member.phase = Phase::Gone;
+        // A pending minion whose handshake fails or whose connection closes connects again,
+        // as a real one does.
+        let again = member.told_pending
+            && !was_live
+            && member.conn.is_some()
+            && member.reconnects < MAX_RECONNECTS;
+        member.phase = if again { Phase::NotStarted } else { Phase::Gone };
+        member.rehello_at = None;
         if let Some(mut conn) = member.conn.take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        if again {
+            member.reconnects += 1;
+            self.reconnects += 1;
+            self.reconnect_queue.push_back((Instant::now() + RECONNECT, i));
+            say(&format!("reconnecting {}: {why}", member.id));
+            return;
         }
         self.lost += 1;
         say(&format!("lost {}: {why}", member.id));
@@ -414,6 +524,26 @@ fn answer(job: Publish) -> JobReturn {
         out: None,
         user: job.user,
     }
+}
+
+/// Starts a handshake: a hello sealed to the master's key, waiting for its verdict.
+fn send_hello(member: &mut Member, master: &PublicKey) -> Result<(), String> {
+    let (hs, hello) =
+        MinionHandshake::start(&member.id, &member.keys, master).map_err(|e| e.to_string())?;
+    member.phase = Phase::AwaitVerdict(hs);
+    send_raw(member, &hello)
+}
+
+/// A real minion's start events, in Salt's order: the legacy `minion_start`, then
+/// `salt/minion/<id>/start` (what the seed's reactor reacts to).
+fn fire_start_events(member: &mut Member) -> Result<(), String> {
+    let text = format!("Minion {} started at {}", member.id, Utc::now().asctime());
+    let ts = unix_seconds();
+    for tag in ["minion_start".to_string(), format!("salt/minion/{}/start", member.id)] {
+        let data = Value::String(text.clone());
+        send(member, &ToMaster::Event { tag, data, ts, ack: false, jid: None })?;
+    }
+    Ok(())
 }
 
 fn send(member: &mut Member, msg: &ToMaster) -> Result<(), String> {

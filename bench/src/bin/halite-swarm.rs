@@ -5,6 +5,7 @@ use halite_bench::swarm::{self, Options, Swarm};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Open COUNT authenticated minion sessions to a Halite master and answer test.ping and
 /// test.echo on each. Reads commands (`events N`, `stats`, `quit`) on stdin.
@@ -28,6 +29,10 @@ struct Args {
     /// most handshakes in progress at once
     #[argh(option, default = "256")]
     in_flight: usize,
+    /// seconds a member whose key is pending waits before it sends its hello again (a real
+    /// minion's acceptance_wait_time, Salt's default 10; at least 1)
+    #[argh(option, default = "10")]
+    acceptance_wait_time: u64,
 }
 
 fn main() -> ExitCode {
@@ -42,7 +47,11 @@ fn main() -> ExitCode {
             return fail(&format!("accepting keys into {}: {e}", pki.display()));
         }
     }
-    let opts = Options { master: args.master, in_flight: args.in_flight.max(1) };
+    let opts = Options {
+        master: args.master,
+        in_flight: args.in_flight.max(1),
+        acceptance_wait_time: Duration::from_secs(args.acceptance_wait_time.max(1)),
+    };
     match Swarm::new(opts, members).and_then(|mut swarm| swarm.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),

@@ -23,6 +23,7 @@ use halite_common::conn::ConnError;
 use halite_common::crypto::KeyPair;
 use halite_common::event::object;
 use halite_common::files::create_private_dir;
+use halite_common::handshake::KeyCache;
 use mio::Token;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -115,6 +116,8 @@ pub struct Core {
     pub(crate) now: Instant,
     fx: Vec<Effect>,
     keys: KeyPair,
+    /// Accepted minions' shared keys: their next hello costs no scalar multiplication.
+    shared_keys: KeyCache,
     pub(crate) store: KeyStore,
     policy: Policy,
     pub(crate) peers: HashMap<Token, Peer>,
@@ -219,6 +222,7 @@ impl Core {
             now,
             fx: Vec::new(),
             keys,
+            shared_keys: KeyCache::default(),
             store,
             policy,
             peers: HashMap::new(),

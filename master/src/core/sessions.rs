@@ -44,7 +44,7 @@ impl Core {
         }
         match &mut peer.phase {
             Phase::AwaitHello => {
-                let hello = handshake::open_hello(&self.keys, frame)
+                let hello = handshake::open_hello(&self.keys, &mut self.shared_keys, frame)
                     .map_err(|e| format!("refused hello: {e}"))?;
                 self.authenticate(token, hello)
             }
@@ -55,7 +55,7 @@ impl Core {
                     return Err("hellos too fast while pending".into());
                 }
                 let id = pending.id.clone();
-                let hello = handshake::open_hello(&self.keys, frame)
+                let hello = handshake::open_hello(&self.keys, &mut self.shared_keys, frame)
                     .map_err(|e| format!("refused hello: {e}"))?;
                 if hello.id != id {
                     return Err(format!("pending as '{id}', asked again as '{}'", hello.id));
@@ -213,7 +213,7 @@ impl Core {
         hello: HelloIn,
         status: AuthStatus,
     ) -> Result<(), String> {
-        let (reply, session) = handshake::seal_reply(&hello, status);
+        let (reply, session) = handshake::seal_reply(&mut self.shared_keys, &hello, status);
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         // A refusal is sent too: the driver writes what it can before it closes.
         self.fx.push(Effect::Send { conn: token, bytes: reply });

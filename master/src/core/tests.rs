@@ -114,14 +114,14 @@ impl FakeMinion {
         let greeting = h.step(Input::MinionConnected { conn, addr: addr() });
         let [greeting] = &sent(&greeting, conn)[..] else { panic!("no greeting: {greeting:?}") };
         let master = parse_greeting(greeting).unwrap();
-        let (handshake, hello) = MinionHandshake::start(&self.id, &self.keys, &master);
+        let (handshake, hello) = MinionHandshake::start(&self.id, &self.keys, &master).unwrap();
         let answer = h.step(Input::Frame { conn, frame: hello });
         (handshake, answer)
     }
 
     fn on_verdict(&mut self, handshake: &MinionHandshake, effects: &[Effect], conn: Token) {
         let [reply] = &sent(effects, conn)[..] else { panic!("no verdict: {effects:?}") };
-        match handshake.on_reply(&self.keys, reply).unwrap() {
+        match handshake.on_reply(reply).unwrap() {
             Verdict::Accepted(session) => self.session = Some(session),
             other => panic!("not accepted: {other:?}"),
         }
@@ -224,7 +224,7 @@ fn a_pending_minion_is_answered_once_a_cli_accepts_its_key() {
     assert!(sent(&answer, conn).is_empty(), "{answer:?}");
     let answer = h.disk_done(); // the pending key file
     let [reply] = &sent(&answer, conn)[..] else { panic!("no verdict: {answer:?}") };
-    assert!(matches!(handshake.on_reply(&m.keys, reply).unwrap(), Verdict::Pending));
+    assert!(matches!(handshake.on_reply(reply).unwrap(), Verdict::Pending));
 
     // A CLI accepts it: the answer and the minion's verdict wait for the move to be on disk.
     h.step(Input::ControlConnected { conn: cli });
@@ -336,7 +336,7 @@ fn a_re_hello_while_the_verdict_waits_for_the_disk_gets_that_verdict() {
     let (first, _) = m.hello(&mut h, conn);
     let pending = h.disk_done();
     let [reply] = &sent(&pending, conn)[..] else { panic!("no verdict: {pending:?}") };
-    assert!(matches!(first.on_reply(&m.keys, reply).unwrap(), Verdict::Pending));
+    assert!(matches!(first.on_reply(reply).unwrap(), Verdict::Pending));
 
     h.step(Input::ControlConnected { conn: cli });
     let request = Request::KeyApply {
@@ -348,7 +348,7 @@ fn a_re_hello_while_the_verdict_waits_for_the_disk_gets_that_verdict() {
     // The minion's next hello, a wait later, before the move is on disk.
     h.now += Duration::from_secs(10);
     let master = h.core.keys.public.clone();
-    let (second, hello) = MinionHandshake::start("new1", &m.keys, &master);
+    let (second, hello) = MinionHandshake::start("new1", &m.keys, &master).unwrap();
     let answer = h.step(Input::Frame { conn, frame: hello });
     assert_eq!(closed(&answer, conn), None, "closed for a re-hello: {answer:?}");
     let released = h.disk_done();
