@@ -4,7 +4,7 @@ use crate::crypto::{KeyPair, PublicKey};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Shared by master and minion: read the secret key file or generate and store a new pair.
 pub fn load_or_create_pair(secret: &Path, public: &Path) -> io::Result<KeyPair> {
@@ -131,28 +131,75 @@ pub fn write_cache(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 }
 
 fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    // Unique per call, not only per process: two job threads may fetch the same file at once.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{name}-{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        file.write_all(data)?;
-        if durable {
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
-        match durable {
-            true => sync_dir(dir),
-            false => Ok(()),
-        }
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let staged = Staged::write(path, data, mode)?;
+    if durable {
+        staged.sync()?;
     }
-    result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    let dir = staged.commit()?;
+    match durable {
+        true => sync_dir(&dir),
+        false => Ok(()),
+    }
+}
+
+/// A file's new content written beside it under a temp name, not yet in its place: the steps
+/// of [`write_atomic`] one by one, so a batch of writes can sync all its files before any
+/// rename (one journal commit for the batch instead of one per file). Dropped uncommitted,
+/// the temp file is removed.
+#[derive(Debug)]
+pub struct Staged {
+    file: Option<fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Staged {
+    /// Creates the temp file beside `path` with `mode` and writes `data` (no fsync).
+    pub fn write(path: &Path, data: &[u8], mode: u32) -> io::Result<Staged> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        // Unique per call, not only per process: two job threads may fetch the same file at once.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{name}-{}-{n}", std::process::id()));
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(named)?;
+        // From here a failure drops the staged file, which removes the temp file.
+        let mut staged = Staged { file: Some(file), tmp, path: path.to_path_buf() };
+        staged.file.as_mut().expect("just opened").write_all(data).map_err(named)?;
+        Ok(staged)
+    }
+
+    /// Syncs the temp file's content to the disk.
+    pub fn sync(&self) -> io::Result<()> {
+        let named =
+            |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", self.path.display()));
+        self.file.as_ref().map_or(Ok(()), |f| f.sync_all().map_err(named))
+    }
+
+    /// Renames the temp file into place; returns the directory to sync for the rename to be
+    /// durable.
+    pub fn commit(mut self) -> io::Result<PathBuf> {
+        self.file = None;
+        let renamed = fs::rename(&self.tmp, &self.path);
+        let path = std::mem::take(&mut self.path);
+        renamed.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        self.tmp = PathBuf::new(); // in place: nothing for Drop to remove
+        Ok(path.parent().unwrap_or(Path::new(".")).to_path_buf())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]
