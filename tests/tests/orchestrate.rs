@@ -275,3 +275,21 @@ fn a_minion_that_never_answers_fails_its_step_after_the_timeout() {
         "State 'salt.functoin' was not found in SLS 'orch.typo'\nReason: 'salt.functoin' is not available.\n"
     );
 }
+
+#[test]
+fn a_step_longer_than_its_timeout_is_awaited_while_its_minion_still_runs_it() {
+    let roots = TempDir::new();
+    roots.write(
+        "orch/slow.sls",
+        "slow:\n  salt.function:\n    - name: cmd.run\n    - tgt: minion1\n    - arg:\n      \
+         - sleep 3; echo done\n    - timeout: 1\n",
+    );
+    let (master, _minions) = cluster(&roots, "", &["minion1"]);
+    let out = master.run(&["state.orchestrate", "orch.slow", "--out", "json"]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let slow = &json_out(&out.stdout)[master_key()]["salt_|-slow_|-cmd.run_|-function"];
+    assert_eq!(slow["result"], true, "{slow}");
+    assert_eq!(slow["changes"]["ret"]["minion1"], "done");
+    // As `halite` does: past the timeout it asked whether the minion still ran the job.
+    assert!(master.events().iter().any(|(_, d)| d["fun"] == "saltutil.find_job"));
+}

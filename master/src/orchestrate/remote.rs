@@ -25,6 +25,46 @@ pub struct Gathered {
     pub returns: Vec<(String, Map<String, Value>)>,
 }
 
+/// A publish's answer: the jid, the expected minions, the connected ones.
+type Published = (String, Vec<String>, Vec<String>);
+
+/// The returns of one job, as they come.
+struct Job {
+    jid: String,
+    prefix: String,
+    minions: Vec<String>,
+    expected: HashSet<String>,
+    seen: HashSet<String>,
+    returns: Vec<(String, Map<String, Value>)>,
+}
+
+impl Job {
+    fn new(jid: &str, minions: Vec<String>) -> Job {
+        let prefix = format!("salt/job/{jid}/ret/");
+        let expected = minions.iter().cloned().collect();
+        let (seen, returns) = (HashSet::new(), Vec::new());
+        Job { jid: jid.to_string(), prefix, minions, expected, seen, returns }
+    }
+
+    fn done(&self) -> bool {
+        self.seen.len() >= self.minions.len()
+    }
+
+    /// Takes the event if it is a return of this job from one of its minions (first only).
+    fn take(&mut self, tag: &str, data: Map<String, Value>) -> bool {
+        let Some(id) = tag.strip_prefix(&self.prefix) else { return false };
+        if self.expected.contains(id) && self.seen.insert(id.to_string()) {
+            self.returns.push((id.to_string(), data));
+        }
+        true
+    }
+}
+
+/// The next message within `wait`.
+fn receive(client: &mut Client, wait: Duration) -> Result<Option<Response>, String> {
+    client.receive(Some(wait)).map_err(|e| e.to_string())
+}
+
 impl Remote {
     pub fn new(settings: &Settings) -> Remote {
         Remote {
@@ -45,8 +85,10 @@ impl Remote {
             .map_or(self.timeout, |s| Duration::from_secs_f64(s.min(86_400.0)))
     }
 
-    /// Publishes `fun` and waits until every targeted minion returned or `timeout` passed.
-    /// A target matching no minion is no error: nobody returns.
+    /// Publishes `fun` and waits until every targeted minion returned, or `timeout` passed
+    /// with none of the silent ones still running the job (asked with `saltutil.find_job`,
+    /// as `halite` and Salt's client do). A target matching no minion is no error: nobody
+    /// returns.
     pub fn cmd(
         &self,
         tgt: Value,
@@ -56,6 +98,46 @@ impl Remote {
         timeout: Duration,
     ) -> Result<Gathered, String> {
         let mut client = self.connect()?;
+        let published = self.publish(&mut client, tgt, tgt_type, fun, arg, None)?;
+        let (jid, minions, connected) = match published {
+            Some(published) => published,
+            None => return Ok(Gathered::default()),
+        };
+        log::info!("orchestration step: job {jid} ({fun}) to {} minions", minions.len());
+        let mut job = Job::new(&jid, minions);
+        let mut deadline = Instant::now() + timeout;
+        while !job.done() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let silent: Vec<String> =
+                    connected.iter().filter(|id| !job.seen.contains(*id)).cloned().collect();
+                if silent.is_empty()
+                    || !self.still_running(&mut client, &mut job, silent, timeout)?
+                {
+                    break;
+                }
+                deadline = Instant::now() + timeout;
+                continue;
+            }
+            if let Some(Response::Event { tag, data }) = receive(&mut client, left)? {
+                job.take(&tag, data);
+            }
+        }
+        Ok(Gathered { minions: job.minions, returns: job.returns })
+    }
+
+    /// Publishes with `watch`: the jid, the expected minions and the connected ones, or `None`
+    /// when the target matched nothing. Returns of `earlier`, a job watched on the same
+    /// connection, that arrive before the answer are taken.
+    fn publish(
+        &self,
+        client: &mut Client,
+        tgt: Value,
+        tgt_type: &str,
+        fun: &str,
+        arg: Vec<Value>,
+        mut earlier: Option<&mut Job>,
+    ) -> Result<Option<Published>, String> {
         let request = Request::Publish {
             tgt,
             tgt_type: tgt_type.to_string(),
@@ -64,34 +146,57 @@ impl Remote {
             user: self.user.clone(),
             watch: true,
         };
-        let deadline = Instant::now() + timeout;
-        let (jid, minions) = match client.request(&request).map_err(|e| e.to_string())? {
-            Response::Published { jid, minions, .. } => (jid, minions),
-            Response::Error { message } if message.starts_with("No minions matched") => {
-                return Ok(Gathered::default());
+        client.send(&request).map_err(|e| e.to_string())?;
+        loop {
+            match client.receive(None).map_err(|e| e.to_string())? {
+                Some(Response::Published { jid, minions, connected, .. }) => {
+                    return Ok(Some((jid, minions, connected)))
+                }
+                Some(Response::Error { message }) if message.starts_with("No minions matched") => {
+                    return Ok(None)
+                }
+                Some(Response::Error { message }) => return Err(message),
+                Some(Response::Event { tag, data }) => {
+                    if let Some(job) = earlier.as_deref_mut() {
+                        job.take(&tag, data);
+                    }
+                }
+                other => return Err(format!("unexpected answer from the master: {other:?}")),
             }
-            Response::Error { message } => return Err(message),
-            other => return Err(format!("unexpected answer from the master: {other:?}")),
-        };
-        log::info!("orchestration step: job {jid} ({fun}) to {} minions", minions.len());
-        let prefix = format!("salt/job/{jid}/ret/");
-        let expected: HashSet<&str> = minions.iter().map(String::as_str).collect();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut returns = Vec::new();
-        while seen.len() < expected.len() {
+        }
+    }
+
+    /// Asks the `silent` minions whether they still run `job` (`saltutil.find_job`); true if
+    /// any does. Returns of the job itself that arrive meanwhile are taken.
+    fn still_running(
+        &self,
+        client: &mut Client,
+        job: &mut Job,
+        silent: Vec<String>,
+        timeout: Duration,
+    ) -> Result<bool, String> {
+        let arg = vec![Value::from(job.jid.clone())];
+        let find =
+            self.publish(client, silent.into(), "list", "saltutil.find_job", arg, Some(job))?;
+        let Some((find_jid, asked, _)) = find else { return Ok(false) };
+        let mut find = Job::new(&find_jid, asked);
+        // Salt's `gather_job_timeout` is 10 s.
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(10));
+        while !find.done() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let event = client.receive(Some(left)).map_err(|e| e.to_string())?;
-            if let Some(Response::Event { tag, data }) = event {
-                let Some(id) = tag.strip_prefix(&prefix) else { continue };
-                if expected.contains(id) && seen.insert(id.to_string()) {
-                    returns.push((id.to_string(), data));
+            if let Some(Response::Event { tag, data }) = receive(client, left)? {
+                if !find.take(&tag, data.clone()) {
+                    job.take(&tag, data);
                 }
             }
         }
-        Ok(Gathered { minions, returns })
+        let busy = |(_, data): &(String, Map<String, Value>)| {
+            data.get("return").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+        };
+        Ok(find.returns.iter().any(busy))
     }
 
     /// Runs runner `fun` with keyword arguments `kwarg`.
