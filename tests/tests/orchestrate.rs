@@ -293,3 +293,29 @@ fn a_step_longer_than_its_timeout_is_awaited_while_its_minion_still_runs_it() {
     // As `halite` does: past the timeout it asked whether the minion still ran the job.
     assert!(master.events().iter().any(|(_, d)| d["fun"] == "saltutil.find_job"));
 }
+
+/// A reactor that orchestrates on every job return would feed itself forever through the
+/// orchestration's own jobs; their events carry the reaction's causal chain, so the reactor's
+/// depth limit stops it.
+#[test]
+fn an_orchestration_loop_stops_at_the_reactors_depth_limit() {
+    let roots = TempDir::new();
+    roots.write(
+        "orch/again.sls",
+        "again:\n  salt.function:\n    - name: test.ping\n    - tgt: minion1\n",
+    );
+    let sls = TempDir::new();
+    sls.write(
+        "loop.sls",
+        "loop:\n  runner.state.orchestrate:\n    - args:\n      - mods: orch.again\n",
+    );
+    let extra = format!(
+        "reactor_max_depth: 4\nreactor:\n  - 'salt/job/*/ret/*':\n    - {}/loop.sls\n",
+        sls.path().display()
+    );
+    let (master, _minions) = cluster(&roots, &extra, &["minion1"]);
+    assert!(master.halite(&["minion1", "test.ping"]).success());
+    let refused = master.wait_event("salt/reactor/refused", |d| d["reactor_max_depth"] == 4);
+    assert_eq!(refused["depth"], 4, "{refused}");
+    assert!(refused["reason"].as_str().unwrap().contains("causal depth limit"));
+}

@@ -95,6 +95,7 @@ impl Core {
             master_id: orchestrate::master_id(),
             user: user.to_string(),
             jid: run.jid.clone(),
+            cause: run.cause.clone(),
         };
         let orch = match orchestrate::Orchestration::from_args(fun, arg, settings) {
             Ok(orch) => orch,

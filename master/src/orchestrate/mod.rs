@@ -46,6 +46,9 @@ pub struct Settings {
     pub user: String,
     /// The runner's jid (Salt's `orchestration_jid`), for the log.
     pub jid: String,
+    /// The causal chain of the reaction that started it (empty from a CLI): the steps'
+    /// requests carry it, so their jobs' events count towards the reactor's depth limit.
+    pub cause: Vec<String>,
 }
 
 /// One orchestration, its arguments checked.

@@ -15,6 +15,7 @@ pub struct Remote {
     socket: PathBuf,
     user: String,
     timeout: Duration,
+    cause: Vec<String>,
 }
 
 /// A job's outcome: who it went to, and the `salt/job/<jid>/ret/<id>` data of those that
@@ -71,6 +72,15 @@ impl Remote {
             socket: settings.socket.clone(),
             user: settings.user.clone(),
             timeout: settings.timeout,
+            cause: settings.cause.clone(),
+        }
+    }
+
+    /// `request`, under the orchestration's causal chain when it has one.
+    fn caused(&self, request: Request) -> Request {
+        match self.cause.is_empty() {
+            true => request,
+            false => Request::Caused { cause: self.cause.clone(), request: Box::new(request) },
         }
     }
 
@@ -146,7 +156,7 @@ impl Remote {
             user: self.user.clone(),
             watch: true,
         };
-        client.send(&request).map_err(|e| e.to_string())?;
+        client.send(&self.caused(request)).map_err(|e| e.to_string())?;
         loop {
             match client.receive(None).map_err(|e| e.to_string())? {
                 Some(Response::Published { jid, minions, connected, .. }) => {
@@ -209,7 +219,7 @@ impl Remote {
             arg.push(Value::Object(map));
         }
         let request = Request::Runner { fun: fun.to_string(), arg, user: self.user.clone() };
-        match self.connect()?.request(&request).map_err(|e| e.to_string())? {
+        match self.connect()?.request(&self.caused(request)).map_err(|e| e.to_string())? {
             Response::Value { value } => Ok(value),
             Response::Error { message } => Err(message),
             other => Err(format!("unexpected answer from the master: {other:?}")),
@@ -241,7 +251,7 @@ impl Remote {
             .into_iter()
             .map(|k| (k.id.clone(), k.status))
             .collect();
-        let request = Request::KeyApply { action, keys: chosen };
+        let request = self.caused(Request::KeyApply { action, keys: chosen });
         match client.request(&request).map_err(|e| e.to_string())? {
             Response::Applied { ids } => {
                 let mut ret = Map::new();

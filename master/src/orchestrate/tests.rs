@@ -14,6 +14,7 @@ fn settings(roots: Vec<PathBuf>) -> Settings {
         master_id: "m_master".into(),
         user: "root".into(),
         jid: "20260101000000000000".into(),
+        cause: Vec::new(),
     }
 }
 
