@@ -13,7 +13,7 @@ use crate::fileserver::FileRoots;
 use halite_common::proto::split_args;
 use halite_common::reactor::functions::lookup;
 use halite_common::reactor::Client as Kind;
-use halite_states::value::{py_str, str_list, truthy};
+use halite_states::value::{py_str, split_input, truthy};
 use halite_states::{pillar, Called, Fileserver, Functions, Host, Options};
 use serde_json::{Map, Value};
 use std::io::Read;
@@ -88,15 +88,7 @@ impl Orchestration {
             let at = params.iter().position(|p| *p == name)?;
             args.get(at).or_else(|| kwargs.get(name)).filter(|v| !v.is_null())
         };
-        let mods: Vec<String> = get("mods")
-            .and_then(str_list)
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|m| m.split(','))
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(str::to_string)
-            .collect();
+        let mods = get("mods").and_then(split_input).unwrap_or_default();
         if mods.is_empty() {
             return Err(format!("{fun} needs the orchestration SLS to run (mods)"));
         }
