@@ -319,3 +319,23 @@ fn an_orchestration_loop_stops_at_the_reactors_depth_limit() {
     assert_eq!(refused["depth"], 4, "{refused}");
     assert!(refused["reason"].as_str().unwrap().contains("causal depth limit"));
 }
+
+/// Only an orchestration's return says by its `retcode` whether the runner succeeded: a minion
+/// named `retcode` in `jobs.lookup_jid` does not make that runner fail.
+#[test]
+fn a_minion_named_retcode_does_not_fail_a_lookup() {
+    let roots = TempDir::new();
+    let (master, _minions) = cluster(&roots, "", &["retcode"]);
+    let out = master.halite(&["retcode", "test.echo", "5", "--out", "json"]);
+    assert!(out.success(), "{out:?}");
+    let job = master.wait_event_where("the echo job", |tag, d| {
+        tag.ends_with("/new") && tag.starts_with("salt/job/") && d["fun"] == "test.echo"
+    });
+    let jid = job["jid"].as_str().unwrap();
+    assert!(master.run(&["jobs.lookup_jid", jid]).success());
+    let ret = master.wait_event_where("the lookup's ret", |tag, d| {
+        tag.ends_with("/ret") && d["fun"] == "runner.jobs.lookup_jid"
+    });
+    assert_eq!(ret["return"]["retcode"], 5);
+    assert_eq!(ret["success"], true, "{ret}");
+}

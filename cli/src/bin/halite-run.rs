@@ -69,6 +69,11 @@ fn run(args: &Args) -> Result<u8, Failure> {
     match client.request(&request).map_err(|e| (2, e.to_string()))? {
         Response::Value { value } => {
             print!("{}", render(&value, format));
+            // Only a return that names its outputter (an orchestration's) carries a retcode:
+            // a minion named `retcode` in `jobs.lookup_jid` is data.
+            if value.get("outputter").is_none() {
+                return Ok(0);
+            }
             let retcode = value.get("retcode").and_then(Value::as_i64).unwrap_or(0);
             Ok(u8::try_from(retcode).unwrap_or(1))
         }

@@ -117,13 +117,17 @@ impl Core {
         }
     }
 
-    /// Fires the runner's `ret` event and tells whoever asked. A return carrying a non-zero
-    /// `retcode` (an orchestration that failed) is no success, as in Salt's runner client.
+    /// Fires the runner's `ret` event and tells whoever asked. An orchestration's return
+    /// (`outputter: highstate`) with a non-zero `retcode` is no success, as in Salt's runner
+    /// client (a minion named `retcode` in `jobs.lookup_jid` is not mistaken for one).
     fn runner_done(&mut self, run: Run, result: Result<Value, String>) {
         let Run { jid, new, cause, origin } = run;
         let mut ret = new;
         let success = match &result {
-            Ok(value) => value.get("retcode").and_then(Value::as_i64).unwrap_or(0) == 0,
+            Ok(value) if value.get("outputter") == Some(&Value::from("highstate")) => {
+                value.get("retcode").and_then(Value::as_i64) == Some(0)
+            }
+            Ok(_) => true,
             Err(_) => false,
         };
         ret.insert("return".into(), result.clone().unwrap_or_else(Value::String));
