@@ -97,6 +97,10 @@ pub enum Request {
     Subscribe { tagmatch: Option<String> },
     /// Run a master-side function (`jobs.lookup_jid`, `manage.up`, `event.send`, ...).
     Runner { fun: String, arg: Vec<serde_json::Value>, user: String },
+    /// `request` on behalf of a reaction whose causal chain is `cause` (the master's own
+    /// orchestration threads): the events, jobs and returns it sets off carry the chain, so
+    /// the reactor's depth limit sees through an orchestration. Not nested.
+    Caused { cause: Vec<String>, request: Box<Request> },
 }
 
 /// The master's answer.

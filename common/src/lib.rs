@@ -5,6 +5,7 @@ pub mod args;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod control_client;
 pub mod crypto;
 pub mod encoding;
 pub mod event;

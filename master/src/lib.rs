@@ -13,6 +13,7 @@ pub mod jobcache;
 pub mod keystore;
 pub mod limits;
 pub mod offload;
+pub mod orchestrate;
 pub mod peer;
 pub mod render_worker;
 pub mod server;

@@ -26,6 +26,19 @@ pub fn str_list(value: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// Salt's `split_input` (how `state.sls` and `state.orchestrate` read `mods`): `"a, b"` is
+/// two items, a list is its items as strings, a number is its text; anything else is `None`.
+pub fn split_input(value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(s) => Some(
+            s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect(),
+        ),
+        Value::Number(_) => Some(vec![py_str(value)]),
+        Value::Array(items) => Some(items.iter().map(py_str).collect()),
+        _ => None,
+    }
+}
+
 /// A YAML document as JSON. Keys become strings (`1` → `"1"`, `true` → `"True"`, as
 /// Python's `str()` would print them); tags are dropped; NaN and infinities become null.
 pub fn from_yaml(yaml: Yaml) -> Value {

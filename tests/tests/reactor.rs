@@ -168,9 +168,9 @@ bad_kw:
     - tag: myco/never
     - bogus: 1
 orch:
-  runner.state.orchestrate:
+  runner.cache.clear_grains:
     - args:
-      - mods: deploy
+      - tgt: web1
 ";
 
 #[test]
@@ -214,7 +214,7 @@ fn requisites_order_reactions_and_a_call_that_does_not_fit_is_refused_alone() {
         orch["message"]
             .as_str()
             .unwrap()
-            .contains("runner function 'state.orchestrate' is not available"),
+            .contains("runner function 'cache.clear_grains' is not available"),
         "{orch}"
     );
     // Every reaction of the event ran in one turn: `myco/first` before `myco/announce`, and the

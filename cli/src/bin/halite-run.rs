@@ -1,5 +1,5 @@
 //! `halite-run`: Salt's `salt-run` — master-side functions (`jobs.*`, `manage.*`,
-//! `event.send`) and the live event stream `state.event`.
+//! `event.send`, `state.orchestrate`) and the live event stream `state.event`.
 
 use argh::FromArgs;
 use halite_cli::args::parse_cli_args;
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err((code, message)) => {
             eprintln!("halite-run: {message}");
             ExitCode::from(code)
@@ -47,7 +47,8 @@ fn main() -> ExitCode {
 
 type Failure = (u8, String);
 
-fn run(args: &Args) -> Result<(), Failure> {
+/// The exit code: 0, or the `retcode` a return carries (an orchestration that failed: 1).
+fn run(args: &Args) -> Result<u8, Failure> {
     let format = Format::parse(&args.out).ok_or_else(|| {
         (64, format!("unknown --out '{}': use nested, json, yaml or txt", args.out))
     })?;
@@ -58,25 +59,43 @@ fn run(args: &Args) -> Result<(), Failure> {
     if let Some(value) = halite_cli::reactor_tools::run_local(&args.config_dir, fun, &arg) {
         let value = value.map_err(|message| (1, message))?;
         print!("{}", render(&value, format));
-        return Ok(());
+        return Ok(0);
     }
     let mut client = Client::from_config_dir(&args.config_dir).map_err(|e| (2, e.to_string()))?;
     if fun == "state.event" {
-        return state_event(&mut client, &arg);
+        return state_event(&mut client, &arg).map(|()| 0);
     }
     let request = Request::Runner { fun: fun.clone(), arg, user: current_user() };
     match client.request(&request).map_err(|e| (2, e.to_string()))? {
         Response::Value { value } => {
             print!("{}", render(&value, format));
-            Ok(())
+            // Only a return that names its outputter (an orchestration's) carries a retcode:
+            // a minion named `retcode` in `jobs.lookup_jid` is data.
+            if value.get("outputter").is_none() {
+                return Ok(0);
+            }
+            let retcode = value.get("retcode").and_then(Value::as_i64).unwrap_or(0);
+            Ok(u8::try_from(retcode).unwrap_or(1))
         }
         Response::Error { message } => Err((1, message)),
         other => Err((2, format!("unexpected answer from the master: {other:?}"))),
     }
 }
 
-/// A runner's return in the chosen format (Salt prints runner returns with `nested`).
+/// A runner's return in the chosen format (Salt prints runner returns with `nested`). A
+/// return that names its outputter (`{"data", "outputter": "highstate", "retcode"}`, an
+/// orchestration's) prints its `data` with it, as Salt's runner client does.
 fn render(value: &Value, format: Format) -> String {
+    if let (Some(data), Some("highstate")) =
+        (value.get("data"), value.get("outputter").and_then(Value::as_str))
+    {
+        return match (format, data) {
+            (Format::Nested, Value::Object(hosts)) => {
+                hosts.iter().map(|(id, ret)| halite_cli::highstate::render(id, ret)).collect()
+            }
+            _ => render(data, format),
+        };
+    }
     match format {
         Format::Json => format!("{}\n", output::json_pretty(value)),
         _ => output::render_value(value, format),

@@ -20,6 +20,17 @@ pub struct Signature {
 
 const GATHER: [(&str, &str); 2] = [("timeout", "null"), ("gather_job_timeout", "null")];
 
+/// `state.orchestrate` (and its alias `state.orch`) after `mods`.
+const ORCHESTRATE: &[(&str, &str)] = &[
+    ("saltenv", "\"base\""),
+    ("test", "null"),
+    ("exclude", "null"),
+    ("pillar", "null"),
+    ("pillarenv", "null"),
+    ("pillar_enc", "null"),
+    ("orchestration_jid", "null"),
+];
+
 /// Every runner and wheel function a reaction may call.
 pub const FUNCTIONS: &[Signature] = &[
     runner("event.send", "send", &["tag"], &[("data", "null")]),
@@ -74,6 +85,8 @@ pub const FUNCTIONS: &[Signature] = &[
         &[("tgt", "\"*\""), ("tgt_type", "\"glob\""), GATHER[0], GATHER[1]],
     ),
     runner("reactor.list", "list_", &[], &[("saltenv", "\"base\""), ("test", "null")]),
+    runner("state.orch", "orch", &["mods"], ORCHESTRATE),
+    runner("state.orchestrate", "orchestrate", &["mods"], ORCHESTRATE),
     // Halite's own runners.
     runner("reactor.reload", "reload", &[], &[]),
     runner("reactor.stats", "stats", &[], &[]),

@@ -359,9 +359,9 @@ fn a_call_that_does_not_fit_is_an_error_and_the_rest_of_the_file_runs() {
     let sls = dir.write(
         "u.sls",
         "orch:
-  runner.state.orchestrate:
+  runner.cache.clear_grains:
     - args:
-      - mods: orch.deploy
+      - tgt: web1
 no_match:
   wheel.key.accept:
     - include_rejected: true
@@ -396,7 +396,7 @@ ok:
         &[
             ("reaction", Some(18), "ID 'lone_arg': lookup_jid takes at least 1 argument (0 given): missing 'jid'"),
             ("reaction", Some(13), "ID 'new_extra': 'expr_form' is an invalid keyword argument for 'runner.manage.up'; signature runner.manage.up(tgt='*', tgt_type='glob', timeout=None, gather_job_timeout=None)"),
-            ("reaction", Some(1), "ID 'orch': runner function 'state.orchestrate' is not available; Halite has: event.send, jobs.list_jobs"),
+            ("reaction", Some(1), "ID 'orch': runner function 'cache.clear_grains' is not available; Halite has: event.send, jobs.list_jobs"),
             ("reaction", Some(8), "ID 'extra': 'include_denied' and 'bogus' are invalid keyword arguments for 'wheel.key.delete'; signature wheel.key.delete(match)"),
             ("reaction", Some(5), "ID 'no_match': accept takes at least 1 argument (0 given): missing 'match'"),
             ("reaction", Some(21), "ID 'too_many': delete takes 1 positional argument but 2 were given"),

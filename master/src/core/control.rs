@@ -10,21 +10,29 @@ use mio::Token;
 /// Answers one request frame from client `token`: `None` when the answer comes later (a job
 /// once it is recorded, a runner once it ran). Never fails: bad input gets an `Error`.
 pub fn handle(master: &mut Core, token: Token, frame: &[u8]) -> Option<Response> {
-    let request: Request = match serde_json::from_slice(frame) {
-        Ok(request) => request,
-        Err(e) => return Some(Response::Error { message: format!("bad request: {e}") }),
-    };
+    match serde_json::from_slice(frame) {
+        Ok(Request::Caused { cause, request }) if !matches!(*request, Request::Caused { .. }) => {
+            serve(master, token, *request, &cause)
+        }
+        Ok(request) => serve(master, token, request, &[]),
+        Err(e) => Some(Response::Error { message: format!("bad request: {e}") }),
+    }
+}
+
+/// Answers `request`; `cause` is the causal chain it runs under (empty but for an
+/// orchestration's requests): its key moves, jobs and runners carry it.
+fn serve(master: &mut Core, token: Token, request: Request, cause: &[String]) -> Option<Response> {
     let response = match request {
         Request::KeyList => match master.store.list() {
             Ok(keys) => Response::Keys { keys },
             Err(e) => Response::Error { message: format!("cannot list keys: {e}") },
         },
         Request::MasterFinger => Response::Finger { finger: master.fingerprint() },
-        Request::KeyApply { action, keys } => apply(master, action, &keys, &[]),
+        Request::KeyApply { action, keys } => apply(master, action, &keys, cause),
         Request::Presence => Response::Presence { up: master.live_ids() },
         Request::Publish { tgt, tgt_type, fun, arg, user, watch } => {
             let request = JobRequest { tgt, tgt_type, fun, arg, user };
-            match master.publish(request, Origin::Cli(token), watch, &[]) {
+            match master.publish(request, Origin::Cli(token), watch, cause) {
                 Ok(()) => return None, // answered once the job is recorded
                 Err(message) => Response::Error { message },
             }
@@ -40,9 +48,10 @@ pub fn handle(master: &mut Core, token: Token, frame: &[u8]) -> Option<Response>
             Response::Subscribed
         }
         Request::Runner { fun, arg, user } => {
-            master.run_runner(&fun, &arg, &user, &[], Origin::Cli(token));
+            master.run_runner(&fun, &arg, &user, cause, Origin::Cli(token));
             return None;
         }
+        Request::Caused { .. } => Response::Error { message: "nested caused request".into() },
     };
     Some(response)
 }

@@ -1,9 +1,11 @@
 //! Master-side functions for `halite-run` (Salt's runners): `jobs.*`, `manage.*`,
-//! `event.send`. Each run fires `salt/run/<jid>/new` and `.../ret` as Salt does.
+//! `event.send`, `state.orchestrate`. Each run fires `salt/run/<jid>/new` and `.../ret` as
+//! Salt does.
 
 use super::jobs::Origin;
 use super::Core;
 use crate::jobcache::JobCache;
+use crate::orchestrate;
 use halite_common::control::Response;
 use halite_common::event::object;
 use halite_common::proto::split_args;
@@ -11,7 +13,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Every runner Halite has, for error messages.
-pub const RUNNERS: [&str; 9] = [
+pub const RUNNERS: [&str; 11] = [
     "event.send",
     "jobs.list_jobs",
     "jobs.lookup_jid",
@@ -21,6 +23,8 @@ pub const RUNNERS: [&str; 9] = [
     "reactor.list",
     "reactor.reload",
     "reactor.stats",
+    "state.orch",
+    "state.orchestrate",
 ];
 
 /// A runner run, waiting for its result.
@@ -58,6 +62,9 @@ impl Core {
             .and_then(Value::as_str)
             .map(str::to_string)
             .or_else(|| kwargs.get("jid").and_then(Value::as_str).map(str::to_string));
+        if matches!(fun, "state.orchestrate" | "state.orch") {
+            return self.orchestrate(run, fun, arg, user);
+        }
         let read: fn(&JobCache, Option<&str>) -> Result<Value, String> = match fun {
             "jobs.lookup_jid" => |cache, jid| {
                 let jid = jid.ok_or("jobs.lookup_jid needs a jid")?;
@@ -78,12 +85,53 @@ impl Core {
         });
     }
 
-    /// Fires the runner's `ret` event and tells whoever asked.
+    /// `state.orchestrate`: the orchestration runs on its own thread, which talks to this
+    /// master over the control socket; its return comes back as a continuation.
+    fn orchestrate(&mut self, run: Run, fun: &str, arg: &[Value], user: &str) {
+        let settings = orchestrate::Settings {
+            socket: self.cfg.sock_dir.join(halite_common::control::SOCKET_NAME),
+            roots: self.cfg.file_roots.get("base").cloned().unwrap_or_default(),
+            timeout: self.cfg.timeout,
+            master_id: orchestrate::master_id(),
+            user: user.to_string(),
+            jid: run.jid.clone(),
+            cause: run.cause.clone(),
+        };
+        let orch = match orchestrate::Orchestration::from_args(fun, arg, settings) {
+            Ok(orch) => orch,
+            Err(message) => return self.runner_done(run, Err(message)),
+        };
+        let poster = self.io.poster();
+        let (jid, cause, origin) = (run.jid.clone(), run.cause.clone(), run.origin.clone());
+        let new = run.new.clone();
+        let started = orchestrate::spawn(orch, move |value| {
+            let run = Run { jid, new, cause, origin };
+            let then = Box::new(move |core: &mut Core| core.runner_done(run, Ok(value)));
+            if !poster.post(then) {
+                log::warn!("an orchestration finished after the master stopped");
+            }
+        });
+        if let Err(message) = started {
+            log::error!("{fun}: {message}");
+            self.runner_done(run, Err(message));
+        }
+    }
+
+    /// Fires the runner's `ret` event and tells whoever asked. An orchestration's return
+    /// (`outputter: highstate`) with a non-zero `retcode` is no success, as in Salt's runner
+    /// client (a minion named `retcode` in `jobs.lookup_jid` is not mistaken for one).
     fn runner_done(&mut self, run: Run, result: Result<Value, String>) {
         let Run { jid, new, cause, origin } = run;
         let mut ret = new;
+        let success = match &result {
+            Ok(value) if value.get("outputter") == Some(&Value::from("highstate")) => {
+                value.get("retcode").and_then(Value::as_i64) == Some(0)
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
         ret.insert("return".into(), result.clone().unwrap_or_else(Value::String));
-        ret.insert("success".into(), result.is_ok().into());
+        ret.insert("success".into(), success.into());
         self.bus.fire_caused(format!("salt/run/{jid}/ret"), ret, &cause);
         self.answer(&origin, result.map(|value| Response::Value { value }));
     }

@@ -55,17 +55,9 @@ fn host(ctx: &Context) -> Result<Host, Failure> {
 
 /// Salt's `split_input`: `"a, b"` or `["a", "b"]`.
 fn mods(value: &Value) -> Result<Vec<String>, Failure> {
-    match value {
-        Value::String(s) => {
-            Ok(s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect())
-        }
-        Value::Number(_) => Ok(vec![py_str(value)]),
-        Value::Array(items) => Ok(items.iter().map(py_str).collect()),
-        other => Err(Failure::BadArgs(format!(
-            "mods must be a string or a list, not {}",
-            py_type(other)
-        ))),
-    }
+    halite_states::value::split_input(value).ok_or_else(|| {
+        Failure::BadArgs(format!("mods must be a string or a list, not {}", py_type(value)))
+    })
 }
 
 /// `test`, `exclude`, `pillar` and `saltenv` from wherever the function takes them.
