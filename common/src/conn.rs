@@ -164,7 +164,10 @@ impl<S: Read + Write> Conn<S> {
             }
         }
         if self.out_pos == self.out.len() {
-            self.out.clear();
+            match self.out.capacity() > crate::wire::IDLE_CAPACITY {
+                true => self.out = Vec::new(),
+                false => self.out.clear(),
+            }
             self.out_pos = 0;
         } else if self.out_pos > 64 * 1024 {
             self.out.drain(..self.out_pos);

@@ -76,14 +76,25 @@ impl Decoder {
         }
         let frame = pending[HEADER..HEADER + len].to_vec();
         self.start += HEADER + len;
+        if self.start == self.buf.len() {
+            // All consumed: an idle connection keeps no more than a small buffer (10,000
+            // minions each holding the capacity their `Ready` grew would be tens of MB).
+            match self.buf.capacity() > IDLE_CAPACITY {
+                true => self.buf = Vec::new(),
+                false => self.buf.clear(),
+            }
+            self.start = 0;
         // Compact once the consumed prefix dominates, so the buffer does not grow forever.
-        if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
         Ok(Some(frame))
     }
 }
+
+/// Buffer capacity a connection keeps once everything in it is consumed or sent.
+pub const IDLE_CAPACITY: usize = 1024;
 
 /// Appends one frame carrying `payload` to `out`.
 ///
@@ -127,6 +138,23 @@ mod tests {
             assert_eq!(got, expected);
             assert_eq!(decoder.buffered(), 0);
         }
+    }
+
+    /// An idle connection gives back the buffer a big frame grew (10,000 idle minions).
+    #[test]
+    fn a_drained_decoder_keeps_only_a_small_buffer() {
+        let mut d = Decoder::new(1 << 20);
+        let mut bytes = Vec::new();
+        encode_frame(&[7u8; 100_000], &mut bytes);
+        encode_frame(b"small", &mut bytes);
+        d.push(&bytes);
+        assert_eq!(d.next_frame().unwrap().unwrap().len(), 100_000);
+        assert!(d.buf.capacity() >= 100_000, "still holding the next frame");
+        assert_eq!(d.next_frame().unwrap().unwrap(), b"small");
+        assert!(d.buf.capacity() <= IDLE_CAPACITY, "{}", d.buf.capacity());
+        assert_eq!(d.buffered(), 0);
+        d.push(&bytes[..10]);
+        assert_eq!(d.buffered(), 10);
     }
 
     #[test]

@@ -184,7 +184,15 @@ impl Core {
     /// A target that names its ids is looked up in the key index; any other is tested
     /// against every accepted id (without copying them all first).
     fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
-        let matches = |id: &str| target.matches(id, self.grains.get(id));
+        // Grains are kept as text: parsed only for a target that looks at them.
+        let uses_grains = target.uses_grains();
+        let matches = |id: &str| match uses_grains {
+            false => target.matches(id, None),
+            true => {
+                let grains = self.grains.get(id).and_then(|t| crate::grainscache::parse(t));
+                target.matches(id, grains.as_ref())
+            }
+        };
         let minions: Vec<String> = match target.exact_ids() {
             Some(ids) => {
                 let mut ids: Vec<&str> = ids
@@ -386,6 +394,7 @@ impl Core {
     /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions),
     /// writing only when they changed.
     pub(crate) fn remember_grains(&mut self, id: &str, grains: Map<String, Value>) {
+        let grains = crate::grainscache::text(&grains);
         if self.grains.get(id) == Some(&grains) {
             return; // a reconnect with the same grains: nothing to write
         }

@@ -25,7 +25,6 @@ use halite_common::event::object;
 use halite_common::files::create_private_dir;
 use halite_common::handshake::KeyCache;
 use mio::Token;
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -131,7 +130,7 @@ pub struct Core {
     pub(crate) io: crate::offload::Offload<Core>,
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
-    pub(crate) grains: HashMap<String, Map<String, Value>>,
+    pub(crate) grains: crate::grainscache::Grains,
     pub(crate) grains_cache: crate::grainscache::GrainsCache,
     pub(crate) stopping: bool,
     /// Unauthenticated connections, counted against their caps.
