@@ -106,7 +106,7 @@ impl<S: Read + Write> Conn<S> {
     pub fn read(&mut self) -> ReadTurn {
         let mut turn = ReadTurn::default();
         let mut buf = [0u8; 16 * 1024];
-        let mut total = 0;
+        let (mut total, mut idle) = (0, false);
         loop {
             if total >= READ_BUDGET {
                 turn.more = true;
@@ -121,7 +121,10 @@ impl<S: Read + Write> Conn<S> {
                     total += n;
                     self.decoder.push(&buf[..n]);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    idle = true;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     turn.closed = Some(ConnError::read(&e));
@@ -138,6 +141,9 @@ impl<S: Read + Write> Conn<S> {
                     break;
                 }
             }
+        }
+        if idle {
+            self.decoder.shrink_idle();
         }
         turn
     }

@@ -56,6 +56,16 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Gives back a buffer grown past [`IDLE_CAPACITY`] once everything in it is consumed:
+    /// for a connection gone quiet (10,000 idle minions each holding what a burst grew would
+    /// be tens of MB). Not per frame: a busy connection would reallocate on every read.
+    pub fn shrink_idle(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() > IDLE_CAPACITY {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
@@ -76,16 +86,8 @@ impl Decoder {
         }
         let frame = pending[HEADER..HEADER + len].to_vec();
         self.start += HEADER + len;
-        if self.start == self.buf.len() {
-            // All consumed: an idle connection keeps no more than a small buffer (10,000
-            // minions each holding the capacity their `Ready` grew would be tens of MB).
-            match self.buf.capacity() > IDLE_CAPACITY {
-                true => self.buf = Vec::new(),
-                false => self.buf.clear(),
-            }
-            self.start = 0;
         // Compact once the consumed prefix dominates, so the buffer does not grow forever.
-        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+        if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
@@ -151,10 +153,12 @@ mod tests {
         assert_eq!(d.next_frame().unwrap().unwrap().len(), 100_000);
         assert!(d.buf.capacity() >= 100_000, "still holding the next frame");
         assert_eq!(d.next_frame().unwrap().unwrap(), b"small");
+        d.shrink_idle();
         assert!(d.buf.capacity() <= IDLE_CAPACITY, "{}", d.buf.capacity());
         assert_eq!(d.buffered(), 0);
         d.push(&bytes[..10]);
-        assert_eq!(d.buffered(), 10);
+        d.shrink_idle();
+        assert_eq!(d.buffered(), 10, "a partial frame is kept");
     }
 
     #[test]
