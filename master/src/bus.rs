@@ -1,9 +1,9 @@
 //! The master's in-process event queue and the event log it drains into.
 //!
 //! Producers only push ([`Bus::fire`], or [`Bus::fire_caused`] with the causal chain passed
-//! explicitly); the loop drains the queue once per turn into the
-//! consumers (the event log here; live subscribers in `server`; the reactor comes next), so firing an
-//! event never does I/O on the producer's path.
+//! explicitly); the loop drains the queue once per turn into the event log here, then the core
+//! hands the events to the subscribers and the reactor, so firing an event never does I/O on
+//! the producer's path.
 
 use halite_common::event::Event;
 use halite_common::files::{make_private, open_line_log};

@@ -1,6 +1,6 @@
 //! What an unauthenticated network may cost the master: how many connections may wait for
 //! authentication (in all and per source address), how many descriptors minions may take, and
-//! how fast one address may create pending keys. Counting only: the loop in `server` decides.
+//! how fast one address may create pending keys. Counting only: the core decides.
 
 use std::collections::HashMap;
 use std::fmt;
