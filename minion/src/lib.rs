@@ -363,8 +363,8 @@ impl Minion {
         match &mut link.phase {
             LinkPhase::Connecting => Ok(Err("data before connect completed".into())),
             LinkPhase::AwaitGreeting => Ok(self.on_greeting(frame)),
-            LinkPhase::AwaitVerdict { handshake, .. } => {
-                let verdict = match handshake.on_reply(frame) {
+            LinkPhase::AwaitVerdict { handshake, previous, .. } => {
+                let verdict = match crate::link::verdict(handshake, previous.as_ref(), frame) {
                     Ok(verdict) => verdict,
                     Err(e) => return Ok(Err(format!("bad reply from master: {e}"))),
                 };
@@ -413,7 +413,7 @@ impl Minion {
         let (hs, hello) = MinionHandshake::start(&self.cfg.id, &self.keys, &presented)
             .map_err(|e| format!("cannot greet the master: {e}"))?;
         link.conn.send(&hello)?;
-        link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
+        link.phase = LinkPhase::AwaitVerdict { handshake: hs, previous: None, rehello: None };
         link.since = Instant::now();
         // Remember the master key for re-hellos while pending.
         self.master_key = Some(presented);
@@ -488,7 +488,11 @@ impl Minion {
         };
         match sent {
             Ok(hs) => {
-                link.phase = LinkPhase::AwaitVerdict { handshake: hs, rehello: None };
+                let previous = match std::mem::replace(&mut link.phase, LinkPhase::AwaitGreeting) {
+                    LinkPhase::AwaitVerdict { handshake, .. } => Some(handshake),
+                    _ => None,
+                };
+                link.phase = LinkPhase::AwaitVerdict { handshake: hs, previous, rehello: None };
                 link.since = now;
                 self.flush();
             }

@@ -63,6 +63,14 @@ impl Core {
                 self.authenticate(token, hello)
             }
             Phase::AwaitReady { id, session, key } => {
+                // A pending minion's next hello that crossed our Accepted answer (hellos are
+                // JSON, session frames are not): skipped before it costs the session a nonce.
+                // The minion goes on with the answer it gets; the handshake deadline still
+                // holds.
+                if handshake::parse_hello(frame).is_ok() {
+                    log::debug!("minion {id}: a hello crossed its accepted answer; skipped");
+                    return Ok(());
+                }
                 let msg: ToMaster =
                     session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
                 let ToMaster::Ready { grains, transient } = msg else {

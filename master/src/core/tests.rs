@@ -358,3 +358,33 @@ fn a_re_hello_while_the_verdict_waits_for_the_disk_gets_that_verdict() {
     h.step(Input::Frame { conn, frame: ready });
     assert_eq!(h.core.live.get("new1"), Some(&conn));
 }
+
+/// A pending minion's next hello can cross the master's Accepted answer to its previous one:
+/// the master then reads a hello where it waits for `Ready`. It used to take it for a forged
+/// session frame and close the connection; the hello is now let through, and the minion,
+/// which still knows its previous challenge, goes on with the answer it got.
+#[test]
+fn a_hello_that_crosses_the_accepted_answer_does_not_close_the_connection() {
+    let mut h = Harness::new("crossing", "");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = FakeMinion::new("new1");
+    let (first, _) = m.hello(&mut h, conn);
+    h.disk_done(); // pending
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::KeyApply {
+        action: halite_common::control::KeyAction::Accept,
+        keys: vec![("new1".into(), halite_common::control::KeyStatus::Pending)],
+    };
+    h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    let accepted = h.disk_done(); // the Accepted answer to the first hello is on its way...
+    h.now += Duration::from_secs(10);
+    let master = h.core.keys.public.clone();
+    let (_, hello) = MinionHandshake::start("new1", &m.keys, &master).unwrap();
+    let crossed = h.step(Input::Frame { conn, frame: hello }); // ...while this one was sent
+    assert_eq!(closed(&crossed, conn), None, "{crossed:?}");
+    m.on_verdict(&first, &accepted, conn);
+    let ready = m.seal(&ToMaster::Ready { grains: Map::new(), transient: false });
+    let live = h.step(Input::Frame { conn, frame: ready });
+    assert_eq!(closed(&live, conn), None, "{live:?}");
+    assert_eq!(h.core.live.get("new1"), Some(&conn));
+}
