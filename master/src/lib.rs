@@ -9,6 +9,7 @@ pub mod core;
 pub mod diskworker;
 pub mod fileserver;
 pub mod grainscache;
+pub mod http;
 pub mod jobcache;
 pub mod keystore;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod orchestrate;
 pub mod peer;
 pub mod render_worker;
 pub mod server;
+pub mod webhook;
 
 pub use crate::core::StartError;
 pub use server::Master;

@@ -11,6 +11,9 @@ mod runners;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod webhooks;
+
+pub(crate) use webhooks::MAX_HTTP_BACKLOG;
 
 use crate::auth::Policy;
 use crate::bus::Bus;
@@ -78,6 +81,10 @@ pub enum Input {
     MinionConnected { conn: Token, addr: SocketAddr },
     /// A CLI connected to the control socket.
     ControlConnected { conn: Token },
+    /// An HTTP client connected to the webhook listener from `addr`.
+    HttpConnected { conn: Token, addr: SocketAddr },
+    /// Bytes read from an HTTP connection (unframed: the core parses them).
+    HttpData { conn: Token, bytes: Vec<u8> },
     /// One whole frame from a connection.
     Frame { conn: Token, frame: Vec<u8> },
     /// The driver closed a connection: the peer hung up, a read or write failed, or its
@@ -135,8 +142,11 @@ pub struct Core {
     pub(crate) stopping: bool,
     /// Unauthenticated connections, counted against their caps.
     admission: crate::limits::Admission,
-    /// The log lines hostile peers can cause (refused and failed connections), per second.
+    /// The log lines hostile peers can cause (refused and failed connections, refused
+    /// webhook requests), per second.
     quiet: crate::limits::LogLimiter,
+    /// The webhook listener's connections and limits.
+    webhooks: webhooks::Webhooks,
     /// New pending keys per source address.
     pub(crate) pending_rate: crate::limits::PendingRate,
     /// Replies waiting for their key writes to reach the disk.
@@ -216,6 +226,7 @@ impl Core {
         );
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
+        let webhooks = webhooks::Webhooks::new(&cfg.webhook);
         Ok(Core {
             cfg,
             now,
@@ -236,6 +247,7 @@ impl Core {
             stopping: false,
             admission,
             quiet: Default::default(),
+            webhooks,
             pending_rate,
             key_writes: Default::default(),
             config_dir: None,
@@ -294,6 +306,8 @@ impl Core {
             Input::ControlConnected { conn } => {
                 self.controls.insert(conn, Client::default());
             }
+            Input::HttpConnected { conn, addr } => self.on_http_connected(conn, addr),
+            Input::HttpData { conn, bytes } => self.on_http_data(conn, &bytes),
             Input::Frame { conn, frame } => {
                 if self.peers.contains_key(&conn) {
                     if let Some(peer) = self.peers.get_mut(&conn) {
@@ -310,6 +324,10 @@ impl Core {
                 let reason = error.to_string();
                 if self.peers.contains_key(&conn) {
                     self.close_peer(conn, &reason);
+                    return self.emit(out);
+                }
+                if self.webhooks.has(conn) {
+                    self.http_closed(conn, &reason);
                     return self.emit(out);
                 }
                 let subscriber = self.controls.get(&conn).is_some_and(|c| !c.subs.is_empty());
@@ -430,6 +448,7 @@ impl Core {
             self.maintenance();
         }
         self.peer_deadlines(now);
+        self.http_deadlines(now);
     }
 
     /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
