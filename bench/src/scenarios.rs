@@ -1,6 +1,6 @@
 //! The whole-process measurements of BENCHMARKS.md, each on loopback in a fresh temp tree
 //! with the real binaries: CLI latency, `'*'` fan-out over the swarm, memory, event
-//! throughput, the seed bootstrap, handshake rate, and binary sizes.
+//! throughput, the seed bootstrap, handshake rate, webhook throughput, and binary sizes.
 
 use crate::procs::{median, median_ms, timed, Daemon, Follow, Memory, Result, SwarmProc, TempDir};
 use crate::swarm;
@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod onboarding;
+mod webhook;
 
 /// One line of the table.
 #[derive(Debug, Clone)]
