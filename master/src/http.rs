@@ -448,6 +448,68 @@ mod tests {
         assert!(!p.take_continue());
     }
 
+    /// Mutants of real requests (a small xorshift, so every run sees the same ones): the parser
+    /// never panics, never holds more than its limits allow, and a stream parses the same
+    /// whether it arrives at once or split in two anywhere (pipelining and partial reads are
+    /// one code path).
+    #[test]
+    fn mutants_never_panic_and_parse_the_same_however_split() {
+        let seeds: [&[u8]; 4] = [
+            POST,
+            b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+            b"POST /hook/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let outcome = |input: &[u8], split: usize| {
+            let mut p = parser();
+            let mut got = Vec::new();
+            for part in [&input[..split], &input[split..]] {
+                p.push(part);
+                loop {
+                    match p.next_request() {
+                        Ok(Some(r)) => got.push(r),
+                        Ok(None) => break,
+                        Err(e) => return (got, Some(e)),
+                    }
+                }
+                assert!(p.buf.len() <= 512 + 64 + input.len(), "held too much");
+            }
+            (got, None)
+        };
+        for i in 0..20_000 {
+            let mut input = seeds[i % seeds.len()].to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 4 {
+                    0 if at < input.len() => input[at] = next() as u8,
+                    1 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    2 => input.insert(at, b"\r\n :0/%"[(next() % 7) as usize]),
+                    _ => {
+                        let copy = input[at..].to_vec();
+                        input.extend_from_slice(&copy[..copy.len().min(40)]);
+                    }
+                }
+            }
+            let whole = outcome(&input, input.len());
+            let split = (next() as usize) % (input.len() + 1);
+            assert_eq!(
+                outcome(&input, split),
+                whole,
+                "{:?} split at {split}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
     #[test]
     fn responses_carry_their_length_and_close_when_asked() {
         let r = response(401, "application/json", &[("Allow", "POST")], b"{}", true);

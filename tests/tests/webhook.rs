@@ -281,3 +281,25 @@ fn connections_past_the_per_address_cap_are_closed_unread() {
         WAIT,
     );
 }
+
+#[test]
+fn sighup_rotates_the_webhook_secrets_without_a_restart() {
+    let master = Master::start(&config(""));
+    let addr = hook_addr(&master);
+    let rotated = "rotated-secret-0123456789";
+    master.dir.write(
+        "master-conf/master.d/webhook.conf",
+        format!(
+            "webhook_tokens:\n  ops: {{secret: {rotated}, tags: ['salt/netapi/hook/ops/*']}}\n"
+        ),
+    );
+    let seen = master.daemon.line_count();
+    master.daemon.signal(1);
+    master.daemon.wait_for_line_after(seen, "webhook tokens reloaded: 1", WAIT);
+    let old = format!("Bearer {OPS_SECRET}");
+    let (refused, _) = exchange(addr, &post("/hook/ops/x", &[("Authorization", &old)], "{}"));
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let new = format!("Bearer {rotated}");
+    let (ok, _) = exchange(addr, &post("/hook/ops/x", &[("Authorization", &new)], "{}"));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}

@@ -269,8 +269,8 @@ impl Core {
     }
 
     /// Reads the config again and takes its `reactor:` rules, `reactor_max_depth`,
-    /// `reactor_rate_limit` and `reactor_render_budget_ms` (SIGHUP, `halite-run
-    /// reactor.reload`); other settings need a restart. Returns the rule count and the
+    /// `reactor_rate_limit`, `reactor_render_budget_ms` and `webhook_tokens` (SIGHUP,
+    /// `halite-run reactor.reload`); other settings need a restart. Returns the rule count and the
     /// problems found; a config with errors keeps the old rules and says why.
     pub(crate) fn reload_reactor(&mut self) -> Result<(usize, Vec<String>), String> {
         let Some(dir) = &self.config_dir else {
@@ -295,6 +295,12 @@ impl Core {
         self.cfg.reactor_max_depth = loaded.config.reactor_max_depth;
         self.cfg.reactor_rate_limit = loaded.config.reactor_rate_limit;
         self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
+        // Rotating a webhook secret needs no restart (the listener's address does).
+        if self.cfg.webhook.tokens != loaded.config.webhook.tokens {
+            self.webhooks.set_tokens(&loaded.config.webhook);
+            self.cfg.webhook.tokens = loaded.config.webhook.tokens;
+            log::info!("webhook tokens reloaded: {}", self.cfg.webhook.tokens.len());
+        }
         Ok((rules, problems))
     }
 

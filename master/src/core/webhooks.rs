@@ -52,6 +52,11 @@ impl Webhooks {
         }
     }
 
+    /// New `webhook_tokens` (a reload): the next request is checked against them.
+    pub(crate) fn set_tokens(&mut self, cfg: &WebhookConfig) {
+        self.hooks = Hooks::new(cfg);
+    }
+
     pub(crate) fn has(&self, conn: Token) -> bool {
         self.conns.contains_key(&conn)
     }
