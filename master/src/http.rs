@@ -122,6 +122,12 @@ impl Parser {
         self.head.is_some() || self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
     }
 
+    /// The `Content-Length` of the request whose head is parsed and whose body is still
+    /// arriving (so the caller can budget it before it is buffered).
+    pub fn awaited_body(&self) -> Option<usize> {
+        self.head.as_ref().map(|h| h.length).filter(|&len| self.buf.len() < len)
+    }
+
     /// Once per request: whether its client waits for `100 Continue` before sending the body.
     pub fn take_continue(&mut self) -> bool {
         std::mem::take(&mut self.continue_wanted)
@@ -437,9 +443,11 @@ mod tests {
         let mut p = parser();
         p.push(b"POST /h HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(p.next_request(), Ok(None));
+        assert_eq!(p.awaited_body(), Some(2));
         assert!(p.take_continue());
         assert!(!p.take_continue());
         p.push(b"ok");
+        assert_eq!(p.awaited_body(), None);
         assert_eq!(p.next_request().unwrap().unwrap().body, b"ok");
         // The body already there: no interim answer.
         let mut p = parser();

@@ -485,3 +485,31 @@ fn garbage_and_oversized_bodies_are_refused_before_buffering() {
     h.step(Input::Tick);
     assert!(!h.events_logged().contains("salt/netapi"));
 }
+
+#[test]
+fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
+    let mut h = webhook_harness("hook-budget");
+    let head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    let other: SocketAddr = "127.0.0.2:40000".parse().unwrap();
+    // A quarter of the 16 MiB budget per address: four 1 MiB bodies, the fifth is refused.
+    for n in 0..4 {
+        let conn = Token(30 + n);
+        h.step(Input::HttpConnected { conn, addr: addr() });
+        assert!(h.step(Input::HttpData { conn, bytes: head.clone() }).is_empty());
+    }
+    let fifth = Token(34);
+    h.step(Input::HttpConnected { conn: fifth, addr: addr() });
+    let fx = h.step(Input::HttpData { conn: fifth, bytes: head.clone() });
+    assert_eq!(statuses(&fx, fifth), ["HTTP/1.1 503 Service Unavailable"]);
+    assert!(String::from_utf8_lossy(&sent(&fx, fifth)[0]).contains("Retry-After: 1\r\n"));
+    // Another address has its own share.
+    h.step(Input::HttpConnected { conn: Token(35), addr: other });
+    assert!(h.step(Input::HttpData { conn: Token(35), bytes: head.clone() }).is_empty());
+    // A sender that goes away gives its share back.
+    let error = ConnError::PeerClosed;
+    h.step(Input::Closed { conn: Token(30), error });
+    let again = Token(36);
+    h.step(Input::HttpConnected { conn: again, addr: addr() });
+    assert!(h.step(Input::HttpData { conn: again, bytes: head }).is_empty());
+    assert_eq!(h.core.webhooks.in_flight, 5 << 20);
+}

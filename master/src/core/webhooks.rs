@@ -1,6 +1,6 @@
 //! Webhook connections in the core: admission (connection caps in all and per source), a
-//! request parser per connection, the request deadline, the per-source request rate, and the
-//! answer — the hook event on the bus and `{"success": true}`, or the refusal and a close.
+//! request parser per connection, the request deadline, a budget of body bytes in flight (in
+//! all and per source), the per-source request rate, and the answer — the hook event on the bus and `{"success": true}`, or the refusal and a close.
 
 use super::{Core, Effect};
 use crate::http::{self, Limits, Parser, Request};
@@ -9,12 +9,18 @@ use crate::webhook::{Fired, Hooks, Refusal};
 use halite_common::config::WebhookConfig;
 use mio::Token;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Unsent output allowed per webhook client (answers are tiny: a pipelining client that never
 /// reads is cut off).
 pub(crate) const MAX_HTTP_BACKLOG: usize = 256 * 1024;
+
+/// Request bodies being received at once, in bytes (or `webhook_max_body`, if larger): the
+/// HMAC needs the whole body, so an unauthenticated client can make the master buffer one;
+/// without a budget, `webhook_max_connections` clients could hold as many `webhook_max_body`s.
+/// One source address may take a quarter of it (but always one whole `webhook_max_body`).
+pub(crate) const BODY_BUDGET: usize = 16 * 1024 * 1024;
 
 /// One webhook connection.
 struct HttpConn {
@@ -23,6 +29,8 @@ struct HttpConn {
     /// When the request being read (or, between requests, the idle wait) began: the request
     /// deadline runs from here.
     since: Instant,
+    /// Body bytes reserved in the budget for the request being read.
+    reserved: usize,
 }
 
 /// The listener's state: who is connected and what they may still do.
@@ -34,6 +42,11 @@ pub(crate) struct Webhooks {
     rate: PendingRate,
     limits: Limits,
     timeout: Duration,
+    /// Body bytes reserved in all, and per source (`source_of`).
+    pub(super) in_flight: usize,
+    per_source: HashMap<IpAddr, usize>,
+    budget: usize,
+    source_budget: usize,
 }
 
 impl Webhooks {
@@ -49,6 +62,41 @@ impl Webhooks {
             rate: PendingRate::new(cfg.rate_limit),
             limits: Limits::new(cfg.max_body),
             timeout: cfg.timeout,
+            in_flight: 0,
+            per_source: HashMap::new(),
+            budget: BODY_BUDGET.max(cfg.max_body),
+            source_budget: (BODY_BUDGET / 4).max(cfg.max_body),
+        }
+    }
+
+    /// Reserves `len` body bytes for a request from `ip`, or says which budget is spent.
+    fn reserve(&mut self, ip: IpAddr, len: usize) -> Result<(), String> {
+        let ip = source_of(ip);
+        let from_ip = self.per_source.get(&ip).copied().unwrap_or(0);
+        if self.in_flight + len > self.budget {
+            return Err(format!("{} bytes of request bodies already in flight", self.in_flight));
+        }
+        if from_ip + len > self.source_budget {
+            return Err(format!("{from_ip} bytes of request bodies in flight from this address"));
+        }
+        self.in_flight += len;
+        *self.per_source.entry(ip).or_insert(0) += len;
+        Ok(())
+    }
+
+    /// Gives back what a connection reserved.
+    fn release(&mut self, ip: IpAddr, reserved: &mut usize) {
+        let len = std::mem::take(reserved);
+        if len == 0 {
+            return;
+        }
+        let ip = source_of(ip);
+        self.in_flight -= len;
+        if let Some(n) = self.per_source.get_mut(&ip) {
+            *n -= len;
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
         }
     }
 
@@ -82,7 +130,7 @@ impl Core {
         }
         log::debug!("webhook connection from {addr}");
         let parser = Parser::new(hooks.limits);
-        hooks.conns.insert(conn, HttpConn { addr, parser, since: self.now });
+        hooks.conns.insert(conn, HttpConn { addr, parser, since: self.now, reserved: 0 });
     }
 
     /// Bytes from a webhook connection: every whole request in them is answered, in order.
@@ -90,10 +138,26 @@ impl Core {
         let Some(client) = self.webhooks.conns.get_mut(&conn) else { return };
         client.parser.push(bytes);
         loop {
-            let Some(client) = self.webhooks.conns.get_mut(&conn) else { return };
+            let hooks = &mut self.webhooks;
+            let Some(client) = hooks.conns.get_mut(&conn) else { return };
             let addr = client.addr;
             match client.parser.next_request() {
                 Ok(None) => {
+                    let awaited = client.parser.awaited_body().filter(|_| client.reserved == 0);
+                    if let Some(len) = awaited {
+                        if let Err(why) = hooks.reserve(addr.ip(), len) {
+                            let reason = format!("{why}; retry later");
+                            let header = Some(("Retry-After", "1"));
+                            return self.refuse_http(
+                                conn,
+                                addr,
+                                &Refusal { status: 503, reason, header },
+                            );
+                        }
+                        let Some(client) = hooks.conns.get_mut(&conn) else { return };
+                        client.reserved = len;
+                    }
+                    let Some(client) = hooks.conns.get_mut(&conn) else { return };
                     if client.parser.take_continue() {
                         self.fx.push(Effect::Send { conn, bytes: http::CONTINUE.to_vec() });
                     }
@@ -101,6 +165,8 @@ impl Core {
                 }
                 Ok(Some(request)) => {
                     client.since = self.now;
+                    let mut reserved = std::mem::take(&mut client.reserved);
+                    hooks.release(addr.ip(), &mut reserved);
                     if !self.serve(conn, addr, &request) {
                         return;
                     }
@@ -156,16 +222,18 @@ impl Core {
 
     /// Forgets a webhook connection and has the driver close it.
     pub(super) fn close_http(&mut self, conn: Token, reason: &str) {
-        let Some(client) = self.webhooks.conns.remove(&conn) else { return };
+        let Some(mut client) = self.webhooks.conns.remove(&conn) else { return };
         self.webhooks.admission.release(client.addr.ip());
+        self.webhooks.release(client.addr.ip(), &mut client.reserved);
         log::debug!("webhook connection from {} closed: {reason}", client.addr);
         self.fx.push(Effect::Close { conn, reason: reason.to_string() });
     }
 
     /// The driver closed a webhook connection (peer gone, read or write failed).
     pub(super) fn http_closed(&mut self, conn: Token, reason: &str) {
-        if let Some(client) = self.webhooks.conns.remove(&conn) {
+        if let Some(mut client) = self.webhooks.conns.remove(&conn) {
             self.webhooks.admission.release(client.addr.ip());
+            self.webhooks.release(client.addr.ip(), &mut client.reserved);
             log::debug!("webhook connection from {} closed: {reason}", client.addr);
         }
     }
