@@ -128,10 +128,12 @@ impl Hooks {
             }
         }
         if let Some(bearer) = bearer {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
             let secret = bearer
-                .strip_prefix("Bearer ")
-                .or_else(|| bearer.strip_prefix("bearer "))
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .ok_or_else(|| unauthorized("Authorization is not Bearer"))?
+                .1
                 .trim();
             let mut by_secret = None;
             for token in &self.tokens {
@@ -354,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_bearer_secret_works_and_never_reaches_the_event() {
-        let auth = format!("Bearer {OPS}");
+        let auth = format!("BEARER {OPS}");
         let req = post("/hook/ops/restart", &[("Authorization", &auth)], "a=1&b=x+y&a=%C3%A9");
         let fired = hooks().handle(&req, remote()).unwrap();
         assert_eq!(fired.token, "ops");
