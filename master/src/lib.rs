@@ -9,7 +9,6 @@ pub mod core;
 pub mod diskworker;
 pub mod fileserver;
 pub mod grainscache;
-pub mod http;
 pub mod jobcache;
 pub mod keystore;
 pub mod limits;

@@ -4,12 +4,12 @@
 //! the body (`X-Hub-Signature-256`, GitHub's scheme) or `Authorization: Bearer <secret>` —
 //! and the token's globs must allow the tag.
 
-use crate::http::Request;
 use halite_common::config::WebhookConfig;
 use halite_common::crypto::{hmac_sha256, macs_equal, secrets_equal};
 use halite_common::encoding::unhex;
 use halite_common::event::tag_problem;
 use halite_common::glob::Glob;
+use halite_common::http::Request;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 

@@ -3,10 +3,10 @@
 //! all and per source), the per-source request rate, and the answer — the hook event on the bus and `{"success": true}`, or the refusal and a close.
 
 use super::{Core, Effect};
-use crate::http::{self, Limits, Parser, Request};
 use crate::limits::{nofile_limit, source_of, Admission, PendingRate};
 use crate::webhook::{Fired, Hooks, Refusal};
 use halite_common::config::WebhookConfig;
+use halite_common::http::{self, Limits, Parser, Request};
 use mio::Token;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

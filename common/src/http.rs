@@ -1,5 +1,6 @@
 //! HTTP/1.x requests in and responses out, sans-IO: a push parser with hard limits (head
-//! size, header count, body size) for the master's HTTP listeners (webhooks; later metrics).
+//! size, header count, body size) for the master's HTTP listeners (webhooks; later metrics),
+//! kept here, without sockets, like the frame codec (and fuzzed like it).
 //! It reads `Content-Length` bodies only: a request with `Transfer-Encoding` is refused with
 //! 411, which also shuts out the `Content-Length`/`Transfer-Encoding` smuggling tricks.
 
@@ -8,7 +9,7 @@ use std::fmt;
 /// What a parser may hold. A request past them is refused before more of it is buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Request line and headers together, in bytes.
+    /// Request line and headers together, with the blank line ending them, in bytes.
     pub max_head: usize,
     pub max_headers: usize,
     pub max_body: usize,
@@ -117,6 +118,11 @@ impl Parser {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes held: the unparsed rest of what was pushed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whether part of a request has arrived (an idle keep-alive connection has none).
     pub fn started(&self) -> bool {
         self.head.is_some() || self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
@@ -146,7 +152,9 @@ impl Parser {
                 }
                 return Ok(None);
             };
-            if end > self.limits.max_head {
+            // The limit counts the blank line too: then a head is refused alike whether it
+            // arrived at once or a byte at a time (found by the fuzzer).
+            if next > self.limits.max_head {
                 return Err(HttpError::HeadTooLarge);
             }
             let head = parse_head(&self.buf[..end], &self.limits)?;
@@ -412,6 +420,29 @@ mod tests {
         p.push(b"POST /hook/x HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
         assert_eq!(p.next_request(), Err(HttpError::BodyTooLarge { len: 65, max: 64 }));
         refused(b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400);
+    }
+
+    #[test]
+    fn the_head_limit_counts_the_blank_line_however_the_head_arrives() {
+        let pad = |n: usize| format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(n));
+        let exact = pad(512 - pad(0).len());
+        assert_eq!(exact.len(), 512);
+        for (head, fits) in [(exact.clone(), true), (pad(512 - pad(0).len() + 1), false)] {
+            let mut whole = parser();
+            whole.push(head.as_bytes());
+            let mut bytewise = parser();
+            let mut last = Ok(None);
+            for b in head.as_bytes() {
+                bytewise.push(&[*b]);
+                last = bytewise.next_request();
+                if last.is_err() {
+                    break;
+                }
+            }
+            let at_once = whole.next_request();
+            assert_eq!(at_once.is_ok(), fits, "{} bytes", head.len());
+            assert_eq!(at_once.map(|r| r.is_some()), last.map(|r| r.is_some()));
+        }
     }
 
     #[test]
