@@ -479,7 +479,9 @@ impl Reader {
             port,
             interface: self.parsed("webhook_interface", [127, 0, 0, 1].into(), "an IP address"),
             tokens,
-            max_body: self.int("webhook_max_body", 1 << 20, 0, 64 << 20) as usize,
+            // The event holds the body twice (`body`, `post`), and JSON escapes a control
+            // character in six bytes: 4 MiB keeps the worst event under the CLIs' 64 MiB frames.
+            max_body: self.int("webhook_max_body", 1 << 20, 0, 4 << 20) as usize,
             timeout: self.seconds("webhook_timeout", 10, 1, 3600),
             max_connections: self.int("webhook_max_connections", 256, 1, 1 << 20) as usize,
             max_connections_per_ip: self.int("webhook_max_connections_per_ip", 16, 1, 1 << 20)
@@ -720,6 +722,7 @@ mod tests {
             ]
         );
         assert!(master("webhook_port: 8000").unwrap_err().to_string().contains("no token"));
+        assert!(master("webhook_max_body: 4194305").is_err());
     }
 
     #[test]
