@@ -3,7 +3,7 @@
 //! all and per source), the per-source request rate, and the answer — the hook event on the bus and `{"success": true}`, or the refusal and a close.
 
 use super::{Core, Effect};
-use crate::limits::{nofile_limit, source_of, Admission, PendingRate};
+use crate::limits::{nofile_limit, source_of, Admission, PendingRate, Refusal as AdmissionRefusal};
 use crate::webhook::{Fired, Hooks, Refusal};
 use halite_common::config::WebhookConfig;
 use halite_common::http::{self, Limits, Parser, Request};
@@ -120,7 +120,16 @@ impl Core {
     pub(super) fn on_http_connected(&mut self, conn: Token, addr: SocketAddr) {
         let hooks = &mut self.webhooks;
         if let Err(why) = hooks.admission.admit(addr.ip(), hooks.conns.len()) {
-            let why = why.to_string().replace("max_pending_connections", "webhook_max_connections");
+            let why = match why {
+                AdmissionRefusal::Total { max } => {
+                    format!("{max} webhook connections already open (webhook_max_connections)")
+                }
+                AdmissionRefusal::PerAddress { max } => format!(
+                    "{max} webhook connections from this address already open \
+                     (webhook_max_connections_per_ip)"
+                ),
+                descriptors => descriptors.to_string(),
+            };
             let reason = format!("refused webhook connection from {addr}: {why}");
             if self.quiet.allow(self.now) {
                 log::warn!("{reason}");
