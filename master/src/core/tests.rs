@@ -440,6 +440,29 @@ fn pipelined_webhooks_are_answered_in_order_then_the_rate_refuses() {
     assert!(closed(&fx, conn).unwrap().contains("webhook_rate_limit"));
     h.step(Input::Tick);
     assert_eq!(h.events_logged().matches("salt/netapi/hook/deploy").count(), 3);
+    // The rate is per source address: another one is still served.
+    let (other, from) = (Token(26), "127.0.0.2:40000".parse().unwrap());
+    h.step(Input::HttpConnected { conn: other, addr: from });
+    let fx = h.step(Input::HttpData { conn: other, bytes: hook_request("{}") });
+    assert_eq!(statuses(&fx, other), ["HTTP/1.1 200 OK"]);
+}
+
+#[test]
+fn a_body_that_trickles_in_meets_the_same_deadline() {
+    let mut h = webhook_harness("hook-trickle");
+    let conn = Token(27);
+    h.step(Input::HttpConnected { conn, addr: addr() });
+    let request = hook_request(r#"{"long": "enough to trickle"}"#);
+    let body_at = request.len() - 10;
+    assert!(h.step(Input::HttpData { conn, bytes: request[..body_at].to_vec() }).is_empty());
+    for byte in &request[body_at..body_at + 3] {
+        h.now += Duration::from_millis(700);
+        assert!(h.step(Input::HttpData { conn, bytes: vec![*byte] }).is_empty());
+    }
+    let fx = h.advance(Duration::from_millis(700));
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 408 Request Timeout"]);
+    h.step(Input::Tick);
+    assert!(!h.events_logged().contains("salt/netapi"));
 }
 
 #[test]
