@@ -222,7 +222,10 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<Head, HttpError> {
     let http10 = match version {
         "HTTP/1.1" => false,
         "HTTP/1.0" => true,
-        v if v.starts_with("HTTP/") && v.len() <= 16 => return Err(HttpError::Version(v.into())),
+        // Named in the log: printable ASCII only.
+        v if v.starts_with("HTTP/") && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(HttpError::Version(v.into()))
+        }
         _ => return Err(malformed("bad HTTP version")),
     };
     let mut headers = Vec::new();
@@ -454,6 +457,7 @@ mod tests {
         refused(b"G(T / HTTP/1.1\r\n\r\n", 400);
         refused(b"GET / HTTP/2.0\r\n\r\n", 505);
         refused(b"GET / FTP/1.0\r\n\r\n", 400);
+        refused(b"GET / HTTP/\x1b[2J\r\n\r\n", 400);
         refused(b"GET / HTTP/1.1\r\nNo colon\r\n\r\n", 400);
         refused(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400);
         refused(b"GET / HTTP/1.1\r\nBad Name: b\r\n\r\n", 400);

@@ -69,7 +69,8 @@ impl Hooks {
     pub fn handle(&self, req: &Request, remote: IpAddr) -> Result<Fired, Refusal> {
         let rest = match req.path.strip_prefix("/hook") {
             Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-            _ => return Err(refuse(404, format!("no such path {}", req.path))),
+            // The path is printable ASCII (the parser's rule); only its length is bounded here.
+            _ => return Err(refuse(404, format!("no such path {:.200}", req.path))),
         };
         if req.method != "POST" {
             let mut refusal = refuse(405, format!("method {} is not allowed", req.method));
@@ -228,7 +229,7 @@ fn post_data(content_type: Option<&str>, body: &str) -> Result<Value, Refusal> {
             .map_err(|e| refuse(400, format!("request body is not JSON: {e}"))),
         "application/x-www-form-urlencoded" => form(body),
         "" | "text/plain" => Ok(serde_json::from_str(body).unwrap_or(Value::Object(Map::new()))),
-        other => Err(refuse(415, format!("Content-Type {other} is not JSON or a form"))),
+        other => Err(refuse(415, format!("Content-Type {other:?} is not JSON or a form"))),
     }
 }
 
