@@ -105,6 +105,48 @@ pub struct MasterConfig {
     /// Render time (ms) allowed per SLS file per second; 0 = no limit. Both budgets are kept
     /// per source address for `salt/auth` events.
     pub reactor_render_budget_ms: u32,
+    /// The master's id (Salt's `id`, default `<host name>_master`): the `master` field of
+    /// forwarded events and the name of its checkpoint.
+    pub id: String,
+    /// `event_return: redis`: every event logged is also forwarded to a Redis stream.
+    pub event_return: Option<EventReturn>,
+}
+
+/// Where and which events go out (`event_return: redis`), with the keys of Salt's redis
+/// returner (`redis.host`, `redis.port`, `redis.db`, `redis.password`,
+/// `redis.unix_socket_path`).
+#[derive(Clone, PartialEq)]
+pub struct EventReturn {
+    pub host: String,
+    pub port: u16,
+    /// When set, the forwarder connects to this Unix socket instead of `host:port`.
+    pub unix_socket_path: Option<PathBuf>,
+    pub db: u32,
+    pub password: Option<String>,
+    /// The stream key (`event_return_stream`, default `halite:events`).
+    pub stream: String,
+    /// `XADD MAXLEN ~` (`event_return_maxlen`; 0 = never trimmed).
+    pub maxlen: u64,
+    /// Tag globs (Salt's `event_return_whitelist`; empty = every tag).
+    pub whitelist: Vec<String>,
+    /// Tag globs never forwarded (`event_return_blacklist`), checked after the whitelist.
+    pub blacklist: Vec<String>,
+}
+
+impl fmt::Debug for EventReturn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventReturn")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("unix_socket_path", &self.unix_socket_path)
+            .field("db", &self.db)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("stream", &self.stream)
+            .field("maxlen", &self.maxlen)
+            .field("whitelist", &self.whitelist)
+            .field("blacklist", &self.blacklist)
+            .finish()
+    }
 }
 
 /// The minion's settings.
@@ -210,6 +252,8 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
         reactor_render_max_bytes: r.int("reactor_render_max_bytes", 256 << 20, 32 << 20, 1 << 40),
         reactor_render_budget_ms: r.int("reactor_render_budget_ms", 250, 0, 1_000) as u32,
+        id: r.string("id").unwrap_or_else(|| format!("{}_master", hostname())),
+        event_return: r.event_return(),
         root_dir,
     };
     r.finish(config)
@@ -406,6 +450,57 @@ impl Reader {
         }
     }
 
+    /// `event_return` (a returner name or a list of them, as Salt) and, for `redis`, its keys.
+    fn event_return(&mut self) -> Option<EventReturn> {
+        let names = match self.get("event_return")? {
+            Value::String(s) => vec![s],
+            Value::Sequence(list) => {
+                list.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+            }
+            other => {
+                self.error(
+                    "event_return",
+                    format!("expected a returner name, got {}", show(&other)),
+                );
+                return None;
+            }
+        };
+        if names.iter().any(|n| n != "redis") || names.is_empty() {
+            self.error("event_return", "only the redis returner is supported");
+            return None;
+        }
+        let password = self.string("redis.password").filter(|p| !p.is_empty());
+        Some(EventReturn {
+            host: self.string("redis.host").unwrap_or_else(|| "salt".into()),
+            port: self.int("redis.port", 6379, 1, 65535) as u16,
+            unix_socket_path: self.string("redis.unix_socket_path").map(PathBuf::from),
+            db: self.int("redis.db", 0, 0, 1 << 20) as u32,
+            password,
+            stream: self
+                .string("event_return_stream")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "halite:events".into()),
+            maxlen: self.int("event_return_maxlen", 1_000_000, 0, u64::MAX >> 1),
+            whitelist: self.globs("event_return_whitelist"),
+            blacklist: self.globs("event_return_blacklist"),
+        })
+    }
+
+    /// A list of tag globs (a single string is a list of one).
+    fn globs(&mut self, key: &str) -> Vec<String> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::String(s)) => vec![s],
+            Some(Value::Sequence(list)) if list.iter().all(|v| v.is_string()) => {
+                list.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+            }
+            Some(other) => {
+                self.error(key, format!("expected a list of tag globs, got {}", show(&other)));
+                Vec::new()
+            }
+        }
+    }
+
     fn reactor(&mut self) -> Vec<crate::reactor::Rule> {
         let Some(value) = self.get("reactor") else { return Vec::new() };
         match crate::reactor::parse_rules(&value) {
@@ -554,6 +649,34 @@ mod tests {
 
     fn master(text: &str) -> Result<Loaded<MasterConfig>, ConfigErrors> {
         parse_master(text, Path::new("/work"))
+    }
+
+    #[test]
+    fn event_return_reads_salts_redis_keys_and_hides_the_password() {
+        assert_eq!(master("").unwrap().config.event_return, None);
+        let c = master(
+            "event_return: redis\nredis.host: 10.0.0.5\nredis.port: 6380\nredis.db: 2\n\
+             redis.password: s3cret\nevent_return_whitelist: ['salt/job/*']\n\
+             event_return_blacklist: salt/auth\nid: m1\n",
+        )
+        .unwrap()
+        .config;
+        let er = c.event_return.unwrap();
+        assert_eq!((er.host.as_str(), er.port, er.db), ("10.0.0.5", 6380, 2));
+        assert_eq!(er.password.as_deref(), Some("s3cret"));
+        assert_eq!((er.stream.as_str(), er.maxlen), ("halite:events", 1_000_000));
+        assert_eq!(er.whitelist, ["salt/job/*"]);
+        assert_eq!(er.blacklist, ["salt/auth"]);
+        assert!(!format!("{er:?}").contains("s3cret"));
+        assert_eq!(c.id, "m1");
+        // Salt's list form, and its default host.
+        let listed = master("event_return: [redis]").unwrap().config.event_return.unwrap();
+        assert_eq!((listed.host.as_str(), listed.port), ("salt", 6379));
+        let bad = master("event_return: mysql\nevent_return_blacklist: {a: 1}").unwrap_err();
+        assert_eq!(bad.0.len(), 1, "{bad}");
+        assert!(bad.to_string().contains("only the redis returner"), "{bad}");
+        let bad = master("event_return: redis\nevent_return_blacklist: {a: 1}").unwrap_err();
+        assert!(bad.to_string().starts_with("event_return_blacklist: expected a list"), "{bad}");
     }
 
     #[test]
