@@ -226,6 +226,11 @@ impl Worker {
         let checkpoint = redis.checkpoint().map_err(|e| e.to_string())?;
         let at = checkpoint.unwrap_or(self.start);
         let (tail, resume) = Tail::open(&self.log, self.keep, at).map_err(|e| e.to_string())?;
+        if checkpoint.is_none() {
+            // Where this run started, kept at once: a restart before the first batch goes on
+            // from here, not from its own start.
+            redis.store(&[], tail.position()).map_err(|e| e.to_string())?;
+        }
         match resume {
             Resume::Exact => {}
             Resume::FileGone => log::error!(

@@ -109,18 +109,21 @@ impl Tail {
         let mut lines = Vec::new();
         let mut bytes = 0;
         let mut chunk = vec![0; 64 * 1024];
+        // How much of `partial` the lines taken so far used: dropped once, not per line.
+        let mut used = 0;
         while lines.len() < max_lines && bytes < max_bytes {
             // Whole lines already buffered first.
-            if let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
-                let rest = self.partial.split_off(end + 1);
-                let mut text = std::mem::replace(&mut self.partial, rest);
-                text.pop();
-                self.at.offset += text.len() as u64 + 1;
+            if let Some(len) = self.partial[used..].iter().position(|&b| b == b'\n') {
+                let text = self.partial[used..used + len].to_vec();
+                used += len + 1;
+                self.at.offset += len as u64 + 1;
                 self.name_position()?;
-                bytes += text.len();
+                bytes += len;
                 lines.push(Line { text, next: self.at });
                 continue;
             }
+            self.partial.drain(..used);
+            used = 0;
             let n = self.file.read(&mut chunk)?;
             if n > 0 {
                 self.partial.extend_from_slice(&chunk[..n]);
@@ -131,6 +134,7 @@ impl Tail {
                 break;
             }
         }
+        self.partial.drain(..used);
         Ok(lines)
     }
 
