@@ -154,8 +154,20 @@ impl fmt::Debug for EventReturn {
 pub struct MinionConfig {
     pub root_dir: PathBuf,
     pub id: String,
-    pub master: String,
+    /// The masters in the order they are tried, each with its port (`host:port` entries, or
+    /// `master_port`): one, unless `master_type` is `failover`. `random_master` shuffles them
+    /// when the minion starts.
+    pub masters: Vec<MasterAddress>,
     pub master_port: u16,
+    /// `failover`: one master at a time, the next when it is lost (Salt's `master_type`).
+    pub failover: bool,
+    /// Seconds between checks that the master is alive (0 = only the keepalive's).
+    pub master_alive_interval: Duration,
+    /// Go back to the first master once it answers again (failover only).
+    pub master_failback: bool,
+    /// Seconds between those checks (0 = `master_alive_interval`).
+    pub master_failback_interval: Duration,
+    pub random_master: bool,
     pub master_finger: Option<String>,
     pub pki_dir: PathBuf,
     pub cachedir: PathBuf,
@@ -169,6 +181,44 @@ pub struct MinionConfig {
     pub log_level: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
+}
+
+/// One master a minion may connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for MasterAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl MasterAddress {
+    /// `host`, `host:port`, `[v6]:port` or a bare IPv6 address (with `default_port`).
+    pub fn parse(text: &str, default_port: u16) -> Option<MasterAddress> {
+        let text = text.trim();
+        let (host, port) = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (host, after) = rest.split_once(']')?;
+                match after.strip_prefix(':') {
+                    Some(port) => (host, port.parse().ok()?),
+                    None if after.is_empty() => (host, default_port),
+                    None => return None,
+                }
+            }
+            None => match text.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') => (host, port.parse().ok()?),
+                _ => (text, default_port),
+            },
+        };
+        (!host.is_empty() && port != 0).then(|| MasterAddress { host: host.into(), port })
+    }
 }
 
 /// Reads `DIR/master` and `DIR/master.d/*.conf`; a missing main file means all defaults.
@@ -272,9 +322,20 @@ fn parse_minion_map(
     }
     let acceptance_wait_time = r.seconds("acceptance_wait_time", 10, 0, 86_400);
     let max = r.seconds("acceptance_wait_time_max", 0, 0, 86_400);
+    let master_port = r.int("master_port", 4506, 1, 65535) as u16;
+    let failover = r.master_type();
+    let alive = r.seconds("master_alive_interval", 0, 0, 86_400);
     let config = MinionConfig {
-        master: r.master(),
-        master_port: r.int("master_port", 4506, 1, 65535) as u16,
+        masters: r.masters(master_port, failover),
+        master_port,
+        failover,
+        master_alive_interval: alive,
+        master_failback: r.bool("master_failback", false),
+        master_failback_interval: match r.seconds("master_failback_interval", 0, 0, 86_400) {
+            d if d.is_zero() => alive,
+            d => d,
+        },
+        random_master: r.bool("random_master", false),
         master_finger: r.string("master_finger"),
         pki_dir: r.path("pki_dir", "/etc/halite/pki/minion", &root_dir),
         cachedir: r.path("cachedir", "/var/cache/halite/minion", &root_dir),
@@ -403,26 +464,58 @@ impl Reader {
         }
     }
 
-    fn master(&mut self) -> String {
-        match self.get("master") {
-            None => "salt".into(),
-            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            Some(Value::Sequence(list)) if list.len() == 1 => match &list[0] {
-                Value::String(s) => s.clone(),
-                other => {
-                    self.error("master", format!("expected a host name, got {}", show(other)));
-                    "salt".into()
+    /// `master_type`: `str` (one master) or `failover`; Salt's `func` and `disable` are not
+    /// built.
+    fn master_type(&mut self) -> bool {
+        match self.string("master_type").as_deref().map(str::trim) {
+            None | Some("str") => false,
+            Some("failover") => true,
+            Some(other) => {
+                self.error("master_type", format!("'{other}' is not one of str, failover"));
+                false
+            }
+        }
+    }
+
+    /// `master`: a host (`host:port`), or a list of them for `master_type: failover`.
+    fn masters(&mut self, port: u16, failover: bool) -> Vec<MasterAddress> {
+        let default = || vec![MasterAddress { host: "salt".into(), port }];
+        let names: Vec<String> = match self.get("master") {
+            None => return default(),
+            Some(Value::String(s)) => vec![s],
+            Some(Value::Sequence(list)) if !list.is_empty() => {
+                match list.iter().map(|v| v.as_str().map(String::from)).collect() {
+                    Some(names) => names,
+                    None => {
+                        self.error("master", "expected a list of host names");
+                        return default();
+                    }
                 }
-            },
-            Some(Value::Sequence(_)) => {
-                self.error("master", "several masters (multi-master) are not supported yet");
-                "salt".into()
             }
             Some(other) => {
                 self.error("master", format!("expected a host name, got {}", show(&other)));
-                "salt".into()
+                return default();
+            }
+        };
+        if names.len() > 1 && !failover {
+            self.error(
+                "master",
+                "several masters need master_type: failover (one master at a time; Halite \
+                 has no hot multi-master, where each event would be reacted to once per master)",
+            );
+            return default();
+        }
+        let mut masters = Vec::new();
+        for name in names {
+            match MasterAddress::parse(&name, port) {
+                Some(m) => masters.push(m),
+                None => self.error("master", format!("'{name}' is not a host or host:port")),
             }
         }
+        if masters.is_empty() {
+            return default();
+        }
+        masters
     }
 
     fn file_roots(&mut self) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
@@ -753,12 +846,35 @@ mod tests {
         .unwrap()
         .config;
         assert_eq!(c.id, "host1");
-        assert_eq!(c.master, "127.0.0.1");
+        assert_eq!(c.masters, [MasterAddress { host: "127.0.0.1".into(), port: 4700 }]);
+        assert!(!c.failover);
         assert_eq!(c.grains["roles"], serde_json::json!(["web"]));
         assert_eq!(c.acceptance_wait_time_max, Duration::from_secs(10));
         let err = parse_minion("id: ../evil\nmaster: [a, b]\n", Path::new("/"), "h").unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["id", "master"]);
+    }
+
+    #[test]
+    fn failover_masters_with_their_ports() {
+        let c = parse_minion(
+            "master: ['a', 'b:4600', '[::1]:4700', '::1', ' c ']\nmaster_type: failover\n\
+             master_alive_interval: 5\nmaster_failback: true\nrandom_master: yes\n",
+            Path::new("/"),
+            "h",
+        )
+        .unwrap()
+        .config;
+        let shown: Vec<String> = c.masters.iter().map(|m| m.to_string()).collect();
+        assert_eq!(shown, ["a:4506", "b:4600", "[::1]:4700", "[::1]:4506", "c:4506"]);
+        assert!(c.failover && c.master_failback && c.random_master);
+        assert_eq!(c.master_alive_interval, Duration::from_secs(5));
+        assert_eq!(c.master_failback_interval, Duration::from_secs(5));
+        let err = |text: &str| parse_minion(text, Path::new("/"), "h").unwrap_err().to_string();
+        assert!(err("master: [a, b]").contains("need master_type: failover"));
+        assert!(err("master: [a, 'b:x']\nmaster_type: failover").contains("'b:x' is not a host"));
+        assert!(err("master: a\nmaster_type: func").contains("master_type: 'func' is not one"));
+        assert!(err("master: [a, 1]\nmaster_type: failover").contains("a list of host names"));
     }
 
     #[test]
