@@ -20,8 +20,8 @@ struct Args {
     /// not numbers
     #[argh(switch)]
     quick: bool,
-    /// run only this measurement: cli-ping, swarm-ping, events, forward, bootstrap,
-    /// onboarding, sizes
+    /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
+    /// bootstrap, onboarding, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,8 +37,8 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 7] =
-    ["cli-ping", "swarm-ping", "events", "forward", "bootstrap", "onboarding", "sizes"];
+const ALL: [&str; 8] =
+    ["cli-ping", "swarm-ping", "events", "forward", "failover", "bootstrap", "onboarding", "sizes"];
 
 fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             "swarm-ping" => bench.swarm_ping(),
             "events" => bench.events(),
             "forward" => bench.forward(),
+            "failover" => bench.failover(),
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
             _ => match &args.static_bins {
