@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod failover;
+mod forward;
 mod onboarding;
 mod webhook;
 
