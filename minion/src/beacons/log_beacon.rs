@@ -145,6 +145,14 @@ impl Module for LogBeacon {
             // Salt's first run only notes where the file ends.
             self.started = true;
             self.open = self.open_at(true);
+            match &self.open {
+                Some(open) => log::info!(
+                    "log beacon: watching {} from byte {}",
+                    self.path.display(),
+                    open.offset
+                ),
+                None => log::info!("log beacon: waiting for {}", self.path.display()),
+            }
             return out;
         }
         let mut budget = READ_BUDGET;

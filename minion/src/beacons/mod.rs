@@ -32,6 +32,9 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Most events one run of one beacon may fire; the rest are counted and logged.
 pub(crate) const MAX_EVENTS_PER_RUN: usize = 1024;
 
+/// Dropped events are logged at most this often.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// Most distinct tags a beacon remembers for `onchangeonly`.
 const MAX_REMEMBERED: usize = 1024;
 
@@ -116,7 +119,8 @@ impl Beacons {
             worker: None,
             waker,
             dropped: 0,
-            reported: now,
+            // The first drop is reported at once.
+            reported: now.checked_sub(REPORT_EVERY).unwrap_or(now),
         };
         let entries = match config {
             Value::Null => return beacons,
@@ -317,7 +321,7 @@ impl Beacons {
 
     /// Logs what was dropped, at most every 10 seconds.
     fn report(&mut self, now: Instant) {
-        if self.dropped > 0 && now.duration_since(self.reported) >= Duration::from_secs(10) {
+        if self.dropped > 0 && now.duration_since(self.reported) >= REPORT_EVERY {
             log::warn!(
                 "{}: dropped {} beacon events (queues full or no master)",
                 self.id,
