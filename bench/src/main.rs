@@ -20,7 +20,8 @@ struct Args {
     /// not numbers
     #[argh(switch)]
     quick: bool,
-    /// run only this measurement: cli-ping, swarm-ping, events, bootstrap, onboarding, sizes
+    /// run only this measurement: cli-ping, swarm-ping, events, bootstrap, onboarding, beacons,
+    /// sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -36,7 +37,8 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 6] = ["cli-ping", "swarm-ping", "events", "bootstrap", "onboarding", "sizes"];
+const ALL: [&str; 7] =
+    ["cli-ping", "swarm-ping", "events", "bootstrap", "onboarding", "beacons", "sizes"];
 
 fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             "events" => bench.events(),
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
+            "beacons" => bench.beacons(),
             _ => match &args.static_bins {
                 Some(dir) => bench.sizes(dir),
                 None => Ok(()),

@@ -1,6 +1,6 @@
 //! The whole-process measurements of BENCHMARKS.md, each on loopback in a fresh temp tree
 //! with the real binaries: CLI latency, `'*'` fan-out over the swarm, memory, event
-//! throughput, the seed bootstrap, handshake rate, and binary sizes.
+//! throughput, the seed bootstrap, handshake rate, beacons, and binary sizes.
 
 use crate::procs::{median, median_ms, timed, Daemon, Follow, Memory, Result, SwarmProc, TempDir};
 use crate::swarm;
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod beacons;
 mod onboarding;
 
 /// One line of the table.

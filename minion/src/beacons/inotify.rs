@@ -335,6 +335,9 @@ impl Module for Inotify {
         loop {
             // SAFETY: the descriptor is ours and open; `buf` is writable for its length.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
             if n <= 0 {
                 break; // EAGAIN: drained (edge-triggered, so read until then)
             }
