@@ -11,6 +11,7 @@ mod log_beacon;
 pub(crate) mod manage;
 mod memusage;
 mod service;
+mod status;
 mod worker;
 
 use halite_common::proto::BeaconEvent;
@@ -166,6 +167,7 @@ impl Beacons {
             "memusage" => Box::new(memusage::MemUsage::new(&map)?),
             "service" => Box::new(service::Service::new(&map)?),
             "log" => Box::new(log_beacon::LogBeacon::new(&map)?),
+            "status" => Box::new(status::Status::new(&map)?),
             other => return Err(format!("no beacon module named '{other}'")),
         };
         if let Some(fd) = module.fd() {
