@@ -151,7 +151,7 @@ impl Core {
                         .and_then(|data| oversized(&data, max).map_or(Ok(data), Err));
                     match fired {
                         Ok(data) => {
-                            log::debug!("beacon event from minion {id}: {tag}");
+                            log::trace!("beacon event from minion {id}: {tag}");
                             self.bus.fire_from(tag, data, source, &[]);
                         }
                         Err(reason) => {
