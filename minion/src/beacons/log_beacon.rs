@@ -68,9 +68,17 @@ impl LogBeacon {
         })
     }
 
+    /// Opens the file if it is a regular one: a FIFO or a device would block the worker or
+    /// never end (non-blocking open, then the type is checked on what was opened).
     fn open_at(&self, from_end: bool) -> Option<Open> {
-        let mut file = File::open(&self.path).ok()?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file =
+            File::options().read(true).custom_flags(libc::O_NONBLOCK).open(&self.path).ok()?;
         let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            log::debug!("log beacon: {} is not a regular file", self.path.display());
+            return None;
+        }
         let offset = if from_end { file.seek(SeekFrom::End(0)).ok()? } else { 0 };
         Some(Open { file, identity: (meta.dev(), meta.ino()), offset })
     }
@@ -151,7 +159,10 @@ impl Module for LogBeacon {
                     self.path.display(),
                     open.offset
                 ),
-                None => log::info!("log beacon: waiting for {}", self.path.display()),
+                None => log::info!(
+                    "log beacon: waiting for {} (missing or not a regular file)",
+                    self.path.display()
+                ),
             }
             return out;
         }
@@ -237,6 +248,23 @@ mod tests {
         append(&path, &format!("ERROR {}\n", "x".repeat(3 * MAX_LINE)));
         let out = raws(b.check());
         assert_eq!(out[0].len(), MAX_LINE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_device_is_not_read() {
+        let dir =
+            std::env::temp_dir().join(format!("halite-logbeacon-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        for path in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+            let mut b = beacon(path);
+            assert!(b.check().is_empty());
+            assert!(b.open.is_none(), "{}", path.display());
+            assert!(b.check().is_empty(), "and no read on later runs");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
