@@ -37,6 +37,8 @@ const DEFAULT_MASK: u32 = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MODIFY;
 
 /// Most watches one beacon holds (recursion stops there, with a log line).
 const MAX_WATCHES: usize = 8192;
+/// Most directory entries one recursive watch looks at (it runs on the loop).
+const MAX_SCAN: usize = 65_536;
 /// Most distinct changes waiting for the next run; more are counted and dropped.
 pub(super) const MAX_PENDING: usize = 1024;
 
@@ -235,33 +237,44 @@ impl Inotify {
         }
     }
 
+    /// Watches `path` and, with `recurse`, the directories under it (depth-first with a stack
+    /// of its own: a deep hostile tree cannot exhaust the loop's stack), up to `MAX_WATCHES`.
     fn add(&mut self, root: usize, path: &str, recurse: bool) {
-        if self.watches.len() >= MAX_WATCHES {
-            log::warn!("inotify beacon: {MAX_WATCHES} watches reached; not watching {path}");
-            return;
-        }
-        let watched = &self.files[root];
-        let mut mask = watched.mask;
-        if watched.auto_add {
-            mask |= libc::IN_CREATE | libc::IN_MOVED_TO;
-        }
-        let Ok(cpath) = std::ffi::CString::new(path) else { return };
-        // SAFETY: the descriptor is ours and open, `cpath` is NUL-terminated.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), cpath.as_ptr(), mask) };
-        if wd < 0 {
-            return; // not there (yet): retried on the next run
-        }
-        self.watches.insert(wd, Watch { path: path.to_string(), root });
-        self.by_path.insert(path.to_string(), wd);
-        if !recurse {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(path) else { return };
-        for entry in entries.flatten() {
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir()); // symlinks not followed
-            let sub = entry.path().display().to_string();
-            if is_dir && !self.files[root].exclude.iter().any(|e| e.matches(&sub)) {
-                self.add(root, &sub, true);
+        let mut todo = vec![path.to_string()];
+        let mut scanned = 0;
+        while let Some(path) = todo.pop() {
+            if self.watches.len() >= MAX_WATCHES {
+                log::warn!("inotify beacon: {MAX_WATCHES} watches reached; not watching {path}");
+                return;
+            }
+            let watched = &self.files[root];
+            let mut mask = watched.mask;
+            if watched.auto_add {
+                mask |= libc::IN_CREATE | libc::IN_MOVED_TO;
+            }
+            let Ok(cpath) = std::ffi::CString::new(path.as_str()) else { continue };
+            // SAFETY: the descriptor is ours and open, `cpath` is NUL-terminated.
+            let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), cpath.as_ptr(), mask) };
+            if wd < 0 {
+                continue; // not there (yet): a configured path is retried on the next run
+            }
+            self.watches.insert(wd, Watch { path: path.clone(), root });
+            self.by_path.insert(path.clone(), wd);
+            if !recurse {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(&path) else { continue };
+            for entry in entries.flatten() {
+                scanned += 1;
+                if scanned > MAX_SCAN {
+                    log::warn!("inotify beacon: over {MAX_SCAN} entries under {path}; not recursing further");
+                    return;
+                }
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir()); // symlinks not followed
+                let sub = entry.path().display().to_string();
+                if is_dir && !self.files[root].exclude.iter().any(|e| e.matches(&sub)) {
+                    todo.push(sub);
+                }
             }
         }
     }
