@@ -2,7 +2,8 @@
 //! minion's loop watches. `files` maps paths to `mask` (Salt's names), `recurse`, `auto_add`
 //! and `exclude` (prefixes, globs, or `{pattern: {regex: True}}`). Each change fires
 //! `{"path": <file>, "change": "IN_MODIFY"}` tagged with the watched path, pyinotify's
-//! `event.path`. Identical pending changes are coalesced and the queue is capped; kernel
+//! `event.path`, and `IN_IGNORED` when a watch ends (a file removed or replaced), as Salt
+//! does whatever the mask. Identical pending changes are coalesced and the queue is capped; kernel
 //! queue overflows and what the cap drops are counted.
 
 use super::{Module, Payload};
@@ -287,13 +288,15 @@ impl Inotify {
         }
         let Some(watch) = self.watches.get(&wd) else { return };
         let (root, dir) = (watch.root, watch.path.clone());
-        if mask & libc::IN_IGNORED != 0 {
-            // The watch is gone (file removed or replaced); the next run watches it again.
+        let ignored = mask & libc::IN_IGNORED != 0;
+        if ignored {
+            // The watch is gone (the file was removed or replaced, as editors save): the next
+            // run watches the path again. pyinotify hands this event on whatever the mask, so
+            // Salt fires it (`IN_IGNORED`), and reactors rely on it for files editors replace.
             self.watches.remove(&wd);
             if self.by_path.get(&dir) == Some(&wd) {
                 self.by_path.remove(&dir);
             }
-            return;
         }
         let pathname = match name.is_empty() {
             true => dir.clone(),
@@ -308,7 +311,7 @@ impl Inotify {
             self.add(root, &pathname, recurse);
         }
         let watched = &self.files[root];
-        if mask & watched.mask & libc::IN_ALL_EVENTS == 0 {
+        if !ignored && mask & watched.mask & libc::IN_ALL_EVENTS == 0 {
             return; // only asked for because of auto_add
         }
         if watched.exclude.iter().any(|e| e.matches(&pathname)) {
@@ -456,6 +459,22 @@ mod tests {
             ]
         );
         assert_eq!(b.watches.len(), 3, "auto_add watched the new directory");
+        // A watched file replaced by an editor: Salt's IN_IGNORED, then it is watched again.
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let path = file.display().to_string();
+        let single = json!({"files": {path.clone(): {"mask": ["modify"]}}});
+        let mut f = Inotify::new(single.as_object().unwrap()).unwrap();
+        std::fs::write(dir.join("file.tmp"), "y").unwrap();
+        std::fs::rename(dir.join("file.tmp"), &file).unwrap();
+        assert!(f.readable());
+        let got = f.check();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            Value::Object(got[0].clone()),
+            json!({"tag": path, "path": path, "change": "IN_IGNORED"})
+        );
+        assert_eq!(f.by_path.len(), 1, "watched again by the run that fired it");
         // A flood: the pending queue stays capped, the rest is counted.
         for i in 0..(MAX_PENDING + 50) {
             std::fs::write(dir.join(format!("new/f{i}")), "x").unwrap();
