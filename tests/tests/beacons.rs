@@ -241,3 +241,43 @@ fn beacons_list_and_disable_then_enable_at_runtime() {
     assert_eq!(out.status, Some(1), "{out:?}");
     assert!(out.stdout.contains("Beacon nosuch is not currently configured."), "{out:?}");
 }
+
+#[test]
+fn disable_during_state_run_skips_changes_while_a_state_runs() {
+    let roots = TempDir::new();
+    let go = roots.join("GO");
+    let sls = format!(
+        "wait_for_go:\n  cmd.run:\n    - name: 'while [ ! -e {} ]; do sleep 0.05; done'\n",
+        go.display()
+    );
+    roots.write("slow.sls", sls);
+    let watched = TempDir::new();
+    let dir = watched.path().display().to_string();
+    let master = Master::start(&format!(
+        "auto_accept: True\nfile_roots:\n  base: [{}]\n",
+        roots.path().display()
+    ));
+    let config = format!(
+        "beacons:\n  inotify:\n    - files:\n        {dir}:\n          mask: [close_write]\n    \
+         - disable_during_state_run: True\n"
+    );
+    let minion = started(&master, &config);
+    minion.daemon.wait_for_line("beacon inotify on", WAIT);
+
+    let out = master.halite(&["minion1", "state.sls", "slow", "--async"]);
+    let jid = out.stdout.trim().strip_prefix("Executed command with job ID: ").expect("jid");
+    minion.daemon.wait_for_line(&format!("job {jid}: state.sls starting"), WAIT);
+    watched.write("during", "x");
+    std::fs::write(&go, "").unwrap();
+    master.wait_event(&format!("salt/job/{jid}/ret/minion1"), |d| d["retcode"] == 0);
+    watched.write("after", "x");
+    let tag = format!("salt/beacon/minion1/inotify/{dir}");
+    master.wait_event(&tag, |d| d["path"] == format!("{dir}/after").as_str());
+    let paths: Vec<Value> = master
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == &tag)
+        .map(|(_, d)| d["path"].clone())
+        .collect();
+    assert_eq!(paths, [json!(format!("{dir}/after"))], "nothing from the state run's time");
+}
