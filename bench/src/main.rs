@@ -20,8 +20,8 @@ struct Args {
     /// not numbers
     #[argh(switch)]
     quick: bool,
-    /// run only this measurement: cli-ping, swarm-ping, events, bootstrap, onboarding, beacons,
-    /// sizes
+    /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
+    /// bootstrap, onboarding, beacons, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,8 +37,17 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 7] =
-    ["cli-ping", "swarm-ping", "events", "bootstrap", "onboarding", "beacons", "sizes"];
+const ALL: [&str; 9] = [
+    "cli-ping",
+    "swarm-ping",
+    "events",
+    "forward",
+    "failover",
+    "bootstrap",
+    "onboarding",
+    "beacons",
+    "sizes",
+];
 
 fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
@@ -59,6 +68,8 @@ fn main() -> ExitCode {
             "cli-ping" => bench.cli_ping(),
             "swarm-ping" => bench.swarm_ping(),
             "events" => bench.events(),
+            "forward" => bench.forward(),
+            "failover" => bench.failover(),
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
             "beacons" => bench.beacons(),

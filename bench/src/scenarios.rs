@@ -10,6 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod beacons;
+mod failover;
+mod forward;
 mod onboarding;
 
 /// One line of the table.

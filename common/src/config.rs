@@ -105,6 +105,48 @@ pub struct MasterConfig {
     /// Render time (ms) allowed per SLS file per second; 0 = no limit. Both budgets are kept
     /// per source address for `salt/auth` events.
     pub reactor_render_budget_ms: u32,
+    /// The master's id (Salt's `id`, default `<host name>_master`): the `master` field of
+    /// forwarded events and the name of its checkpoint.
+    pub id: String,
+    /// `event_return: redis`: every event logged is also forwarded to a Redis stream.
+    pub event_return: Option<EventReturn>,
+}
+
+/// Where and which events go out (`event_return: redis`), with the keys of Salt's redis
+/// returner (`redis.host`, `redis.port`, `redis.db`, `redis.password`,
+/// `redis.unix_socket_path`).
+#[derive(Clone, PartialEq)]
+pub struct EventReturn {
+    pub host: String,
+    pub port: u16,
+    /// When set, the forwarder connects to this Unix socket instead of `host:port`.
+    pub unix_socket_path: Option<PathBuf>,
+    pub db: u32,
+    pub password: Option<String>,
+    /// The stream key (`event_return_stream`, default `halite:events`).
+    pub stream: String,
+    /// `XADD MAXLEN ~` (`event_return_maxlen`; 0 = never trimmed).
+    pub maxlen: u64,
+    /// Tag globs (Salt's `event_return_whitelist`; empty = every tag).
+    pub whitelist: Vec<String>,
+    /// Tag globs never forwarded (`event_return_blacklist`), checked after the whitelist.
+    pub blacklist: Vec<String>,
+}
+
+impl fmt::Debug for EventReturn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventReturn")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("unix_socket_path", &self.unix_socket_path)
+            .field("db", &self.db)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("stream", &self.stream)
+            .field("maxlen", &self.maxlen)
+            .field("whitelist", &self.whitelist)
+            .field("blacklist", &self.blacklist)
+            .finish()
+    }
 }
 
 /// The minion's settings.
@@ -112,8 +154,20 @@ pub struct MasterConfig {
 pub struct MinionConfig {
     pub root_dir: PathBuf,
     pub id: String,
-    pub master: String,
+    /// The masters in the order they are tried, each with its port (`host:port` entries, or
+    /// `master_port`): one, unless `master_type` is `failover`. `random_master` shuffles them
+    /// when the minion starts.
+    pub masters: Vec<MasterAddress>,
     pub master_port: u16,
+    /// `failover`: one master at a time, the next when it is lost (Salt's `master_type`).
+    pub failover: bool,
+    /// Seconds between checks that the master is alive (0 = only the keepalive's).
+    pub master_alive_interval: Duration,
+    /// Go back to the first master once it answers again (failover only).
+    pub master_failback: bool,
+    /// Seconds between those checks (0 = `master_alive_interval`).
+    pub master_failback_interval: Duration,
+    pub random_master: bool,
     pub master_finger: Option<String>,
     pub pki_dir: PathBuf,
     pub cachedir: PathBuf,
@@ -130,6 +184,44 @@ pub struct MinionConfig {
     /// Salt's `beacons:` as written (JSON `null` when absent); the minion checks each beacon
     /// itself, so that a bad one is logged and switched off without stopping the minion.
     pub beacons: Json,
+}
+
+/// One master a minion may connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for MasterAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl MasterAddress {
+    /// `host`, `host:port`, `[v6]:port` or a bare IPv6 address (with `default_port`).
+    pub fn parse(text: &str, default_port: u16) -> Option<MasterAddress> {
+        let text = text.trim();
+        let (host, port) = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (host, after) = rest.split_once(']')?;
+                match after.strip_prefix(':') {
+                    Some(port) => (host, port.parse().ok()?),
+                    None if after.is_empty() => (host, default_port),
+                    None => return None,
+                }
+            }
+            None => match text.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') => (host, port.parse().ok()?),
+                _ => (text, default_port),
+            },
+        };
+        (!host.is_empty() && port != 0).then(|| MasterAddress { host: host.into(), port })
+    }
 }
 
 /// Reads `DIR/master` and `DIR/master.d/*.conf`; a missing main file means all defaults.
@@ -213,6 +305,8 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
         reactor_render_max_bytes: r.int("reactor_render_max_bytes", 256 << 20, 32 << 20, 1 << 40),
         reactor_render_budget_ms: r.int("reactor_render_budget_ms", 250, 0, 1_000) as u32,
+        id: r.string("id").unwrap_or_else(|| format!("{}_master", hostname())),
+        event_return: r.event_return(),
         root_dir,
     };
     r.finish(config)
@@ -231,9 +325,20 @@ fn parse_minion_map(
     }
     let acceptance_wait_time = r.seconds("acceptance_wait_time", 10, 0, 86_400);
     let max = r.seconds("acceptance_wait_time_max", 0, 0, 86_400);
+    let master_port = r.int("master_port", 4506, 1, 65535) as u16;
+    let failover = r.master_type();
+    let alive = r.seconds("master_alive_interval", 0, 0, 86_400);
     let config = MinionConfig {
-        master: r.master(),
-        master_port: r.int("master_port", 4506, 1, 65535) as u16,
+        masters: r.masters(master_port, failover),
+        master_port,
+        failover,
+        master_alive_interval: alive,
+        master_failback: r.bool("master_failback", false),
+        master_failback_interval: match r.seconds("master_failback_interval", 0, 0, 86_400) {
+            d if d.is_zero() => alive,
+            d => d,
+        },
+        random_master: r.bool("random_master", false),
         master_finger: r.string("master_finger"),
         pki_dir: r.path("pki_dir", "/etc/halite/pki/minion", &root_dir),
         cachedir: r.path("cachedir", "/var/cache/halite/minion", &root_dir),
@@ -363,26 +468,58 @@ impl Reader {
         }
     }
 
-    fn master(&mut self) -> String {
-        match self.get("master") {
-            None => "salt".into(),
-            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            Some(Value::Sequence(list)) if list.len() == 1 => match &list[0] {
-                Value::String(s) => s.clone(),
-                other => {
-                    self.error("master", format!("expected a host name, got {}", show(other)));
-                    "salt".into()
+    /// `master_type`: `str` (one master) or `failover`; Salt's `func` and `disable` are not
+    /// built.
+    fn master_type(&mut self) -> bool {
+        match self.string("master_type").as_deref().map(str::trim) {
+            None | Some("str") => false,
+            Some("failover") => true,
+            Some(other) => {
+                self.error("master_type", format!("'{other}' is not one of str, failover"));
+                false
+            }
+        }
+    }
+
+    /// `master`: a host (`host:port`), or a list of them for `master_type: failover`.
+    fn masters(&mut self, port: u16, failover: bool) -> Vec<MasterAddress> {
+        let default = || vec![MasterAddress { host: "salt".into(), port }];
+        let names: Vec<String> = match self.get("master") {
+            None => return default(),
+            Some(Value::String(s)) => vec![s],
+            Some(Value::Sequence(list)) if !list.is_empty() => {
+                match list.iter().map(|v| v.as_str().map(String::from)).collect() {
+                    Some(names) => names,
+                    None => {
+                        self.error("master", "expected a list of host names");
+                        return default();
+                    }
                 }
-            },
-            Some(Value::Sequence(_)) => {
-                self.error("master", "several masters (multi-master) are not supported yet");
-                "salt".into()
             }
             Some(other) => {
                 self.error("master", format!("expected a host name, got {}", show(&other)));
-                "salt".into()
+                return default();
+            }
+        };
+        if names.len() > 1 && !failover {
+            self.error(
+                "master",
+                "several masters need master_type: failover (one master at a time; Halite \
+                 has no hot multi-master, where each event would be reacted to once per master)",
+            );
+            return default();
+        }
+        let mut masters = Vec::new();
+        for name in names {
+            match MasterAddress::parse(&name, port) {
+                Some(m) => masters.push(m),
+                None => self.error("master", format!("'{name}' is not a host or host:port")),
             }
         }
+        if masters.is_empty() {
+            return default();
+        }
+        masters
     }
 
     fn file_roots(&mut self) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
@@ -406,6 +543,57 @@ impl Reader {
                     "expected a mapping of environment to a list of directories",
                 );
                 default()
+            }
+        }
+    }
+
+    /// `event_return` (a returner name or a list of them, as Salt) and, for `redis`, its keys.
+    fn event_return(&mut self) -> Option<EventReturn> {
+        let names = match self.get("event_return")? {
+            Value::String(s) => vec![s],
+            Value::Sequence(list) => {
+                list.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+            }
+            other => {
+                self.error(
+                    "event_return",
+                    format!("expected a returner name, got {}", show(&other)),
+                );
+                return None;
+            }
+        };
+        if names.iter().any(|n| n != "redis") || names.is_empty() {
+            self.error("event_return", "only the redis returner is supported");
+            return None;
+        }
+        let password = self.string("redis.password").filter(|p| !p.is_empty());
+        Some(EventReturn {
+            host: self.string("redis.host").unwrap_or_else(|| "salt".into()),
+            port: self.int("redis.port", 6379, 1, 65535) as u16,
+            unix_socket_path: self.string("redis.unix_socket_path").map(PathBuf::from),
+            db: self.int("redis.db", 0, 0, 1 << 20) as u32,
+            password,
+            stream: self
+                .string("event_return_stream")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "halite:events".into()),
+            maxlen: self.int("event_return_maxlen", 1_000_000, 0, u64::MAX >> 1),
+            whitelist: self.globs("event_return_whitelist"),
+            blacklist: self.globs("event_return_blacklist"),
+        })
+    }
+
+    /// A list of tag globs (a single string is a list of one).
+    fn globs(&mut self, key: &str) -> Vec<String> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::String(s)) => vec![s],
+            Some(Value::Sequence(list)) if list.iter().all(|v| v.is_string()) => {
+                list.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+            }
+            Some(other) => {
+                self.error(key, format!("expected a list of tag globs, got {}", show(&other)));
+                Vec::new()
             }
         }
     }
@@ -574,6 +762,34 @@ mod tests {
     }
 
     #[test]
+    fn event_return_reads_salts_redis_keys_and_hides_the_password() {
+        assert_eq!(master("").unwrap().config.event_return, None);
+        let c = master(
+            "event_return: redis\nredis.host: 10.0.0.5\nredis.port: 6380\nredis.db: 2\n\
+             redis.password: s3cret\nevent_return_whitelist: ['salt/job/*']\n\
+             event_return_blacklist: salt/auth\nid: m1\n",
+        )
+        .unwrap()
+        .config;
+        let er = c.event_return.unwrap();
+        assert_eq!((er.host.as_str(), er.port, er.db), ("10.0.0.5", 6380, 2));
+        assert_eq!(er.password.as_deref(), Some("s3cret"));
+        assert_eq!((er.stream.as_str(), er.maxlen), ("halite:events", 1_000_000));
+        assert_eq!(er.whitelist, ["salt/job/*"]);
+        assert_eq!(er.blacklist, ["salt/auth"]);
+        assert!(!format!("{er:?}").contains("s3cret"));
+        assert_eq!(c.id, "m1");
+        // Salt's list form, and its default host.
+        let listed = master("event_return: [redis]").unwrap().config.event_return.unwrap();
+        assert_eq!((listed.host.as_str(), listed.port), ("salt", 6379));
+        let bad = master("event_return: mysql\nevent_return_blacklist: {a: 1}").unwrap_err();
+        assert_eq!(bad.0.len(), 1, "{bad}");
+        assert!(bad.to_string().contains("only the redis returner"), "{bad}");
+        let bad = master("event_return: redis\nevent_return_blacklist: {a: 1}").unwrap_err();
+        assert!(bad.to_string().starts_with("event_return_blacklist: expected a list"), "{bad}");
+    }
+
+    #[test]
     fn master_defaults() {
         let c = master("").unwrap().config;
         assert_eq!(c.ret_port, 4506);
@@ -647,12 +863,35 @@ mod tests {
         .unwrap()
         .config;
         assert_eq!(c.id, "host1");
-        assert_eq!(c.master, "127.0.0.1");
+        assert_eq!(c.masters, [MasterAddress { host: "127.0.0.1".into(), port: 4700 }]);
+        assert!(!c.failover);
         assert_eq!(c.grains["roles"], serde_json::json!(["web"]));
         assert_eq!(c.acceptance_wait_time_max, Duration::from_secs(10));
         let err = parse_minion("id: ../evil\nmaster: [a, b]\n", Path::new("/"), "h").unwrap_err();
         let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["id", "master"]);
+    }
+
+    #[test]
+    fn failover_masters_with_their_ports() {
+        let c = parse_minion(
+            "master: ['a', 'b:4600', '[::1]:4700', '::1', ' c ']\nmaster_type: failover\n\
+             master_alive_interval: 5\nmaster_failback: true\nrandom_master: yes\n",
+            Path::new("/"),
+            "h",
+        )
+        .unwrap()
+        .config;
+        let shown: Vec<String> = c.masters.iter().map(|m| m.to_string()).collect();
+        assert_eq!(shown, ["a:4506", "b:4600", "[::1]:4700", "[::1]:4506", "c:4506"]);
+        assert!(c.failover && c.master_failback && c.random_master);
+        assert_eq!(c.master_alive_interval, Duration::from_secs(5));
+        assert_eq!(c.master_failback_interval, Duration::from_secs(5));
+        let err = |text: &str| parse_minion(text, Path::new("/"), "h").unwrap_err().to_string();
+        assert!(err("master: [a, b]").contains("need master_type: failover"));
+        assert!(err("master: [a, 'b:x']\nmaster_type: failover").contains("'b:x' is not a host"));
+        assert!(err("master: a\nmaster_type: func").contains("master_type: 'func' is not one"));
+        assert!(err("master: [a, 1]\nmaster_type: failover").contains("a list of host names"));
     }
 
     #[test]

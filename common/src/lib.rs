@@ -16,6 +16,7 @@ pub mod id;
 pub mod proto;
 pub mod pyrepr;
 pub mod reactor;
+pub mod resp;
 pub mod saltargs;
 pub mod target;
 pub mod time;

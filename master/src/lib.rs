@@ -8,6 +8,7 @@ pub mod client;
 pub mod core;
 pub mod diskworker;
 pub mod fileserver;
+pub mod forward;
 pub mod grainscache;
 pub mod jobcache;
 pub mod keystore;

@@ -26,6 +26,26 @@ pub fn words_to_args(words: &[String]) -> Vec<Value> {
 }
 
 /// Runs `fun` with `words`; returns what to print, or the error to report.
+/// A connection to the first master that takes one (each in turn with failover).
+fn connect_first(cfg: &MinionConfig) -> Result<TcpStream, String> {
+    let mut why = String::new();
+    for master in &cfg.masters {
+        let addr = match (master.host.as_str(), master.port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.next(),
+            Err(_) => None,
+        };
+        let Some(addr) = addr else {
+            why = format!("cannot resolve master '{}'", master.host);
+            continue;
+        };
+        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => why = format!("cannot connect to master {addr}: {e}"),
+        }
+    }
+    Err(why)
+}
+
 pub fn call(cfg: &MinionConfig, fun: &str, words: &[String]) -> Result<String, String> {
     if fun != "event.send" && fun != "event.fire_master" {
         return Err(format!(
@@ -38,13 +58,7 @@ pub fn call(cfg: &MinionConfig, fun: &str, words: &[String]) -> Result<String, S
     let keys =
         load_or_create_pair(&cfg.pki_dir.join("minion.key"), &cfg.pki_dir.join("minion.pub"))
             .map_err(|e| format!("minion key: {e}"))?;
-    let addr = (cfg.master.as_str(), cfg.master_port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("cannot resolve master '{}'", cfg.master))?;
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .map_err(|e| format!("cannot connect to master {addr}: {e}"))?;
+    let stream = connect_first(cfg)?;
     let mut link = Blocking { stream, decoder: Decoder::new(cfg.max_frame_bytes) };
     link.stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
 

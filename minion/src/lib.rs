@@ -4,6 +4,7 @@
 
 pub mod beacons;
 pub mod call;
+pub mod failover;
 pub mod fileclient;
 pub mod functions;
 pub mod grains;
@@ -36,6 +37,8 @@ use std::time::{Duration, Instant};
 const MASTER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const WAKER: Token = Token(2);
+/// A connection that only checks whether the first master answers again (failback).
+const PROBE: Token = Token(7);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKLOG: usize = 64 * 1024 * 1024;
 /// Past this much unsent output, beacon events are dropped (and counted) rather than queued:
@@ -99,6 +102,23 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> MinionError {
     move |source| MinionError::Io { what, source }
 }
 
+/// The first address of a master.
+fn resolve(master: &halite_common::config::MasterAddress) -> io::Result<SocketAddr> {
+    (master.host.as_str(), master.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+}
+
+/// `random_master`: the masters in a random order (Fisher–Yates over libsodium's randomness).
+fn shuffle(list: &mut [halite_common::config::MasterAddress]) {
+    for i in (1..list.len()).rev() {
+        let r = halite_common::crypto::random_bytes(4);
+        let j = u32::from_be_bytes([r[0], r[1], r[2], r[3]]) as usize % (i + 1);
+        list.swap(i, j);
+    }
+}
+
 /// The running minion.
 pub struct Minion {
     cfg: MinionConfig,
@@ -123,8 +143,11 @@ pub struct Minion {
     unacked: Vec<ToMaster>,
     /// The master key accepted from the greeting, for re-hellos while pending.
     master_key: Option<PublicKey>,
+    /// Which master is current (failover moves on, failback comes back).
+    masters: failover::Masters,
+    /// A failback check in flight, and when it is given up.
+    probe: Option<(TcpStream, Instant)>,
     beacons: beacons::Beacons,
-    started: bool,
     stopping: bool,
 }
 
@@ -152,6 +175,7 @@ impl Minion {
             grains: grains.clone(),
             fileserver: Some(std::sync::Arc::new(files)),
         };
+        let masters = failover::Masters::new(&cfg, shuffle);
         Ok(Minion {
             jobs: jobs::Jobs::new(ctx, waker),
             file_calls,
@@ -169,19 +193,21 @@ impl Minion {
             link: None,
             reconnect_at: Instant::now(),
             master_key: None,
+            masters,
+            probe: None,
             beacons,
-            started: false,
             stopping: false,
         })
     }
 
     /// Runs until SIGTERM/SIGINT, or until the master rejects this minion's key.
     pub fn run(mut self) -> Result<(), MinionError> {
+        let masters: Vec<String> = self.masters.all().iter().map(|m| m.to_string()).collect();
         log::info!(
-            "halite-minion {} starting; master {}:{}",
+            "halite-minion {} starting; master {}{}",
             self.cfg.id,
-            self.cfg.master,
-            self.cfg.master_port
+            masters.join(", "),
+            if self.cfg.failover { " (failover)" } else { "" }
         );
         let mut events = Events::with_capacity(64);
         while !self.stopping {
@@ -205,6 +231,7 @@ impl Minion {
                         self.send_beacons(fired);
                     }
                     MASTER => self.on_master(event.is_writable())?,
+                    PROBE => self.on_probe(),
                     token => self.beacons.on_ready(token),
                 }
             }
@@ -223,9 +250,13 @@ impl Minion {
         let Some(link) = &self.link else {
             return self.reconnect_at;
         };
-        let keepalive = self.cfg.keepalive_interval;
+        let keepalive = self.keepalive();
         match &link.phase {
-            LinkPhase::Live(_) => (link.pinged + keepalive).min(link.heard + keepalive * 3),
+            LinkPhase::Live(_) => {
+                let checks = [self.probe.as_ref().map(|p| p.1), self.masters.next_deadline()];
+                let keep = (link.pinged + keepalive).min(link.heard + keepalive * 3);
+                checks.into_iter().flatten().fold(keep, Instant::min)
+            }
             LinkPhase::AwaitVerdict { rehello: Some(at), .. } => *at,
             LinkPhase::AwaitVerdict { rehello: None, .. }
             | LinkPhase::Connecting
@@ -243,13 +274,16 @@ impl Minion {
     fn on_timers(&mut self, now: Instant) -> Result<(), MinionError> {
         let fired = self.beacons.tick(now, self.jobs.state_running());
         self.send_beacons(fired);
+        let keepalive = self.keepalive();
+        if matches!(&self.link, Some(link) if matches!(link.phase, LinkPhase::Live(_))) {
+            self.failback_check(now);
+        }
         let Some(link) = &mut self.link else {
             if now >= self.reconnect_at {
                 self.connect(now);
             }
             return Ok(());
         };
-        let keepalive = self.cfg.keepalive_interval;
         match &link.phase {
             LinkPhase::Live(_) => {
                 if now.duration_since(link.heard) > keepalive * 3 {
@@ -275,19 +309,21 @@ impl Minion {
         Ok(())
     }
 
-    fn resolve(&self) -> io::Result<SocketAddr> {
-        (self.cfg.master.as_str(), self.cfg.master_port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+    /// The keepalive interval, shortened to `master_alive_interval` when that is set.
+    fn keepalive(&self) -> Duration {
+        match self.cfg.master_alive_interval {
+            alive if alive.is_zero() => self.cfg.keepalive_interval,
+            alive => alive.min(self.cfg.keepalive_interval),
+        }
     }
 
     fn connect(&mut self, now: Instant) {
-        let addr = match self.resolve() {
+        let master = self.masters.current().clone();
+        let addr = match resolve(&master) {
             Ok(addr) => addr,
             Err(e) => {
-                log::warn!("cannot resolve master '{}': {e}", self.cfg.master);
-                self.schedule_reconnect(now);
+                log::warn!("cannot resolve master '{}': {e}", master.host);
+                self.next_master(now);
                 return;
             }
         };
@@ -295,7 +331,7 @@ impl Minion {
             Ok(stream) => stream,
             Err(e) => {
                 log::warn!("cannot connect to master {addr}: {e}");
-                self.schedule_reconnect(now);
+                self.next_master(now);
                 return;
             }
         };
@@ -308,6 +344,69 @@ impl Minion {
         log::debug!("connecting to master {addr}");
         let conn = Conn::new(stream, self.cfg.max_frame_bytes, MAX_BACKLOG);
         self.link = Some(Link::new(conn, addr, now));
+    }
+
+    /// After the current master failed: the next one at once (failover), or the backoff.
+    fn next_master(&mut self, now: Instant) {
+        let from = self.masters.current().to_string();
+        match self.masters.lost() {
+            failover::Next::Now => {
+                log::warn!("failing over from master {from} to {}", self.masters.current());
+                self.reconnect_at = now;
+            }
+            failover::Next::Backoff => self.schedule_reconnect(now),
+        }
+    }
+
+    /// With `master_failback`, on another master: every interval, a plain TCP connection to
+    /// the first master; once it connects, the session moves back there.
+    fn failback_check(&mut self, now: Instant) {
+        if let Some((_, give_up)) = &self.probe {
+            if now >= *give_up {
+                self.end_probe(false, now);
+            }
+            return;
+        }
+        let Some(first) = self.masters.failback_due(now).cloned() else { return };
+        let started = resolve(&first).and_then(|addr| {
+            let mut stream = TcpStream::connect(addr)?;
+            self.poll.registry().register(&mut stream, PROBE, Interest::WRITABLE)?;
+            Ok(stream)
+        });
+        match started {
+            Ok(stream) => self.probe = Some((stream, now + HANDSHAKE_TIMEOUT)),
+            Err(e) => {
+                log::debug!("failback check of master {first}: {e}");
+                self.masters.probe_failed(now);
+            }
+        }
+    }
+
+    fn on_probe(&mut self) {
+        let Some((stream, _)) = &self.probe else { return };
+        let answered = match stream.take_error() {
+            Ok(None) if stream.peer_addr().is_ok() => true,
+            Ok(None) => return, // still connecting
+            Ok(Some(_)) | Err(_) => false,
+        };
+        self.end_probe(answered, Instant::now());
+    }
+
+    fn end_probe(&mut self, answered: bool, now: Instant) {
+        if let Some((mut stream, _)) = self.probe.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        if !answered {
+            self.masters.probe_failed(now);
+            return;
+        }
+        if let Some(mut link) = self.link.take() {
+            let _ = self.poll.registry().deregister(&mut link.conn.stream);
+            self.in_flight.fail_all("the minion is failing back to its first master");
+        }
+        self.masters.fail_back();
+        log::info!("master {} answers again: failing back to it", self.masters.current());
+        self.reconnect_at = now;
     }
 
     fn schedule_reconnect(&mut self, now: Instant) {
@@ -331,7 +430,10 @@ impl Minion {
             LinkPhase::Live(_) => log::warn!("lost master {}: {reason}", link.addr),
             _ => log::warn!("master {}: {reason}", link.addr),
         }
-        self.schedule_reconnect(Instant::now());
+        if let Some((mut probe, _)) = self.probe.take() {
+            let _ = self.poll.registry().deregister(&mut probe);
+        }
+        self.next_master(Instant::now());
     }
 
     fn on_master(&mut self, writable: bool) -> Result<(), MinionError> {
@@ -454,8 +556,7 @@ impl Minion {
                 let addr = link.addr;
                 self.send(&ToMaster::Ready { grains: self.grains.clone(), transient: false });
                 log::info!("halite-minion {} authenticated to master {addr}", self.cfg.id);
-                if !self.started {
-                    self.started = true;
+                if self.masters.live(now) {
                     self.fire_start_events();
                 }
                 // Returns the last master never acknowledged go first, then the ones of jobs

@@ -433,3 +433,4 @@ fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
 }
 pub mod cluster;
 pub mod raw;
+pub mod redis;

@@ -111,7 +111,11 @@ fn bad_configuration_is_a_clear_error_naming_every_key() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("master: several masters"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("master: several masters need master_type: failover"),
+        "{}",
+        out.stderr
+    );
     dir.write("y/master", "reactor: [\n");
     let out = run(Command::new(bin("halite-master")).arg("-c").arg(dir.join("y")));
     assert_eq!(out.status, Some(78));

@@ -88,6 +88,7 @@ pub const FUNCTIONS: &[Signature] = &[
     runner("state.orch", "orch", &["mods"], ORCHESTRATE),
     runner("state.orchestrate", "orchestrate", &["mods"], ORCHESTRATE),
     // Halite's own runners.
+    runner("event_return.status", "status", &[], &[]),
     runner("reactor.reload", "reload", &[], &[]),
     runner("reactor.stats", "stats", &[], &[]),
     wheel(

@@ -153,6 +153,8 @@ pub struct Core {
     /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
     /// job's return, which follows on the same session, reports the refusal.
     pub(crate) refused_events: HashMap<(String, String), String>,
+    /// `event_return`: the thread forwarding the event log to Redis.
+    forward: Option<crate::forward::Forwarder>,
     /// When housekeeping is next due.
     next_tick: Instant,
     /// When the next maintenance pass (presence, job cache pruning) is due.
@@ -183,6 +185,18 @@ impl Core {
         let io = crate::offload::Offload::spawn("cache", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
+        let forward = match &cfg.event_return {
+            Some(er) => Some(
+                crate::forward::Forwarder::spawn(
+                    er.clone(),
+                    cfg.id.clone(),
+                    &cfg.event_log_file,
+                    cfg.event_log_keep,
+                )
+                .map_err(what("event_return"))?,
+            ),
+            None => None,
+        };
         create_private_dir(&cfg.cachedir).map_err(what("cachedir"))?;
         let jobs = JobCache::open(&cfg.cachedir, cfg.keep_jobs).map_err(what("job cache"))?;
         let (grains_cache, grains) = crate::grainscache::GrainsCache::open(&cfg.cachedir);
@@ -245,6 +259,7 @@ impl Core {
             recent_order: std::collections::VecDeque::new(),
             recent_ids: 0,
             refused_events: HashMap::new(),
+            forward,
             next_tick: now + TICK,
             next_maintenance: now,
             last_present: Vec::new(),
@@ -368,6 +383,9 @@ impl Core {
         self.drain_bus();
         self.abandon_reactor();
         self.drain_bus();
+        if let Some(forward) = self.forward.as_mut() {
+            forward.stop();
+        }
         self.fx.clear();
     }
 
@@ -437,6 +455,9 @@ impl Core {
     /// reactor.
     fn drain_bus(&mut self) {
         let events = self.bus.drain();
+        if let (false, Some(forward)) = (events.is_empty(), &self.forward) {
+            forward.wake();
+        }
         self.deliver(&events);
         for event in &events {
             self.react(event);

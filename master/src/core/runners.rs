@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Every runner Halite has, for error messages.
-pub const RUNNERS: [&str; 11] = [
+pub const RUNNERS: [&str; 12] = [
     "event.send",
+    "event_return.status",
     "jobs.list_jobs",
     "jobs.lookup_jid",
     "manage.down",
@@ -146,6 +147,10 @@ impl Core {
                 Ok(Value::Object(object([("rules", rules.into()), ("problems", problems.into())])))
             }
             "reactor.list" => Ok(super::reactor::rules_json(self.reactor.reactor.rules())),
+            "event_return.status" => match &self.forward {
+                Some(forward) => Ok(forward.status()),
+                None => Err("event_return is not configured on this master".into()),
+            },
             "manage.up" => Ok(self.live_ids().into()),
             "manage.down" => {
                 let live = self.live_ids();
