@@ -80,4 +80,8 @@ fn list_shows_the_config_with_salts_enabled_items() {
     let out = b.call("beacons.enable_beacon", &bound.ok().unwrap());
     assert_eq!(out.retcode, 1);
     assert_eq!(out.ret["comment"], "Beacon nope is not currently configured.");
+    let args = [json!({"__kwarg__": true, "return_yaml": false})];
+    let bound = crate::functions::bind_on_loop("beacons.list_available", &args).ok().unwrap();
+    let out = b.call("beacons.list_available", &bound);
+    assert_eq!(out.ret, json!(MODULES));
 }
