@@ -21,7 +21,7 @@ struct Args {
     #[argh(switch)]
     quick: bool,
     /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
-    /// bootstrap, onboarding, webhook, sizes
+    /// bootstrap, onboarding, webhook, beacons, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,7 +37,7 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "cli-ping",
     "swarm-ping",
     "events",
@@ -46,6 +46,7 @@ const ALL: [&str; 9] = [
     "bootstrap",
     "onboarding",
     "webhook",
+    "beacons",
     "sizes",
 ];
 
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
             "webhook" => bench.webhook(),
+            "beacons" => bench.beacons(),
             _ => match &args.static_bins {
                 Some(dir) => bench.sizes(dir),
                 None => Ok(()),

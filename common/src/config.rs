@@ -226,6 +226,9 @@ pub struct MinionConfig {
     pub log_level: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
+    /// Salt's `beacons:` as written (JSON `null` when absent); the minion checks each beacon
+    /// itself, so that a bad one is logged and switched off without stopping the minion.
+    pub beacons: Json,
 }
 
 /// One master a minion may connect to.
@@ -396,6 +399,7 @@ fn parse_minion_map(
         max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
             as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
+        beacons: r.json("beacons"),
         id,
         root_dir,
     };
@@ -732,6 +736,19 @@ impl Reader {
             Some(other) => {
                 self.error("grains", format!("expected a mapping, got {}", show(&other)));
                 Map::new()
+            }
+        }
+    }
+
+    /// A value kept as JSON for its user to check (`Null` when absent).
+    fn json(&mut self, key: &str) -> Json {
+        let value = self.get(key).map(|v| serde_json::to_value(&v));
+        match value {
+            None => Json::Null,
+            Some(Ok(json)) => json,
+            Some(Err(e)) => {
+                self.error(key, format!("cannot be read as JSON: {e}"));
+                Json::Null
             }
         }
     }

@@ -2,6 +2,7 @@
 //! the master's key, authenticate, wait while pending, keep alive, reconnect with capped
 //! exponential backoff — and fires its start events once per process.
 
+pub mod beacons;
 pub mod call;
 pub mod failover;
 pub mod fileclient;
@@ -30,6 +31,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MASTER: Token = Token(0);
@@ -39,6 +41,11 @@ const WAKER: Token = Token(2);
 const PROBE: Token = Token(7);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKLOG: usize = 64 * 1024 * 1024;
+/// Past this much unsent output, beacon events are dropped (and counted) rather than queued:
+/// a flood of changes must not grow the minion's memory.
+const BEACON_BACKLOG: usize = 1024 * 1024;
+/// Most bytes of beacon events in one frame (well under any `max_frame_bytes`).
+const BEACON_FRAME_BYTES: usize = 512 * 1024;
 
 /// Room left in a frame for the session's sealing and the message's own fields.
 const FRAME_HEADROOM: usize = 4096;
@@ -140,6 +147,7 @@ pub struct Minion {
     masters: failover::Masters,
     /// A failback check in flight, and when it is given up.
     probe: Option<(TcpStream, Instant)>,
+    beacons: beacons::Beacons,
     stopping: bool,
 }
 
@@ -157,9 +165,10 @@ impl Minion {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io_err("poll"))?;
-        let waker =
-            std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?);
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?);
         let grains = grains::collect(&cfg.id, &cfg.grains);
+        let beacons =
+            beacons::Beacons::new(&cfg.id, &cfg.beacons, poll.registry(), Arc::clone(&waker));
         let (files, file_calls) = fileclient::RemoteFiles::new(waker.clone(), &cfg.cachedir);
         let ctx = functions::Context {
             id: cfg.id.clone(),
@@ -186,6 +195,7 @@ impl Minion {
             master_key: None,
             masters,
             probe: None,
+            beacons,
             stopping: false,
         })
     }
@@ -217,10 +227,12 @@ impl Minion {
                             self.queue(ToMaster::Return(ret));
                         }
                         self.forward_file_calls();
+                        let fired = self.beacons.collect();
+                        self.send_beacons(fired);
                     }
                     MASTER => self.on_master(event.is_writable())?,
                     PROBE => self.on_probe(),
-                    _ => {}
+                    token => self.beacons.on_ready(token),
                 }
             }
             self.on_timers(Instant::now())?;
@@ -230,6 +242,11 @@ impl Minion {
     }
 
     fn next_deadline(&self) -> Instant {
+        let link = self.link_deadline();
+        self.beacons.next_deadline().map_or(link, |b| b.min(link))
+    }
+
+    fn link_deadline(&self) -> Instant {
         let Some(link) = &self.link else {
             return self.reconnect_at;
         };
@@ -255,6 +272,8 @@ impl Minion {
     }
 
     fn on_timers(&mut self, now: Instant) -> Result<(), MinionError> {
+        let fired = self.beacons.tick(now, self.jobs.state_running());
+        self.send_beacons(fired);
         let keepalive = self.keepalive();
         if matches!(&self.link, Some(link) if matches!(link.phase, LinkPhase::Live(_))) {
             self.failback_check(now);
@@ -608,6 +627,16 @@ impl Minion {
             ToMinion::EventRefused { tag, reason } => {
                 log::warn!("master refused event '{tag}': {reason}");
             }
+            ToMinion::Publish(publish) if functions::beacons::on_loop(&publish.fun) => {
+                if self.jobs.fresh(&publish.jid) {
+                    log::info!("job {}: {} (on the loop)", publish.jid, publish.fun);
+                    let outcome = match functions::bind_on_loop(&publish.fun, &publish.arg) {
+                        Ok(bound) => self.beacons.call(&publish.fun, &bound),
+                        Err(failed) => failed,
+                    };
+                    self.queue(ToMaster::Return(jobs::to_return(&publish, outcome)));
+                }
+            }
             ToMinion::Publish(publish) => {
                 for msg in self.jobs.start(publish) {
                     self.queue(msg);
@@ -682,6 +711,38 @@ impl Minion {
                 ack: false,
                 jid: None,
             });
+        }
+    }
+
+    /// Sends beacon events while the session is live and its output keeps up; otherwise they
+    /// are dropped and counted (Salt's minion, too, loses beacon events it cannot send).
+    fn send_beacons(&mut self, events: Vec<halite_common::proto::BeaconEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let live = matches!(self.link.as_ref().map(|l| &l.phase), Some(LinkPhase::Live(_)));
+        let backlog = self.link.as_ref().map_or(0, |l| l.conn.backlog());
+        if !live || backlog > BEACON_BACKLOG {
+            self.beacons.count_dropped(events.len());
+            return;
+        }
+        let limit = BEACON_FRAME_BYTES.min(self.cfg.max_frame_bytes / 2);
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        for event in events {
+            let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len());
+            if size > limit {
+                self.beacons.count_dropped(1);
+                continue;
+            }
+            if bytes + size > limit {
+                self.send(&ToMaster::Beacons { events: std::mem::take(&mut batch) });
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(event);
+        }
+        if !batch.is_empty() {
+            self.send(&ToMaster::Beacons { events: batch });
         }
     }
 
