@@ -18,6 +18,7 @@ pub mod pyrepr;
 pub mod reactor;
 pub mod resp;
 pub mod saltargs;
+pub mod sdnotify;
 pub mod target;
 pub mod time;
 pub mod wire;

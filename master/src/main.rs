@@ -53,8 +53,10 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         log::warn!("{warning}");
     }
+    // Before bind starts the helper threads: it takes NOTIFY_SOCKET out of the environment.
+    let notifier = halite_common::sdnotify::Notifier::from_env();
     let master = match halite_master::Master::bind(loaded.config) {
-        Ok(master) => master.with_config_dir(args.config_dir.clone()),
+        Ok(master) => master.with_config_dir(args.config_dir.clone()).with_notifier(notifier),
         Err(e) => {
             log::error!("cannot start: {e}");
             return ExitCode::FAILURE;

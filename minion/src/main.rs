@@ -83,7 +83,10 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         log::warn!("{warning}");
     }
-    let result = Minion::new(loaded.config).and_then(Minion::run);
+    // Before any thread starts: it takes NOTIFY_SOCKET out of the environment (jobs inherit
+    // it otherwise).
+    let notifier = halite_common::sdnotify::Notifier::from_env();
+    let result = Minion::new(loaded.config).and_then(|m| m.with_notifier(notifier).run());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(MinionError::Rejected(_)) => ExitCode::from(EXIT_REJECTED),
