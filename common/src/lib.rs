@@ -13,6 +13,7 @@ pub mod files;
 pub mod glob;
 pub mod handshake;
 pub mod id;
+pub mod logging;
 pub mod proto;
 pub mod pyrepr;
 pub mod reactor;

@@ -151,6 +151,8 @@ pub struct Master {
     /// A descriptor held back for EMFILE: closed to accept (and close) one connection, so the
     /// listen queue drains instead of stalling, then opened again.
     reserve_fd: Option<std::fs::File>,
+    /// Salt's `log_file`, reopened on SIGHUP.
+    log_file: Option<halite_common::logging::LogFile>,
     /// systemd's notify socket (`Type=notify`), when the master runs under it.
     notifier: halite_common::sdnotify::Notifier,
     /// The `STATUS=` last sent, and when the next may go.
@@ -201,12 +203,19 @@ impl Master {
             reserve_fd,
             notifier: halite_common::sdnotify::Notifier::none(),
             status: (String::new(), Instant::now()),
+            log_file: None,
         })
     }
 
     /// Where the config came from, so that SIGHUP can re-read the reactor rules.
     pub fn with_config_dir(mut self, dir: PathBuf) -> Master {
         self.core.set_config_dir(dir);
+        self
+    }
+
+    /// The log file to reopen on SIGHUP.
+    pub fn with_log_file(mut self, log_file: Option<halite_common::logging::LogFile>) -> Master {
+        self.log_file = log_file;
         self
     }
 
@@ -352,6 +361,9 @@ impl Master {
             match signal {
                 SIGHUP => {
                     self.notifier.reloading();
+                    if let Some(file) = &self.log_file {
+                        file.reopen();
+                    }
                     self.input(Input::Reload);
                     self.notifier.notify("READY=1");
                 }

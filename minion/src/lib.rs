@@ -140,6 +140,8 @@ pub struct Minion {
     masters: failover::Masters,
     /// A failback check in flight, and when it is given up.
     probe: Option<(TcpStream, Instant)>,
+    /// Salt's `log_file`, reopened on SIGHUP.
+    log_file: Option<halite_common::logging::LogFile>,
     /// systemd's notify socket, and whether `READY=1` went out yet.
     notifier: halite_common::sdnotify::Notifier,
     ready: bool,
@@ -191,6 +193,7 @@ impl Minion {
             probe: None,
             notifier: halite_common::sdnotify::Notifier::none(),
             ready: false,
+            log_file: None,
             stopping: false,
         })
     }
@@ -198,6 +201,12 @@ impl Minion {
     /// Tells systemd about readiness (authenticated or pending), reloads and stopping.
     pub fn with_notifier(mut self, notifier: halite_common::sdnotify::Notifier) -> Minion {
         self.notifier = notifier;
+        self
+    }
+
+    /// The log file to reopen on SIGHUP.
+    pub fn with_log_file(mut self, log_file: Option<halite_common::logging::LogFile>) -> Minion {
+        self.log_file = log_file;
         self
     }
 
@@ -270,9 +279,12 @@ impl Minion {
         let signals: Vec<i32> = self.signals.pending().collect();
         for signal in signals {
             if signal == SIGHUP {
-                // Nothing of the minion's is re-read yet; systemd still hears the reload end.
+                // The log file is reopened; nothing else of the minion's is re-read yet.
                 log::info!("received SIGHUP");
                 self.notifier.reloading();
+                if let Some(file) = &self.log_file {
+                    file.reopen();
+                }
                 self.notifier.notify("READY=1");
                 continue;
             }
