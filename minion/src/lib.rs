@@ -25,7 +25,7 @@ use link::{Link, LinkPhase};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::fmt;
 use std::io;
@@ -148,6 +148,11 @@ pub struct Minion {
     /// A failback check in flight, and when it is given up.
     probe: Option<(TcpStream, Instant)>,
     beacons: beacons::Beacons,
+    /// Salt's `log_file`, reopened on SIGHUP.
+    log_file: Option<halite_common::logging::LogFile>,
+    /// systemd's notify socket, and whether `READY=1` went out yet.
+    notifier: halite_common::sdnotify::Notifier,
+    ready: bool,
     stopping: bool,
 }
 
@@ -161,7 +166,7 @@ impl Minion {
             load_or_create_pair(&cfg.pki_dir.join("minion.key"), &cfg.pki_dir.join("minion.pub"))
                 .map_err(io_err("minion key"))?;
         let poll = Poll::new().map_err(io_err("poll"))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(io_err("signals"))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io_err("poll"))?;
@@ -196,8 +201,31 @@ impl Minion {
             masters,
             probe: None,
             beacons,
+            notifier: halite_common::sdnotify::Notifier::none(),
+            ready: false,
+            log_file: None,
             stopping: false,
         })
+    }
+
+    /// Tells systemd about readiness (authenticated or pending), reloads and stopping.
+    pub fn with_notifier(mut self, notifier: halite_common::sdnotify::Notifier) -> Minion {
+        self.notifier = notifier;
+        self
+    }
+
+    /// The log file to reopen on SIGHUP.
+    pub fn with_log_file(mut self, log_file: Option<halite_common::logging::LogFile>) -> Minion {
+        self.log_file = log_file;
+        self
+    }
+
+    /// `READY=1` the first time, `STATUS=` every time the link's state changes.
+    fn notify_status(&mut self, status: &str) {
+        match std::mem::replace(&mut self.ready, true) {
+            false => self.notifier.notify(&format!("READY=1\nSTATUS={status}")),
+            true => self.notifier.notify(&format!("STATUS={status}")),
+        }
     }
 
     /// Runs until SIGTERM/SIGINT, or until the master rejects this minion's key.
@@ -265,8 +293,20 @@ impl Minion {
     }
 
     fn on_signals(&mut self) {
-        for signal in self.signals.pending() {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for signal in signals {
+            if signal == SIGHUP {
+                // The log file is reopened; nothing else of the minion's is re-read yet.
+                log::info!("received SIGHUP");
+                self.notifier.reloading();
+                if let Some(file) = &self.log_file {
+                    file.reopen();
+                }
+                self.notifier.notify("READY=1");
+                continue;
+            }
             log::info!("received signal {signal}, shutting down");
+            self.notifier.notify("STOPPING=1");
             self.stopping = true;
         }
     }
@@ -430,6 +470,7 @@ impl Minion {
             LinkPhase::Live(_) => log::warn!("lost master {}: {reason}", link.addr),
             _ => log::warn!("master {}: {reason}", link.addr),
         }
+        self.notifier.notify(&format!("STATUS=no master: {}: {reason}", link.addr));
         if let Some((mut probe, _)) = self.probe.take() {
             let _ = self.poll.registry().deregister(&mut probe);
         }
@@ -556,6 +597,7 @@ impl Minion {
                 let addr = link.addr;
                 self.send(&ToMaster::Ready { grains: self.grains.clone(), transient: false });
                 log::info!("halite-minion {} authenticated to master {addr}", self.cfg.id);
+                self.notify_status(&format!("connected to master {addr}"));
                 if self.masters.live(now) {
                     self.fire_start_events();
                 }
@@ -581,6 +623,8 @@ impl Minion {
                     link.addr,
                     wait
                 );
+                let status = format!("key pending acceptance on master {}", link.addr);
+                self.notify_status(&status);
                 Ok(Ok(()))
             }
             Verdict::Rejected | Verdict::Denied => {
