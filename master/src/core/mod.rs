@@ -91,8 +91,9 @@ pub enum Input {
     DiskDone,
     /// The render worker's pipes are ready.
     RenderReady,
-    /// The end of a turn (and a deadline passing): housekeeping when due, then the event bus
-    /// is drained into the log, the subscribers and the reactor.
+    /// The end of a turn (and a deadline passing): housekeeping when due, the turn's returns
+    /// handed to the disk thread as one batch, then the event bus is drained into the log,
+    /// the subscribers and the reactor.
     Tick,
 }
 
@@ -153,6 +154,8 @@ pub struct Core {
     /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
     /// job's return, which follows on the same session, reports the refusal.
     pub(crate) refused_events: HashMap<(String, String), String>,
+    /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
+    pub(crate) returns_queued: Vec<jobs::QueuedReturn>,
     /// When housekeeping is next due.
     next_tick: Instant,
     /// When the next maintenance pass (presence, job cache pruning) is due.
@@ -245,6 +248,7 @@ impl Core {
             recent_order: std::collections::VecDeque::new(),
             recent_ids: 0,
             refused_events: HashMap::new(),
+            returns_queued: Vec::new(),
             next_tick: now + TICK,
             next_maintenance: now,
             last_present: Vec::new(),
@@ -333,6 +337,7 @@ impl Core {
                     self.housekeeping(now);
                     self.next_tick = now + TICK;
                 }
+                self.store_returns();
                 self.drain_bus();
             }
         }
@@ -343,9 +348,10 @@ impl Core {
         out.append(&mut self.fx);
     }
 
-    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus.
+    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus or
+    /// returns wait to be stored.
     pub fn next_deadline(&self) -> Instant {
-        match self.bus.pending() {
+        match self.bus.pending() || !self.returns_queued.is_empty() {
             true => self.now,
             false => self.next_tick,
         }
@@ -359,6 +365,7 @@ impl Core {
     /// The last turn after a stop: key writes finished, queued renders refused, the bus
     /// drained. Connections are left to the driver.
     pub fn shut_down(&mut self) {
+        self.store_returns();
         for then in self.io.wait_idle() {
             then(self);
         }
@@ -438,8 +445,8 @@ impl Core {
     fn drain_bus(&mut self) {
         let events = self.bus.drain();
         self.deliver(&events);
-        for event in &events {
-            self.react(event);
+        for logged in &events {
+            self.react(&logged.event);
         }
     }
 }
