@@ -12,22 +12,6 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-extern "C" {
-    /// mimalloc's `mi_option_set` (in the library the `mimalloc` crate links).
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
-/// `mi_option_purge_delay` in mimalloc's stable `mi_option_e` (v2 and v3 alike).
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-/// Freed memory goes back to the system at once: mimalloc 3 waits a second by default, and a
-/// `test.ping` to 10,000 minions then left the master at ~98 MiB instead of ~56 MiB (over
-/// the 64 MB target). Same as `MIMALLOC_PURGE_DELAY=0`.
-fn purge_at_once() {
-    // SAFETY: sets one integer option; mimalloc allows it at any time, from any thread.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}
-
 /// The Halite master daemon.
 #[derive(FromArgs)]
 struct Args {
@@ -43,7 +27,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    purge_at_once();
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some(halite_master::render_worker::ARG) {
         return halite_master::render_worker::serve(argv.next());
