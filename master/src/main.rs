@@ -5,13 +5,6 @@ use halite_common::config::{self, DEFAULT_CONFIG_DIR};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc, not the C library's malloc: the static musl build's allocator cost the event
-/// path a third of its rate (BENCHMARKS.md). The render worker (this binary re-run) uses it
-/// too; its `RLIMIT_AS` still holds, since a reservation that fails falls back to smaller
-/// mappings and an allocation past the limit still aborts.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Halite master daemon.
 #[derive(FromArgs)]
 struct Args {
