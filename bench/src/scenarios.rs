@@ -192,8 +192,12 @@ impl Bench {
 
     /// `halite-swarm` with `count` members named `{prefix}NNNNN`, just started.
     fn spawn_swarm(&self, master: &MasterRun, prefix: &str, count: usize) -> Result<SwarmProc> {
+        // One loop per core: a single loop, not the master, was what limited the handshake
+        // rate (and it answers 10,000 pings on one core).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut cmd = Command::new(self.tools.join("halite-swarm"));
         cmd.args(["--master", &master.addr, "--count", &count.to_string(), "--prefix", prefix])
+            .args(["--threads", &threads.to_string()])
             .arg("--keys")
             .arg(self.keys.path());
         SwarmProc::spawn(cmd)

@@ -9,11 +9,15 @@
 //! connection. Any other closed connection loses the member (the benchmarks fail on that).
 //!
 //! It shares nothing with the master but the wire protocol (`halite_common`'s codec,
-//! handshake and messages). Commands arrive as lines on stdin; status lines go to stdout:
+//! handshake and messages). With `threads` above one the members are dealt round-robin to
+//! that many loops, each on its own thread with its own `Poll` (one loop could not keep up
+//! with a master that does a handshake in tens of microseconds); the counters are shared.
+//! Commands arrive as lines on stdin; status lines go to stdout:
 //!
 //! - `swarm ready: N live in MS ms (R handshakes/s)` once every member is authenticated;
-//! - `events N` → fires N events (`bench/event/K`) round-robin over the live members, then
-//!   `bench/events/done`, and prints `events sent: N in MS ms` once they are all written;
+//! - `events N` → fires N events (`bench/event/K`) round-robin over the live members (each
+//!   loop its share), then `bench/events/done`, and prints `events sent: N in MS ms` once
+//!   they are all written;
 //! - `stats` → `stats: live=L returns=R lost=X pending=P rehellos=H reconnects=C` (P: members
 //!   told their key is pending, H: hellos sent again while pending, C: pending connections the
 //!   master closed, connected again);
@@ -32,7 +36,9 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
@@ -47,6 +53,8 @@ const MAX_RECONNECTS: u32 = 5;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub master: SocketAddr,
+    /// Loops (threads) the members are dealt to.
+    pub threads: usize,
     /// Most connections between connect and authenticated at once (the master's listen
     /// backlog is finite).
     pub in_flight: usize,
@@ -100,6 +108,8 @@ enum Phase {
 }
 
 struct Member {
+    /// Its number in the whole swarm (grains vary by it).
+    index: usize,
     id: String,
     keys: KeyPair,
     conn: Option<Conn<TcpStream>>,
@@ -112,69 +122,149 @@ struct Member {
     reconnects: u32,
 }
 
-/// Stdin commands, read on a thread and handed to the loop through a waker.
+/// Stdin commands, read on the main thread and handed to each loop through its waker.
+#[derive(Clone, Copy)]
 enum Command {
+    /// Fire the loop's share of N events and the closing `bench/events/done` (number N):
+    /// those whose number is the loop's modulo the loop count.
     Events(usize),
-    Stats,
     Quit,
 }
 
-/// The running swarm.
-pub struct Swarm {
+/// The counters every loop adds to, and what the status lines need.
+struct Shared {
+    total: usize,
+    threads: usize,
+    started: Instant,
+    live: AtomicUsize,
+    lost: AtomicUsize,
+    returns: AtomicUsize,
+    /// Members told their key is pending, and hellos sent again while pending.
+    pending: AtomicUsize,
+    rehellos: AtomicUsize,
+    reconnects: AtomicUsize,
+    ready_said: AtomicBool,
+    /// Loops still writing their share of an `events` command.
+    sending: AtomicUsize,
+}
+
+impl Shared {
+    fn stats(&self) -> String {
+        format!(
+            "stats: live={} returns={} lost={} pending={} rehellos={} reconnects={}",
+            self.live.load(SeqCst),
+            self.returns.load(SeqCst),
+            self.lost.load(SeqCst),
+            self.pending.load(SeqCst),
+            self.rehellos.load(SeqCst),
+            self.reconnects.load(SeqCst)
+        )
+    }
+}
+
+/// Runs the swarm until `quit` or the end of stdin: the members dealt round-robin to
+/// `opts.threads` loops (the in-flight handshakes shared out too), commands read here.
+pub fn run(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<()> {
+    let threads = opts.threads.clamp(1, members.len().max(1));
+    let shared = Arc::new(Shared {
+        total: members.len(),
+        threads,
+        started: Instant::now(),
+        live: AtomicUsize::new(0),
+        lost: AtomicUsize::new(0),
+        returns: AtomicUsize::new(0),
+        pending: AtomicUsize::new(0),
+        rehellos: AtomicUsize::new(0),
+        reconnects: AtomicUsize::new(0),
+        ready_said: AtomicBool::new(false),
+        sending: AtomicUsize::new(0),
+    });
+    let mut shards: Vec<Vec<(usize, String, KeyPair)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, (id, keys)) in members.into_iter().enumerate() {
+        shards[i % threads].push((i, id, keys));
+    }
+    let mut loops: Vec<(Sender<Command>, Arc<Waker>)> = Vec::new();
+    let mut handles = Vec::new();
+    for (k, shard) in shards.into_iter().enumerate() {
+        let mut opts = opts.clone();
+        // The in-flight cap is the swarm's, shared out.
+        opts.in_flight =
+            (opts.in_flight / threads + usize::from(k < opts.in_flight % threads)).max(1);
+        let (tx, rx) = mpsc::channel();
+        let mut swarm = Swarm::new(opts, k, shard, Arc::clone(&shared), rx)?;
+        loops.push((tx, Arc::clone(&swarm.waker)));
+        let handle = std::thread::Builder::new().name(format!("swarm{k}")).spawn(move || {
+            if let Err(e) = swarm.run() {
+                // As the single loop did: the whole swarm fails.
+                eprintln!("halite-swarm: {e}");
+                std::process::exit(1);
+            }
+        })?;
+        handles.push(handle);
+    }
+    let tell = |command: Command| {
+        for (tx, waker) in &loops {
+            let _ = tx.send(command);
+            let _ = waker.wake();
+        }
+    };
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next().map(str::parse::<usize>)) {
+            (Some("events"), Some(Ok(n))) => {
+                shared.sending.store(threads, SeqCst);
+                tell(Command::Events(n));
+            }
+            (Some("stats"), _) => say(&shared.stats()),
+            (Some("quit"), _) => break,
+            _ => eprintln!("halite-swarm: unknown command {line:?}"),
+        }
+    }
+    tell(Command::Quit);
+    for handle in handles {
+        let _ = handle.join();
+    }
+    Ok(())
+}
+
+/// One loop of the swarm: its share of the members.
+struct Swarm {
     opts: Options,
+    /// Which loop this is (of `shared.threads`).
+    shard: usize,
     poll: Poll,
+    waker: Arc<Waker>,
     members: Vec<Member>,
     master_key: Option<PublicKey>,
     next: usize,
     connecting: usize,
-    live: usize,
-    lost: usize,
-    returns: u64,
-    /// Members told their key is pending, and hellos sent again while pending.
-    pending: usize,
-    rehellos: usize,
-    reconnects: usize,
+    shared: Arc<Shared>,
     /// Re-hello deadlines in the order they fall (the wait is the same for every member).
     rehello_queue: VecDeque<(Instant, usize)>,
     /// Pending members to connect again, in the order they are due.
     reconnect_queue: VecDeque<(Instant, usize)>,
     /// This machine's core grains, which each member varies (`grains::member`).
     grains: Map<String, Value>,
-    started: Instant,
-    ready_said: bool,
     /// `events` in progress: when it started and how many.
     sending: Option<(Instant, usize)>,
     commands: Receiver<Command>,
 }
 
 impl Swarm {
-    pub fn new(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<Swarm> {
+    fn new(
+        opts: Options,
+        shard: usize,
+        members: Vec<(usize, String, KeyPair)>,
+        shared: Arc<Shared>,
+        commands: Receiver<Command>,
+    ) -> io::Result<Swarm> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let (tx, commands) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                let mut words = line.split_whitespace();
-                let command = match (words.next(), words.next().map(str::parse::<usize>)) {
-                    (Some("events"), Some(Ok(n))) => Command::Events(n),
-                    (Some("stats"), _) => Command::Stats,
-                    (Some("quit"), _) => Command::Quit,
-                    _ => {
-                        eprintln!("halite-swarm: unknown command {line:?}");
-                        continue;
-                    }
-                };
-                if tx.send(command).is_err() || waker.wake().is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(Command::Quit);
-            let _ = waker.wake();
-        });
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let members = members
             .into_iter()
-            .map(|(id, keys)| Member {
+            .map(|(index, id, keys)| Member {
+                index,
                 id,
                 keys,
                 conn: None,
@@ -187,30 +277,24 @@ impl Swarm {
             .collect();
         Ok(Swarm {
             opts,
+            shard,
             poll,
+            waker,
             members,
             master_key: None,
             next: 0,
             connecting: 0,
-            live: 0,
-            lost: 0,
-            returns: 0,
-            pending: 0,
-            rehellos: 0,
-            reconnects: 0,
+            shared,
             rehello_queue: VecDeque::new(),
             reconnect_queue: VecDeque::new(),
             grains: crate::grains::base(),
-            started: Instant::now(),
-            ready_said: false,
             sending: None,
             commands,
         })
     }
 
     /// Runs until `quit` or the end of stdin.
-    pub fn run(&mut self) -> io::Result<()> {
-        self.started = Instant::now();
+    fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             self.start_connections()?;
@@ -232,15 +316,6 @@ impl Swarm {
             while let Ok(command) = self.commands.try_recv() {
                 match command {
                     Command::Events(n) => self.fire_events(n),
-                    Command::Stats => say(&format!(
-                        "stats: live={} returns={} lost={} pending={} rehellos={} reconnects={}",
-                        self.live,
-                        self.returns,
-                        self.lost,
-                        self.pending,
-                        self.rehellos,
-                        self.reconnects
-                    )),
                     Command::Quit => return Ok(()),
                 }
             }
@@ -338,18 +413,19 @@ impl Swarm {
                 Ok(Verdict::Accepted(session)) => {
                     member.phase = Phase::Live(session);
                     member.rehello_at = None;
-                    let grains = crate::grains::member(&self.grains, &member.id, i);
+                    let grains = crate::grains::member(&self.grains, &member.id, member.index);
                     send(member, &ToMaster::Ready { grains, transient: false })?;
                     fire_start_events(member)?;
                     self.connecting -= 1;
-                    self.live += 1;
+                    self.shared.live.fetch_add(1, SeqCst);
                     Ok(())
                 }
                 Ok(Verdict::Pending) => {
                     member.phase = Phase::AwaitVerdict(hs);
                     if !member.told_pending {
                         member.told_pending = true;
-                        self.pending += 1; // told so the first time, not on every re-hello
+                        // Told so the first time, not on every re-hello.
+                        self.shared.pending.fetch_add(1, SeqCst);
                     }
                     let at = Instant::now() + self.opts.acceptance_wait_time;
                     member.rehello_at = Some(at);
@@ -366,7 +442,7 @@ impl Swarm {
                 match msg {
                     ToMinion::Ping { seq } => send(member, &ToMaster::Pong { seq }),
                     ToMinion::Publish(job) => {
-                        self.returns += 1;
+                        self.shared.returns.fetch_add(1, SeqCst);
                         send(member, &ToMaster::Return(answer(job)))
                     }
                     _ => Ok(()),
@@ -395,7 +471,7 @@ impl Swarm {
             }
             member.rehello_at = None;
             let Some(key) = self.master_key.clone() else { continue };
-            self.rehellos += 1;
+            self.shared.rehellos.fetch_add(1, SeqCst);
             let sent = send_hello(member, &key).and_then(|()| self.flush(i));
             if let Err(why) = sent {
                 self.drop_member(i, &why);
@@ -431,7 +507,9 @@ impl Swarm {
         // A frame that failed mid-handshake has left the phase `Gone`, the connection open.
         let was_live = matches!(member.phase, Phase::Live(_));
         match (was_live, member.conn.is_some()) {
-            (true, _) => self.live -= 1,
+            (true, _) => {
+                self.shared.live.fetch_sub(1, SeqCst);
+            }
             (false, true) => self.connecting -= 1,
             (false, false) => {}
         }
@@ -448,12 +526,12 @@ impl Swarm {
         }
         if again {
             member.reconnects += 1;
-            self.reconnects += 1;
+            self.shared.reconnects.fetch_add(1, SeqCst);
             self.reconnect_queue.push_back((Instant::now() + RECONNECT, i));
             say(&format!("reconnecting {}: {why}", member.id));
             return;
         }
-        self.lost += 1;
+        self.shared.lost.fetch_add(1, SeqCst);
         say(&format!("lost {}: {why}", member.id));
     }
 
@@ -462,13 +540,14 @@ impl Swarm {
         let live: Vec<usize> = (0..self.members.len())
             .filter(|&i| matches!(self.members[i].phase, Phase::Live(_)))
             .collect();
+        self.sending = Some((Instant::now(), n));
         if live.is_empty() {
-            say("events sent: 0 (no live members)");
-            return;
+            return self.check_progress(); // this loop's share is nothing
         }
         let ts = unix_seconds();
-        for k in 0..=n {
-            let i = live[k % live.len()];
+        let threads = self.shared.threads;
+        for (j, k) in (self.shard..=n).step_by(threads).enumerate() {
+            let i = live[j % live.len()];
             if !matches!(self.members[i].phase, Phase::Live(_)) {
                 continue; // dropped earlier in this loop: counted lost once
             }
@@ -481,7 +560,6 @@ impl Swarm {
                 self.drop_member(i, &why);
             }
         }
-        self.sending = Some((Instant::now(), n));
         for i in live {
             if let Err(why) = self.flush(i) {
                 self.drop_member(i, &why);
@@ -489,19 +567,23 @@ impl Swarm {
         }
     }
 
-    /// Says `ready` once every member is live, and `events sent` once the output is out.
+    /// Says `ready` once every member of the swarm is live (or lost), and `events sent` once
+    /// every loop's share of the output is out (the last loop to finish says it).
     fn check_progress(&mut self) {
-        if !self.ready_said && self.live + self.lost == self.members.len() {
-            self.ready_said = true;
-            let ms = self.started.elapsed().as_secs_f64() * 1000.0;
-            let rate = self.live as f64 / (ms / 1000.0).max(1e-9);
-            say(&format!("swarm ready: {} live in {ms:.1} ms ({rate:.0} handshakes/s)", self.live));
+        let shared = &self.shared;
+        let (live, lost) = (shared.live.load(SeqCst), shared.lost.load(SeqCst));
+        if live + lost == shared.total && !shared.ready_said.swap(true, SeqCst) {
+            let ms = shared.started.elapsed().as_secs_f64() * 1000.0;
+            let rate = live as f64 / (ms / 1000.0).max(1e-9);
+            say(&format!("swarm ready: {live} live in {ms:.1} ms ({rate:.0} handshakes/s)"));
         }
         if let Some((since, n)) = self.sending {
             if self.members.iter().all(|m| !m.writing || m.conn.is_none()) {
                 self.sending = None;
-                let ms = since.elapsed().as_secs_f64() * 1000.0;
-                say(&format!("events sent: {n} in {ms:.1} ms"));
+                if shared.sending.fetch_sub(1, SeqCst) == 1 {
+                    let ms = since.elapsed().as_secs_f64() * 1000.0;
+                    say(&format!("events sent: {n} in {ms:.1} ms"));
+                }
             }
         }
     }

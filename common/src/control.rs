@@ -148,15 +148,17 @@ pub enum Response {
     },
 }
 
-/// [`Response::Event`] serialised from borrowed parts: the same bytes, without copying the
-/// event's data first (the master sends every event a subscriber wants this way).
-pub fn event_response(tag: &str, data: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
-    #[derive(Serialize)]
-    #[serde(tag = "result", rename_all = "snake_case")]
-    enum Borrowed<'a> {
-        Event { tag: &'a str, data: &'a serde_json::Map<String, serde_json::Value> },
-    }
-    serde_json::to_vec(&Borrowed::Event { tag, data }).expect("events serialise")
+/// [`Response::Event`] made from the event's log line (`Event::to_json_line`,
+/// `{"tag":…,"data":…}`): the same bytes, without serialising the event's data again (the
+/// master logs every event, then sends subscribers the line it logged).
+pub fn event_response(line: &str) -> Vec<u8> {
+    const HEAD: &[u8] = br#"{"result":"event","#;
+    debug_assert!(line.starts_with(r#"{"tag":"#), "not an event line: {line}");
+    let body = &line.as_bytes()[1..];
+    let mut out = Vec::with_capacity(HEAD.len() + body.len());
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(body);
+    out
 }
 
 /// Which statuses an action may take keys from, given the `--include-*` flags.
@@ -215,11 +217,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_borrowed_event_response_is_the_same_bytes_as_the_owned_one() {
+    fn an_event_response_from_the_log_line_is_the_same_bytes_as_the_owned_one() {
         let data = serde_json::json!({"id": "m1", "return": {"nested": [1, "two"]}, "_stamp": "x"});
         let serde_json::Value::Object(data) = data else { unreachable!() };
-        let owned = Response::Event { tag: "salt/job/1/ret/m1".into(), data: data.clone() };
-        let bytes = event_response("salt/job/1/ret/m1", &data);
+        let event = crate::event::Event::new("salt/job/1/ret/m1", data);
+        let owned = Response::Event { tag: "salt/job/1/ret/m1".into(), data: event.data.clone() };
+        let bytes = event_response(&event.to_json_line());
         assert_eq!(bytes, serde_json::to_vec(&owned).unwrap());
         assert_eq!(serde_json::from_slice::<Response>(&bytes).unwrap(), owned);
     }

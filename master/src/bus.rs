@@ -65,23 +65,33 @@ impl Bus {
         !self.queue.is_empty()
     }
 
-    /// Logs every queued event and hands them back for the other consumers (subscribers).
-    pub fn drain(&mut self) -> Vec<Event> {
+    /// Logs every queued event and hands them back, each with the line it was logged as, for
+    /// the other consumers (subscribers get that line, not a second serialisation).
+    pub fn drain(&mut self) -> Vec<Logged> {
         if self.queue.is_empty() {
             return Vec::new();
         }
-        let events: Vec<Event> = self.queue.drain(..).collect();
-        for event in &events {
-            self.log.append(event);
+        let mut drained = Vec::with_capacity(self.queue.len());
+        for event in self.queue.drain(..) {
+            let line = event.to_json_line();
+            self.log.append(&event.tag, &line);
+            drained.push(Logged { event, line });
         }
         self.log.flush();
-        events
+        drained
     }
 
     /// Reopens the log file (SIGHUP, after logrotate moved it).
     pub fn reopen_log(&mut self) {
         self.log.reopen();
     }
+}
+
+/// An event drained from the bus, with its event-log line (`{"tag":…,"data":…}`).
+#[derive(Debug)]
+pub struct Logged {
+    pub event: Event,
+    pub line: String,
 }
 
 /// Append-only JSON-lines file of every event, rotated by size.
@@ -116,24 +126,19 @@ impl EventLog {
         PathBuf::from(format!("{}.{n}", self.path.display()))
     }
 
-    fn append(&mut self, event: &Event) {
+    fn append(&mut self, tag: &str, line: &str) {
         if self.size >= self.max_bytes {
             self.rotate();
         }
         let path = &self.path;
         let Some(file) = self.file.as_mut() else {
-            log::error!("event log {} is not open; event {} NOT logged", path.display(), event.tag);
+            log::error!("event log {} is not open; event {tag} NOT logged", path.display());
             return;
         };
-        let mut line = event.to_json_line();
-        line.push('\n');
-        self.size += line.len() as u64;
-        if let Err(e) = file.write_all(line.as_bytes()) {
-            log::error!(
-                "cannot write event log {}: {e}; event {} NOT logged",
-                path.display(),
-                event.tag
-            );
+        self.size += line.len() as u64 + 1;
+        let written = file.write_all(line.as_bytes()).and_then(|()| file.write_all(b"\n"));
+        if let Err(e) = written {
+            log::error!("cannot write event log {}: {e}; event {tag} NOT logged", path.display());
         }
     }
 
@@ -199,7 +204,7 @@ mod tests {
         bus.fire_caused("salt/reactor/error", Map::new(), &chain);
         bus.fire("salt/presence/present", Map::new());
         bus.fire_from("salt/auth", Map::new(), Some([127, 0, 0, 1].into()), &[]);
-        let events = bus.drain();
+        let events: Vec<Event> = bus.drain().into_iter().map(|l| l.event).collect();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(events[0].chain, chain);
         assert_eq!(events[1].chain, Vec::<String>::new(), "{}", events[1].tag);

@@ -139,10 +139,11 @@ mod tests {
 
     #[test]
     fn jobs_run_in_order_and_their_continuations_come_back_in_order() {
-        let wakes = Arc::new(Mutex::new(0));
-        let counted = Arc::clone(&wakes);
+        // The wake-up follows the run's last result: `wait_idle` may return before it.
+        let (woke, wakes) = std::sync::mpsc::channel();
+        let woke = Mutex::new(woke);
         let mut off: Offload<Vec<u32>> = Offload::spawn("t", move || {
-            *counted.lock().unwrap() += 1;
+            let _ = woke.lock().unwrap().send(());
         })
         .unwrap();
         for i in 0..100u32 {
@@ -154,7 +155,7 @@ mod tests {
         }
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
         assert!(!off.busy());
-        assert!(*wakes.lock().unwrap() >= 1);
+        assert!(wakes.recv_timeout(std::time::Duration::from_secs(30)).is_ok(), "never woken");
     }
 
     #[test]

@@ -65,10 +65,11 @@ impl Linked {
         Linked { link, registered: false, writing: false }
     }
 
-    fn read(&mut self) -> ReadTurn {
+    /// Reads after a readiness edge (`closing`: the peer closed or failed).
+    fn read(&mut self, closing: bool) -> ReadTurn {
         match &mut self.link {
-            Link::Minion(c) | Link::Http(c) => c.read(),
-            Link::Control(c) => c.read(),
+            Link::Minion(c) | Link::Http(c) => c.read_edge(closing),
+            Link::Control(c) => c.read_edge(closing),
         }
     }
 
@@ -290,11 +291,11 @@ impl Master {
                     WEBHOOK => self.accept_http(),
                     RENDER_WORKER => self.input(Input::RenderReady),
                     DISK => self.input(Input::DiskDone),
-                    token => self.on_ready(token),
+                    token => self.on_ready(token, event.is_read_closed() || event.is_error()),
                 }
             }
             for token in std::mem::take(&mut self.again) {
-                self.on_ready(token);
+                self.on_ready(token, false);
             }
             if std::mem::take(&mut self.accept_more) {
                 self.accept_minions();
@@ -424,9 +425,10 @@ impl Master {
     }
 
     /// A connection is ready: its frames go to the core one by one, then it is flushed.
-    fn on_ready(&mut self, token: Token) {
+    /// `closing`: the readiness said the peer closed or failed (read until it shows).
+    fn on_ready(&mut self, token: Token, closing: bool) {
         let Some(linked) = self.links.get_mut(&token) else { return };
-        let turn = linked.read();
+        let turn = linked.read(closing);
         if turn.more {
             self.again.push(token);
         }

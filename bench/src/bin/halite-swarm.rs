@@ -1,7 +1,7 @@
 //! `halite-swarm`: thousands of minions in one process, for benchmarks (see `swarm.rs`).
 
 use argh::FromArgs;
-use halite_bench::swarm::{self, Options, Swarm};
+use halite_bench::swarm::{self, Options};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +29,10 @@ struct Args {
     /// most handshakes in progress at once
     #[argh(option, default = "256")]
     in_flight: usize,
+    /// loops (threads) the members are dealt to; one loop cannot keep up with the master's
+    /// handshakes
+    #[argh(option, default = "1")]
+    threads: usize,
     /// seconds a member whose key is pending waits before it sends its hello again (a real
     /// minion's acceptance_wait_time, Salt's default 10; at least 1)
     #[argh(option, default = "10")]
@@ -49,10 +53,11 @@ fn main() -> ExitCode {
     }
     let opts = Options {
         master: args.master,
+        threads: args.threads,
         in_flight: args.in_flight.max(1),
         acceptance_wait_time: Duration::from_secs(args.acceptance_wait_time.max(1)),
     };
-    match Swarm::new(opts, members).and_then(|mut swarm| swarm.run()) {
+    match swarm::run(opts, members) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }

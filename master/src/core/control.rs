@@ -158,17 +158,17 @@ impl Core {
 
     /// Hands drained events to every subscriber that wants them. A subscriber too slow to
     /// keep up overflows its backlog, and the driver drops it: the loop never waits for one.
-    pub(super) fn deliver(&mut self, events: &[halite_common::event::Event]) {
+    pub(super) fn deliver(&mut self, events: &[crate::bus::Logged]) {
         if events.is_empty() || self.controls.values().all(|c| c.subs.is_empty()) {
             return;
         }
-        for event in events.iter() {
+        for logged in events.iter() {
             let mut payload: Option<Vec<u8>> = None;
             for (&conn, client) in self.controls.iter() {
-                if !client.wants(&event.tag) {
+                if !client.wants(&logged.event.tag) {
                     continue;
                 }
-                let bytes = payload.get_or_insert_with(|| event_response(&event.tag, &event.data));
+                let bytes = payload.get_or_insert_with(|| event_response(&logged.line));
                 self.fx.push(Effect::Send { conn, bytes: bytes.clone() });
             }
         }

@@ -35,6 +35,15 @@ pub struct RecentJob {
     pub cause: Vec<String>,
 }
 
+/// A return checked against its job, waiting for the end of the turn to be stored.
+pub(crate) struct QueuedReturn {
+    token: Token,
+    jid: String,
+    id: String,
+    data: Map<String, Value>,
+    cause: Vec<String>,
+}
+
 /// What the job cache holds for an old job: its load and who returned.
 type OldJob = std::io::Result<Option<(Map<String, Value>, HashSet<String>)>>;
 
@@ -323,10 +332,28 @@ impl Core {
         data.insert("ts".into(), halite_common::time::unix_seconds().into());
         data.insert("user".into(), ret.user.into());
         log::debug!("return from {id} for job {jid}");
+        self.returns_queued.push(QueuedReturn { token, jid, id, data, cause });
+    }
+
+    /// Has the returns taken this turn stored, as one job on the disk thread (one write per
+    /// job's run of returns, one wake-up back); each is acked and its event fired once the
+    /// batch is written. Called at the end of every turn ([`super::Input::Tick`]).
+    pub(super) fn store_returns(&mut self) {
+        if self.returns_queued.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.returns_queued);
         let cache = Arc::clone(&self.jobs);
         self.io.submit(move || {
-            let stored = lock(&cache).save_return(&jid, &id, &data);
-            Box::new(move |core: &mut Core| core.return_stored(token, jid, id, data, cause, stored))
+            let refs: Vec<(&str, &str, &Map<String, Value>)> =
+                batch.iter().map(|r| (r.jid.as_str(), r.id.as_str(), &r.data)).collect();
+            let stored = lock(&cache).save_returns(&refs);
+            drop(refs);
+            Box::new(move |core: &mut Core| {
+                for (r, stored) in batch.into_iter().zip(stored) {
+                    core.return_stored(r.token, r.jid, r.id, r.data, r.cause, stored);
+                }
+            })
         });
     }
 

@@ -98,8 +98,9 @@ pub enum Input {
     DiskDone,
     /// The render worker's pipes are ready.
     RenderReady,
-    /// The end of a turn (and a deadline passing): housekeeping when due, then the event bus
-    /// is drained into the log, the subscribers and the reactor.
+    /// The end of a turn (and a deadline passing): housekeeping when due, the turn's returns
+    /// handed to the disk thread as one batch, then the event bus is drained into the log,
+    /// the subscribers and the reactor.
     Tick,
 }
 
@@ -165,6 +166,8 @@ pub struct Core {
     pub(crate) refused_events: HashMap<(String, String), String>,
     /// `event_return`: the thread forwarding the event log to Redis.
     forward: Option<crate::forward::Forwarder>,
+    /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
+    pub(crate) returns_queued: Vec<jobs::QueuedReturn>,
     /// When housekeeping is next due.
     next_tick: Instant,
     /// When the next maintenance pass (presence, job cache pruning) is due.
@@ -272,6 +275,7 @@ impl Core {
             recent_ids: 0,
             refused_events: HashMap::new(),
             forward,
+            returns_queued: Vec::new(),
             next_tick: now + TICK,
             next_maintenance: now,
             last_present: Vec::new(),
@@ -372,6 +376,7 @@ impl Core {
                     self.housekeeping(now);
                     self.next_tick = now + TICK;
                 }
+                self.store_returns();
                 self.drain_bus();
             }
         }
@@ -382,9 +387,10 @@ impl Core {
         out.append(&mut self.fx);
     }
 
-    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus.
+    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus or
+    /// returns wait to be stored.
     pub fn next_deadline(&self) -> Instant {
-        match self.bus.pending() {
+        match self.bus.pending() || !self.returns_queued.is_empty() {
             true => self.now,
             false => self.next_tick,
         }
@@ -408,6 +414,7 @@ impl Core {
     /// The last turn after a stop: key writes finished, queued renders refused, the bus
     /// drained. Connections are left to the driver.
     pub fn shut_down(&mut self) {
+        self.store_returns();
         for then in self.io.wait_idle() {
             then(self);
         }
@@ -494,8 +501,8 @@ impl Core {
             forward.wake();
         }
         self.deliver(&events);
-        for event in &events {
-            self.react(event);
+        for logged in &events {
+            self.react(&logged.event);
         }
     }
 }

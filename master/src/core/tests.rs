@@ -292,6 +292,9 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     let ret = m.seal(&job_return(&jid));
     let taken = h.step(Input::Frame { conn, frame: ret });
     assert!(sent(&taken, conn).is_empty(), "acked before it was stored: {taken:?}");
+    // The turn's returns are stored together at its end.
+    let turn_end = h.step(Input::Tick);
+    assert!(sent(&turn_end, conn).is_empty(), "acked before it was stored: {turn_end:?}");
     let stored = h.disk_done();
     let [ack] = &sent(&stored, conn)[..] else { panic!("no ack: {stored:?}") };
     assert_eq!(m.open(ack), ToMinion::ReturnAck { jid: jid.clone() });
