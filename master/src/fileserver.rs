@@ -1,5 +1,7 @@
 //! The `salt://` file server: files under `file_roots` (base environment, roots searched in
-//! order), served over the minion sessions in chunks.
+//! order), served over the minion sessions in chunks; and [`RootFiles`], the same roots (or
+//! `pillar_roots`) as the state engine's `Fileserver` for code running on the master
+//! (orchestrations, the pillar compiler).
 //!
 //! Invariant: a path is served only if, after resolving symlinks, it is a regular file inside
 //! one of the roots. `..`, absolute paths, NUL and backslashes are refused before any lookup.
@@ -7,10 +9,12 @@
 use halite_common::crypto::sha256_reader;
 use halite_common::encoding::base64;
 use halite_common::proto::{FileOp, FileReply, FILE_CHUNK_BYTES};
+use halite_states::{Called, Fileserver, Functions};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Most paths `cp.list_master` returns (a huge tree must not stall the loop).
@@ -113,6 +117,55 @@ impl FileRoots {
             }
         }
         out.into_iter().collect()
+    }
+}
+
+/// Largest SLS or template file the master's own renders read (as the reactor's sources).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Roots read directly by a thread that may touch the disk (an orchestration, the pillar
+/// compiler), with [`FileRoots::resolve`]'s confinement, at most 1 MiB a file.
+pub struct RootFiles(Mutex<FileRoots>);
+
+impl RootFiles {
+    pub fn new(roots: Vec<PathBuf>) -> RootFiles {
+        RootFiles(Mutex::new(FileRoots::new(roots)))
+    }
+
+    fn roots(&self) -> std::sync::MutexGuard<'_, FileRoots> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Fileserver for RootFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        let real = self.roots().resolve(path)?;
+        let fail = |e: std::io::Error| format!("salt://{path}: {e}");
+        let mut data = Vec::new();
+        let file = File::open(real).map_err(fail)?;
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut data).map_err(fail)?;
+        if data.len() as u64 > MAX_FILE_BYTES {
+            return Err(format!("salt://{path}: larger than {MAX_FILE_BYTES} bytes"));
+        }
+        Ok(data)
+    }
+
+    fn hash(&self, path: &str) -> Result<String, String> {
+        self.read(path).map(|data| halite_common::crypto::sha256_hex(&data))
+    }
+
+    fn list(&self) -> Result<Vec<String>, String> {
+        Ok(self.roots().list())
+    }
+}
+
+/// The master has no execution modules for templates (`salt[...]` in an orchestration or
+/// pillar SLS): only `pillar.get`, which the engine answers from the run's pillar.
+pub struct NoFunctions;
+
+impl Functions for NoFunctions {
+    fn call(&self, fun: &str, _arg: &[serde_json::Value]) -> Result<Called, String> {
+        Err(format!("'{fun}' is not available on the master"))
     }
 }
 

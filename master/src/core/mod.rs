@@ -6,6 +6,7 @@
 mod control;
 mod jobs;
 mod keyflow;
+mod pillar;
 mod reactor;
 mod runners;
 mod sessions;
@@ -128,6 +129,10 @@ pub struct Core {
     pub(crate) jobs: Arc<Mutex<JobCache>>,
     /// Blocking work off the loop (job cache, file server), continuations back on it.
     pub(crate) io: crate::offload::Offload<Core>,
+    /// The pillar compiler's thread (renders `pillar_roots` off the loop), continuations back
+    /// on it; its own thread so a slow pillar never holds up the job cache.
+    pub(crate) pillar_io: crate::offload::Offload<Core>,
+    pub(crate) pillar: pillar::Pillars,
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
     pub(crate) grains: crate::grainscache::Grains,
@@ -183,6 +188,8 @@ impl Core {
         };
         let store = KeyStore::open(&cfg.pki_dir, wake(&waker)).map_err(what("pki_dir"))?;
         let io = crate::offload::Offload::spawn("cache", wake(&waker)).map_err(what("thread"))?;
+        let pillar_io =
+            crate::offload::Offload::spawn("pillar", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
         let forward = match &cfg.event_return {
@@ -244,6 +251,8 @@ impl Core {
             bus,
             jobs: Arc::new(Mutex::new(jobs)),
             io,
+            pillar_io,
+            pillar: Default::default(),
             jids: JidGen::default(),
             grains,
             grains_cache,
@@ -392,6 +401,9 @@ impl Core {
     /// Runs the continuations of the disk jobs that finished.
     fn on_io(&mut self) {
         for then in self.io.finished() {
+            then(self);
+        }
+        for then in self.pillar_io.finished() {
             then(self);
         }
     }

@@ -1,0 +1,91 @@
+//! Pillar from `pillar_roots`, compiled per minion (Salt's `_pillar`): a minion asks with
+//! `PillarRequest` on its session, the `pillar` thread compiles for the session's
+//! authenticated id (never one the request names: it names none) and grains, and the answer
+//! goes back on that session only. The last compiled pillar of each minion is kept for `I@`
+//! targets (only non-empty ones: a master without a pillar top file keeps nothing).
+//!
+//! Pillar is secret: the log says how many keys and errors, never a value.
+
+use super::Core;
+use crate::fileserver::{NoFunctions, RootFiles};
+use halite_common::proto::ToMinion;
+use halite_states::compile_pillar::compile_pillar;
+use halite_states::{testing, Host};
+use mio::Token;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The master's pillar state.
+#[derive(Default)]
+pub(crate) struct Pillars {
+    /// Each minion's last compiled pillar (without `_errors`), for `I@` targets.
+    pub(crate) compiled: HashMap<String, Map<String, Value>>,
+    /// Connections with a compile in flight: one at a time each, so a minion asking in a
+    /// loop costs one compile at a time, not a queue.
+    busy: HashSet<Token>,
+}
+
+impl Core {
+    /// A `PillarRequest` from the live session `token` of minion `id`.
+    pub(super) fn request_pillar(
+        &mut self,
+        token: Token,
+        id: &str,
+        req: u64,
+    ) -> Result<(), String> {
+        if !self.pillar.busy.insert(token) {
+            log::warn!("minion {id}: pillar request refused: one is already being compiled");
+            let pillar = errors_only("a pillar refresh is already running for this minion");
+            return self.send_session(token, &ToMinion::PillarReply { req, pillar });
+        }
+        let grains = self.grains.get(id).and_then(|t| crate::grainscache::parse(t));
+        let roots = self.cfg.pillar_roots.get("base").cloned().unwrap_or_default();
+        // Room for the frame's envelope and encryption around the pillar's JSON.
+        let max_bytes = self.cfg.max_frame_bytes / 2;
+        let id = id.to_string();
+        self.pillar_io.submit(move || {
+            let host = Host {
+                id: id.clone(),
+                grains: grains.unwrap_or_default(),
+                fs: Arc::new(RootFiles::new(roots)),
+                functions: Arc::new(NoFunctions),
+                modules: Arc::new(testing::TABLE),
+            };
+            let pillar = compile_pillar(&host, max_bytes);
+            Box::new(move |core: &mut Core| core.pillar_compiled(token, &id, req, pillar))
+        });
+        Ok(())
+    }
+
+    /// The compile is done: kept for `I@`, sent if the session it was for is still live.
+    fn pillar_compiled(&mut self, token: Token, id: &str, req: u64, pillar: Map<String, Value>) {
+        self.pillar.busy.remove(&token);
+        let errors = pillar.get("_errors").and_then(Value::as_array).map_or(0, Vec::len);
+        log::info!(
+            "pillar for minion {id}: {} keys, {errors} errors",
+            pillar.len() - errors.min(1)
+        );
+        let mut kept = pillar.clone();
+        kept.shift_remove("_errors");
+        match kept.is_empty() {
+            true => self.pillar.compiled.remove(id),
+            false => self.pillar.compiled.insert(id.to_string(), kept),
+        };
+        // Tokens are never reused: this is the session that asked, if it is still there.
+        if self.session_id(token) != Some(id) {
+            log::debug!("minion {id}: pillar compiled for a session that is gone; dropped");
+            return;
+        }
+        if let Err(reason) = self.send_session(token, &ToMinion::PillarReply { req, pillar }) {
+            self.close_peer(token, &reason);
+        }
+    }
+}
+
+/// A pillar that is only Salt's `_errors` list.
+fn errors_only(message: &str) -> Map<String, Value> {
+    let mut pillar = Map::new();
+    pillar.insert("_errors".into(), Value::Array(vec![Value::String(message.into())]));
+    pillar
+}
