@@ -21,7 +21,7 @@ struct Args {
     #[argh(switch)]
     quick: bool,
     /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
-    /// bootstrap, onboarding, sizes
+    /// bootstrap, onboarding, orchestrate, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,8 +37,17 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 8] =
-    ["cli-ping", "swarm-ping", "events", "forward", "failover", "bootstrap", "onboarding", "sizes"];
+const ALL: [&str; 9] = [
+    "cli-ping",
+    "swarm-ping",
+    "events",
+    "forward",
+    "failover",
+    "bootstrap",
+    "onboarding",
+    "orchestrate",
+    "sizes",
+];
 
 fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
@@ -63,6 +72,7 @@ fn main() -> ExitCode {
             "failover" => bench.failover(),
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
+            "orchestrate" => bench.orchestrate(),
             _ => match &args.static_bins {
                 Some(dir) => bench.sizes(dir),
                 None => Ok(()),
