@@ -186,7 +186,7 @@ impl Core {
     /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
     /// A target that names its ids is looked up in the key index; any other is tested
     /// against every accepted id (without copying them all first).
-    fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
+    pub(super) fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
         // Grains are kept as text: parsed only for a target that looks at them. Pillar terms
         // see each minion's last compiled pillar (none yet: no match).
         let uses_grains = target.uses_grains();

@@ -178,7 +178,7 @@ impl Core {
     ) -> Result<Core, StartError> {
         let what = |what: &'static str| move |source| StartError::Io { what: what.into(), source };
         let keys = load_or_create_master_key(&cfg.pki_dir).map_err(what("master key"))?;
-        // One waker per poll: the key writer and the job thread share it.
+        // One waker per poll: the key writer, the job thread and the pillar thread share it.
         let waker = Arc::new(mio::Waker::new(registry, DISK).map_err(what("poll"))?);
         let wake = move |waker: &Arc<mio::Waker>| {
             let waker = Arc::clone(waker);
