@@ -21,16 +21,23 @@ use std::time::SystemTime;
 const MAX_LISTED: usize = 100_000;
 
 /// The base environment's roots and a cache of file hashes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FileRoots {
     roots: Vec<PathBuf>,
+    /// The config key the roots come from, for messages (`file_roots`, `pillar_roots`).
+    key: &'static str,
     /// path → (modified, size, sha256): a file is hashed again only when it changed.
     hashes: HashMap<PathBuf, (SystemTime, u64, String)>,
 }
 
 impl FileRoots {
     pub fn new(roots: Vec<PathBuf>) -> FileRoots {
-        FileRoots { roots, hashes: HashMap::new() }
+        FileRoots::of("file_roots", roots)
+    }
+
+    /// Roots named by config key `key` in messages.
+    pub fn of(key: &'static str, roots: Vec<PathBuf>) -> FileRoots {
+        FileRoots { roots, key, hashes: HashMap::new() }
     }
 
     /// Answers one request.
@@ -46,7 +53,7 @@ impl FileRoots {
     /// The real file behind `salt://path`, inside a root.
     pub fn resolve(&self, path: &str) -> Result<PathBuf, String> {
         let path = path.strip_prefix("salt://").unwrap_or(path);
-        let refuse = || format!("salt://{path}: refused (outside file_roots)");
+        let refuse = || format!("salt://{path}: refused (outside {})", self.key);
         if path.is_empty() || path.contains(['\0', '\\']) {
             return Err(refuse());
         }
@@ -65,7 +72,7 @@ impl FileRoots {
                 return Ok(real);
             }
         }
-        Err(format!("salt://{path}: no such file in file_roots"))
+        Err(format!("salt://{path}: no such file in {}", self.key))
     }
 
     fn read(&mut self, path: &str, offset: u64) -> Result<FileReply, String> {
@@ -128,8 +135,9 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub struct RootFiles(Mutex<FileRoots>);
 
 impl RootFiles {
-    pub fn new(roots: Vec<PathBuf>) -> RootFiles {
-        RootFiles(Mutex::new(FileRoots::new(roots)))
+    /// `roots` from config key `key` (`file_roots`, `pillar_roots`).
+    pub fn new(key: &'static str, roots: Vec<PathBuf>) -> RootFiles {
+        RootFiles(Mutex::new(FileRoots::of(key, roots)))
     }
 
     fn roots(&self) -> std::sync::MutexGuard<'_, FileRoots> {

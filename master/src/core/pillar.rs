@@ -48,7 +48,7 @@ impl Core {
             let host = Host {
                 id: id.clone(),
                 grains: grains.unwrap_or_default(),
-                fs: Arc::new(RootFiles::new(roots)),
+                fs: Arc::new(RootFiles::new("pillar_roots", roots)),
                 functions: Arc::new(NoFunctions),
                 modules: Arc::new(testing::TABLE),
             };

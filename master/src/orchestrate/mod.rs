@@ -111,7 +111,7 @@ impl Orchestration {
         let host = Host {
             id: id.clone(),
             grains: Map::new(),
-            fs: Arc::new(RootFiles::new(settings.roots.clone())),
+            fs: Arc::new(RootFiles::new("file_roots", settings.roots.clone())),
             functions: Arc::new(NoFunctions),
             modules: Arc::new(saltmod::SaltStates::new(remote::Remote::new(&settings))),
         };
