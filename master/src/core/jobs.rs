@@ -196,8 +196,11 @@ impl Core {
                 true => self.grains.get(id).and_then(|t| crate::grainscache::parse(t)),
                 false => None,
             };
-            let pillar = if uses_pillar { self.pillar.compiled.get(id) } else { None };
-            target.matches_with(id, grains.as_ref(), pillar)
+            let pillar = match uses_pillar {
+                true => self.pillar.compiled.get(id).and_then(|t| crate::grainscache::parse(t)),
+                false => None,
+            };
+            target.matches_with(id, grains.as_ref(), pillar.as_ref())
         };
         let minions: Vec<String> = match target.exact_ids() {
             Some(ids) => {
