@@ -107,7 +107,14 @@ pub enum ToMaster {
     FileRequest { req: u64, op: FileOp },
     /// Compile my pillar (Salt's `_pillar`): answered by [`ToMinion::PillarReply`] with the
     /// same `req`. It names no minion: the master compiles for the session's id only.
-    PillarRequest { req: u64 },
+    PillarRequest {
+        req: u64,
+        /// The minion's own frame limit (`max_frame_bytes`): the master keeps the pillar
+        /// well under it, so a pillar too big for this minion is an error it can read, not
+        /// a frame that closes its session every time it asks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_frame: Option<u64>,
+    },
 }
 
 /// What a minion asks the file server. Paths are relative to the `file_roots` (no
@@ -251,14 +258,14 @@ mod tests {
 
     #[test]
     fn pillar_messages_round_trip_and_name_no_minion() {
-        let ask = ToMaster::PillarRequest { req: 7 };
+        let ask = ToMaster::PillarRequest { req: 7, max_frame: Some(65536) };
         let text = serde_json::to_string(&ask).unwrap();
-        assert_eq!(text, r#"{"type":"pillar_request","req":7}"#);
+        assert_eq!(text, r#"{"type":"pillar_request","req":7,"max_frame":65536}"#);
         assert_eq!(serde_json::from_str::<ToMaster>(&text).unwrap(), ask);
         // A peer naming another minion is not a different request: the id is ignored.
         let claimed: ToMaster =
             serde_json::from_str(r#"{"type":"pillar_request","req":1,"id":"minion2"}"#).unwrap();
-        assert_eq!(claimed, ToMaster::PillarRequest { req: 1 });
+        assert_eq!(claimed, ToMaster::PillarRequest { req: 1, max_frame: None });
         let pillar = json!({"role": "web", "_errors": ["x"]}).as_object().cloned().unwrap();
         let reply = ToMinion::PillarReply { req: 7, pillar };
         let text = serde_json::to_string(&reply).unwrap();

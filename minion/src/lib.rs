@@ -553,7 +553,10 @@ impl Minion {
                 // Salt's minion compiles its pillar when it starts; every new session asks
                 // again, so a restarted master (or a failover master) knows it for `I@`.
                 if let Some(req) = self.pillar_fetch.ask(None) {
-                    self.send(&ToMaster::PillarRequest { req });
+                    self.send(&ToMaster::PillarRequest {
+                        req,
+                        max_frame: Some(self.cfg.max_frame_bytes as u64),
+                    });
                 }
                 if self.masters.live(now) {
                     self.fire_start_events();
@@ -639,7 +642,10 @@ impl Minion {
                     self.pillar.store(pillar);
                 }
                 if let Some(req) = self.pillar_fetch.answered(req) {
-                    self.send(&ToMaster::PillarRequest { req });
+                    self.send(&ToMaster::PillarRequest {
+                        req,
+                        max_frame: Some(self.cfg.max_frame_bytes as u64),
+                    });
                 }
             }
             ToMinion::ReturnAck { jid } => {
@@ -669,7 +675,10 @@ impl Minion {
                 continue;
             }
             if let Some(req) = self.pillar_fetch.ask(Some(refresh)) {
-                self.send(&ToMaster::PillarRequest { req });
+                self.send(&ToMaster::PillarRequest {
+                    req,
+                    max_frame: Some(self.cfg.max_frame_bytes as u64),
+                });
             }
         }
     }

@@ -145,13 +145,24 @@ fn a_minion_cannot_ask_for_another_minions_pillar() {
     assert_eq!(Value::Object(reply.1), json!({"common": "everyone"}));
     master.daemon.wait_for_line(r"pillar for minion minion2: 1 keys, 0 errors", WAIT);
     // An ordinary request gets the same.
-    raw.send(&ToMaster::PillarRequest { req: 6 });
+    raw.send(&ToMaster::PillarRequest { req: 6, max_frame: None });
     let again = loop {
         if let ToMinion::PillarReply { req, pillar } = raw.recv().expect("answer") {
             break (req, pillar);
         }
     };
     assert_eq!((again.0, Value::Object(again.1)), (6, json!({"common": "everyone"})));
+    // A minion with tiny frames gets an error that fits them, not a frame that closes its
+    // session every time it asks.
+    raw.send(&ToMaster::PillarRequest { req: 7, max_frame: Some(30) });
+    let small = loop {
+        if let ToMinion::PillarReply { req, pillar } = raw.recv().expect("answer") {
+            break (req, pillar);
+        }
+    };
+    assert_eq!(small.0, 7);
+    let error = small.1["_errors"][0].as_str().unwrap_or_default().to_string();
+    assert!(error.ends_with("more than the 15 allowed"), "{error}");
 }
 
 #[test]

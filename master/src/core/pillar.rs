@@ -30,12 +30,14 @@ pub(crate) struct Pillars {
 }
 
 impl Core {
-    /// A `PillarRequest` from the live session `token` of minion `id`.
+    /// A `PillarRequest` from the live session `token` of minion `id`, whose frames may be
+    /// at most `max_frame` bytes (when it says).
     pub(super) fn request_pillar(
         &mut self,
         token: Token,
         id: &str,
         req: u64,
+        max_frame: Option<u64>,
     ) -> Result<(), String> {
         if !self.pillar.busy.insert(token) {
             log::warn!("minion {id}: pillar request refused: one is already being compiled");
@@ -44,8 +46,10 @@ impl Core {
         }
         let grains = self.grains.get(id).and_then(|t| crate::grainscache::parse(t));
         let roots = self.cfg.pillar_roots.get("base").cloned().unwrap_or_default();
-        // Room for the frame's envelope and encryption around the pillar's JSON.
-        let max_bytes = self.cfg.max_frame_bytes / 2;
+        // Room for the frame's envelope and encryption around the pillar's JSON, in the
+        // smaller of the two ends' frames.
+        let frame = max_frame.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+        let max_bytes = self.cfg.max_frame_bytes.min(frame) / 2;
         let id = id.to_string();
         self.pillar_io.submit(move || {
             let host = Host {

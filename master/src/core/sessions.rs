@@ -139,7 +139,9 @@ impl Core {
                 });
                 Ok(())
             }
-            ToMaster::PillarRequest { req } => self.request_pillar(token, id, req),
+            ToMaster::PillarRequest { req, max_frame } => {
+                self.request_pillar(token, id, req, max_frame)
+            }
             ToMaster::Return(ret) => {
                 self.on_return(token, id, ret);
                 Ok(())

@@ -338,11 +338,15 @@ fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
     let mut m1 = live_minion(&mut h, "m1", c1);
     let mut m2 = live_minion(&mut h, "m2", c2);
 
-    let asked =
-        h.step(Input::Frame { conn: c2, frame: m2.seal(&ToMaster::PillarRequest { req: 1 }) });
+    let asked = h.step(Input::Frame {
+        conn: c2,
+        frame: m2.seal(&ToMaster::PillarRequest { req: 1, max_frame: None }),
+    });
     assert!(sent(&asked, c2).is_empty(), "compiled on the loop: {asked:?}");
-    let again =
-        h.step(Input::Frame { conn: c2, frame: m2.seal(&ToMaster::PillarRequest { req: 2 }) });
+    let again = h.step(Input::Frame {
+        conn: c2,
+        frame: m2.seal(&ToMaster::PillarRequest { req: 2, max_frame: None }),
+    });
     let [busy] = &sent(&again, c2)[..] else { panic!("no refusal: {again:?}") };
     let ToMinion::PillarReply { req: 2, pillar } = m2.open(busy) else { panic!("not a reply") };
     assert_eq!(pillar["_errors"][0], "a pillar refresh is already running for this minion");
@@ -352,7 +356,10 @@ fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
     let ToMinion::PillarReply { req: 1, pillar } = m2.open(reply) else { panic!("not a reply") };
     assert!(pillar.is_empty(), "m2 got {pillar:?}");
 
-    h.step(Input::Frame { conn: c1, frame: m1.seal(&ToMaster::PillarRequest { req: 1 }) });
+    h.step(Input::Frame {
+        conn: c1,
+        frame: m1.seal(&ToMaster::PillarRequest { req: 1, max_frame: None }),
+    });
     let answered = h.disk_done();
     let [reply] = &sent(&answered, c1)[..] else { panic!("no reply: {answered:?}") };
     let ToMinion::PillarReply { req: 1, pillar } = m1.open(reply) else { panic!("not a reply") };
@@ -368,7 +375,10 @@ fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
     assert_eq!(h.core.expected(&target, &req).0, ["m1"]);
 
     // A compile for a session that closed meanwhile is dropped, not sent elsewhere.
-    h.step(Input::Frame { conn: c1, frame: m1.seal(&ToMaster::PillarRequest { req: 2 }) });
+    h.step(Input::Frame {
+        conn: c1,
+        frame: m1.seal(&ToMaster::PillarRequest { req: 2, max_frame: None }),
+    });
     let error = halite_common::conn::ConnError::PeerClosed;
     h.step(Input::Closed { conn: c1, error });
     let answered = h.disk_done();
