@@ -67,14 +67,14 @@ impl Pillar {
         Arc::clone(&state.pillar)
     }
 
-    /// Salt's `saltutil.refresh_pillar(wait=True)`: asks the master for a new compile and
-    /// waits until it is stored.
-    pub fn refresh(&self) -> Result<(), String> {
+    /// Salt's `saltutil.refresh_pillar(wait=True, timeout)`: asks the master for a new
+    /// compile and waits until it is stored, at most `timeout`.
+    pub fn refresh(&self, timeout: Duration) -> Result<(), String> {
         let (tx, rx) = mpsc::channel();
         let sent = self.refreshes.lock().map_err(|_| "minion is stopping")?.send(tx);
         sent.map_err(|_| "minion is stopping")?;
         let _ = self.waker.wake();
-        rx.recv_timeout(WAIT).unwrap_or_else(|_| Err("no pillar from the master in time".into()))
+        rx.recv_timeout(timeout).unwrap_or_else(|_| Err("no pillar from the master in time".into()))
     }
 
     /// The loop stores the master's answer.

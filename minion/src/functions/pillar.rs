@@ -120,11 +120,20 @@ fn raw(b: &Bound, ctx: &Context) -> FnResult {
     }))
 }
 
-fn refresh_pillar(_: &Bound, ctx: &Context) -> FnResult {
+fn refresh_pillar(b: &Bound, ctx: &Context) -> FnResult {
     let Some(pillar) = &ctx.pillar else {
         return Err(Failure::Command("no master session to refresh the pillar from".into()));
     };
-    match pillar.refresh() {
+    // Salt's `timeout=30`, in seconds.
+    let seconds = match b.get("timeout") {
+        None => 30.0,
+        Some(value) => value
+            .as_f64()
+            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| Failure::BadArgs("timeout must be a number of seconds".into()))?,
+    };
+    match pillar.refresh(std::time::Duration::from_secs_f64(seconds.min(3600.0))) {
         Ok(()) => Ok(Ret::ok(true)),
         Err(why) => {
             log::warn!("{}: pillar refresh failed: {why}", ctx.id);
@@ -183,5 +192,21 @@ mod tests {
         }
         let (items, _) = with_pillar("pillar.items", json!([]));
         assert_eq!(items["db"]["name"], "main");
+    }
+
+    #[test]
+    fn refresh_pillar_answers_false_when_nobody_answers_in_time() {
+        // No loop drains the refresh here: the wait runs out.
+        let timeout = json!([{"__kwarg__": true, "timeout": 0}]);
+        assert_eq!(with_pillar("saltutil.refresh_pillar", timeout), (json!(false), 0));
+        let (bad, retcode) =
+            with_pillar("saltutil.refresh_pillar", json!([{"__kwarg__": true, "timeout": "x"}]));
+        assert_eq!(retcode, 1);
+        assert!(bad.as_str().unwrap_or("").contains("timeout must be a number"), "{bad}");
+        let outcome = call("saltutil.refresh_pillar", &[], &ctx());
+        assert_eq!(
+            (outcome.ret, outcome.retcode),
+            (json!("ERROR: no master session to refresh the pillar from"), 1)
+        );
     }
 }
