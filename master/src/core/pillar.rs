@@ -69,7 +69,11 @@ impl Core {
     fn pillar_compiled(&mut self, token: Token, id: &str, req: u64, pillar: Map<String, Value>) {
         self.pillar.busy.remove(&token);
         let errors = pillar.get("_errors").and_then(Value::as_array).map_or(0, Vec::len);
-        log::info!(
+        // One line per compile; at debug when there is nothing to say (no pillar top file:
+        // a fleet's reconnects need not fill the log).
+        let level = if pillar.is_empty() { log::Level::Debug } else { log::Level::Info };
+        log::log!(
+            level,
             "pillar for minion {id}: {} keys, {errors} errors",
             pillar.len() - errors.min(1)
         );
