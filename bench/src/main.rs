@@ -21,7 +21,7 @@ struct Args {
     #[argh(switch)]
     quick: bool,
     /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
-    /// bootstrap, onboarding, orchestrate, sizes
+    /// bootstrap, onboarding, orchestrate, webhook, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,7 +37,7 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "cli-ping",
     "swarm-ping",
     "events",
@@ -46,6 +46,7 @@ const ALL: [&str; 9] = [
     "bootstrap",
     "onboarding",
     "orchestrate",
+    "webhook",
     "sizes",
 ];
 
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
             "orchestrate" => bench.orchestrate(),
+            "webhook" => bench.webhook(),
             _ => match &args.static_bins {
                 Some(dir) => bench.sizes(dir),
                 None => Ok(()),

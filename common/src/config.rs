@@ -108,6 +108,8 @@ pub struct MasterConfig {
     /// Render time (ms) allowed per SLS file per second; 0 = no limit. Both budgets are kept
     /// per source address for `salt/auth` events.
     pub reactor_render_budget_ms: u32,
+    /// The webhook listener (`webhook_*` keys); off unless `webhook_port` is set.
+    pub webhook: WebhookConfig,
     /// The master's id (Salt's `id`, default `<host name>_master`): the `master` field of
     /// forwarded events and the name of its checkpoint.
     pub id: String,
@@ -151,6 +153,49 @@ impl fmt::Debug for EventReturn {
             .finish()
     }
 }
+
+/// The master's HTTP webhook listener: salt-api's `/hook`, with tokens of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `webhook_port`: `None` = no listener (the default); 0 = any free port.
+    pub port: Option<u16>,
+    /// `webhook_interface` (default 127.0.0.1: put a TLS proxy in front).
+    pub interface: IpAddr,
+    /// `webhook_tokens`, by name, sorted.
+    pub tokens: Vec<WebhookToken>,
+    /// `webhook_max_body`: the largest request body, in bytes (default 1 MiB).
+    pub max_body: usize,
+    /// `webhook_timeout`: seconds a request (headers and body) may take to arrive, and an
+    /// idle keep-alive connection may stay open (default 10).
+    pub timeout: Duration,
+    /// `webhook_max_connections`, in all and `webhook_max_connections_per_ip` per address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// `webhook_rate_limit`: requests per source address per minute; 0 = no limit.
+    pub rate_limit: u32,
+}
+
+/// One `webhook_tokens` entry: who knows `secret` may fire the tags its globs allow.
+#[derive(Clone, PartialEq)]
+pub struct WebhookToken {
+    pub name: String,
+    pub secret: String,
+    /// Globs (fnmatch: `*` crosses `/`) over the whole fired tag, `salt/netapi/hook/<path>`.
+    pub tags: Vec<String>,
+}
+
+impl fmt::Debug for WebhookToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookToken")
+            .field("name", &self.name)
+            .field("secret", &"(hidden)")
+            .field("tags", &self.tags)
+            .finish()
+    }
+}
+
+/// The shortest `webhook_tokens` secret accepted: anything shorter can be guessed.
+pub const MIN_WEBHOOK_SECRET: usize = 16;
 
 /// The minion's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,6 +351,7 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
         reactor_render_max_bytes: r.int("reactor_render_max_bytes", 256 << 20, 32 << 20, 1 << 40),
         reactor_render_budget_ms: r.int("reactor_render_budget_ms", 250, 0, 1_000) as u32,
+        webhook: r.webhook(),
         id: r.string("id").unwrap_or_else(|| format!("{}_master", hostname())),
         event_return: r.event_return(),
         root_dir,
@@ -612,6 +658,72 @@ impl Reader {
         }
     }
 
+    fn webhook(&mut self) -> WebhookConfig {
+        let set = self.get("webhook_port").is_some();
+        let port = set.then(|| self.int("webhook_port", 0, 0, 65535) as u16);
+        let tokens = self.webhook_tokens();
+        if port.is_some() && tokens.is_empty() {
+            self.error(
+                "webhook_tokens",
+                "webhook_port is set but no token is configured: every request would be refused",
+            );
+        }
+        WebhookConfig {
+            port,
+            interface: self.parsed("webhook_interface", [127, 0, 0, 1].into(), "an IP address"),
+            tokens,
+            // The event holds the body twice (`body`, `post`), and JSON escapes a control
+            // character in six bytes: 4 MiB keeps the worst event under the CLIs' 64 MiB frames.
+            max_body: self.int("webhook_max_body", 1 << 20, 0, 4 << 20) as usize,
+            timeout: self.seconds("webhook_timeout", 10, 1, 3600),
+            max_connections: self.int("webhook_max_connections", 256, 1, 1 << 20) as usize,
+            max_connections_per_ip: self.int("webhook_max_connections_per_ip", 16, 1, 1 << 20)
+                as usize,
+            rate_limit: self.int("webhook_rate_limit", 600, 0, 1_000_000) as u32,
+        }
+    }
+
+    /// `webhook_tokens: {NAME: {secret: TEXT, tags: [GLOB, ...]}}`.
+    fn webhook_tokens(&mut self) -> Vec<WebhookToken> {
+        const KEY: &str = "webhook_tokens";
+        let Some(value) = self.get(KEY) else { return Vec::new() };
+        let Value::Mapping(map) = value else {
+            self.error(KEY, "expected a mapping of token name to {secret: ..., tags: [...]}");
+            return Vec::new();
+        };
+        let mut tokens = Vec::new();
+        for (name, entry) in map {
+            let Some(name) = name.as_str().map(str::to_string) else {
+                self.error(KEY, "token names must be strings");
+                continue;
+            };
+            let key = format!("{KEY}.{name}");
+            let secret = entry.get("secret").and_then(Value::as_str).unwrap_or_default();
+            let tags: Option<Vec<String>> = entry
+                .get("tags")
+                .and_then(Value::as_sequence)
+                .map(|list| list.iter().filter_map(|t| t.as_str().map(str::to_string)).collect());
+            let extra = entry.as_mapping().map_or(0, |m| {
+                m.keys().filter(|k| !matches!(k.as_str(), Some("secret" | "tags"))).count()
+            });
+            match (entry.as_mapping(), tags) {
+                (None, _) => self.error(&key, "expected {secret: ..., tags: [...]}"),
+                _ if secret.len() < MIN_WEBHOOK_SECRET => self.error(
+                    &key,
+                    format!("secret must be a string of at least {MIN_WEBHOOK_SECRET} characters"),
+                ),
+                (_, None) => self.error(&key, "tags must be a list of tag globs"),
+                (_, Some(tags)) if tags.is_empty() => {
+                    self.error(&key, "tags must name at least one tag glob")
+                }
+                _ if extra > 0 => self.error(&key, "only secret and tags may be set"),
+                (_, Some(tags)) => tokens.push(WebhookToken { name, secret: secret.into(), tags }),
+            }
+        }
+        tokens.sort_by(|a, b| a.name.cmp(&b.name));
+        tokens
+    }
+
     fn grains(&mut self) -> Map<String, Json> {
         match self.get("grains") {
             None => Map::new(),
@@ -796,6 +908,42 @@ mod tests {
         assert_eq!((open.max_pending_keys, open.pending_key_rate), (0, 0));
         assert!(master("max_pending_connections: 0").is_err());
         assert!(master("max_pending_connections_per_ip: 0").is_err());
+    }
+
+    #[test]
+    fn webhooks_are_off_by_default_and_need_strong_tokens() {
+        let c = master("").unwrap().config.webhook;
+        assert_eq!((c.port, c.interface), (None, "127.0.0.1".parse().unwrap()));
+        assert_eq!((c.max_body, c.timeout, c.rate_limit), (1 << 20, Duration::from_secs(10), 600));
+        let on = master(
+            "webhook_port: 0\nwebhook_tokens:\n  ci: {secret: 0123456789abcdef, tags: ['salt/netapi/hook/ci/*']}\n",
+        )
+        .unwrap()
+        .config
+        .webhook;
+        assert_eq!(on.port, Some(0));
+        assert_eq!(on.tokens[0].name, "ci");
+        assert_eq!(on.tokens[0].tags, ["salt/netapi/hook/ci/*"]);
+        assert!(!format!("{:?}", on.tokens[0]).contains("0123456789abcdef"), "secret in Debug");
+        let err = master(
+            "webhook_port: 8000\nwebhook_tokens:\n  short: {secret: abc, tags: [x]}\n  \
+             none: {secret: 0123456789abcdef}\n  odd: {secret: 0123456789abcdef, tags: [x], \
+             user: root}\n  list: [a]\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "webhook_tokens.short",
+                "webhook_tokens.none",
+                "webhook_tokens.odd",
+                "webhook_tokens.list",
+                "webhook_tokens"
+            ]
+        );
+        assert!(master("webhook_port: 8000").unwrap_err().to_string().contains("no token"));
+        assert!(master("webhook_max_body: 4194305").is_err());
     }
 
     #[test]

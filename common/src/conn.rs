@@ -1,4 +1,5 @@
 //! A framed, buffered, non-blocking connection over any `Read + Write` stream.
+//! ([`Conn::raw`] is the same without framing, for a protocol parsed elsewhere: HTTP.)
 //!
 //! Reading stops at `WouldBlock` or after a per-turn budget (the caller re-polls the
 //! connection next turn); `send` only appends to the output buffer and the caller asks for
@@ -84,7 +85,8 @@ pub struct ReadTurn {
 #[derive(Debug)]
 pub struct Conn<S> {
     pub stream: S,
-    decoder: Decoder,
+    /// `None`: raw bytes, each read's chunk handed on as one "frame", output sent as it is.
+    decoder: Option<Decoder>,
     out: Vec<u8>,
     out_pos: usize,
     max_out: usize,
@@ -94,12 +96,22 @@ impl<S: Read + Write> Conn<S> {
     /// `max_frame` bounds incoming frames; `max_out` bounds unsent output (a peer that does not
     /// read is cut off rather than allowed to grow our memory).
     pub fn new(stream: S, max_frame: usize, max_out: usize) -> Conn<S> {
-        Conn { stream, decoder: Decoder::new(max_frame), out: Vec::new(), out_pos: 0, max_out }
+        let decoder = Some(Decoder::new(max_frame));
+        Conn { stream, decoder, out: Vec::new(), out_pos: 0, max_out }
     }
 
-    /// Changes the largest incoming frame accepted from now on.
+    /// An unframed connection: `read` hands on what each turn read (at most [`READ_BUDGET`]
+    /// bytes) as one chunk in `frames`, and `send` queues bytes as they are. The caller parses
+    /// and bounds what it buffers.
+    pub fn raw(stream: S, max_out: usize) -> Conn<S> {
+        Conn { stream, decoder: None, out: Vec::new(), out_pos: 0, max_out }
+    }
+
+    /// Changes the largest incoming frame accepted from now on (no-op on a raw connection).
     pub fn set_max_frame(&mut self, max_frame: usize) {
-        self.decoder.set_max(max_frame);
+        if let Some(decoder) = &mut self.decoder {
+            decoder.set_max(max_frame);
+        }
     }
 
     /// Reads what is available (up to the budget) and splits it into frames.
@@ -107,6 +119,7 @@ impl<S: Read + Write> Conn<S> {
         let mut turn = ReadTurn::default();
         let mut buf = [0u8; 16 * 1024];
         let (mut total, mut idle) = (0, false);
+        let mut chunk = Vec::new();
         loop {
             if total >= READ_BUDGET {
                 turn.more = true;
@@ -119,7 +132,10 @@ impl<S: Read + Write> Conn<S> {
                 }
                 Ok(n) => {
                     total += n;
-                    self.decoder.push(&buf[..n]);
+                    match &mut self.decoder {
+                        Some(decoder) => decoder.push(&buf[..n]),
+                        None => chunk.extend_from_slice(&buf[..n]),
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     idle = true;
@@ -132,8 +148,14 @@ impl<S: Read + Write> Conn<S> {
                 }
             }
         }
+        let Some(decoder) = &mut self.decoder else {
+            if !chunk.is_empty() {
+                turn.frames.push(chunk);
+            }
+            return turn;
+        };
         loop {
-            match self.decoder.next_frame() {
+            match decoder.next_frame() {
                 Ok(Some(frame)) => turn.frames.push(frame),
                 Ok(None) => break,
                 Err(e) => {
@@ -143,7 +165,7 @@ impl<S: Read + Write> Conn<S> {
             }
         }
         if idle {
-            self.decoder.shrink_idle();
+            decoder.shrink_idle();
         }
         turn
     }
@@ -154,7 +176,10 @@ impl<S: Read + Write> Conn<S> {
         if len > self.max_out {
             return Err(ConnError::Backlog { len, max: self.max_out });
         }
-        encode_frame(payload, &mut self.out);
+        match self.decoder {
+            Some(_) => encode_frame(payload, &mut self.out),
+            None => self.out.extend_from_slice(payload),
+        }
         Ok(())
     }
 
@@ -251,6 +276,24 @@ mod tests {
         let turn = c.read();
         assert_eq!(turn.frames, [b"hi".to_vec()]);
         check(turn.closed, ConnError::PeerClosed, "peer closed the connection");
+    }
+
+    #[test]
+    fn a_raw_connection_hands_on_bytes_and_sends_them_unframed() {
+        let stream = Script {
+            reads: vec![Ok(b"GET / HT".to_vec()), Ok(b"TP/1.1\r\n".to_vec()), Ok(vec![])].into(),
+            written: Vec::new(),
+            write_limit: 100,
+            write_error: None,
+        };
+        let mut c = Conn::raw(stream, 8);
+        let turn = c.read();
+        assert_eq!(turn.frames, [b"GET / HTTP/1.1\r\n".to_vec()]);
+        check(turn.closed, ConnError::PeerClosed, "peer closed the connection");
+        c.send(b"HTTP/1.1").unwrap();
+        assert_eq!(c.send(b"!"), Err(ConnError::Backlog { len: 9, max: 8 }));
+        c.flush().unwrap();
+        assert_eq!(c.stream.written, b"HTTP/1.1");
     }
 
     #[test]

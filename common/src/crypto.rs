@@ -1,12 +1,12 @@
 //! The only module that calls libsodium: X25519 key pairs, sealed boxes, crypto_box with a
-//! precomputed shared key, secretbox and SHA-256.
+//! precomputed shared key, secretbox, SHA-256 and HMAC-SHA256 (webhook signatures).
 //!
 //! Keys travel and rest as RFC 8410 PEM (`BEGIN PUBLIC KEY` / `BEGIN PRIVATE KEY` around the
 //! fixed X25519 DER prefix), so `openssl pkey -in minion.pub -pubin -text` can read them and the
 //! `pub` field of `salt/auth` events looks like Salt's.
 
 use crate::encoding::{base64, hex, unbase64};
-use sodiumoxide::crypto::{box_, hash::sha256, sealedbox, secretbox};
+use sodiumoxide::crypto::{auth::hmacsha256, box_, hash::sha256, sealedbox, secretbox};
 use std::fmt;
 
 /// DER prefix of a SubjectPublicKeyInfo holding an X25519 key (OID 1.3.101.110).
@@ -218,6 +218,28 @@ pub fn sha256_reader(mut reader: impl std::io::Read) -> std::io::Result<String> 
     }
 }
 
+/// HMAC-SHA256 of `message` under `key` (any length, as RFC 2104: GitHub's webhook secrets
+/// are arbitrary text).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut state = hmacsha256::State::init(key);
+    state.update(message);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(state.finalize().as_ref());
+    out
+}
+
+/// Whether `a` and `b` are equal, in time that depends on neither's content nor length: both
+/// are hashed first, so even a secret's length does not show.
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (sha256::hash(a), sha256::hash(b));
+    sodiumoxide::utils::memcmp(a.as_ref(), b.as_ref())
+}
+
+/// Whether two equally long MACs are equal, in constant time.
+pub fn macs_equal(a: &[u8], b: &[u8]) -> bool {
+    sodiumoxide::utils::memcmp(a, b)
+}
+
 /// A symmetric session key for secretbox (XSalsa20-Poly1305).
 #[derive(Clone)]
 pub struct SessionKey(secretbox::Key);
@@ -264,6 +286,23 @@ fn nonce(direction: u8, counter: u64) -> secretbox::Nonce {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_sha256_follows_rfc_4231_and_comparisons_ignore_length() {
+        init();
+        // RFC 4231, test case 2 (a key shorter than the block), and a key longer than it.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let long =
+            hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(hex(&long), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+        assert!(secrets_equal(b"s3cret", b"s3cret"));
+        assert!(!secrets_equal(b"s3cret", b"s3cre"));
+        assert!(!secrets_equal(b"", b"x"));
+        assert!(macs_equal(&mac, &mac));
+        assert!(!macs_equal(&mac, &long));
+        assert!(!macs_equal(&mac, &mac[..31]));
+    }
 
     #[test]
     fn keys_round_trip_through_pem() {

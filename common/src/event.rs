@@ -101,13 +101,14 @@ pub fn tag_problem(tag: &str) -> Option<String> {
 /// Why a minion may not fire an event under `tag`, or `None` when it may.
 ///
 /// Stock Salt let minions forge master tags (CVE-2025-22239); Halite keeps `salt/auth`,
-/// `salt/key`, `salt/job/…`, `salt/run/…`, `salt/wheel/…`, `salt/reactor…`, `salt/presence/…`
-/// and other minions' `salt/minion/<id>/…` for the master.
+/// `salt/key`, `salt/job/…`, `salt/run/…`, `salt/wheel/…`, `salt/reactor…`, `salt/presence/…`,
+/// `salt/netapi/…` (webhooks: a reactor trusts them as authenticated by their token) and other
+/// minions' `salt/minion/<id>/…` for the master.
 pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
     if let Some(problem) = tag_problem(tag) {
         return Some(problem);
     }
-    const RESERVED: [&str; 8] = [
+    const RESERVED: [&str; 9] = [
         "salt/auth",
         "salt/key",
         "salt/job/",
@@ -116,6 +117,7 @@ pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
         "salt/reactor",
         "salt/presence/",
         "salt/master/",
+        "salt/netapi/",
     ];
     if RESERVED.iter().any(|r| tag == r.trim_end_matches('/') || tag.starts_with(r)) {
         return Some(format!("tag '{tag}' is reserved for the master"));
@@ -190,6 +192,7 @@ mod tests {
             "salt/presence/change",
             "salt/minion/other/start",
             "salt/minion/m1/disconnected",
+            "salt/netapi/hook/deploy",
             "20261125192040104958",
             "",
             "myco/x\nsalt/auth\t{}",

@@ -12,6 +12,7 @@ pub mod event;
 pub mod files;
 pub mod glob;
 pub mod handshake;
+pub mod http;
 pub mod id;
 pub mod proto;
 pub mod pyrepr;

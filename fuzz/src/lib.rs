@@ -38,10 +38,13 @@ pub enum Target {
     ReactorData,
     /// Hostile SLS text rendered for a fixed event.
     ReactorSls,
+    /// Raw bytes from a webhook client into `http::Parser`; the first byte picks the limits
+    /// and how the rest is cut into reads.
+    Http,
 }
 
 impl Target {
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 10] = [
         Target::Wire,
         Target::Hello,
         Target::Greeting,
@@ -51,6 +54,7 @@ impl Target {
         Target::Targeting,
         Target::ReactorData,
         Target::ReactorSls,
+        Target::Http,
     ];
 
     /// The name used on the command line and for `fuzz/corpus/<name>/`.
@@ -65,6 +69,7 @@ impl Target {
             Target::Targeting => "target",
             Target::ReactorData => "reactor_data",
             Target::ReactorSls => "reactor_sls",
+            Target::Http => "http",
         }
     }
 
@@ -100,6 +105,7 @@ impl Harness {
             Target::Targeting => target::target(data),
             Target::ReactorData => self.reactors.data(data),
             Target::ReactorSls => self.reactors.sls(data),
+            Target::Http => peer::http(data),
         }
     }
 }

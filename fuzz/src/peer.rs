@@ -1,10 +1,11 @@
-//! Harnesses for the minion socket (frames, handshake, session messages) and the control
-//! socket: everything before the reactor.
+//! Harnesses for the minion socket (frames, handshake, session messages), the control socket
+//! and the webhook listener's HTTP: everything before the reactor.
 
 use halite_common::control::Request;
 use halite_common::crypto::{KeyPair, PublicKey};
 use halite_common::event::{self, Event, TagFilter};
 use halite_common::handshake::{self, MinionHandshake, Verdict};
+use halite_common::http::{self as web, HttpError, Limits, Parser};
 use halite_common::proto::{HelloBody, ToMaster, ToMinion};
 use halite_common::target::Target;
 use halite_common::wire::{encode_frame, Decoder, WireError};
@@ -159,5 +160,57 @@ pub(crate) fn control(data: &[u8]) {
             }
         }
         _ => {}
+    }
+}
+
+/// Everything `http::Parser` made of one stream: the requests, then the error that ended it.
+fn http_outcome(
+    limits: Limits,
+    stream: &[u8],
+    chunk: usize,
+) -> (Vec<web::Request>, Option<HttpError>) {
+    let mut parser = Parser::new(limits);
+    let mut got = Vec::new();
+    for piece in stream.chunks(chunk.max(1)) {
+        parser.push(piece);
+        loop {
+            match parser.next_request() {
+                Ok(Some(request)) => got.push(request),
+                Ok(None) => break,
+                Err(e) => return (got, Some(e)),
+            }
+        }
+        // Never more than one unfinished request: a head under the limit, a body under its
+        // limit, and the piece that brought them.
+        let bound = limits.max_head + 4 + limits.max_body + piece.len();
+        assert!(parser.buffered() <= bound, "holds {} bytes, bound {bound}", parser.buffered());
+    }
+    (got, None)
+}
+
+/// The first byte picks the limits and the read size; the requests (and the error) must not
+/// depend on how the stream was cut, each request must respect the limits and its own
+/// `Content-Length`, and nothing refused may have been taken for a request first.
+pub(crate) fn http(data: &[u8]) {
+    let Some((&control, stream)) = data.split_first() else { return };
+    let limits = Limits {
+        max_head: [64, 256, 1024, 16 * 1024][usize::from(control & 3)],
+        max_headers: [2, 8][usize::from(control >> 2 & 1)],
+        max_body: [0, 16, 300, 1 << 20][usize::from(control >> 3 & 3)],
+    };
+    let chunk = 1 + usize::from(control >> 5);
+    let whole = http_outcome(limits, stream, stream.len());
+    assert_eq!(http_outcome(limits, stream, chunk), whole, "cut into {chunk}-byte reads");
+    for request in &whole.0 {
+        assert!(request.path.starts_with('/') && !request.path.contains(['?', '#', ' ']));
+        assert!(request.headers.len() <= limits.max_headers);
+        assert!(request.body.len() <= limits.max_body);
+        let declared = request.header("content-length").map_or(Some(0), |v| v.parse().ok());
+        assert_eq!(declared, Some(request.body.len()), "body differs from its Content-Length");
+        assert!(request.header("transfer-encoding").is_none(), "a chunked request was taken");
+        for (name, value) in &request.headers {
+            assert!(!name.is_empty() && !name.contains([':', ' ', '\r', '\n']), "{name:?}");
+            assert!(!value.contains(['\r', '\n']), "{value:?}");
+        }
     }
 }

@@ -106,6 +106,11 @@ fn reactor_sls() {
     smoke(Target::ReactorSls);
 }
 
+#[test]
+fn http() {
+    smoke(Target::Http);
+}
+
 fn seed(target: Target, name: &str) -> Vec<u8> {
     std::fs::read(corpus_dir(target).join(name)).expect("seed")
 }
@@ -125,6 +130,11 @@ fn valid_seeds_are_accepted() {
     for name in ["event", "event_forged", "file_request", "ready", "return"] {
         let frame = seed(Target::Session, name);
         assert!(serde_json::from_slice::<proto::ToMaster>(&frame[1..]).is_ok(), "{name}");
+    }
+    for name in ["post", "pipelined"] {
+        let mut parser = halite_common::http::Parser::new(halite_common::http::Limits::new(1024));
+        parser.push(&seed(Target::Http, name)[1..]);
+        assert!(matches!(parser.next_request(), Ok(Some(_))), "{name}");
     }
     for name in ["file_reply", "publish"] {
         let frame = seed(Target::Session, name);

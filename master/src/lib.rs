@@ -18,6 +18,7 @@ pub mod orchestrate;
 pub mod peer;
 pub mod render_worker;
 pub mod server;
+pub mod webhook;
 
 pub use crate::core::StartError;
 pub use server::Master;

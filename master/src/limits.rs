@@ -1,6 +1,7 @@
 //! What an unauthenticated network may cost the master: how many connections may wait for
 //! authentication (in all and per source address), how many descriptors minions may take, and
-//! how fast one address may create pending keys. Counting only: the core decides.
+//! how fast one address may create pending keys (the webhook listener uses the same counters
+//! for its connections and requests). Counting only: the core decides.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -118,7 +119,8 @@ impl Admission {
 }
 
 /// New pending keys per source (`source_of`): at most `per_minute` in any rolling minute (a window
-/// per address, reset when it ends). Forgotten addresses are swept by `prune`.
+/// per address, reset when it ends). Forgotten addresses are swept by `prune`. The webhook
+/// listener counts its requests per source with one too (`webhook_rate_limit`).
 #[derive(Debug)]
 pub struct PendingRate {
     per_minute: u32,

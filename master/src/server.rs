@@ -1,10 +1,11 @@
 //! The master's driver: the one `mio` loop. It owns the sockets (minion listener, control
-//! socket, every connection), the signals and the clock, turns readiness into [`Input`]s for
+//! socket, webhook listener, every connection), the signals and the clock, turns readiness into [`Input`]s for
 //! the [`Core`] and carries out the [`Effect`]s it answers with. It decides nothing: which
 //! connection to greet, answer or drop is the core's. Only the driver closes sockets.
 
 use crate::core::{
-    Core, Effect, Input, StartError, DISK, MAX_HANDSHAKE_FRAME, RENDER_WORKER, TICK,
+    Core, Effect, Input, StartError, DISK, MAX_HANDSHAKE_FRAME, MAX_HTTP_BACKLOG, RENDER_WORKER,
+    TICK,
 };
 use halite_common::config::MasterConfig;
 use halite_common::conn::{Conn, ConnError, ReadTurn};
@@ -25,7 +26,10 @@ use std::time::Instant;
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
-const FIRST_CONN: usize = 5;
+/// The webhook listener (tokens 3 and 4 are the core's workers; 6 and 7 are left for more
+/// listeners).
+const WEBHOOK: Token = Token(5);
+const FIRST_CONN: usize = 8;
 
 /// Connections accepted per turn at most (mio is edge-triggered: the rest wait for the next).
 const ACCEPTS_PER_TURN: usize = 256;
@@ -43,6 +47,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
 enum Link {
     Minion(Conn<TcpStream>),
     Control(Conn<UnixStream>),
+    /// An HTTP client: a raw (unframed) connection.
+    Http(Conn<TcpStream>),
 }
 
 /// A connection as the driver holds it.
@@ -61,42 +67,42 @@ impl Linked {
 
     fn read(&mut self) -> ReadTurn {
         match &mut self.link {
-            Link::Minion(c) => c.read(),
+            Link::Minion(c) | Link::Http(c) => c.read(),
             Link::Control(c) => c.read(),
         }
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         match &mut self.link {
-            Link::Minion(c) => c.send(bytes),
+            Link::Minion(c) | Link::Http(c) => c.send(bytes),
             Link::Control(c) => c.send(bytes),
         }
     }
 
     fn flush(&mut self) -> Result<(), ConnError> {
         match &mut self.link {
-            Link::Minion(c) => c.flush(),
+            Link::Minion(c) | Link::Http(c) => c.flush(),
             Link::Control(c) => c.flush(),
         }
     }
 
     fn wants_write(&self) -> bool {
         match &self.link {
-            Link::Minion(c) => c.wants_write(),
+            Link::Minion(c) | Link::Http(c) => c.wants_write(),
             Link::Control(c) => c.wants_write(),
         }
     }
 
     fn set_max_frame(&mut self, max: usize) {
         match &mut self.link {
-            Link::Minion(c) => c.set_max_frame(max),
+            Link::Minion(c) | Link::Http(c) => c.set_max_frame(max),
             Link::Control(c) => c.set_max_frame(max),
         }
     }
 
     fn source(&mut self) -> &mut dyn Source {
         match &mut self.link {
-            Link::Minion(c) => &mut c.stream,
+            Link::Minion(c) | Link::Http(c) => &mut c.stream,
             Link::Control(c) => &mut c.stream,
         }
     }
@@ -133,6 +139,8 @@ pub struct Master {
     listener: TcpListener,
     control: UnixListener,
     control_path: PathBuf,
+    /// The webhook listener, when `webhook_port` is set.
+    webhook: Option<TcpListener>,
     signals: Signals,
     links: HashMap<Token, Linked>,
     next_token: usize,
@@ -146,6 +154,8 @@ pub struct Master {
     retry_at: Option<Instant>,
     /// The listener still had connections queued after a turn's share: accept again next turn.
     accept_more: bool,
+    /// The same for the webhook listener.
+    http_more: bool,
     /// Log lines for minion connections shed for want of descriptors, per second.
     quiet: crate::limits::LogLimiter,
     /// A descriptor held back for EMFILE: closed to accept (and close) one connection, so the
@@ -174,7 +184,18 @@ impl Master {
         let mut listener = TcpListener::bind(addr).map_err(io_err(format!("listen on {addr}")))?;
         set_backlog(&listener, backlog).map_err(io_err("zmq_backlog"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
+        let mut webhook = match core.cfg.webhook.port {
+            None => None,
+            Some(port) => {
+                let addr = SocketAddr::new(core.cfg.webhook.interface, port);
+                let what = format!("webhook listener on {addr}");
+                Some(TcpListener::bind(addr).map_err(io_err(what))?)
+            }
+        };
         let registry = poll.registry();
+        if let Some(listener) = &mut webhook {
+            registry.register(listener, WEBHOOK, Interest::READABLE).map_err(io_err("poll"))?;
+        }
         registry.register(&mut listener, LISTENER, Interest::READABLE).map_err(io_err("poll"))?;
         registry.register(&mut control, CONTROL, Interest::READABLE).map_err(io_err("poll"))?;
         registry.register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("poll"))?;
@@ -185,6 +206,7 @@ impl Master {
             listener,
             control,
             control_path,
+            webhook,
             signals,
             links: HashMap::new(),
             next_token: FIRST_CONN,
@@ -193,6 +215,7 @@ impl Master {
             fx: Vec::new(),
             retry_at: None,
             accept_more: false,
+            http_more: false,
             quiet: Default::default(),
             reserve_fd,
         })
@@ -211,6 +234,9 @@ impl Master {
 
     /// Serves until SIGTERM or SIGINT.
     pub fn run(mut self) -> io::Result<()> {
+        if let Some(listener) = &self.webhook {
+            log::info!("webhooks on {}", listener.local_addr()?);
+        }
         log::info!(
             "halite-master ready: minions on {}, control socket {}, fingerprint {}",
             self.local_addr()?,
@@ -224,7 +250,7 @@ impl Master {
             if let Some(retry) = self.retry_at {
                 deadline = deadline.min(retry);
             }
-            let timeout = match self.again.is_empty() && !self.accept_more {
+            let timeout = match self.again.is_empty() && !self.accept_more && !self.http_more {
                 true => deadline.saturating_duration_since(now),
                 false => std::time::Duration::ZERO,
             };
@@ -239,6 +265,7 @@ impl Master {
                     LISTENER => self.accept_minions(),
                     CONTROL => self.accept_controls(),
                     SIGNALS => self.on_signals(),
+                    WEBHOOK => self.accept_http(),
                     RENDER_WORKER => self.input(Input::RenderReady),
                     DISK => self.input(Input::DiskDone),
                     token => self.on_ready(token),
@@ -250,6 +277,9 @@ impl Master {
             if std::mem::take(&mut self.accept_more) {
                 self.accept_minions();
             }
+            if std::mem::take(&mut self.http_more) {
+                self.accept_http();
+            }
             if let Some(n) = self.quiet.flush(Instant::now()) {
                 log::warn!("{n} more connections were refused for want of file descriptors");
             }
@@ -259,6 +289,7 @@ impl Master {
                 self.retry_at = None;
                 self.accept_minions();
                 self.accept_controls();
+                self.accept_http();
             }
             self.input(Input::Tick);
         }
@@ -324,6 +355,9 @@ impl Master {
         if linked.registered {
             let _ = self.poll.registry().deregister(linked.source());
         }
+        if let Link::Http(c) = &mut linked.link {
+            linger(&mut c.stream);
+        }
     }
 
     fn token(&mut self) -> Token {
@@ -352,11 +386,15 @@ impl Master {
         if turn.more {
             self.again.push(token);
         }
+        let http = matches!(linked.link, Link::Http(_));
         for frame in turn.frames {
             if !self.links.contains_key(&token) {
                 return; // closed by the core on an earlier frame
             }
-            self.input(Input::Frame { conn: token, frame });
+            match http {
+                true => self.input(Input::HttpData { conn: token, bytes: frame }),
+                false => self.input(Input::Frame { conn: token, frame }),
+            }
         }
         // Answers already queued go out first: a half-closed CLI still reads them.
         self.dirty.push(token);
@@ -393,6 +431,39 @@ impl Master {
             }
         }
         self.accept_more = true;
+    }
+
+    /// Accepts webhook clients (at most `ACCEPTS_PER_TURN` a turn, as minions); the core
+    /// admits each or has it closed.
+    fn accept_http(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let accepted = match &self.webhook {
+                Some(listener) => listener.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let token = self.token();
+                    let conn = Conn::raw(stream, MAX_HTTP_BACKLOG);
+                    let mut linked = Linked::new(Link::Http(conn));
+                    if let Err(e) = linked.update_interest(self.poll.registry(), token) {
+                        log::error!("cannot register webhook connection: {e}");
+                        return;
+                    }
+                    self.links.insert(token, linked);
+                    self.input(Input::HttpConnected { conn: token, addr });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if out_of_descriptors(&e) && self.shed_one(Listener::Webhook) => {}
+                Err(e) => {
+                    log::error!("webhook accept failed: {e}");
+                    self.retry_at = Some(Instant::now() + TICK);
+                    return;
+                }
+            }
+        }
+        self.http_more = true;
     }
 
     fn accept_controls(&mut self) {
@@ -432,6 +503,10 @@ impl Master {
         let accepted = match which {
             Listener::Minions => self.listener.accept().map(|(_, addr)| addr.to_string()),
             Listener::Control => self.control.accept().map(|_| "a control client".to_string()),
+            Listener::Webhook => match &self.webhook {
+                Some(l) => l.accept().map(|(_, addr)| format!("webhook client {addr}")),
+                None => return false,
+            },
         };
         let shed = match accepted {
             Ok(who) => {
@@ -457,6 +532,23 @@ impl Master {
 enum Listener {
     Minions,
     Control,
+    Webhook,
+}
+
+/// Before an HTTP connection is dropped: no more writes, then what the client already sent is
+/// read and thrown away (a bounded amount, without waiting). Closing a socket with unread
+/// input sends a reset, which can destroy the refusal just written before the client reads
+/// it (a 413 sent while the body is still arriving).
+fn linger(stream: &mut TcpStream) {
+    use std::io::Read;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..16 {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 /// EMFILE or ENFILE: this process, or the whole system, is out of descriptors.

@@ -12,6 +12,9 @@ mod runners;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod webhooks;
+
+pub(crate) use webhooks::MAX_HTTP_BACKLOG;
 
 use crate::auth::Policy;
 use crate::bus::Bus;
@@ -79,6 +82,10 @@ pub enum Input {
     MinionConnected { conn: Token, addr: SocketAddr },
     /// A CLI connected to the control socket.
     ControlConnected { conn: Token },
+    /// An HTTP client connected to the webhook listener from `addr`.
+    HttpConnected { conn: Token, addr: SocketAddr },
+    /// Bytes read from an HTTP connection (unframed: the core parses them).
+    HttpData { conn: Token, bytes: Vec<u8> },
     /// One whole frame from a connection.
     Frame { conn: Token, frame: Vec<u8> },
     /// The driver closed a connection: the peer hung up, a read or write failed, or its
@@ -140,8 +147,11 @@ pub struct Core {
     pub(crate) stopping: bool,
     /// Unauthenticated connections, counted against their caps.
     admission: crate::limits::Admission,
-    /// The log lines hostile peers can cause (refused and failed connections), per second.
+    /// The log lines hostile peers can cause (refused and failed connections, refused
+    /// webhook requests), per second.
     quiet: crate::limits::LogLimiter,
+    /// The webhook listener's connections and limits.
+    webhooks: webhooks::Webhooks,
     /// New pending keys per source address.
     pub(crate) pending_rate: crate::limits::PendingRate,
     /// Replies waiting for their key writes to reach the disk.
@@ -237,6 +247,7 @@ impl Core {
         );
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
+        let webhooks = webhooks::Webhooks::new(&cfg.webhook);
         Ok(Core {
             cfg,
             now,
@@ -259,6 +270,7 @@ impl Core {
             stopping: false,
             admission,
             quiet: Default::default(),
+            webhooks,
             pending_rate,
             key_writes: Default::default(),
             config_dir: None,
@@ -281,8 +293,8 @@ impl Core {
     }
 
     /// Reads the config again and takes its `reactor:` rules, `reactor_max_depth`,
-    /// `reactor_rate_limit` and `reactor_render_budget_ms` (SIGHUP, `halite-run
-    /// reactor.reload`); other settings need a restart. Returns the rule count and the
+    /// `reactor_rate_limit`, `reactor_render_budget_ms` and `webhook_tokens` (SIGHUP,
+    /// `halite-run reactor.reload`); other settings need a restart. Returns the rule count and the
     /// problems found; a config with errors keeps the old rules and says why.
     pub(crate) fn reload_reactor(&mut self) -> Result<(usize, Vec<String>), String> {
         let Some(dir) = &self.config_dir else {
@@ -307,6 +319,12 @@ impl Core {
         self.cfg.reactor_max_depth = loaded.config.reactor_max_depth;
         self.cfg.reactor_rate_limit = loaded.config.reactor_rate_limit;
         self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
+        // Rotating a webhook secret needs no restart (the listener's address does).
+        if self.cfg.webhook.tokens != loaded.config.webhook.tokens {
+            self.webhooks.set_tokens(&loaded.config.webhook);
+            self.cfg.webhook.tokens = loaded.config.webhook.tokens;
+            log::info!("webhook tokens reloaded: {}", self.cfg.webhook.tokens.len());
+        }
         Ok((rules, problems))
     }
 
@@ -318,6 +336,8 @@ impl Core {
             Input::ControlConnected { conn } => {
                 self.controls.insert(conn, Client::default());
             }
+            Input::HttpConnected { conn, addr } => self.on_http_connected(conn, addr),
+            Input::HttpData { conn, bytes } => self.on_http_data(conn, &bytes),
             Input::Frame { conn, frame } => {
                 if self.peers.contains_key(&conn) {
                     if let Some(peer) = self.peers.get_mut(&conn) {
@@ -334,6 +354,10 @@ impl Core {
                 let reason = error.to_string();
                 if self.peers.contains_key(&conn) {
                     self.close_peer(conn, &reason);
+                    return self.emit(out);
+                }
+                if self.webhooks.has(conn) {
+                    self.http_closed(conn, &reason);
                     return self.emit(out);
                 }
                 let subscriber = self.controls.get(&conn).is_some_and(|c| !c.subs.is_empty());
@@ -460,6 +484,7 @@ impl Core {
             self.maintenance();
         }
         self.peer_deadlines(now);
+        self.http_deadlines(now);
     }
 
     /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event

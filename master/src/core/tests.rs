@@ -449,3 +449,151 @@ fn a_hello_that_crosses_the_accepted_answer_does_not_close_the_connection() {
     assert_eq!(closed(&live, conn), None, "{live:?}");
     assert_eq!(h.core.live.get("new1"), Some(&conn));
 }
+
+/// The webhook side of the core: a config with one token, a short request deadline and a
+/// request rate of 3 a minute.
+fn webhook_harness(name: &str) -> Harness {
+    Harness::new(
+        name,
+        "webhook_port: 0\nwebhook_timeout: 2\nwebhook_rate_limit: 3\nwebhook_tokens:\n  \
+         ci: {secret: ci-secret-0123456789, tags: ['salt/netapi/hook/deploy']}\n",
+    )
+}
+
+fn hook_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /hook/deploy HTTP/1.1\r\nAuthorization: Bearer ci-secret-0123456789\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn statuses(effects: &[Effect], conn: Token) -> Vec<String> {
+    sent(effects, conn)
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).lines().next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn pipelined_webhooks_are_answered_in_order_then_the_rate_refuses() {
+    let mut h = webhook_harness("hook-pipeline");
+    let conn = Token(20);
+    assert!(h.step(Input::HttpConnected { conn, addr: addr() }).is_empty());
+    let mut two = hook_request(r#"{"n": 1}"#);
+    two.extend(hook_request(r#"{"n": 2}"#));
+    // Split mid-request: the first is answered at once, the second when its end arrives.
+    let fx = h.step(Input::HttpData { conn, bytes: two[..two.len() - 3].to_vec() });
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 200 OK"]);
+    let fx = h.step(Input::HttpData { conn, bytes: two[two.len() - 3..].to_vec() });
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 200 OK"]);
+    assert_eq!(closed(&fx, conn), None, "kept alive");
+    h.step(Input::Tick);
+    let log = h.events_logged();
+    assert_eq!(log.matches("\"tag\":\"salt/netapi/hook/deploy\"").count(), 2, "{log}");
+    assert!(log.contains(r#""post":{"n":2}"#), "{log}");
+    // Third request this minute from this address: fine; the fourth: 429 and a close.
+    let fx = h.step(Input::HttpData { conn, bytes: hook_request("{}") });
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 200 OK"]);
+    let fx = h.step(Input::HttpData { conn, bytes: hook_request("{}") });
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 429 Too Many Requests"]);
+    assert!(closed(&fx, conn).unwrap().contains("webhook_rate_limit"));
+    h.step(Input::Tick);
+    assert_eq!(h.events_logged().matches("salt/netapi/hook/deploy").count(), 3);
+    // The rate is per source address: another one is still served.
+    let (other, from) = (Token(26), "127.0.0.2:40000".parse().unwrap());
+    h.step(Input::HttpConnected { conn: other, addr: from });
+    let fx = h.step(Input::HttpData { conn: other, bytes: hook_request("{}") });
+    assert_eq!(statuses(&fx, other), ["HTTP/1.1 200 OK"]);
+}
+
+#[test]
+fn a_body_that_trickles_in_meets_the_same_deadline() {
+    let mut h = webhook_harness("hook-trickle");
+    let conn = Token(27);
+    h.step(Input::HttpConnected { conn, addr: addr() });
+    let request = hook_request(r#"{"long": "enough to trickle"}"#);
+    let body_at = request.len() - 10;
+    assert!(h.step(Input::HttpData { conn, bytes: request[..body_at].to_vec() }).is_empty());
+    for byte in &request[body_at..body_at + 3] {
+        h.now += Duration::from_millis(700);
+        assert!(h.step(Input::HttpData { conn, bytes: vec![*byte] }).is_empty());
+    }
+    let fx = h.advance(Duration::from_millis(700));
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 408 Request Timeout"]);
+    h.step(Input::Tick);
+    assert!(!h.events_logged().contains("salt/netapi"));
+}
+
+#[test]
+fn a_slow_request_gets_408_at_its_deadline_and_an_idle_one_is_closed_quietly() {
+    let mut h = webhook_harness("hook-slow");
+    let (slow, idle, good) = (Token(21), Token(22), Token(23));
+    h.step(Input::HttpConnected { conn: slow, addr: addr() });
+    h.step(Input::HttpConnected { conn: idle, addr: addr() });
+    let request = hook_request("{}");
+    let fx = h.step(Input::HttpData { conn: slow, bytes: request[..20].to_vec() });
+    assert!(fx.is_empty(), "{fx:?}");
+    let fx = h.advance(Duration::from_secs(1));
+    assert!(fx.is_empty(), "{fx:?}");
+    // Meanwhile a good client is served.
+    h.step(Input::HttpConnected { conn: good, addr: addr() });
+    let fx = h.step(Input::HttpData { conn: good, bytes: request.clone() });
+    assert_eq!(statuses(&fx, good), ["HTTP/1.1 200 OK"]);
+    // The slow one trickles on, but its deadline runs from its first byte's turn.
+    h.step(Input::HttpData { conn: slow, bytes: request[20..30].to_vec() });
+    let fx = h.advance(Duration::from_millis(1500));
+    assert_eq!(statuses(&fx, slow), ["HTTP/1.1 408 Request Timeout"]);
+    assert!(closed(&fx, slow).unwrap().starts_with("408 "));
+    assert!(statuses(&fx, idle).is_empty());
+    assert_eq!(closed(&fx, idle).as_deref(), Some("idle"));
+    assert_eq!(closed(&fx, good), None, "the good client's deadline began with its request");
+}
+
+#[test]
+fn garbage_and_oversized_bodies_are_refused_before_buffering() {
+    let mut h = webhook_harness("hook-garbage");
+    let (garbage, big) = (Token(24), Token(25));
+    h.step(Input::HttpConnected { conn: garbage, addr: addr() });
+    let fx =
+        h.step(Input::HttpData { conn: garbage, bytes: b"\x00\x01\x02 hello\r\n\r\n".to_vec() });
+    assert_eq!(statuses(&fx, garbage), ["HTTP/1.1 400 Bad Request"]);
+    assert!(closed(&fx, garbage).is_some());
+    h.step(Input::HttpConnected { conn: big, addr: addr() });
+    let head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n".to_vec();
+    let fx = h.step(Input::HttpData { conn: big, bytes: head });
+    assert_eq!(statuses(&fx, big), ["HTTP/1.1 413 Content Too Large"]);
+    // Bytes after the close are for a forgotten connection.
+    assert!(h.step(Input::HttpData { conn: big, bytes: vec![b'x'; 100] }).is_empty());
+    h.step(Input::Tick);
+    assert!(!h.events_logged().contains("salt/netapi"));
+}
+
+#[test]
+fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
+    let mut h = webhook_harness("hook-budget");
+    let head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    let other: SocketAddr = "127.0.0.2:40000".parse().unwrap();
+    // A quarter of the 16 MiB budget per address: four 1 MiB bodies, the fifth is refused.
+    for n in 0..4 {
+        let conn = Token(30 + n);
+        h.step(Input::HttpConnected { conn, addr: addr() });
+        assert!(h.step(Input::HttpData { conn, bytes: head.clone() }).is_empty());
+    }
+    let fifth = Token(34);
+    h.step(Input::HttpConnected { conn: fifth, addr: addr() });
+    let fx = h.step(Input::HttpData { conn: fifth, bytes: head.clone() });
+    assert_eq!(statuses(&fx, fifth), ["HTTP/1.1 503 Service Unavailable"]);
+    assert!(String::from_utf8_lossy(&sent(&fx, fifth)[0]).contains("Retry-After: 1\r\n"));
+    // Another address has its own share.
+    h.step(Input::HttpConnected { conn: Token(35), addr: other });
+    assert!(h.step(Input::HttpData { conn: Token(35), bytes: head.clone() }).is_empty());
+    // A sender that goes away gives its share back.
+    let error = ConnError::PeerClosed;
+    h.step(Input::Closed { conn: Token(30), error });
+    let again = Token(36);
+    h.step(Input::HttpConnected { conn: again, addr: addr() });
+    assert!(h.step(Input::HttpData { conn: again, bytes: head }).is_empty());
+    assert_eq!(h.core.webhooks.in_flight, 5 << 20);
+}
