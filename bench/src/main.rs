@@ -21,7 +21,7 @@ struct Args {
     #[argh(switch)]
     quick: bool,
     /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
-    /// bootstrap, onboarding, orchestrate, webhook, sizes
+    /// bootstrap, onboarding, orchestrate, webhook, beacons, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,7 +37,7 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "cli-ping",
     "swarm-ping",
     "events",
@@ -47,6 +47,7 @@ const ALL: [&str; 10] = [
     "onboarding",
     "orchestrate",
     "webhook",
+    "beacons",
     "sizes",
 ];
 
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
             "onboarding" => bench.onboarding(),
             "orchestrate" => bench.orchestrate(),
             "webhook" => bench.webhook(),
+            "beacons" => bench.beacons(),
             _ => match &args.static_bins {
                 Some(dir) => bench.sizes(dir),
                 None => Ok(()),

@@ -1,7 +1,7 @@
 //! The whole-process measurements of BENCHMARKS.md, each on loopback in a fresh temp tree
 //! with the real binaries: CLI latency, `'*'` fan-out over the swarm, memory, event
 //! throughput, the seed bootstrap, handshake rate, an orchestration over the swarm,
-//! webhook throughput, and binary sizes.
+//! webhook throughput, beacons, and binary sizes.
 
 use crate::procs::{median, median_ms, timed, Daemon, Follow, Memory, Result, SwarmProc, TempDir};
 use crate::swarm;
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod beacons;
 mod failover;
 mod forward;
 mod onboarding;

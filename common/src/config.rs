@@ -75,6 +75,9 @@ pub struct MasterConfig {
     /// New pending keys one source address may create per minute; 0 = no limit.
     pub pending_key_rate: u32,
     pub log_level: LevelFilter,
+    /// Salt's `log_file`: also log to this file (none: stderr only), at `log_level_logfile`.
+    pub log_file: Option<PathBuf>,
+    pub log_level_logfile: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
     /// Seconds the `halite` CLI waits for returns by default (Salt's `timeout`).
@@ -227,8 +230,14 @@ pub struct MinionConfig {
     pub recon_max: Duration,
     pub rejected_retry: bool,
     pub log_level: LevelFilter,
+    /// Salt's `log_file`: also log to this file (none: stderr only), at `log_level_logfile`.
+    pub log_file: Option<PathBuf>,
+    pub log_level_logfile: LevelFilter,
     pub max_frame_bytes: usize,
     pub keepalive_interval: Duration,
+    /// Salt's `beacons:` as written (JSON `null` when absent); the minion checks each beacon
+    /// itself, so that a bad one is logged and switched off without stopping the minion.
+    pub beacons: Json,
 }
 
 /// One master a minion may connect to.
@@ -325,7 +334,9 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
             as usize,
         max_pending_keys: r.int("max_pending_keys", 1000, 0, u32::MAX as u64) as usize,
         pending_key_rate: r.int("pending_key_rate", 60, 0, 1_000_000) as u32,
-        log_level: r.log_level(),
+        log_level: r.log_level("log_level", None),
+        log_file: r.opt_path("log_file", &root_dir),
+        log_level_logfile: r.log_level("log_level_logfile", Some("log_level")),
         max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
             as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
@@ -396,10 +407,13 @@ fn parse_minion_map(
         recon_default: Duration::from_millis(r.int("recon_default", 1000, 1, 3_600_000)),
         recon_max: Duration::from_millis(r.int("recon_max", 10_000, 1, 3_600_000)),
         rejected_retry: r.bool("rejected_retry", false),
-        log_level: r.log_level(),
+        log_level: r.log_level("log_level", None),
+        log_file: r.opt_path("log_file", &root_dir),
+        log_level_logfile: r.log_level("log_level_logfile", Some("log_level")),
         max_frame_bytes: r.int("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES as u64, 1024, 1 << 30)
             as usize,
         keepalive_interval: r.seconds("keepalive_interval", 30, 1, 86_400),
+        beacons: r.json("beacons"),
         id,
         root_dir,
     };
@@ -497,13 +511,20 @@ impl Reader {
         self.string(key).map(|raw| rooted(root, Path::new(&raw)))
     }
 
-    fn log_level(&mut self) -> LevelFilter {
-        let level = self.string("log_level").unwrap_or_else(|| "info".into());
+    /// A level under `key`; when it is unset, the one under `fallback`, else info.
+    fn log_level(&mut self, key: &str, fallback: Option<&str>) -> LevelFilter {
+        let fallback = fallback.and_then(|k| self.map.get(k)).and_then(Value::as_str);
+        let fallback = fallback.unwrap_or("info").to_string();
+        let own = self.string(key);
+        let inherited = own.is_none();
+        let level = own.unwrap_or(fallback);
         match parse_log_level(&level) {
             Some(l) => l,
+            // The other key's own check says what is wrong with it.
+            None if inherited => LevelFilter::Info,
             None => {
                 self.error(
-                    "log_level",
+                    key,
                     format!(
                         "'{level}' is not one of quiet, critical, error, warning, info, debug, \
                          trace, garbage, all"
@@ -737,6 +758,19 @@ impl Reader {
             Some(other) => {
                 self.error("grains", format!("expected a mapping, got {}", show(&other)));
                 Map::new()
+            }
+        }
+    }
+
+    /// A value kept as JSON for its user to check (`Null` when absent).
+    fn json(&mut self, key: &str) -> Json {
+        let value = self.get(key).map(|v| serde_json::to_value(&v));
+        match value {
+            None => Json::Null,
+            Some(Ok(json)) => json,
+            Some(Err(e)) => {
+                self.error(key, format!("cannot be read as JSON: {e}"));
+                Json::Null
             }
         }
     }

@@ -207,6 +207,11 @@ impl<S: Read + Write> Conn<S> {
         Ok(())
     }
 
+    /// Bytes queued and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
     /// Whether output is waiting for the socket to become writable.
     pub fn wants_write(&self) -> bool {
         self.out_pos < self.out.len()

@@ -103,7 +103,8 @@ pub fn tag_problem(tag: &str) -> Option<String> {
 /// Stock Salt let minions forge master tags (CVE-2025-22239); Halite keeps `salt/auth`,
 /// `salt/key`, `salt/job/…`, `salt/run/…`, `salt/wheel/…`, `salt/reactor…`, `salt/presence/…`,
 /// `salt/netapi/…` (webhooks: a reactor trusts them as authenticated by their token) and other
-/// minions' `salt/minion/<id>/…` for the master.
+/// minions' `salt/minion/<id>/…` for the master; `salt/beacon/<id>/…` must name the sending
+/// minion.
 pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
     if let Some(problem) = tag_problem(tag) {
         return Some(problem);
@@ -131,11 +132,37 @@ pub fn minion_tag_refusal(tag: &str, minion_id: &str) -> Option<String> {
             return Some(format!("tag '{tag}' is the master's word on a lost minion"));
         }
     }
+    // Salt's beacon tags name the minion that watched: `salt/beacon/<id>/<beacon>/...`.
+    if tag == "salt/beacon" || tag.starts_with("salt/beacon/") {
+        let rest = tag.strip_prefix("salt/beacon/").unwrap_or_default();
+        let owner = rest.split('/').next().unwrap_or_default();
+        if owner != minion_id {
+            return Some(format!("tag '{tag}' names another minion's beacon"));
+        }
+    }
     // Bare jids are the master's first job event.
     if tag.len() >= 20 && tag.bytes().take(20).all(|b| b.is_ascii_digit()) {
         return Some(format!("tag '{tag}' looks like a job id"));
     }
     None
+}
+
+/// The data the master fires for a minion's beacon event (Salt's `events` form: the payload
+/// as it is), or why it may not: the tag must be a beacon tag of `minion_id` (and pass
+/// [`minion_tag_refusal`]); `id` is always the authenticated id, whatever the payload says.
+pub fn beacon_event_data(
+    minion_id: &str,
+    tag: &str,
+    mut data: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    if let Some(refusal) = minion_tag_refusal(tag, minion_id) {
+        return Err(refusal);
+    }
+    if !tag.starts_with(&format!("salt/beacon/{minion_id}/")) {
+        return Err(format!("tag '{tag}' is not a beacon tag of {minion_id}"));
+    }
+    data.insert("id".into(), minion_id.into());
+    Ok(data)
 }
 
 /// The data the master fires for a minion's event, as Salt's `_minion_event` load: the user's
@@ -180,6 +207,17 @@ mod tests {
     }
 
     #[test]
+    fn beacon_events_keep_their_payload_under_the_authenticated_id() {
+        let data = object([("path", "/tmp/x".into()), ("id", "forged".into())]);
+        let got = beacon_event_data("m1", "salt/beacon/m1/inotify//tmp/x", data.clone());
+        let want = object([("path", "/tmp/x".into()), ("id", "m1".into())]);
+        assert_eq!(got, Ok(want));
+        for tag in ["salt/beacon/m2/inotify//tmp/x", "myco/x", "salt/beacon/m1", "salt/auth"] {
+            assert!(beacon_event_data("m1", tag, data.clone()).is_err(), "{tag}");
+        }
+    }
+
+    #[test]
     fn reserved_tags_are_refused_for_minions() {
         for tag in [
             "salt/auth",
@@ -193,6 +231,10 @@ mod tests {
             "salt/minion/other/start",
             "salt/minion/m1/disconnected",
             "salt/netapi/hook/deploy",
+            "salt/beacon/other/inotify//etc/important_file",
+            "salt/beacon/m10/log/error",
+            "salt/beacon/",
+            "salt/beacon",
             "20261125192040104958",
             "",
             "myco/x\nsalt/auth\t{}",
@@ -201,7 +243,14 @@ mod tests {
         ] {
             assert!(minion_tag_refusal(tag, "m1").is_some(), "{tag}");
         }
-        for tag in ["salt/minion/m1/start", "minion_start", "myco/app/deployed", "salt/beacon/x"] {
+        for tag in [
+            "salt/minion/m1/start",
+            "minion_start",
+            "myco/app/deployed",
+            "salt/beacon/m1/inotify//etc/important_file",
+            "salt/beacon/m1/diskusage/",
+            "salt/beaconx",
+        ] {
             assert_eq!(minion_tag_refusal(tag, "m1"), None, "{tag}");
         }
     }

@@ -100,6 +100,9 @@ pub enum ToMaster {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         jid: Option<String>,
     },
+    /// Beacon events, Salt's `_minion_event` load with `events`: each is fired as it is, not
+    /// wrapped, under a `salt/beacon/<this minion>/…` tag, with `id` the authenticated id.
+    Beacons { events: Vec<BeaconEvent> },
     /// The result of a published job.
     Return(JobReturn),
     /// A question for the master's file server (`salt://`), answered by
@@ -115,6 +118,13 @@ pub enum ToMaster {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_frame: Option<u64>,
     },
+}
+
+/// One beacon's event: Salt's `{"tag": ..., "data": ...}` item of a `_minion_event` load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeaconEvent {
+    pub tag: String,
+    pub data: Map<String, Value>,
 }
 
 /// What a minion asks the file server. Paths are relative to the `file_roots` (no

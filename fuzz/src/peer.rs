@@ -123,13 +123,22 @@ pub(crate) fn session(data: &[u8]) {
         return;
     }
     let Ok(msg) = serde_json::from_slice::<ToMaster>(payload) else { return };
-    if let ToMaster::Event { tag, data, ts, .. } = msg {
-        if event::minion_tag_refusal(&tag, "minion1").is_some() {
+    if let ToMaster::Event { tag, data, ts, .. } = &msg {
+        if event::minion_tag_refusal(tag, "minion1").is_some() {
             return;
         }
+        let (tag, data, ts) = (tag.clone(), data.clone(), *ts);
         let wrapped = event::wrap_minion_event("minion1", &tag, data, ts);
         assert_eq!(wrapped["id"], "minion1");
         one_line(&Event::new(tag, wrapped));
+    }
+    if let ToMaster::Beacons { events } = msg {
+        for item in events {
+            if let Ok(data) = event::beacon_event_data("minion1", &item.tag, item.data) {
+                assert_eq!(data["id"], "minion1");
+                one_line(&Event::new(item.tag, data));
+            }
+        }
     }
 }
 

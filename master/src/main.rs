@@ -49,12 +49,24 @@ fn main() -> ExitCode {
             }
         }
     }
-    env_logger::Builder::new().filter_level(level).parse_default_env().init();
+    let file = loaded.config.log_file.as_deref().map(|p| (p, loaded.config.log_level_logfile));
+    let log_file = match halite_common::logging::init(level, file) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("halite-master: cannot log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &loaded.warnings {
         log::warn!("{warning}");
     }
+    // Before bind starts the helper threads: it takes NOTIFY_SOCKET out of the environment.
+    let notifier = halite_common::sdnotify::Notifier::from_env();
     let master = match halite_master::Master::bind(loaded.config) {
-        Ok(master) => master.with_config_dir(args.config_dir.clone()),
+        Ok(master) => master
+            .with_config_dir(args.config_dir.clone())
+            .with_notifier(notifier)
+            .with_log_file(log_file),
         Err(e) => {
             log::error!("cannot start: {e}");
             return ExitCode::FAILURE;

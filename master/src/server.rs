@@ -161,6 +161,12 @@ pub struct Master {
     /// A descriptor held back for EMFILE: closed to accept (and close) one connection, so the
     /// listen queue drains instead of stalling, then opened again.
     reserve_fd: Option<std::fs::File>,
+    /// Salt's `log_file`, reopened on SIGHUP.
+    log_file: Option<halite_common::logging::LogFile>,
+    /// systemd's notify socket (`Type=notify`), when the master runs under it.
+    notifier: halite_common::sdnotify::Notifier,
+    /// The `STATUS=` last sent, and when the next may go.
+    status: (String, Instant),
 }
 
 impl Master {
@@ -218,12 +224,27 @@ impl Master {
             http_more: false,
             quiet: Default::default(),
             reserve_fd,
+            notifier: halite_common::sdnotify::Notifier::none(),
+            status: (String::new(), Instant::now()),
+            log_file: None,
         })
     }
 
     /// Where the config came from, so that SIGHUP can re-read the reactor rules.
     pub fn with_config_dir(mut self, dir: PathBuf) -> Master {
         self.core.set_config_dir(dir);
+        self
+    }
+
+    /// The log file to reopen on SIGHUP.
+    pub fn with_log_file(mut self, log_file: Option<halite_common::logging::LogFile>) -> Master {
+        self.log_file = log_file;
+        self
+    }
+
+    /// Tells systemd about readiness, reloads, stopping and the minion counts through this.
+    pub fn with_notifier(mut self, notifier: halite_common::sdnotify::Notifier) -> Master {
+        self.notifier = notifier;
         self
     }
 
@@ -243,6 +264,7 @@ impl Master {
             self.control_path.display(),
             self.core.fingerprint()
         );
+        self.notifier.notify(&format!("READY=1\nSTATUS={}", self.core.status()));
         let mut events = Events::with_capacity(1024);
         while !self.core.stopping() {
             let now = Instant::now();
@@ -292,6 +314,7 @@ impl Master {
                 self.accept_http();
             }
             self.input(Input::Tick);
+            self.send_status();
         }
         log::info!("halite-master stopping");
         self.core.shut_down();
@@ -370,12 +393,33 @@ impl Master {
         let signals: Vec<i32> = self.signals.pending().collect();
         for signal in signals {
             match signal {
-                SIGHUP => self.input(Input::Reload),
+                SIGHUP => {
+                    self.notifier.reloading();
+                    if let Some(file) = &self.log_file {
+                        file.reopen();
+                    }
+                    self.input(Input::Reload);
+                    self.notifier.notify("READY=1");
+                }
                 _ => {
                     log::info!("received signal {signal}, shutting down");
+                    self.notifier.notify("STOPPING=1");
                     self.input(Input::Stop);
                 }
             }
+        }
+    }
+
+    /// `STATUS=` with the minion counts, when they changed, at most once a second.
+    fn send_status(&mut self) {
+        let now = Instant::now();
+        if now < self.status.1 {
+            return;
+        }
+        let status = self.core.status();
+        if status != self.status.0 {
+            self.notifier.notify(&format!("STATUS={status}"));
+            self.status = (status, now + std::time::Duration::from_secs(1));
         }
     }
 

@@ -35,7 +35,8 @@ pub struct Jobs {
     seen_order: VecDeque<String>,
 }
 
-fn to_return(publish: &Publish, outcome: Outcome) -> JobReturn {
+/// The return of `publish` with `outcome`.
+pub(crate) fn to_return(publish: &Publish, outcome: Outcome) -> JobReturn {
     JobReturn {
         jid: publish.jid.clone(),
         fun: publish.fun.clone(),
@@ -66,15 +67,8 @@ impl Jobs {
     /// master: `saltutil.find_job` from the running table, `event.send` as an event plus its
     /// return. A duplicate jid gives nothing.
     pub fn start(&mut self, publish: Publish) -> Vec<ToMaster> {
-        if !self.seen.insert(publish.jid.clone()) {
-            log::debug!("dropping duplicate publish of job {}", publish.jid);
+        if !self.fresh(&publish.jid) {
             return Vec::new();
-        }
-        self.seen_order.push_back(publish.jid.clone());
-        if self.seen_order.len() > SEEN_JIDS {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
-            }
         }
         if publish.fun == "saltutil.find_job" {
             return vec![ToMaster::Return(to_return(&publish, self.find_job(&publish.arg)))];
@@ -132,6 +126,27 @@ impl Jobs {
                 vec![ToMaster::Return(to_return(&publish, outcome))]
             }
         }
+    }
+
+    /// Whether `jid` is new (remembered from now on); a duplicate publish is logged.
+    pub fn fresh(&mut self, jid: &str) -> bool {
+        if !self.seen.insert(jid.to_string()) {
+            log::debug!("dropping duplicate publish of job {jid}");
+            return false;
+        }
+        self.seen_order.push_back(jid.to_string());
+        if self.seen_order.len() > SEEN_JIDS {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Whether a state run is in progress (Salt's `disable_during_state_run` test: a running
+    /// job whose function matches `state.*`).
+    pub fn state_running(&self) -> bool {
+        self.running.values().any(|job| job.fun.starts_with("state."))
     }
 
     /// Returns of jobs that finished since the last call.

@@ -2,6 +2,7 @@
 //! the master's key, authenticate, wait while pending, keep alive, reconnect with capped
 //! exponential backoff — and fires its start events once per process.
 
+pub mod beacons;
 pub mod call;
 pub mod failover;
 pub mod fileclient;
@@ -25,12 +26,13 @@ use link::{Link, LinkPhase};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MASTER: Token = Token(0);
@@ -40,6 +42,11 @@ const WAKER: Token = Token(2);
 const PROBE: Token = Token(7);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKLOG: usize = 64 * 1024 * 1024;
+/// Past this much unsent output, beacon events are dropped (and counted) rather than queued:
+/// a flood of changes must not grow the minion's memory.
+const BEACON_BACKLOG: usize = 1024 * 1024;
+/// Most bytes of beacon events in one frame (well under any `max_frame_bytes`).
+const BEACON_FRAME_BYTES: usize = 512 * 1024;
 
 /// Room left in a frame for the session's sealing and the message's own fields.
 const FRAME_HEADROOM: usize = 4096;
@@ -146,6 +153,12 @@ pub struct Minion {
     masters: failover::Masters,
     /// A failback check in flight, and when it is given up.
     probe: Option<(TcpStream, Instant)>,
+    beacons: beacons::Beacons,
+    /// Salt's `log_file`, reopened on SIGHUP.
+    log_file: Option<halite_common::logging::LogFile>,
+    /// systemd's notify socket, and whether `READY=1` went out yet.
+    notifier: halite_common::sdnotify::Notifier,
+    ready: bool,
     stopping: bool,
 }
 
@@ -159,13 +172,14 @@ impl Minion {
             load_or_create_pair(&cfg.pki_dir.join("minion.key"), &cfg.pki_dir.join("minion.pub"))
                 .map_err(io_err("minion key"))?;
         let poll = Poll::new().map_err(io_err("poll"))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(io_err("signals"))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io_err("poll"))?;
-        let waker =
-            std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?);
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(io_err("waker"))?);
         let grains = grains::collect(&cfg.id, &cfg.grains);
+        let beacons =
+            beacons::Beacons::new(&cfg.id, &cfg.beacons, poll.registry(), Arc::clone(&waker));
         let (files, file_calls) = fileclient::RemoteFiles::new(waker.clone(), &cfg.cachedir);
         let (pillar, pillar_refreshes) = pillar::Pillar::new(waker.clone());
         let ctx = functions::Context {
@@ -197,8 +211,32 @@ impl Minion {
             master_key: None,
             masters,
             probe: None,
+            beacons,
+            notifier: halite_common::sdnotify::Notifier::none(),
+            ready: false,
+            log_file: None,
             stopping: false,
         })
+    }
+
+    /// Tells systemd about readiness (authenticated or pending), reloads and stopping.
+    pub fn with_notifier(mut self, notifier: halite_common::sdnotify::Notifier) -> Minion {
+        self.notifier = notifier;
+        self
+    }
+
+    /// The log file to reopen on SIGHUP.
+    pub fn with_log_file(mut self, log_file: Option<halite_common::logging::LogFile>) -> Minion {
+        self.log_file = log_file;
+        self
+    }
+
+    /// `READY=1` the first time, `STATUS=` every time the link's state changes.
+    fn notify_status(&mut self, status: &str) {
+        match std::mem::replace(&mut self.ready, true) {
+            false => self.notifier.notify(&format!("READY=1\nSTATUS={status}")),
+            true => self.notifier.notify(&format!("STATUS={status}")),
+        }
     }
 
     /// Runs until SIGTERM/SIGINT, or until the master rejects this minion's key.
@@ -228,10 +266,12 @@ impl Minion {
                             self.queue(ToMaster::Return(ret));
                         }
                         self.forward_file_calls();
+                        let fired = self.beacons.collect();
+                        self.send_beacons(fired);
                     }
                     MASTER => self.on_master(event.is_writable())?,
                     PROBE => self.on_probe(),
-                    _ => {}
+                    token => self.beacons.on_ready(token),
                 }
             }
             self.on_timers(Instant::now())?;
@@ -241,6 +281,11 @@ impl Minion {
     }
 
     fn next_deadline(&self) -> Instant {
+        let link = self.link_deadline();
+        self.beacons.next_deadline().map_or(link, |b| b.min(link))
+    }
+
+    fn link_deadline(&self) -> Instant {
         let Some(link) = &self.link else {
             return self.reconnect_at;
         };
@@ -259,13 +304,27 @@ impl Minion {
     }
 
     fn on_signals(&mut self) {
-        for signal in self.signals.pending() {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for signal in signals {
+            if signal == SIGHUP {
+                // The log file is reopened; nothing else of the minion's is re-read yet.
+                log::info!("received SIGHUP");
+                self.notifier.reloading();
+                if let Some(file) = &self.log_file {
+                    file.reopen();
+                }
+                self.notifier.notify("READY=1");
+                continue;
+            }
             log::info!("received signal {signal}, shutting down");
+            self.notifier.notify("STOPPING=1");
             self.stopping = true;
         }
     }
 
     fn on_timers(&mut self, now: Instant) -> Result<(), MinionError> {
+        let fired = self.beacons.tick(now, self.jobs.state_running());
+        self.send_beacons(fired);
         let keepalive = self.keepalive();
         if matches!(&self.link, Some(link) if matches!(link.phase, LinkPhase::Live(_))) {
             self.failback_check(now);
@@ -424,6 +483,7 @@ impl Minion {
             LinkPhase::Live(_) => log::warn!("lost master {}: {reason}", link.addr),
             _ => log::warn!("master {}: {reason}", link.addr),
         }
+        self.notifier.notify(&format!("STATUS=no master: {}: {reason}", link.addr));
         if let Some((mut probe, _)) = self.probe.take() {
             let _ = self.poll.registry().deregister(&mut probe);
         }
@@ -558,6 +618,7 @@ impl Minion {
                         max_frame: Some(self.cfg.max_frame_bytes as u64),
                     });
                 }
+                self.notify_status(&format!("connected to master {addr}"));
                 if self.masters.live(now) {
                     self.fire_start_events();
                 }
@@ -583,6 +644,8 @@ impl Minion {
                     link.addr,
                     wait
                 );
+                let status = format!("key pending acceptance on master {}", link.addr);
+                self.notify_status(&status);
                 Ok(Ok(()))
             }
             Verdict::Rejected | Verdict::Denied => {
@@ -628,6 +691,16 @@ impl Minion {
             ToMinion::Pong { .. } => {}
             ToMinion::EventRefused { tag, reason } => {
                 log::warn!("master refused event '{tag}': {reason}");
+            }
+            ToMinion::Publish(publish) if functions::beacons::on_loop(&publish.fun) => {
+                if self.jobs.fresh(&publish.jid) {
+                    log::info!("job {}: {} (on the loop)", publish.jid, publish.fun);
+                    let outcome = match functions::bind_on_loop(&publish.fun, &publish.arg) {
+                        Ok(bound) => self.beacons.call(&publish.fun, &bound),
+                        Err(failed) => failed,
+                    };
+                    self.queue(ToMaster::Return(jobs::to_return(&publish, outcome)));
+                }
             }
             ToMinion::Publish(publish) => {
                 for msg in self.jobs.start(publish) {
@@ -729,6 +802,38 @@ impl Minion {
                 ack: false,
                 jid: None,
             });
+        }
+    }
+
+    /// Sends beacon events while the session is live and its output keeps up; otherwise they
+    /// are dropped and counted (Salt's minion, too, loses beacon events it cannot send).
+    fn send_beacons(&mut self, events: Vec<halite_common::proto::BeaconEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let live = matches!(self.link.as_ref().map(|l| &l.phase), Some(LinkPhase::Live(_)));
+        let backlog = self.link.as_ref().map_or(0, |l| l.conn.backlog());
+        if !live || backlog > BEACON_BACKLOG {
+            self.beacons.count_dropped(events.len());
+            return;
+        }
+        let limit = BEACON_FRAME_BYTES.min(self.cfg.max_frame_bytes / 2);
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        for event in events {
+            let size = serde_json::to_vec(&event).map_or(usize::MAX, |v| v.len());
+            if size > limit {
+                self.beacons.count_dropped(1);
+                continue;
+            }
+            if bytes + size > limit {
+                self.send(&ToMaster::Beacons { events: std::mem::take(&mut batch) });
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(event);
+        }
+        if !batch.is_empty() {
+            self.send(&ToMaster::Beacons { events: batch });
         }
     }
 

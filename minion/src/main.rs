@@ -79,11 +79,22 @@ fn main() -> ExitCode {
             }
         }
     }
-    env_logger::Builder::new().filter_level(level).parse_default_env().init();
+    let file = loaded.config.log_file.as_deref().map(|p| (p, loaded.config.log_level_logfile));
+    let log_file = match halite_common::logging::init(level, file) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("halite-minion: cannot log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &loaded.warnings {
         log::warn!("{warning}");
     }
-    let result = Minion::new(loaded.config).and_then(Minion::run);
+    // Before any thread starts: it takes NOTIFY_SOCKET out of the environment (jobs inherit
+    // it otherwise).
+    let notifier = halite_common::sdnotify::Notifier::from_env();
+    let result = Minion::new(loaded.config)
+        .and_then(|m| m.with_notifier(notifier).with_log_file(log_file).run());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(MinionError::Rejected(_)) => ExitCode::from(EXIT_REJECTED),

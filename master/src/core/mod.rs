@@ -400,6 +400,16 @@ impl Core {
     }
 
     /// Whether a stop was asked for ([`Input::Stop`]).
+    /// One line for systemd's `STATUS=`: the minions connected and the keys waiting.
+    pub fn status(&self) -> String {
+        format!(
+            "{} minions connected, {} accepted, {} pending",
+            self.live.len(),
+            self.store.count(halite_common::control::KeyStatus::Accepted),
+            self.store.count(halite_common::control::KeyStatus::Pending)
+        )
+    }
+
     pub fn stopping(&self) -> bool {
         self.stopping
     }

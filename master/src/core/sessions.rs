@@ -8,9 +8,9 @@ use super::{
 use crate::auth;
 use crate::limits::source_of;
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
-use halite_common::event::{minion_tag_refusal, object, wrap_minion_event};
+use halite_common::event::{beacon_event_data, minion_tag_refusal, object, wrap_minion_event};
 use halite_common::handshake::{self, HelloIn};
-use halite_common::proto::{AuthStatus, ToMaster, ToMinion};
+use halite_common::proto::{AuthStatus, BeaconEvent, ToMaster, ToMinion};
 use mio::Token;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +144,25 @@ impl Core {
             }
             ToMaster::Return(ret) => {
                 self.on_return(token, id, ret);
+                Ok(())
+            }
+            ToMaster::Beacons { events } => {
+                let source = self.peers.get(&token).map(|p| source_of(p.addr.ip()));
+                for BeaconEvent { tag, data } in events {
+                    let max = self.cfg.max_event_bytes;
+                    let fired = beacon_event_data(id, &tag, data)
+                        .and_then(|data| oversized(&data, max).map_or(Ok(data), Err));
+                    match fired {
+                        Ok(data) => {
+                            log::trace!("beacon event from minion {id}: {tag}");
+                            self.bus.fire_from(tag, data, source, &[]);
+                        }
+                        Err(reason) => {
+                            log::warn!("refused event from minion {id}: {reason}");
+                            self.send_session(token, &ToMinion::EventRefused { tag, reason })?;
+                        }
+                    }
+                }
                 Ok(())
             }
             ToMaster::Event { tag, data, ts, ack, jid } => {

@@ -597,3 +597,40 @@ fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
     assert!(h.step(Input::HttpData { conn: again, bytes: head }).is_empty());
     assert_eq!(h.core.webhooks.in_flight, 5 << 20);
 }
+
+#[test]
+fn beacon_batches_fire_the_senders_own_tags_only_under_its_authenticated_id() {
+    let mut h = Harness::new("beacons", "auto_accept: True\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "web1", conn);
+    let data = |v: serde_json::Value| v.as_object().cloned().unwrap();
+    let batch = m.seal(&ToMaster::Beacons {
+        events: vec![
+            halite_common::proto::BeaconEvent {
+                tag: "salt/beacon/web2/inotify//etc/important_file".into(),
+                data: data(serde_json::json!({"path": "/etc/important_file"})),
+            },
+            halite_common::proto::BeaconEvent {
+                tag: "salt/beacon/web1/inotify//etc/important_file".into(),
+                data: data(serde_json::json!({"path": "/etc/important_file", "id": "web2"})),
+            },
+        ],
+    });
+    let answer = h.step(Input::Frame { conn, frame: batch });
+    let replies: Vec<ToMinion> = sent(&answer, conn).iter().map(|b| m.open(b)).collect();
+    let [ToMinion::EventRefused { tag, reason }] = &replies[..] else {
+        panic!("one refusal expected: {replies:?}");
+    };
+    assert_eq!(tag, "salt/beacon/web2/inotify//etc/important_file");
+    assert!(reason.contains("names another minion's beacon"), "{reason}");
+    assert_eq!(closed(&answer, conn), None, "a refused event does not cost the session");
+    h.advance(Duration::from_millis(1));
+    let log = h.events_logged();
+    let line = log.lines().find(|l| l.contains("salt/beacon/")).expect("the own beacon event");
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(event["tag"], "salt/beacon/web1/inotify//etc/important_file");
+    assert_eq!(event["data"]["id"], "web1", "the authenticated id, not the payload's");
+    assert_eq!(event["data"]["path"], "/etc/important_file");
+    assert!(event["data"].get("cmd").is_none(), "not wrapped as an event.send");
+    assert!(!log.contains("salt/beacon/web2"));
+}

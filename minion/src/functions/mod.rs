@@ -7,11 +7,12 @@
 //! [`Outcome`] Salt's minion would send.
 
 pub(crate) mod args;
+pub(crate) mod beacons;
 mod cmd;
 mod cp;
 mod grains_fn;
 mod pillar;
-mod process;
+pub(crate) mod process;
 mod state;
 mod sys;
 mod test;
@@ -167,6 +168,7 @@ pub(crate) fn registry() -> impl Iterator<Item = &'static Spec> {
         .chain(state::SPECS)
         .chain(cp::SPECS)
         .chain(pillar::SPECS)
+        .chain(beacons::SPECS)
 }
 
 fn find(fun: &str) -> Option<&'static Spec> {
@@ -200,6 +202,17 @@ pub fn call(fun: &str, arg: &[Value], ctx: &Context) -> Outcome {
             Outcome { ret: Value::String(message), retcode: 1, out: Some("nested".into()) }
         }
     }
+}
+
+/// Binds the arguments of a function the minion's loop answers itself (`beacons.*`); a
+/// binding error is already the failed call's outcome.
+pub(crate) fn bind_on_loop(fun: &str, arg: &[Value]) -> Result<Bound, Outcome> {
+    let spec = find(fun).ok_or_else(|| not_available(fun))?;
+    args::bind(spec, arg).map_err(|failure| Outcome {
+        ret: Value::String(failure.message(spec)),
+        retcode: 1,
+        out: Some("nested".into()),
+    })
 }
 
 /// `all(ret.get(k, True) for k in ("result", "success"))` is false for a map return.

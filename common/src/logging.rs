@@ -1,0 +1,176 @@
+//! The daemons' logging: stderr through `env_logger` (`RUST_LOG` honoured), and Salt's
+//! `log_file` at `log_level_logfile`, written by a thread of its own so that a slow disk never
+//! holds a loop, and reopened on SIGHUP (after logrotate moved it).
+
+use crate::files::open_line_log;
+use crate::time::Utc;
+use log::{LevelFilter, Log, Metadata, Record};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+/// Lines the file writer may lag behind by; past it lines are dropped and counted.
+const QUEUE: usize = 10_000;
+
+enum Msg {
+    Line(String),
+    Reopen,
+}
+
+/// The handle that reopens the log file (SIGHUP).
+#[derive(Clone)]
+pub struct LogFile {
+    tx: SyncSender<Msg>,
+}
+
+impl LogFile {
+    /// Has the writer reopen its path; the lines before go to the old file.
+    pub fn reopen(&self) {
+        // A full queue will write on; the reopen comes when there is room.
+        let _ = self.tx.send(Msg::Reopen);
+    }
+}
+
+/// Sets up the global logger: stderr at `stderr_level` (and `RUST_LOG`), plus `file` at its
+/// level. The file is opened (0600) before this returns, so a bad path is a start-up error.
+pub fn init(
+    stderr_level: LevelFilter,
+    file: Option<(&Path, LevelFilter)>,
+) -> io::Result<Option<LogFile>> {
+    let stderr = env_logger::Builder::new().filter_level(stderr_level).parse_default_env().build();
+    let mut max = stderr.filter();
+    let mut handle = None;
+    let mut sink = None;
+    if let Some((path, level)) = file {
+        let opened = open(path)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer { path: path.to_path_buf(), file: opened, dropped: dropped.clone() };
+        std::thread::Builder::new().name("log-file".into()).spawn(move || writer.run(rx))?;
+        max = max.max(level);
+        handle = Some(LogFile { tx: tx.clone() });
+        sink = Some(Sink { level, tx, dropped });
+    }
+    log::set_boxed_logger(Box::new(Tee { stderr, file: sink }))
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    log::set_max_level(max);
+    Ok(handle)
+}
+
+fn open(path: &Path) -> io::Result<BufWriter<File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = open_line_log(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("log_file {}: {e}", path.display())))?;
+    Ok(BufWriter::new(file))
+}
+
+struct Sink {
+    level: LevelFilter,
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+struct Tee {
+    stderr: env_logger::Logger,
+    file: Option<Sink>,
+}
+
+impl Log for Tee {
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        self.stderr.enabled(meta) || self.file.as_ref().is_some_and(|f| meta.level() <= f.level)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.stderr.matches(record) {
+            self.stderr.log(record);
+        }
+        let Some(sink) = &self.file else { return };
+        if record.level() > sink.level {
+            return;
+        }
+        let line = line(&Utc::now().stamp(), record);
+        if let Err(TrySendError::Full(_)) = sink.tx.try_send(Msg::Line(line)) {
+            sink.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {
+        self.stderr.flush();
+    }
+}
+
+/// `2026-12-03T06:03:07.123456+00:00 [INFO ] halite_minion: message`
+fn line(stamp: &str, record: &Record<'_>) -> String {
+    format!("{stamp} [{:<5}] {}: {}\n", record.level(), record.target(), record.args())
+}
+
+struct Writer {
+    path: PathBuf,
+    file: BufWriter<File>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            self.handle(first);
+            // Whatever else is queued goes out with it, then one flush.
+            while let Ok(more) = rx.try_recv() {
+                self.handle(more);
+            }
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                let note = format!(
+                    "{} [WARN ] halite: {dropped} log lines dropped: the log file fell behind\n",
+                    Utc::now().stamp()
+                );
+                let _ = self.file.write_all(note.as_bytes());
+            }
+            if let Err(e) = self.file.flush() {
+                eprintln!("log_file {}: {e}", self.path.display());
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Line(line) => {
+                if let Err(e) = self.file.write_all(line.as_bytes()) {
+                    eprintln!("log_file {}: {e}", self.path.display());
+                }
+            }
+            Msg::Reopen => {
+                let _ = self.file.flush();
+                match open(&self.path) {
+                    Ok(file) => self.file = file,
+                    // Keep writing to the old file rather than losing lines.
+                    Err(e) => eprintln!("cannot reopen {e}"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_line_says_when_what_and_where() {
+        let record = Record::builder()
+            .level(log::Level::Warn)
+            .target("halite_master")
+            .args(format_args!("closed connection minion1@127.0.0.1:5: x"))
+            .build();
+        assert_eq!(
+            line("2026-12-03T06:03:07.123456+00:00", &record),
+            "2026-12-03T06:03:07.123456+00:00 [WARN ] halite_master: closed connection \
+             minion1@127.0.0.1:5: x\n"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! The one thread where beacon modules that may block run (`service` waits for `systemctl`,
+//! `log` reads a file): a module goes there with its state and comes back with its events,
+//! through channels and the loop's `Waker`.
+
+use super::{Module, Payload};
+use mio::Waker;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+type Done = (usize, Box<dyn Module>, Vec<Payload>);
+
+pub(super) struct Worker {
+    jobs: Sender<(usize, Box<dyn Module>)>,
+    results: Receiver<Done>,
+}
+
+impl Worker {
+    pub fn start(waker: Arc<Waker>) -> std::io::Result<Worker> {
+        let (jobs, inbox) = mpsc::channel::<(usize, Box<dyn Module>)>();
+        let (outbox, results) = mpsc::channel();
+        std::thread::Builder::new().name("beacons".into()).stack_size(256 * 1024).spawn(
+            move || {
+                for (i, mut module) in inbox {
+                    // A module that panics loses its run, not the thread.
+                    let run =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.check()));
+                    let payloads = run.unwrap_or_default();
+                    if outbox.send((i, module, payloads)).is_err() {
+                        return; // the loop is gone
+                    }
+                    let _ = waker.wake();
+                }
+            },
+        )?;
+        Ok(Worker { jobs, results })
+    }
+
+    /// Hands a module to the thread; gives it back if the thread is gone.
+    pub fn run(&self, i: usize, module: Box<dyn Module>) -> Result<(), Box<dyn Module>> {
+        self.jobs.send((i, module)).map_err(|e| e.0 .1)
+    }
+
+    /// Modules that finished their run, with their events.
+    pub fn done(&self) -> Vec<Done> {
+        self.results.try_iter().collect()
+    }
+}
