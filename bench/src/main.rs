@@ -21,7 +21,7 @@ struct Args {
     #[argh(switch)]
     quick: bool,
     /// run only this measurement: cli-ping, swarm-ping, events, forward, failover,
-    /// bootstrap, onboarding, webhook, beacons, sizes
+    /// bootstrap, onboarding, orchestrate, webhook, beacons, sizes
     #[argh(option)]
     only: Option<String>,
     /// directory of the static binaries whose sizes are reported (sizes are skipped without it)
@@ -37,7 +37,7 @@ struct Args {
     micro: Option<PathBuf>,
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "cli-ping",
     "swarm-ping",
     "events",
@@ -45,6 +45,7 @@ const ALL: [&str; 10] = [
     "failover",
     "bootstrap",
     "onboarding",
+    "orchestrate",
     "webhook",
     "beacons",
     "sizes",
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
             "failover" => bench.failover(),
             "bootstrap" => bench.bootstrap(),
             "onboarding" => bench.onboarding(),
+            "orchestrate" => bench.orchestrate(),
             "webhook" => bench.webhook(),
             "beacons" => bench.beacons(),
             _ => match &args.static_bins {

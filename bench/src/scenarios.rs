@@ -1,7 +1,7 @@
 //! The whole-process measurements of BENCHMARKS.md, each on loopback in a fresh temp tree
 //! with the real binaries: CLI latency, `'*'` fan-out over the swarm, memory, event
-//! throughput, the seed bootstrap, handshake rate, webhook throughput, beacons, and binary
-//! sizes.
+//! throughput, the seed bootstrap, handshake rate, an orchestration over the swarm,
+//! webhook throughput, beacons, and binary sizes.
 
 use crate::procs::{median, median_ms, timed, Daemon, Follow, Memory, Result, SwarmProc, TempDir};
 use crate::swarm;
@@ -14,6 +14,7 @@ mod beacons;
 mod failover;
 mod forward;
 mod onboarding;
+mod orchestrate;
 mod webhook;
 
 /// One line of the table.

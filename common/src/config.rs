@@ -97,6 +97,9 @@ pub struct MasterConfig {
     /// `file_roots:` per environment (`base` first in lookups), as Salt's; not prefixed by
     /// `root_dir` (Salt does not either).
     pub file_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
+    /// `pillar_roots:` per environment, as Salt's (default `base: [/srv/pillar]`): where
+    /// `top.sls` and the pillar SLS files the master compiles per minion live.
+    pub pillar_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
     /// `reactor:` rules, in config order.
     pub reactor: Vec<crate::reactor::Rule>,
     /// Past this causal depth the reactor refuses to react (loop protection).
@@ -352,7 +355,8 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         max_event_bytes: r.int("max_event_bytes", 1 << 20, 256, 1 << 30) as usize,
         presence_events: r.bool("presence_events", false),
         loop_interval: r.seconds("loop_interval", 60, 1, 86_400),
-        file_roots: r.file_roots(),
+        file_roots: r.roots("file_roots", "/srv/salt"),
+        pillar_roots: r.roots("pillar_roots", "/srv/pillar"),
         reactor: r.reactor(),
         reactor_max_depth: r.int("reactor_max_depth", 8, 1, 1000) as usize,
         reactor_rate_limit: r.int("reactor_rate_limit", 100, 0, 1_000_000) as u32,
@@ -585,10 +589,14 @@ impl Reader {
         masters
     }
 
-    fn file_roots(&mut self) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
-        let default =
-            || [("base".to_string(), vec![PathBuf::from("/srv/salt")])].into_iter().collect();
-        let Some(value) = self.get("file_roots") else { return default() };
+    /// `file_roots`/`pillar_roots`: environment → absolute directories (`base: [default]`).
+    fn roots(
+        &mut self,
+        key: &str,
+        default: &str,
+    ) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+        let default = || [("base".to_string(), vec![PathBuf::from(default)])].into_iter().collect();
+        let Some(value) = self.get(key) else { return default() };
         let parsed: Result<std::collections::BTreeMap<String, Vec<String>>, _> =
             serde_yaml::from_value(value);
         match parsed {
@@ -597,14 +605,11 @@ impl Reader {
                 .map(|(env, roots)| (env, roots.into_iter().map(PathBuf::from).collect()))
                 .collect(),
             Ok(_) => {
-                self.error("file_roots", "every root must be an absolute path");
+                self.error(key, "every root must be an absolute path");
                 default()
             }
             Err(_) => {
-                self.error(
-                    "file_roots",
-                    "expected a mapping of environment to a list of directories",
-                );
+                self.error(key, "expected a mapping of environment to a list of directories");
                 default()
             }
         }
@@ -995,6 +1000,10 @@ mod tests {
         assert_eq!(c.file_roots["base"], [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert!(master("file_roots:\n  base: [relative]\n").is_err());
         assert!(master("file_roots: [/a]\n").is_err());
+        assert_eq!(c.pillar_roots["base"], [PathBuf::from("/srv/pillar")]);
+        let c = master("pillar_roots:\n  base: [/p]\n").unwrap().config;
+        assert_eq!(c.pillar_roots["base"], [PathBuf::from("/p")]);
+        assert!(master("pillar_roots:\n  base: [relative]\n").is_err());
     }
 
     #[test]

@@ -108,6 +108,16 @@ pub enum ToMaster {
     /// A question for the master's file server (`salt://`), answered by
     /// [`ToMinion::FileReply`] with the same `req`.
     FileRequest { req: u64, op: FileOp },
+    /// Compile my pillar (Salt's `_pillar`): answered by [`ToMinion::PillarReply`] with the
+    /// same `req`. It names no minion: the master compiles for the session's id only.
+    PillarRequest {
+        req: u64,
+        /// The minion's own frame limit (`max_frame_bytes`): the master keeps the pillar
+        /// well under it, so a pillar too big for this minion is an error it can read, not
+        /// a frame that closes its session every time it asks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_frame: Option<u64>,
+    },
 }
 
 /// One beacon's event: Salt's `{"tag": ..., "data": ...}` item of a `_minion_event` load.
@@ -201,9 +211,34 @@ pub enum ToMinion {
     EventAck { tag: String },
     /// The file server's answer to [`ToMaster::FileRequest`] `req`.
     FileReply { req: u64, reply: FileReply },
+    /// This minion's compiled pillar, the answer to [`ToMaster::PillarRequest`] `req`; what
+    /// went wrong is in its `_errors` list, as Salt's. Sent on this minion's session only.
+    PillarReply { req: u64, pillar: Map<String, Value> },
     /// The return for `jid` is stored: the minion may forget it. Until then it is sent again
     /// after every reconnect (the master drops a return it already has).
     ReturnAck { jid: String },
+}
+
+/// What stands in for an inline `pillar=` value wherever a job's arguments are shown or
+/// stored (job events, the job cache's load, `fun_args` of returns and runner events).
+pub const HIDDEN_PILLAR: &str = "<pillar hidden>";
+
+/// `arg` with the value of every `pillar` keyword replaced by [`HIDDEN_PILLAR`]: pillar is
+/// secret, so only the minion that runs the job gets it.
+pub fn hide_pillar(arg: &[Value]) -> Vec<Value> {
+    arg.iter()
+        .map(|value| match value {
+            Value::Object(map)
+                if map.get("__kwarg__") == Some(&Value::Bool(true))
+                    && map.contains_key("pillar") =>
+            {
+                let mut map = map.clone();
+                map.insert("pillar".into(), Value::String(HIDDEN_PILLAR.into()));
+                Value::Object(map)
+            }
+            other => other.clone(),
+        })
+        .collect()
 }
 
 /// Splits Salt's `arg` list into positional values and keyword arguments: maps marked
@@ -224,4 +259,45 @@ pub fn split_args(arg: &[Value]) -> (Vec<Value>, Map<String, Value>) {
         }
     }
     (positional, kwargs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pillar_messages_round_trip_and_name_no_minion() {
+        let ask = ToMaster::PillarRequest { req: 7, max_frame: Some(65536) };
+        let text = serde_json::to_string(&ask).unwrap();
+        assert_eq!(text, r#"{"type":"pillar_request","req":7,"max_frame":65536}"#);
+        assert_eq!(serde_json::from_str::<ToMaster>(&text).unwrap(), ask);
+        // A peer naming another minion is not a different request: the id is ignored.
+        let claimed: ToMaster =
+            serde_json::from_str(r#"{"type":"pillar_request","req":1,"id":"minion2"}"#).unwrap();
+        assert_eq!(claimed, ToMaster::PillarRequest { req: 1, max_frame: None });
+        let pillar = json!({"role": "web", "_errors": ["x"]}).as_object().cloned().unwrap();
+        let reply = ToMinion::PillarReply { req: 7, pillar };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<ToMinion>(&text).unwrap(), reply);
+        assert!(serde_json::from_str::<ToMinion>(r#"{"type":"pillar_reply","req":1}"#).is_err());
+    }
+
+    #[test]
+    fn hide_pillar_hides_only_the_pillar_keyword() {
+        let arg = vec![
+            json!("web"),
+            json!({"pillar": "positional dicts are not keywords"}),
+            json!({"__kwarg__": true, "pillar": {"secret": "s3cr3t"}, "test": true}),
+        ];
+        assert_eq!(
+            hide_pillar(&arg),
+            vec![
+                json!("web"),
+                json!({"pillar": "positional dicts are not keywords"}),
+                json!({"__kwarg__": true, "pillar": HIDDEN_PILLAR, "test": true}),
+            ]
+        );
+        assert_eq!(hide_pillar(&[json!("a")]), vec![json!("a")]);
+    }
 }

@@ -87,6 +87,8 @@ enum Node {
     Pcre(Regex),
     List(Vec<String>),
     Grain(GrainMatch),
+    /// `I@`/`J@`, tgt_type `pillar`/`pillar_pcre`: Salt's `subdict_match` on the pillar.
+    Pillar(GrainMatch),
     Not(Box<Node>),
     All(Vec<Node>),
     Any(Vec<Node>),
@@ -103,6 +105,8 @@ impl Target {
             "list" => Node::List(list_target(tgt)?),
             "grain" => Node::Grain(GrainMatch::new(text_target(tgt, tgt_type)?, ":", false)?),
             "grain_pcre" => Node::Grain(GrainMatch::new(text_target(tgt, tgt_type)?, ":", true)?),
+            "pillar" => Node::Pillar(GrainMatch::new(text_target(tgt, tgt_type)?, ":", false)?),
+            "pillar_pcre" => Node::Pillar(GrainMatch::new(text_target(tgt, tgt_type)?, ":", true)?),
             "compound" => parse_compound(text_target(tgt, tgt_type)?)?,
             other => return Err(TargetError::UnknownType(other.to_string())),
         };
@@ -112,7 +116,18 @@ impl Target {
     /// Whether minion `id` with these grains (None = unknown) is targeted. Grain terms never
     /// match unknown grains (so `not G@...` does).
     pub fn matches(&self, id: &str, grains: Option<&Map<String, Value>>) -> bool {
-        self.node.matches(id, grains)
+        self.node.matches(id, &Data { grains, pillar: None })
+    }
+
+    /// [`Target::matches`] with the minion's compiled pillar too (None = unknown): pillar
+    /// terms never match an unknown pillar (so `not I@...` does).
+    pub fn matches_with(
+        &self,
+        id: &str,
+        grains: Option<&Map<String, Value>>,
+        pillar: Option<&Map<String, Value>>,
+    ) -> bool {
+        self.node.matches(id, &Data { grains, pillar })
     }
 
     /// The only ids this target can match, when it names them: a glob without magic
@@ -128,29 +143,41 @@ impl Target {
     /// Whether the answer depends on grains (the master may then have to guess for minions
     /// whose grains it has not cached yet).
     pub fn uses_grains(&self) -> bool {
-        self.node.uses_grains()
+        self.node.uses(&|node| matches!(node, Node::Grain(_)))
+    }
+
+    /// Whether the answer depends on the minions' pillar (`I@`, `J@`, `pillar`).
+    pub fn uses_pillar(&self) -> bool {
+        self.node.uses(&|node| matches!(node, Node::Pillar(_)))
     }
 }
 
+/// What a target is matched against besides the id.
+struct Data<'a> {
+    grains: Option<&'a Map<String, Value>>,
+    pillar: Option<&'a Map<String, Value>>,
+}
+
 impl Node {
-    fn matches(&self, id: &str, grains: Option<&Map<String, Value>>) -> bool {
+    fn matches(&self, id: &str, data: &Data) -> bool {
         match self {
             Node::Glob(glob) => glob.is_match(id),
             Node::Pcre(regex) => regex.is_match(id),
             Node::List(ids) => ids.iter().any(|listed| listed == id),
-            Node::Grain(grain) => grains.is_some_and(|g| grain.matches(g)),
-            Node::Not(inner) => !inner.matches(id, grains),
-            Node::All(nodes) => nodes.iter().all(|n| n.matches(id, grains)),
-            Node::Any(nodes) => nodes.iter().any(|n| n.matches(id, grains)),
+            Node::Grain(grain) => data.grains.is_some_and(|g| grain.matches(g)),
+            Node::Pillar(pillar) => data.pillar.is_some_and(|p| pillar.matches(p)),
+            Node::Not(inner) => !inner.matches(id, data),
+            Node::All(nodes) => nodes.iter().all(|n| n.matches(id, data)),
+            Node::Any(nodes) => nodes.iter().any(|n| n.matches(id, data)),
         }
     }
 
-    fn uses_grains(&self) -> bool {
+    /// Whether this node or one inside it is a `term`.
+    fn uses(&self, term: &dyn Fn(&Node) -> bool) -> bool {
         match self {
-            Node::Grain(_) => true,
-            Node::Glob(_) | Node::Pcre(_) | Node::List(_) => false,
-            Node::Not(inner) => inner.uses_grains(),
-            Node::All(nodes) | Node::Any(nodes) => nodes.iter().any(Node::uses_grains),
+            Node::Not(inner) => inner.uses(term),
+            Node::All(nodes) | Node::Any(nodes) => nodes.iter().any(|n| n.uses(term)),
+            leaf => term(leaf),
         }
     }
 }
@@ -514,6 +541,8 @@ fn parse_term(word: &str, expr: &str) -> Result<Node, TargetError> {
     match engine {
         'G' => Ok(Node::Grain(GrainMatch::new(pattern, delimiter, false)?)),
         'P' => Ok(Node::Grain(GrainMatch::new(pattern, delimiter, true)?)),
+        'I' => Ok(Node::Pillar(GrainMatch::new(pattern, delimiter, false)?)),
+        'J' => Ok(Node::Pillar(GrainMatch::new(pattern, delimiter, true)?)),
         'E' => Ok(Node::Pcre(compile_pcre(pattern)?)),
         'L' => match split_list(pattern) {
             ids if ids.is_empty() => Err(bad(format!("'{word}' lists no minion"))),
@@ -521,7 +550,6 @@ fn parse_term(word: &str, expr: &str) -> Result<Node, TargetError> {
         },
         other => {
             let what = match other {
-                'I' | 'J' => "pillar",
                 'S' => "subnet",
                 'N' => "nodegroup",
                 _ => "range",
@@ -900,6 +928,35 @@ mod tests {
         assert!(target.matches("db1", None));
     }
 
+    #[test]
+    fn pillar_terms_match_the_compiled_pillar_like_grains() {
+        let pillar = json!({"role": "web", "deep": {"list": ["a", "b"]}, "port": 8080});
+        let pillar = pillar.as_object().unwrap();
+        for (tgt, tgt_type, want) in [
+            ("I@role:web", "compound", true),
+            ("I@role:w*", "compound", true),
+            ("I@role:db", "compound", false),
+            ("I@deep:list:b", "compound", true),
+            ("I@port:8080", "compound", true),
+            ("J@role:^w.b$", "compound", true),
+            ("I%@deep%list%a", "compound", true),
+            ("minion1 and not I@role:db", "compound", true),
+            ("role:web", "pillar", true),
+            ("role:W*", "pillar", true),
+            ("role:d.*", "pillar_pcre", false),
+        ] {
+            let target = Target::parse(&json!(tgt), tgt_type).unwrap();
+            assert!(target.uses_pillar() && !target.uses_grains(), "{tgt}");
+            assert_eq!(target.matches_with("minion1", None, Some(pillar)), want, "{tgt}");
+        }
+        // An unknown pillar never matches a pillar term; `not` of one does.
+        let target = Target::parse(&json!("I@role:web"), "compound").unwrap();
+        assert!(!target.matches("minion1", None));
+        let target = Target::parse(&json!("not I@role:web"), "compound").unwrap();
+        assert!(target.matches_with("minion1", None, None));
+        assert!(!Target::parse(&json!("web* and G@os:x"), "compound").unwrap().uses_pillar());
+    }
+
     #[track_caller]
     fn check_err(tgt: Value, tgt_type: &str, expected: fn(&TargetError) -> bool) {
         match Target::parse(&tgt, tgt_type) {
@@ -964,8 +1021,6 @@ mod tests {
             "web1 and or db1",
             "(web1 or db1)",
             "( web1 or db1)",
-            "I@role:web",
-            "J@role:w.*",
             "S@10.0.0.0/8",
             "N@group",
             "R@%range",

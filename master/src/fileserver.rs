@@ -1,5 +1,7 @@
 //! The `salt://` file server: files under `file_roots` (base environment, roots searched in
-//! order), served over the minion sessions in chunks.
+//! order), served over the minion sessions in chunks; and [`RootFiles`], the same roots (or
+//! `pillar_roots`) as the state engine's `Fileserver` for code running on the master
+//! (orchestrations, the pillar compiler).
 //!
 //! Invariant: a path is served only if, after resolving symlinks, it is a regular file inside
 //! one of the roots. `..`, absolute paths, NUL and backslashes are refused before any lookup.
@@ -7,26 +9,35 @@
 use halite_common::crypto::sha256_reader;
 use halite_common::encoding::base64;
 use halite_common::proto::{FileOp, FileReply, FILE_CHUNK_BYTES};
+use halite_states::{Called, Fileserver, Functions};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Most paths `cp.list_master` returns (a huge tree must not stall the loop).
 const MAX_LISTED: usize = 100_000;
 
 /// The base environment's roots and a cache of file hashes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FileRoots {
     roots: Vec<PathBuf>,
+    /// The config key the roots come from, for messages (`file_roots`, `pillar_roots`).
+    key: &'static str,
     /// path → (modified, size, sha256): a file is hashed again only when it changed.
     hashes: HashMap<PathBuf, (SystemTime, u64, String)>,
 }
 
 impl FileRoots {
     pub fn new(roots: Vec<PathBuf>) -> FileRoots {
-        FileRoots { roots, hashes: HashMap::new() }
+        FileRoots::of("file_roots", roots)
+    }
+
+    /// Roots named by config key `key` in messages.
+    pub fn of(key: &'static str, roots: Vec<PathBuf>) -> FileRoots {
+        FileRoots { roots, key, hashes: HashMap::new() }
     }
 
     /// Answers one request.
@@ -42,7 +53,7 @@ impl FileRoots {
     /// The real file behind `salt://path`, inside a root.
     pub fn resolve(&self, path: &str) -> Result<PathBuf, String> {
         let path = path.strip_prefix("salt://").unwrap_or(path);
-        let refuse = || format!("salt://{path}: refused (outside file_roots)");
+        let refuse = || format!("salt://{path}: refused (outside {})", self.key);
         if path.is_empty() || path.contains(['\0', '\\']) {
             return Err(refuse());
         }
@@ -61,7 +72,7 @@ impl FileRoots {
                 return Ok(real);
             }
         }
-        Err(format!("salt://{path}: no such file in file_roots"))
+        Err(format!("salt://{path}: no such file in {}", self.key))
     }
 
     fn read(&mut self, path: &str, offset: u64) -> Result<FileReply, String> {
@@ -113,6 +124,56 @@ impl FileRoots {
             }
         }
         out.into_iter().collect()
+    }
+}
+
+/// Largest SLS or template file the master's own renders read (as the reactor's sources).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Roots read directly by a thread that may touch the disk (an orchestration, the pillar
+/// compiler), with [`FileRoots::resolve`]'s confinement, at most 1 MiB a file.
+pub struct RootFiles(Mutex<FileRoots>);
+
+impl RootFiles {
+    /// `roots` from config key `key` (`file_roots`, `pillar_roots`).
+    pub fn new(key: &'static str, roots: Vec<PathBuf>) -> RootFiles {
+        RootFiles(Mutex::new(FileRoots::of(key, roots)))
+    }
+
+    fn roots(&self) -> std::sync::MutexGuard<'_, FileRoots> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Fileserver for RootFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        let real = self.roots().resolve(path)?;
+        let fail = |e: std::io::Error| format!("salt://{path}: {e}");
+        let mut data = Vec::new();
+        let file = File::open(real).map_err(fail)?;
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut data).map_err(fail)?;
+        if data.len() as u64 > MAX_FILE_BYTES {
+            return Err(format!("salt://{path}: larger than {MAX_FILE_BYTES} bytes"));
+        }
+        Ok(data)
+    }
+
+    fn hash(&self, path: &str) -> Result<String, String> {
+        self.read(path).map(|data| halite_common::crypto::sha256_hex(&data))
+    }
+
+    fn list(&self) -> Result<Vec<String>, String> {
+        Ok(self.roots().list())
+    }
+}
+
+/// The master has no execution modules for templates (`salt[...]` in an orchestration or
+/// pillar SLS): only `pillar.get`, which the engine answers from the run's pillar.
+pub struct NoFunctions;
+
+impl Functions for NoFunctions {
+    fn call(&self, fun: &str, _arg: &[serde_json::Value]) -> Result<Called, String> {
+        Err(format!("'{fun}' is not available on the master"))
     }
 }
 

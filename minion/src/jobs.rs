@@ -40,7 +40,7 @@ pub(crate) fn to_return(publish: &Publish, outcome: Outcome) -> JobReturn {
     JobReturn {
         jid: publish.jid.clone(),
         fun: publish.fun.clone(),
-        fun_args: publish.arg.clone(),
+        fun_args: halite_common::proto::hide_pillar(&publish.arg),
         ret: outcome.ret,
         retcode: outcome.retcode,
         success: outcome.retcode == 0,

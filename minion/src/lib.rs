@@ -10,6 +10,7 @@ pub mod functions;
 pub mod grains;
 pub mod jobs;
 pub mod link;
+pub mod pillar;
 pub mod states;
 
 use halite_common::config::MinionConfig;
@@ -136,6 +137,11 @@ pub struct Minion {
     /// Job threads' questions for the master's file server, and those awaiting an answer.
     file_calls: std::sync::mpsc::Receiver<fileclient::FileCall>,
     in_flight: fileclient::InFlight,
+    /// The pillar the master compiled for this minion, job threads' refresh requests, and
+    /// the request in flight.
+    pillar: std::sync::Arc<pillar::Pillar>,
+    pillar_refreshes: std::sync::mpsc::Receiver<pillar::Refresh>,
+    pillar_fetch: pillar::Fetch,
     grains: serde_json::Map<String, Value>,
     /// Session messages waiting for a live session (job returns survive reconnects).
     outbox: std::collections::VecDeque<ToMaster>,
@@ -175,16 +181,21 @@ impl Minion {
         let beacons =
             beacons::Beacons::new(&cfg.id, &cfg.beacons, poll.registry(), Arc::clone(&waker));
         let (files, file_calls) = fileclient::RemoteFiles::new(waker.clone(), &cfg.cachedir);
+        let (pillar, pillar_refreshes) = pillar::Pillar::new(waker.clone());
         let ctx = functions::Context {
             id: cfg.id.clone(),
             grains: grains.clone(),
             fileserver: Some(std::sync::Arc::new(files)),
+            pillar: Some(pillar.clone()),
         };
         let masters = failover::Masters::new(&cfg, shuffle);
         Ok(Minion {
             jobs: jobs::Jobs::new(ctx, waker),
             file_calls,
             in_flight: fileclient::InFlight::default(),
+            pillar,
+            pillar_refreshes,
+            pillar_fetch: pillar::Fetch::default(),
             grains,
             outbox: std::collections::VecDeque::new(),
             unacked: Vec::new(),
@@ -443,6 +454,7 @@ impl Minion {
         if let Some(mut link) = self.link.take() {
             let _ = self.poll.registry().deregister(&mut link.conn.stream);
             self.in_flight.fail_all("the minion is failing back to its first master");
+            self.pillar_fetch.fail_all("the minion is failing back to its first master");
         }
         self.masters.fail_back();
         log::info!("master {} answers again: failing back to it", self.masters.current());
@@ -466,6 +478,7 @@ impl Minion {
         };
         let _ = self.poll.registry().deregister(&mut link.conn.stream);
         self.in_flight.fail_all("the connection to the master was lost");
+        self.pillar_fetch.fail_all("the connection to the master was lost");
         match link.phase {
             LinkPhase::Live(_) => log::warn!("lost master {}: {reason}", link.addr),
             _ => log::warn!("master {}: {reason}", link.addr),
@@ -597,6 +610,14 @@ impl Minion {
                 let addr = link.addr;
                 self.send(&ToMaster::Ready { grains: self.grains.clone(), transient: false });
                 log::info!("halite-minion {} authenticated to master {addr}", self.cfg.id);
+                // Salt's minion compiles its pillar when it starts; every new session asks
+                // again, so a restarted master (or a failover master) knows it for `I@`.
+                if let Some(req) = self.pillar_fetch.ask(None) {
+                    self.send(&ToMaster::PillarRequest {
+                        req,
+                        max_frame: Some(self.cfg.max_frame_bytes as u64),
+                    });
+                }
                 self.notify_status(&format!("connected to master {addr}"));
                 if self.masters.live(now) {
                     self.fire_start_events();
@@ -688,6 +709,18 @@ impl Minion {
             }
             ToMinion::EventAck { tag } => log::debug!("master took event '{tag}'"),
             ToMinion::FileReply { req, reply } => self.in_flight.finish(req, reply),
+            ToMinion::PillarReply { req, pillar } => {
+                if self.pillar_fetch.in_flight == Some(req) {
+                    log::debug!("pillar from the master: {} keys", pillar.len());
+                    self.pillar.store(pillar);
+                }
+                if let Some(req) = self.pillar_fetch.answered(req) {
+                    self.send(&ToMaster::PillarRequest {
+                        req,
+                        max_frame: Some(self.cfg.max_frame_bytes as u64),
+                    });
+                }
+            }
             ToMinion::ReturnAck { jid } => {
                 self.unacked.retain(|m| !matches!(m, ToMaster::Return(r) if r.jid == jid));
             }
@@ -695,7 +728,8 @@ impl Minion {
         Ok(())
     }
 
-    /// Sends the job threads' file server questions, or fails them when there is no session.
+    /// Sends the job threads' file server questions and pillar refreshes, or fails them when
+    /// there is no session.
     fn forward_file_calls(&mut self) {
         while let Ok(call) = self.file_calls.try_recv() {
             let live = matches!(self.link.as_ref().map(|l| &l.phase), Some(LinkPhase::Live(_)));
@@ -706,6 +740,19 @@ impl Minion {
             }
             let req = self.in_flight.start(call.reply);
             self.send(&ToMaster::FileRequest { req, op: call.op });
+        }
+        while let Ok(refresh) = self.pillar_refreshes.try_recv() {
+            let live = matches!(self.link.as_ref().map(|l| &l.phase), Some(LinkPhase::Live(_)));
+            if !live {
+                let _ = refresh.send(Err("not connected to the master".into()));
+                continue;
+            }
+            if let Some(req) = self.pillar_fetch.ask(Some(refresh)) {
+                self.send(&ToMaster::PillarRequest {
+                    req,
+                    max_frame: Some(self.cfg.max_frame_bytes as u64),
+                });
+            }
         }
     }
 

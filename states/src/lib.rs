@@ -14,6 +14,7 @@
 //! `salt[...]`, `onlyif`/`unless`) through [`Functions`].
 
 mod checks;
+pub mod compile_pillar;
 mod engine;
 mod graph;
 mod high;

@@ -4,7 +4,7 @@
 //! state without an `order` gets the next automatic one (10000, 10001, …) — so included
 //! states run before the file that includes them, and files run in the order named.
 
-use super::Run;
+use super::{Host, Run};
 use halite_common::glob::{fnmatch, has_magic};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -61,47 +61,17 @@ impl<'r> Loader<'r> {
         if !has_magic(pattern) {
             return vec![pattern.to_string()];
         }
-        let found: Vec<String> =
-            self.avail().iter().filter(|sls| fnmatch(sls, pattern)).cloned().collect();
-        if found.is_empty() {
-            vec![pattern.to_string()]
-        } else {
-            found
-        }
+        glob_sls(self.avail(), pattern)
     }
 
-    /// Salt's `list_states`: `a/b.sls` is `a.b`, `a/init.sls` is `a`.
+    /// Salt's `list_states`, fetched once.
     fn avail(&mut self) -> &[String] {
-        let fs = &self.run.host.fs;
-        self.avail.get_or_insert_with(|| {
-            let files = fs.list().unwrap_or_else(|why| {
-                log::warn!("listing the file server: {why}");
-                Vec::new()
-            });
-            let mut states: Vec<String> = files
-                .iter()
-                .filter_map(|path| {
-                    let path = path.strip_suffix(".sls")?;
-                    let path = path.strip_suffix("/init").unwrap_or(path);
-                    Some(path.replace('/', "."))
-                })
-                .collect();
-            states.sort();
-            states.dedup();
-            states
-        })
+        let host = self.run.host;
+        self.avail.get_or_insert_with(|| list_states(host))
     }
 
-    /// The file for `sls` and its text: `a/b.sls`, else `a/b/init.sls`.
     fn fetch(&self, sls: &str) -> Option<(String, String)> {
-        let base = sls.replace('.', "/");
-        for path in [format!("{base}.sls"), format!("{base}/init.sls")] {
-            match self.run.host.fs.read(&path) {
-                Ok(bytes) => return Some((path, String::from_utf8_lossy(&bytes).into_owned())),
-                Err(why) => log::debug!("{}: salt://{path}: {why}", self.run.host.id),
-            }
-        }
-        None
+        fetch(self.run.host, sls)
     }
 
     /// Salt's `render_state`: one file, its includes merged in.
@@ -247,6 +217,52 @@ impl<'r> Loader<'r> {
             }
         }
     }
+}
+
+/// The SLS names in `avail` that glob `pattern` matches, or the pattern itself when none
+/// does (so that the error names it).
+pub(crate) fn glob_sls(avail: &[String], pattern: &str) -> Vec<String> {
+    if !has_magic(pattern) {
+        return vec![pattern.to_string()];
+    }
+    let found: Vec<String> = avail.iter().filter(|sls| fnmatch(sls, pattern)).cloned().collect();
+    if found.is_empty() {
+        vec![pattern.to_string()]
+    } else {
+        found
+    }
+}
+
+/// Salt's `list_states`: every SLS name on the host's file server (`a/b.sls` is `a.b`,
+/// `a/init.sls` is `a`), sorted.
+pub(crate) fn list_states(host: &Host) -> Vec<String> {
+    let files = host.fs.list().unwrap_or_else(|why| {
+        log::warn!("{}: listing the file server: {why}", host.id);
+        Vec::new()
+    });
+    let mut states: Vec<String> = files
+        .iter()
+        .filter_map(|path| {
+            let path = path.strip_suffix(".sls")?;
+            let path = path.strip_suffix("/init").unwrap_or(path);
+            Some(path.replace('/', "."))
+        })
+        .collect();
+    states.sort();
+    states.dedup();
+    states
+}
+
+/// The file for `sls` and its text: `a/b.sls`, else `a/b/init.sls`.
+pub(crate) fn fetch(host: &Host, sls: &str) -> Option<(String, String)> {
+    let base = sls.replace('.', "/");
+    for path in [format!("{base}.sls"), format!("{base}/init.sls")] {
+        match host.fs.read(&path) {
+            Ok(bytes) => return Some((path, String::from_utf8_lossy(&bytes).into_owned())),
+            Err(why) => log::debug!("{}: salt://{path}: {why}", host.id),
+        }
+    }
+    None
 }
 
 /// `.x` is a sibling of `sls`, `..x` a sibling of its package …; `init.sls` counts as a level.

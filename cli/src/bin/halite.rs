@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Run a function on targeted minions (Salt's salt): halite [-L|-E|-G|-C] TGT FUN [ARG...] [key=value...]
+/// Run a function on targeted minions (Salt's salt): halite [-L|-E|-G|-I|-C] TGT FUN [ARG...] [key=value...]
 #[derive(FromArgs)]
 struct Args {
     /// configuration directory of the master (default /etc/halite)
@@ -30,7 +30,10 @@ struct Args {
     /// target is a grain, `key:glob`
     #[argh(switch, short = 'G')]
     grain: bool,
-    /// target is a compound expression (and/or/not, G@, E@, L@, globs)
+    /// target is a pillar value, `key:glob` (the minions' pillar compiled on the master)
+    #[argh(switch, short = 'I', long = "pillar")]
+    pillar: bool,
+    /// target is a compound expression (and/or/not, G@, I@, E@, L@, globs)
     #[argh(switch, short = 'C')]
     compound: bool,
     /// seconds to wait for returns after the last sign of life (default: the master's `timeout`)
@@ -87,12 +90,15 @@ fn run(args: &Args) -> Result<i32, Failure> {
     let [tgt, fun, rest @ ..] = args.words.as_slice() else {
         return Err((
             64,
-            "usage: halite [-L|-E|-G|-C] TARGET FUNCTION [ARG...] [key=value...]".into(),
+            "usage: halite [-L|-E|-G|-I|-C] TARGET FUNCTION [ARG...] [key=value...]".into(),
         ));
     };
-    let chosen = [args.list, args.pcre, args.grain, args.compound].iter().filter(|b| **b).count();
+    let chosen = [args.list, args.pcre, args.grain, args.pillar, args.compound]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if chosen > 1 {
-        return Err((64, "choose one of -L, -E, -G, -C".into()));
+        return Err((64, "choose one of -L, -E, -G, -I, -C".into()));
     }
     let (tgt_type, tgt_value) = match () {
         _ if args.list => {
@@ -100,6 +106,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
         }
         _ if args.pcre => ("pcre", Value::from(tgt.as_str())),
         _ if args.grain => ("grain", Value::from(tgt.as_str())),
+        _ if args.pillar => ("pillar", Value::from(tgt.as_str())),
         _ if args.compound => ("compound", Value::from(tgt.as_str())),
         _ => ("glob", Value::from(tgt.as_str())),
     };

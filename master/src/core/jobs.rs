@@ -6,7 +6,7 @@ use crate::jobcache::JobCache;
 use halite_common::control::KeyStatus;
 use halite_common::control::Response;
 use halite_common::event::{object, TagFilter};
-use halite_common::proto::{JobReturn, Publish, ToMinion};
+use halite_common::proto::{hide_pillar, JobReturn, Publish, ToMinion};
 use halite_common::target::Target;
 use mio::Token;
 use serde_json::{Map, Value};
@@ -96,13 +96,16 @@ impl Core {
             return Err(NO_MATCH.into());
         }
         let jid = self.jids.allocate();
+        // Inline pillar (`pillar=`) goes to the targeted minions only: the job cache and the
+        // job events get it hidden.
+        let shown_arg = hide_pillar(&req.arg);
         let load = object([
             ("jid", jid.clone().into()),
             ("tgt_type", req.tgt_type.clone().into()),
             ("tgt", req.tgt.clone()),
             ("user", req.user.clone().into()),
             ("fun", req.fun.clone().into()),
-            ("arg", req.arg.clone().into()),
+            ("arg", shown_arg.into()),
             ("minions", minions.clone().into()),
             ("missing", missing.clone().into()),
         ]);
@@ -135,7 +138,7 @@ impl Core {
             format!("salt/job/{jid}/publish"),
             object([
                 ("fun", req.fun.clone().into()),
-                ("arg", req.arg.clone().into()),
+                ("arg", hide_pillar(&req.arg).into()),
                 ("tgt", req.tgt.clone()),
                 ("jid", jid.clone().into()),
                 ("ret", "".into()),
@@ -192,15 +195,21 @@ impl Core {
     /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
     /// A target that names its ids is looked up in the key index; any other is tested
     /// against every accepted id (without copying them all first).
-    fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
-        // Grains are kept as text: parsed only for a target that looks at them.
+    pub(super) fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
+        // Grains are kept as text: parsed only for a target that looks at them. Pillar terms
+        // see each minion's last compiled pillar (none yet: no match).
         let uses_grains = target.uses_grains();
-        let matches = |id: &str| match uses_grains {
-            false => target.matches(id, None),
-            true => {
-                let grains = self.grains.get(id).and_then(|t| crate::grainscache::parse(t));
-                target.matches(id, grains.as_ref())
-            }
+        let uses_pillar = target.uses_pillar();
+        let matches = |id: &str| {
+            let grains = match uses_grains {
+                true => self.grains.get(id).and_then(|t| crate::grainscache::parse(t)),
+                false => None,
+            };
+            let pillar = match uses_pillar {
+                true => self.pillar.compiled.get(id).and_then(|t| crate::grainscache::parse(t)),
+                false => None,
+            };
+            target.matches_with(id, grains.as_ref(), pillar.as_ref())
         };
         let minions: Vec<String> = match target.exact_ids() {
             Some(ids) => {

@@ -6,6 +6,7 @@
 mod control;
 mod jobs;
 mod keyflow;
+mod pillar;
 mod reactor;
 mod runners;
 mod sessions;
@@ -136,6 +137,10 @@ pub struct Core {
     pub(crate) jobs: Arc<Mutex<JobCache>>,
     /// Blocking work off the loop (job cache, file server), continuations back on it.
     pub(crate) io: crate::offload::Offload<Core>,
+    /// The pillar compiler's thread (renders `pillar_roots` off the loop), continuations back
+    /// on it; its own thread so a slow pillar never holds up the job cache.
+    pub(crate) pillar_io: crate::offload::Offload<Core>,
+    pub(crate) pillar: pillar::Pillars,
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
     pub(crate) grains: crate::grainscache::Grains,
@@ -186,7 +191,7 @@ impl Core {
     ) -> Result<Core, StartError> {
         let what = |what: &'static str| move |source| StartError::Io { what: what.into(), source };
         let keys = load_or_create_master_key(&cfg.pki_dir).map_err(what("master key"))?;
-        // One waker per poll: the key writer and the job thread share it.
+        // One waker per poll: the key writer, the job thread and the pillar thread share it.
         let waker = Arc::new(mio::Waker::new(registry, DISK).map_err(what("poll"))?);
         let wake = move |waker: &Arc<mio::Waker>| {
             let waker = Arc::clone(waker);
@@ -196,6 +201,8 @@ impl Core {
         };
         let store = KeyStore::open(&cfg.pki_dir, wake(&waker)).map_err(what("pki_dir"))?;
         let io = crate::offload::Offload::spawn("cache", wake(&waker)).map_err(what("thread"))?;
+        let pillar_io =
+            crate::offload::Offload::spawn("pillar", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
         let forward = match &cfg.event_return {
@@ -258,6 +265,8 @@ impl Core {
             bus,
             jobs: Arc::new(Mutex::new(jobs)),
             io,
+            pillar_io,
+            pillar: Default::default(),
             jids: JidGen::default(),
             grains,
             grains_cache,
@@ -433,6 +442,9 @@ impl Core {
     /// Runs the continuations of the disk jobs that finished.
     fn on_io(&mut self) {
         for then in self.io.finished() {
+            then(self);
+        }
+        for then in self.pillar_io.finished() {
             then(self);
         }
     }

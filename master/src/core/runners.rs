@@ -8,7 +8,7 @@ use crate::jobcache::JobCache;
 use crate::orchestrate;
 use halite_common::control::Response;
 use halite_common::event::object;
-use halite_common::proto::split_args;
+use halite_common::proto::{hide_pillar, split_args};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -51,7 +51,8 @@ impl Core {
         let jid = self.jids.allocate();
         let new = object([
             ("fun", format!("runner.{fun}").into()),
-            ("fun_args", arg.to_vec().into()),
+            // Pillar (an orchestration's `pillar=`) is secret: not in events.
+            ("fun_args", hide_pillar(arg).into()),
             ("jid", jid.clone().into()),
             ("user", user.into()),
         ]);

@@ -139,6 +139,9 @@ impl Core {
                 });
                 Ok(())
             }
+            ToMaster::PillarRequest { req, max_frame } => {
+                self.request_pillar(token, id, req, max_frame)
+            }
             ToMaster::Return(ret) => {
                 self.on_return(token, id, ret);
                 Ok(())
@@ -365,6 +368,15 @@ impl Core {
             .filter(|(_, p)| matches!(&p.phase, Phase::Pending(hello) if hello.id == id))
             .map(|(&t, _)| t)
             .collect()
+    }
+
+    /// The authenticated id of connection `token`, when it is a live session (the daemon's or
+    /// a one-shot one).
+    pub(crate) fn session_id(&self, token: Token) -> Option<&str> {
+        match self.peers.get(&token).map(|p| &p.phase) {
+            Some(Phase::Live { id, .. }) => Some(id),
+            _ => None,
+        }
     }
 
     /// The token of the live session for `id`, if any.

@@ -327,6 +327,67 @@ fn file_requests_are_answered_from_the_disk_thread() {
     assert!(matches!(reply, halite_common::proto::FileReply::Hash { .. }), "{reply:?}");
 }
 
+/// Pillar compiles on the pillar thread for the session's own id and goes back on that
+/// session only; a second request while one compiles is refused; I@ sees the result.
+#[test]
+fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
+    let config = "auto_accept: True\npillar_roots:\n  base:\n    - {root}/srv/pillar\n";
+    let mut h = Harness::new("pillar", config);
+    let srv = h.root.join("srv/pillar");
+    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::write(srv.join("top.sls"), "base:\n  m1:\n    - secret\n").unwrap();
+    std::fs::write(srv.join("secret.sls"), "role: web\n").unwrap();
+    let (c1, c2) = (Token(10), Token(11));
+    let mut m1 = live_minion(&mut h, "m1", c1);
+    let mut m2 = live_minion(&mut h, "m2", c2);
+
+    let asked = h.step(Input::Frame {
+        conn: c2,
+        frame: m2.seal(&ToMaster::PillarRequest { req: 1, max_frame: None }),
+    });
+    assert!(sent(&asked, c2).is_empty(), "compiled on the loop: {asked:?}");
+    let again = h.step(Input::Frame {
+        conn: c2,
+        frame: m2.seal(&ToMaster::PillarRequest { req: 2, max_frame: None }),
+    });
+    let [busy] = &sent(&again, c2)[..] else { panic!("no refusal: {again:?}") };
+    let ToMinion::PillarReply { req: 2, pillar } = m2.open(busy) else { panic!("not a reply") };
+    assert_eq!(pillar["_errors"][0], "a pillar refresh is already running for this minion");
+    let answered = h.disk_done();
+    assert!(sent(&answered, c1).is_empty(), "m2's pillar went to m1: {answered:?}");
+    let [reply] = &sent(&answered, c2)[..] else { panic!("no reply: {answered:?}") };
+    let ToMinion::PillarReply { req: 1, pillar } = m2.open(reply) else { panic!("not a reply") };
+    assert!(pillar.is_empty(), "m2 got {pillar:?}");
+
+    h.step(Input::Frame {
+        conn: c1,
+        frame: m1.seal(&ToMaster::PillarRequest { req: 1, max_frame: None }),
+    });
+    let answered = h.disk_done();
+    let [reply] = &sent(&answered, c1)[..] else { panic!("no reply: {answered:?}") };
+    let ToMinion::PillarReply { req: 1, pillar } = m1.open(reply) else { panic!("not a reply") };
+    assert_eq!(pillar["role"], "web");
+    let target = halite_common::target::Target::parse(&"I@role:web".into(), "compound").unwrap();
+    let req = super::jobs::JobRequest {
+        tgt: "I@role:web".into(),
+        tgt_type: "compound".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+    };
+    assert_eq!(h.core.expected(&target, &req).0, ["m1"]);
+
+    // A compile for a session that closed meanwhile is dropped, not sent elsewhere.
+    h.step(Input::Frame {
+        conn: c1,
+        frame: m1.seal(&ToMaster::PillarRequest { req: 2, max_frame: None }),
+    });
+    let error = halite_common::conn::ConnError::PeerClosed;
+    h.step(Input::Closed { conn: c1, error });
+    let answered = h.disk_done();
+    assert!(sent(&answered, c1).is_empty() && sent(&answered, c2).is_empty(), "{answered:?}");
+}
+
 /// Found by the onboarding bench: a pending minion whose key is accepted while its verdict
 /// waits for the key move to reach the disk, and which says hello again meanwhile (its
 /// `acceptance_wait_time` came round), was closed ("sent a frame before its verdict"). The

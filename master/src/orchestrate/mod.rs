@@ -9,24 +9,20 @@
 pub mod remote;
 pub mod saltmod;
 
-use crate::fileserver::FileRoots;
+use crate::fileserver::{NoFunctions, RootFiles};
 use halite_common::proto::split_args;
 use halite_common::reactor::functions::lookup;
 use halite_common::reactor::Client as Kind;
 use halite_states::value::{py_str, split_input, truthy};
-use halite_states::{pillar, Called, Fileserver, Functions, Host, Options};
+use halite_states::{pillar, Host, Options};
 use serde_json::{Map, Value};
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Orchestrations allowed to run at once; past it a new one is refused at once.
 pub const MAX_RUNNING: usize = 16;
-
-/// Largest SLS or template file the orchestrator reads (as the reactor's sources).
-const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Orchestrations running in this process (one master per process).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -115,7 +111,7 @@ impl Orchestration {
         let host = Host {
             id: id.clone(),
             grains: Map::new(),
-            fs: Arc::new(Roots(Mutex::new(FileRoots::new(settings.roots.clone())))),
+            fs: Arc::new(RootFiles::new("file_roots", settings.roots.clone())),
             functions: Arc::new(NoFunctions),
             modules: Arc::new(saltmod::SaltStates::new(remote::Remote::new(&settings))),
         };
@@ -160,52 +156,6 @@ struct Slot;
 impl Drop for Slot {
     fn drop(&mut self) {
         RUNNING.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// The orchestrator's files: `file_roots` read directly (the thread may touch the disk), with
-/// the file server's confinement (`FileRoots::resolve`).
-struct Roots(Mutex<FileRoots>);
-
-impl Roots {
-    fn roots(&self) -> std::sync::MutexGuard<'_, FileRoots> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Fileserver for Roots {
-    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        let real = self.roots().resolve(path)?;
-        let fail = |e: std::io::Error| format!("salt://{path}: {e}");
-        let mut data = Vec::new();
-        let file = std::fs::File::open(real).map_err(fail)?;
-        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut data).map_err(fail)?;
-        if data.len() as u64 > MAX_FILE_BYTES {
-            return Err(format!("salt://{path}: larger than {MAX_FILE_BYTES} bytes"));
-        }
-        Ok(data)
-    }
-
-    fn hash(&self, path: &str) -> Result<String, String> {
-        self.read(path).map(|data| halite_common::crypto::sha256_hex(&data))
-    }
-
-    fn list(&self) -> Result<Vec<String>, String> {
-        match self.roots().answer(&halite_common::proto::FileOp::List) {
-            halite_common::proto::FileReply::List { paths } => Ok(paths),
-            halite_common::proto::FileReply::Error { message } => Err(message),
-            _ => Ok(Vec::new()),
-        }
-    }
-}
-
-/// The master has no execution modules for templates (`salt[...]` in an orchestration SLS):
-/// only `pillar.get`, which the engine answers from the run's pillar.
-struct NoFunctions;
-
-impl Functions for NoFunctions {
-    fn call(&self, fun: &str, _arg: &[Value]) -> Result<Called, String> {
-        Err(format!("'{fun}' is not available on the master (orchestration)"))
     }
 }
 

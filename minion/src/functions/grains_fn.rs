@@ -160,6 +160,7 @@ mod tests {
             id: "minion1".into(),
             grains: grains.as_object().cloned().unwrap_or_default(),
             fileserver: None,
+            pillar: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod beacons;
 mod cmd;
 mod cp;
 mod grains_fn;
+mod pillar;
 pub(crate) mod process;
 mod state;
 mod sys;
@@ -30,9 +31,16 @@ pub struct Context {
     pub grains: Map<String, Value>,
     /// The master's `salt://` file server over the session (`None` without one).
     pub fileserver: Option<Arc<dyn Fileserver>>,
+    /// The pillar the master compiled for this minion (`None`: no master, an empty pillar).
+    pub pillar: Option<Arc<crate::pillar::Pillar>>,
 }
 
 impl Context {
+    /// This minion's compiled pillar (empty without a master).
+    pub(crate) fn pillar(&self) -> Arc<Map<String, Value>> {
+        self.pillar.as_ref().map(|p| p.current()).unwrap_or_default()
+    }
+
     /// The session's file server, or the failure a function needing one answers with.
     pub(crate) fn files(&self) -> Result<&Arc<dyn Fileserver>, Failure> {
         self.fileserver.as_ref().ok_or_else(|| {
@@ -159,6 +167,7 @@ pub(crate) fn registry() -> impl Iterator<Item = &'static Spec> {
         .chain(sys::SPECS)
         .chain(state::SPECS)
         .chain(cp::SPECS)
+        .chain(pillar::SPECS)
         .chain(beacons::SPECS)
 }
 
@@ -244,6 +253,7 @@ mod tests {
             id: "minion1".into(),
             grains: grains.as_object().cloned().unwrap_or_default(),
             fileserver: None,
+            pillar: None,
         }
     }
 

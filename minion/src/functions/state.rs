@@ -1,7 +1,7 @@
 //! Salt's `state` module: `sls`, `apply`, `highstate`, `show_sls`, `show_low_sls`,
 //! `show_top`. The state system itself is `halite_states`; this module binds Salt's
-//! arguments (`mods` as `"a,b"` or a list, `test`, `exclude`, `pillar`) and supplies the
-//! session's `salt://` file server.
+//! arguments (`mods` as `"a,b"` or a list, `test`, `exclude`, `pillar`: inline, merged over
+//! the master's compiled pillar) and supplies the session's `salt://` file server.
 
 use super::args::{flag, py_str, py_type};
 use super::{Bound, Context, Failure, FnResult, Ret, Spec};
@@ -61,7 +61,12 @@ fn mods(value: &Value) -> Result<Vec<String>, Failure> {
 }
 
 /// `test`, `exclude`, `pillar` and `saltenv` from wherever the function takes them.
-fn options(b: &Bound, test: Option<&Value>, exclude: Option<&Value>) -> Result<Options, Failure> {
+fn options(
+    b: &Bound,
+    ctx: &Context,
+    test: Option<&Value>,
+    exclude: Option<&Value>,
+) -> Result<Options, Failure> {
     if let Some(env) = b.kwargs.get("saltenv").filter(|v| !v.is_null()) {
         if py_str(env) != "base" {
             return Err(Failure::Invocation(format!(
@@ -71,8 +76,11 @@ fn options(b: &Bound, test: Option<&Value>, exclude: Option<&Value>) -> Result<O
         }
     }
     let test = test.or_else(|| b.kwargs.get("test")).is_some_and(flag);
-    let pillar = pillar::inline(b.kwargs.get("pillar"))
+    let inline = pillar::inline(b.kwargs.get("pillar"))
         .map_err(|not_a_dict| Failure::Invocation(not_a_dict.to_string()))?;
+    // The master's compiled pillar, with the inline one merged over it (inline wins).
+    let mut pillar = ctx.pillar().as_ref().clone();
+    halite_states::compile_pillar::merge(&mut pillar, inline);
     let exclude = match exclude.or_else(|| b.kwargs.get("exclude")) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => {
@@ -84,42 +92,68 @@ fn options(b: &Bound, test: Option<&Value>, exclude: Option<&Value>) -> Result<O
     Ok(Options { test, pillar, exclude })
 }
 
-fn answer(a: Answer) -> FnResult {
-    Ok(Ret::with_retcode(a.value, a.retcode))
+/// Runs `run` unless the pillar has errors: then Salt's refusal (`_get_pillar_errors`),
+/// retcode 5 (`EX_PILLAR_FAILURE`), unless `force=True`.
+fn answer(b: &Bound, opts: &Options, run: impl FnOnce(&Options) -> Answer) -> FnResult {
+    let force = b.kwargs.get("force").is_some_and(flag);
+    match opts.pillar.get("_errors").and_then(Value::as_array).filter(|_| !force) {
+        Some(errors) if !errors.is_empty() => {
+            let mut list =
+                vec![Value::from("Pillar failed to render with the following messages:")];
+            list.extend(errors.iter().map(|e| Value::String(py_str(e))));
+            Ok(Ret::with_retcode(Value::Array(list), PILLAR_FAILURE))
+        }
+        _ => {
+            let a = run(opts);
+            Ok(Ret::with_retcode(a.value, a.retcode))
+        }
+    }
 }
+
+/// Salt's `EX_PILLAR_FAILURE`.
+const PILLAR_FAILURE: i64 = 5;
 
 fn sls(b: &Bound, ctx: &Context) -> FnResult {
     let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
-    let opts = options(b, b.get("test"), b.get("exclude"))?;
-    answer(halite_states::sls(&host(ctx)?, &mods, &opts))
+    let opts = options(b, ctx, b.get("test"), b.get("exclude"))?;
+    let host = host(ctx)?;
+    answer(b, &opts, |opts| halite_states::sls(&host, &mods, opts))
 }
 
 fn apply(b: &Bound, ctx: &Context) -> FnResult {
-    let opts = options(b, None, None)?;
+    let opts = options(b, ctx, None, None)?;
+    let host = host(ctx)?;
     match b.get("mods") {
-        None => answer(halite_states::highstate(&host(ctx)?, &opts)),
-        Some(value) => answer(halite_states::sls(&host(ctx)?, &mods(value)?, &opts)),
+        None => answer(b, &opts, |opts| halite_states::highstate(&host, opts)),
+        Some(value) => {
+            let mods = mods(value)?;
+            answer(b, &opts, |opts| halite_states::sls(&host, &mods, opts))
+        }
     }
 }
 
 fn highstate(b: &Bound, ctx: &Context) -> FnResult {
-    let opts = options(b, b.get("test"), None)?;
-    answer(halite_states::highstate(&host(ctx)?, &opts))
+    let opts = options(b, ctx, b.get("test"), None)?;
+    let host = host(ctx)?;
+    answer(b, &opts, |opts| halite_states::highstate(&host, opts))
 }
 
 fn show_sls(b: &Bound, ctx: &Context) -> FnResult {
     let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
-    let opts = options(b, b.get("test"), None)?;
-    answer(halite_states::show_sls(&host(ctx)?, &mods, &opts))
+    let opts = options(b, ctx, b.get("test"), None)?;
+    let host = host(ctx)?;
+    answer(b, &opts, |opts| halite_states::show_sls(&host, &mods, opts))
 }
 
 fn show_low_sls(b: &Bound, ctx: &Context) -> FnResult {
     let mods = mods(b.given("mods").unwrap_or(&Value::Null))?;
-    let opts = options(b, b.get("test"), None)?;
-    answer(halite_states::show_low_sls(&host(ctx)?, &mods, &opts))
+    let opts = options(b, ctx, b.get("test"), None)?;
+    let host = host(ctx)?;
+    answer(b, &opts, |opts| halite_states::show_low_sls(&host, &mods, opts))
 }
 
 fn show_top(b: &Bound, ctx: &Context) -> FnResult {
-    let opts = options(b, None, None)?;
-    answer(halite_states::show_top(&host(ctx)?, &opts))
+    let opts = options(b, ctx, None, None)?;
+    let host = host(ctx)?;
+    answer(b, &opts, |opts| halite_states::show_top(&host, opts))
 }

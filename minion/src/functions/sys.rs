@@ -183,7 +183,7 @@ mod tests {
         check(
             "sys.list_modules",
             json!([]),
-            json!(["beacons", "cmd", "cp", "grains", "state", "sys", "test"]),
+            json!(["beacons", "cmd", "cp", "grains", "pillar", "saltutil", "state", "sys", "test"]),
         );
         check("sys.list_modules", json!(["t*"]), json!(["test"]));
         check("sys.list_modules", json!(["cmd", "nope"]), json!(["cmd"]));

@@ -11,7 +11,7 @@ fn kw(pairs: Value) -> Value {
 }
 
 fn no_fileserver() -> Context {
-    Context { id: "minion1".into(), grains: Map::new(), fileserver: None }
+    Context { id: "minion1".into(), grains: Map::new(), fileserver: None, pillar: None }
 }
 
 #[test]

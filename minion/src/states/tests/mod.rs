@@ -50,6 +50,7 @@ pub(super) fn context(fs: &Arc<MemFs>) -> Context {
         id: "minion1".into(),
         grains: grains.as_object().cloned().unwrap_or_default(),
         fileserver: Some(fs.clone() as Arc<dyn Fileserver>),
+        pillar: None,
     }
 }
 
