@@ -52,6 +52,8 @@ pub struct Tail {
     partial: Vec<u8>,
     /// The file's first bytes, as far as `head` of a position needs them.
     start: Vec<u8>,
+    /// The head of every position past the file's first `HEAD_BYTES`, once known.
+    full_head: Option<u64>,
 }
 
 impl Tail {
@@ -94,7 +96,9 @@ impl Tail {
         file.seek(SeekFrom::Start(offset))?;
         let start = first_bytes(&file, offset)?;
         let at = Position { dev: meta.dev(), ino: meta.ino(), offset, head: fnv(&start) };
-        let tail = Tail { path: path.to_path_buf(), keep, file, at, partial: Vec::new(), start };
+        let full_head = (start.len() == HEAD_BYTES as usize).then_some(at.head);
+        let partial = Vec::new();
+        let tail = Tail { path: path.to_path_buf(), keep, file, at, partial, start, full_head };
         Ok((tail, resume))
     }
 
@@ -192,16 +196,25 @@ impl Tail {
         self.file = File::open(&next.0)?;
         self.at = Position { dev: next.1.dev(), ino: next.1.ino(), offset: 0, head: fnv(&[]) };
         self.start.clear();
+        self.full_head = None;
         Ok(true)
     }
 
     /// Sets `at.head` for the new `at.offset`, reading the file's start as far as needed.
     fn name_position(&mut self) -> io::Result<()> {
         let want = self.at.offset.min(HEAD_BYTES) as usize;
+        // Past the first 4 KiB every position of the file has the same head: hashed once.
+        if let (true, Some(full)) = (want == HEAD_BYTES as usize, self.full_head) {
+            self.at.head = full;
+            return Ok(());
+        }
         if self.start.len() < want {
             self.start = first_bytes(&self.file, want as u64)?;
         }
         self.at.head = fnv(&self.start[..want.min(self.start.len())]);
+        if want == HEAD_BYTES as usize && self.start.len() == want {
+            self.full_head = Some(self.at.head);
+        }
         Ok(())
     }
 }
@@ -297,6 +310,25 @@ mod tests {
         let (mut again, _) = Tail::open(&log, 2, lines[0].next).unwrap();
         assert_eq!(texts(&again.read(10, 1 << 20).unwrap()), ["c"]);
         assert_eq!(behind_bytes(&log, 2, again.position()), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn positions_past_the_first_bytes_name_the_file_as_its_end_does() {
+        let dir = tempdir("head");
+        let log = dir.join("events.log");
+        for i in 0..300 {
+            append(&log, &format!("{{\"tag\": \"t/{i}\", \"data\": {{}}}}\n"));
+        }
+        let start = Position { offset: 0, head: fnv(&[]), ..Tail::end_of(&log).unwrap() };
+        let (mut tail, _) = Tail::open(&log, 2, start).unwrap();
+        let lines = tail.read(1000, 1 << 20).unwrap();
+        assert_eq!(lines.len(), 300);
+        assert!(lines[299].next.offset > HEAD_BYTES);
+        assert_eq!(lines[299].next, Tail::end_of(&log).unwrap());
+        // And a reader opened there (the head hashed from the file) goes on from it.
+        let (_, resume) = Tail::open(&log, 2, lines[150].next).unwrap();
+        assert_eq!(resume, Resume::Exact);
         let _ = std::fs::remove_dir_all(dir);
     }
 
