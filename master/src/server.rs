@@ -417,10 +417,12 @@ impl Master {
         if now < self.status.1 {
             return;
         }
+        // Looked at once a second, not every turn: the loop's hot path builds no string.
+        self.status.1 = now + std::time::Duration::from_secs(1);
         let status = self.core.status();
         if status != self.status.0 {
             self.notifier.notify(&format!("STATUS={status}"));
-            self.status = (status, now + std::time::Duration::from_secs(1));
+            self.status.0 = status;
         }
     }
 
