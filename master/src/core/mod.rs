@@ -16,7 +16,7 @@ mod webhooks;
 
 pub(crate) use webhooks::MAX_HTTP_BACKLOG;
 
-use crate::auth::Policy;
+use crate::auth::{AutoList, Policy};
 use crate::bus::Bus;
 use crate::client::Client;
 use crate::jobcache::{JidGen, JobCache};
@@ -128,6 +128,8 @@ pub struct Core {
     shared_keys: KeyCache,
     pub(crate) store: KeyStore,
     policy: Policy,
+    /// A check of the autosign/autoreject files is running on the job thread.
+    lists_in_flight: bool,
     pub(crate) peers: HashMap<Token, Peer>,
     /// Live sessions by minion id.
     pub(crate) live: HashMap<String, Token>,
@@ -144,7 +146,8 @@ pub struct Core {
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
     pub(crate) grains: crate::grainscache::Grains,
-    pub(crate) grains_cache: crate::grainscache::GrainsCache,
+    /// Written on the job thread only.
+    pub(crate) grains_cache: Arc<Mutex<crate::grainscache::GrainsCache>>,
     pub(crate) stopping: bool,
     /// Unauthenticated connections, counted against their caps.
     admission: crate::limits::Admission,
@@ -237,8 +240,8 @@ impl Core {
         let reactor = reactor::ReactorState::new(reactor, worker);
         let policy = Policy {
             auto_accept: cfg.auto_accept,
-            autosign_file: cfg.autosign_file.clone(),
-            autoreject_file: cfg.autoreject_file.clone(),
+            autosign: cfg.autosign_file.as_deref().map(AutoList::read).unwrap_or_default(),
+            autoreject: cfg.autoreject_file.as_deref().map(AutoList::read).unwrap_or_default(),
             max_minions: cfg.max_minions,
             max_pending_keys: cfg.max_pending_keys,
         };
@@ -259,6 +262,7 @@ impl Core {
             shared_keys: KeyCache::default(),
             store,
             policy,
+            lists_in_flight: false,
             peers: HashMap::new(),
             live: HashMap::new(),
             controls: HashMap::new(),
@@ -269,7 +273,7 @@ impl Core {
             pillar: Default::default(),
             jids: JidGen::default(),
             grains,
-            grains_cache,
+            grains_cache: Arc::new(Mutex::new(grains_cache)),
             stopping: false,
             admission,
             quiet: Default::default(),
@@ -439,6 +443,13 @@ impl Core {
         self.fx.clear();
     }
 
+    /// Whether the key writer, the job thread or the pillar thread has work not yet handed
+    /// back (tests wait for all three).
+    #[cfg(test)]
+    fn workers_busy(&self) -> bool {
+        self.store.busy() || self.io.busy() || self.pillar_io.busy()
+    }
+
     /// Runs the continuations of the disk jobs that finished.
     fn on_io(&mut self) {
         for then in self.io.finished() {
@@ -502,6 +513,31 @@ impl Core {
         }
         self.peer_deadlines(now);
         self.http_deadlines(now);
+        self.refresh_auto_lists();
+    }
+
+    /// Reads `autosign_file` and `autoreject_file` again on the job thread if they changed
+    /// (one check in flight at a time): the loop decides from the lists it holds.
+    fn refresh_auto_lists(&mut self) {
+        let files = (self.cfg.autosign_file.clone(), self.cfg.autoreject_file.clone());
+        if self.lists_in_flight || files == (None, None) {
+            return;
+        }
+        self.lists_in_flight = true;
+        let (sign, reject) = (self.policy.autosign.stamp(), self.policy.autoreject.stamp());
+        self.io.submit(move || {
+            let sign = files.0.and_then(|file| AutoList::changed(&file, sign));
+            let reject = files.1.and_then(|file| AutoList::changed(&file, reject));
+            Box::new(move |core: &mut Core| {
+                core.lists_in_flight = false;
+                if let Some(sign) = sign {
+                    core.policy.autosign = sign;
+                }
+                if let Some(reject) = reject {
+                    core.policy.autoreject = reject;
+                }
+            })
+        });
     }
 
     /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
