@@ -95,13 +95,13 @@ pub enum Input {
     Reload,
     /// SIGTERM or SIGINT: stop serving.
     Stop,
-    /// The disk worker woke the loop: writes finished.
+    /// The disk worker, the job thread, the pillar thread or the log thread woke the loop.
     DiskDone,
     /// The render worker's pipes are ready.
     RenderReady,
     /// The end of a turn (and a deadline passing): housekeeping when due, the turn's returns
-    /// handed to the disk thread as one batch, then the event bus is drained into the log,
-    /// the subscribers and the reactor.
+    /// handed to the disk thread as one batch, then the event bus drained into a batch for
+    /// the log thread (the subscribers and the reactor get it once it is written).
     Tick,
 }
 
@@ -172,6 +172,14 @@ pub struct Core {
     /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
     /// job's return, which follows on the same session, reports the refusal.
     pub(crate) refused_events: HashMap<(String, String), String>,
+    /// The log thread: the event log is written there, a batch per turn.
+    log_io: crate::offload::Offload<Core>,
+    /// Batches handed to the log thread, and the last one it wrote.
+    log_submitted: u64,
+    log_written: u64,
+    /// Sends and closes waiting for the batch (by number) holding every event fired before
+    /// them: nobody hears of anything before the events that led to it are in the log.
+    held: std::collections::VecDeque<(u64, Effect)>,
     /// `event_return`: the thread forwarding the event log to Redis.
     forward: Option<crate::forward::Forwarder>,
     /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
@@ -206,6 +214,8 @@ impl Core {
         let io = crate::offload::Offload::spawn("cache", wake(&waker)).map_err(what("thread"))?;
         let pillar_io =
             crate::offload::Offload::spawn("pillar", wake(&waker)).map_err(what("thread"))?;
+        let log_io =
+            crate::offload::Offload::spawn("eventlog", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
         let forward = match &cfg.event_return {
@@ -287,6 +297,10 @@ impl Core {
             recent_order: std::collections::VecDeque::new(),
             recent_ids: 0,
             refused_events: HashMap::new(),
+            log_io,
+            log_submitted: 0,
+            log_written: 0,
+            held: Default::default(),
             forward,
             returns_queued: Vec::new(),
             next_tick: now + TICK,
@@ -375,7 +389,11 @@ impl Core {
                 self.close_control(conn, &reason);
             }
             Input::Reload => {
-                self.bus.reopen_log();
+                let log = self.bus.log();
+                self.log_io.submit(move || {
+                    crate::bus::lock(&log).reopen();
+                    Box::new(|_: &mut Core| {})
+                });
                 let _ = self.reload_reactor(); // logged either way
             }
             Input::Stop => self.stopping = true,
@@ -396,8 +414,20 @@ impl Core {
         self.emit(out);
     }
 
+    /// Hands the driver what it may carry out now: sends and closes wait (in order) until
+    /// the events fired before them are in the log; frame limits never wait.
     fn emit(&mut self, out: &mut Vec<Effect>) {
-        out.append(&mut self.fx);
+        while self.held.front().is_some_and(|(batch, _)| *batch <= self.log_written) {
+            out.extend(self.held.pop_front().map(|(_, effect)| effect));
+        }
+        let barrier = self.log_submitted + u64::from(self.bus.pending());
+        for effect in self.fx.drain(..) {
+            match effect {
+                Effect::MaxFrame { .. } => out.push(effect),
+                _ if self.held.is_empty() && barrier <= self.log_written => out.push(effect),
+                _ => self.held.push_back((barrier, effect)),
+            }
+        }
     }
 
     /// When the core next wants a [`Input::Tick`]: now while events wait in the bus or
@@ -435,8 +465,10 @@ impl Core {
             log::error!("key write failed: {failed}");
         }
         self.drain_bus();
+        self.wait_logged();
         self.abandon_reactor();
         self.drain_bus();
+        self.wait_logged();
         if let Some(forward) = self.forward.as_mut() {
             forward.stop();
         }
@@ -450,12 +482,34 @@ impl Core {
         self.store.busy() || self.io.busy() || self.pillar_io.busy()
     }
 
-    /// Runs the continuations of the disk jobs that finished.
+    /// Runs the continuations of the disk jobs that finished (the log thread's first: its
+    /// batches release what waits for them).
     fn on_io(&mut self) {
+        for then in self.log_io.finished() {
+            then(self);
+        }
         for then in self.io.finished() {
             then(self);
         }
         for then in self.pillar_io.finished() {
+            then(self);
+        }
+    }
+
+    /// Tests: logs what is queued and waits for the log thread until nothing waits for it,
+    /// as the driver's turns would.
+    #[cfg(test)]
+    fn settle_log(&mut self, out: &mut Vec<Effect>) {
+        while self.bus.pending() || self.log_io.busy() || !self.held.is_empty() {
+            self.drain_bus();
+            self.wait_logged();
+            self.emit(out);
+        }
+    }
+
+    /// Blocks until the log thread has written every batch (shutdown, tests).
+    fn wait_logged(&mut self) {
+        for then in self.log_io.wait_idle() {
             then(self);
         }
     }
@@ -540,17 +594,38 @@ impl Core {
         });
     }
 
-    /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
-    /// (a subscriber whose backlog is full is dropped; the loop never waits for one), then the
-    /// reactor.
+    /// Drains the event queue into a batch for the log thread; once it is written,
+    /// [`Core::on_logged`] hands it on.
     fn drain_bus(&mut self) {
         let events = self.bus.drain();
-        if let (false, Some(forward)) = (events.is_empty(), &self.forward) {
-            forward.wake();
+        if events.is_empty() {
+            return;
         }
+        self.log_submitted += 1;
+        let (batch, log) = (self.log_submitted, self.bus.log());
+        self.log_io.submit(move || {
+            let counts = crate::bus::lock(&log).append_all(&events);
+            Box::new(move |core: &mut Core| core.on_logged(batch, events, counts))
+        });
+    }
+
+    /// A batch is in the log: what waited for it may go out, then every subscriber that wants
+    /// each event gets it (a subscriber whose backlog is full is dropped; the loop never waits
+    /// for one), then the reactor, then the forwarder hears of it.
+    fn on_logged(
+        &mut self,
+        batch: u64,
+        events: Vec<crate::bus::Logged>,
+        counts: crate::bus::LogCounts,
+    ) {
+        self.log_written = batch;
+        self.bus.logged(counts);
         self.deliver(&events);
         for logged in &events {
             self.react(&logged.event);
+        }
+        if let Some(forward) = &self.forward {
+            forward.wake();
         }
     }
 }

@@ -39,9 +39,12 @@ impl Harness {
         Harness { core, poll, now, root }
     }
 
+    /// Handles `input`, then lets the log thread write what it fired (sends and closes wait
+    /// for that).
     fn step(&mut self, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         self.core.handle(self.now, input, &mut out);
+        self.core.settle_log(&mut out);
         out
     }
 
@@ -308,9 +311,9 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     assert_eq!(m.open(ack), ToMinion::ReturnAck { jid: jid.clone() });
     let returns = h.root.join(format!("var/cache/halite/master/jobs/{jid}/returns.jsonl"));
     assert!(std::fs::read_to_string(returns).unwrap().contains(r#""id":"m1""#));
-    // The watching CLI gets the return event once the bus is drained.
-    let drained = h.advance(Duration::from_millis(1));
-    let [event] = &sent(&drained, cli)[..] else { panic!("no return event: {drained:?}") };
+    // The watching CLI gets the return event once the log thread has written it.
+    assert!(h.events_logged().contains(&format!(r#"{{"tag":"salt/job/{jid}/ret/m1""#)));
+    let [event] = &sent(&stored, cli)[..] else { panic!("no return event: {stored:?}") };
     let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
     assert_eq!(tag, format!("salt/job/{jid}/ret/m1"));
 }
@@ -644,4 +647,40 @@ fn beacon_batches_fire_the_senders_own_tags_only_under_its_authenticated_id() {
     assert_eq!(event["data"]["path"], "/etc/important_file");
     assert!(event["data"].get("cmd").is_none(), "not wrapped as an event.send");
     assert!(!log.contains("salt/beacon/web2"));
+}
+
+/// The loop never writes the event log, and nobody hears of anything before the events that
+/// led to it are in the log: a runner's answer waits for its event's batch, and a
+/// subscriber gets the event only once it is written.
+#[test]
+fn answers_wait_until_the_log_thread_has_written_their_events() {
+    let mut h = Harness::new("logged", "");
+    let (cli, watcher) = (Token(11), Token(12));
+    h.step(Input::ControlConnected { conn: cli });
+    h.step(Input::ControlConnected { conn: watcher });
+    let subscribe = Request::Subscribe { tagmatch: Some("myco/*".into()) };
+    h.step(Input::Frame { conn: watcher, frame: serde_json::to_vec(&subscribe).unwrap() });
+    let request = Request::Runner {
+        fun: "event.send".into(),
+        arg: vec!["myco/deploy".into()],
+        user: "root".into(),
+    };
+    let frame = serde_json::to_vec(&request).unwrap();
+    // The turn, as the driver runs it, without waiting for the log thread.
+    let mut out = Vec::new();
+    h.core.handle(h.now, Input::Frame { conn: cli, frame }, &mut out);
+    h.core.handle(h.now, Input::Tick, &mut out);
+    assert!(sent(&out, cli).is_empty(), "answered before its event was logged: {out:?}");
+    assert!(sent(&out, watcher).is_empty(), "an event went out before it was logged: {out:?}");
+    // The log thread's batch releases both, the answer first.
+    h.core.settle_log(&mut out);
+    assert!(h.events_logged().contains(r#"{"tag":"myco/deploy""#));
+    let [answer] = &sent(&out, cli)[..] else { panic!("no answer: {out:?}") };
+    assert!(matches!(serde_json::from_slice(answer).unwrap(), Response::Value { .. }));
+    let [event] = &sent(&out, watcher)[..] else { panic!("no event: {out:?}") };
+    let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
+    assert_eq!(tag, "myco/deploy");
+    let position =
+        |conn| out.iter().position(|e| matches!(e, Effect::Send { conn: c, .. } if *c == conn));
+    assert!(position(cli) < position(watcher), "{out:?}");
 }
