@@ -32,6 +32,8 @@ pub struct Options {
     pub format: Option<Format>,
     /// `--static`: no `Executing run` lines, every return in one block at the end.
     pub quiet: bool,
+    /// `--failhard`: start no one else once a minion returns a non-zero retcode.
+    pub failhard: bool,
 }
 
 /// Runs the batch; the exit code is Salt's: the highest retcode a minion returned (1 for
@@ -69,7 +71,7 @@ pub fn run(client: Client, opts: &Options, sink: &mut Sink) -> Result<i32, Failu
     let mut scheduler = Scheduler::new(answered, size, opts.wait);
     let mut highest = 0i64;
     let mut collected: Vec<(String, MinionResult)> = Vec::new();
-    loop {
+    'batch: loop {
         let next = scheduler.start(Instant::now());
         if !next.is_empty() {
             if !opts.quiet {
@@ -87,13 +89,14 @@ pub fn run(client: Client, opts: &Options, sink: &mut Sink) -> Result<i32, Failu
         }
         for (id, done) in jobs.turn(scheduler.next_release())? {
             scheduler.finished(&id, Instant::now());
-            let result = match done {
+            let (result, failed) = match done {
                 Done::Returned { ret, retcode, out } => {
                     highest = highest.max(retcode);
-                    MinionResult::Returned { ret, retcode, out }
+                    (MinionResult::Returned { ret, retcode, out }, retcode > 0)
                 }
-                Done::Silent => MinionResult::NoResponse,
+                Done::Silent => (MinionResult::NoResponse, false),
             };
+            let who = id.clone();
             match opts.quiet {
                 // Salt's static batch shows a silent minion as an empty return.
                 true if result == MinionResult::NoResponse => {
@@ -103,6 +106,14 @@ pub fn run(client: Client, opts: &Options, sink: &mut Sink) -> Result<i32, Failu
                 }
                 true => collected.push((id, result)),
                 false => sink.display(&block(&id, &result, opts.format)),
+            }
+            if failed && opts.failhard {
+                // Salt's log line; the minions still running finish on their own.
+                eprintln!(
+                    "[ERROR   ] Minion {who} returned with non-zero exit code. Batch run stopped \
+                     due to failhard"
+                );
+                break 'batch;
             }
         }
     }
@@ -423,6 +434,20 @@ mod tests {
             block("m6", &ret(json!({}), 0, None), None),
             "m6:\n    ----------\nretcode:\n    0\n"
         );
+    }
+
+    #[test]
+    fn a_state_return_is_the_highstate_text_after_its_retcode() {
+        let state = json!({"test_|-x_|-x_|-succeed_without_changes": {
+            "name": "x", "changes": {}, "result": true, "comment": "Success!",
+            "__run_num__": 0, "start_time": "10:00:00.000000", "duration": 1.0, "__id__": "x"
+        }});
+        let text = block("web1", &ret(state.clone(), 0, Some("highstate")), None);
+        assert!(text.starts_with("retcode:\n    0\nweb1:\n----------\n"), "{text}");
+        assert!(text.ends_with(&crate::highstate::render("web1", &state)), "{text}");
+        // --out wins over the return's outputter.
+        let json = block("web1", &ret(json!(1), 2, Some("highstate")), Some(Format::Json));
+        assert_eq!(json, "{\n    \"retcode\": 2,\n    \"web1\": 1\n}\n");
     }
 
     #[test]

@@ -199,6 +199,34 @@ fn batch_formats_exit_codes_and_refusals() {
     assert_eq!(jobs_before, jobs_after, "a refused command publishes nothing");
 }
 
+#[test]
+fn a_batch_waits_for_a_minion_still_running_and_failhard_stops_the_batch() {
+    let (master, _m) = cluster(&["a1", "a2", "a3"]);
+    // Silent past -t 1, but find_job says it still runs: the batch keeps waiting for it.
+    let out = master.halite(&["--batch", "1", "-t", "1", "-L", "a1", "test.sleep", "2.5"]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert_eq!(out.stdout, format!("\nExecuting run on ['a1']\n\n{}", block("a1", "True", 0)));
+    let events = master.events();
+    let sleep = events.iter().find(|(t, d)| t.ends_with("/new") && d["fun"] == "test.sleep");
+    let jid = sleep.expect("the sleep job").1["jid"].clone();
+    assert!(
+        events.iter().any(|(t, d)| t.ends_with("/new")
+            && d["fun"] == "saltutil.find_job"
+            && d["arg"] == json!([jid])),
+        "find_job asked about the sleep job"
+    );
+    // --failhard: the first non-zero retcode ends the batch, with Salt's log line.
+    let out = master.halite(&["-b", "1", "--failhard", "*", "cmd.run", "echo no; exit 4"]);
+    assert_eq!(out.status, Some(4), "{out:?}");
+    assert_eq!(out.stdout, format!("\nExecuting run on ['a1']\n\n{}", block("a1", "no", 4)));
+    assert_eq!(
+        out.stderr,
+        "[ERROR   ] Minion a1 returned with non-zero exit code. Batch run stopped due to \
+         failhard\n"
+    );
+    assert_eq!(batch_jobs(&master, "cmd.run").0, [["a1"]]);
+}
+
 /// Seconds of the day in an event's `_stamp` (`YYYY-MM-DDTHH:MM:SS.ffffff+00:00`).
 fn stamp_seconds(data: &Value) -> f64 {
     let stamp = data["_stamp"].as_str().expect("_stamp");
@@ -280,15 +308,10 @@ fn out_file_takes_the_returns_and_a_bad_path_is_refused_before_publishing() {
     let out = master.halite(&["--out-file", path, "minion1", "test.echo", "again"]);
     assert_eq!((out.status, out.stdout.as_str()), (Some(0), ""));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "minion1:\n    again\n");
-    let out = master.halite(&[
-        "--out-file",
-        path,
-        "--out-file-append",
-        "--out",
-        "json",
-        "minion1",
-        "test.ping",
-    ]);
+    // Salt's other spellings, with `=`.
+    let file_arg = format!("--output-file={path}");
+    let args = [&file_arg, "--output-file-append", "--output=json", "minion1", "test.ping"];
+    let out = master.halite(&args);
     assert_eq!(out.status, Some(0), "{out:?}");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),

@@ -61,6 +61,9 @@ struct Args {
     /// seconds a finished minion's batch slot stays held before the next minion starts
     #[argh(option)]
     batch_wait: Option<String>,
+    /// stop a batch at the first minion that returns a non-zero retcode
+    #[argh(switch)]
+    failhard: bool,
     /// show a progress bar on stderr (on a terminal) and a summary instead of each return
     #[argh(switch, short = 'p')]
     progress: bool,
@@ -86,7 +89,13 @@ struct Args {
 
 fn main() -> ExitCode {
     halite_cli::restore_sigpipe();
-    let args: Args = halite_common::args::from_env();
+    // Salt's `salt` also spells `-b` `--batch`, and `--out…` `--output…`.
+    let args: Args = halite_common::args::from_env_with_aliases(&[
+        ("--batch", "--batch-size"),
+        ("--output", "--out"),
+        ("--output-file", "--out-file"),
+        ("--output-file-append", "--out-file-append"),
+    ]);
     if args.version {
         println!("halite {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -171,6 +180,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
             wait: batch_wait,
             format,
             quiet: args.static_output,
+            failhard: args.failhard,
         };
         let code = batch_run::run(client, &opts, &mut sink)?;
         let _ = std::io::stdout().flush();
