@@ -48,6 +48,20 @@ impl BatchSize {
     }
 }
 
+/// `--batch-wait`'s seconds (Salt's float: a negative wait is none), refused with optparse's
+/// text when not a number, and past a year (Salt's datetime arithmetic overflows first).
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("option --batch-wait: invalid floating-point value: '{text}'");
+    let secs: f64 = text.trim().parse().map_err(|_| invalid())?;
+    if !secs.is_finite() {
+        return Err(invalid());
+    }
+    if secs > 365.0 * 86400.0 {
+        return Err(format!("option --batch-wait: {text} seconds is more than a year"));
+    }
+    Duration::try_from_secs_f64(secs.max(0.0)).map_err(|_| invalid())
+}
+
 /// Which minions to start next. Minions start in the order given; a minion that finished
 /// (returned, or given up on) frees its slot at once, or `wait` later.
 #[derive(Debug)]
@@ -153,6 +167,23 @@ mod tests {
 
     fn ids(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn batch_wait_is_seconds_as_salt_reads_them() {
+        assert_eq!(parse_wait("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_wait("-3"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("31536000"), Ok(Duration::from_secs(31_536_000)));
+        for bad in ["x", "", "nan", "inf", "-inf", "1,5"] {
+            assert_eq!(
+                parse_wait(bad),
+                Err(format!("option --batch-wait: invalid floating-point value: '{bad}'"))
+            );
+        }
+        assert_eq!(
+            parse_wait("1e300"),
+            Err("option --batch-wait: 1e300 seconds is more than a year".into())
+        );
     }
 
     #[test]

@@ -168,6 +168,14 @@ fn batch_formats_exit_codes_and_refusals() {
     let out = master.halite(&["-b", "1", "*", "cmd.run", "echo x; exit 3"]);
     assert_eq!((out.status, out.stderr.as_str()), (Some(3), ""), "{out:?}");
     assert!(out.stdout.contains(&block("a1", "x", 3)), "{}", out.stdout);
+    // A hostile -t cannot overflow a deadline (no panic, exit 101).
+    for args in [
+        &["-t", "18446744073709551615", "-b", "1", "*", "test.ping"][..],
+        &["-t", "18446744073709551615", "*", "test.ping"],
+    ] {
+        let out = master.halite(args);
+        assert_eq!((out.status, out.stderr.as_str()), (Some(0), ""), "{args:?}: {out:?}");
+    }
     // No match: Salt prints both texts and exits 0.
     let out = master.halite(&["-b", "2", "nosuch*", "test.ping"]);
     assert_eq!(out.status, Some(0), "{out:?}");
@@ -189,6 +197,10 @@ fn batch_formats_exit_codes_and_refusals() {
             "option --batch-wait: invalid floating-point value: 'nan'",
         ),
         (&["-b", "2", "--async", "*", "test.ping"], "--async cannot be used with --batch-size"),
+        (
+            &["-b", "2", "--batch-wait", "1e300", "*", "test.ping"],
+            "1e300 seconds is more than a year",
+        ),
     ] {
         let out = master.halite(args);
         assert_eq!(out.status, Some(64), "{args:?}: {out:?}");

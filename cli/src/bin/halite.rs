@@ -3,7 +3,7 @@
 
 use argh::FromArgs;
 use halite_cli::args::parse_cli_args;
-use halite_cli::batch::BatchSize;
+use halite_cli::batch::{self, BatchSize};
 use halite_cli::batch_run::{self, list_targets};
 use halite_cli::output::{self, Format, MinionResult};
 use halite_cli::progress::Progress;
@@ -111,6 +111,9 @@ fn main() -> ExitCode {
 }
 
 type Failure = (i32, String);
+
+/// The longest `-t` honoured (about 136 years).
+const MAX_SECONDS: u64 = 1 << 32;
 type EventData = serde_json::Map<String, Value>;
 
 fn run(args: &Args) -> Result<i32, Failure> {
@@ -133,7 +136,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
     };
     let batch_wait = match &args.batch_wait {
         None => Duration::ZERO,
-        Some(text) => parse_wait(text).map_err(|e| (64, e))?,
+        Some(text) => batch::parse_wait(text).map_err(|e| (64, e))?,
     };
     if batch.is_some() && args.async_job {
         // Salt 3006-3007 ignore --async here and wait anyway; refusing says so plainly.
@@ -160,7 +163,9 @@ fn run(args: &Args) -> Result<i32, Failure> {
     let cfg = config::load_master(&args.config_dir)
         .map_err(|e| (2, format!("bad master configuration:\n{e}")))?
         .config;
-    let timeout = args.timeout.map(Duration::from_secs).unwrap_or(cfg.timeout);
+    // Capped so that no deadline computed from it can overflow.
+    let timeout =
+        args.timeout.map(|t| Duration::from_secs(t.min(MAX_SECONDS))).unwrap_or(cfg.timeout);
     let mut sink = match &args.out_file {
         None => Sink::stdout(),
         Some(path) => {
@@ -442,15 +447,4 @@ impl Waiter {
             Some(_) | None => Ok(None),
         }
     }
-}
-
-/// `--batch-wait`'s seconds (Salt's float; a negative wait is none), refused with optparse's
-/// text when not a finite number.
-fn parse_wait(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("option --batch-wait: invalid floating-point value: '{text}'");
-    let secs: f64 = text.trim().parse().map_err(|_| invalid())?;
-    if !secs.is_finite() {
-        return Err(invalid());
-    }
-    Duration::try_from_secs_f64(secs.max(0.0)).map_err(|_| invalid())
 }
