@@ -264,12 +264,14 @@ impl Core {
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
         let webhooks = webhooks::Webhooks::new(&cfg.webhook);
+        let shared_keys = KeyCache::default();
+        warm_shared_keys(&keys, &store, shared_keys.room(), io.poster());
         Ok(Core {
             cfg,
             now,
             fx: Vec::new(),
             keys,
-            shared_keys: KeyCache::default(),
+            shared_keys,
             store,
             policy,
             lists_in_flight: false,
@@ -627,6 +629,49 @@ impl Core {
         if let Some(forward) = &self.forward {
             forward.wake();
         }
+    }
+}
+
+/// Computes the shared keys of the accepted minions (as many as the cache has room for) on a
+/// thread of its own, handing them to the loop in chunks: a master restarted under a fleet
+/// that reconnects at once answers their hellos without a scalar multiplication each.
+fn warm_shared_keys(
+    keys: &KeyPair,
+    store: &KeyStore,
+    room: usize,
+    poster: crate::offload::Poster<Core>,
+) {
+    use halite_common::control::KeyStatus::Accepted;
+    use halite_common::crypto::PublicKey;
+    let accepted: Vec<PublicKey> = store
+        .ids_iter(Accepted)
+        .filter_map(|id| store.read(Accepted, id).ok().flatten())
+        .filter_map(|pem| PublicKey::from_pem(&pem).ok())
+        .take(room)
+        .collect();
+    if accepted.is_empty() {
+        return;
+    }
+    let master = keys.duplicate();
+    let spawned = std::thread::Builder::new().name("keywarm".into()).spawn(move || {
+        for chunk in accepted.chunks(256) {
+            let shared: Vec<_> = chunk
+                .iter()
+                .filter_map(|p| Some((p.clone(), master.shared_with(p).ok()?)))
+                .collect();
+            let then = move |core: &mut Core| {
+                for (public, key) in shared {
+                    core.shared_keys.warm(&public, key);
+                }
+            };
+            if !poster.post(Box::new(then)) {
+                return; // the master stopped
+            }
+        }
+        log::debug!("shared keys of {} accepted minions computed", accepted.len());
+    });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the key warm-up thread ({e}); each minion's first hello pays");
     }
 }
 

@@ -26,10 +26,16 @@ struct Harness {
 
 impl Harness {
     fn new(name: &str, config: &str) -> Harness {
+        Harness::new_with(name, config, |_| {})
+    }
+
+    /// [`Harness::new`] with `before(root)` run before the master opens its tree.
+    fn new_with(name: &str, config: &str, before: impl FnOnce(&std::path::Path)) -> Harness {
         halite_common::crypto::init();
         let root = std::env::temp_dir().join(format!("halite-core-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
+        before(&root);
         let config = config.replace("{root}", &root.display().to_string());
         let text = format!("root_dir: {}\nkeepalive_interval: 30\n{config}", root.display());
         let cfg = halite_common::config::parse_master(&text, &root).unwrap().config;
@@ -683,4 +689,23 @@ fn answers_wait_until_the_log_thread_has_written_their_events() {
     let position =
         |conn| out.iter().position(|e| matches!(e, Effect::Send { conn: c, .. } if *c == conn));
     assert!(position(cli) < position(watcher), "{out:?}");
+}
+
+/// A restarted master computes its accepted minions' shared keys on a thread of its own, so
+/// their first hellos cost the loop no scalar multiplication.
+#[test]
+fn accepted_minions_shared_keys_are_computed_off_the_loop_at_start() {
+    let mut m = FakeMinion::new("m1");
+    let pem = m.keys.public.to_pem();
+    let mut h = Harness::new_with("warm", "", |root| {
+        let dir = root.join("etc/halite/pki/master/minions");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("m1"), &pem).unwrap();
+    });
+    assert!(!h.core.shared_keys.contains(&m.keys.public), "computed on the loop at start");
+    h.disk_done(); // the warm-up thread's post wakes the loop
+    assert!(h.core.shared_keys.contains(&m.keys.public));
+    let conn = Token(10);
+    let (handshake, answer) = m.hello(&mut h, conn);
+    m.on_verdict(&handshake, &answer, conn); // accepted at once: no key write to wait for
 }
