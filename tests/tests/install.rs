@@ -119,8 +119,11 @@ fn bin_dir_and_no_systemd() {
     assert!(!root.join("usr/local/bin").exists());
     assert!(!root.join("etc/systemd").exists());
 
-    let out = install(&from, &root, &["--bin-dir", "relative/bin"]);
-    assert_eq!(out.status, Some(64), "{}", out.stderr);
+    for bad in ["relative/bin", "/opt/my bin", "/opt/x#y", "/opt/$(id)"] {
+        let out = install(&from, &root, &["--bin-dir", bad]);
+        assert_eq!(out.status, Some(64), "{bad}: {}", out.stderr);
+        assert!(out.stderr.contains("error: --bin-dir must be an absolute path"), "{}", out.stderr);
+    }
     let out = install(&from, &root, &["--enable"]);
     assert_eq!(out.status, Some(64));
     assert!(out.stderr.contains("error: unknown argument '--enable'"), "{}", out.stderr);
