@@ -46,6 +46,9 @@ impl std::error::Error for ConfigErrors {}
 pub struct Loaded<T> {
     pub config: T,
     pub warnings: Vec<String>,
+    /// Every key this load looked up, set or not: the keys the daemon knows (the `redis.*`
+    /// keys only when `event_return` is set). The shipped `dist/etc` files are checked with it.
+    pub keys: BTreeSet<String>,
 }
 
 /// The master's settings.
@@ -786,7 +789,7 @@ impl Reader {
             .filter(|k| !self.used.contains(*k))
             .map(|k| format!("unknown config key '{k}' ignored"))
             .collect();
-        Ok(Loaded { config, warnings })
+        Ok(Loaded { config, warnings, keys: self.used })
     }
 }
 
