@@ -1,7 +1,7 @@
 //! What an unauthenticated network may cost the master: how many connections may wait for
 //! authentication (in all and per source address), how many descriptors minions may take, and
-//! how fast one address may create pending keys (the webhook listener uses the same counters
-//! for its connections and requests). Counting only: the core decides.
+//! how fast one address may create pending keys (the HTTP listeners use the same counters
+//! for their connections, and the webhooks for their requests). Counting only: the core decides.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,6 +1,8 @@
-//! Webhook connections in the core: admission (connection caps in all and per source), a
-//! request parser per connection, the request deadline, a budget of body bytes in flight (in
-//! all and per source), the per-source request rate, and the answer — the hook event on the bus and `{"success": true}`, or the refusal and a close.
+//! HTTP connections in the core, for both HTTP listeners (webhooks and metrics): admission
+//! per listener (connection caps in all and per source), a request parser per connection, the
+//! request deadline, refusals and closes. What a whole request gets is the listener's: a
+//! webhook request the per-source rate, the body budget (in all and per source) and the hook
+//! event on the bus with `{"success": true}`; a metrics request its text ([`super::metrics`]).
 
 use super::{Core, Effect};
 use crate::limits::{nofile_limit, source_of, Admission, PendingRate, Refusal as AdmissionRefusal};
@@ -12,7 +14,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Unsent output allowed per webhook client (answers are tiny: a pipelining client that never
+/// Unsent output allowed per HTTP client (answers are small: a pipelining client that never
 /// reads is cut off).
 pub(crate) const MAX_HTTP_BACKLOG: usize = 256 * 1024;
 
@@ -22,8 +24,34 @@ pub(crate) const MAX_HTTP_BACKLOG: usize = 256 * 1024;
 /// One source address may take a quarter of it (but always one whole `webhook_max_body`).
 pub(crate) const BODY_BUDGET: usize = 16 * 1024 * 1024;
 
-/// One webhook connection.
+/// The metrics listener's caps (a scraper or two per host; no config keys): connections in
+/// all and per source address, and the time a request may take to arrive.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+const METRICS_MAX_CONNECTIONS_PER_IP: usize = 4;
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which listener an HTTP connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListener {
+    /// `webhook_port`: salt-api's `/hook`.
+    Webhook,
+    /// `metrics_port`: `GET /metrics` and `GET /healthz`.
+    Metrics,
+}
+
+impl HttpListener {
+    /// How log lines name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpListener::Webhook => "webhook",
+            HttpListener::Metrics => "metrics",
+        }
+    }
+}
+
+/// One HTTP connection.
 struct HttpConn {
+    listener: HttpListener,
     addr: SocketAddr,
     parser: Parser,
     /// When the request being read (or, between requests, the idle wait) began: the request
@@ -33,39 +61,68 @@ struct HttpConn {
     reserved: usize,
 }
 
-/// The listener's state: who is connected and what they may still do.
-pub(crate) struct Webhooks {
-    hooks: Hooks,
-    conns: HashMap<Token, HttpConn>,
+/// One listener's caps and how many of its connections are open.
+struct Caps {
     admission: Admission,
-    /// Requests per source address per minute (`webhook_rate_limit`).
-    rate: PendingRate,
     limits: Limits,
     timeout: Duration,
-    /// Body bytes reserved in all, and per source (`source_of`).
+    /// The config keys its caps come from, for refusals (none for metrics).
+    keys: Option<(&'static str, &'static str)>,
+    open: usize,
+}
+
+/// The HTTP listeners' state: who is connected and what they may still do.
+pub(crate) struct Https {
+    conns: HashMap<Token, HttpConn>,
+    webhook: Caps,
+    metrics: Caps,
+    hooks: Hooks,
+    /// Webhook requests per source address per minute (`webhook_rate_limit`).
+    rate: PendingRate,
+    /// Webhook body bytes reserved in all, and per source (`source_of`).
     pub(super) in_flight: usize,
     per_source: HashMap<IpAddr, usize>,
     budget: usize,
     source_budget: usize,
 }
 
-impl Webhooks {
-    pub(crate) fn new(cfg: &WebhookConfig) -> Webhooks {
-        Webhooks {
-            hooks: Hooks::new(cfg),
+impl Https {
+    pub(crate) fn new(cfg: &WebhookConfig) -> Https {
+        let nofile = nofile_limit();
+        Https {
             conns: HashMap::new(),
-            admission: Admission::new(
-                nofile_limit(),
-                cfg.max_connections,
-                cfg.max_connections_per_ip,
-            ),
+            webhook: Caps {
+                admission: Admission::new(nofile, cfg.max_connections, cfg.max_connections_per_ip),
+                limits: Limits::new(cfg.max_body),
+                timeout: cfg.timeout,
+                keys: Some(("webhook_max_connections", "webhook_max_connections_per_ip")),
+                open: 0,
+            },
+            metrics: Caps {
+                admission: Admission::new(
+                    nofile,
+                    METRICS_MAX_CONNECTIONS,
+                    METRICS_MAX_CONNECTIONS_PER_IP,
+                ),
+                // A scrape has no body: any `Content-Length` but 0 is a 413.
+                limits: Limits::new(0),
+                timeout: METRICS_TIMEOUT,
+                keys: None,
+                open: 0,
+            },
+            hooks: Hooks::new(cfg),
             rate: PendingRate::new(cfg.rate_limit),
-            limits: Limits::new(cfg.max_body),
-            timeout: cfg.timeout,
             in_flight: 0,
             per_source: HashMap::new(),
             budget: BODY_BUDGET.max(cfg.max_body),
             source_budget: (BODY_BUDGET / 4).max(cfg.max_body),
+        }
+    }
+
+    fn caps(&mut self, listener: HttpListener) -> &mut Caps {
+        match listener {
+            HttpListener::Webhook => &mut self.webhook,
+            HttpListener::Metrics => &mut self.metrics,
         }
     }
 
@@ -100,6 +157,16 @@ impl Webhooks {
         }
     }
 
+    /// Forgets a connection and gives back what it held; `None` when it was not one.
+    fn forget(&mut self, conn: Token) -> Option<HttpConn> {
+        let mut client = self.conns.remove(&conn)?;
+        let caps = self.caps(client.listener);
+        caps.admission.release(client.addr.ip());
+        caps.open -= 1;
+        self.release(client.addr.ip(), &mut client.reserved);
+        Some(client)
+    }
+
     /// New `webhook_tokens` (a reload): the next request is checked against them.
     pub(crate) fn set_tokens(&mut self, cfg: &WebhookConfig) {
         self.hooks = Hooks::new(cfg);
@@ -110,51 +177,62 @@ impl Webhooks {
     }
 }
 
-/// The JSON body of a refusal: `{"success": false, "error": REASON}`.
+/// The JSON body of a webhook refusal: `{"success": false, "error": REASON}`.
 fn refusal_body(reason: &str) -> Vec<u8> {
     serde_json::json!({"success": false, "error": reason}).to_string().into_bytes()
 }
 
 impl Core {
-    /// A new webhook connection: counted, or closed unread past a cap.
-    pub(super) fn on_http_connected(&mut self, conn: Token, addr: SocketAddr) {
-        let hooks = &mut self.webhooks;
-        if let Err(why) = hooks.admission.admit(addr.ip(), hooks.conns.len()) {
+    /// A new HTTP connection on `listener`: counted, or closed unread past a cap.
+    pub(super) fn on_http_connected(
+        &mut self,
+        conn: Token,
+        addr: SocketAddr,
+        listener: HttpListener,
+    ) {
+        let name = listener.name();
+        let caps = self.https.caps(listener);
+        if let Err(why) = caps.admission.admit(addr.ip(), caps.open) {
+            let (total_key, per_ip_key) = match caps.keys {
+                Some((total, per_ip)) => (format!(" ({total})"), format!(" ({per_ip})")),
+                None => (String::new(), String::new()),
+            };
             let why = match why {
                 AdmissionRefusal::Total { max } => {
-                    format!("{max} webhook connections already open (webhook_max_connections)")
+                    format!("{max} {name} connections already open{total_key}")
                 }
-                AdmissionRefusal::PerAddress { max } => format!(
-                    "{max} webhook connections from this address already open \
-                     (webhook_max_connections_per_ip)"
-                ),
+                AdmissionRefusal::PerAddress { max } => {
+                    format!("{max} {name} connections from this address already open{per_ip_key}")
+                }
                 descriptors => descriptors.to_string(),
             };
-            let reason = format!("refused webhook connection from {addr}: {why}");
+            let reason = format!("refused {name} connection from {addr}: {why}");
             if self.quiet.allow(self.now) {
                 log::warn!("{reason}");
             }
             self.fx.push(Effect::Close { conn, reason });
             return;
         }
-        log::debug!("webhook connection from {addr}");
-        let parser = Parser::new(hooks.limits);
-        hooks.conns.insert(conn, HttpConn { addr, parser, since: self.now, reserved: 0 });
+        caps.open += 1;
+        log::debug!("{name} connection from {addr}");
+        let parser = Parser::new(caps.limits);
+        let client = HttpConn { listener, addr, parser, since: self.now, reserved: 0 };
+        self.https.conns.insert(conn, client);
     }
 
-    /// Bytes from a webhook connection: every whole request in them is answered, in order.
+    /// Bytes from an HTTP connection: every whole request in them is answered, in order.
     pub(super) fn on_http_data(&mut self, conn: Token, bytes: &[u8]) {
-        let Some(client) = self.webhooks.conns.get_mut(&conn) else { return };
+        let Some(client) = self.https.conns.get_mut(&conn) else { return };
         client.parser.push(bytes);
         loop {
-            let hooks = &mut self.webhooks;
-            let Some(client) = hooks.conns.get_mut(&conn) else { return };
-            let addr = client.addr;
+            let https = &mut self.https;
+            let Some(client) = https.conns.get_mut(&conn) else { return };
+            let (addr, listener) = (client.addr, client.listener);
             match client.parser.next_request() {
                 Ok(None) => {
                     let awaited = client.parser.awaited_body().filter(|_| client.reserved == 0);
                     if let Some(len) = awaited {
-                        if let Err(why) = hooks.reserve(addr.ip(), len) {
+                        if let Err(why) = https.reserve(addr.ip(), len) {
                             let reason = format!("{why}; retry later");
                             let header = Some(("Retry-After", "1"));
                             return self.refuse_http(
@@ -163,10 +241,10 @@ impl Core {
                                 &Refusal { status: 503, reason, header },
                             );
                         }
-                        let Some(client) = hooks.conns.get_mut(&conn) else { return };
+                        let Some(client) = https.conns.get_mut(&conn) else { return };
                         client.reserved = len;
                     }
-                    let Some(client) = hooks.conns.get_mut(&conn) else { return };
+                    let Some(client) = https.conns.get_mut(&conn) else { return };
                     if client.parser.take_continue() {
                         self.fx.push(Effect::Send { conn, bytes: http::CONTINUE.to_vec() });
                     }
@@ -175,8 +253,12 @@ impl Core {
                 Ok(Some(request)) => {
                     client.since = self.now;
                     let mut reserved = std::mem::take(&mut client.reserved);
-                    hooks.release(addr.ip(), &mut reserved);
-                    if !self.serve(conn, addr, &request) {
+                    https.release(addr.ip(), &mut reserved);
+                    let served = match listener {
+                        HttpListener::Webhook => self.serve_hook(conn, addr, &request),
+                        HttpListener::Metrics => self.serve_metrics(conn, addr, &request),
+                    };
+                    if !served {
                         return;
                     }
                 }
@@ -189,14 +271,14 @@ impl Core {
         }
     }
 
-    /// Answers one request; `false` when the connection was closed.
-    fn serve(&mut self, conn: Token, addr: SocketAddr, request: &Request) -> bool {
-        if !self.webhooks.rate.allow(addr.ip(), self.now) {
+    /// Answers one webhook request; `false` when the connection was closed.
+    fn serve_hook(&mut self, conn: Token, addr: SocketAddr, request: &Request) -> bool {
+        if !self.https.rate.allow(addr.ip(), self.now) {
             let why = format!("over webhook_rate_limit ({}/minute)", self.cfg.webhook.rate_limit);
             self.refuse_http(conn, addr, &Refusal { status: 429, reason: why, header: None });
             return false;
         }
-        match self.webhooks.hooks.handle(request, addr.ip()) {
+        match self.https.hooks.handle(request, addr.ip()) {
             Err(refusal) => {
                 self.refuse_http(conn, addr, &refusal);
                 false
@@ -204,62 +286,86 @@ impl Core {
             Ok(Fired { tag, data, token }) => {
                 log::info!("webhook from {addr} (token {token}) fired {tag}");
                 self.bus.fire_from(tag, data, Some(source_of(addr.ip())), &[]);
-                let close = !request.keep_alive || self.stopping;
-                let body = br#"{"success": true}"#;
-                let bytes = http::response(200, "application/json", &[], body, close);
-                self.fx.push(Effect::Send { conn, bytes });
-                if close {
-                    self.close_http(conn, "request served, connection not kept alive");
-                }
-                !close
+                self.answer_http(conn, request, 200, "application/json", br#"{"success": true}"#)
             }
         }
     }
 
+    /// Sends a successful answer; closes after it when the client or a stop asks.
+    /// `false` when the connection was closed.
+    pub(super) fn answer_http(
+        &mut self,
+        conn: Token,
+        request: &Request,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+    ) -> bool {
+        let close = !request.keep_alive || self.stopping;
+        let bytes = http::response(status, content_type, &[], body, close);
+        self.fx.push(Effect::Send { conn, bytes });
+        if close {
+            self.close_http(conn, "request served, connection not kept alive");
+        }
+        !close
+    }
+
     /// Sends the refusal's status, logs it (within the hostile-peer log budget) and closes.
-    fn refuse_http(&mut self, conn: Token, addr: SocketAddr, refusal: &Refusal) {
+    pub(super) fn refuse_http(&mut self, conn: Token, addr: SocketAddr, refusal: &Refusal) {
+        let Some(listener) = self.https.conns.get(&conn).map(|c| c.listener) else { return };
         let extra: Vec<(&str, &str)> = refusal.header.into_iter().collect();
-        let body = refusal_body(&refusal.reason);
-        let bytes = http::response(refusal.status, "application/json", &extra, &body, true);
+        let bytes = match listener {
+            HttpListener::Webhook => {
+                let body = refusal_body(&refusal.reason);
+                http::response(refusal.status, "application/json", &extra, &body, true)
+            }
+            HttpListener::Metrics => {
+                let body = format!("{}\n", refusal.reason);
+                http::response(refusal.status, "text/plain", &extra, body.as_bytes(), true)
+            }
+        };
         self.fx.push(Effect::Send { conn, bytes });
         let reason = format!("{} {}", refusal.status, refusal.reason);
         if self.quiet.allow(self.now) {
-            log::warn!("webhook from {addr} refused: {reason}");
+            log::warn!("{} from {addr} refused: {reason}", listener.name());
         }
         self.close_http(conn, &reason);
     }
 
-    /// Forgets a webhook connection and has the driver close it.
+    /// Forgets an HTTP connection and has the driver close it.
     pub(super) fn close_http(&mut self, conn: Token, reason: &str) {
-        let Some(mut client) = self.webhooks.conns.remove(&conn) else { return };
-        self.webhooks.admission.release(client.addr.ip());
-        self.webhooks.release(client.addr.ip(), &mut client.reserved);
-        log::debug!("webhook connection from {} closed: {reason}", client.addr);
+        let Some(client) = self.https.forget(conn) else { return };
+        log::debug!("{} connection from {} closed: {reason}", client.listener.name(), client.addr);
         self.fx.push(Effect::Close { conn, reason: reason.to_string() });
     }
 
-    /// The driver closed a webhook connection (peer gone, read or write failed).
+    /// The driver closed an HTTP connection (peer gone, read or write failed).
     pub(super) fn http_closed(&mut self, conn: Token, reason: &str) {
-        if let Some(mut client) = self.webhooks.conns.remove(&conn) {
-            self.webhooks.admission.release(client.addr.ip());
-            self.webhooks.release(client.addr.ip(), &mut client.reserved);
-            log::debug!("webhook connection from {} closed: {reason}", client.addr);
+        if let Some(client) = self.https.forget(conn) {
+            let name = client.listener.name();
+            log::debug!("{name} connection from {} closed: {reason}", client.addr);
         }
     }
 
-    /// Housekeeping: a request not whole within `webhook_timeout` of its start gets 408 and
-    /// a close (slowloris), an idle keep-alive connection is closed; old rate windows go.
+    /// Housekeeping: a request not whole within its listener's timeout (`webhook_timeout`)
+    /// of its start gets 408 and a close (slowloris), an idle keep-alive connection is
+    /// closed; old rate windows go.
     pub(super) fn http_deadlines(&mut self, now: Instant) {
-        self.webhooks.rate.prune(now);
-        let timeout = self.webhooks.timeout;
-        let late: Vec<(Token, SocketAddr, bool)> = self
-            .webhooks
+        self.https.rate.prune(now);
+        let https = &self.https;
+        let late: Vec<(Token, SocketAddr, bool, Duration)> = https
             .conns
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.since) > timeout)
-            .map(|(&t, c)| (t, c.addr, c.parser.started()))
+            .filter_map(|(&t, c)| {
+                let timeout = match c.listener {
+                    HttpListener::Webhook => https.webhook.timeout,
+                    HttpListener::Metrics => https.metrics.timeout,
+                };
+                (now.saturating_duration_since(c.since) > timeout)
+                    .then(|| (t, c.addr, c.parser.started(), timeout))
+            })
             .collect();
-        for (conn, addr, started) in late {
+        for (conn, addr, started, timeout) in late {
             match started {
                 true => {
                     let reason = format!("request not received within {}s", timeout.as_secs());
