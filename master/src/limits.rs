@@ -134,6 +134,11 @@ impl PendingRate {
         PendingRate { per_minute, windows: HashMap::new() }
     }
 
+    /// The limit (0 = none).
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
     /// Whether `ip` may create one more pending key now; counts it when it may. 0 = no limit.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         if self.per_minute == 0 {

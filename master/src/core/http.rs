@@ -1,8 +1,9 @@
 //! HTTP connections in the core, for both HTTP listeners (webhooks and metrics): admission
 //! per listener (connection caps in all and per source), a request parser per connection, the
-//! request deadline, refusals and closes. What a whole request gets is the listener's: a
-//! webhook request the per-source rate, the body budget (in all and per source) and the hook
-//! event on the bus with `{"success": true}`; a metrics request its text ([`super::metrics`]).
+//! request deadline, the request rate per source, refusals and closes. What a whole request
+//! gets is the listener's: a webhook request the body budget (in all and per source) and the
+//! hook event on the bus with `{"success": true}`; a metrics request its text
+//! ([`super::metrics`]).
 
 use super::{Core, Effect};
 use crate::limits::{nofile_limit, source_of, Admission, PendingRate, Refusal as AdmissionRefusal};
@@ -25,10 +26,12 @@ pub(crate) const MAX_HTTP_BACKLOG: usize = 256 * 1024;
 pub(crate) const BODY_BUDGET: usize = 16 * 1024 * 1024;
 
 /// The metrics listener's caps (a scraper or two per host; no config keys): connections in
-/// all and per source address, and the time a request may take to arrive.
+/// all and per source address, the time a request may take to arrive, and requests per
+/// source address per minute (a pipelined flood of scrapes is cut off there).
 const METRICS_MAX_CONNECTIONS: usize = 16;
 const METRICS_MAX_CONNECTIONS_PER_IP: usize = 4;
 const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
+const METRICS_RATE: u32 = 600;
 
 /// Which listener an HTTP connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +69,26 @@ struct Caps {
     admission: Admission,
     limits: Limits,
     timeout: Duration,
+    /// Requests per source address per minute.
+    rate: PendingRate,
     /// The config keys its caps come from, for refusals (none for metrics).
-    keys: Option<(&'static str, &'static str)>,
+    keys: Option<Keys>,
     open: usize,
 }
 
+/// A listener's config keys, named in its refusals.
+struct Keys {
+    max_connections: &'static str,
+    max_connections_per_ip: &'static str,
+    rate_limit: &'static str,
+}
+
 /// The HTTP listeners' state: who is connected and what they may still do.
-pub(crate) struct Https {
+pub(crate) struct HttpConns {
     conns: HashMap<Token, HttpConn>,
     webhook: Caps,
     metrics: Caps,
     hooks: Hooks,
-    /// Webhook requests per source address per minute (`webhook_rate_limit`).
-    rate: PendingRate,
     /// Webhook body bytes reserved in all, and per source (`source_of`).
     pub(super) in_flight: usize,
     per_source: HashMap<IpAddr, usize>,
@@ -86,16 +96,21 @@ pub(crate) struct Https {
     source_budget: usize,
 }
 
-impl Https {
-    pub(crate) fn new(cfg: &WebhookConfig) -> Https {
+impl HttpConns {
+    pub(crate) fn new(cfg: &WebhookConfig) -> HttpConns {
         let nofile = nofile_limit();
-        Https {
+        HttpConns {
             conns: HashMap::new(),
             webhook: Caps {
                 admission: Admission::new(nofile, cfg.max_connections, cfg.max_connections_per_ip),
                 limits: Limits::new(cfg.max_body),
                 timeout: cfg.timeout,
-                keys: Some(("webhook_max_connections", "webhook_max_connections_per_ip")),
+                rate: PendingRate::new(cfg.rate_limit),
+                keys: Some(Keys {
+                    max_connections: "webhook_max_connections",
+                    max_connections_per_ip: "webhook_max_connections_per_ip",
+                    rate_limit: "webhook_rate_limit",
+                }),
                 open: 0,
             },
             metrics: Caps {
@@ -107,11 +122,11 @@ impl Https {
                 // A scrape has no body: any `Content-Length` but 0 is a 413.
                 limits: Limits::new(0),
                 timeout: METRICS_TIMEOUT,
+                rate: PendingRate::new(METRICS_RATE),
                 keys: None,
                 open: 0,
             },
             hooks: Hooks::new(cfg),
-            rate: PendingRate::new(cfg.rate_limit),
             in_flight: 0,
             per_source: HashMap::new(),
             budget: BODY_BUDGET.max(cfg.max_body),
@@ -191,10 +206,13 @@ impl Core {
         listener: HttpListener,
     ) {
         let name = listener.name();
-        let caps = self.https.caps(listener);
+        let caps = self.http.caps(listener);
         if let Err(why) = caps.admission.admit(addr.ip(), caps.open) {
-            let (total_key, per_ip_key) = match caps.keys {
-                Some((total, per_ip)) => (format!(" ({total})"), format!(" ({per_ip})")),
+            let (total_key, per_ip_key) = match &caps.keys {
+                Some(k) => (
+                    format!(" ({})", k.max_connections),
+                    format!(" ({})", k.max_connections_per_ip),
+                ),
                 None => (String::new(), String::new()),
             };
             let why = match why {
@@ -217,22 +235,22 @@ impl Core {
         log::debug!("{name} connection from {addr}");
         let parser = Parser::new(caps.limits);
         let client = HttpConn { listener, addr, parser, since: self.now, reserved: 0 };
-        self.https.conns.insert(conn, client);
+        self.http.conns.insert(conn, client);
     }
 
     /// Bytes from an HTTP connection: every whole request in them is answered, in order.
     pub(super) fn on_http_data(&mut self, conn: Token, bytes: &[u8]) {
-        let Some(client) = self.https.conns.get_mut(&conn) else { return };
+        let Some(client) = self.http.conns.get_mut(&conn) else { return };
         client.parser.push(bytes);
         loop {
-            let https = &mut self.https;
-            let Some(client) = https.conns.get_mut(&conn) else { return };
+            let conns = &mut self.http;
+            let Some(client) = conns.conns.get_mut(&conn) else { return };
             let (addr, listener) = (client.addr, client.listener);
             match client.parser.next_request() {
                 Ok(None) => {
                     let awaited = client.parser.awaited_body().filter(|_| client.reserved == 0);
                     if let Some(len) = awaited {
-                        if let Err(why) = https.reserve(addr.ip(), len) {
+                        if let Err(why) = conns.reserve(addr.ip(), len) {
                             let reason = format!("{why}; retry later");
                             let header = Some(("Retry-After", "1"));
                             return self.refuse_http(
@@ -241,10 +259,10 @@ impl Core {
                                 &Refusal { status: 503, reason, header },
                             );
                         }
-                        let Some(client) = https.conns.get_mut(&conn) else { return };
+                        let Some(client) = conns.conns.get_mut(&conn) else { return };
                         client.reserved = len;
                     }
-                    let Some(client) = https.conns.get_mut(&conn) else { return };
+                    let Some(client) = conns.conns.get_mut(&conn) else { return };
                     if client.parser.take_continue() {
                         self.fx.push(Effect::Send { conn, bytes: http::CONTINUE.to_vec() });
                     }
@@ -253,7 +271,21 @@ impl Core {
                 Ok(Some(request)) => {
                     client.since = self.now;
                     let mut reserved = std::mem::take(&mut client.reserved);
-                    https.release(addr.ip(), &mut reserved);
+                    conns.release(addr.ip(), &mut reserved);
+                    let caps = conns.caps(listener);
+                    if !caps.rate.allow(addr.ip(), self.now) {
+                        let why = match &caps.keys {
+                            Some(k) => {
+                                format!("over {} ({}/minute)", k.rate_limit, caps.rate.per_minute())
+                            }
+                            None => format!(
+                                "over {} requests a minute from this address",
+                                caps.rate.per_minute()
+                            ),
+                        };
+                        let refusal = Refusal { status: 429, reason: why, header: None };
+                        return self.refuse_http(conn, addr, &refusal);
+                    }
                     let served = match listener {
                         HttpListener::Webhook => self.serve_hook(conn, addr, &request),
                         HttpListener::Metrics => self.serve_metrics(conn, addr, &request),
@@ -273,12 +305,7 @@ impl Core {
 
     /// Answers one webhook request; `false` when the connection was closed.
     fn serve_hook(&mut self, conn: Token, addr: SocketAddr, request: &Request) -> bool {
-        if !self.https.rate.allow(addr.ip(), self.now) {
-            let why = format!("over webhook_rate_limit ({}/minute)", self.cfg.webhook.rate_limit);
-            self.refuse_http(conn, addr, &Refusal { status: 429, reason: why, header: None });
-            return false;
-        }
-        match self.https.hooks.handle(request, addr.ip()) {
+        match self.http.hooks.handle(request, addr.ip()) {
             Err(refusal) => {
                 self.refuse_http(conn, addr, &refusal);
                 false
@@ -312,7 +339,7 @@ impl Core {
 
     /// Sends the refusal's status, logs it (within the hostile-peer log budget) and closes.
     pub(super) fn refuse_http(&mut self, conn: Token, addr: SocketAddr, refusal: &Refusal) {
-        let Some(listener) = self.https.conns.get(&conn).map(|c| c.listener) else { return };
+        let Some(listener) = self.http.conns.get(&conn).map(|c| c.listener) else { return };
         let extra: Vec<(&str, &str)> = refusal.header.into_iter().collect();
         let bytes = match listener {
             HttpListener::Webhook => {
@@ -334,14 +361,14 @@ impl Core {
 
     /// Forgets an HTTP connection and has the driver close it.
     pub(super) fn close_http(&mut self, conn: Token, reason: &str) {
-        let Some(client) = self.https.forget(conn) else { return };
+        let Some(client) = self.http.forget(conn) else { return };
         log::debug!("{} connection from {} closed: {reason}", client.listener.name(), client.addr);
         self.fx.push(Effect::Close { conn, reason: reason.to_string() });
     }
 
     /// The driver closed an HTTP connection (peer gone, read or write failed).
     pub(super) fn http_closed(&mut self, conn: Token, reason: &str) {
-        if let Some(client) = self.https.forget(conn) {
+        if let Some(client) = self.http.forget(conn) {
             let name = client.listener.name();
             log::debug!("{name} connection from {} closed: {reason}", client.addr);
         }
@@ -351,15 +378,16 @@ impl Core {
     /// of its start gets 408 and a close (slowloris), an idle keep-alive connection is
     /// closed; old rate windows go.
     pub(super) fn http_deadlines(&mut self, now: Instant) {
-        self.https.rate.prune(now);
-        let https = &self.https;
-        let late: Vec<(Token, SocketAddr, bool, Duration)> = https
+        self.http.webhook.rate.prune(now);
+        self.http.metrics.rate.prune(now);
+        let conns = &self.http;
+        let late: Vec<(Token, SocketAddr, bool, Duration)> = conns
             .conns
             .iter()
             .filter_map(|(&t, c)| {
                 let timeout = match c.listener {
-                    HttpListener::Webhook => https.webhook.timeout,
-                    HttpListener::Metrics => https.metrics.timeout,
+                    HttpListener::Webhook => conns.webhook.timeout,
+                    HttpListener::Metrics => conns.metrics.timeout,
                 };
                 (now.saturating_duration_since(c.since) > timeout)
                     .then(|| (t, c.addr, c.parser.started(), timeout))

@@ -157,7 +157,7 @@ pub struct Core {
     /// webhook requests), per second.
     quiet: crate::limits::LogLimiter,
     /// The HTTP listeners' connections and limits (webhooks, metrics).
-    https: http::Https,
+    http: http::HttpConns,
     /// The metrics endpoint's counters.
     metrics: metrics::Metrics,
     /// New pending keys per source address.
@@ -267,7 +267,7 @@ impl Core {
         );
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
-        let https = http::Https::new(&cfg.webhook);
+        let http = http::HttpConns::new(&cfg.webhook);
         Ok(Core {
             cfg,
             now,
@@ -291,7 +291,7 @@ impl Core {
             stopping: false,
             admission,
             quiet: Default::default(),
-            https,
+            http,
             metrics: Default::default(),
             pending_rate,
             key_writes: Default::default(),
@@ -348,7 +348,7 @@ impl Core {
         self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
         // Rotating a webhook secret needs no restart (the listener's address does).
         if self.cfg.webhook.tokens != loaded.config.webhook.tokens {
-            self.https.set_tokens(&loaded.config.webhook);
+            self.http.set_tokens(&loaded.config.webhook);
             self.cfg.webhook.tokens = loaded.config.webhook.tokens;
             log::info!("webhook tokens reloaded: {}", self.cfg.webhook.tokens.len());
         }
@@ -385,7 +385,7 @@ impl Core {
                     self.close_peer(conn, &reason);
                     return self.emit(out);
                 }
-                if self.https.has(conn) {
+                if self.http.has(conn) {
                     self.http_closed(conn, &reason);
                     return self.emit(out);
                 }

@@ -611,7 +611,7 @@ fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
     let again = Token(36);
     h.step(Input::HttpConnected { conn: again, addr: addr(), listener: HttpListener::Webhook });
     assert!(h.step(Input::HttpData { conn: again, bytes: head }).is_empty());
-    assert_eq!(h.core.https.in_flight, 5 << 20);
+    assert_eq!(h.core.http.in_flight, 5 << 20);
 }
 
 #[test]
@@ -814,4 +814,34 @@ fn the_metrics_listener_answers_its_two_paths_and_refuses_the_rest_with_a_close(
     let fx =
         h.step(Input::HttpConnected { conn: hook, addr: addr(), listener: HttpListener::Webhook });
     assert!(fx.is_empty(), "{fx:?}");
+}
+
+#[test]
+fn a_pipelined_flood_of_scrapes_is_cut_off_at_the_per_address_rate() {
+    let mut h = Harness::new("metrics-flood", "metrics_port: 0\n");
+    let conn = Token(80);
+    h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Metrics });
+    // One read's worth of pipelined scrapes: 26 bytes each asking for a few KiB.
+    let flood = b"GET /metrics HTTP/1.1\r\n\r\n".repeat(10_000);
+    let fx = h.step(Input::HttpData { conn, bytes: flood });
+    let answers = statuses(&fx, conn);
+    assert_eq!(answers.len(), 601, "answered past the rate");
+    assert!(answers[..600].iter().all(|s| s == "HTTP/1.1 200 OK"));
+    assert_eq!(answers[600], "HTTP/1.1 429 Too Many Requests");
+    assert!(closed(&fx, conn).unwrap().contains("over 600 requests a minute"));
+    // The same address waits for the next minute; another is served meanwhile.
+    let again = Token(81);
+    h.step(Input::HttpConnected { conn: again, addr: addr(), listener: HttpListener::Metrics });
+    let one = b"GET /healthz HTTP/1.1\r\n\r\n".to_vec();
+    let fx = h.step(Input::HttpData { conn: again, bytes: one.clone() });
+    assert_eq!(statuses(&fx, again), ["HTTP/1.1 429 Too Many Requests"]);
+    let (other, from) = (Token(82), "127.0.0.2:40000".parse().unwrap());
+    h.step(Input::HttpConnected { conn: other, addr: from, listener: HttpListener::Metrics });
+    let fx = h.step(Input::HttpData { conn: other, bytes: one.clone() });
+    assert_eq!(statuses(&fx, other), ["HTTP/1.1 200 OK"]);
+    h.advance(Duration::from_secs(61));
+    let late = Token(83);
+    h.step(Input::HttpConnected { conn: late, addr: addr(), listener: HttpListener::Metrics });
+    let fx = h.step(Input::HttpData { conn: late, bytes: one });
+    assert_eq!(statuses(&fx, late), ["HTTP/1.1 200 OK"]);
 }
