@@ -1,7 +1,8 @@
 //! The master's driver: the one `mio` loop. It owns the sockets (minion listener, control
-//! socket, webhook and metrics listeners, every connection), the signals and the clock, turns readiness into [`Input`]s for
-//! the [`Core`] and carries out the [`Effect`]s it answers with. It decides nothing: which
-//! connection to greet, answer or drop is the core's. Only the driver closes sockets.
+//! socket, webhook and metrics listeners, every connection), the signals and the clock,
+//! turns readiness into [`Input`]s for the [`Core`] and carries out the [`Effect`]s it
+//! answers with. It decides nothing: which connection to greet, answer or drop is the
+//! core's. Only the driver closes sockets.
 
 use crate::core::{
     Core, Effect, HttpListener, Input, StartError, DISK, MAX_HANDSHAKE_FRAME, MAX_HTTP_BACKLOG,
