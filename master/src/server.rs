@@ -338,7 +338,14 @@ impl Master {
             log::info!("webhooks on {}", addr?);
         }
         if let Some(addr) = self.tcp_addr(METRICS) {
-            log::info!("metrics on http://{}/metrics", addr?);
+            let addr = addr?;
+            log::info!("metrics on http://{addr}/metrics");
+            if !addr.ip().is_loopback() {
+                log::warn!(
+                    "metrics on {addr} answer anyone who can reach it (no authentication): \
+                     keep it on a private network or behind a proxy"
+                );
+            }
         }
         log::info!(
             "halite-master ready: minions on {}, control socket {}, fingerprint {}",
