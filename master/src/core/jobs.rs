@@ -131,6 +131,7 @@ impl Core {
             return self.answer(&origin, Err(why));
         }
         self.remember_job(&jid, &minions, &cause);
+        self.job_published(&jid);
         let minion_list = || Value::from(minions.clone());
         self.bus.fire_caused(jid.clone(), object([("minions", minion_list())]), &cause);
         self.bus.fire_caused(format!("salt/job/{jid}/new"), load, &cause);
@@ -379,7 +380,10 @@ impl Core {
     ) {
         let tag = format!("salt/job/{jid}/ret/{id}");
         match stored {
-            Ok(()) => self.ack_return(token, jid),
+            Ok(()) => {
+                self.metrics.job_returns += 1;
+                self.ack_return(token, jid)
+            }
             Err(e) => {
                 log::error!("job cache: cannot store return of {id} for {jid}: {e}");
                 if let Some(job) = self.recent_jobs.get_mut(&jid) {

@@ -4,17 +4,19 @@
 //! owns no socket and reads no clock: time comes in with each input, so tests move it by hand.
 
 mod control;
+mod http;
 mod jobs;
 mod keyflow;
+mod metrics;
 mod pillar;
 mod reactor;
 mod runners;
 mod sessions;
 #[cfg(test)]
 mod tests;
-mod webhooks;
 
-pub(crate) use webhooks::MAX_HTTP_BACKLOG;
+pub use http::HttpListener;
+pub(crate) use http::MAX_HTTP_BACKLOG;
 
 use crate::auth::{AutoList, Policy};
 use crate::bus::Bus;
@@ -82,8 +84,8 @@ pub enum Input {
     MinionConnected { conn: Token, addr: SocketAddr },
     /// A CLI connected to the control socket.
     ControlConnected { conn: Token },
-    /// An HTTP client connected to the webhook listener from `addr`.
-    HttpConnected { conn: Token, addr: SocketAddr },
+    /// An HTTP client connected to `listener` from `addr`.
+    HttpConnected { conn: Token, addr: SocketAddr, listener: HttpListener },
     /// Bytes read from an HTTP connection (unframed: the core parses them).
     HttpData { conn: Token, bytes: Vec<u8> },
     /// One whole frame from a connection.
@@ -154,8 +156,10 @@ pub struct Core {
     /// The log lines hostile peers can cause (refused and failed connections, refused
     /// webhook requests), per second.
     quiet: crate::limits::LogLimiter,
-    /// The webhook listener's connections and limits.
-    webhooks: webhooks::Webhooks,
+    /// The HTTP listeners' connections and limits (webhooks, metrics).
+    http: http::HttpConns,
+    /// The metrics endpoint's counters.
+    metrics: metrics::Metrics,
     /// New pending keys per source address.
     pub(crate) pending_rate: crate::limits::PendingRate,
     /// Replies waiting for their key writes to reach the disk.
@@ -263,7 +267,7 @@ impl Core {
         );
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
-        let webhooks = webhooks::Webhooks::new(&cfg.webhook);
+        let http = http::HttpConns::new(&cfg.webhook);
         let shared_keys = KeyCache::default();
         warm_shared_keys(&keys, &store, shared_keys.room(), io.poster());
         Ok(Core {
@@ -289,7 +293,8 @@ impl Core {
             stopping: false,
             admission,
             quiet: Default::default(),
-            webhooks,
+            http,
+            metrics: Default::default(),
             pending_rate,
             key_writes: Default::default(),
             config_dir: None,
@@ -345,7 +350,7 @@ impl Core {
         self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
         // Rotating a webhook secret needs no restart (the listener's address does).
         if self.cfg.webhook.tokens != loaded.config.webhook.tokens {
-            self.webhooks.set_tokens(&loaded.config.webhook);
+            self.http.set_tokens(&loaded.config.webhook);
             self.cfg.webhook.tokens = loaded.config.webhook.tokens;
             log::info!("webhook tokens reloaded: {}", self.cfg.webhook.tokens.len());
         }
@@ -360,7 +365,9 @@ impl Core {
             Input::ControlConnected { conn } => {
                 self.controls.insert(conn, Client::default());
             }
-            Input::HttpConnected { conn, addr } => self.on_http_connected(conn, addr),
+            Input::HttpConnected { conn, addr, listener } => {
+                self.on_http_connected(conn, addr, listener)
+            }
             Input::HttpData { conn, bytes } => self.on_http_data(conn, &bytes),
             Input::Frame { conn, frame } => {
                 if self.peers.contains_key(&conn) {
@@ -380,7 +387,7 @@ impl Core {
                     self.close_peer(conn, &reason);
                     return self.emit(out);
                 }
-                if self.webhooks.has(conn) {
+                if self.http.has(conn) {
                     self.http_closed(conn, &reason);
                     return self.emit(out);
                 }
@@ -570,6 +577,7 @@ impl Core {
         self.peer_deadlines(now);
         self.http_deadlines(now);
         self.refresh_auto_lists();
+        self.job_timeouts(now);
     }
 
     /// Reads `autosign_file` and `autoreject_file` again on the job thread if they changed
@@ -624,6 +632,7 @@ impl Core {
         self.bus.logged(counts);
         self.deliver(&events);
         for logged in &events {
+            self.metrics.count_event(&logged.event.tag);
             self.react(&logged.event);
         }
         if let Some(forward) = &self.forward {
