@@ -15,7 +15,8 @@ pub const FD_RESERVE: u64 = 64;
 /// Why a new minion connection is closed at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Every descriptor minions may use is taken.
+    /// Every descriptor network connections (minions, webhook and metrics clients) may use
+    /// is taken.
     Descriptors { budget: usize },
     /// Too many connections in all are still unauthenticated.
     Total { max: usize },
@@ -28,7 +29,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Descriptors { budget } => write!(
                 f,
-                "all {budget} file descriptors for minion connections are in use (RLIMIT_NOFILE)"
+                "all {budget} file descriptors for network connections are in use (RLIMIT_NOFILE)"
             ),
             Refusal::Total { max } => write!(
                 f,
@@ -59,7 +60,7 @@ pub fn source_of(ip: IpAddr) -> IpAddr {
 /// Counts connections that are not yet a live session, in all and per source (`source_of`).
 #[derive(Debug)]
 pub struct Admission {
-    /// Descriptors minion connections (live or not) may hold.
+    /// Descriptors network connections (minions live or not, HTTP clients) may hold in all.
     budget: usize,
     max_total: usize,
     max_per_ip: usize,
@@ -83,7 +84,8 @@ impl Admission {
     }
 
     /// Counts a new connection from `ip`, or says why it must be closed. `open` is how many
-    /// minion connections (live or not) are open now.
+    /// network connections are open now: minions (live or not) and HTTP clients together,
+    /// whichever listener counts, so that no listener spends the reserve.
     pub fn admit(&mut self, ip: IpAddr, open: usize) -> Result<(), Refusal> {
         if open >= self.budget {
             return Err(Refusal::Descriptors { budget: self.budget });

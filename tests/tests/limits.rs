@@ -215,3 +215,71 @@ fn wait_until_all_said(master: &Master, n: usize) -> usize {
     });
     logged
 }
+
+/// Review of issues #10 and #14: each HTTP listener counted only its own connections against
+/// the descriptor budget, so a fleet at the budget plus webhook (and metrics) clients could
+/// take the descriptors kept in reserve, and the control socket then shed `halite-key` for
+/// want of one. Every network connection now counts against the one budget.
+#[test]
+fn webhook_connections_share_the_descriptor_budget_with_minion_connections() {
+    use halite_tests::raw::{tcp_from, RawMinion};
+    use std::io::{Read, Write};
+    const SECRET: &str = "ops-secret-0123456789abcdef";
+    let extra = format!(
+        "autosign_file: /etc/halite/autosign.conf\nmetrics_port: 0\nwebhook_port: 0\n\
+         webhook_timeout: 3600\nwebhook_tokens:\n  ops: {{secret: {SECRET}, tags: ['salt/netapi/hook/x']}}\n"
+    );
+    // 160 descriptors: 96 for network connections, at most 48 of them unauthenticated.
+    let master = Master::start_with_nofile(&extra, 160);
+    master.dir.write("master/etc/halite/autosign.conf", "live*\n");
+    master.daemon.wait_for_line(r"read \S*autosign.conf: 1 entries", WAIT);
+    let line = master.daemon.wait_for_line(r"webhooks on (\S+)", WAIT);
+    let hook: std::net::SocketAddr = line[1].as_deref().unwrap().parse().unwrap();
+    let line = master.daemon.wait_for_line(r"metrics on http://(\S+)/metrics", WAIT);
+    let metrics: std::net::SocketAddr = line[1].as_deref().unwrap().parse().unwrap();
+    // The budget full: 48 live minions and 48 pending ones.
+    let live: Vec<RawMinion> =
+        (0..48).map(|n| RawMinion::authenticate(master.addr, &format!("live{n}"))).collect();
+    halite_tests::wait_until(WAIT, "48 live", || master.presence().len() == 48);
+    let pending: Vec<RawConn> = (0..48u8)
+        .map(|n| {
+            let source = Ipv4Addr::new(127, 0, 0, 2 + n % 4);
+            pending_from(source, &master, &format!("flood{n}")).expect("under the caps")
+        })
+        .collect();
+    // Webhook and metrics clients (16 and 4 an address, their per-address caps), each sent a
+    // keep-alive request, so that an admitted one is known by its answer.
+    let hook_request = format!(
+        "POST /hook/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let scrape = "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n".to_string();
+    let mut hooks = Vec::new();
+    for (addr, request, per_address, third) in
+        [(hook, hook_request, 16, 1), (metrics, scrape, 4, 2)]
+    {
+        for n in 0..64u32 {
+            let source = Ipv4Addr::new(127, third, 1 + (n / per_address) as u8, 1);
+            let mut stream = tcp_from(source, addr);
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut first = [0u8; 1];
+            if let Ok(1) = stream.read(&mut first) {
+                hooks.push(stream);
+            }
+        }
+    }
+    assert_eq!(hooks.len(), 0, "HTTP connections admitted beside a full budget");
+    master.daemon.wait_for_line(
+        concat!(
+            r"refused webhook connection from 127\.1\.\d+\.1:\d+: all 96 file descriptors for ",
+            r"network connections are in use \(RLIMIT_NOFILE\)"
+        ),
+        WAIT,
+    );
+    // The reserve is intact: the CLI is served while every connection is held.
+    let listed = master.key(&["-l", "un"]);
+    assert!(listed.success(), "{listed:?}");
+    assert!(listed.stdout.contains("flood47"), "{}", listed.stdout);
+    drop((live, pending, hooks));
+}

@@ -64,7 +64,7 @@ struct HttpConn {
     reserved: usize,
 }
 
-/// One listener's caps and how many of its connections are open.
+/// One listener's caps (its connections count against the core's one descriptor budget).
 struct Caps {
     admission: Admission,
     limits: Limits,
@@ -73,7 +73,6 @@ struct Caps {
     rate: PendingRate,
     /// The config keys its caps come from, for refusals (none for metrics).
     keys: Option<Keys>,
-    open: usize,
 }
 
 /// A listener's config keys, named in its refusals.
@@ -111,7 +110,6 @@ impl HttpConns {
                     max_connections_per_ip: "webhook_max_connections_per_ip",
                     rate_limit: "webhook_rate_limit",
                 }),
-                open: 0,
             },
             metrics: Caps {
                 admission: Admission::new(
@@ -124,7 +122,6 @@ impl HttpConns {
                 timeout: METRICS_TIMEOUT,
                 rate: PendingRate::new(METRICS_RATE),
                 keys: None,
-                open: 0,
             },
             hooks: Hooks::new(cfg),
             in_flight: 0,
@@ -177,7 +174,6 @@ impl HttpConns {
         let mut client = self.conns.remove(&conn)?;
         let caps = self.caps(client.listener);
         caps.admission.release(client.addr.ip());
-        caps.open -= 1;
         self.release(client.addr.ip(), &mut client.reserved);
         Some(client)
     }
@@ -189,6 +185,11 @@ impl HttpConns {
 
     pub(crate) fn has(&self, conn: Token) -> bool {
         self.conns.contains_key(&conn)
+    }
+
+    /// HTTP connections open, on both listeners.
+    pub(crate) fn open(&self) -> usize {
+        self.conns.len()
     }
 }
 
@@ -206,8 +207,9 @@ impl Core {
         listener: HttpListener,
     ) {
         let name = listener.name();
+        let open = self.network_conns();
         let caps = self.http.caps(listener);
-        if let Err(why) = caps.admission.admit(addr.ip(), caps.open) {
+        if let Err(why) = caps.admission.admit(addr.ip(), open) {
             let (total_key, per_ip_key) = match &caps.keys {
                 Some(k) => (
                     format!(" ({})", k.max_connections),
@@ -231,7 +233,6 @@ impl Core {
             self.fx.push(Effect::Close { conn, reason });
             return;
         }
-        caps.open += 1;
         log::debug!("{name} connection from {addr}");
         let parser = Parser::new(caps.limits);
         let client = HttpConn { listener, addr, parser, since: self.now, reserved: 0 };

@@ -463,6 +463,12 @@ impl Core {
         self.stopping
     }
 
+    /// Network connections the core knows (minions live or not, HTTP clients): what every
+    /// listener's admission counts against the one descriptor budget.
+    fn network_conns(&self) -> usize {
+        self.peers.len() + self.http.open()
+    }
+
     /// The last turn after a stop: key writes finished, queued renders refused, the bus
     /// drained. Connections are left to the driver.
     pub fn shut_down(&mut self) {

@@ -20,7 +20,7 @@ impl Core {
     /// A new minion connection: admitted (greeted) or refused (closed unread: a flood costs
     /// one accept and one close each).
     pub(super) fn on_connected(&mut self, conn: Token, addr: SocketAddr) {
-        if let Err(why) = self.admission.admit(addr.ip(), self.peers.len()) {
+        if let Err(why) = self.admission.admit(addr.ip(), self.network_conns()) {
             let reason = format!("refused connection from {addr}: {why}");
             if self.quiet.allow(self.now) {
                 log::warn!("{reason}");
