@@ -19,27 +19,51 @@ impl Sink {
 
     /// Opens `path` before anything is published, so a bad path costs no job. A regular
     /// file is emptied unless `append` (its mode kept, as Salt keeps it); a new file is
-    /// created 0600, since returns can hold secrets. The error is Salt's text
+    /// created 0600, since returns can hold secrets. In a world-writable directory (`/tmp`),
+    /// where anyone can put something at that name first, a symlink, a file of another user
+    /// and anything but a regular file are refused (the kernel's `protected_symlinks` and
+    /// `protected_regular` rules, which a host may not have on). The error is Salt's text
     /// (`PATH: Access denied: ...`).
     pub fn file(path: &Path, append: bool) -> Result<Sink, String> {
-        let denied = |e: std::io::Error| {
+        let denied = |why: String| format!("{}: Access denied: {why}", path.display());
+        let io_denied = |e: std::io::Error| {
             let message = e.to_string();
-            let message = message.split(" (os error").next().unwrap_or(&message).to_string();
-            format!("{}: Access denied: {message}", path.display())
+            denied(message.split(" (os error").next().unwrap_or(&message).to_string())
         };
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOCTTY)
-            .open(path)
-            .map_err(denied)?;
-        let meta = file.metadata().map_err(denied)?;
+        let shared = in_world_writable_dir(path);
+        let mut flags = libc::O_NOCTTY;
+        if shared {
+            // No symlink followed, and no wait on a FIFO planted there.
+            flags |= libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        }
+        let opened =
+            OpenOptions::new().append(true).create(true).mode(0o600).custom_flags(flags).open(path);
+        let file = match opened {
+            Err(e) if shared && e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(denied("a symbolic link in a world-writable directory".into()))
+            }
+            // A FIFO no one reads (or a socket): not a file to write returns to.
+            Err(e) if shared && e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(denied("not a regular file, in a world-writable directory".into()))
+            }
+            other => other.map_err(io_denied)?,
+        };
+        let meta = file.metadata().map_err(io_denied)?;
         if meta.is_dir() {
-            return Err(denied(std::io::Error::from_raw_os_error(libc::EISDIR)));
+            return Err(io_denied(std::io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        if shared {
+            use std::os::unix::fs::MetadataExt;
+            if !meta.is_file() {
+                return Err(denied("not a regular file, in a world-writable directory".into()));
+            }
+            // SAFETY: geteuid has no preconditions.
+            if meta.uid() != unsafe { libc::geteuid() } {
+                return Err(denied("owned by another user, in a world-writable directory".into()));
+            }
         }
         if !append && meta.is_file() {
-            file.set_len(0).map_err(denied)?;
+            file.set_len(0).map_err(io_denied)?;
         }
         Ok(Sink { file: Some(file) })
     }
@@ -62,6 +86,16 @@ impl Sink {
             }
         }
     }
+}
+
+/// Whether the directory `path` would be created in is writable by every user.
+fn in_world_writable_dir(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
 }
 
 #[cfg(test)]

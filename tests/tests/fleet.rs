@@ -382,3 +382,53 @@ fn progress_bar_only_on_a_terminal() {
     assert!(out.stdout.contains("Returns: [1/1]"), "{:?}", out.stdout);
     assert!(out.stdout.contains("# of minions returned: 1"), "{:?}", out.stdout);
 }
+
+/// Review of issue #14: `--out-file` in a world-writable directory (`/tmp`) opened whatever
+/// another user had put at that name: a symlink made root's `halite` empty and overwrite the
+/// file it points to, and a file of theirs made it write the returns (`cmd.run` output) where
+/// they can read them. There, as the kernel's `protected_symlinks` and `protected_regular`
+/// would, a symlink, a file of another user and anything but a regular file are refused
+/// before anything is published; a path elsewhere is opened as before.
+#[test]
+fn out_file_in_a_world_writable_directory_follows_no_symlink_and_takes_no_one_elses_file() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let master = Master::start("");
+    let public = master.dir.join("public");
+    std::fs::create_dir(&public).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = master.dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let link = public.join("out.txt");
+    symlink(&victim, &link).unwrap();
+    let fifo = public.join("fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o666) }, 0);
+    let mut refused = vec![
+        (link.clone(), "a symbolic link in a world-writable directory"),
+        (fifo.clone(), "not a regular file, in a world-writable directory"),
+    ];
+    // A file another user made there (only root can make one to try).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let theirs = public.join("theirs.txt");
+        std::fs::write(&theirs, "").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        refused.push((theirs, "owned by another user, in a world-writable directory"));
+    }
+    for (path, reason) in refused {
+        let path = path.to_str().unwrap();
+        let out = master.halite(&["--out-file", path, "minion1", "test.ping"]);
+        assert_eq!(out.status, Some(64), "{path}: {out:?}");
+        assert_eq!(out.stderr, format!("halite: error: {path}: Access denied: {reason}\n"));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    // A new file there is ours, made 0600: that is taken (the run itself finds no minion).
+    let mine = public.join("mine.txt");
+    let out = master.halite(&["--out-file", mine.to_str().unwrap(), "minion1", "test.ping"]);
+    assert_eq!(
+        out.stdout, "No minions matched the target. No command was sent, no jid was assigned.\n",
+        "{out:?}"
+    );
+    assert!(mine.is_file());
+}
