@@ -1,8 +1,9 @@
 //! `halite -b`: Salt's batch run over the master's control socket. A `test.ping` finds the
 //! targeted minions that answer; the `Scheduler` then starts them a few at a time, each
-//! group one job to a list target, and every return is printed as Salt's batch prints it
-//! (the return beside its `retcode`). A job whose minions stay silent past the timeout is
-//! asked about with `saltutil.find_job`, as `halite` does, before they are given up on.
+//! group one job to a list target (several when its ids pass the master's target limit),
+//! and every return is printed as Salt's batch prints it (the return beside its `retcode`).
+//! A job whose minions stay silent past the timeout is asked about with `saltutil.find_job`,
+//! as `halite` does, before they are given up on.
 
 use crate::batch::{executing_line, BatchSize, Scheduler};
 use crate::output::{self, Format, MinionResult};
@@ -77,11 +78,15 @@ pub fn run(client: Client, opts: &Options, sink: &mut Sink) -> Result<i32, Failu
             if !opts.quiet {
                 print!("{}", executing_line(&next));
             }
-            let list = Value::from(next.clone());
-            match jobs.publish(list, "list", &opts.fun, opts.arg.clone())? {
-                Some(job) => jobs.watch(Published { minions: next, ..job }),
-                // Every key went away since the ping: nobody is left to wait for.
-                None => next.iter().for_each(|id| scheduler.finished(id, Instant::now())),
+            // One job per list target that fits the master's target limit (a large group of
+            // long ids takes several).
+            for chunk in list_targets(&next) {
+                let list = Value::from(chunk.clone());
+                match jobs.publish(list, "list", &opts.fun, opts.arg.clone())? {
+                    Some(job) => jobs.watch(Published { minions: chunk, ..job }),
+                    // Every key went away since the ping: nobody is left to wait for.
+                    None => chunk.iter().for_each(|id| scheduler.finished(id, Instant::now())),
+                }
             }
         }
         if scheduler.done() {

@@ -432,3 +432,55 @@ fn out_file_in_a_world_writable_directory_follows_no_symlink_and_takes_no_one_el
     );
     assert!(mine.is_file());
 }
+
+/// Review of issue #14: a batch group was published as one list target, so a group whose
+/// ids pass the master's 64 KiB target limit (`-b 100%` on a fleet of a few thousand) made
+/// `halite -b` fail halfway, with minions left unrun. A group now goes out in as many list
+/// jobs as it takes; it is still one `Executing run` line and one slot count.
+#[test]
+fn a_batch_group_past_the_target_limit_goes_out_in_several_jobs() {
+    let master = Master::start("auto_accept: True");
+    // 330 ids of 200 bytes: 66,330 bytes as a list target.
+    let ids: Vec<String> = (0..330).map(|n| format!("m{n:03}{}", "x".repeat(196))).collect();
+    let mut raws: Vec<RawMinion> =
+        ids.iter().map(|id| RawMinion::authenticate(master.addr, id)).collect();
+    wait_until(WAIT, "all raw minions live", || master.presence().len() == ids.len());
+    let out = std::thread::scope(|s| {
+        for raw in &mut raws {
+            // The ping, then the batch's job.
+            s.spawn(move || {
+                let mut answered = 0;
+                while answered < 2 {
+                    match raw.recv().expect("master keeps the session") {
+                        ToMinion::Publish(p) => {
+                            answered += 1;
+                            raw.send(&ToMaster::Return(JobReturn {
+                                jid: p.jid,
+                                fun: p.fun,
+                                fun_args: Vec::new(),
+                                ret: json!(true),
+                                retcode: 0,
+                                success: true,
+                                out: None,
+                                user: p.user,
+                            }));
+                        }
+                        ToMinion::Ping { seq } => {
+                            raw.send(&ToMaster::Pong { seq });
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+        master.halite(&["-b", "100%", "--out", "json", "*", "test.ping"])
+    });
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let lines = executing(&out.stdout);
+    assert_eq!(lines.len(), 1, "one group");
+    assert_eq!(lines[0].len(), ids.len());
+    assert_eq!(out.stdout.matches("\"retcode\": 0").count(), ids.len());
+    let (jobs, _) = batch_jobs(&master, "test.ping");
+    assert!(jobs.len() >= 2, "{} jobs", jobs.len());
+    assert_eq!(jobs.concat().len(), ids.len());
+}
