@@ -283,3 +283,70 @@ fn webhook_connections_share_the_descriptor_budget_with_minion_connections() {
     assert!(listed.stdout.contains("flood47"), "{}", listed.stdout);
     drop((live, pending, hooks));
 }
+
+/// Review of issue #10: the event log is written on a log thread and what the loop sends
+/// waits until the events before it are written; on a stalled disk the loop still read
+/// every connection, so a minion sending events made the master hold all of them (and every
+/// send behind them) in memory, without bound. Past 16 MiB behind, the driver now reads no
+/// connection until the log catches up: the flood waits in the kernel's buffers (its sender
+/// blocks), and nothing is lost.
+#[test]
+fn a_stalled_event_log_stops_the_reading_instead_of_growing_memory() {
+    use halite_common::proto::ToMaster;
+    use halite_tests::raw::RawMinion;
+    use halite_tests::serde_json::json;
+    use halite_tests::TempDir;
+    use std::io::{BufRead, BufReader};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const EVENTS: usize = 2048;
+    // The event log is a FIFO no one reads yet: once its 64 KiB buffer is full, every write
+    // of the log thread blocks, as on a disk that stopped answering.
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.join("master/var/log/halite")).unwrap();
+    let fifo = dir.join("master/var/log/halite/events.log");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    // Not rotated (which would open a new file) on the way.
+    let config = "auto_accept: True\nevent_log_max_bytes: 1073741824";
+    let master = Master::start_in(dir, 0, config);
+    let mut raw = RawMinion::authenticate(master.addr, "flooder");
+    // 128 MiB of events, 64 KiB each.
+    let sender = std::thread::spawn(move || {
+        let data = json!({"pad": "x".repeat(64 * 1024)});
+        for _ in 0..EVENTS {
+            let (tag, data) = ("flood/x".to_string(), data.clone());
+            raw.send(&ToMaster::Event { tag, data, ts: 0, ack: false, jid: None });
+        }
+        raw
+    });
+    master.daemon.wait_for_line(
+        r"the event log is \d+ bytes behind \(is its disk stalled\?\): no more is read",
+        WAIT,
+    );
+    let rss_mib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", master.daemon.pid()));
+        let status = status.unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+    };
+    let rss = rss_mib();
+    assert!(rss < 96, "{rss} MiB resident with the log stalled");
+    // The disk answers again: every event is logged, the sender finishes, memory is back.
+    let flood = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&flood);
+    std::thread::spawn(move || {
+        // Ends at EOF, once the master is gone.
+        for line in BufReader::new(std::fs::File::open(fifo).unwrap()).lines() {
+            if line.is_ok_and(|l| l.starts_with(r#"{"tag":"flood/x""#)) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    master.daemon.wait_for_line("the event log caught up: connections are read again", WAIT);
+    let _raw = sender.join().unwrap();
+    halite_tests::wait_until(WAIT, "every flood event logged", || {
+        flood.load(Ordering::Relaxed) == EVENTS
+    });
+}
