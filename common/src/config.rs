@@ -297,8 +297,17 @@ impl MasterAddress {
 
 /// Reads `DIR/master` and `DIR/master.d/*.conf`; a missing main file means all defaults.
 pub fn load_master(dir: &Path) -> Result<Loaded<MasterConfig>, ConfigErrors> {
-    let map = read_dir_config(dir, "master")?;
-    parse_master_map(map, &cwd()).map(|loaded| note_missing(loaded, dir, "master"))
+    let (map, exposed) = read_dir_config(dir, "master")?;
+    let mut loaded = parse_master_map(map, &cwd())?;
+    for (file, keys) in exposed {
+        loaded.warnings.push(format!(
+            "{} holds secrets ({}) and every user can read it: make it 0640, in the group the \
+             master runs as",
+            file.display(),
+            keys.join(", ")
+        ));
+    }
+    Ok(note_missing(loaded, dir, "master"))
 }
 
 /// Salt starts on its defaults when the config file is missing; so does Halite, but says so
@@ -313,7 +322,7 @@ fn note_missing<T>(mut loaded: Loaded<T>, dir: &Path, name: &str) -> Loaded<T> {
 
 /// Reads `DIR/minion` and `DIR/minion.d/*.conf`; `id` defaults to the host name.
 pub fn load_minion(dir: &Path) -> Result<Loaded<MinionConfig>, ConfigErrors> {
-    let map = read_dir_config(dir, "minion")?;
+    let (map, _) = read_dir_config(dir, "minion")?;
     parse_minion_map(map, &cwd(), &hostname()).map(|loaded| note_missing(loaded, dir, "minion"))
 }
 
@@ -856,7 +865,19 @@ fn parse_yaml(text: &str, origin: &str) -> Result<Mapping, ConfigErrors> {
     }
 }
 
-fn read_dir_config(dir: &Path, name: &str) -> Result<Mapping, ConfigErrors> {
+/// Whether every user may read `file`.
+fn world_readable(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+/// Keys whose values are secrets: a file that sets one should not be readable by everyone.
+const SECRET_KEYS: [&str; 2] = ["webhook_tokens", "redis.password"];
+
+/// The merged config of `DIR/NAME` and `DIR/NAME.d/*.conf`, and the files among them that set
+/// [`SECRET_KEYS`] keys (named) while every user may read them.
+type Exposed = Vec<(PathBuf, Vec<&'static str>)>;
+fn read_dir_config(dir: &Path, name: &str) -> Result<(Mapping, Exposed), ConfigErrors> {
     let mut files = vec![dir.join(name)];
     let drop_in = dir.join(format!("{name}.d"));
     if let Ok(entries) = std::fs::read_dir(&drop_in) {
@@ -869,6 +890,7 @@ fn read_dir_config(dir: &Path, name: &str) -> Result<Mapping, ConfigErrors> {
     }
     let mut merged = Mapping::new();
     let mut errors = Vec::new();
+    let mut exposed = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
@@ -880,12 +902,19 @@ fn read_dir_config(dir: &Path, name: &str) -> Result<Mapping, ConfigErrors> {
             }
         };
         match parse_yaml(&text, &file.display().to_string()) {
-            Ok(map) => merged.extend(map),
+            Ok(map) => {
+                let keys: Vec<&str> =
+                    SECRET_KEYS.into_iter().filter(|key| map.contains_key(*key)).collect();
+                if !keys.is_empty() && world_readable(file) {
+                    exposed.push((file.clone(), keys));
+                }
+                merged.extend(map)
+            }
             Err(ConfigErrors(mut e)) => errors.append(&mut e),
         }
     }
     match errors.is_empty() {
-        true => Ok(merged),
+        true => Ok((merged, exposed)),
         false => Err(ConfigErrors(errors)),
     }
 }
@@ -1128,5 +1157,39 @@ mod tests {
         assert_eq!(c.ret_port, 3);
         assert!(c.auto_accept);
         assert!(err.contains("c.conf"), "{err}");
+    }
+
+    /// Review of issue #14: the installer and the package make `/etc/halite/master` 0644 (as
+    /// Salt's), and `webhook_tokens` secrets are written there: any local user could read one
+    /// and fire hook events the reactor acts on. The master now says which file to close.
+    #[test]
+    fn webhook_secrets_in_a_file_every_user_can_read_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("halite-config-secret-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("master.d")).unwrap();
+        let tokens = "webhook_port: 0\nwebhook_tokens:\n  ci: {secret: 0123456789abcdef0123, \
+                      tags: ['salt/netapi/hook/x']}\n";
+        std::fs::write(dir.join("master"), "ret_port: 1\n").unwrap();
+        std::fs::write(dir.join("master.d/hooks.conf"), tokens).unwrap();
+        let mode = |path: &str, mode: u32| {
+            let perms = std::fs::Permissions::from_mode(mode);
+            std::fs::set_permissions(dir.join(path), perms).unwrap();
+        };
+        mode("master", 0o644);
+        mode("master.d/hooks.conf", 0o644);
+        let loaded = load_master(&dir).unwrap();
+        let file = dir.join("master.d/hooks.conf");
+        assert_eq!(
+            loaded.warnings,
+            [format!(
+                "{} holds secrets (webhook_tokens) and every user can read it: make it 0640, \
+                 in the group the master runs as",
+                file.display()
+            )]
+        );
+        mode("master.d/hooks.conf", 0o640);
+        let loaded = load_master(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
 }
