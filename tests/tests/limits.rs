@@ -350,3 +350,53 @@ fn a_stalled_event_log_stops_the_reading_instead_of_growing_memory() {
         flood.load(Ordering::Relaxed) == EVENTS
     });
 }
+
+/// Review of issue #10: a close the core decides is held, like a send, until the events fired
+/// before it are logged; so was the close of a connection refused at accept, which has been
+/// told nothing and released its count at once. While the log lagged (a busy master; a slow
+/// disk) every refused connection kept its descriptor, past every cap, until the master ran
+/// out. A connection refused at accept is now closed at once.
+#[test]
+fn connections_refused_at_accept_are_closed_at_once_while_the_log_lags() {
+    use halite_common::proto::ToMaster;
+    use halite_tests::raw::{tcp_from, RawMinion};
+    use halite_tests::serde_json::json;
+    use halite_tests::TempDir;
+    // The event log is a FIFO no one reads: 64 KiB in, its writes block (a stalled disk,
+    // well under the 16 MiB past which nothing is read at all).
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.join("master/var/log/halite")).unwrap();
+    let fifo = dir.join("master/var/log/halite/events.log");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    let master = Master::start_in(dir, 0, "auto_accept: True\nmax_pending_connections: 16");
+    let mut raw = RawMinion::authenticate(master.addr, "filler");
+    let data = json!({"pad": "x".repeat(64 * 1024)});
+    for _ in 0..4 {
+        let (tag, data) = ("fill/x".to_string(), data.clone());
+        raw.send(&ToMaster::Event { tag, data, ts: 0, ack: false, jid: None });
+    }
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", master.daemon.pid())).unwrap().count();
+    let before = fds();
+    // 16 connections are admitted (their greeting waits for the log); 200 more are refused.
+    let held: Vec<_> = (0..216u32)
+        .map(|n| tcp_from(Ipv4Addr::new(127, 0, 2, 1 + (n / 32) as u8), master.addr))
+        .collect();
+    // Every refusal said (one line each, or counted past 20 a second).
+    let re = regex::Regex::new(r"(\d+) more unauthenticated connections were refused").unwrap();
+    halite_tests::wait_until(WAIT, "200 refusals said", || {
+        let lines = master.daemon.lines();
+        let one_by_one =
+            lines.iter().filter(|l| l.contains("refused connection from 127.0.2.")).count();
+        let counted: usize = lines
+            .iter()
+            .filter_map(|l| re.captures(l))
+            .map(|c| c[1].parse::<usize>().unwrap())
+            .sum();
+        one_by_one + counted >= 200
+    });
+    // The refused hold no descriptor (the log is still stalled).
+    halite_tests::wait_until(WAIT, "the refused connections closed", || fds() <= before + 16 + 8);
+    drop(held);
+}

@@ -192,6 +192,9 @@ pub struct Core {
     /// Sends and closes waiting for the batch (by number) holding every event fired before
     /// them: nobody hears of anything before the events that led to it are in the log.
     held: std::collections::VecDeque<(u64, Effect)>,
+    /// Closes of connections refused at accept, which were told nothing and fired nothing:
+    /// never held, so a refused connection keeps no descriptor while the log lags.
+    refused_now: Vec<Effect>,
     /// `event_return`: the thread forwarding the event log to Redis.
     forward: Option<crate::forward::Forwarder>,
     /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
@@ -318,6 +321,7 @@ impl Core {
             log_behind: 0,
             log_stalled: false,
             held: Default::default(),
+            refused_now: Vec::new(),
             forward,
             returns_queued: Vec::new(),
             next_tick: now + TICK,
@@ -434,8 +438,10 @@ impl Core {
     }
 
     /// Hands the driver what it may carry out now: sends and closes wait (in order) until
-    /// the events fired before them are in the log; frame limits never wait.
+    /// the events fired before them are in the log; frame limits and the closes of
+    /// connections refused at accept never wait.
     fn emit(&mut self, out: &mut Vec<Effect>) {
+        out.append(&mut self.refused_now);
         while self.held.front().is_some_and(|(batch, _)| *batch <= self.log_written) {
             out.extend(self.held.pop_front().map(|(_, effect)| effect));
         }
@@ -471,6 +477,12 @@ impl Core {
 
     pub fn stopping(&self) -> bool {
         self.stopping
+    }
+
+    /// Closes a connection just accepted, past a cap: at once, not held for the log (it was
+    /// told nothing; its refusal fires no event, only a log line).
+    fn refuse_at_accept(&mut self, conn: Token, reason: String) {
+        self.refused_now.push(Effect::Close { conn, reason });
     }
 
     /// Network connections the core knows (minions live or not, HTTP clients): what every

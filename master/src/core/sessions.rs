@@ -25,7 +25,7 @@ impl Core {
             if self.quiet.allow(self.now) {
                 log::warn!("{reason}");
             }
-            self.fx.push(Effect::Close { conn, reason });
+            self.refuse_at_accept(conn, reason);
             return;
         }
         log::debug!("connection from {addr}");
