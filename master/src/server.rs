@@ -411,7 +411,9 @@ impl Master {
             self.send_status();
         }
         log::info!("halite-master stopping");
-        self.core.shut_down();
+        self.core.shut_down(&mut self.fx);
+        // Best effort: what the last batches released goes out if the sockets take it now.
+        self.carry_out();
         let _ = std::fs::remove_file(&self.control_path);
         Ok(())
     }

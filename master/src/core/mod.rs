@@ -492,8 +492,9 @@ impl Core {
     }
 
     /// The last turn after a stop: key writes finished, queued renders refused, the bus
-    /// drained. Connections are left to the driver.
-    pub fn shut_down(&mut self) {
+    /// drained and logged; `out` receives what waited for the log (answers, acks), for the
+    /// driver's last flush. Connections are left to the driver.
+    pub fn shut_down(&mut self, out: &mut Vec<Effect>) {
         self.store_returns();
         for then in self.io.wait_idle() {
             then(self);
@@ -509,7 +510,7 @@ impl Core {
         if let Some(forward) = self.forward.as_mut() {
             forward.stop();
         }
-        self.fx.clear();
+        self.emit(out);
     }
 
     /// Whether the key writer, the job thread or the pillar thread has work not yet handed

@@ -870,3 +870,27 @@ fn a_pipelined_flood_of_scrapes_is_cut_off_at_the_per_address_rate() {
     let fx = h.step(Input::HttpData { conn: late, bytes: one });
     assert_eq!(statuses(&fx, late), ["HTTP/1.1 200 OK"]);
 }
+
+/// Review of issue #10: answers held for the log were dropped at a stop: `shut_down` wrote
+/// the last batches but handed nothing on, so a CLI answered just before SIGTERM (or a
+/// minion's return ack) never heard. What the last batches release now goes to the driver.
+#[test]
+fn what_waits_for_the_log_at_a_stop_is_handed_to_the_driver() {
+    let mut h = Harness::new("stop-held", "");
+    let cli = Token(11);
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::Runner {
+        fun: "event.send".into(),
+        arg: vec!["myco/last".into()],
+        user: "root".into(),
+    };
+    let frame = serde_json::to_vec(&request).unwrap();
+    let mut out = Vec::new();
+    h.core.handle(h.now, Input::Frame { conn: cli, frame }, &mut out);
+    h.core.handle(h.now, Input::Stop, &mut out);
+    assert!(sent(&out, cli).is_empty(), "answered before its event was logged: {out:?}");
+    h.core.shut_down(&mut out);
+    assert!(h.events_logged().contains(r#"{"tag":"myco/last""#));
+    let [answer] = &sent(&out, cli)[..] else { panic!("no answer: {out:?}") };
+    assert!(matches!(serde_json::from_slice(answer).unwrap(), Response::Value { .. }));
+}
