@@ -218,9 +218,6 @@ pub struct Master {
     next_token: usize,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
-    /// Connections left unread while the event log is too far behind (`Core::log_behind`):
-    /// read again once it caught up.
-    paused: std::collections::HashSet<Token>,
     /// Connections written to since their last flush.
     dirty: Vec<Token>,
     /// Effects waiting to be carried out (reused between inputs).
@@ -293,7 +290,6 @@ impl Master {
             links: HashMap::new(),
             next_token: FIRST_CONN,
             again: Vec::new(),
-            paused: Default::default(),
             dirty: Vec::new(),
             fx: Vec::new(),
             retry_at: None,
@@ -360,9 +356,6 @@ impl Master {
         self.notifier.notify(&format!("READY=1\nSTATUS={}", self.core.status()));
         let mut events = Events::with_capacity(1024);
         while !self.core.stopping() {
-            if !self.paused.is_empty() && !self.core.log_behind() {
-                self.again.extend(self.paused.drain());
-            }
             let now = Instant::now();
             let mut deadline = self.core.next_deadline();
             if let Some(retry) = self.retry_at {
@@ -519,11 +512,6 @@ impl Master {
     /// `closing`: the readiness said the peer closed or failed (read until it shows).
     fn on_ready(&mut self, token: Token, closing: bool) {
         let Some(linked) = self.links.get_mut(&token) else { return };
-        if self.core.log_behind() {
-            // Edge-triggered: what is unread now is read once the log caught up.
-            self.paused.insert(token);
-            return;
-        }
         let turn = linked.read(closing);
         if turn.more {
             self.again.push(token);

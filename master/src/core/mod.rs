@@ -55,10 +55,6 @@ pub(crate) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 const MAX_READY_FRAME: usize = 1024 * 1024;
 /// How often housekeeping runs.
 pub(crate) const TICK: Duration = Duration::from_millis(500);
-/// Event-log bytes handed to the log thread and not yet written past which the driver reads
-/// no more from connections ([`Core::log_behind`]): a log on a stalled disk costs this much
-/// memory (and what waits to be sent behind it), not all a flood of events can send.
-pub(crate) const MAX_LOG_BEHIND: u64 = 16 * 1024 * 1024;
 
 /// Why the master could not start.
 #[derive(Debug)]
@@ -185,10 +181,6 @@ pub struct Core {
     /// Batches handed to the log thread, and the last one it wrote.
     log_submitted: u64,
     log_written: u64,
-    /// Bytes of the batches handed to the log thread and not yet written, and whether that
-    /// is past [`MAX_LOG_BEHIND`] (said once per stall in the log).
-    log_behind: u64,
-    log_stalled: bool,
     /// Sends and closes waiting for the batch (by number) holding every event fired before
     /// them: nobody hears of anything before the events that led to it are in the log.
     held: std::collections::VecDeque<(u64, Effect)>,
@@ -318,8 +310,6 @@ impl Core {
             log_io,
             log_submitted: 0,
             log_written: 0,
-            log_behind: 0,
-            log_stalled: false,
             held: Default::default(),
             refused_now: Vec::new(),
             forward,
@@ -603,12 +593,8 @@ impl Core {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
         }
-        // While the log is too far behind, no connection is read: none can be judged silent
-        // or slow (their frames wait unread), so no deadline is applied until it caught up.
-        if !self.log_behind() {
-            self.peer_deadlines(now);
-            self.http_deadlines(now);
-        }
+        self.peer_deadlines(now);
+        self.http_deadlines(now);
         self.refresh_auto_lists();
         self.job_timeouts(now);
     }
@@ -645,28 +631,11 @@ impl Core {
             return;
         }
         self.log_submitted += 1;
-        let bytes: u64 = events.iter().map(|l| l.line.len() as u64 + 1).sum();
-        self.log_behind += bytes;
-        if self.log_behind > MAX_LOG_BEHIND && !self.log_stalled {
-            self.log_stalled = true;
-            log::warn!(
-                "the event log is {} bytes behind (is its disk stalled?): no more is read from \
-                 connections until it catches up",
-                self.log_behind
-            );
-        }
         let (batch, log) = (self.log_submitted, self.bus.log());
         self.log_io.submit(move || {
             let counts = crate::bus::lock(&log).append_all(&events);
-            Box::new(move |core: &mut Core| core.on_logged(batch, bytes, events, counts))
+            Box::new(move |core: &mut Core| core.on_logged(batch, events, counts))
         });
-    }
-
-    /// Whether the log thread is more than [`MAX_LOG_BEHIND`] bytes behind: the driver then
-    /// reads no connection (they wait in the kernel's buffers, and their peers block) until
-    /// a written batch brings it back under.
-    pub fn log_behind(&self) -> bool {
-        self.log_behind > MAX_LOG_BEHIND
     }
 
     /// A batch is in the log: what waited for it may go out, then every subscriber that wants
@@ -675,16 +644,10 @@ impl Core {
     fn on_logged(
         &mut self,
         batch: u64,
-        bytes: u64,
         events: Vec<crate::bus::Logged>,
         counts: crate::bus::LogCounts,
     ) {
         self.log_written = batch;
-        self.log_behind -= bytes;
-        if self.log_stalled && !self.log_behind() {
-            self.log_stalled = false;
-            log::warn!("the event log caught up: connections are read again");
-        }
         self.bus.logged(counts);
         self.deliver(&events);
         for logged in &events {
