@@ -432,5 +432,6 @@ fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
     out
 }
 pub mod cluster;
+pub mod docs;
 pub mod raw;
 pub mod redis;

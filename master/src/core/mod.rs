@@ -14,6 +14,7 @@ mod sessions;
 mod tests;
 mod webhooks;
 
+pub use runners::RUNNERS;
 pub(crate) use webhooks::MAX_HTTP_BACKLOG;
 
 use crate::auth::Policy;
