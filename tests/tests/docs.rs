@@ -112,6 +112,7 @@ fn bash_completes_flags_values_runners_and_functions() {
     assert_eq!(bash_complete("halite-minion", &["halite-minion", "c"], here), ["call"]);
     let runners = bash_complete("halite-run", &["halite-run", "manage."], here);
     assert!(runners.contains(&"manage.up".to_string()), "{runners:?}");
+    assert_eq!(bash_complete("halite-run", &["halite-run", "manage.v"], here), ["manage.versions"]);
     assert_eq!(
         bash_complete("halite-run", &["halite-run", "jobs.l"], here),
         ["jobs.list_jobs", "jobs.lookup_jid"]
