@@ -1,8 +1,8 @@
 //! The shell completions and man pages in `dist/` against the real binaries: the committed
 //! files are what `scripts/gen-docs` makes from today's binaries (so a new flag without a
 //! regeneration fails here), every flag `--help` shows is in the bash and zsh completions and
-//! the man page, bash completes for real (hostile minion ids from a running master are offered
-//! as literal text, never run), zsh reads the files, and groff finds nothing to warn about.
+//! the man page, bash and zsh complete for real (hostile minion ids from a running master are
+//! offered as literal text, never run), and groff finds nothing to warn about.
 
 use halite_tests::cluster::{Master, WAIT};
 use halite_tests::docs::BINARIES;
@@ -183,6 +183,15 @@ fn minion_ids_from_a_master_are_completed_as_text_and_never_run() {
     );
     // `halite`'s target is an accepted id.
     assert_eq!(bash_complete("halite", &["halite", "-c", conf, "w"], cwd.path()), ["web1"]);
+    // zsh: the same ids, as literal matches.
+    if tool("zsh") {
+        let mut got = zsh_complete(&format!("halite-key -c {conf} -a "), cwd.path());
+        got.sort();
+        // compadd quotes each for the command line, as bash's `%q` does.
+        assert_eq!(got, expected);
+        assert_eq!(zsh_complete(&format!("halite --config-dir {conf} w"), cwd.path()), ["web1"]);
+        nothing_ran();
+    }
     // No master: no ids, no error, no wait past halite-key's own failure.
     let none =
         bash_complete("halite-key", &["halite-key", "-c", "/nonexistent", "-a", ""], cwd.path());
@@ -191,8 +200,32 @@ fn minion_ids_from_a_master_are_completed_as_text_and_never_run() {
     drop(conns);
 }
 
+/// The matches the zsh completion of `dist/` offers when `line` and a tab are typed into an
+/// interactive zsh (`support/zsh-complete.zsh`), with the build directory leading `PATH`.
+fn zsh_complete(line: &str, cwd: &Path) -> Vec<String> {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/zsh-complete.zsh");
+    let bin_dir = bin("halite").parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = run(Command::new("zsh")
+        .arg("-f")
+        .arg(&driver)
+        .arg(repo().join("dist/completions/zsh"))
+        .arg(line)
+        .env("PATH", path)
+        .current_dir(cwd));
+    assert!(out.success() && out.stderr.is_empty(), "{line:?}: {out:?}");
+    // `_files` may hand a match to compadd twice (as a directory, then as a file).
+    let mut matches: Vec<String> = Vec::new();
+    for line in out.stdout.lines() {
+        if !matches.iter().any(|m| m == line) {
+            matches.push(line.to_string());
+        }
+    }
+    matches
+}
+
 #[test]
-fn zsh_reads_every_completion_file() {
+fn zsh_completes_flags_values_runners_and_functions() {
     if !tool("zsh") {
         return;
     }
@@ -202,7 +235,22 @@ fn zsh_reads_every_completion_file() {
         assert!(out.success() && out.stderr.is_empty(), "{}: {out:?}", file.display());
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.starts_with(&format!("#compdef {name}\n")), "{name}");
+        // Every flag of --help is offered after a dash.
+        let offered = zsh_complete(&format!("{name} -"), &repo());
+        for flag in flags_of(&run(Command::new(bin(name)).arg("--help")).stdout) {
+            assert!(offered.contains(&flag), "{name}: zsh does not offer {flag}: {offered:?}");
+        }
     }
+    let dir = TempDir::new();
+    let here = dir.path();
+    assert_eq!(zsh_complete("halite-key --acc", here), ["--accept", "--accept-all"]);
+    assert_eq!(zsh_complete("halite-key -l ", here), ["acc", "pre", "un", "rej", "den", "all"]);
+    assert_eq!(zsh_complete("halite-master --log-level de", here), ["debug"]);
+    assert_eq!(zsh_complete("halite-minion ", here), ["call"]);
+    assert_eq!(zsh_complete("halite-run manage.v", here), ["manage.versions"]);
+    assert_eq!(zsh_complete("halite -t 5 'web*' --out json test.pi", here), ["test.ping"]);
+    std::fs::create_dir(here.join("conf.d")).unwrap();
+    assert_eq!(zsh_complete("halite -c con", here), ["conf.d"]);
 }
 
 #[test]
