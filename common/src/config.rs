@@ -46,6 +46,8 @@ impl std::error::Error for ConfigErrors {}
 pub struct Loaded<T> {
     pub config: T,
     pub warnings: Vec<String>,
+    /// Every key this parser reads, sorted (the man page's check that each is documented).
+    pub keys: Vec<String>,
 }
 
 /// The master's settings.
@@ -786,7 +788,7 @@ impl Reader {
             .filter(|k| !self.used.contains(*k))
             .map(|k| format!("unknown config key '{k}' ignored"))
             .collect();
-        Ok(Loaded { config, warnings })
+        Ok(Loaded { config, warnings, keys: self.used.into_iter().collect() })
     }
 }
 

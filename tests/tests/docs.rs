@@ -2,7 +2,8 @@
 //! files are what `scripts/gen-docs` makes from today's binaries (so a new flag without a
 //! regeneration fails here), every flag `--help` shows is in the bash and zsh completions and
 //! the man page, bash and zsh complete for real (hostile minion ids from a running master are
-//! offered as literal text, never run), and groff finds nothing to warn about.
+//! offered as literal text, never run), groff finds nothing to warn about, and
+//! `halite.conf(5)` documents exactly the keys the config parsers read.
 
 use halite_tests::cluster::{Master, WAIT};
 use halite_tests::docs::BINARIES;
@@ -253,28 +254,76 @@ fn zsh_completes_flags_values_runners_and_functions() {
     assert_eq!(zsh_complete("halite -c con", here), ["conf.d"]);
 }
 
+/// Every generated page: `(its name, path under the repository)`.
+fn pages() -> Vec<(String, String)> {
+    let mut pages: Vec<(String, String)> =
+        BINARIES.iter().map(|name| (name.to_string(), format!("dist/man/{name}.1"))).collect();
+    pages.push(("halite.conf".into(), "dist/man/halite.conf.5".into()));
+    pages
+}
+
 #[test]
 fn groff_and_man_find_nothing_to_warn_about_in_the_man_pages() {
     if !tool("groff") {
         return;
     }
-    for name in BINARIES {
-        let page = repo().join(format!("dist/man/{name}.1"));
+    for (name, rel) in pages() {
+        let page = repo().join(&rel);
         let out = run(Command::new("groff").args(["-man", "-z", "-ww"]).arg(&page));
         assert!(out.success() && out.stderr.is_empty(), "{name}: {out:?}");
         let text = run(Command::new("groff").args(["-man", "-Tascii", "-P-cbou"]).arg(&page));
-        assert!(text.stdout.contains("NAME") && text.stdout.contains("EXIT STATUS"), "{name}");
+        assert!(text.stdout.contains("NAME") && text.stdout.contains("DESCRIPTION"), "{name}");
+        if rel.ends_with(".1") {
+            assert!(text.stdout.contains("EXIT STATUS"), "{name}");
+        }
         let words: Vec<&str> = text.stdout.split_whitespace().collect();
-        assert!(words.windows(2).any(|w| w == [name, "-"]), "{name}: {}", text.stdout);
+        assert!(words.windows(2).any(|w| w == [name.as_str(), "-"]), "{name}: {}", text.stdout);
     }
     if tool("man") {
-        for name in BINARIES {
-            let page = repo().join(format!("dist/man/{name}.1"));
+        for (name, rel) in pages() {
+            let page = repo().join(&rel);
             let out = run(Command::new("man")
                 .args(["--warnings", "-l"])
                 .arg(&page)
                 .env("MANPAGER", "cat"));
             assert!(out.success() && out.stderr.is_empty(), "{name}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn the_configuration_page_documents_every_key_the_parsers_read_and_no_other() {
+    use halite_common::config::{parse_master, parse_minion};
+    use std::collections::BTreeSet;
+    let readme = halite_tests::docs::readme().unwrap();
+    let documented = halite_tests::docs::conf::documented(&readme).unwrap();
+    let page = read("dist/man/halite.conf.5");
+    let root = Path::new("/");
+    // Some keys are read only when another asks for them (the Redis forwarder's).
+    let union = |configs: Vec<Vec<String>>| configs.concat();
+    let parsers = [
+        (
+            "Master key",
+            union(vec![
+                parse_master("", root).unwrap().keys,
+                parse_master("event_return: redis", root).unwrap().keys,
+            ]),
+        ),
+        ("Minion key", parse_minion("", root, "m").unwrap().keys),
+    ];
+    assert_eq!(documented.len(), parsers.len(), "{documented:?}");
+    for ((header, known), (table, listed)) in parsers.iter().zip(&documented) {
+        assert_eq!(header, table);
+        let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
+        let listed: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+        let undocumented: Vec<_> = known.difference(&listed).collect();
+        let unknown: Vec<_> = listed.difference(&known).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "README.md's {header} table: undocumented {undocumented:?}, not read by the parser {unknown:?}"
+        );
+        for key in known {
+            assert!(page.contains(&format!(r"\fB{}\fR", key.replace('-', r"\-"))), "{key}");
         }
     }
 }

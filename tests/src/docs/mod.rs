@@ -8,6 +8,7 @@
 //! new flag still appears everywhere without touching this file.
 
 pub mod bash;
+pub mod conf;
 pub mod help;
 pub mod man;
 pub mod zsh;
@@ -149,6 +150,12 @@ fn positionals_of(binary: &str, help: &Help) -> Vec<(&'static str, Values)> {
     }
 }
 
+/// The repository's README.md (the configuration page is made from it).
+pub fn readme() -> Result<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Every generated file, by its path under the repository root.
 pub fn generate() -> Result<Vec<(PathBuf, String)>, String> {
     let mut files = Vec::new();
@@ -158,6 +165,7 @@ pub fn generate() -> Result<Vec<(PathBuf, String)>, String> {
         files.push((PathBuf::from(format!("dist/completions/zsh/_{name}")), zsh::render(&binary)));
         files.push((PathBuf::from(format!("dist/man/{name}.1")), man::render(&binary)));
     }
+    files.push((PathBuf::from("dist/man/halite.conf.5"), conf::render(&readme()?)?));
     Ok(files)
 }
 
