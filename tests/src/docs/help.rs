@@ -73,6 +73,17 @@ pub fn parse(text: &str) -> Result<Help, String> {
     };
     let mut saw_help = false;
     while let Some(header) = lines.next() {
+        // argh's free-text sections (`#[argh(example, note, error_code)]`): indented lines,
+        // not entries; the generated files do not use them.
+        if matches!(header, "Examples:" | "Notes:" | "Error codes:") {
+            while let Some(line) = lines.next_if(|l| !l.is_empty()) {
+                if !line.starts_with("  ") {
+                    return Err(format!("unexpected line {line:?} in {header}"));
+                }
+            }
+            lines.next();
+            continue;
+        }
         let entries = section_entries(&mut lines)?;
         match header {
             "Positional Arguments:" => help.positionals = entries,
@@ -144,13 +155,13 @@ fn parse_usage(usage: &str) -> Result<(String, Vec<UsageOpt>), String> {
             (&rest[..end], &rest[end..])
         };
         rest = after.trim_start();
-        let words: Vec<&str> = item.split(' ').collect();
-        match words.as_slice() {
-            ["--"] => {}
-            [positional] if is_placeholder(positional) => {}
-            [flag] if is_flag(flag) => opts.push((flag.to_string(), None)),
-            [flag, value] if is_flag(flag) && is_placeholder(value) => {
-                let value = value[1..value.len() - 1].to_string();
+        // An option's placeholder (its `arg_name`) may hold spaces: split at the first.
+        match item.split_once(' ') {
+            None if item == "--" || is_placeholder(item) => {}
+            None if is_flag(item) => opts.push((item.to_string(), None)),
+            Some((flag, value)) if is_flag(flag) && is_placeholder(value) => {
+                // `<tag...>` for a repeatable option.
+                let value = value[1..value.len() - 1].trim_end_matches("...").to_string();
                 opts.push((flag.to_string(), Some(value)));
             }
             _ => return Err(format!("unknown usage item {item:?} in {usage:?}")),
@@ -307,6 +318,31 @@ Commands:
     }
 
     #[test]
+    fn reads_argh_placeholders_and_free_text_sections() {
+        let text = "Usage: halite [-b <N or N%>] [--tag <tag...>] [<words...>]
+
+Run.
+
+Options:
+  -b, --batch-size  rolling batches
+  --tag             a tag, repeatable
+  --help, help      display usage information
+
+Examples:
+  halite -b 10% '*' test.ping
+
+Notes:
+  Batches are Salt's.
+
+Error codes:
+  2 nothing returned
+";
+        let help = parse(text).unwrap();
+        let values: Vec<_> = help.options.iter().map(|o| o.value.as_deref()).collect();
+        assert_eq!(values, [Some("N or N%"), Some("tag")]);
+    }
+
+    #[test]
     fn anything_unknown_is_an_error() {
         let e = |name: &str, desc: &str| format!("  {name:<18}{desc}\n");
         let help = e("--help, help", "h");
@@ -320,7 +356,8 @@ Commands:
                 "not under Options",
             ),
             (format!("Usage: x [+q]\n\ny\n\nOptions:\n{help}"), "unknown usage item"),
-            (format!("Usage: x\n\ny\n\nExamples:\n{}", e("x", "y")), "unknown help section"),
+            (format!("Usage: x\n\ny\n\nSee also:\n{}", e("x", "y")), "unknown help section"),
+            ("Usage: x\n\ny\n\nNotes:\nnot indented\n".into(), "unexpected line"),
             (format!("Usage: x\n\ny\n\nOptions:\n{}{help}", e("/q", "q")), "unknown flag spelling"),
             (format!("Usage: x\n\ny\n\nOptions:\n  --quiet\n{help}"), "undescribed"),
             (format!("Usage: x\n\ny\n\nOptions:\n{}", e("-q", "q")), "unknown flag spelling"),

@@ -70,7 +70,7 @@ pub fn render(binary: &Binary) -> String {
     for (opt, values) in binary.options() {
         let desc = describe(&opt.description);
         let value = match &opt.value {
-            Some(placeholder) => format!(":{placeholder}:{}", action(values)),
+            Some(placeholder) => format!(":{}:{}", describe(placeholder), action(values)),
             None => String::new(),
         };
         match opt.short {
