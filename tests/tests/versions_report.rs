@@ -73,8 +73,15 @@ fn answer_version(raw: &mut RawMinion, version: &str) {
                     user: "root".into(),
                 };
                 raw.send(&ToMaster::Return(ret));
-                assert_eq!(raw.recv(), Some(ToMinion::ReturnAck { jid: publish.jid }));
-                return;
+                loop {
+                    match raw.recv() {
+                        Some(ToMinion::ReturnAck { jid }) if jid == publish.jid => return,
+                        Some(ToMinion::Ping { seq }) => {
+                            raw.send(&ToMaster::Pong { seq });
+                        }
+                        other => panic!("expected the return's ack, got {other:?}"),
+                    }
+                }
             }
             Some(ToMinion::Ping { seq }) => {
                 raw.send(&ToMaster::Pong { seq });
