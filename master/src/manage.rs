@@ -158,6 +158,15 @@ mod tests {
     }
 
     #[test]
+    fn runs_past_the_cap_are_refused_until_one_ends() {
+        let held: Vec<Slot> = (0..MAX_RUNNING).map(|_| Slot::take().unwrap()).collect();
+        let refused = Slot::take().err().unwrap();
+        assert!(refused.contains("already running 4 times"), "{refused}");
+        drop(held);
+        assert!(Slot::take().is_ok());
+    }
+
+    #[test]
     fn the_return_is_salts() {
         let ret = |version: Value, retcode: i64| {
             let mut data = Map::new();
