@@ -1,6 +1,6 @@
 //! `--versions-report` on the five real binaries (Salt's `--versions-report` layout, one
-//! implementation in `halite_common::versions`), and `halite-run manage.versions` against
-//! real and hand-driven minions.
+//! implementation in `halite_common::versions`, also the minion's `test.versions_report`), and
+//! `halite-run manage.versions` against real and hand-driven minions.
 
 use halite_common::proto::{JobReturn, ToMaster, ToMinion};
 use halite_tests::cluster::{Master, Minion, WAIT};
@@ -125,6 +125,12 @@ fn manage_versions_sorts_minions_by_their_version_against_the_masters() {
     // Accepted, then gone: offline.
     drop(RawMinion::authenticate(master.addr, "gone"));
     wait_until(WAIT, "four minions up", || master.presence() == ["minion1", "new", "odd", "old"]);
+    // Salt's test.versions_report: the same report, from the minion's side.
+    let out = master.halite(&["minion1", "test.versions_report", "--out", "json"]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let report = run(Command::new(bin("halite-minion")).arg("--versions-report")).stdout;
+    let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(value["minion1"], report.trim_end_matches('\n'));
     let hostile = "\u{1b}]0;pwned\u{7}not a version";
     let mut raws = [(&mut old, "0.0.1"), (&mut new, "9.0.0"), (&mut odd, hostile)];
     let out = manage_versions(&master, &["--out", "json"], &mut raws);
