@@ -4,9 +4,14 @@
 pub use halite_common::control_client::{Client, ClientError};
 /// Salt's CLI argument conversion, shared with `halite-minion call` (in halite-common).
 pub use halite_common::saltargs as args;
+pub mod batch;
+pub mod batch_run;
 pub mod highstate;
 pub mod keys;
 pub mod output;
+pub mod progress;
+pub mod sink;
+pub mod summary;
 
 /// Lets a closed stdout end the CLI quietly, as it does `cat` or Salt's CLIs: `halite … |
 /// head -1` must not panic with "failed printing to stdout". Rust starts programs with

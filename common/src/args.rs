@@ -10,6 +10,12 @@ pub const EXIT_USAGE: i32 = 64;
 /// Parses `std::env::args()` into `T`; prints help and exits 0 for `--help`, prints the error
 /// and exits 64 for anything malformed.
 pub fn from_env<T: FromArgs>() -> T {
+    from_env_with_aliases(&[])
+}
+
+/// [`from_env`], with Salt's other spellings of a long option (`aliases`: spelling → the one
+/// argh knows, e.g. `--batch` → `--batch-size`) rewritten first.
+pub fn from_env_with_aliases<T: FromArgs>(aliases: &[(&str, &str)]) -> T {
     let all: Vec<String> = std::env::args().collect();
     let name = all
         .first()
@@ -17,7 +23,7 @@ pub fn from_env<T: FromArgs>() -> T {
         .and_then(|n| n.to_str())
         .unwrap_or("halite")
         .to_string();
-    let rest = split_long_options(&all[1.min(all.len())..]);
+    let rest = split_long_options(&all[1.min(all.len())..], aliases);
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match T::from_args(&[&name], &rest) {
         Ok(args) => args,
@@ -36,16 +42,20 @@ pub fn from_env<T: FromArgs>() -> T {
 }
 
 /// `--out=json` as `--out json`: Salt's CLIs (optparse) take both spellings and argh only the
-/// second. Nothing after a `--` is touched.
-fn split_long_options(args: &[String]) -> Vec<String> {
+/// second; an alias becomes the name argh knows. Nothing after a `--` is touched.
+fn split_long_options(args: &[String], aliases: &[(&str, &str)]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut options = true;
+    let name_of = |name: &str| {
+        aliases.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, real)| real).to_string()
+    };
     for arg in args {
         match arg.split_once('=') {
             Some((name, value)) if options && name.starts_with("--") && name.len() > 2 => {
-                out.push(name.to_string());
+                out.push(name_of(name));
                 out.push(value.to_string());
             }
+            _ if options && arg.starts_with("--") && arg.len() > 2 => out.push(name_of(arg)),
             _ => {
                 options &= arg != "--";
                 out.push(arg.clone());
@@ -86,11 +96,19 @@ mod tests {
                 .map(String::from)
                 .to_vec();
         assert_eq!(
-            super::split_long_options(&args),
+            super::split_long_options(&args, &[]),
             ["--out", "json", "-t", "5", "*", "cmd.run", "echo a=b", "--", "--timeout=3", "x=--y"]
         );
         let empty: Vec<String> = vec!["--out=".into()];
-        assert_eq!(super::split_long_options(&empty), ["--out", ""]);
+        assert_eq!(super::split_long_options(&empty, &[]), ["--out", ""]);
+        let aliased: Vec<String> =
+            ["--batch", "2", "--batch=3", "--batch-size", "4", "--", "--batch"]
+                .map(String::from)
+                .to_vec();
+        assert_eq!(
+            super::split_long_options(&aliased, &[("--batch", "--batch-size")]),
+            ["--batch-size", "2", "--batch-size", "3", "--batch-size", "4", "--", "--batch"]
+        );
     }
 
     use super::*;

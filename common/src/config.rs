@@ -46,8 +46,9 @@ impl std::error::Error for ConfigErrors {}
 pub struct Loaded<T> {
     pub config: T,
     pub warnings: Vec<String>,
-    /// Every key this parser reads, sorted (the man page's check that each is documented).
-    pub keys: Vec<String>,
+    /// Every key this load looked up, set or not: the keys the daemon knows (the `redis.*`
+    /// keys only when `event_return` is set). The shipped `dist/etc` files are checked with it.
+    pub keys: BTreeSet<String>,
 }
 
 /// The master's settings.
@@ -115,6 +116,9 @@ pub struct MasterConfig {
     pub reactor_render_budget_ms: u32,
     /// The webhook listener (`webhook_*` keys); off unless `webhook_port` is set.
     pub webhook: WebhookConfig,
+    /// The Prometheus endpoint (`metrics_port`, `metrics_interface`); off unless
+    /// `metrics_port` is set.
+    pub metrics: MetricsConfig,
     /// The master's id (Salt's `id`, default `<host name>_master`): the `master` field of
     /// forwarded events and the name of its checkpoint.
     pub id: String,
@@ -178,6 +182,17 @@ pub struct WebhookConfig {
     pub max_connections_per_ip: usize,
     /// `webhook_rate_limit`: requests per source address per minute; 0 = no limit.
     pub rate_limit: u32,
+}
+
+/// The master's Prometheus endpoint (`GET /metrics`, `GET /healthz`). Salt has none: the keys
+/// are Halite's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// `metrics_port`: `None` = no listener (the default); 0 = any free port.
+    pub port: Option<u16>,
+    /// `metrics_interface` (default 127.0.0.1: the counters are for the host's own scraper,
+    /// or a proxy in front).
+    pub interface: IpAddr,
 }
 
 /// One `webhook_tokens` entry: who knows `secret` may fire the tags its globs allow.
@@ -365,6 +380,7 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         reactor_render_max_bytes: r.int("reactor_render_max_bytes", 256 << 20, 32 << 20, 1 << 40),
         reactor_render_budget_ms: r.int("reactor_render_budget_ms", 250, 0, 1_000) as u32,
         webhook: r.webhook(),
+        metrics: r.metrics(),
         id: r.string("id").unwrap_or_else(|| format!("{}_master", hostname())),
         event_return: r.event_return(),
         root_dir,
@@ -706,6 +722,14 @@ impl Reader {
         }
     }
 
+    fn metrics(&mut self) -> MetricsConfig {
+        let set = self.get("metrics_port").is_some();
+        MetricsConfig {
+            port: set.then(|| self.int("metrics_port", 0, 0, 65535) as u16),
+            interface: self.parsed("metrics_interface", [127, 0, 0, 1].into(), "an IP address"),
+        }
+    }
+
     /// `webhook_tokens: {NAME: {secret: TEXT, tags: [GLOB, ...]}}`.
     fn webhook_tokens(&mut self) -> Vec<WebhookToken> {
         const KEY: &str = "webhook_tokens";
@@ -788,7 +812,7 @@ impl Reader {
             .filter(|k| !self.used.contains(*k))
             .map(|k| format!("unknown config key '{k}' ignored"))
             .collect();
-        Ok(Loaded { config, warnings, keys: self.used.into_iter().collect() })
+        Ok(Loaded { config, warnings, keys: self.used })
     }
 }
 
@@ -980,6 +1004,19 @@ mod tests {
         );
         assert!(master("webhook_port: 8000").unwrap_err().to_string().contains("no token"));
         assert!(master("webhook_max_body: 4194305").is_err());
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_on_loopback_when_on() {
+        let c = master("").unwrap().config.metrics;
+        assert_eq!((c.port, c.interface), (None, "127.0.0.1".parse().unwrap()));
+        let on = master("metrics_port: 9108").unwrap().config.metrics;
+        assert_eq!((on.port, on.interface), (Some(9108), "127.0.0.1".parse().unwrap()));
+        let any = master("metrics_port: 0\nmetrics_interface: '::1'").unwrap().config.metrics;
+        assert_eq!((any.port, any.interface), (Some(0), "::1".parse().unwrap()));
+        let err = master("metrics_port: 70000\nmetrics_interface: localhost").unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["metrics_port", "metrics_interface"]);
     }
 
     #[test]

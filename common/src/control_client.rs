@@ -20,6 +20,10 @@ pub enum ClientError {
         socket: PathBuf,
         source: io::Error,
     },
+    /// The socket is there but only the master's user (and root) may open it (mode 0600).
+    Forbidden {
+        socket: PathBuf,
+    },
     Io(io::Error),
     Protocol(String),
     /// The master closed the connection (it stopped, or dropped a too-slow subscriber).
@@ -36,6 +40,12 @@ impl fmt::Display for ClientError {
                  halite-master with the same -c directory",
                 socket.display()
             ),
+            ClientError::Forbidden { socket } => write!(
+                f,
+                "permission denied on the control socket {}: only root and the user the master \
+                 runs as (halite, under the packaged unit) may use it",
+                socket.display()
+            ),
             ClientError::Io(e) => write!(f, "control socket: {e}"),
             ClientError::Protocol(e) => write!(f, "unexpected answer from the master: {e}"),
             ClientError::Closed => f.write_str(
@@ -47,6 +57,16 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+/// What a failed connect means: a running master that does not let this user in is not a
+/// master that is not running.
+fn connect_error(socket: &Path, source: io::Error) -> ClientError {
+    let socket = socket.to_path_buf();
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => ClientError::Forbidden { socket },
+        _ => ClientError::NotRunning { socket, source },
+    }
+}
 
 /// A blocking connection to the master's control socket.
 pub struct Client {
@@ -62,8 +82,7 @@ impl Client {
     }
 
     pub fn connect(socket: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(socket)
-            .map_err(|source| ClientError::NotRunning { socket: socket.to_path_buf(), source })?;
+        let stream = UnixStream::connect(socket).map_err(|e| connect_error(socket, e))?;
         Ok(Client { stream, decoder: Decoder::new(DEFAULT_MAX_FRAME_BYTES * 8) })
     }
 
@@ -141,4 +160,23 @@ fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connect_names_who_may_use_the_socket() {
+        let socket = Path::new("/run/halite/master/master.sock");
+        let denied = connect_error(socket, io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            denied.to_string(),
+            "permission denied on the control socket /run/halite/master/master.sock: only root \
+             and the user the master runs as (halite, under the packaged unit) may use it"
+        );
+        let absent = connect_error(socket, io::Error::from(io::ErrorKind::NotFound));
+        assert!(matches!(absent, ClientError::NotRunning { .. }), "{absent}");
+        assert!(absent.to_string().starts_with("the master is not running"));
+    }
 }

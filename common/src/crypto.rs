@@ -115,6 +115,11 @@ impl PublicKey {
 }
 
 impl KeyPair {
+    /// A second copy of the pair, for a worker thread (its secret is zeroed on drop too).
+    pub fn duplicate(&self) -> KeyPair {
+        KeyPair { public: self.public.clone(), secret: self.secret.clone() }
+    }
+
     /// A fresh random key pair.
     pub fn generate() -> KeyPair {
         let (public, secret) = box_::gen_keypair();

@@ -1,5 +1,5 @@
 //! HTTP/1.x requests in and responses out, sans-IO: a push parser with hard limits (head
-//! size, header count, body size) for the master's HTTP listeners (webhooks; later metrics),
+//! size, header count, body size) for the master's HTTP listeners (webhooks, metrics),
 //! kept here, without sockets, like the frame codec (and fuzzed like it).
 //! It reads `Content-Length` bodies only: a request with `Transfer-Encoding` is refused with
 //! 411, which also shuts out the `Content-Length`/`Transfer-Encoding` smuggling tricks.

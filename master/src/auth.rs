@@ -10,14 +10,16 @@ use halite_common::proto::AuthStatus;
 use serde_json::{Map, Value};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What the master's config says about unknown keys.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub auto_accept: bool,
-    pub autosign_file: Option<PathBuf>,
-    pub autoreject_file: Option<PathBuf>,
+    /// `autosign_file` as last read (off the loop: [`AutoList::refreshed`]).
+    pub autosign: AutoList,
+    /// `autoreject_file` as last read.
+    pub autoreject: AutoList,
     /// 0 = unlimited.
     pub max_minions: usize,
     /// Keys allowed in `minions_pre`; 0 = unlimited.
@@ -70,8 +72,8 @@ pub fn decide(
         store.write(KeyStatus::Denied, id, key)?;
         return outcome(AuthStatus::Denied, false, Some("denied"));
     }
-    let autoreject = listed(policy.autoreject_file.as_deref(), id);
-    let autosign = policy.auto_accept || listed(policy.autosign_file.as_deref(), id);
+    let autoreject = policy.autoreject.contains(id);
+    let autosign = policy.auto_accept || policy.autosign.contains(id);
     match store.read(KeyStatus::Pending, id) {
         Ok(Some(stored)) => {
             if autoreject {
@@ -122,29 +124,78 @@ pub(crate) fn same_key(stored: &str, key: &PublicKey) -> bool {
     PublicKey::from_pem(stored).is_ok_and(|k| &k == key)
 }
 
-/// Whether `id` is listed in an autosign/autoreject file: one entry per line, exact, glob or
-/// anchored regex, `#` comments. A world-writable file is ignored (anyone could add to it).
-pub fn listed(file: Option<&Path>, id: &str) -> bool {
-    let Some(file) = file else { return false };
-    let Ok(meta) = std::fs::metadata(file) else {
-        return false;
-    };
-    if meta.permissions().mode() & 0o002 != 0 {
-        log::warn!("{} is world-writable; ignoring it", file.display());
-        return false;
+/// An autosign or autoreject file as last read: one entry per line, exact, glob or anchored
+/// regex, `#` comments. A world-writable file lists nobody (anyone could add to it), and
+/// neither does a missing one. The loop only asks [`AutoList::contains`]; the file is read on
+/// the job thread, again whenever its inode, size, mode or mtime change.
+#[derive(Debug, Clone, Default)]
+pub struct AutoList {
+    entries: Vec<String>,
+    stamp: Option<Stamp>,
+}
+
+/// What tells a changed file: (device, inode, size, mode, mtime s, mtime ns).
+pub type Stamp = (u64, u64, u64, u32, i64, i64);
+
+impl AutoList {
+    /// Whether `id` is listed.
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.iter().any(|line| {
+            line == id
+                || fnmatch(id, line)
+                || anchored_regex(line).is_some_and(|re| re.is_match(id))
+        })
     }
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return false;
-    };
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).any(|line| {
-        line == id || fnmatch(id, line) || anchored_regex(line).is_some_and(|re| re.is_match(id))
-    })
+
+    /// Reads `file` (at start; afterwards through [`AutoList::refreshed`]).
+    pub fn read(file: &Path) -> AutoList {
+        AutoList::default().refreshed(file).unwrap_or_default()
+    }
+
+    /// What the list was read from ([`AutoList::changed`] takes it).
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.stamp
+    }
+
+    /// `file` read again if it changed since `self` was read, else `None`.
+    pub fn refreshed(&self, file: &Path) -> Option<AutoList> {
+        AutoList::changed(file, self.stamp)
+    }
+
+    /// `file` read again if it is no longer what `since` stamped, else `None`.
+    pub fn changed(file: &Path, since: Option<Stamp>) -> Option<AutoList> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(file) else {
+            return since.is_some().then(AutoList::default); // removed: lists nobody
+        };
+        let stamp =
+            (meta.dev(), meta.ino(), meta.len(), meta.mode(), meta.mtime(), meta.mtime_nsec());
+        if since == Some(stamp) {
+            return None;
+        }
+        let mut list = AutoList { entries: Vec::new(), stamp: Some(stamp) };
+        if meta.permissions().mode() & 0o002 != 0 {
+            log::warn!("{} is world-writable; ignoring it", file.display());
+            return Some(list);
+        }
+        match std::fs::read_to_string(file) {
+            Ok(text) => {
+                let lines = text.lines().map(str::trim);
+                let entries = lines.filter(|l| !l.is_empty() && !l.starts_with('#'));
+                list.entries = entries.map(String::from).collect();
+                log::info!("read {}: {} entries", file.display(), list.entries.len());
+            }
+            Err(e) => log::error!("cannot read {}: {e}; it lists nobody", file.display()),
+        }
+        Some(list)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use halite_common::crypto::{init, KeyPair};
+    use std::path::PathBuf;
 
     struct Fixture {
         dir: PathBuf,
@@ -241,23 +292,30 @@ mod tests {
         let sign = f.dir.join("autosign.conf");
         std::fs::write(&sign, "# comment\nweb*\nexact1\ndb[0-9]+\n").unwrap();
         std::fs::set_permissions(&sign, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let policy = Policy { autosign_file: Some(sign.clone()), ..Policy::default() };
+        let mut policy = Policy { autosign: AutoList::read(&sign), ..Policy::default() };
+        assert!(policy.autosign.refreshed(&sign).is_none(), "unchanged: not read again");
         check(&mut f, &policy, "web7", &key, AuthStatus::Accepted, Some("accept"));
         check(&mut f, &policy, "exact1", &key, AuthStatus::Accepted, Some("accept"));
         check(&mut f, &policy, "db12", &key, AuthStatus::Accepted, Some("accept"));
         check(&mut f, &policy, "other", &key, AuthStatus::Pending, Some("pend"));
         // A pending key becomes accepted once the autosign file lists it.
         std::fs::write(&sign, "other\n").unwrap();
+        policy.autosign = policy.autosign.refreshed(&sign).expect("changed");
         check(&mut f, &policy, "other", &key, AuthStatus::Accepted, Some("accept"));
         assert!(f.store.read(KeyStatus::Pending, "other").unwrap().is_none());
         // World-writable autosign files are ignored.
         std::fs::write(&sign, "*\n").unwrap();
         std::fs::set_permissions(&sign, std::fs::Permissions::from_mode(0o666)).unwrap();
+        policy.autosign = policy.autosign.refreshed(&sign).expect("changed");
         check(&mut f, &policy, "someone", &key, AuthStatus::Pending, Some("pend"));
+        // A removed file lists nobody.
+        std::fs::remove_file(&sign).unwrap();
+        policy.autosign = policy.autosign.refreshed(&sign).expect("removed");
+        assert!(!policy.autosign.contains("web7"));
         let reject = f.dir.join("autoreject.conf");
         std::fs::write(&reject, "bad*\n").unwrap();
         let policy =
-            Policy { autoreject_file: Some(reject), auto_accept: true, ..Policy::default() };
+            Policy { autoreject: AutoList::read(&reject), auto_accept: true, ..Policy::default() };
         check(&mut f, &policy, "bad1", &key, AuthStatus::Rejected, Some("reject"));
         check(&mut f, &policy, "bad1", &key, AuthStatus::Rejected, None);
         check(&mut f, &policy, "someone", &key, AuthStatus::Accepted, Some("accept"));

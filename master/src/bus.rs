@@ -1,9 +1,10 @@
 //! The master's in-process event queue and the event log it drains into.
 //!
 //! Producers only push ([`Bus::fire`], or [`Bus::fire_caused`] with the causal chain passed
-//! explicitly); the loop drains the queue once per turn into the event log here, then the core
-//! hands the events to the subscribers and the reactor, so firing an event never does I/O on
-//! the producer's path.
+//! explicitly); the loop drains the queue once per turn into a batch of lines, which the
+//! core hands to its log thread ([`EventLog::append_all`]); once the batch is written, the
+//! core gives the events to the subscribers and the reactor. Firing an event never does I/O,
+//! and the loop never writes the log.
 
 use halite_common::event::Event;
 use halite_common::files::{make_private, open_line_log};
@@ -12,19 +13,23 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-/// The event queue and its consumers.
+/// The event queue, and the event log it drains into (written on the log thread only).
 #[derive(Debug)]
 pub struct Bus {
     queue: VecDeque<Event>,
-    log: EventLog,
+    log: Arc<Mutex<EventLog>>,
+    /// The log's counters as of the last batch written.
+    counts: LogCounts,
 }
 
 impl Bus {
     /// Opens (creating) the event log, rotated past `max_bytes` keeping `keep` old files;
     /// failing that, the master must not start.
     pub fn open(log_path: &Path, max_bytes: u64, keep: u32) -> io::Result<Bus> {
-        Ok(Bus { queue: VecDeque::new(), log: EventLog::open(log_path, max_bytes, keep)? })
+        let log = Arc::new(Mutex::new(EventLog::open(log_path, max_bytes, keep)?));
+        Ok(Bus { queue: VecDeque::new(), log, counts: LogCounts::default() })
     }
 
     /// Stamps and queues an event nothing on the bus caused (a CLI, a minion, housekeeping):
@@ -65,26 +70,41 @@ impl Bus {
         !self.queue.is_empty()
     }
 
-    /// Logs every queued event and hands them back, each with the line it was logged as, for
-    /// the other consumers (subscribers get that line, not a second serialisation).
+    /// Every queued event, each with the line it is to be logged as: the log thread writes
+    /// the lines, and subscribers get the same line, not a second serialisation.
     pub fn drain(&mut self) -> Vec<Logged> {
-        if self.queue.is_empty() {
-            return Vec::new();
-        }
-        let mut drained = Vec::with_capacity(self.queue.len());
-        for event in self.queue.drain(..) {
-            let line = event.to_json_line();
-            self.log.append(&event.tag, &line);
-            drained.push(Logged { event, line });
-        }
-        self.log.flush();
-        drained
+        let drained = self.queue.drain(..);
+        drained.map(|event| Logged { line: event.to_json_line(), event }).collect()
     }
 
-    /// Reopens the log file (SIGHUP, after logrotate moved it).
-    pub fn reopen_log(&mut self) {
-        self.log.reopen();
+    /// The event log, for the log thread.
+    pub fn log(&self) -> Arc<Mutex<EventLog>> {
+        Arc::clone(&self.log)
     }
+
+    /// What the event log has written since the start (for the metrics endpoint).
+    pub fn log_counts(&self) -> LogCounts {
+        self.counts
+    }
+
+    /// The log thread wrote a batch: its counters now.
+    pub fn logged(&mut self, counts: LogCounts) {
+        self.counts = counts;
+    }
+}
+
+/// The event log's counters since the master started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogCounts {
+    /// Bytes appended (lines and their newlines).
+    pub bytes: u64,
+    pub rotations: u64,
+}
+
+/// The log, locked on the log thread (the loop never holds it); a panic while it was held
+/// leaves whole lines only, so the lock is taken back.
+pub fn lock(log: &Mutex<EventLog>) -> std::sync::MutexGuard<'_, EventLog> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An event drained from the bus, with its event-log line (`{"tag":…,"data":…}`).
@@ -96,20 +116,23 @@ pub struct Logged {
 
 /// Append-only JSON-lines file of every event, rotated by size.
 #[derive(Debug)]
-struct EventLog {
+pub struct EventLog {
     path: PathBuf,
     file: Option<BufWriter<File>>,
     /// Bytes in the current file (written or buffered).
     size: u64,
     max_bytes: u64,
     keep: u32,
+    counts: LogCounts,
 }
 
 impl EventLog {
     fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<EventLog> {
         let file = open_append(path)?;
         let size = file.get_ref().metadata()?.len();
-        let opened = EventLog { path: path.to_path_buf(), file: Some(file), size, max_bytes, keep };
+        let counts = LogCounts::default();
+        let path = path.to_path_buf();
+        let opened = EventLog { path, file: Some(file), size, max_bytes, keep, counts };
         // Rotations an older master left readable by others.
         for n in 1..=keep {
             let rotated = opened.numbered(n);
@@ -126,6 +149,15 @@ impl EventLog {
         PathBuf::from(format!("{}.{n}", self.path.display()))
     }
 
+    /// Appends a batch's lines and flushes them (on the log thread); the counters after it.
+    pub fn append_all(&mut self, events: &[Logged]) -> LogCounts {
+        for logged in events {
+            self.append(&logged.event.tag, &logged.line);
+        }
+        self.flush();
+        self.counts
+    }
+
     fn append(&mut self, tag: &str, line: &str) {
         if self.size >= self.max_bytes {
             self.rotate();
@@ -137,8 +169,12 @@ impl EventLog {
         };
         self.size += line.len() as u64 + 1;
         let written = file.write_all(line.as_bytes()).and_then(|()| file.write_all(b"\n"));
-        if let Err(e) = written {
-            log::error!("cannot write event log {}: {e}; event {tag} NOT logged", path.display());
+        match written {
+            Ok(()) => self.counts.bytes += line.len() as u64 + 1,
+            Err(e) => log::error!(
+                "cannot write event log {}: {e}; event {tag} NOT logged",
+                path.display()
+            ),
         }
     }
 
@@ -156,14 +192,15 @@ impl EventLog {
         for n in (1..self.keep).rev() {
             let _ = std::fs::rename(self.numbered(n), self.numbered(n + 1));
         }
-        if let Err(e) = std::fs::rename(&self.path, self.numbered(1)) {
-            log::error!("cannot rotate event log {}: {e}", self.path.display());
+        match std::fs::rename(&self.path, self.numbered(1)) {
+            Ok(()) => self.counts.rotations += 1,
+            Err(e) => log::error!("cannot rotate event log {}: {e}", self.path.display()),
         }
         self.reopen();
     }
 
     /// Opens the path afresh (after rotation, or SIGHUP once logrotate moved the file).
-    fn reopen(&mut self) {
+    pub fn reopen(&mut self) {
         self.flush();
         match open_append(&self.path) {
             Ok(file) => {
@@ -209,5 +246,25 @@ mod tests {
         assert_eq!(events[0].chain, chain);
         assert_eq!(events[1].chain, Vec::<String>::new(), "{}", events[1].tag);
         assert_eq!(events[2].chain, Vec::<String>::new(), "{}", events[2].tag);
+    }
+
+    #[test]
+    fn a_batch_is_written_whole_with_its_bytes_and_rotations_counted() {
+        let dir = std::env::temp_dir().join(format!("halite-bus-batch-{}", std::process::id()));
+        let path = dir.join("events.log");
+        let mut bus = Bus::open(&path, 100, 2).unwrap();
+        for n in 0..6 {
+            bus.fire(format!("t/{n}"), Map::new());
+        }
+        let batch = bus.drain();
+        assert!(!bus.pending() && batch.len() == 6);
+        let counts = lock(&bus.log()).append_all(&batch);
+        let bytes: u64 = batch.iter().map(|l| l.line.len() as u64 + 1).sum();
+        assert_eq!(counts.bytes, bytes);
+        // Rotated between lines past 100 bytes: every file holds whole lines.
+        assert!(counts.rotations >= 1, "{counts:?}");
+        let rotated = std::fs::read_to_string(dir.join("events.log.1")).unwrap();
+        assert!(rotated.ends_with('\n') && rotated.lines().all(|l| l.starts_with(r#"{"tag":"t/"#)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

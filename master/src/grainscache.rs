@@ -2,7 +2,9 @@
 //! offline minions: one append-only file, `cachedir/grains.jsonl`, a `{"id": …, "grains": …}`
 //! line per change, the last line of an id winning. Rewritten compactly when most of its
 //! lines are superseded. (A file per minion cost two inode allocations per new minion,
-//! which dominated 10,000 fresh connections.)
+//! which dominated 10,000 fresh connections.) The loop keeps [`Grains`]; the file is written
+//! only on the job thread (`offload`), by [`GrainsCache::record`], which keeps its own map of
+//! the same texts (shared, not copied) to compact from.
 
 use halite_common::files::{open_line_log, read_json_lines, write_cache};
 use halite_common::id::validate_id;
@@ -11,15 +13,16 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Every minion's grains, by id, each kept as its JSON object text: a tenth of the memory of
 /// parsed maps (10,000 minions with a real minion's ~27 grains), parsed again only for a
-/// target that looks at grains ([`parse`]).
-pub type Grains = HashMap<String, Box<str>>;
+/// target that looks at grains ([`parse`]). The texts are shared with the cache's own map.
+pub type Grains = HashMap<String, Arc<str>>;
 
 /// A minion's grains as JSON text (what [`Grains`] holds).
-pub fn text(grains: &Map<String, Value>) -> Box<str> {
-    serde_json::to_string(grains).unwrap_or_else(|_| "{}".into()).into_boxed_str()
+pub fn text(grains: &Map<String, Value>) -> Arc<str> {
+    serde_json::to_string(grains).unwrap_or_else(|_| "{}".into()).into()
 }
 
 /// Grains text back as a map (`None` if it does not parse, which [`text`] never gives).
@@ -27,12 +30,13 @@ pub fn parse(text: &str) -> Option<Map<String, Value>> {
     serde_json::from_str(text).ok()
 }
 
-/// The file and how many lines it holds.
+/// The file, how many lines it holds, and the grains it holds (the last line of each id).
 #[derive(Debug)]
 pub struct GrainsCache {
     path: PathBuf,
     file: Option<File>,
     lines: usize,
+    all: Grains,
 }
 
 impl GrainsCache {
@@ -55,25 +59,28 @@ impl GrainsCache {
                 }
             }
         }
-        let mut cache = GrainsCache { path, file: None, lines };
-        cache.compact_if_stale(&grains);
+        let mut cache = GrainsCache { path, file: None, lines, all: grains.clone() };
+        cache.compact_if_stale();
         (cache, grains)
     }
 
-    /// Appends `id`'s new grains (JSON object text); `all` is every minion's, for compaction.
-    pub fn record(&mut self, id: &str, grains: &str, all: &Grains) -> io::Result<()> {
+    /// Appends `id`'s new grains (JSON object text), compacting the file when most of its
+    /// lines are superseded.
+    pub fn record(&mut self, id: &str, grains: Arc<str>) -> io::Result<()> {
         if self.file.is_none() {
             self.file = Some(open_line_log(&self.path)?);
         }
         let file = self.file.as_mut().expect("opened above");
-        file.write_all(&line(id, grains))?;
+        file.write_all(&line(id, &grains))?;
+        self.all.insert(id.to_string(), grains);
         self.lines += 1;
-        self.compact_if_stale(all);
+        self.compact_if_stale();
         Ok(())
     }
 
     /// Rewrites the file with one line per minion when most lines are superseded.
-    fn compact_if_stale(&mut self, all: &Grains) {
+    fn compact_if_stale(&mut self) {
+        let all = &self.all;
         if self.lines <= 2 * all.len() + 1000 {
             return;
         }
@@ -83,7 +90,7 @@ impl GrainsCache {
         match write_cache(&self.path, &text, 0o600) {
             Ok(()) => {
                 self.file = None; // the old handle points at the replaced file
-                self.lines = all.len();
+                self.lines = self.all.len();
             }
             Err(e) => log::error!("cannot compact {}: {e}", self.path.display()),
         }
@@ -119,18 +126,17 @@ mod tests {
         for v in 0..3000 {
             let id = format!("m{}", v % 2);
             all.insert(id.clone(), text(&grains(v)));
-            cache.record(&id, &text(&grains(v)), &all).unwrap();
+            cache.record(&id, text(&grains(v))).unwrap();
         }
         // A crash mid-line, inside a multi-byte character: the torn line is skipped, and the
         // next record after the restart is not glued onto it.
         let path = dir.join("grains.jsonl");
         let tear = b"{\"id\":\"m9\",\"grains\":{\"os\":\"\xc3";
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(tear).unwrap();
-        let (mut restarted, mut again) = GrainsCache::open(&dir);
+        let (mut restarted, again) = GrainsCache::open(&dir);
         assert_eq!(again, all);
         assert_eq!(parse(&again["m1"]).unwrap(), grains(2999));
-        again.insert("m3".into(), text(&grains(3)));
-        restarted.record("m3", &text(&grains(3)), &again).unwrap();
+        restarted.record("m3", text(&grains(3))).unwrap();
         let (_, after) = GrainsCache::open(&dir);
         assert_eq!(parse(&after["m3"]).unwrap()["v"], 3);
         assert_eq!(after.len(), 3);

@@ -169,6 +169,11 @@ impl KeyStore {
         self.disk.submitted()
     }
 
+    /// Whether writes are queued or running.
+    pub fn busy(&self) -> bool {
+        self.disk.busy()
+    }
+
     /// Disk results that came back (the loop calls this when the worker wakes it). After a
     /// failure, once the worker is idle, the index is read again from disk so that it says
     /// what the files say.

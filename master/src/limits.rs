@@ -1,7 +1,7 @@
 //! What an unauthenticated network may cost the master: how many connections may wait for
 //! authentication (in all and per source address), how many descriptors minions may take, and
-//! how fast one address may create pending keys (the webhook listener uses the same counters
-//! for its connections and requests). Counting only: the core decides.
+//! how fast one address may create pending keys (the HTTP listeners use the same counters
+//! for their connections, and the webhooks for their requests). Counting only: the core decides.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -132,6 +132,11 @@ const WINDOW: Duration = Duration::from_secs(60);
 impl PendingRate {
     pub fn new(per_minute: u32) -> PendingRate {
         PendingRate { per_minute, windows: HashMap::new() }
+    }
+
+    /// The limit (0 = none).
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
     }
 
     /// Whether `ip` may create one more pending key now; counts it when it may. 0 = no limit.

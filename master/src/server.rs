@@ -1,11 +1,12 @@
 //! The master's driver: the one `mio` loop. It owns the sockets (minion listener, control
-//! socket, webhook listener, every connection), the signals and the clock, turns readiness into [`Input`]s for
-//! the [`Core`] and carries out the [`Effect`]s it answers with. It decides nothing: which
-//! connection to greet, answer or drop is the core's. Only the driver closes sockets.
+//! socket, webhook and metrics listeners, every connection), the signals and the clock,
+//! turns readiness into [`Input`]s for the [`Core`] and carries out the [`Effect`]s it
+//! answers with. It decides nothing: which connection to greet, answer or drop is the
+//! core's. Only the driver closes sockets.
 
 use crate::core::{
-    Core, Effect, Input, StartError, DISK, MAX_HANDSHAKE_FRAME, MAX_HTTP_BACKLOG, RENDER_WORKER,
-    TICK,
+    Core, Effect, HttpListener, Input, StartError, DISK, MAX_HANDSHAKE_FRAME, MAX_HTTP_BACKLOG,
+    RENDER_WORKER, TICK,
 };
 use halite_common::config::MasterConfig;
 use halite_common::conn::{Conn, ConnError, ReadTurn};
@@ -26,9 +27,10 @@ use std::time::Instant;
 const LISTENER: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
-/// The webhook listener (tokens 3 and 4 are the core's workers; 6 and 7 are left for more
-/// listeners).
+/// The webhook listener (tokens 3 and 4 are the core's workers).
 const WEBHOOK: Token = Token(5);
+/// The metrics listener (7 is left for one more listener).
+const METRICS: Token = Token(6);
 const FIRST_CONN: usize = 8;
 
 /// Connections accepted per turn at most (mio is edge-triggered: the rest wait for the next).
@@ -133,15 +135,84 @@ impl Linked {
     }
 }
 
+/// A listening socket and what its connections are.
+enum Listener {
+    Minions(TcpListener),
+    Control(UnixListener),
+    Http(TcpListener, HttpListener),
+}
+
+impl Listener {
+    /// How log lines name its connections.
+    fn name(&self) -> &'static str {
+        match self {
+            Listener::Minions(_) => "minion",
+            Listener::Control(_) => "control",
+            Listener::Http(_, which) => which.name(),
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Listener::Minions(l) | Listener::Http(l, _) => l,
+            Listener::Control(l) => l,
+        }
+    }
+
+    /// Accepts one connection as connection `conn`: its link, and the input that tells the
+    /// core about it.
+    fn accept(&self, conn: Token, control_max_frame: usize) -> io::Result<(Link, Input)> {
+        match self {
+            Listener::Minions(l) => {
+                let (stream, addr) = l.accept()?;
+                let _ = stream.set_nodelay(true);
+                // Until the session is live only small frames are read: no one can make the
+                // master buffer megabytes before proving who they are.
+                let link = Link::Minion(Conn::new(stream, MAX_HANDSHAKE_FRAME, MAX_MINION_BACKLOG));
+                Ok((link, Input::MinionConnected { conn, addr }))
+            }
+            Listener::Control(l) => {
+                let (stream, _) = l.accept()?;
+                let link = Link::Control(Conn::new(stream, control_max_frame, MAX_CONTROL_BACKLOG));
+                Ok((link, Input::ControlConnected { conn }))
+            }
+            Listener::Http(l, listener) => {
+                let (stream, addr) = l.accept()?;
+                let _ = stream.set_nodelay(true);
+                let link = Link::Http(Conn::raw(stream, MAX_HTTP_BACKLOG));
+                Ok((link, Input::HttpConnected { conn, addr, listener: *listener }))
+            }
+        }
+    }
+
+    /// Accepts one connection and drops it at once; says who it was.
+    fn shed(&self) -> io::Result<String> {
+        match self {
+            Listener::Minions(l) => l.accept().map(|(_, addr)| addr.to_string()),
+            Listener::Control(l) => l.accept().map(|_| "a control client".to_string()),
+            Listener::Http(l, _) => {
+                l.accept().map(|(_, addr)| format!("{} client {addr}", self.name()))
+            }
+        }
+    }
+}
+
+/// A listener on the poll.
+struct Listening {
+    token: Token,
+    listener: Listener,
+    /// It still had connections queued after a turn's share: accept again next turn.
+    more: bool,
+}
+
 /// The running master: the driver around its [`Core`].
 pub struct Master {
     core: Core,
     poll: Poll,
-    listener: TcpListener,
-    control: UnixListener,
+    /// The minion listener first, the control socket, then the webhook and metrics listeners
+    /// when their ports are set.
+    listeners: Vec<Listening>,
     control_path: PathBuf,
-    /// The webhook listener, when `webhook_port` is set.
-    webhook: Option<TcpListener>,
     signals: Signals,
     links: HashMap<Token, Linked>,
     next_token: usize,
@@ -153,10 +224,6 @@ pub struct Master {
     fx: Vec<Effect>,
     /// An accept failed (e.g. out of file descriptors): retry at `retry_at`.
     retry_at: Option<Instant>,
-    /// The listener still had connections queued after a turn's share: accept again next turn.
-    accept_more: bool,
-    /// The same for the webhook listener.
-    http_more: bool,
     /// Log lines for minion connections shed for want of descriptors, per second.
     quiet: crate::limits::LogLimiter,
     /// A descriptor held back for EMFILE: closed to accept (and close) one connection, so the
@@ -184,36 +251,41 @@ impl Master {
         let backlog = cfg.zmq_backlog;
         let core = Core::open(cfg, poll.registry(), Instant::now())?;
         let _ = std::fs::remove_file(&control_path);
-        let mut control = UnixListener::bind(&control_path)
+        let control = UnixListener::bind(&control_path)
             .map_err(io_err(format!("control socket {}", control_path.display())))?;
         std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
             .map_err(io_err("control socket mode"))?;
-        let mut listener = TcpListener::bind(addr).map_err(io_err(format!("listen on {addr}")))?;
+        let listener = TcpListener::bind(addr).map_err(io_err(format!("listen on {addr}")))?;
         set_backlog(&listener, backlog).map_err(io_err("zmq_backlog"))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(io_err("signals"))?;
-        let mut webhook = match core.cfg.webhook.port {
-            None => None,
-            Some(port) => {
-                let addr = SocketAddr::new(core.cfg.webhook.interface, port);
-                let what = format!("webhook listener on {addr}");
-                Some(TcpListener::bind(addr).map_err(io_err(what))?)
-            }
-        };
-        let registry = poll.registry();
-        if let Some(listener) = &mut webhook {
-            registry.register(listener, WEBHOOK, Interest::READABLE).map_err(io_err("poll"))?;
+        let mut listeners =
+            vec![(LISTENER, Listener::Minions(listener)), (CONTROL, Listener::Control(control))];
+        let http = [
+            (WEBHOOK, HttpListener::Webhook, core.cfg.webhook.port, core.cfg.webhook.interface),
+            (METRICS, HttpListener::Metrics, core.cfg.metrics.port, core.cfg.metrics.interface),
+        ];
+        for (token, which, port, interface) in http {
+            let Some(port) = port else { continue };
+            let addr = SocketAddr::new(interface, port);
+            let what = format!("{} listener on {addr}", which.name());
+            let listener = TcpListener::bind(addr).map_err(io_err(what))?;
+            listeners.push((token, Listener::Http(listener, which)));
         }
-        registry.register(&mut listener, LISTENER, Interest::READABLE).map_err(io_err("poll"))?;
-        registry.register(&mut control, CONTROL, Interest::READABLE).map_err(io_err("poll"))?;
+        let registry = poll.registry();
+        let mut listening = Vec::with_capacity(listeners.len());
+        for (token, mut listener) in listeners {
+            registry
+                .register(listener.source(), token, Interest::READABLE)
+                .map_err(io_err("poll"))?;
+            listening.push(Listening { token, listener, more: false });
+        }
         registry.register(&mut signals, SIGNALS, Interest::READABLE).map_err(io_err("poll"))?;
         let reserve_fd = Some(std::fs::File::open("/dev/null").map_err(io_err("/dev/null"))?);
         Ok(Master {
             core,
             poll,
-            listener,
-            control,
+            listeners: listening,
             control_path,
-            webhook,
             signals,
             links: HashMap::new(),
             next_token: FIRST_CONN,
@@ -221,8 +293,6 @@ impl Master {
             dirty: Vec::new(),
             fx: Vec::new(),
             retry_at: None,
-            accept_more: false,
-            http_more: false,
             quiet: Default::default(),
             reserve_fd,
             notifier: halite_common::sdnotify::Notifier::none(),
@@ -251,13 +321,31 @@ impl Master {
 
     /// The address minions connect to (the real port when `ret_port` is 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.tcp_addr(LISTENER).ok_or_else(|| io::Error::other("no minion listener"))?
+    }
+
+    /// The address of the TCP listener on `token`, if there is one.
+    fn tcp_addr(&self, token: Token) -> Option<io::Result<SocketAddr>> {
+        self.listeners.iter().find(|l| l.token == token).and_then(|l| match &l.listener {
+            Listener::Minions(l) | Listener::Http(l, _) => Some(l.local_addr()),
+            Listener::Control(_) => None,
+        })
     }
 
     /// Serves until SIGTERM or SIGINT.
     pub fn run(mut self) -> io::Result<()> {
-        if let Some(listener) = &self.webhook {
-            log::info!("webhooks on {}", listener.local_addr()?);
+        if let Some(addr) = self.tcp_addr(WEBHOOK) {
+            log::info!("webhooks on {}", addr?);
+        }
+        if let Some(addr) = self.tcp_addr(METRICS) {
+            let addr = addr?;
+            log::info!("metrics on http://{addr}/metrics");
+            if !addr.ip().is_loopback() {
+                log::warn!(
+                    "metrics on {addr} answer anyone who can reach it (no authentication): \
+                     keep it on a private network or behind a proxy"
+                );
+            }
         }
         log::info!(
             "halite-master ready: minions on {}, control socket {}, fingerprint {}",
@@ -273,7 +361,8 @@ impl Master {
             if let Some(retry) = self.retry_at {
                 deadline = deadline.min(retry);
             }
-            let timeout = match self.again.is_empty() && !self.accept_more && !self.http_more {
+            let more = self.listeners.iter().any(|l| l.more);
+            let timeout = match self.again.is_empty() && !more {
                 true => deadline.saturating_duration_since(now),
                 false => std::time::Duration::ZERO,
             };
@@ -285,10 +374,8 @@ impl Master {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_minions(),
-                    CONTROL => self.accept_controls(),
+                    LISTENER | CONTROL | WEBHOOK | METRICS => self.accept(event.token()),
                     SIGNALS => self.on_signals(),
-                    WEBHOOK => self.accept_http(),
                     RENDER_WORKER => self.input(Input::RenderReady),
                     DISK => self.input(Input::DiskDone),
                     token => self.on_ready(token, event.is_read_closed() || event.is_error()),
@@ -297,11 +384,10 @@ impl Master {
             for token in std::mem::take(&mut self.again) {
                 self.on_ready(token, false);
             }
-            if std::mem::take(&mut self.accept_more) {
-                self.accept_minions();
-            }
-            if std::mem::take(&mut self.http_more) {
-                self.accept_http();
+            for at in 0..self.listeners.len() {
+                if std::mem::take(&mut self.listeners[at].more) {
+                    self.accept(self.listeners[at].token);
+                }
             }
             if let Some(n) = self.quiet.flush(Instant::now()) {
                 log::warn!("{n} more connections were refused for want of file descriptors");
@@ -310,9 +396,9 @@ impl Master {
                 // Readiness is edge-triggered: connections already queued would wait for the
                 // next newcomer.
                 self.retry_at = None;
-                self.accept_minions();
-                self.accept_controls();
-                self.accept_http();
+                for at in 0..self.listeners.len() {
+                    self.accept(self.listeners[at].token);
+                }
             }
             self.input(Input::Tick);
             self.send_status();
@@ -384,12 +470,6 @@ impl Master {
         }
     }
 
-    fn token(&mut self) -> Token {
-        let token = Token(self.next_token);
-        self.next_token += 1;
-        token
-    }
-
     fn on_signals(&mut self) {
         let signals: Vec<i32> = self.signals.pending().collect();
         for signal in signals {
@@ -455,110 +535,57 @@ impl Master {
         }
     }
 
-    /// Accepts at most `ACCEPTS_PER_TURN` connections, so that a flood of them shares the
-    /// loop with the minions already connected; the rest are accepted next turn.
-    fn accept_minions(&mut self) {
+    /// Accepts at most `ACCEPTS_PER_TURN` connections on the listener `token`, so that a flood
+    /// of them shares the loop with the connections already there; the rest are accepted
+    /// next turn. Every listener's connections come in here; the core admits each (or has
+    /// it closed).
+    fn accept(&mut self, token: Token) {
+        let Some(at) = self.listeners.iter().position(|l| l.token == token) else { return };
+        let max_frame = self.core.cfg.max_frame_bytes;
         for _ in 0..ACCEPTS_PER_TURN {
-            match self.listener.accept() {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let token = self.token();
-                    // Until the session is live only small frames are read: no one can make
-                    // the master buffer megabytes before proving who they are.
-                    let conn = Conn::new(stream, MAX_HANDSHAKE_FRAME, MAX_MINION_BACKLOG);
-                    self.links.insert(token, Linked::new(Link::Minion(conn)));
-                    self.input(Input::MinionConnected { conn: token, addr });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if out_of_descriptors(&e) && self.shed_one(Listener::Minions) => {}
-                Err(e) => {
-                    log::error!("accept failed: {e}");
-                    self.retry_at = Some(Instant::now() + TICK);
-                    return;
-                }
-            }
-        }
-        self.accept_more = true;
-    }
-
-    /// Accepts webhook clients (at most `ACCEPTS_PER_TURN` a turn, as minions); the core
-    /// admits each or has it closed.
-    fn accept_http(&mut self) {
-        for _ in 0..ACCEPTS_PER_TURN {
-            let accepted = match &self.webhook {
-                Some(listener) => listener.accept(),
-                None => return,
-            };
-            match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let token = self.token();
-                    let conn = Conn::raw(stream, MAX_HTTP_BACKLOG);
-                    let mut linked = Linked::new(Link::Http(conn));
-                    if let Err(e) = linked.update_interest(self.poll.registry(), token) {
-                        log::error!("cannot register webhook connection: {e}");
-                        return;
+            let conn = Token(self.next_token);
+            let name = self.listeners[at].listener.name();
+            match self.listeners[at].listener.accept(conn, max_frame) {
+                Ok((link, input)) => {
+                    self.next_token += 1;
+                    let mut linked = Linked::new(link);
+                    // A minion connection is registered once the core greets it (one it
+                    // refuses never is); the others are only read, so registered now.
+                    if !matches!(linked.link, Link::Minion(_)) {
+                        if let Err(e) = linked.update_interest(self.poll.registry(), conn) {
+                            log::error!("cannot register {name} connection: {e}");
+                            continue;
+                        }
                     }
-                    self.links.insert(token, linked);
-                    self.input(Input::HttpConnected { conn: token, addr });
+                    self.links.insert(conn, linked);
+                    self.input(input);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if out_of_descriptors(&e) && self.shed_one(Listener::Webhook) => {}
+                Err(e) if out_of_descriptors(&e) && self.shed_one(at) => {}
                 Err(e) => {
-                    log::error!("webhook accept failed: {e}");
+                    log::error!("{name} accept failed: {e}");
                     self.retry_at = Some(Instant::now() + TICK);
                     return;
                 }
             }
         }
-        self.http_more = true;
+        self.listeners[at].more = true;
     }
 
-    fn accept_controls(&mut self) {
-        loop {
-            match self.control.accept() {
-                Ok((stream, _)) => {
-                    let token = self.token();
-                    let max_frame = self.core.cfg.max_frame_bytes;
-                    let conn = Conn::new(stream, max_frame, MAX_CONTROL_BACKLOG);
-                    let mut linked = Linked::new(Link::Control(conn));
-                    if let Err(e) = linked.update_interest(self.poll.registry(), token) {
-                        log::error!("cannot register control connection: {e}");
-                        continue;
-                    }
-                    self.links.insert(token, linked);
-                    self.input(Input::ControlConnected { conn: token });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if out_of_descriptors(&e) && self.shed_one(Listener::Control) => {}
-                Err(e) => {
-                    log::error!("control accept failed: {e}");
-                    self.retry_at = Some(Instant::now() + TICK);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Out of descriptors: closes the reserve one to accept a connection, closes that at once
-    /// (a refusal the peer sees, instead of a silent listen queue), and takes the reserve back.
-    /// `true` when one was shed and another may wait; `false` when the queue is empty (Linux
-    /// reports EMFILE before looking at the queue) or there is no reserve to spend.
-    fn shed_one(&mut self, which: Listener) -> bool {
+    /// Out of descriptors: closes the reserve one to accept a connection on listener `at`,
+    /// closes that at once (a refusal the peer sees, instead of a silent listen queue), and
+    /// takes the reserve back. `true` when one was shed and another may wait; `false` when
+    /// the queue is empty (Linux reports EMFILE before looking at the queue) or there is no
+    /// reserve to spend.
+    fn shed_one(&mut self, at: usize) -> bool {
         if self.reserve_fd.take().is_none() {
             return false;
         }
-        let accepted = match which {
-            Listener::Minions => self.listener.accept().map(|(_, addr)| addr.to_string()),
-            Listener::Control => self.control.accept().map(|_| "a control client".to_string()),
-            Listener::Webhook => match &self.webhook {
-                Some(l) => l.accept().map(|(_, addr)| format!("webhook client {addr}")),
-                None => return false,
-            },
-        };
-        let shed = match accepted {
+        let listener = &self.listeners[at].listener;
+        let shed = match listener.shed() {
             Ok(who) => {
-                if matches!(which, Listener::Control) || self.quiet.allow(Instant::now()) {
+                let control = matches!(listener, Listener::Control(_));
+                if control || self.quiet.allow(Instant::now()) {
                     log::warn!("refused connection from {who}: out of file descriptors");
                 }
                 true
@@ -573,14 +600,6 @@ impl Master {
         self.retry_at = Some(Instant::now() + TICK);
         shed && self.reserve_fd.is_some()
     }
-}
-
-/// Which listener an accept is for.
-#[derive(Clone, Copy)]
-enum Listener {
-    Minions,
-    Control,
-    Webhook,
 }
 
 /// Before an HTTP connection is dropped: no more writes, then what the client already sent is

@@ -433,5 +433,6 @@ fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
 }
 pub mod cluster;
 pub mod docs;
+pub mod http;
 pub mod raw;
 pub mod redis;

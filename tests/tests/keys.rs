@@ -1,7 +1,7 @@
 //! Key workflow through the real binaries: pending → accepted with `halite-key`, auto-accept,
 //! autosign, reject, deny, delete, and the events each one fires.
 
-use halite_tests::cluster::{Master, Minion};
+use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::serde_json::Value;
 use halite_tests::{bin, run, TempDir};
 use regex::Regex;
@@ -95,6 +95,8 @@ fn auto_accept_and_autosign_file_need_no_human() {
     // Like every path, autosign_file lives under root_dir.
     let master = Master::start("autosign_file: /etc/halite/autosign.conf");
     master.dir.write("master/etc/halite/autosign.conf", "# web servers\nweb*\n");
+    // Read again off the loop within a tick of the change.
+    master.daemon.wait_for_line(r"read \S*autosign.conf: 1 entries", WAIT);
     let web = Minion::start(&master, "web1", "web", "");
     let db = Minion::start(&master, "db1", "db", "");
     web.wait_authenticated();

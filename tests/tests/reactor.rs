@@ -106,6 +106,7 @@ fn glob_and_regex_patterns_both_local_forms_and_key_rejection() {
     let (master, _sls) =
         Master::with_reactor(rules, &files, "autosign_file: /etc/halite/autosign.conf");
     master.dir.write("master/etc/halite/autosign.conf", "minion1\n");
+    master.daemon.wait_for_line(r"read \S*autosign.conf: 1 entries", WAIT);
     let minion = Minion::start(&master, "minion1", "a", "");
     minion.wait_authenticated();
     assert!(master.run(&["event.send", "myco/x/glob"]).success());

@@ -7,8 +7,9 @@
 use halite_common::crypto::{hmac_sha256, init};
 use halite_common::encoding::hex;
 use halite_tests::cluster::{Master, WAIT};
+use halite_tests::http::{closed_by_master, connect, exchange, read_response};
 use halite_tests::serde_json::{json, Value};
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
 const CI_SECRET: &str = "ci-secret-0123456789abcdef";
@@ -28,12 +29,6 @@ fn hook_addr(master: &Master) -> SocketAddr {
     line[1].as_deref().unwrap().parse().unwrap()
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream
-}
-
 fn signature(secret: &str, body: &str) -> String {
     init();
     format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), body.as_bytes())))
@@ -50,60 +45,6 @@ fn post(path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
         body.len()
     ));
     head.into_bytes()
-}
-
-/// One response: status, headers (names lower-cased), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response (its `Content-Length` body) off `stream`.
-#[track_caller]
-fn read_response(stream: &mut TcpStream) -> Response {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => buf.push(byte[0]),
-            other => panic!("connection ended before a response head: {other:?}, got {buf:?}"),
-        }
-    }
-    let head = String::from_utf8(buf).unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
-        .collect();
-    let len: usize =
-        headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).unwrap();
-    Response { status, headers, body: String::from_utf8(body).unwrap() }
-}
-
-/// Sends `request` on a new connection and reads the answer.
-#[track_caller]
-fn exchange(addr: SocketAddr, request: &[u8]) -> (Response, TcpStream) {
-    let mut stream = connect(addr);
-    stream.write_all(request).unwrap();
-    let response = read_response(&mut stream);
-    (response, stream)
-}
-
-/// Whether the master closed `stream` (EOF or reset) after what was read.
-fn closed_by_master(stream: &mut TcpStream) -> bool {
-    let mut rest = [0u8; 64];
-    matches!(stream.read(&mut rest), Ok(0))
-        || matches!(stream.read(&mut rest), Err(e) if e.kind() == ErrorKind::ConnectionReset)
 }
 
 /// Every webhook event in the log, once the marker event (fired last) is there: the bus is

@@ -3,11 +3,14 @@
 
 use argh::FromArgs;
 use halite_cli::args::parse_cli_args;
+use halite_cli::batch::{self, BatchSize};
+use halite_cli::batch_run::{self, list_targets};
 use halite_cli::output::{self, Format, MinionResult};
-use halite_cli::{current_user, Client};
+use halite_cli::progress::Progress;
+use halite_cli::sink::Sink;
+use halite_cli::{current_user, summary, Client};
 use halite_common::config::{self, DEFAULT_CONFIG_DIR};
 use halite_common::control::{Request, Response, SOCKET_NAME};
-use halite_common::target::MAX_TARGET_BYTES;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;
@@ -51,6 +54,31 @@ struct Args {
     /// exit with the highest retcode a minion returned
     #[argh(switch)]
     retcode_passthrough: bool,
+    // Fleet options (issue #14), kept together.
+    /// run on N minions at a time, or N% of those that answer a ping (Salt's rolling batch)
+    #[argh(option, short = 'b', long = "batch-size")]
+    batch_size: Option<String>,
+    /// seconds a finished minion's batch slot stays held before the next minion starts
+    #[argh(option)]
+    batch_wait: Option<String>,
+    /// stop a batch at the first minion that returns a non-zero retcode
+    #[argh(switch)]
+    failhard: bool,
+    /// show a progress bar on stderr (on a terminal) and a summary instead of each return
+    #[argh(switch, short = 'p')]
+    progress: bool,
+    /// print Salt's summary: minions targeted, returned, not returned, with errors
+    #[argh(switch)]
+    summary: bool,
+    /// write the returns to this file instead of stdout (emptied first)
+    #[argh(option)]
+    out_file: Option<PathBuf>,
+    /// append to --out-file instead of emptying it
+    #[argh(switch)]
+    out_file_append: bool,
+    /// do not show or count minions that did not return
+    #[argh(switch)]
+    hide_timeout: bool,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -64,7 +92,13 @@ struct Args {
 
 fn main() -> ExitCode {
     halite_cli::restore_sigpipe();
-    let args: Args = halite_common::args::from_env();
+    // Salt's `salt` also spells `-b` `--batch`, and `--out…` `--output…`.
+    let args: Args = halite_common::args::from_env_with_aliases(&[
+        ("--batch", "--batch-size"),
+        ("--output", "--out"),
+        ("--output-file", "--out-file"),
+        ("--output-file-append", "--out-file-append"),
+    ]);
     if args.version {
         println!("halite {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -84,6 +118,9 @@ fn main() -> ExitCode {
 }
 
 type Failure = (i32, String);
+
+/// The longest `-t` honoured (about 136 years).
+const MAX_SECONDS: u64 = 1 << 32;
 type EventData = serde_json::Map<String, Value>;
 
 fn run(args: &Args) -> Result<i32, Failure> {
@@ -100,6 +137,19 @@ fn run(args: &Args) -> Result<i32, Failure> {
             "usage: halite [-L|-E|-G|-I|-C] TARGET FUNCTION [ARG...] [key=value...]".into(),
         ));
     };
+    let batch = match &args.batch_size {
+        None => None,
+        Some(text) => Some(BatchSize::parse(text).map_err(|e| (64, e))?),
+    };
+    let batch_wait = match &args.batch_wait {
+        None => Duration::ZERO,
+        Some(text) => batch::parse_wait(text).map_err(|e| (64, e))?,
+    };
+    if batch.is_some() && args.async_job {
+        // Salt 3006-3007 ignore --async here and wait anyway; refusing says so plainly.
+        let why = "this command runs the batch and waits for it";
+        return Err((64, format!("--async cannot be used with --batch-size: {why}")));
+    }
     let chosen = [args.list, args.pcre, args.grain, args.pillar, args.compound]
         .iter()
         .filter(|b| **b)
@@ -120,9 +170,34 @@ fn run(args: &Args) -> Result<i32, Failure> {
     let cfg = config::load_master(&args.config_dir)
         .map_err(|e| (2, format!("bad master configuration:\n{e}")))?
         .config;
-    let timeout = args.timeout.map(Duration::from_secs).unwrap_or(cfg.timeout);
+    // Capped so that no deadline computed from it can overflow.
+    let timeout =
+        args.timeout.map(|t| Duration::from_secs(t.min(MAX_SECONDS))).unwrap_or(cfg.timeout);
+    let mut sink = match &args.out_file {
+        None => Sink::stdout(),
+        Some(path) => {
+            Sink::file(path, args.out_file_append).map_err(|e| (64, format!("error: {e}")))?
+        }
+    };
     let mut client =
         Client::connect(&cfg.sock_dir.join(SOCKET_NAME)).map_err(|e| (2, e.to_string()))?;
+    if let Some(size) = batch {
+        let opts = batch_run::Options {
+            tgt: tgt_value,
+            tgt_type: tgt_type.into(),
+            fun: fun.clone(),
+            arg: parse_cli_args(rest),
+            timeout,
+            size,
+            wait: batch_wait,
+            format,
+            quiet: args.static_output,
+            failhard: args.failhard,
+        };
+        let code = batch_run::run(client, &opts, &mut sink)?;
+        let _ = std::io::stdout().flush();
+        return Ok(code);
+    }
     let request = Request::Publish {
         tgt: tgt_value,
         tgt_type: tgt_type.into(),
@@ -147,18 +222,23 @@ fn run(args: &Args) -> Result<i32, Failure> {
         println!("Executed command with job ID: {jid}");
         return Ok(0);
     }
+    // Salt's `-p` shows the bar and the summary, not each return; `--static` has neither.
+    let progress = args.progress && !args.static_output;
     let mut waiter = Waiter {
         client,
         jid: jid.clone(),
         format,
-        streaming: !args.static_output,
+        streaming: !args.static_output && !progress,
         expected: minions.iter().cloned().collect(),
         returned: HashSet::new(),
         results: Vec::new(),
+        sink,
+        progress: progress.then(|| Progress::start(minions.len() + missing.len())),
     };
     waiter.collect(&connected, timeout)?;
     let connected: HashSet<&String> = connected.iter().collect();
-    let (mut results, returned) = (waiter.results, waiter.returned);
+    let (mut results, returned, mut sink) = (waiter.results, waiter.returned, waiter.sink);
+    let mut bar = waiter.progress;
     // A listed id with no accepted key is a minion that did not return, as Salt reports it.
     for (id, listed_only) in
         minions.iter().map(|id| (id, false)).chain(missing.iter().map(|id| (id, true)))
@@ -166,12 +246,17 @@ fn run(args: &Args) -> Result<i32, Failure> {
         if returned.contains(id) {
             continue;
         }
+        if args.hide_timeout {
+            continue;
+        }
         let silent = match listed_only || connected.contains(id) {
             true => MinionResult::NoResponse,
             false => MinionResult::NotConnected,
         };
-        if !args.static_output {
-            print!("{}", output::render_one(id, &silent, &jid, Format::choose(format, None)));
+        if let Some(bar) = &mut bar {
+            bar.step();
+        } else if !args.static_output {
+            sink.display(&output::render_one(id, &silent, &jid, Format::choose(format, None)));
         }
         results.push((id.clone(), silent));
     }
@@ -179,13 +264,27 @@ fn run(args: &Args) -> Result<i32, Failure> {
         let highstate = format.is_none() && results.iter().any(|(_, r)| is_highstate(r));
         match highstate {
             // State returns print as Salt's highstate text, minion by minion.
-            true => results.iter().for_each(|(id, r)| print!("{}", render(id, r, &jid, format))),
+            true => results.iter().for_each(|(id, r)| sink.display(&render(id, r, &jid, format))),
             false => {
-                print!("{}", output::render_static(&results, &jid, Format::choose(format, None)))
+                sink.display(&output::render_static(&results, &jid, Format::choose(format, None)))
             }
         }
     }
+    if let Some(bar) = bar {
+        bar.finish();
+        print!("{}", summary::text(&results));
+    }
+    // Salt prints `--summary` after the returns when no `--out` is given (`-p` prints it
+    // twice); `--static` runs as a batch there, which has no summary.
+    if args.summary && args.out.is_none() && !args.static_output && fun != "sys.doc" {
+        print!("{}", summary::text(&results));
+    }
     let _ = std::io::stdout().flush();
+    // Salt's `-p` collects no retcodes, and `--hide-timeout` drops the silent minions:
+    // nothing left to fail.
+    if progress || (args.hide_timeout && results.is_empty()) {
+        return Ok(0);
+    }
     let code = output::exit_code(&results, args.retcode_passthrough);
     if let Some(message) = output::exit_message(code, &results) {
         eprintln!("{message}");
@@ -221,6 +320,8 @@ struct Waiter {
     /// Who has returned: `results` in a set, so 10,000 returns are not 10,000² comparisons.
     returned: HashSet<String>,
     results: Vec<(String, MinionResult)>,
+    sink: Sink,
+    progress: Option<Progress>,
 }
 
 impl Waiter {
@@ -265,9 +366,11 @@ impl Waiter {
             retcode: data.get("retcode").and_then(Value::as_i64).unwrap_or(0),
             out: data.get("out").and_then(Value::as_str).map(String::from),
         };
+        if let Some(bar) = &mut self.progress {
+            bar.step();
+        }
         if self.streaming {
-            print!("{}", render(id, &result, &self.jid, self.format));
-            let _ = std::io::stdout().flush();
+            self.sink.display(&render(id, &result, &self.jid, self.format));
         }
         self.returned.insert(id.to_string());
         self.results.push((id.to_string(), result));
@@ -279,18 +382,9 @@ impl Waiter {
         outstanding: &[String],
         timeout: Duration,
     ) -> Result<bool, Failure> {
-        // A list target is capped in bytes (each id and a separator), so the ids go out in
-        // as many publishes as that takes.
-        let mut chunks: Vec<Vec<String>> = vec![Vec::new()];
-        let mut bytes = 0;
-        for id in outstanding {
-            if bytes + id.len() + 1 > MAX_TARGET_BYTES && !chunks[chunks.len() - 1].is_empty() {
-                chunks.push(Vec::new());
-                bytes = 0;
-            }
-            bytes += id.len() + 1;
-            chunks.last_mut().expect("one chunk at least").push(id.clone());
-        }
+        // A list target is capped in bytes, so the ids go out in as many publishes as that
+        // takes.
+        let chunks = list_targets(outstanding);
         let mut prefixes = Vec::new();
         // Answers to the first chunks can come while a later chunk is being published.
         let mut early = Vec::new();

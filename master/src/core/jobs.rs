@@ -2,7 +2,6 @@
 //! cached grains, Salt's job events, the job cache, and the minions' grains cache.
 
 use super::Core;
-use crate::jobcache::JobCache;
 use halite_common::control::KeyStatus;
 use halite_common::control::Response;
 use halite_common::event::{object, TagFilter};
@@ -59,9 +58,10 @@ struct Job {
     cause: Vec<String>,
 }
 
-/// The job cache, locked on the disk job thread (the loop never holds it). A panic while
-/// it was held leaves nothing half-written that matters: the lock is taken back.
-pub(crate) fn lock(cache: &Mutex<JobCache>) -> std::sync::MutexGuard<'_, JobCache> {
+/// The job cache (or the grains cache), locked on the disk job thread (the loop never holds
+/// it). A panic while it was held leaves nothing half-written that matters: the lock is
+/// taken back.
+pub(crate) fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -131,6 +131,7 @@ impl Core {
             return self.answer(&origin, Err(why));
         }
         self.remember_job(&jid, &minions, &cause);
+        self.job_published(&jid);
         let minion_list = || Value::from(minions.clone());
         self.bus.fire_caused(jid.clone(), object([("minions", minion_list())]), &cause);
         self.bus.fire_caused(format!("salt/job/{jid}/new"), load, &cause);
@@ -379,7 +380,10 @@ impl Core {
     ) {
         let tag = format!("salt/job/{jid}/ret/{id}");
         match stored {
-            Ok(()) => self.ack_return(token, jid),
+            Ok(()) => {
+                self.metrics.job_returns += 1;
+                self.ack_return(token, jid)
+            }
             Err(e) => {
                 log::error!("job cache: cannot store return of {id} for {jid}: {e}");
                 if let Some(job) = self.recent_jobs.get_mut(&jid) {
@@ -428,16 +432,20 @@ impl Core {
     }
 
     /// Keeps a minion's grains in memory and on disk (grain targeting of offline minions),
-    /// writing only when they changed.
+    /// writing only when they changed, on the job thread.
     pub(crate) fn remember_grains(&mut self, id: &str, grains: Map<String, Value>) {
         let grains = crate::grainscache::text(&grains);
         if self.grains.get(id) == Some(&grains) {
             return; // a reconnect with the same grains: nothing to write
         }
-        self.grains.insert(id.to_string(), grains);
-        if let Err(e) = self.grains_cache.record(id, &self.grains[id], &self.grains) {
-            log::error!("cannot cache grains of {id}: {e}");
-        }
+        self.grains.insert(id.to_string(), Arc::clone(&grains));
+        let (cache, id) = (Arc::clone(&self.grains_cache), id.to_string());
+        self.io.submit(move || {
+            if let Err(e) = lock(&cache).record(&id, grains) {
+                log::error!("cannot cache grains of {id}: {e}");
+            }
+            Box::new(|_: &mut Core| {})
+        });
     }
 
     /// Ids with a live session, among the accepted keys.

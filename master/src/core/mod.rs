@@ -4,20 +4,22 @@
 //! owns no socket and reads no clock: time comes in with each input, so tests move it by hand.
 
 mod control;
+mod http;
 mod jobs;
 mod keyflow;
+mod metrics;
 mod pillar;
 mod reactor;
 mod runners;
 mod sessions;
 #[cfg(test)]
 mod tests;
-mod webhooks;
 
+pub use http::HttpListener;
+pub(crate) use http::MAX_HTTP_BACKLOG;
 pub use runners::RUNNERS;
-pub(crate) use webhooks::MAX_HTTP_BACKLOG;
 
-use crate::auth::Policy;
+use crate::auth::{AutoList, Policy};
 use crate::bus::Bus;
 use crate::client::Client;
 use crate::jobcache::{JidGen, JobCache};
@@ -83,8 +85,8 @@ pub enum Input {
     MinionConnected { conn: Token, addr: SocketAddr },
     /// A CLI connected to the control socket.
     ControlConnected { conn: Token },
-    /// An HTTP client connected to the webhook listener from `addr`.
-    HttpConnected { conn: Token, addr: SocketAddr },
+    /// An HTTP client connected to `listener` from `addr`.
+    HttpConnected { conn: Token, addr: SocketAddr, listener: HttpListener },
     /// Bytes read from an HTTP connection (unframed: the core parses them).
     HttpData { conn: Token, bytes: Vec<u8> },
     /// One whole frame from a connection.
@@ -96,13 +98,13 @@ pub enum Input {
     Reload,
     /// SIGTERM or SIGINT: stop serving.
     Stop,
-    /// The disk worker woke the loop: writes finished.
+    /// The disk worker, the job thread, the pillar thread or the log thread woke the loop.
     DiskDone,
     /// The render worker's pipes are ready.
     RenderReady,
     /// The end of a turn (and a deadline passing): housekeeping when due, the turn's returns
-    /// handed to the disk thread as one batch, then the event bus is drained into the log,
-    /// the subscribers and the reactor.
+    /// handed to the disk thread as one batch, then the event bus drained into a batch for
+    /// the log thread (the subscribers and the reactor get it once it is written).
     Tick,
 }
 
@@ -129,6 +131,8 @@ pub struct Core {
     shared_keys: KeyCache,
     pub(crate) store: KeyStore,
     policy: Policy,
+    /// A check of the autosign/autoreject files is running on the job thread.
+    lists_in_flight: bool,
     pub(crate) peers: HashMap<Token, Peer>,
     /// Live sessions by minion id.
     pub(crate) live: HashMap<String, Token>,
@@ -145,15 +149,18 @@ pub struct Core {
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
     pub(crate) grains: crate::grainscache::Grains,
-    pub(crate) grains_cache: crate::grainscache::GrainsCache,
+    /// Written on the job thread only.
+    pub(crate) grains_cache: Arc<Mutex<crate::grainscache::GrainsCache>>,
     pub(crate) stopping: bool,
     /// Unauthenticated connections, counted against their caps.
     admission: crate::limits::Admission,
     /// The log lines hostile peers can cause (refused and failed connections, refused
     /// webhook requests), per second.
     quiet: crate::limits::LogLimiter,
-    /// The webhook listener's connections and limits.
-    webhooks: webhooks::Webhooks,
+    /// The HTTP listeners' connections and limits (webhooks, metrics).
+    http: http::HttpConns,
+    /// The metrics endpoint's counters.
+    metrics: metrics::Metrics,
     /// New pending keys per source address.
     pub(crate) pending_rate: crate::limits::PendingRate,
     /// Replies waiting for their key writes to reach the disk.
@@ -170,6 +177,14 @@ pub struct Core {
     /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
     /// job's return, which follows on the same session, reports the refusal.
     pub(crate) refused_events: HashMap<(String, String), String>,
+    /// The log thread: the event log is written there, a batch per turn.
+    log_io: crate::offload::Offload<Core>,
+    /// Batches handed to the log thread, and the last one it wrote.
+    log_submitted: u64,
+    log_written: u64,
+    /// Sends and closes waiting for the batch (by number) holding every event fired before
+    /// them: nobody hears of anything before the events that led to it are in the log.
+    held: std::collections::VecDeque<(u64, Effect)>,
     /// `event_return`: the thread forwarding the event log to Redis.
     forward: Option<crate::forward::Forwarder>,
     /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
@@ -204,6 +219,8 @@ impl Core {
         let io = crate::offload::Offload::spawn("cache", wake(&waker)).map_err(what("thread"))?;
         let pillar_io =
             crate::offload::Offload::spawn("pillar", wake(&waker)).map_err(what("thread"))?;
+        let log_io =
+            crate::offload::Offload::spawn("eventlog", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
         let forward = match &cfg.event_return {
@@ -238,8 +255,8 @@ impl Core {
         let reactor = reactor::ReactorState::new(reactor, worker);
         let policy = Policy {
             auto_accept: cfg.auto_accept,
-            autosign_file: cfg.autosign_file.clone(),
-            autoreject_file: cfg.autoreject_file.clone(),
+            autosign: cfg.autosign_file.as_deref().map(AutoList::read).unwrap_or_default(),
+            autoreject: cfg.autoreject_file.as_deref().map(AutoList::read).unwrap_or_default(),
             max_minions: cfg.max_minions,
             max_pending_keys: cfg.max_pending_keys,
         };
@@ -251,15 +268,18 @@ impl Core {
         );
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
-        let webhooks = webhooks::Webhooks::new(&cfg.webhook);
+        let http = http::HttpConns::new(&cfg.webhook);
+        let shared_keys = KeyCache::default();
+        warm_shared_keys(&keys, &store, shared_keys.room(), io.poster());
         Ok(Core {
             cfg,
             now,
             fx: Vec::new(),
             keys,
-            shared_keys: KeyCache::default(),
+            shared_keys,
             store,
             policy,
+            lists_in_flight: false,
             peers: HashMap::new(),
             live: HashMap::new(),
             controls: HashMap::new(),
@@ -270,11 +290,12 @@ impl Core {
             pillar: Default::default(),
             jids: JidGen::default(),
             grains,
-            grains_cache,
+            grains_cache: Arc::new(Mutex::new(grains_cache)),
             stopping: false,
             admission,
             quiet: Default::default(),
-            webhooks,
+            http,
+            metrics: Default::default(),
             pending_rate,
             key_writes: Default::default(),
             config_dir: None,
@@ -284,6 +305,10 @@ impl Core {
             recent_order: std::collections::VecDeque::new(),
             recent_ids: 0,
             refused_events: HashMap::new(),
+            log_io,
+            log_submitted: 0,
+            log_written: 0,
+            held: Default::default(),
             forward,
             returns_queued: Vec::new(),
             next_tick: now + TICK,
@@ -326,7 +351,7 @@ impl Core {
         self.cfg.reactor_render_budget_ms = loaded.config.reactor_render_budget_ms;
         // Rotating a webhook secret needs no restart (the listener's address does).
         if self.cfg.webhook.tokens != loaded.config.webhook.tokens {
-            self.webhooks.set_tokens(&loaded.config.webhook);
+            self.http.set_tokens(&loaded.config.webhook);
             self.cfg.webhook.tokens = loaded.config.webhook.tokens;
             log::info!("webhook tokens reloaded: {}", self.cfg.webhook.tokens.len());
         }
@@ -341,7 +366,9 @@ impl Core {
             Input::ControlConnected { conn } => {
                 self.controls.insert(conn, Client::default());
             }
-            Input::HttpConnected { conn, addr } => self.on_http_connected(conn, addr),
+            Input::HttpConnected { conn, addr, listener } => {
+                self.on_http_connected(conn, addr, listener)
+            }
             Input::HttpData { conn, bytes } => self.on_http_data(conn, &bytes),
             Input::Frame { conn, frame } => {
                 if self.peers.contains_key(&conn) {
@@ -361,7 +388,7 @@ impl Core {
                     self.close_peer(conn, &reason);
                     return self.emit(out);
                 }
-                if self.webhooks.has(conn) {
+                if self.http.has(conn) {
                     self.http_closed(conn, &reason);
                     return self.emit(out);
                 }
@@ -372,7 +399,11 @@ impl Core {
                 self.close_control(conn, &reason);
             }
             Input::Reload => {
-                self.bus.reopen_log();
+                let log = self.bus.log();
+                self.log_io.submit(move || {
+                    crate::bus::lock(&log).reopen();
+                    Box::new(|_: &mut Core| {})
+                });
                 let _ = self.reload_reactor(); // logged either way
             }
             Input::Stop => self.stopping = true,
@@ -393,8 +424,20 @@ impl Core {
         self.emit(out);
     }
 
+    /// Hands the driver what it may carry out now: sends and closes wait (in order) until
+    /// the events fired before them are in the log; frame limits never wait.
     fn emit(&mut self, out: &mut Vec<Effect>) {
-        out.append(&mut self.fx);
+        while self.held.front().is_some_and(|(batch, _)| *batch <= self.log_written) {
+            out.extend(self.held.pop_front().map(|(_, effect)| effect));
+        }
+        let barrier = self.log_submitted + u64::from(self.bus.pending());
+        for effect in self.fx.drain(..) {
+            match effect {
+                Effect::MaxFrame { .. } => out.push(effect),
+                _ if self.held.is_empty() && barrier <= self.log_written => out.push(effect),
+                _ => self.held.push_back((barrier, effect)),
+            }
+        }
     }
 
     /// When the core next wants a [`Input::Tick`]: now while events wait in the bus or
@@ -432,20 +475,51 @@ impl Core {
             log::error!("key write failed: {failed}");
         }
         self.drain_bus();
+        self.wait_logged();
         self.abandon_reactor();
         self.drain_bus();
+        self.wait_logged();
         if let Some(forward) = self.forward.as_mut() {
             forward.stop();
         }
         self.fx.clear();
     }
 
-    /// Runs the continuations of the disk jobs that finished.
+    /// Whether the key writer, the job thread or the pillar thread has work not yet handed
+    /// back (tests wait for all three).
+    #[cfg(test)]
+    fn workers_busy(&self) -> bool {
+        self.store.busy() || self.io.busy() || self.pillar_io.busy()
+    }
+
+    /// Runs the continuations of the disk jobs that finished (the log thread's first: its
+    /// batches release what waits for them).
     fn on_io(&mut self) {
+        for then in self.log_io.finished() {
+            then(self);
+        }
         for then in self.io.finished() {
             then(self);
         }
         for then in self.pillar_io.finished() {
+            then(self);
+        }
+    }
+
+    /// Tests: logs what is queued and waits for the log thread until nothing waits for it,
+    /// as the driver's turns would.
+    #[cfg(test)]
+    fn settle_log(&mut self, out: &mut Vec<Effect>) {
+        while self.bus.pending() || self.log_io.busy() || !self.held.is_empty() {
+            self.drain_bus();
+            self.wait_logged();
+            self.emit(out);
+        }
+    }
+
+    /// Blocks until the log thread has written every batch (shutdown, tests).
+    fn wait_logged(&mut self) {
+        for then in self.log_io.wait_idle() {
             then(self);
         }
     }
@@ -503,20 +577,111 @@ impl Core {
         }
         self.peer_deadlines(now);
         self.http_deadlines(now);
+        self.refresh_auto_lists();
+        self.job_timeouts(now);
     }
 
-    /// Drains the event queue: the log (in `Bus`), then every subscriber that wants each event
-    /// (a subscriber whose backlog is full is dropped; the loop never waits for one), then the
-    /// reactor.
+    /// Reads `autosign_file` and `autoreject_file` again on the job thread if they changed
+    /// (one check in flight at a time): the loop decides from the lists it holds.
+    fn refresh_auto_lists(&mut self) {
+        let files = (self.cfg.autosign_file.clone(), self.cfg.autoreject_file.clone());
+        if self.lists_in_flight || files == (None, None) {
+            return;
+        }
+        self.lists_in_flight = true;
+        let (sign, reject) = (self.policy.autosign.stamp(), self.policy.autoreject.stamp());
+        self.io.submit(move || {
+            let sign = files.0.and_then(|file| AutoList::changed(&file, sign));
+            let reject = files.1.and_then(|file| AutoList::changed(&file, reject));
+            Box::new(move |core: &mut Core| {
+                core.lists_in_flight = false;
+                if let Some(sign) = sign {
+                    core.policy.autosign = sign;
+                }
+                if let Some(reject) = reject {
+                    core.policy.autoreject = reject;
+                }
+            })
+        });
+    }
+
+    /// Drains the event queue into a batch for the log thread; once it is written,
+    /// [`Core::on_logged`] hands it on.
     fn drain_bus(&mut self) {
         let events = self.bus.drain();
-        if let (false, Some(forward)) = (events.is_empty(), &self.forward) {
-            forward.wake();
+        if events.is_empty() {
+            return;
         }
+        self.log_submitted += 1;
+        let (batch, log) = (self.log_submitted, self.bus.log());
+        self.log_io.submit(move || {
+            let counts = crate::bus::lock(&log).append_all(&events);
+            Box::new(move |core: &mut Core| core.on_logged(batch, events, counts))
+        });
+    }
+
+    /// A batch is in the log: what waited for it may go out, then every subscriber that wants
+    /// each event gets it (a subscriber whose backlog is full is dropped; the loop never waits
+    /// for one), then the reactor, then the forwarder hears of it.
+    fn on_logged(
+        &mut self,
+        batch: u64,
+        events: Vec<crate::bus::Logged>,
+        counts: crate::bus::LogCounts,
+    ) {
+        self.log_written = batch;
+        self.bus.logged(counts);
         self.deliver(&events);
         for logged in &events {
+            self.metrics.count_event(&logged.event.tag);
             self.react(&logged.event);
         }
+        if let Some(forward) = &self.forward {
+            forward.wake();
+        }
+    }
+}
+
+/// Computes the shared keys of the accepted minions (as many as the cache has room for) on a
+/// thread of its own, handing them to the loop in chunks: a master restarted under a fleet
+/// that reconnects at once answers their hellos without a scalar multiplication each.
+fn warm_shared_keys(
+    keys: &KeyPair,
+    store: &KeyStore,
+    room: usize,
+    poster: crate::offload::Poster<Core>,
+) {
+    use halite_common::control::KeyStatus::Accepted;
+    use halite_common::crypto::PublicKey;
+    let accepted: Vec<PublicKey> = store
+        .ids_iter(Accepted)
+        .filter_map(|id| store.read(Accepted, id).ok().flatten())
+        .filter_map(|pem| PublicKey::from_pem(&pem).ok())
+        .take(room)
+        .collect();
+    if accepted.is_empty() {
+        return;
+    }
+    let master = keys.duplicate();
+    let spawned = std::thread::Builder::new().name("keywarm".into()).spawn(move || {
+        for chunk in accepted.chunks(256) {
+            let shared: Vec<_> = chunk
+                .iter()
+                .filter_map(|p| Some((p.clone(), master.shared_with(p).ok()?)))
+                .collect();
+            let then = move |core: &mut Core| {
+                for (public, key) in shared {
+                    core.shared_keys.warm(&public, key);
+                }
+            };
+            if !poster.post(Box::new(then)) {
+                return; // the master stopped
+            }
+        }
+        log::debug!("shared keys of {} accepted minions computed", accepted.len());
+    });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the key warm-up thread ({e}); each minion's first hello pays");
     }
 }
 

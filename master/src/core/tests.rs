@@ -2,7 +2,7 @@
 //! time moved by hand. No socket is opened; the disk worker and the key store write to a
 //! temp dir, as they do under the real driver.
 
-use super::{Core, Effect, Input};
+use super::{Core, Effect, HttpListener, Input};
 use halite_common::conn::ConnError;
 use halite_common::control::{Request, Response};
 use halite_common::crypto::KeyPair;
@@ -26,10 +26,16 @@ struct Harness {
 
 impl Harness {
     fn new(name: &str, config: &str) -> Harness {
+        Harness::new_with(name, config, |_| {})
+    }
+
+    /// [`Harness::new`] with `before(root)` run before the master opens its tree.
+    fn new_with(name: &str, config: &str, before: impl FnOnce(&std::path::Path)) -> Harness {
         halite_common::crypto::init();
         let root = std::env::temp_dir().join(format!("halite-core-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
+        before(&root);
         let config = config.replace("{root}", &root.display().to_string());
         let text = format!("root_dir: {}\nkeepalive_interval: 30\n{config}", root.display());
         let cfg = halite_common::config::parse_master(&text, &root).unwrap().config;
@@ -39,9 +45,12 @@ impl Harness {
         Harness { core, poll, now, root }
     }
 
+    /// Handles `input`, then lets the log thread write what it fired (sends and closes wait
+    /// for that).
     fn step(&mut self, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         self.core.handle(self.now, input, &mut out);
+        self.core.settle_log(&mut out);
         out
     }
 
@@ -51,16 +60,24 @@ impl Harness {
         self.step(Input::Tick)
     }
 
-    /// Waits for the disk worker's wake-up (a real thread writing to the temp dir) and hands
-    /// it to the core.
+    /// Waits for the workers' wake-ups (real threads writing to the temp dir) and hands them
+    /// to the core until the key writer, the job thread and the pillar thread are all idle:
+    /// they share one wake-up, so one may come from an earlier job of another worker.
     fn disk_done(&mut self) -> Vec<Effect> {
         let mut events = Events::with_capacity(8);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !events.iter().any(|e| e.token() == super::DISK) {
-            assert!(Instant::now() < deadline, "the disk worker never woke the loop");
-            self.poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
+        let mut out = Vec::new();
+        loop {
+            events.clear();
+            while !events.iter().any(|e| e.token() == super::DISK) {
+                assert!(Instant::now() < deadline, "the disk worker never woke the loop");
+                self.poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
+            }
+            out.extend(self.step(Input::DiskDone));
+            if !self.core.workers_busy() {
+                return out;
+            }
         }
-        self.step(Input::DiskDone)
     }
 
     fn events_logged(&self) -> String {
@@ -300,9 +317,9 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     assert_eq!(m.open(ack), ToMinion::ReturnAck { jid: jid.clone() });
     let returns = h.root.join(format!("var/cache/halite/master/jobs/{jid}/returns.jsonl"));
     assert!(std::fs::read_to_string(returns).unwrap().contains(r#""id":"m1""#));
-    // The watching CLI gets the return event once the bus is drained.
-    let drained = h.advance(Duration::from_millis(1));
-    let [event] = &sent(&drained, cli)[..] else { panic!("no return event: {drained:?}") };
+    // The watching CLI gets the return event once the log thread has written it.
+    assert!(h.events_logged().contains(&format!(r#"{{"tag":"salt/job/{jid}/ret/m1""#)));
+    let [event] = &sent(&stored, cli)[..] else { panic!("no return event: {stored:?}") };
     let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
     assert_eq!(tag, format!("salt/job/{jid}/ret/m1"));
 }
@@ -483,7 +500,9 @@ fn statuses(effects: &[Effect], conn: Token) -> Vec<String> {
 fn pipelined_webhooks_are_answered_in_order_then_the_rate_refuses() {
     let mut h = webhook_harness("hook-pipeline");
     let conn = Token(20);
-    assert!(h.step(Input::HttpConnected { conn, addr: addr() }).is_empty());
+    assert!(h
+        .step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Webhook })
+        .is_empty());
     let mut two = hook_request(r#"{"n": 1}"#);
     two.extend(hook_request(r#"{"n": 2}"#));
     // Split mid-request: the first is answered at once, the second when its end arrives.
@@ -506,7 +525,7 @@ fn pipelined_webhooks_are_answered_in_order_then_the_rate_refuses() {
     assert_eq!(h.events_logged().matches("salt/netapi/hook/deploy").count(), 3);
     // The rate is per source address: another one is still served.
     let (other, from) = (Token(26), "127.0.0.2:40000".parse().unwrap());
-    h.step(Input::HttpConnected { conn: other, addr: from });
+    h.step(Input::HttpConnected { conn: other, addr: from, listener: HttpListener::Webhook });
     let fx = h.step(Input::HttpData { conn: other, bytes: hook_request("{}") });
     assert_eq!(statuses(&fx, other), ["HTTP/1.1 200 OK"]);
 }
@@ -515,7 +534,7 @@ fn pipelined_webhooks_are_answered_in_order_then_the_rate_refuses() {
 fn a_body_that_trickles_in_meets_the_same_deadline() {
     let mut h = webhook_harness("hook-trickle");
     let conn = Token(27);
-    h.step(Input::HttpConnected { conn, addr: addr() });
+    h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Webhook });
     let request = hook_request(r#"{"long": "enough to trickle"}"#);
     let body_at = request.len() - 10;
     assert!(h.step(Input::HttpData { conn, bytes: request[..body_at].to_vec() }).is_empty());
@@ -533,15 +552,15 @@ fn a_body_that_trickles_in_meets_the_same_deadline() {
 fn a_slow_request_gets_408_at_its_deadline_and_an_idle_one_is_closed_quietly() {
     let mut h = webhook_harness("hook-slow");
     let (slow, idle, good) = (Token(21), Token(22), Token(23));
-    h.step(Input::HttpConnected { conn: slow, addr: addr() });
-    h.step(Input::HttpConnected { conn: idle, addr: addr() });
+    h.step(Input::HttpConnected { conn: slow, addr: addr(), listener: HttpListener::Webhook });
+    h.step(Input::HttpConnected { conn: idle, addr: addr(), listener: HttpListener::Webhook });
     let request = hook_request("{}");
     let fx = h.step(Input::HttpData { conn: slow, bytes: request[..20].to_vec() });
     assert!(fx.is_empty(), "{fx:?}");
     let fx = h.advance(Duration::from_secs(1));
     assert!(fx.is_empty(), "{fx:?}");
     // Meanwhile a good client is served.
-    h.step(Input::HttpConnected { conn: good, addr: addr() });
+    h.step(Input::HttpConnected { conn: good, addr: addr(), listener: HttpListener::Webhook });
     let fx = h.step(Input::HttpData { conn: good, bytes: request.clone() });
     assert_eq!(statuses(&fx, good), ["HTTP/1.1 200 OK"]);
     // The slow one trickles on, but its deadline runs from its first byte's turn.
@@ -558,12 +577,12 @@ fn a_slow_request_gets_408_at_its_deadline_and_an_idle_one_is_closed_quietly() {
 fn garbage_and_oversized_bodies_are_refused_before_buffering() {
     let mut h = webhook_harness("hook-garbage");
     let (garbage, big) = (Token(24), Token(25));
-    h.step(Input::HttpConnected { conn: garbage, addr: addr() });
+    h.step(Input::HttpConnected { conn: garbage, addr: addr(), listener: HttpListener::Webhook });
     let fx =
         h.step(Input::HttpData { conn: garbage, bytes: b"\x00\x01\x02 hello\r\n\r\n".to_vec() });
     assert_eq!(statuses(&fx, garbage), ["HTTP/1.1 400 Bad Request"]);
     assert!(closed(&fx, garbage).is_some());
-    h.step(Input::HttpConnected { conn: big, addr: addr() });
+    h.step(Input::HttpConnected { conn: big, addr: addr(), listener: HttpListener::Webhook });
     let head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n".to_vec();
     let fx = h.step(Input::HttpData { conn: big, bytes: head });
     assert_eq!(statuses(&fx, big), ["HTTP/1.1 413 Content Too Large"]);
@@ -581,24 +600,24 @@ fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
     // A quarter of the 16 MiB budget per address: four 1 MiB bodies, the fifth is refused.
     for n in 0..4 {
         let conn = Token(30 + n);
-        h.step(Input::HttpConnected { conn, addr: addr() });
+        h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Webhook });
         assert!(h.step(Input::HttpData { conn, bytes: head.clone() }).is_empty());
     }
     let fifth = Token(34);
-    h.step(Input::HttpConnected { conn: fifth, addr: addr() });
+    h.step(Input::HttpConnected { conn: fifth, addr: addr(), listener: HttpListener::Webhook });
     let fx = h.step(Input::HttpData { conn: fifth, bytes: head.clone() });
     assert_eq!(statuses(&fx, fifth), ["HTTP/1.1 503 Service Unavailable"]);
     assert!(String::from_utf8_lossy(&sent(&fx, fifth)[0]).contains("Retry-After: 1\r\n"));
     // Another address has its own share.
-    h.step(Input::HttpConnected { conn: Token(35), addr: other });
+    h.step(Input::HttpConnected { conn: Token(35), addr: other, listener: HttpListener::Webhook });
     assert!(h.step(Input::HttpData { conn: Token(35), bytes: head.clone() }).is_empty());
     // A sender that goes away gives its share back.
     let error = ConnError::PeerClosed;
     h.step(Input::Closed { conn: Token(30), error });
     let again = Token(36);
-    h.step(Input::HttpConnected { conn: again, addr: addr() });
+    h.step(Input::HttpConnected { conn: again, addr: addr(), listener: HttpListener::Webhook });
     assert!(h.step(Input::HttpData { conn: again, bytes: head }).is_empty());
-    assert_eq!(h.core.webhooks.in_flight, 5 << 20);
+    assert_eq!(h.core.http.in_flight, 5 << 20);
 }
 
 #[test]
@@ -636,4 +655,218 @@ fn beacon_batches_fire_the_senders_own_tags_only_under_its_authenticated_id() {
     assert_eq!(event["data"]["path"], "/etc/important_file");
     assert!(event["data"].get("cmd").is_none(), "not wrapped as an event.send");
     assert!(!log.contains("salt/beacon/web2"));
+}
+
+/// The loop never writes the event log, and nobody hears of anything before the events that
+/// led to it are in the log: a runner's answer waits for its event's batch, and a
+/// subscriber gets the event only once it is written.
+#[test]
+fn answers_wait_until_the_log_thread_has_written_their_events() {
+    let mut h = Harness::new("logged", "");
+    let (cli, watcher) = (Token(11), Token(12));
+    h.step(Input::ControlConnected { conn: cli });
+    h.step(Input::ControlConnected { conn: watcher });
+    let subscribe = Request::Subscribe { tagmatch: Some("myco/*".into()) };
+    h.step(Input::Frame { conn: watcher, frame: serde_json::to_vec(&subscribe).unwrap() });
+    let request = Request::Runner {
+        fun: "event.send".into(),
+        arg: vec!["myco/deploy".into()],
+        user: "root".into(),
+    };
+    let frame = serde_json::to_vec(&request).unwrap();
+    // The turn, as the driver runs it, without waiting for the log thread.
+    let mut out = Vec::new();
+    h.core.handle(h.now, Input::Frame { conn: cli, frame }, &mut out);
+    h.core.handle(h.now, Input::Tick, &mut out);
+    assert!(sent(&out, cli).is_empty(), "answered before its event was logged: {out:?}");
+    assert!(sent(&out, watcher).is_empty(), "an event went out before it was logged: {out:?}");
+    // The log thread's batch releases both, the answer first.
+    h.core.settle_log(&mut out);
+    assert!(h.events_logged().contains(r#"{"tag":"myco/deploy""#));
+    let [answer] = &sent(&out, cli)[..] else { panic!("no answer: {out:?}") };
+    assert!(matches!(serde_json::from_slice(answer).unwrap(), Response::Value { .. }));
+    let [event] = &sent(&out, watcher)[..] else { panic!("no event: {out:?}") };
+    let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
+    assert_eq!(tag, "myco/deploy");
+    let position =
+        |conn| out.iter().position(|e| matches!(e, Effect::Send { conn: c, .. } if *c == conn));
+    assert!(position(cli) < position(watcher), "{out:?}");
+}
+
+/// A restarted master computes its accepted minions' shared keys on a thread of its own, so
+/// their first hellos cost the loop no scalar multiplication.
+#[test]
+fn accepted_minions_shared_keys_are_computed_off_the_loop_at_start() {
+    let mut m = FakeMinion::new("m1");
+    let pem = m.keys.public.to_pem();
+    let mut h = Harness::new_with("warm", "", |root| {
+        let dir = root.join("etc/halite/pki/master/minions");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("m1"), &pem).unwrap();
+    });
+    assert!(!h.core.shared_keys.contains(&m.keys.public), "computed on the loop at start");
+    h.disk_done(); // the warm-up thread's post wakes the loop
+    assert!(h.core.shared_keys.contains(&m.keys.public));
+    let conn = Token(10);
+    let (handshake, answer) = m.hello(&mut h, conn);
+    m.on_verdict(&handshake, &answer, conn); // accepted at once: no key write to wait for
+}
+
+/// Scrapes `/metrics` on a new metrics connection `conn` (closed after the answer); returns
+/// the body.
+fn scrape(h: &mut Harness, conn: Token) -> String {
+    h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Metrics });
+    let request = b"GET /metrics HTTP/1.1\r\nHost: halite\r\nConnection: close\r\n\r\n".to_vec();
+    let fx = h.step(Input::HttpData { conn, bytes: request });
+    let [answer] = &sent(&fx, conn)[..] else { panic!("no answer: {fx:?}") };
+    assert!(closed(&fx, conn).is_some(), "Connection: close was asked for");
+    let answer = String::from_utf8(answer.clone()).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample `series` (name and labels as written) in `text`.
+#[track_caller]
+fn sample(text: &str, series: &str) -> u64 {
+    let line = text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
+    line.unwrap_or_else(|| panic!("no {series} in\n{text}")).parse().unwrap()
+}
+
+#[test]
+fn metrics_count_jobs_returns_timeouts_and_events_where_they_happen() {
+    let mut h = Harness::new("metrics-jobs", "auto_accept: True\nmetrics_port: 0\ntimeout: 5\n");
+    let (c1, c2, cli) = (Token(10), Token(12), Token(11));
+    let mut m1 = live_minion(&mut h, "m1", c1);
+    let _m2 = live_minion(&mut h, "m2", c2);
+    let before = scrape(&mut h, Token(40));
+    assert_eq!(sample(&before, "halite_minions_connected"), 2);
+    assert_eq!(sample(&before, r#"halite_minion_keys{state="accepted"}"#), 2);
+    assert_eq!(sample(&before, r#"halite_minion_keys{state="pending"}"#), 0);
+    assert_eq!(sample(&before, "halite_jobs_published_total"), 0);
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::Publish {
+        tgt: "*".into(),
+        tgt_type: "glob".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+        watch: true,
+    };
+    h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    let recorded = h.disk_done();
+    let [publish] = &sent(&recorded, c1)[..] else { panic!("no publish: {recorded:?}") };
+    let ToMinion::Publish(job) = m1.open(publish) else { panic!("not a publish") };
+    // Only m1 answers.
+    h.step(Input::Frame { conn: c1, frame: m1.seal(&job_return(&job.jid)) });
+    h.step(Input::Tick);
+    h.disk_done();
+    let during = scrape(&mut h, Token(41));
+    assert_eq!(sample(&during, "halite_jobs_published_total"), 1);
+    assert_eq!(sample(&during, "halite_job_returns_total"), 1);
+    assert_eq!(sample(&during, "halite_jobs_timed_out_total"), 0, "its timeout is still running");
+    // The master's `timeout` passes with m2 silent: the job timed out, once.
+    h.advance(Duration::from_secs(5));
+    h.advance(Duration::from_secs(5));
+    let after = scrape(&mut h, Token(42));
+    assert_eq!(sample(&after, "halite_jobs_timed_out_total"), 1);
+    // Every event went through the bus: the job's bare-jid event is `other`, none `halite`.
+    let logged = h.events_logged();
+    let salt = logged.lines().filter(|l| l.starts_with(r#"{"tag":"salt/"#)).count() as u64;
+    assert_eq!(sample(&after, r#"halite_events_total{prefix="salt"}"#), salt);
+    assert_eq!(sample(&after, r#"halite_events_total{prefix="other"}"#), 1);
+    assert_eq!(sample(&after, r#"halite_events_total{prefix="halite"}"#), 0);
+    let bytes = std::fs::metadata(h.root.join("var/log/halite/events.log")).unwrap().len();
+    assert_eq!(sample(&after, "halite_event_log_bytes_total"), bytes);
+    assert!(sample(&after, "halite_process_resident_memory_bytes") > 0);
+    assert!(sample(&after, "halite_process_open_fds") > 0);
+}
+
+#[test]
+fn the_metrics_listener_answers_its_two_paths_and_refuses_the_rest_with_a_close() {
+    let mut h = Harness::new("metrics-paths", "metrics_port: 0\n");
+    let conn = Token(50);
+    h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Metrics });
+    // Keep-alive and pipelined: both answered in order, the connection kept.
+    let two = b"GET /healthz HTTP/1.1\r\n\r\nGET /metrics?x=1 HTTP/1.1\r\n\r\n".to_vec();
+    let fx = h.step(Input::HttpData { conn, bytes: two });
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]);
+    assert!(sent(&fx, conn)[0].ends_with(b"\r\n\r\nok"));
+    assert_eq!(closed(&fx, conn), None);
+    let cases: [(&[u8], &str); 5] = [
+        (b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405 Method Not Allowed"),
+        (b"HEAD /healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 405 Method Not Allowed"),
+        (b"GET /hook/deploy HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+        (b"GET /metrics/ HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+        (
+            b"GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 413 Content Too Large",
+        ),
+    ];
+    for (n, (request, status)) in cases.into_iter().enumerate() {
+        let conn = Token(51 + n);
+        h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Metrics });
+        let fx = h.step(Input::HttpData { conn, bytes: request.to_vec() });
+        assert_eq!(statuses(&fx, conn), [status], "{}", String::from_utf8_lossy(request));
+        assert!(closed(&fx, conn).is_some(), "{status}: not closed");
+        if status.contains("405") {
+            assert!(String::from_utf8_lossy(&sent(&fx, conn)[0]).contains("Allow: GET\r\n"));
+        }
+    }
+    // A slow request meets the listener's deadline (10 s).
+    let slow = Token(60);
+    h.step(Input::HttpConnected { conn: slow, addr: addr(), listener: HttpListener::Metrics });
+    h.step(Input::HttpData { conn: slow, bytes: b"GET /metr".to_vec() });
+    assert_eq!(closed(&h.advance(Duration::from_secs(9)), slow), None);
+    let fx = h.advance(Duration::from_secs(2));
+    assert_eq!(statuses(&fx, slow), ["HTTP/1.1 408 Request Timeout"]);
+    // The metrics listener's connection caps are its own: 4 per address.
+    for n in 0..4 {
+        let fx = h.step(Input::HttpConnected {
+            conn: Token(70 + n),
+            addr: addr(),
+            listener: HttpListener::Metrics,
+        });
+        assert!(fx.is_empty(), "{fx:?}");
+    }
+    let fifth = Token(75);
+    let fx =
+        h.step(Input::HttpConnected { conn: fifth, addr: addr(), listener: HttpListener::Metrics });
+    assert!(closed(&fx, fifth).unwrap().contains("4 metrics connections from this address"));
+    // ...and the webhook listener's are untouched by them.
+    let hook = Token(76);
+    let fx =
+        h.step(Input::HttpConnected { conn: hook, addr: addr(), listener: HttpListener::Webhook });
+    assert!(fx.is_empty(), "{fx:?}");
+}
+
+#[test]
+fn a_pipelined_flood_of_scrapes_is_cut_off_at_the_per_address_rate() {
+    let mut h = Harness::new("metrics-flood", "metrics_port: 0\n");
+    let conn = Token(80);
+    h.step(Input::HttpConnected { conn, addr: addr(), listener: HttpListener::Metrics });
+    // One read's worth of pipelined scrapes: 26 bytes each asking for a few KiB.
+    let flood = b"GET /metrics HTTP/1.1\r\n\r\n".repeat(10_000);
+    let fx = h.step(Input::HttpData { conn, bytes: flood });
+    let answers = statuses(&fx, conn);
+    assert_eq!(answers.len(), 601, "answered past the rate");
+    assert!(answers[..600].iter().all(|s| s == "HTTP/1.1 200 OK"));
+    assert_eq!(answers[600], "HTTP/1.1 429 Too Many Requests");
+    assert!(closed(&fx, conn).unwrap().contains("over 600 requests a minute"));
+    // The same address waits for the next minute; another is served meanwhile.
+    let again = Token(81);
+    h.step(Input::HttpConnected { conn: again, addr: addr(), listener: HttpListener::Metrics });
+    let one = b"GET /healthz HTTP/1.1\r\n\r\n".to_vec();
+    let fx = h.step(Input::HttpData { conn: again, bytes: one.clone() });
+    assert_eq!(statuses(&fx, again), ["HTTP/1.1 429 Too Many Requests"]);
+    let (other, from) = (Token(82), "127.0.0.2:40000".parse().unwrap());
+    h.step(Input::HttpConnected { conn: other, addr: from, listener: HttpListener::Metrics });
+    let fx = h.step(Input::HttpData { conn: other, bytes: one.clone() });
+    assert_eq!(statuses(&fx, other), ["HTTP/1.1 200 OK"]);
+    h.advance(Duration::from_secs(61));
+    let late = Token(83);
+    h.step(Input::HttpConnected { conn: late, addr: addr(), listener: HttpListener::Metrics });
+    let fx = h.step(Input::HttpData { conn: late, bytes: one });
+    assert_eq!(statuses(&fx, late), ["HTTP/1.1 200 OK"]);
 }

@@ -41,6 +41,18 @@ struct Status {
     position: Option<Position>,
 }
 
+/// Where forwarding stands, in numbers (`Forwarder::counts`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardCounts {
+    pub connected: bool,
+    pub forwarded: u64,
+    pub skipped: u64,
+    pub failures: u64,
+    /// Whole lines in the log not forwarded yet, and their bytes (as of the last look).
+    pub behind_events: u64,
+    pub behind_bytes: u64,
+}
+
 /// The loop's handle on the forwarding thread.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -104,6 +116,20 @@ impl Forwarder {
             "last_error": s.last_error,
             "checkpoint": s.position,
         })
+    }
+
+    /// The status as numbers, for the metrics endpoint. The thread holds the lock only to
+    /// copy numbers in, never across I/O, so the loop does not wait on Redis here.
+    pub fn counts(&self) -> ForwardCounts {
+        let counts = |s: &Status| ForwardCounts {
+            connected: s.connected,
+            forwarded: s.forwarded,
+            skipped: s.skipped,
+            failures: s.failures,
+            behind_events: s.behind_events,
+            behind_bytes: s.behind_bytes,
+        };
+        self.status.lock().map(|s| counts(&s)).unwrap_or_default()
     }
 
     /// Tells the thread to stop, without waiting: it may be inside a Redis timeout, and a
