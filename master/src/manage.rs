@@ -33,8 +33,13 @@ pub fn spawn(
         .spawn(move || {
             let _slot = slot;
             let remote = Remote::new(&settings);
+            log::info!("manage.versions {}: test.version to every minion", settings.jid);
             let gathered =
                 remote.cmd("*".into(), "glob", "test.version", Vec::new(), settings.timeout);
+            if let Ok(g) = &gathered {
+                let (asked, answered) = (g.minions.len(), g.returns.len());
+                log::info!("manage.versions {}: {answered} of {asked} answered", settings.jid);
+            }
             done(gathered.map(|g| versions(&g, env!("CARGO_PKG_VERSION"))));
         })
         .map(|_| ())
