@@ -7,9 +7,12 @@ use halite_common::reactor::{Reactions, Reactor};
 use serde_json::{Map, Value};
 use std::path::Path;
 
+/// The runners `halite-run` runs itself, without a master.
+pub const LOCAL_RUNNERS: [&str; 3] = ["reactor.list", "reactor.test", "reactor.replay"];
+
 /// Runs `fun` locally when it is one of the dry-run tools; `None` for anything else.
 pub fn run_local(config_dir: &Path, fun: &str, arg: &[Value]) -> Option<Result<Value, String>> {
-    if !matches!(fun, "reactor.list" | "reactor.test" | "reactor.replay") {
+    if !LOCAL_RUNNERS.contains(&fun) {
         return None;
     }
     Some(run(config_dir, fun, arg))

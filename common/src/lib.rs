@@ -23,4 +23,5 @@ pub mod saltargs;
 pub mod sdnotify;
 pub mod target;
 pub mod time;
+pub mod versions;
 pub mod wire;

@@ -13,6 +13,7 @@ pub mod grainscache;
 pub mod jobcache;
 pub mod keystore;
 pub mod limits;
+pub mod manage;
 pub mod offload;
 pub mod orchestrate;
 pub mod peer;

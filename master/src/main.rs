@@ -17,6 +17,9 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// print the versions of Halite, its dependencies and the system, for bug reports, and exit
+    #[argh(switch)]
+    versions_report: bool,
 }
 
 fn main() -> ExitCode {
@@ -27,6 +30,10 @@ fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-master {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.versions_report {
+        print!("{}", halite_common::versions::report());
         return ExitCode::SUCCESS;
     }
     let loaded = match config::load_master(&args.config_dir) {

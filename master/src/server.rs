@@ -218,6 +218,9 @@ pub struct Master {
     next_token: usize,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
+    /// Minion and HTTP connections that became ready while the event log was behind
+    /// (`Core::log_behind`): read once it has caught up.
+    deferred: std::collections::HashSet<Token>,
     /// Connections written to since their last flush.
     dirty: Vec<Token>,
     /// Effects waiting to be carried out (reused between inputs).
@@ -290,6 +293,7 @@ impl Master {
             links: HashMap::new(),
             next_token: FIRST_CONN,
             again: Vec::new(),
+            deferred: Default::default(),
             dirty: Vec::new(),
             fx: Vec::new(),
             retry_at: None,
@@ -380,6 +384,9 @@ impl Master {
                     DISK => self.input(Input::DiskDone),
                     token => self.on_ready(token, event.is_read_closed() || event.is_error()),
                 }
+            }
+            if !self.deferred.is_empty() && !self.core.log_behind() {
+                self.again.extend(self.deferred.drain());
             }
             for token in std::mem::take(&mut self.again) {
                 self.on_ready(token, false);
@@ -512,6 +519,11 @@ impl Master {
     /// `closing`: the readiness said the peer closed or failed (read until it shows).
     fn on_ready(&mut self, token: Token, closing: bool) {
         let Some(linked) = self.links.get_mut(&token) else { return };
+        if self.core.log_behind() && !matches!(linked.link, Link::Control(_)) {
+            // Readiness is edge-triggered: remembered, and read once the log caught up.
+            self.deferred.insert(token);
+            return;
+        }
         let turn = linked.read(closing);
         if turn.more {
             self.again.push(token);

@@ -18,6 +18,9 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// print the versions of Halite, its dependencies and the system, for bug reports, and exit
+    #[argh(switch)]
+    versions_report: bool,
     #[argh(subcommand)]
     command: Option<Command>,
 }
@@ -41,6 +44,10 @@ fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-minion {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.versions_report {
+        print!("{}", halite_common::versions::report());
         return ExitCode::SUCCESS;
     }
     let loaded = match config::load_minion(&args.config_dir) {

@@ -432,6 +432,7 @@ fn run_inner(cmd: &mut Command, input: Option<&str>) -> Output {
     out
 }
 pub mod cluster;
+pub mod docs;
 pub mod http;
 pub mod raw;
 pub mod redis;

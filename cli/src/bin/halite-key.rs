@@ -75,6 +75,9 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// print the versions of Halite, its dependencies and the system, for bug reports, and exit
+    #[argh(switch)]
+    versions_report: bool,
 }
 
 /// How a run ends: output already printed, or an error for stderr, with the exit code.
@@ -94,6 +97,10 @@ fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-key {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.versions_report {
+        print!("{}", halite_common::versions::report());
         return ExitCode::SUCCESS;
     }
     match run(&args) {

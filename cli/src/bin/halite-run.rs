@@ -24,6 +24,9 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// print the versions of Halite, its dependencies and the system, for bug reports, and exit
+    #[argh(switch)]
+    versions_report: bool,
     /// function, then its arguments
     #[argh(positional)]
     words: Vec<String>,
@@ -34,6 +37,10 @@ fn main() -> ExitCode {
     let args: Args = halite_common::args::from_env();
     if args.version {
         println!("halite-run {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.versions_report {
+        print!("{}", halite_common::versions::report());
         return ExitCode::SUCCESS;
     }
     match run(&args) {

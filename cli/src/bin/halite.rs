@@ -82,6 +82,9 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// print the versions of Halite, its dependencies and the system, for bug reports, and exit
+    #[argh(switch)]
+    versions_report: bool,
     /// target, function, then its arguments
     #[argh(positional)]
     words: Vec<String>,
@@ -98,6 +101,10 @@ fn main() -> ExitCode {
     ]);
     if args.version {
         println!("halite {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.versions_report {
+        print!("{}", halite_common::versions::report());
         return ExitCode::SUCCESS;
     }
     let code = match run(&args) {

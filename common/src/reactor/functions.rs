@@ -84,6 +84,7 @@ pub const FUNCTIONS: &[Signature] = &[
         &[],
         &[("tgt", "\"*\""), ("tgt_type", "\"glob\""), GATHER[0], GATHER[1]],
     ),
+    runner("manage.versions", "versions", &[], &[]),
     runner("reactor.list", "list_", &[], &[("saltenv", "\"base\""), ("test", "null")]),
     runner("state.orch", "orch", &["mods"], ORCHESTRATE),
     runner("state.orchestrate", "orchestrate", &["mods"], ORCHESTRATE),

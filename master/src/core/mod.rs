@@ -17,6 +17,7 @@ mod tests;
 
 pub use http::HttpListener;
 pub(crate) use http::MAX_HTTP_BACKLOG;
+pub use runners::RUNNERS;
 
 use crate::auth::{AutoList, Policy};
 use crate::bus::Bus;
@@ -53,6 +54,9 @@ const MIN_REHELLO: Duration = Duration::from_millis(900);
 pub(crate) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 /// Largest first session frame (`Ready`, with the minion's grains).
 const MAX_READY_FRAME: usize = 1024 * 1024;
+/// Event-log bytes the log thread may be behind before the driver stops reading peers: a disk
+/// slower than the events coming in costs bounded memory, as a blocking write once did.
+const MAX_LOG_IN_FLIGHT: usize = 64 * 1024 * 1024;
 /// How often housekeeping runs.
 pub(crate) const TICK: Duration = Duration::from_millis(500);
 
@@ -181,6 +185,10 @@ pub struct Core {
     /// Batches handed to the log thread, and the last one it wrote.
     log_submitted: u64,
     log_written: u64,
+    /// Bytes of lines handed to the log thread and not yet written, and the most there may be
+    /// before the driver stops reading minions and HTTP clients ([`Core::log_behind`]).
+    log_in_flight: usize,
+    log_in_flight_max: usize,
     /// Sends and closes waiting for the batch (by number) holding every event fired before
     /// them: nobody hears of anything before the events that led to it are in the log.
     held: std::collections::VecDeque<(u64, Effect)>,
@@ -310,6 +318,8 @@ impl Core {
             log_io,
             log_submitted: 0,
             log_written: 0,
+            log_in_flight: 0,
+            log_in_flight_max: MAX_LOG_IN_FLIGHT,
             held: Default::default(),
             refused_now: Vec::new(),
             forward,
@@ -452,6 +462,12 @@ impl Core {
             true => self.now,
             false => self.next_tick,
         }
+    }
+
+    /// Whether the log thread is so far behind that the driver must stop reading minions and
+    /// HTTP clients (control connections are still read) until it catches up.
+    pub fn log_behind(&self) -> bool {
+        self.log_in_flight > self.log_in_flight_max
     }
 
     /// Whether a stop was asked for ([`Input::Stop`]).
@@ -631,6 +647,14 @@ impl Core {
             return;
         }
         self.log_submitted += 1;
+        let was_behind = self.log_behind();
+        self.log_in_flight += events.iter().map(|l| l.line.len() + 1).sum::<usize>();
+        if !was_behind && self.log_behind() {
+            log::warn!(
+                "the event log is {} MiB behind: not reading minions until it catches up",
+                self.log_in_flight >> 20
+            );
+        }
         let (batch, log) = (self.log_submitted, self.bus.log());
         self.log_io.submit(move || {
             let counts = crate::bus::lock(&log).append_all(&events);
@@ -648,6 +672,12 @@ impl Core {
         counts: crate::bus::LogCounts,
     ) {
         self.log_written = batch;
+        let was_behind = self.log_behind();
+        let written = events.iter().map(|l| l.line.len() + 1).sum::<usize>();
+        self.log_in_flight = self.log_in_flight.saturating_sub(written);
+        if was_behind && !self.log_behind() {
+            log::info!("the event log caught up: reading minions again");
+        }
         self.bus.logged(counts);
         self.deliver(&events);
         for logged in &events {

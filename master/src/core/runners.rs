@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Every runner Halite has, for error messages.
-pub const RUNNERS: [&str; 12] = [
+pub const RUNNERS: [&str; 13] = [
     "event.send",
     "event_return.status",
     "jobs.list_jobs",
@@ -21,6 +21,7 @@ pub const RUNNERS: [&str; 12] = [
     "manage.down",
     "manage.status",
     "manage.up",
+    "manage.versions",
     "reactor.list",
     "reactor.reload",
     "reactor.stats",
@@ -67,6 +68,9 @@ impl Core {
         if matches!(fun, "state.orchestrate" | "state.orch") {
             return self.orchestrate(run, fun, arg, user);
         }
+        if fun == "manage.versions" {
+            return self.manage_versions(run, arg, user);
+        }
         let read: fn(&JobCache, Option<&str>) -> Result<Value, String> = match fun {
             "jobs.lookup_jid" => |cache, jid| {
                 let jid = jid.ok_or("jobs.lookup_jid needs a jid")?;
@@ -87,10 +91,10 @@ impl Core {
         });
     }
 
-    /// `state.orchestrate`: the orchestration runs on its own thread, which talks to this
-    /// master over the control socket; its return comes back as a continuation.
-    fn orchestrate(&mut self, run: Run, fun: &str, arg: &[Value], user: &str) {
-        let settings = orchestrate::Settings {
+    /// What a thread that talks to this master as a CLI needs to know (an orchestration,
+    /// `manage.versions`).
+    fn remote_settings(&self, run: &Run, user: &str) -> orchestrate::Settings {
+        orchestrate::Settings {
             socket: self.cfg.sock_dir.join(halite_common::control::SOCKET_NAME),
             roots: self.cfg.file_roots.get("base").cloned().unwrap_or_default(),
             timeout: self.cfg.timeout,
@@ -98,7 +102,37 @@ impl Core {
             user: user.to_string(),
             jid: run.jid.clone(),
             cause: run.cause.clone(),
-        };
+        }
+    }
+
+    /// `manage.versions`: `test.version` to every minion from a thread of its own, which
+    /// talks to this master over the control socket; the return comes back as a continuation.
+    fn manage_versions(&mut self, run: Run, arg: &[Value], user: &str) {
+        if !arg.is_empty() {
+            let message = "manage.versions takes no arguments: versions()".to_string();
+            return self.runner_done(run, Err(message));
+        }
+        let settings = self.remote_settings(&run, user);
+        let poster = self.io.poster();
+        let (jid, cause, origin) = (run.jid.clone(), run.cause.clone(), run.origin.clone());
+        let new = run.new.clone();
+        let started = crate::manage::spawn(settings, move |result| {
+            let run = Run { jid, new, cause, origin };
+            let then = Box::new(move |core: &mut Core| core.runner_done(run, result));
+            if !poster.post(then) {
+                log::warn!("manage.versions finished after the master stopped");
+            }
+        });
+        if let Err(message) = started {
+            log::error!("manage.versions: {message}");
+            self.runner_done(run, Err(message));
+        }
+    }
+
+    /// `state.orchestrate`: the orchestration runs on its own thread, which talks to this
+    /// master over the control socket; its return comes back as a continuation.
+    fn orchestrate(&mut self, run: Run, fun: &str, arg: &[Value], user: &str) {
+        let settings = self.remote_settings(&run, user);
         let orch = match orchestrate::Orchestration::from_args(fun, arg, settings) {
             Ok(orch) => orch,
             Err(message) => return self.runner_done(run, Err(message)),

@@ -894,3 +894,31 @@ fn what_waits_for_the_log_at_a_stop_is_handed_to_the_driver() {
     let [answer] = &sent(&out, cli)[..] else { panic!("no answer: {out:?}") };
     assert!(matches!(serde_json::from_slice(answer).unwrap(), Response::Value { .. }));
 }
+
+/// A log thread that falls behind stops the driver reading peers (bounded memory, as a
+/// blocking write once gave), and catching up lets it read again.
+#[test]
+fn a_log_thread_behind_by_its_cap_pauses_reading_until_it_catches_up() {
+    let mut h = Harness::new("behind", "");
+    h.core.log_in_flight_max = 4096;
+    let cli = Token(11);
+    h.step(Input::ControlConnected { conn: cli });
+    let data: String = "x".repeat(3000);
+    let mut out = Vec::new();
+    for n in 0..2 {
+        let request = Request::Runner {
+            fun: "event.send".into(),
+            arg: vec![format!("myco/{n}").into(), format!("data={{\"x\": \"{data}\"}}").into()],
+            user: "root".into(),
+        };
+        let frame = serde_json::to_vec(&request).unwrap();
+        h.core.handle(h.now, Input::Frame { conn: cli, frame }, &mut out);
+    }
+    assert!(!h.core.log_behind(), "nothing handed to the log thread yet");
+    h.core.handle(h.now, Input::Tick, &mut out);
+    assert!(h.core.log_behind(), "two 3 KB events in flight past a 4 KB cap");
+    h.core.settle_log(&mut out);
+    assert!(!h.core.log_behind());
+    assert_eq!(h.core.log_in_flight, 0);
+    assert_eq!(sent(&out, cli).len(), 2, "both answers released: {out:?}");
+}

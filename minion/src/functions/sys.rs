@@ -149,7 +149,8 @@ mod tests {
                 "test.retcode",
                 "test.sleep",
                 "test.true",
-                "test.version"
+                "test.version",
+                "test.versions_report"
             ]),
         );
         check(

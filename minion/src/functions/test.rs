@@ -1,4 +1,5 @@
-//! Salt's `test` module: `ping`, `echo`, `version`, `sleep`, `arg`, `retcode`, `true`, `false`.
+//! Salt's `test` module: `ping`, `echo`, `version`, `versions_report`, `sleep`, `arg`,
+//! `retcode`, `true`, `false`.
 
 use super::args::{integer, number, py_type};
 use super::{Bound, Context, Failure, FnResult, Ret, Spec};
@@ -26,6 +27,12 @@ pub(super) const SPECS: &[Spec] = &[
         "test.version",
         "Return the version of Halite on the minion\n\nCLI Example:\n\n    salt '*' test.version\n",
         version,
+    ),
+    Spec::new(
+        "test.versions_report",
+        "Returns versions of components used by Halite\n\n\
+         CLI Example:\n\n    salt '*' test.versions_report\n",
+        versions_report,
     ),
     Spec::new(
         "test.sleep",
@@ -71,6 +78,12 @@ fn echo(b: &Bound, _: &Context) -> FnResult {
 
 fn version(_: &Bound, _: &Context) -> FnResult {
     Ok(Ret::ok(env!("CARGO_PKG_VERSION")))
+}
+
+/// Salt's: the `--versions-report` lines joined, without the final newline.
+fn versions_report(_: &Bound, _: &Context) -> FnResult {
+    let report = halite_common::versions::report();
+    Ok(Ret::ok(report.trim_end_matches('\n')))
 }
 
 fn sleep(b: &Bound, _: &Context) -> FnResult {
@@ -151,6 +164,8 @@ mod tests {
         check("test.echo", json!([null]), json!(null), 0);
         check("test.echo", json!([{"__kwarg__": true, "text": "kw"}]), json!("kw"), 0);
         check("test.version", json!([]), json!(env!("CARGO_PKG_VERSION")), 0);
+        let report = halite_common::versions::report();
+        check("test.versions_report", json!([]), json!(report.trim_end_matches('\n')), 0);
         check("test.sleep", json!([0]), json!(true), 0);
         check("test.sleep", json!(["0.01"]), json!(true), 0);
         check(
