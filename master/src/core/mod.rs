@@ -609,8 +609,13 @@ impl Core {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
         }
-        self.peer_deadlines(now);
-        self.http_deadlines(now);
+        // While the log is too far behind, minion and HTTP connections are not read: none can
+        // be judged silent or slow (their frames wait unread), so no deadline applies until
+        // it caught up (the driver reads them before the next tick).
+        if !self.log_behind() {
+            self.peer_deadlines(now);
+            self.http_deadlines(now);
+        }
         self.refresh_auto_lists();
         self.job_timeouts(now);
     }

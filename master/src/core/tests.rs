@@ -908,7 +908,7 @@ fn a_log_thread_behind_by_its_cap_pauses_reading_until_it_catches_up() {
     for n in 0..2 {
         let request = Request::Runner {
             fun: "event.send".into(),
-            arg: vec![format!("myco/{n}").into(), format!("data={{\"x\": \"{data}\"}}").into()],
+            arg: vec![format!("myco/{n}").into(), serde_json::json!({ "x": data })],
             user: "root".into(),
         };
         let frame = serde_json::to_vec(&request).unwrap();
@@ -917,8 +917,15 @@ fn a_log_thread_behind_by_its_cap_pauses_reading_until_it_catches_up() {
     assert!(!h.core.log_behind(), "nothing handed to the log thread yet");
     h.core.handle(h.now, Input::Tick, &mut out);
     assert!(h.core.log_behind(), "two 3 KB events in flight past a 4 KB cap");
+    // Nobody is judged silent meanwhile: a handshake older than its deadline stays open.
+    let conn = Token(12);
+    h.core.handle(h.now, Input::MinionConnected { conn, addr: addr() }, &mut out);
+    h.core.handle(h.now + Duration::from_secs(60), Input::Tick, &mut out);
     h.core.settle_log(&mut out);
+    assert_eq!(closed(&out, conn), None, "closed while the log was behind: {out:?}");
     assert!(!h.core.log_behind());
     assert_eq!(h.core.log_in_flight, 0);
-    assert_eq!(sent(&out, cli).len(), 2, "both answers released: {out:?}");
+    let answers = sent(&out, cli);
+    assert_eq!(answers.len(), 2, "both answers released");
+    assert!(answers.iter().all(|a| a.starts_with(br#"{"result":"value""#)), "an error");
 }
