@@ -215,7 +215,9 @@ fn batch_formats_exit_codes_and_refusals() {
 fn a_batch_waits_for_a_minion_still_running_and_failhard_stops_the_batch() {
     let (master, _m) = cluster(&["a1", "a2", "a3"]);
     // Silent past -t 1, but find_job says it still runs: the batch keeps waiting for it.
-    let out = master.halite(&["--batch", "1", "-t", "1", "-L", "a1", "test.sleep", "2.5"]);
+    // The sleep outlasts -t by 5 s, so a slow find_job answer on a loaded machine still
+    // finds it running.
+    let out = master.halite(&["--batch", "1", "-t", "1", "-L", "a1", "test.sleep", "6"]);
     assert_eq!(out.status, Some(0), "{out:?}");
     assert_eq!(out.stdout, format!("\nExecuting run on ['a1']\n\n{}", block("a1", "True", 0)));
     let events = master.events();
