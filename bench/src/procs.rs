@@ -205,11 +205,14 @@ impl Drop for SwarmProc {
 }
 
 /// Follows a growing file (the event log) like `tail -F`: through rotations, without losing
-/// the lines written to the old file before it was renamed away.
+/// the lines written to the old file before it was renamed away, however the rotations fall
+/// between two looks (files are told apart by inode).
 pub struct Follow {
     path: PathBuf,
     file: Option<fs::File>,
     carry: String,
+    /// Inodes of the rotated files already counted, or there before the start.
+    done: std::collections::HashSet<u64>,
 }
 
 impl Follow {
@@ -219,7 +222,24 @@ impl Follow {
             let _ = f.seek(SeekFrom::End(0));
             f
         });
-        Follow { path: path.to_path_buf(), file, carry: String::new() }
+        let mut follow = Follow {
+            path: path.to_path_buf(),
+            file,
+            carry: String::new(),
+            done: Default::default(),
+        };
+        follow.done = follow.rotated().into_iter().map(|(_, ino)| ino).collect();
+        follow
+    }
+
+    /// `PATH.1`, `PATH.2`, … as they are now, with their inodes.
+    fn rotated(&self) -> Vec<(PathBuf, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let base = self.path.display().to_string();
+        (1..=1000)
+            .map(|k| PathBuf::from(format!("{base}.{k}")))
+            .map_while(|p| fs::metadata(&p).ok().map(|m| (p, m.ino())))
+            .collect()
     }
 
     /// Polls until `n` new lines contain `needle`.
@@ -252,34 +272,45 @@ impl Follow {
         }
     }
 
-    /// How many complete new lines contain `needle`.
+    /// How many complete new lines contain `needle`. Once the followed file was rotated: its
+    /// rest, every rotated file not counted yet (oldest first), then the new file from its
+    /// start; if the file moved again meanwhile, once more.
     fn count_new(&mut self, needle: &str) -> usize {
         use std::os::unix::fs::MetadataExt;
+        let ino = |f: &fs::File| f.metadata().ok().map(|m| m.ino());
         let mut found = self.drain(needle);
-        let ours = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
-        let now = fs::metadata(&self.path).ok().map(|m| m.ino());
-        if now.is_some() && now != ours {
-            // Rotated (or created): the old file is complete once renamed; read its rest,
-            // then any file rotated after it (`.k-1` … `.1`, when it rotated more than once
-            // between two looks), then follow the new one from its start.
-            found += self.drain(needle);
-            let base = self.path.display().to_string();
-            let rotated = |k: u32| PathBuf::from(format!("{base}.{k}"));
-            let ino = |p: &Path| fs::metadata(p).ok().map(|m| m.ino());
-            let mut k = 1;
-            while ours.is_some() && k <= 1000 && ino(&rotated(k)).is_some_and(|i| Some(i) != ours) {
-                k += 1;
+        loop {
+            let ours = self.file.as_ref().and_then(ino);
+            let head = fs::metadata(&self.path).ok().map(|m| m.ino());
+            if head.is_none() || head == ours {
+                return found;
             }
-            if ino(&rotated(k)) == ours {
-                for newer in (1..k).rev() {
-                    self.file = fs::File::open(rotated(newer)).ok();
+            // Renamed away: complete. Count its rest, then what came after it.
+            found += self.drain(needle);
+            self.carry.clear();
+            self.done.extend(ours);
+            let rotated = self.rotated();
+            for (path, inode) in rotated.iter().rev() {
+                if self.done.contains(inode) {
+                    continue;
+                }
+                let Ok(file) = fs::File::open(path) else { continue };
+                if ino(&file) == Some(*inode) {
+                    self.file = Some(file);
                     found += self.drain(needle);
+                    self.carry.clear();
+                    self.done.insert(*inode);
                 }
             }
-            self.file = fs::File::open(&self.path).ok();
-            found += self.drain(needle);
+            // Inodes no name holds any more were deleted (and may be reused).
+            self.done.retain(|i| rotated.iter().any(|(_, r)| r == i));
+            match fs::File::open(&self.path) {
+                // The head the scan started from: follow it from its start.
+                Ok(file) if ino(&file) == head => self.file = Some(file),
+                // It was rotated during the scan: scan again (it is among the rotated now).
+                _ => {}
+            }
         }
-        found
     }
 
     /// Reads the open file to its end; counts the complete lines containing `needle`.
