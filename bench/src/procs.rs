@@ -306,7 +306,10 @@ impl Follow {
             self.done.retain(|i| rotated.iter().any(|(_, r)| r == i));
             match fs::File::open(&self.path) {
                 // The head the scan started from: follow it from its start.
-                Ok(file) if ino(&file) == head => self.file = Some(file),
+                Ok(file) if ino(&file) == head => {
+                    self.file = Some(file);
+                    found += self.drain(needle);
+                }
                 // It was rotated during the scan: scan again (it is among the rotated now).
                 _ => {}
             }
