@@ -94,22 +94,27 @@ fn a_batch_of_two_over_five_minions_never_runs_more_than_two() {
     assert_eq!(pings.map(|(_, d)| d["tgt"].clone()).collect::<Vec<_>>(), [json!("*")]);
 }
 
+/// A successful `True` return to the job `p`.
+fn returns_true(p: halite_common::proto::Publish) -> ToMaster {
+    ToMaster::Return(JobReturn {
+        jid: p.jid,
+        fun: p.fun,
+        fun_args: Vec::new(),
+        ret: json!(true),
+        retcode: 0,
+        success: true,
+        out: None,
+        user: p.user,
+    })
+}
+
 /// Answers `test.ping` only; returns once it is asked `saltutil.find_job` (the CLI is then
 /// waiting for it), leaving every other job unanswered.
 fn answer_pings_only(raw: &mut RawMinion) {
     loop {
         match raw.recv().expect("master keeps the session") {
             ToMinion::Publish(p) if p.fun == "test.ping" => {
-                raw.send(&ToMaster::Return(JobReturn {
-                    jid: p.jid,
-                    fun: p.fun,
-                    fun_args: Vec::new(),
-                    ret: json!(true),
-                    retcode: 0,
-                    success: true,
-                    out: None,
-                    user: p.user,
-                }));
+                raw.send(&returns_true(p));
             }
             ToMinion::Publish(p) if p.fun == "saltutil.find_job" => return,
             ToMinion::Ping { seq } => {
@@ -456,16 +461,7 @@ fn a_batch_group_past_the_target_limit_goes_out_in_several_jobs() {
                     match raw.recv().expect("master keeps the session") {
                         ToMinion::Publish(p) => {
                             answered += 1;
-                            raw.send(&ToMaster::Return(JobReturn {
-                                jid: p.jid,
-                                fun: p.fun,
-                                fun_args: Vec::new(),
-                                ret: json!(true),
-                                retcode: 0,
-                                success: true,
-                                out: None,
-                                user: p.user,
-                            }));
+                            raw.send(&returns_true(p));
                         }
                         ToMinion::Ping { seq } => {
                             raw.send(&ToMaster::Pong { seq });
