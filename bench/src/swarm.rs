@@ -24,7 +24,7 @@
 //! - `quit` or end of input → exits.
 
 use halite_common::conn::Conn;
-use halite_common::crypto::{KeyPair, PublicKey};
+use halite_common::crypto::{KeyPair, PublicKey, SharedKey};
 use halite_common::files::write_cache;
 use halite_common::handshake::{self, MinionHandshake, Session, Verdict};
 use halite_common::proto::{JobReturn, Publish, ToMaster, ToMinion};
@@ -61,6 +61,10 @@ pub struct Options {
     /// How long a pending member waits before it sends its hello again (a real minion's
     /// `acceptance_wait_time`; the master refuses re-hellos faster than about a second).
     pub acceptance_wait_time: Duration,
+    /// The master's public key, when known before connecting: each member's shared key is
+    /// then computed before the clock starts, on every loop at once, as a real fleet's
+    /// minions compute theirs on their own machines, not on the master's cores.
+    pub master_pub: Option<PublicKey>,
 }
 
 /// The ids (`{prefix}{index:05}`) and key pairs of `count` members: loaded from `dir`, or
@@ -112,6 +116,8 @@ struct Member {
     index: usize,
     id: String,
     keys: KeyPair,
+    /// The key it shares with a master key, computed once (`--master-pub`: before starting).
+    shared: Option<(PublicKey, SharedKey)>,
     conn: Option<Conn<TcpStream>>,
     phase: Phase,
     writing: bool,
@@ -166,8 +172,17 @@ impl Shared {
 /// `opts.threads` loops (the in-flight handshakes shared out too), commands read here.
 pub fn run(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<()> {
     let threads = opts.threads.clamp(1, members.len().max(1));
+    let total = members.len();
+    let mut shards: Vec<Vec<(usize, String, KeyPair)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, (id, keys)) in members.into_iter().enumerate() {
+        shards[i % threads].push((i, id, keys));
+    }
+    let precomputed = match &opts.master_pub {
+        Some(master) => precompute(&shards, master)?,
+        None => shards.iter().map(|shard| vec![None; shard.len()]).collect(),
+    };
     let shared = Arc::new(Shared {
-        total: members.len(),
+        total,
         threads,
         started: Instant::now(),
         live: AtomicUsize::new(0),
@@ -179,19 +194,15 @@ pub fn run(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<()> {
         ready_said: AtomicBool::new(false),
         sending: AtomicUsize::new(0),
     });
-    let mut shards: Vec<Vec<(usize, String, KeyPair)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, (id, keys)) in members.into_iter().enumerate() {
-        shards[i % threads].push((i, id, keys));
-    }
     let mut loops: Vec<(Sender<Command>, Arc<Waker>)> = Vec::new();
     let mut handles = Vec::new();
-    for (k, shard) in shards.into_iter().enumerate() {
+    for (k, (shard, precomputed)) in shards.into_iter().zip(precomputed).enumerate() {
         let mut opts = opts.clone();
         // The in-flight cap is the swarm's, shared out.
         opts.in_flight =
             (opts.in_flight / threads + usize::from(k < opts.in_flight % threads)).max(1);
         let (tx, rx) = mpsc::channel();
-        let mut swarm = Swarm::new(opts, k, shard, Arc::clone(&shared), rx)?;
+        let mut swarm = Swarm::new(opts, k, shard, precomputed, Arc::clone(&shared), rx)?;
         loops.push((tx, Arc::clone(&swarm.waker)));
         let handle = std::thread::Builder::new().name(format!("swarm{k}")).spawn(move || {
             if let Err(e) = swarm.run() {
@@ -228,6 +239,31 @@ pub fn run(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<()> {
     Ok(())
 }
 
+/// Every member's shared key with `master`, computed one thread per shard.
+type Precomputed = Vec<Option<(PublicKey, SharedKey)>>;
+fn precompute(
+    shards: &[Vec<(usize, String, KeyPair)>],
+    master: &PublicKey,
+) -> io::Result<Vec<Precomputed>> {
+    std::thread::scope(|scope| {
+        let computing: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                scope.spawn(move || -> io::Result<Precomputed> {
+                    shard
+                        .iter()
+                        .map(|(_, _, keys)| match keys.shared_with(master) {
+                            Ok(shared) => Ok(Some((master.clone(), shared))),
+                            Err(e) => Err(io::Error::other(e.to_string())),
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        computing.into_iter().map(|t| t.join().expect("precompute thread panicked")).collect()
+    })
+}
+
 /// One loop of the swarm: its share of the members.
 struct Swarm {
     opts: Options,
@@ -256,6 +292,7 @@ impl Swarm {
         opts: Options,
         shard: usize,
         members: Vec<(usize, String, KeyPair)>,
+        precomputed: Precomputed,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
     ) -> io::Result<Swarm> {
@@ -263,10 +300,12 @@ impl Swarm {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let members = members
             .into_iter()
-            .map(|(index, id, keys)| Member {
+            .zip(precomputed)
+            .map(|((index, id, keys), shared)| Member {
                 index,
                 id,
                 keys,
+                shared,
                 conn: None,
                 phase: Phase::NotStarted,
                 writing: false,
@@ -610,8 +649,15 @@ fn answer(job: Publish) -> JobReturn {
 
 /// Starts a handshake: a hello sealed to the master's key, waiting for its verdict.
 fn send_hello(member: &mut Member, master: &PublicKey) -> Result<(), String> {
-    let (hs, hello) =
-        MinionHandshake::start(&member.id, &member.keys, master).map_err(|e| e.to_string())?;
+    let shared = match &member.shared {
+        Some((key, shared)) if key == master => shared.clone(),
+        _ => {
+            let shared = member.keys.shared_with(master).map_err(|e| e.to_string())?;
+            member.shared = Some((master.clone(), shared.clone()));
+            shared
+        }
+    };
+    let (hs, hello) = MinionHandshake::start_shared(&member.id, &member.keys.public, shared);
     member.phase = Phase::AwaitVerdict(hs);
     send_raw(member, &hello)
 }

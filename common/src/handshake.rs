@@ -344,15 +344,24 @@ impl MinionHandshake {
         keys: &KeyPair,
         master: &PublicKey,
     ) -> Result<(MinionHandshake, Vec<u8>), HandshakeError> {
-        let shared = keys.shared_with(master)?;
+        Ok(MinionHandshake::start_shared(id, &keys.public, keys.shared_with(master)?))
+    }
+
+    /// [`MinionHandshake::start`] with the key this minion (`public`) shares with the master
+    /// already computed (it depends on nothing but the two key pairs).
+    pub fn start_shared(
+        id: &str,
+        public: &PublicKey,
+        shared: SharedKey,
+    ) -> (MinionHandshake, Vec<u8>) {
         let challenge = crypto::random_bytes(CHALLENGE_BYTES);
         let body = HelloBody { id: id.to_string(), challenge: hex(&challenge) };
         let hello = Hello {
             version: PROTOCOL_VERSION,
-            public: keys.public.to_pem(),
+            public: public.to_pem(),
             boxed: base64(&shared.seal(&encode(&body), HELLO_BOX)),
         };
-        Ok((MinionHandshake { challenge, shared }, encode(&hello)))
+        (MinionHandshake { challenge, shared }, encode(&hello))
     }
 
     /// Opens a boxed reply and checks it echoes our challenge.

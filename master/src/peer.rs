@@ -35,6 +35,9 @@ pub struct Peer {
     pub ping_seq: u64,
     /// Its verdict waits for a key write (`keyflow`); a frame before it closes the connection.
     pub parked: bool,
+    /// Jids of its returns that are stored but not acknowledged yet: the acks go out with
+    /// the next frame to this minion, or at the next tick (see `Core::ack_return`).
+    pub acks: Vec<String>,
 }
 
 impl Peer {
@@ -47,6 +50,7 @@ impl Peer {
             pinged: now,
             ping_seq: 0,
             parked: false,
+            acks: Vec::new(),
         }
     }
 

@@ -60,11 +60,21 @@ struct Linked {
     registered: bool,
     /// Whether WRITABLE interest is registered.
     writing: bool,
+    /// Readiness was reported since the last flush. While WRITABLE interest waits for the
+    /// socket to drain, only then is a flush tried: a CLI reading returns slower than a fleet
+    /// sends them would otherwise cost a write that says `WouldBlock` per return.
+    readied: bool,
 }
 
 impl Linked {
     fn new(link: Link) -> Linked {
-        Linked { link, registered: false, writing: false }
+        Linked { link, registered: false, writing: false, readied: false }
+    }
+
+    /// Whether a flush could write now (see `readied`).
+    fn may_flush(&mut self) -> bool {
+        let readied = std::mem::take(&mut self.readied);
+        !self.writing || readied
     }
 
     /// Reads after a readiness edge (`closing`: the peer closed or failed).
@@ -449,6 +459,9 @@ impl Master {
             }
             for conn in std::mem::take(&mut self.dirty) {
                 let Some(linked) = self.links.get_mut(&conn) else { continue };
+                if !linked.may_flush() {
+                    continue;
+                }
                 let registry = self.poll.registry();
                 let done = linked.flush().and_then(|()| linked.update_interest(registry, conn));
                 if let Err(error) = done {
@@ -519,6 +532,7 @@ impl Master {
     /// `closing`: the readiness said the peer closed or failed (read until it shows).
     fn on_ready(&mut self, token: Token, closing: bool) {
         let Some(linked) = self.links.get_mut(&token) else { return };
+        linked.readied = true;
         if self.core.log_behind() && !matches!(linked.link, Link::Control(_)) {
             // Readiness is edge-triggered: remembered, and read once the log caught up.
             self.deferred.insert(token);

@@ -2,6 +2,7 @@
 
 use argh::FromArgs;
 use halite_bench::swarm::{self, Options};
+use halite_common::crypto::PublicKey;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,10 @@ struct Args {
     /// minion's acceptance_wait_time, Salt's default 10; at least 1)
     #[argh(option, default = "10")]
     acceptance_wait_time: u64,
+    /// the master's public key (PEM, its pki_dir/master.pub): each member's shared key is
+    /// computed before connecting, not on the handshake's clock
+    #[argh(option)]
+    master_pub: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -51,11 +56,22 @@ fn main() -> ExitCode {
             return fail(&format!("accepting keys into {}: {e}", pki.display()));
         }
     }
+    let master_pub = match &args.master_pub {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| PublicKey::from_pem(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(key) => Some(key),
+            Err(e) => return fail(&format!("master key {}: {e}", path.display())),
+        },
+    };
     let opts = Options {
         master: args.master,
         threads: args.threads,
         in_flight: args.in_flight.max(1),
         acceptance_wait_time: Duration::from_secs(args.acceptance_wait_time.max(1)),
+        master_pub,
     };
     match swarm::run(opts, members) {
         Ok(()) => ExitCode::SUCCESS,

@@ -394,9 +394,35 @@ impl Core {
         self.bus.fire_caused(tag, data, &cause);
     }
 
+    /// Owes the minion an ack for a stored return. It is not sent at once: it goes out with
+    /// the next frame to that minion (a job's publish, a keepalive) or alone 0.5 to 1 s
+    /// later ([`Core::send_acks`]), so a fleet kept busy with jobs costs the master one write
+    /// per minion and job, not two. Nothing depends on its timing: the minion keeps an
+    /// unacknowledged return in memory and sends it again only after a reconnect, and the
+    /// master drops a return it already has.
     fn ack_return(&mut self, token: Token, jid: String) {
-        if let Err(reason) = self.send_session(token, &ToMinion::ReturnAck { jid }) {
-            self.close_peer(token, &reason);
+        let Some(peer) = self.peers.get_mut(&token) else { return };
+        if peer.acks.is_empty() {
+            self.acks_owed[0].push(token);
+        }
+        peer.acks.push(jid);
+    }
+
+    /// At a tick, sends the acks owed since before the last tick (each minion's in one
+    /// write); `all` (at a stop) sends every ack owed.
+    pub(crate) fn send_acks(&mut self, all: bool) {
+        let mut due = std::mem::take(&mut self.acks_owed[1]);
+        self.acks_owed[1] = std::mem::take(&mut self.acks_owed[0]);
+        if all {
+            due.append(&mut self.acks_owed[1]);
+        }
+        for token in due {
+            let owed = self.peers.get(&token).is_some_and(|peer| !peer.acks.is_empty());
+            if owed {
+                if let Err(reason) = self.send_with_acks(token, None) {
+                    self.close_peer(token, &reason);
+                }
+            }
         }
     }
 
@@ -439,10 +465,21 @@ impl Core {
             return; // a reconnect with the same grains: nothing to write
         }
         self.grains.insert(id.to_string(), Arc::clone(&grains));
-        let (cache, id) = (Arc::clone(&self.grains_cache), id.to_string());
+        self.grains_queued.push((id.to_string(), grains));
+    }
+
+    /// Has the grains of the minions that connected this turn appended to the cache, as one
+    /// job on the disk thread. Called at the end of every turn.
+    pub(super) fn store_grains(&mut self) {
+        if self.grains_queued.is_empty() {
+            return;
+        }
+        let (cache, batch) =
+            (Arc::clone(&self.grains_cache), std::mem::take(&mut self.grains_queued));
         self.io.submit(move || {
-            if let Err(e) = lock(&cache).record(&id, grains) {
-                log::error!("cannot cache grains of {id}: {e}");
+            let n = batch.len();
+            if let Err(e) = lock(&cache).record_all(batch) {
+                log::error!("cannot cache the grains of {n} minions: {e}");
             }
             Box::new(|_: &mut Core| {})
         });

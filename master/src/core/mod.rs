@@ -199,6 +199,13 @@ pub struct Core {
     forward: Option<crate::forward::Forwarder>,
     /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
     pub(crate) returns_queued: Vec<jobs::QueuedReturn>,
+    /// Grains of minions that connected this turn, appended together at its end.
+    pub(crate) grains_queued: Vec<(String, Arc<str>)>,
+    /// Peers owing return acks ([`Peer::acks`]) since this tick, and since the one before:
+    /// unless another frame to that minion took them first, they are sent at the second tick
+    /// after they were owed (0.5 to 1 s later), so that a minion kept busy with jobs gets
+    /// them with its next job.
+    pub(crate) acks_owed: [Vec<Token>; 2],
     /// When housekeeping is next due.
     next_tick: Instant,
     /// When the next maintenance pass (presence, job cache pruning) is due.
@@ -324,6 +331,8 @@ impl Core {
             refused_now: Vec::new(),
             forward,
             returns_queued: Vec::new(),
+            grains_queued: Vec::new(),
+            acks_owed: [Vec::new(), Vec::new()],
             next_tick: now + TICK,
             next_maintenance: now,
             last_present: Vec::new(),
@@ -431,6 +440,7 @@ impl Core {
                     self.next_tick = now + TICK;
                 }
                 self.store_returns();
+                self.store_grains();
                 self.drain_bus();
             }
         }
@@ -458,7 +468,10 @@ impl Core {
     /// When the core next wants a [`Input::Tick`]: now while events wait in the bus or
     /// returns wait to be stored.
     pub fn next_deadline(&self) -> Instant {
-        match self.bus.pending() || !self.returns_queued.is_empty() {
+        match self.bus.pending()
+            || !self.returns_queued.is_empty()
+            || !self.grains_queued.is_empty()
+        {
             true => self.now,
             false => self.next_tick,
         }
@@ -502,9 +515,11 @@ impl Core {
     /// driver's last flush. Connections are left to the driver.
     pub fn shut_down(&mut self, out: &mut Vec<Effect>) {
         self.store_returns();
+        self.store_grains();
         for then in self.io.wait_idle() {
             then(self);
         }
+        self.send_acks(true);
         for failed in self.store.flush().into_iter().filter_map(|d| d.error) {
             log::error!("key write failed: {failed}");
         }
@@ -593,6 +608,7 @@ impl Core {
 
     /// Handshake deadlines and keepalive.
     fn housekeeping(&mut self, now: Instant) {
+        self.send_acks(false);
         // A disk worker that died wakes nobody: look for its results (or its death) here too,
         // so replies waiting for key writes get an answer.
         self.on_disk();
@@ -717,6 +733,7 @@ fn warm_shared_keys(
     }
     let master = keys.duplicate();
     let spawned = std::thread::Builder::new().name("keywarm".into()).spawn(move || {
+        let started = std::time::Instant::now();
         for chunk in accepted.chunks(256) {
             let shared: Vec<_> = chunk
                 .iter()
@@ -731,7 +748,8 @@ fn warm_shared_keys(
                 return; // the master stopped
             }
         }
-        log::debug!("shared keys of {} accepted minions computed", accepted.len());
+        let ms = started.elapsed().as_millis();
+        log::info!("shared keys of {} accepted minions computed in {ms} ms", accepted.len());
     });
     if let Err(e) = spawned {
         log::warn!("cannot start the key warm-up thread ({e}); each minion's first hello pays");

@@ -268,14 +268,30 @@ impl Core {
     }
 
     /// Sends a session message to a live (or just-accepted) minion.
+    /// Seals `msg` for a minion's session, after the return acks it still owes that minion
+    /// (they share the turn's one write); `None` sends only the acks.
     pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
+        self.send_with_acks(token, Some(msg))
+    }
+
+    pub(crate) fn send_with_acks(
+        &mut self,
+        token: Token,
+        msg: Option<&ToMinion>,
+    ) -> Result<(), String> {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         let session = match &mut peer.phase {
             Phase::Live { session, .. } | Phase::AwaitReady { session, .. } => session,
             _ => return Err("no session".into()),
         };
-        let bytes = session.seal(msg).map_err(|e| e.to_string())?;
-        self.fx.push(Effect::Send { conn: token, bytes });
+        for jid in peer.acks.drain(..) {
+            let bytes = session.seal(&ToMinion::ReturnAck { jid }).map_err(|e| e.to_string())?;
+            self.fx.push(Effect::Send { conn: token, bytes });
+        }
+        if let Some(msg) = msg {
+            let bytes = session.seal(msg).map_err(|e| e.to_string())?;
+            self.fx.push(Effect::Send { conn: token, bytes });
+        }
         Ok(())
     }
 

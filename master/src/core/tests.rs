@@ -2,7 +2,7 @@
 //! time moved by hand. No socket is opened; the disk worker and the key store write to a
 //! temp dir, as they do under the real driver.
 
-use super::{Core, Effect, HttpListener, Input};
+use super::{Core, Effect, HttpListener, Input, TICK};
 use halite_common::conn::ConnError;
 use halite_common::control::{Request, Response};
 use halite_common::crypto::KeyPair;
@@ -313,8 +313,15 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     let turn_end = h.step(Input::Tick);
     assert!(sent(&turn_end, conn).is_empty(), "acked before it was stored: {turn_end:?}");
     let stored = h.disk_done();
-    let [ack] = &sent(&stored, conn)[..] else { panic!("no ack: {stored:?}") };
+    // The ack is owed, not sent alone: it waits for the next frame to the minion, or for
+    // the second tick.
+    assert!(sent(&stored, conn).is_empty(), "an ack of its own: {stored:?}");
+    let tick = h.advance(TICK);
+    assert!(sent(&tick, conn).is_empty(), "acked at the first tick: {tick:?}");
+    let tick = h.advance(TICK);
+    let [ack] = &sent(&tick, conn)[..] else { panic!("no ack at the second tick: {tick:?}") };
     assert_eq!(m.open(ack), ToMinion::ReturnAck { jid: jid.clone() });
+    assert!(sent(&h.advance(TICK), conn).is_empty(), "acked twice");
     let returns = h.root.join(format!("var/cache/halite/master/jobs/{jid}/returns.jsonl"));
     assert!(std::fs::read_to_string(returns).unwrap().contains(r#""id":"m1""#));
     // The watching CLI gets the return event once the log thread has written it.
@@ -322,6 +329,56 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     let [event] = &sent(&stored, cli)[..] else { panic!("no return event: {stored:?}") };
     let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
     assert_eq!(tag, format!("salt/job/{jid}/ret/m1"));
+}
+
+/// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
+fn publish_ping(h: &mut Harness, cli: Token, tgt: &str) -> (String, Vec<Effect>) {
+    let request = Request::Publish {
+        tgt: tgt.into(),
+        tgt_type: "glob".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+        watch: false,
+    };
+    h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    let recorded = h.disk_done();
+    let [published] = &sent(&recorded, cli)[..] else { panic!("no answer: {recorded:?}") };
+    let Response::Published { jid, .. } = serde_json::from_slice(published).unwrap() else {
+        panic!("not Published")
+    };
+    (jid, recorded)
+}
+
+/// A minion busy with jobs gets its acks with the next job, in the same write and before it,
+/// not in a write of their own; a minion that dies owing acks takes them with it.
+#[test]
+fn owed_return_acks_ride_with_the_next_frame_to_that_minion() {
+    let mut h = Harness::new("acks", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let (first, recorded) = publish_ping(&mut h, cli, "m1");
+    let [publish] = &sent(&recorded, conn)[..] else { panic!("no publish: {recorded:?}") };
+    assert!(matches!(m.open(publish), ToMinion::Publish(p) if p.jid == first));
+    h.step(Input::Frame { conn, frame: m.seal(&job_return(&first)) });
+    h.step(Input::Tick);
+    let stored = h.disk_done();
+    assert!(sent(&stored, conn).is_empty(), "an ack of its own: {stored:?}");
+    let (second, recorded) = publish_ping(&mut h, cli, "m1");
+    let frames = sent(&recorded, conn);
+    let [ack, publish] = &frames[..] else { panic!("not ack then publish: {recorded:?}") };
+    assert_eq!(m.open(ack), ToMinion::ReturnAck { jid: first });
+    assert!(matches!(m.open(publish), ToMinion::Publish(p) if p.jid == second));
+    assert!(sent(&h.advance(TICK), conn).is_empty(), "acked twice");
+    // Owed to a minion that is gone: nothing is sent, nothing breaks.
+    h.step(Input::Frame { conn, frame: m.seal(&job_return(&second)) });
+    h.step(Input::Tick);
+    h.disk_done();
+    let gone = h.step(Input::Closed { conn, error: ConnError::PeerClosed });
+    let mut ticks = h.advance(TICK);
+    ticks.extend(h.advance(TICK));
+    assert!(sent(&gone, conn).is_empty() && sent(&ticks, conn).is_empty(), "{ticks:?}");
 }
 
 /// The file server reads and hashes on the disk job thread: the loop only forwards the answer.
