@@ -268,12 +268,12 @@ impl Core {
     }
 
     /// Sends a session message to a live (or just-accepted) minion.
-    /// Seals `msg` for a minion's session, after the return acks it still owes that minion
-    /// (they share the turn's one write); `None` sends only the acks.
     pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
         self.send_with_acks(token, Some(msg))
     }
 
+    /// Seals `msg` for a minion's session after the return acks still owed to that minion
+    /// (they share the turn's one write); `None` sends only the acks.
     pub(crate) fn send_with_acks(
         &mut self,
         token: Token,
