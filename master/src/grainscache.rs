@@ -78,7 +78,10 @@ impl GrainsCache {
             self.file = Some(open_line_log(&self.path)?);
         }
         let file = self.file.as_mut().expect("opened above");
-        let text: Vec<u8> = batch.iter().flat_map(|(id, grains)| line(id, grains)).collect();
+        let mut text = Vec::with_capacity(batch.iter().map(|(_, g)| g.len() + 64).sum());
+        for (id, grains) in &batch {
+            push_line(&mut text, id, grains);
+        }
         file.write_all(&text)?;
         self.lines += batch.len();
         self.all.extend(batch);
@@ -94,7 +97,10 @@ impl GrainsCache {
         }
         let mut ids: Vec<&String> = all.keys().collect();
         ids.sort();
-        let text: Vec<u8> = ids.into_iter().flat_map(|id| line(id, &all[id])).collect();
+        let mut text = Vec::new();
+        for id in ids {
+            push_line(&mut text, id, &all[id]);
+        }
         match write_cache(&self.path, &text, 0o600) {
             Ok(()) => {
                 self.file = None; // the old handle points at the replaced file
@@ -105,13 +111,12 @@ impl GrainsCache {
     }
 }
 
-fn line(id: &str, grains: &str) -> Vec<u8> {
-    let mut line = br#"{"id":"#.to_vec();
-    serde_json::to_writer(&mut line, id).expect("a string serialises");
-    line.extend_from_slice(br#","grains":"#);
-    line.extend_from_slice(grains.as_bytes());
-    line.extend_from_slice(b"}\n");
-    line
+fn push_line(text: &mut Vec<u8>, id: &str, grains: &str) {
+    text.extend_from_slice(br#"{"id":"#);
+    serde_json::to_writer(&mut *text, id).expect("a string serialises");
+    text.extend_from_slice(br#","grains":"#);
+    text.extend_from_slice(grains.as_bytes());
+    text.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]
