@@ -91,6 +91,11 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, HandshakeError> {
     serde_json::from_slice(payload).map_err(|e| HandshakeError::Malformed(e.to_string()))
 }
 
+/// A session message as [`Session::seal`] serialises it.
+pub fn encode_message<T: Serialize>(msg: &T) -> Vec<u8> {
+    encode(msg)
+}
+
 fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     serde_json::to_vec(msg).expect("protocol messages always serialise")
 }
@@ -432,9 +437,15 @@ impl Session {
 
     /// Serialises and encrypts the next outgoing message.
     pub fn seal<T: Serialize>(&mut self, msg: &T) -> Result<Vec<u8>, HandshakeError> {
+        self.seal_encoded(&encode(msg))
+    }
+
+    /// Encrypts a message already serialised with [`encode_message`] (one job's publish,
+    /// serialised once for every minion it goes to).
+    pub fn seal_encoded(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, HandshakeError> {
         let counter = self.sent;
         self.sent = counter.checked_add(1).ok_or(CryptoError::NonceExhausted)?;
-        Ok(self.key.seal(&encode(msg), self.directions().0, counter))
+        Ok(self.key.seal(plaintext, self.directions().0, counter))
     }
 
     /// Decrypts the next incoming frame and parses it. Any failure ends the session.

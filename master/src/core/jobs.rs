@@ -171,9 +171,11 @@ impl Core {
             connected: connected.clone(),
         };
         self.answer(&origin, Ok(published));
+        // Serialised once; sealed for each minion's session.
+        let publish = halite_common::handshake::encode_message(&publish);
         for id in &connected {
             let token = self.live[id];
-            if let Err(reason) = self.send_session(token, &publish) {
+            if let Err(reason) = self.send_with_acks(token, Some(&publish)) {
                 self.close_peer(token, &reason);
             }
         }

@@ -269,15 +269,16 @@ impl Core {
 
     /// Sends a session message to a live (or just-accepted) minion.
     pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
-        self.send_with_acks(token, Some(msg))
+        self.send_with_acks(token, Some(&handshake::encode_message(msg)))
     }
 
     /// Seals `msg` for a minion's session after the return acks still owed to that minion
-    /// (they share the turn's one write); `None` sends only the acks.
+    /// (they share the turn's one write); `msg` is serialised already
+    /// ([`handshake::encode_message`]); `None` sends only the acks.
     pub(crate) fn send_with_acks(
         &mut self,
         token: Token,
-        msg: Option<&ToMinion>,
+        msg: Option<&[u8]>,
     ) -> Result<(), String> {
         let peer = self.peers.get_mut(&token).ok_or("gone")?;
         let session = match &mut peer.phase {
@@ -289,7 +290,7 @@ impl Core {
             self.fx.push(Effect::Send { conn: token, bytes });
         }
         if let Some(msg) = msg {
-            let bytes = session.seal(msg).map_err(|e| e.to_string())?;
+            let bytes = session.seal_encoded(msg).map_err(|e| e.to_string())?;
             self.fx.push(Effect::Send { conn: token, bytes });
         }
         Ok(())
