@@ -333,3 +333,77 @@ fn connections_refused_at_accept_are_closed_at_once_while_the_log_lags() {
     halite_tests::wait_until(WAIT, "the refused connections closed", || fds() <= before + 16 + 8);
     drop(held);
 }
+
+/// A minion flooding events while the event log's disk is stalled: the log thread blocks,
+/// and past `event_log_backlog_bytes` not yet written the master stops reading minions (the
+/// flood waits in the kernel's buffers and its sender blocks) instead of holding every event
+/// in memory. Once the disk answers, every event is logged and the sender goes on.
+#[test]
+fn a_stalled_event_log_stops_the_reading_instead_of_growing_memory() {
+    use halite_common::proto::ToMaster;
+    use halite_tests::raw::RawMinion;
+    use halite_tests::serde_json::json;
+    use halite_tests::TempDir;
+    use std::io::{BufRead, BufReader};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // 64 MiB of events, 64 KiB each, against a 1 MiB backlog.
+    const EVENTS: usize = 1024;
+    // The event log is a FIFO nobody reads yet: once its 64 KiB buffer is full, every write
+    // of the log thread blocks, as on a disk that stopped answering. (The master opens it
+    // read-write, so the open itself does not wait for a reader.)
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.join("master/var/log/halite")).unwrap();
+    let fifo = dir.join("master/var/log/halite/events.log");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    // Not rotated (which would open a new file) on the way.
+    let config = "auto_accept: True\nevent_log_max_bytes: 1073741824\n\
+                  event_log_backlog_bytes: 1048576";
+    let master = Master::start_in(dir, 0, config);
+    let mut raw = RawMinion::authenticate(master.addr, "flooder");
+    let sender = std::thread::spawn(move || {
+        let data = json!({"pad": "x".repeat(64 * 1024)});
+        for _ in 0..EVENTS {
+            let (tag, data) = ("flood/x".to_string(), data.clone());
+            raw.send(&ToMaster::Event { tag, data, ts: 0, ack: false, jid: None });
+        }
+        raw
+    });
+    master.daemon.wait_for_line(
+        r"the event log is \d+ MiB behind: not reading minions until it catches up",
+        WAIT,
+    );
+    let rss_mib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", master.daemon.pid()));
+        let status = status.unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+    };
+    // However long the flood keeps trying, the master holds about the backlog (11 MiB
+    // resident here in all), not what is sent (50 MiB within half a second when the reading
+    // is not paused).
+    for _ in 0..20 {
+        let rss = rss_mib();
+        assert!(rss < 32, "{rss} MiB resident with the log stalled");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!sender.is_finished(), "the whole flood was taken while the log was stalled");
+    // The disk answers again: every event is logged and the sender finishes.
+    let flood = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&flood);
+    std::thread::spawn(move || {
+        // Ends at EOF, once the master is gone.
+        for line in BufReader::new(std::fs::File::open(fifo).unwrap()).lines() {
+            if line.is_ok_and(|l| l.starts_with(r#"{"tag":"flood/x""#)) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    master.daemon.wait_for_line("the event log caught up: reading minions again", WAIT);
+    let _raw = sender.join().unwrap();
+    halite_tests::wait_until(WAIT, "every flood event logged", || {
+        flood.load(Ordering::Relaxed) == EVENTS
+    });
+}

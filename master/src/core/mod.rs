@@ -54,9 +54,6 @@ const MIN_REHELLO: Duration = Duration::from_millis(900);
 pub(crate) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 /// Largest first session frame (`Ready`, with the minion's grains).
 const MAX_READY_FRAME: usize = 1024 * 1024;
-/// Event-log bytes the log thread may be behind before the driver stops reading peers: a disk
-/// slower than the events coming in costs bounded memory, as a blocking write once did.
-const MAX_LOG_IN_FLIGHT: usize = 64 * 1024 * 1024;
 /// How often housekeeping runs.
 pub(crate) const TICK: Duration = Duration::from_millis(500);
 
@@ -286,6 +283,7 @@ impl Core {
         log::debug!("RLIMIT_NOFILE {nofile}: {admission:?}");
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
         let http = http::HttpConns::new(&cfg.webhook);
+        let log_in_flight_max = cfg.event_log_backlog_bytes;
         let shared_keys = KeyCache::default();
         warm_shared_keys(&keys, &store, shared_keys.room(), io.poster());
         Ok(Core {
@@ -326,7 +324,7 @@ impl Core {
             log_submitted: 0,
             log_written: 0,
             log_in_flight: 0,
-            log_in_flight_max: MAX_LOG_IN_FLIGHT,
+            log_in_flight_max,
             held: Default::default(),
             refused_now: Vec::new(),
             forward,
