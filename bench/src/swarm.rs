@@ -239,8 +239,10 @@ pub fn run(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<()> {
     Ok(())
 }
 
-/// Every member's shared key with `master`, computed one thread per shard.
+/// A shard's members' shared keys, in its order (`None`: computed at the first hello).
 type Precomputed = Vec<Option<(PublicKey, SharedKey)>>;
+
+/// Every member's shared key with `master`, computed one thread per shard.
 fn precompute(
     shards: &[Vec<(usize, String, KeyPair)>],
     master: &PublicKey,
