@@ -606,6 +606,9 @@ impl Core {
 
     /// Handshake deadlines and keepalive.
     fn housekeeping(&mut self, now: Instant) {
+        // Judged before `on_io`, which may bring the log back: connections left unread while it
+        // was behind are read by the driver after this turn, not before the deadlines below.
+        let was_behind = self.log_behind();
         self.send_acks(false);
         // A disk worker that died wakes nobody: look for its results (or its death) here too,
         // so replies waiting for key writes get an answer.
@@ -625,8 +628,8 @@ impl Core {
         }
         // While the log is too far behind, minion and HTTP connections are not read: none can
         // be judged silent or slow (their frames wait unread), so no deadline applies until
-        // it caught up (the driver reads them before the next tick).
-        if !self.log_behind() {
+        // it caught up and the driver read them (before the next tick).
+        if !was_behind && !self.log_behind() {
             self.peer_deadlines(now);
             self.http_deadlines(now);
         }
