@@ -69,10 +69,9 @@ impl GrainsCache {
         (cache, grains)
     }
 
-    /// Appends `id`'s new grains (JSON object text), compacting the file when most of its
-    /// lines are superseded.
-    /// Appends a batch of minions' grains (a turn's worth of connecting minions) in one
-    /// write.
+    /// Appends the new grains (JSON object text) of a batch of minions (a turn's worth of
+    /// connecting minions) in one write, compacting the file when most of its lines are
+    /// superseded.
     pub fn record_all(&mut self, batch: Vec<(String, Arc<str>)>) -> io::Result<()> {
         if self.file.is_none() {
             self.file = Some(open_line_log(&self.path)?);

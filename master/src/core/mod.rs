@@ -463,8 +463,8 @@ impl Core {
         }
     }
 
-    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus or
-    /// returns wait to be stored.
+    /// When the core next wants a [`Input::Tick`]: now while events wait in the bus, or
+    /// returns or grains wait to be stored.
     pub fn next_deadline(&self) -> Instant {
         match self.bus.pending()
             || !self.returns_queued.is_empty()
