@@ -70,6 +70,14 @@ impl From<ConnError> for String {
     }
 }
 
+/// Moves the decoder's complete frames into `frames`.
+fn drain(decoder: &mut Decoder, frames: &mut Vec<Vec<u8>>) -> Result<(), WireError> {
+    while let Some(frame) = decoder.next_frame()? {
+        frames.push(frame);
+    }
+    Ok(())
+}
+
 /// What a read turn produced.
 #[derive(Debug, Default)]
 pub struct ReadTurn {
@@ -146,7 +154,15 @@ impl<S: Read + Write> Conn<S> {
                 Ok(n) => {
                     total += n;
                     match &mut self.decoder {
-                        Some(decoder) => decoder.push(&buf[..n]),
+                        // Frames are taken out after every read, so the decoder holds at
+                        // most one read and a partial frame, not the whole turn's budget.
+                        Some(decoder) => {
+                            decoder.push(&buf[..n]);
+                            if let Err(e) = drain(decoder, &mut turn.frames) {
+                                turn.closed = Some(e.into());
+                                break;
+                            }
+                        }
                         None => chunk.extend_from_slice(&buf[..n]),
                     }
                     if short_is_idle && n < buf.len() {
@@ -165,24 +181,11 @@ impl<S: Read + Write> Conn<S> {
                 }
             }
         }
-        let Some(decoder) = &mut self.decoder else {
-            if !chunk.is_empty() {
-                turn.frames.push(chunk);
-            }
-            return turn;
-        };
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => turn.frames.push(frame),
-                Ok(None) => break,
-                Err(e) => {
-                    turn.closed = Some(e.into());
-                    break;
-                }
-            }
-        }
-        if idle {
-            decoder.shrink_idle();
+        match &mut self.decoder {
+            Some(decoder) if idle => decoder.shrink_idle(),
+            Some(_) => {}
+            None if !chunk.is_empty() => turn.frames.push(chunk),
+            None => {}
         }
         turn
     }
@@ -212,10 +215,9 @@ impl<S: Read + Write> Conn<S> {
             }
         }
         if self.out_pos == self.out.len() {
-            match self.out.capacity() > crate::wire::IDLE_CAPACITY {
-                true => self.out = Vec::new(),
-                false => self.out.clear(),
-            }
+            // All sent: the buffer is given back (10,000 idle minions each keeping the
+            // capacity of their last publish would hold megabytes for nothing).
+            self.out = Vec::new();
             self.out_pos = 0;
         } else if self.out_pos > 64 * 1024 {
             self.out.drain(..self.out_pos);
@@ -385,6 +387,36 @@ mod tests {
         // 44 bytes queued (header and payload) + 40 more would pass the 64-byte backlog.
         let text = "peer is not reading: over 64 bytes queued";
         check(c.send(&[0; 40]).err(), ConnError::Backlog { len: 84, max: 64 }, text);
+    }
+
+    /// Frames leave the decoder after every read (a turn's budget of small frames never
+    /// gathers in it), and a quiet connection holds no buffer at all, in or out: 10,000 idle
+    /// minions each keeping their last frames' capacity would hold megabytes for nothing.
+    #[test]
+    fn a_quiet_connection_holds_no_buffers() {
+        let mut frame = Vec::new();
+        encode_frame(&[1u8; 996], &mut frame);
+        let mut reads: Vec<io::Result<Vec<u8>>> = (0..40).map(|_| Ok(frame.clone())).collect();
+        reads.push(Ok(frame[..10].to_vec()));
+        let stream = Script {
+            reads: reads.into(),
+            written: Vec::new(),
+            write_limit: 1 << 20,
+            write_error: None,
+        };
+        let mut c = Conn::new(stream, 1 << 20, 1 << 20);
+        let turn = c.read();
+        assert_eq!((turn.frames.len(), turn.closed, turn.more), (40, None, false));
+        let decoder = c.decoder.as_ref().unwrap();
+        assert_eq!(decoder.buffered(), 10, "the partial frame is kept");
+        assert!(decoder.capacity() < 4 * 1024, "{} bytes held", decoder.capacity());
+        c.stream.reads.push_back(Ok(frame[10..].to_vec()));
+        assert_eq!(c.read().frames.len(), 1);
+        assert_eq!(c.decoder.as_ref().unwrap().capacity(), 0);
+        c.send(&[2u8; 500]).unwrap();
+        c.flush().unwrap();
+        assert_eq!(c.stream.written.len(), 504);
+        assert_eq!(c.out.capacity(), 0);
     }
 
     #[test]
