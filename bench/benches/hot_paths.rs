@@ -8,6 +8,11 @@
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
 
+/// Counts each benchmark's allocations too (the static binaries' allocator, musl's, is slow
+/// enough that an allocation per step shows in events/s).
+#[global_allocator]
+static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
+
 fn main() {
     halite_common::crypto::init();
     divan::main();
@@ -171,6 +176,34 @@ mod session {
             .counter(BytesCount::new(json_len!(&msg)))
             .with_inputs(|| master.seal(&msg).expect("seals"))
             .bench_local_refs(|frame| minion.open::<ToMinion>(frame).expect("opens"));
+    }
+
+    /// A minion's event on the master, up to its event-log line: the session frame opened
+    /// and parsed, the tag checked, the data wrapped as Salt's `_minion_event` and stamped,
+    /// the line serialised (the bench's `events` run, per event).
+    #[divan::bench]
+    fn event_in(bencher: Bencher) {
+        use halite_common::event::{minion_tag_refusal, wrap_minion_event, Event};
+        let (mut master, mut minion) = pair();
+        let msg = ToMaster::Event {
+            tag: "bench/event/12345".into(),
+            data: json!({"n": 12345}),
+            ts: 1_767_225_600,
+            ack: false,
+            jid: None,
+        };
+        bencher
+            .counter(BytesCount::new(json_len!(&msg)))
+            .with_inputs(|| minion.seal(&msg).expect("seals"))
+            .bench_local_refs(|frame| {
+                let Ok(ToMaster::Event { tag, data, ts, .. }) = master.open::<ToMaster>(frame)
+                else {
+                    panic!("an event")
+                };
+                assert!(minion_tag_refusal(&tag, "minion1").is_none());
+                let data = wrap_minion_event("minion1", &tag, data, ts);
+                Event::new(tag, data).to_json_line()
+            });
     }
 
     /// Minion seals a job return carrying ~1 KiB of output.

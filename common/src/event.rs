@@ -30,8 +30,23 @@ impl Event {
     }
 
     /// The event-log line: `{"tag": ..., "data": {...}}` without a trailing newline.
+    ///
+    /// Written into a buffer kept per thread, then copied out at its size: one allocation
+    /// per line instead of a buffer grown three or four times (every event on the bus pays
+    /// this, and the static builds' allocator is slow).
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).expect("events always serialise")
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<u8>> = const {
+            std::cell::RefCell::new(Vec::new())
+        });
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, self).expect("events always serialise");
+            let line = String::from_utf8(buf.clone()).expect("serde_json writes UTF-8");
+            if buf.capacity() > 64 * 1024 {
+                *buf = Vec::new(); // one big event does not keep its buffer
+            }
+            line
+        })
     }
 }
 
@@ -168,14 +183,15 @@ pub fn beacon_event_data(
 /// The data the master fires for a minion's event, as Salt's `_minion_event` load: the user's
 /// payload sits under `data`, and `id` is the authenticated id, never one the minion chose.
 pub fn wrap_minion_event(minion_id: &str, tag: &str, data: Value, ts: u64) -> Map<String, Value> {
-    object([
-        ("cmd", "_minion_event".into()),
-        ("data", data),
-        ("id", minion_id.into()),
-        ("pretag", Value::Null),
-        ("tag", tag.into()),
-        ("ts", ts.into()),
-    ])
+    // Room for the `_stamp` the bus adds, so the map is not grown for it.
+    let mut map = Map::with_capacity(7);
+    map.insert("cmd".into(), "_minion_event".into());
+    map.insert("data".into(), data);
+    map.insert("id".into(), minion_id.into());
+    map.insert("pretag".into(), Value::Null);
+    map.insert("tag".into(), tag.into());
+    map.insert("ts".into(), ts.into());
+    map
 }
 
 #[cfg(test)]
