@@ -1,6 +1,7 @@
 //! The Halite master: accepts minions over TCP, authenticates them against the key store,
 //! serves the CLIs over a Unix control socket, and runs the event bus — all in one `mio` loop.
 
+pub mod allocator;
 pub mod auth;
 pub mod budget;
 pub mod bus;

@@ -5,6 +5,9 @@ use halite_common::config::{self, DEFAULT_CONFIG_DIR};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: halite_master::allocator::MiMalloc = halite_master::allocator::MiMalloc;
+
 /// The Halite master daemon.
 #[derive(FromArgs)]
 struct Args {
@@ -23,6 +26,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    halite_master::allocator::tune();
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some(halite_master::render_worker::ARG) {
         return halite_master::render_worker::serve(argv.next());
