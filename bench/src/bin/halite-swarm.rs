@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Open COUNT authenticated minion sessions to a Halite master and answer test.ping and
 /// test.echo on each. Reads commands (`events N`, `stats`, `quit`) on stdin.
 #[derive(FromArgs)]

@@ -327,7 +327,10 @@ impl Core {
             None => ret,
         };
         let jid = ret.jid;
-        let mut data = object([
+        // Sized for every key below and the bus's `_stamp`: a ping of 10,000 minions holds
+        // this many maps at once, and a regrown map is half empty.
+        let mut data = Map::with_capacity(12);
+        let fields = [
             ("cmd", "_return".into()),
             ("id", id.as_str().into()),
             ("success", ret.success.into()),
@@ -336,7 +339,8 @@ impl Core {
             ("jid", jid.as_str().into()),
             ("fun", ret.fun.into()),
             ("fun_args", ret.fun_args.into()),
-        ]);
+        ];
+        data.extend(fields.map(|(k, v)| (k.to_string(), v)));
         if let Some(out) = ret.out {
             data.insert("out".into(), out.into());
         }
