@@ -106,11 +106,25 @@ pub struct Parser {
     head: Option<Head>,
     /// `Expect: 100-continue` was asked for the request whose body is awaited.
     continue_wanted: bool,
+    /// How much of `buf` the search for the head's end has covered without finding it: a
+    /// head arriving a byte at a time is scanned once, not once per read.
+    searched: usize,
+    /// Bytes looked at by that search in all (tests check it stays linear).
+    #[cfg(test)]
+    scanned: usize,
 }
 
 impl Parser {
     pub fn new(limits: Limits) -> Parser {
-        Parser { limits, buf: Vec::new(), head: None, continue_wanted: false }
+        Parser {
+            limits,
+            buf: Vec::new(),
+            head: None,
+            continue_wanted: false,
+            searched: 0,
+            #[cfg(test)]
+            scanned: 0,
+        }
     }
 
     /// Adds bytes read from the connection.
@@ -146,7 +160,14 @@ impl Parser {
             // Empty lines before a request line are skipped (RFC 9112 §2.2).
             let blank = self.buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
             self.buf.drain(..blank);
-            let Some((end, next)) = head_end(&self.buf) else {
+            // The last two bytes searched may begin the blank line: look at them again.
+            let from = self.searched.saturating_sub(blank).saturating_sub(2);
+            #[cfg(test)]
+            {
+                self.scanned += self.buf.len() - from.min(self.buf.len());
+            }
+            let Some((end, next)) = head_end(&self.buf, from) else {
+                self.searched = self.buf.len();
                 if self.buf.len() > self.limits.max_head {
                     return Err(HttpError::HeadTooLarge);
                 }
@@ -159,6 +180,7 @@ impl Parser {
             }
             let head = parse_head(&self.buf[..end], &self.limits)?;
             self.buf.drain(..next);
+            self.searched = 0;
             self.continue_wanted = head.length > 0
                 && header(&head.request.headers, "expect")
                     .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -179,10 +201,11 @@ impl Parser {
     }
 }
 
-/// Where the head ends (before its blank line) and where what follows starts. A bare LF is
-/// taken as a line end, as most servers do.
-fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
+/// Where the head ends (before its blank line) and where what follows starts, searching
+/// from `from` (no blank line begins before it). A bare LF is taken as a line end, as most
+/// servers do.
+fn head_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from.min(buf.len());
     while let Some(at) = buf[i..].iter().position(|&b| b == b'\n') {
         let nl = i + at;
         match (buf.get(nl + 1), buf.get(nl + 2)) {
@@ -388,6 +411,32 @@ mod tests {
             assert_eq!(got.as_ref(), Some(whole), "split at {split}");
             assert!(!p.started());
         }
+    }
+
+    /// A client sending its head a byte at a time must cost the master each byte once: the
+    /// search for the blank line resumed where it stopped, not run again over the whole
+    /// head on every read (16 KiB a byte at a time was ~130 million bytes scanned; found by
+    /// AFL++ as inputs that took 0.3-0.7 s each).
+    #[test]
+    fn a_head_sent_a_byte_at_a_time_is_scanned_once() {
+        let head = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(16_000));
+        let mut p = Parser::new(Limits::new(64));
+        let mut got = Vec::new();
+        for byte in head.as_bytes() {
+            p.push(std::slice::from_ref(byte));
+            if let Some(request) = p.next_request().unwrap() {
+                got.push(request);
+            }
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header("x-pad").map(str::len), Some(16_000));
+        // Each read looks at its byte, and again at the two before it.
+        assert!(
+            p.scanned <= 3 * head.len(),
+            "{} bytes scanned for a {}-byte head",
+            p.scanned,
+            head.len()
+        );
     }
 
     #[test]
