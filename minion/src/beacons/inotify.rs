@@ -422,6 +422,16 @@ mod tests {
         }
     }
 
+    /// Blocks until the inotify descriptor has an event (a test that never gets one fails
+    /// here, saying so, instead of on an empty read).
+    fn wait_readable(beacon: &Inotify) {
+        let fd = beacon.fd().expect("an inotify descriptor");
+        let mut pollfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 20_000) };
+        assert_eq!(ready, 1, "no inotify event within 20 s");
+    }
+
     #[test]
     fn watches_coalesces_caps_and_excludes() {
         let dir = std::env::temp_dir().join(format!("halite-inotify-{}", std::process::id()));
@@ -437,6 +447,7 @@ mod tests {
         std::fs::write(dir.join("skip"), "x").unwrap();
         std::fs::write(dir.join("x.swp"), "x").unwrap();
         std::fs::create_dir(dir.join("new")).unwrap();
+        wait_readable(&b);
         assert!(b.readable());
         let got: Vec<(String, String, String)> = b
             .check()
@@ -467,6 +478,9 @@ mod tests {
         let mut f = Inotify::new(single.as_object().unwrap()).unwrap();
         std::fs::write(dir.join("file.tmp"), "y").unwrap();
         std::fs::rename(dir.join("file.tmp"), &file).unwrap();
+        // The kernel queues IN_IGNORED when it lets go of the replaced inode, which may be
+        // after rename(2) returns (it failed once on a busy machine): wait for it.
+        wait_readable(&f);
         assert!(f.readable());
         let got = f.check();
         assert_eq!(got.len(), 1, "{got:?}");
