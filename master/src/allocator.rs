@@ -1,5 +1,5 @@
 //! The master's allocator: mimalloc 2, tuned to give memory back to the system within a
-//! millisecond.
+//! millisecond; the render worker keeps the system's.
 //!
 //! The static binaries are linked with musl, whose allocator takes a lock on every call and
 //! unmaps a group of blocks as soon as it empties, to map it again on the next loop turn:
@@ -9,10 +9,20 @@
 //! `test.ping` (BENCHMARKS.md). Its defaults commit memory ahead and purge it 10 ms after
 //! it is freed, which kept 14 MiB more resident with 10,000 minions connected; without
 //! eager arena commits and with a 1 ms purge delay it holds what musl's did.
+//!
+//! The render worker (the same binary, started with [`WORKER_ENV`] set) runs under
+//! `RLIMIT_AS`, which counts address space reserved, not used: mimalloc's reservations (an
+//! arena, 32 MiB segments) made the static worker fail its first allocations under the
+//! default 256 MiB. It allocates little, so it uses the system's allocator, whose address
+//! space is what it holds. The choice is made at the first allocation, from the
+//! environment (read without allocating), and never changes.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::raw::{c_int, c_long};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-pub use mimalloc::MiMalloc;
+/// Set in the render worker's environment by the master that starts it.
+pub const WORKER_ENV: &str = "HALITE_RENDER_WORKER";
 
 extern "C" {
     fn mi_option_set(option: c_int, value: c_long);
@@ -23,9 +33,68 @@ extern "C" {
 const ARENA_EAGER_COMMIT: c_int = 4;
 const PURGE_DELAY: c_int = 15;
 
-/// Sets the options above; called first thing in `main` (they apply to memory mapped from
-/// then on).
+const UNDECIDED: u8 = 0;
+const MIMALLOC: u8 = 1;
+const SYSTEM: u8 = 2;
+static CHOSEN: AtomicU8 = AtomicU8::new(UNDECIDED);
+
+/// The global allocator of `halite-master`: mimalloc, or the system's in the render worker.
+pub struct Allocator;
+
+impl Allocator {
+    fn system(&self) -> bool {
+        match CHOSEN.load(Ordering::Relaxed) {
+            UNDECIDED => {
+                // SAFETY: getenv with a NUL-terminated name; it allocates nothing. The first
+                // allocation comes before any thread is started.
+                let worker = unsafe { !libc::getenv(c"HALITE_RENDER_WORKER".as_ptr()).is_null() };
+                let chosen = if worker { SYSTEM } else { MIMALLOC };
+                CHOSEN.store(chosen, Ordering::Relaxed);
+                chosen == SYSTEM
+            }
+            chosen => chosen == SYSTEM,
+        }
+    }
+}
+
+// SAFETY: each call goes to the allocator chosen before the first allocation, which never
+// changes, so every block is freed or grown by the allocator that made it.
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match self.system() {
+            true => System.alloc(layout),
+            false => mimalloc::MiMalloc.alloc(layout),
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match self.system() {
+            true => System.alloc_zeroed(layout),
+            false => mimalloc::MiMalloc.alloc_zeroed(layout),
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        match self.system() {
+            true => System.dealloc(ptr, layout),
+            false => mimalloc::MiMalloc.dealloc(ptr, layout),
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        match self.system() {
+            true => System.realloc(ptr, layout, new_size),
+            false => mimalloc::MiMalloc.realloc(ptr, layout, new_size),
+        }
+    }
+}
+
+/// Sets mimalloc's options above; called first thing in `main` (they apply to memory
+/// mapped from then on). Nothing to do in the render worker.
 pub fn tune() {
+    if Allocator.system() {
+        return;
+    }
     // SAFETY: plain setters of mimalloc's option table, valid at any time and thread-safe.
     unsafe {
         mi_option_set(ARENA_EAGER_COMMIT, 0);
@@ -48,5 +117,10 @@ mod tests {
         let get = |option| unsafe { mi_option_get(option) };
         assert_eq!(get(ARENA_EAGER_COMMIT), 2, "arena_eager_commit");
         assert_eq!(get(PURGE_DELAY), 10, "purge_delay");
+    }
+
+    #[test]
+    fn the_worker_variable_is_the_one_read() {
+        assert_eq!(c"HALITE_RENDER_WORKER".to_str(), Ok(WORKER_ENV));
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[global_allocator]
-static ALLOCATOR: halite_master::allocator::MiMalloc = halite_master::allocator::MiMalloc;
+static ALLOCATOR: halite_master::allocator::Allocator = halite_master::allocator::Allocator;
 
 /// The Halite master daemon.
 #[derive(FromArgs)]

@@ -311,6 +311,8 @@ impl RenderWorker {
             .arg0("halite-master")
             .arg(ARG)
             .arg(self.max_bytes.to_string())
+            // Its allocator: the system's, whose address space is what it holds (RLIMIT_AS).
+            .env(crate::allocator::WORKER_ENV, "1")
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(OwnedFd::from(theirs_out)))
             .spawn()
