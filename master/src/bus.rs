@@ -74,7 +74,7 @@ impl Bus {
     /// the lines, and subscribers get the same line, not a second serialisation.
     pub fn drain(&mut self) -> Vec<Logged> {
         let drained = self.queue.drain(..);
-        drained.map(|event| Logged { line: event.to_json_line(), event }).collect()
+        drained.map(|event| Logged { line: event.to_json_line(), event, has_data: true }).collect()
     }
 
     /// The event log, for the log thread.
@@ -112,6 +112,9 @@ pub fn lock(log: &Mutex<EventLog>) -> std::sync::MutexGuard<'_, EventLog> {
 pub struct Logged {
     pub event: Event,
     pub line: String,
+    /// Whether `event.data` is still there: the core drops it while the line is written
+    /// when no reactor rule wants the tag (the line is all the rest reads).
+    pub has_data: bool,
 }
 
 /// Append-only JSON-lines file of every event, rotated by size.

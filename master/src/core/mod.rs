@@ -664,9 +664,18 @@ impl Core {
     /// Drains the event queue into a batch for the log thread; once it is written,
     /// [`Core::on_logged`] hands it on.
     fn drain_bus(&mut self) {
-        let events = self.bus.drain();
+        let mut events = self.bus.drain();
         if events.is_empty() {
             return;
+        }
+        // Past its line, an event's data is read only by the reactor: the data of the events
+        // it does not want (a ping's 10,000 returns) is not held while the log is written.
+        // Whether the reactor reacts is decided now, with the rules in force at the drain.
+        for logged in &mut events {
+            if !self.reacts_to(&logged.event.tag) {
+                logged.event.data = serde_json::Map::new();
+                logged.has_data = false;
+            }
         }
         self.log_submitted += 1;
         let was_behind = self.log_behind();
@@ -704,7 +713,9 @@ impl Core {
         self.deliver(&events);
         for logged in &events {
             self.metrics.count_event(&logged.event.tag);
-            self.react(&logged.event);
+            if logged.has_data {
+                self.react(&logged.event);
+            }
         }
         if let Some(forward) = &self.forward {
             forward.wake();

@@ -120,9 +120,15 @@ impl ReactorState {
 }
 
 impl Core {
+    /// Whether an event under `tag` goes to the reactor: a rule wants it, and it is not the
+    /// reactor's own (`salt/reactor/…`, its refusals and errors).
+    pub(crate) fn reacts_to(&self, tag: &str) -> bool {
+        !tag.starts_with("salt/reactor/") && self.reactor.reactor.wants(tag)
+    }
+
     /// Runs the reactor over one drained event: refuses it, or queues it for the worker.
     pub(crate) fn react(&mut self, event: &Event) {
-        if event.tag.starts_with("salt/reactor/") || !self.reactor.reactor.wants(&event.tag) {
+        if !self.reacts_to(&event.tag) {
             return;
         }
         self.reactor.stats.matched += 1;
