@@ -407,3 +407,13 @@ fn a_stalled_event_log_stops_the_reading_instead_of_growing_memory() {
         flood.load(Ordering::Relaxed) == EVENTS
     });
 }
+
+/// The master's heap holds no transparent huge pages: mimalloc asks for them, and each would
+/// keep 2 MiB resident for a few bytes in use (and be zeroed whole again after each purge).
+#[test]
+fn the_master_runs_without_transparent_huge_pages() {
+    let master = Master::start("");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", master.daemon.pid()));
+    let status = status.expect("the master's /proc status");
+    assert!(status.lines().any(|l| l == "THP_enabled:\t0"), "{status}");
+}
