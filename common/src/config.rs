@@ -94,6 +94,9 @@ pub struct MasterConfig {
     /// Event-log bytes the log thread may have left to write before the master stops reading
     /// minions and HTTP clients (a stalled log disk costs this much memory, not more).
     pub event_log_backlog_bytes: usize,
+    /// Bytes of minion returns the job cache may have left to look up or store before the
+    /// master stops reading minions and HTTP clients (a stalled cache disk costs this much).
+    pub job_cache_backlog_bytes: usize,
     /// Largest event data accepted from a minion or a script, in bytes of JSON.
     pub max_event_bytes: usize,
     /// Fire `salt/presence/present` and `salt/presence/change` every `loop_interval`.
@@ -382,6 +385,8 @@ fn parse_master_map(map: Mapping, cwd: &Path) -> Result<Loaded<MasterConfig>, Co
         event_log_max_bytes: r.int("event_log_max_bytes", 100 << 20, 4096, u64::MAX >> 1),
         event_log_keep: r.int("event_log_keep", 5, 1, 1000) as u32,
         event_log_backlog_bytes: r.int("event_log_backlog_bytes", 64 << 20, 64 << 10, 1 << 40)
+            as usize,
+        job_cache_backlog_bytes: r.int("job_cache_backlog_bytes", 64 << 20, 64 << 10, 1 << 40)
             as usize,
         max_event_bytes: r.int("max_event_bytes", 1 << 20, 256, 1 << 30) as usize,
         presence_events: r.bool("presence_events", false),

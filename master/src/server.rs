@@ -228,8 +228,8 @@ pub struct Master {
     next_token: usize,
     /// Connections whose read budget ran out: read again next turn.
     again: Vec<Token>,
-    /// Minion and HTTP connections that became ready while the event log was behind
-    /// (`Core::log_behind`): read once it has caught up.
+    /// Minion and HTTP connections that became ready while a disk was behind
+    /// (`Core::reading_paused`): read once it has caught up.
     deferred: std::collections::HashSet<Token>,
     /// Connections written to since their last flush.
     dirty: Vec<Token>,
@@ -395,7 +395,7 @@ impl Master {
                     token => self.on_ready(token, event.is_read_closed() || event.is_error()),
                 }
             }
-            if !self.deferred.is_empty() && !self.core.log_behind() {
+            if !self.deferred.is_empty() && !self.core.reading_paused() {
                 self.again.extend(self.deferred.drain());
             }
             for token in std::mem::take(&mut self.again) {
@@ -533,8 +533,8 @@ impl Master {
     fn on_ready(&mut self, token: Token, closing: bool) {
         let Some(linked) = self.links.get_mut(&token) else { return };
         linked.readied = true;
-        if self.core.log_behind() && !matches!(linked.link, Link::Control(_)) {
-            // Readiness is edge-triggered: remembered, and read once the log caught up.
+        if self.core.reading_paused() && !matches!(linked.link, Link::Control(_)) {
+            // Readiness is edge-triggered: remembered, and read once the disk caught up.
             self.deferred.insert(token);
             return;
         }

@@ -417,3 +417,72 @@ fn the_master_runs_without_transparent_huge_pages() {
     let status = status.expect("the master's /proc status");
     assert!(status.lines().any(|l| l == "THP_enabled:\t0"), "{status}");
 }
+
+/// A minion flooding returns while the job cache's disk is stalled: every return waits for
+/// the job thread (looked up there, then stored), and past `job_cache_backlog_bytes` of them
+/// the master stops reading minions (the flood waits in the kernel's buffers and its sender
+/// blocks) instead of holding every return in memory. Once the disk answers, every return
+/// is handled and the sender goes on.
+#[test]
+fn a_stalled_job_cache_stops_the_reading_instead_of_growing_memory() {
+    use halite_common::proto::{JobReturn, ToMaster};
+    use halite_tests::raw::RawMinion;
+    use halite_tests::serde_json::json;
+    use halite_tests::TempDir;
+    // 64 MiB of returns, 64 KiB each, against a 1 MiB backlog; jids in the future, so that
+    // no pruning of the cache touches them.
+    const RETURNS: usize = 1024;
+    const STALLED: &str = "20990101000000000000";
+    // The first return's job has a FIFO for its load: the job thread's lookup opens it and
+    // blocks until someone writes, as on a disk that stopped answering.
+    let dir = TempDir::new();
+    let job = dir.join(format!("master/var/cache/halite/master/jobs/{STALLED}"));
+    std::fs::create_dir_all(&job).unwrap();
+    let fifo = job.join("load.json");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    let master = Master::start_in(dir, 0, "auto_accept: True\njob_cache_backlog_bytes: 1048576");
+    let mut raw = RawMinion::authenticate(master.addr, "flooder");
+    let sender = std::thread::spawn(move || {
+        let output = json!("x".repeat(64 * 1024));
+        for n in 0..=RETURNS {
+            raw.send(&ToMaster::Return(JobReturn {
+                jid: format!("{}{n:04}", &STALLED[..16]),
+                fun: "test.echo".into(),
+                fun_args: vec![],
+                ret: output.clone(),
+                retcode: 0,
+                success: true,
+                out: None,
+                user: "root".into(),
+            }));
+        }
+        raw
+    });
+    master.daemon.wait_for_line(
+        r"the job cache is \d+ MiB behind: not reading minions until it catches up",
+        WAIT,
+    );
+    assert!(!sender.is_finished(), "the whole flood was taken while the job cache was stalled");
+    // The disk answers again: the stalled job is one this minion was not sent, and every
+    // other jid is unknown to the cache.
+    std::fs::write(&fifo, r#"{"minions": []}"#).unwrap();
+    std::fs::remove_dir_all(&job).unwrap();
+    master.daemon.wait_for_line("the job cache caught up: reading minions again", WAIT);
+    let _raw = sender.join().unwrap();
+    master.daemon.wait_for_line(
+        &format!(
+            r"minion flooder returned for unknown job {}{RETURNS:04}; ignored",
+            &STALLED[..16]
+        ),
+        WAIT,
+    );
+    // The most the master ever held: about the backlog (a debug master of ~10 MiB), not the
+    // 64 MiB sent.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", master.daemon.pid()));
+    let status = status.expect("the master's /proc status");
+    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM");
+    let hwm_mib = hwm.trim().trim_end_matches(" kB").parse::<u64>().unwrap() / 1024;
+    assert!(hwm_mib < 32, "{hwm_mib} MiB resident at the most");
+}

@@ -41,6 +41,8 @@ pub(crate) struct QueuedReturn {
     id: String,
     data: Map<String, Value>,
     cause: Vec<String>,
+    /// Its frame's size, counted in [`Core::returns_in`] until it is stored.
+    bytes: usize,
 }
 
 /// What the job cache holds for an old job: its load and who returned.
@@ -247,18 +249,21 @@ impl Core {
     /// A minion's return on connection `token`. The id is the session's, never one the minion
     /// wrote into the return. A return of a job no longer in memory waits for the job cache
     /// to say who the job went to; every return is stored before it is acknowledged.
-    pub(crate) fn on_return(&mut self, token: Token, id: &str, ret: JobReturn) {
+    /// `bytes` (its frame's size) count against `job_cache_backlog_bytes` until the job cache
+    /// is done with it.
+    pub(crate) fn on_return(&mut self, token: Token, id: &str, ret: JobReturn, bytes: usize) {
         if !crate::jobcache::is_jid(&ret.jid) {
             log::warn!("minion {id} returned for invalid jid {:?}; ignored", ret.jid);
             return self.ack_return(token, ret.jid);
         }
         if self.recent_jobs.contains_key(&ret.jid) {
-            return self.take_return(token, id.to_string(), ret);
+            return self.take_return(token, id.to_string(), ret, bytes);
         }
         // Older than the jobs kept in memory, or from before a restart: the job cache says
         // who the job went to and who returned.
         let cache = Arc::clone(&self.jobs);
         let id = id.to_string();
+        self.returns_in(bytes);
         self.io.submit(move || {
             let found = {
                 let cache = lock(&cache);
@@ -267,14 +272,22 @@ impl Core {
                     None => Ok(None),
                 })
             };
-            Box::new(move |core: &mut Core| core.on_old_return(token, id, ret, found))
+            Box::new(move |core: &mut Core| core.on_old_return(token, id, ret, found, bytes))
         });
     }
 
     /// A return for a job read back from the job cache. Only a job the cache really holds is
     /// kept: a made-up jid must not evict real jobs, and a failed read is retried (no ack)
     /// rather than remembered as "nobody".
-    fn on_old_return(&mut self, token: Token, id: String, ret: JobReturn, found: OldJob) {
+    fn on_old_return(
+        &mut self,
+        token: Token,
+        id: String,
+        ret: JobReturn,
+        found: OldJob,
+        bytes: usize,
+    ) {
+        self.returns_out(bytes);
         if !self.recent_jobs.contains_key(&ret.jid) {
             let (load, returned) = match found {
                 Ok(Some(found)) => found,
@@ -294,12 +307,12 @@ impl Core {
                 .collect();
             self.keep_job(&ret.jid, RecentJob { minions, returned, cause: Vec::new() });
         }
-        self.take_return(token, id, ret);
+        self.take_return(token, id, ret, bytes);
     }
 
     /// Checks a return against its job, fires `salt/job/<jid>/ret/<id>` and has it stored;
     /// the minion's ack waits for the store. Refused returns count as handled (acked).
-    fn take_return(&mut self, token: Token, id: String, ret: JobReturn) {
+    fn take_return(&mut self, token: Token, id: String, ret: JobReturn, bytes: usize) {
         let job = self.recent_jobs.get_mut(&ret.jid).expect("kept by the caller");
         if !job.minions.contains(&id) {
             log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
@@ -348,7 +361,8 @@ impl Core {
         data.insert("ts".into(), halite_common::time::unix_seconds().into());
         data.insert("user".into(), ret.user.into());
         log::debug!("return from {id} for job {jid}");
-        self.returns_queued.push(QueuedReturn { token, jid, id, data, cause });
+        self.returns_in(bytes);
+        self.returns_queued.push(QueuedReturn { token, jid, id, data, cause, bytes });
     }
 
     /// Has the returns taken this turn stored, as one job on the disk thread (one write per
@@ -367,6 +381,7 @@ impl Core {
             drop(refs);
             Box::new(move |core: &mut Core| {
                 for (r, stored) in batch.into_iter().zip(stored) {
+                    core.returns_out(r.bytes);
                     core.return_stored(r.token, r.jid, r.id, r.data, r.cause, stored);
                 }
             })

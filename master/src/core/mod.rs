@@ -183,9 +183,14 @@ pub struct Core {
     log_submitted: u64,
     log_written: u64,
     /// Bytes of lines handed to the log thread and not yet written, and the most there may be
-    /// before the driver stops reading minions and HTTP clients ([`Core::log_behind`]).
+    /// before the driver stops reading minions and HTTP clients ([`Core::reading_paused`]).
     log_in_flight: usize,
     log_in_flight_max: usize,
+    /// Bytes of minion returns (as framed) on their way to the job cache: looked up there or
+    /// waiting to be stored, and the most there may be before the driver stops reading
+    /// minions and HTTP clients ([`Core::cache_behind`]).
+    returns_in_flight: usize,
+    returns_in_flight_max: usize,
     /// Sends and closes waiting for the batch (by number) holding every event fired before
     /// them: nobody hears of anything before the events that led to it are in the log.
     held: std::collections::VecDeque<(u64, Effect)>,
@@ -284,6 +289,7 @@ impl Core {
         let pending_rate = crate::limits::PendingRate::new(cfg.pending_key_rate);
         let http = http::HttpConns::new(&cfg.webhook);
         let log_in_flight_max = cfg.event_log_backlog_bytes;
+        let returns_in_flight_max = cfg.job_cache_backlog_bytes;
         let shared_keys = KeyCache::default();
         warm_shared_keys(&keys, &store, shared_keys.room(), io.poster());
         Ok(Core {
@@ -325,6 +331,8 @@ impl Core {
             log_written: 0,
             log_in_flight: 0,
             log_in_flight_max,
+            returns_in_flight: 0,
+            returns_in_flight_max,
             held: Default::default(),
             refused_now: Vec::new(),
             forward,
@@ -475,10 +483,41 @@ impl Core {
         }
     }
 
-    /// Whether the log thread is so far behind that the driver must stop reading minions and
-    /// HTTP clients (control connections are still read) until it catches up.
-    pub fn log_behind(&self) -> bool {
+    /// Whether the driver must stop reading minions and HTTP clients (control connections
+    /// are still read) until the disk catches up: the event log's or the job cache's.
+    pub fn reading_paused(&self) -> bool {
+        self.log_behind() || self.cache_behind()
+    }
+
+    /// Whether the log thread has more lines to write than `event_log_backlog_bytes`.
+    fn log_behind(&self) -> bool {
         self.log_in_flight > self.log_in_flight_max
+    }
+
+    /// Whether more returns wait for the job cache than `job_cache_backlog_bytes`.
+    fn cache_behind(&self) -> bool {
+        self.returns_in_flight > self.returns_in_flight_max
+    }
+
+    /// `bytes` of a return go to the job cache (looked up or stored).
+    fn returns_in(&mut self, bytes: usize) {
+        let was_behind = self.cache_behind();
+        self.returns_in_flight += bytes;
+        if !was_behind && self.cache_behind() {
+            log::warn!(
+                "the job cache is {} MiB behind: not reading minions until it catches up",
+                self.returns_in_flight >> 20
+            );
+        }
+    }
+
+    /// `bytes` of a return are through with the job cache.
+    fn returns_out(&mut self, bytes: usize) {
+        let was_behind = self.cache_behind();
+        self.returns_in_flight = self.returns_in_flight.saturating_sub(bytes);
+        if was_behind && !self.cache_behind() {
+            log::info!("the job cache caught up: reading minions again");
+        }
     }
 
     /// Whether a stop was asked for ([`Input::Stop`]).
@@ -608,7 +647,7 @@ impl Core {
     fn housekeeping(&mut self, now: Instant) {
         // Judged before `on_io`, which may bring the log back: connections left unread while it
         // was behind are read by the driver after this turn, not before the deadlines below.
-        let was_behind = self.log_behind();
+        let was_paused = self.reading_paused();
         self.send_acks(false);
         // A disk worker that died wakes nobody: look for its results (or its death) here too,
         // so replies waiting for key writes get an answer.
@@ -626,10 +665,10 @@ impl Core {
             self.next_maintenance = now + self.cfg.loop_interval;
             self.maintenance();
         }
-        // While the log is too far behind, minion and HTTP connections are not read: none can
+        // While a disk is too far behind, minion and HTTP connections are not read: none can
         // be judged silent or slow (their frames wait unread), so no deadline applies until
         // it caught up and the driver read them (before the next tick).
-        if !was_behind && !self.log_behind() {
+        if !was_paused && !self.reading_paused() {
             self.peer_deadlines(now);
             self.http_deadlines(now);
         }

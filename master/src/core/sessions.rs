@@ -108,7 +108,7 @@ impl Core {
                 let msg: ToMaster =
                     session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
                 let id = id.clone();
-                self.on_session_message(token, &id, msg)
+                self.on_session_message(token, &id, msg, frame.len())
             }
         }
     }
@@ -118,6 +118,7 @@ impl Core {
         token: Token,
         id: &str,
         msg: ToMaster,
+        frame_bytes: usize,
     ) -> Result<(), String> {
         match msg {
             ToMaster::Ping { seq } => self.send_session(token, &ToMinion::Pong { seq }),
@@ -143,7 +144,7 @@ impl Core {
                 self.request_pillar(token, id, req, max_frame)
             }
             ToMaster::Return(ret) => {
-                self.on_return(token, id, ret);
+                self.on_return(token, id, ret, frame_bytes);
                 Ok(())
             }
             ToMaster::Beacons { events } => {

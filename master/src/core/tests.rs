@@ -381,6 +381,31 @@ fn owed_return_acks_ride_with_the_next_frame_to_that_minion() {
     assert!(sent(&gone, conn).is_empty() && sent(&ticks, conn).is_empty(), "{ticks:?}");
 }
 
+/// A return costs its frame's size against `job_cache_backlog_bytes` from its arrival until
+/// the job cache is done with it: stored (a job in memory) or looked up there (an unknown
+/// jid); past the cap the driver stops reading.
+#[test]
+fn returns_count_against_the_job_cache_backlog_until_the_cache_is_done() {
+    let mut h = Harness::new("returns", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let (jid, _) = publish_ping(&mut h, cli, "m1");
+    let known = m.seal(&job_return(&jid));
+    let unknown = m.seal(&job_return("20990101000000000001"));
+    h.core.returns_in_flight_max = known.len() + unknown.len() - 1;
+    let expected = known.len() + unknown.len();
+    h.step(Input::Frame { conn, frame: known });
+    assert!(!h.core.reading_paused());
+    h.step(Input::Frame { conn, frame: unknown });
+    assert_eq!(h.core.returns_in_flight, expected);
+    assert!(h.core.reading_paused(), "two returns past a cap of one byte less");
+    h.step(Input::Tick);
+    h.disk_done();
+    assert_eq!(h.core.returns_in_flight, 0);
+    assert!(!h.core.reading_paused());
+}
+
 /// The file server reads and hashes on the disk job thread: the loop only forwards the answer.
 #[test]
 fn file_requests_are_answered_from_the_disk_thread() {
