@@ -10,11 +10,15 @@ use crate::limits::source_of;
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::event::{beacon_event_data, minion_tag_refusal, object, wrap_minion_event};
 use halite_common::handshake::{self, HelloIn};
-use halite_common::proto::{AuthStatus, BeaconEvent, ToMaster, ToMinion};
+use halite_common::proto::{AuthStatus, BeaconEvent, FileReply, ToMaster, ToMinion};
 use mio::Token;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// File server requests a minion may have waiting for the job thread; past them another is
+/// answered at once with an error (a minion asks one file at a time per job).
+pub(super) const MAX_FILE_REQUESTS: usize = 64;
 
 impl Core {
     /// A new minion connection: admitted (greeted) or refused (closed unread: a flood costs
@@ -125,12 +129,23 @@ impl Core {
             ToMaster::Pong { .. } => Ok(()),
             ToMaster::Ready { .. } => Err("Ready sent twice".into()),
             ToMaster::FileRequest { req, op } => {
+                let peer = self.peers.get_mut(&token).ok_or("gone")?;
+                if peer.files_in_flight >= MAX_FILE_REQUESTS {
+                    let message = format!("too many file requests in flight ({MAX_FILE_REQUESTS})");
+                    log::warn!("minion {id}: file request refused: {message}");
+                    let reply = FileReply::Error { message };
+                    return self.send_session(token, &ToMinion::FileReply { req, reply });
+                }
+                peer.files_in_flight += 1;
                 // Read or hashed on the disk job thread; the reply goes to this connection
                 // (if it is still there: tokens are never reused).
                 let files = Arc::clone(&self.files);
                 self.io.submit(move || {
                     let reply = files.lock().unwrap_or_else(|p| p.into_inner()).answer(&op);
                     Box::new(move |core: &mut Core| {
+                        if let Some(peer) = core.peers.get_mut(&token) {
+                            peer.files_in_flight -= 1;
+                        }
                         if let Err(reason) =
                             core.send_session(token, &ToMinion::FileReply { req, reply })
                         {

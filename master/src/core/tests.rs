@@ -426,6 +426,49 @@ fn file_requests_are_answered_from_the_disk_thread() {
     assert!(matches!(reply, halite_common::proto::FileReply::Hash { .. }), "{reply:?}");
 }
 
+/// A minion's file requests wait for the job thread; past `MAX_FILE_REQUESTS` unanswered
+/// ones, another is answered at once with an error instead of queued (a flood of tiny
+/// requests, each a 256 KiB read, grew the job thread's queue without bound).
+#[test]
+fn file_requests_in_flight_are_capped_per_minion() {
+    use halite_common::proto::{FileOp, FileReply};
+    let mut h = Harness::new("filecap", "auto_accept: True\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "m1", conn);
+    let cap = super::sessions::MAX_FILE_REQUESTS as u64;
+    let ask = |m: &mut FakeMinion, req| {
+        let op = FileOp::Hash { path: "salt://motd".into() };
+        m.seal(&ToMaster::FileRequest { req, op })
+    };
+    // The loop hears of no answer until `DiskDone`: every request below stays in flight.
+    for req in 0..cap {
+        let frame = ask(&mut m, req);
+        let asked = h.step(Input::Frame { conn, frame });
+        assert!(sent(&asked, conn).is_empty(), "request {req} answered on the loop");
+    }
+    let frame = ask(&mut m, cap);
+    let refused = h.step(Input::Frame { conn, frame });
+    let [reply] = &sent(&refused, conn)[..] else { panic!("no refusal: {refused:?}") };
+    let ToMinion::FileReply { req, reply: FileReply::Error { message } } = m.open(reply) else {
+        panic!("not an error reply")
+    };
+    assert_eq!((req, message.as_str()), (cap, "too many file requests in flight (64)"));
+    assert_eq!(closed(&refused, conn), None, "the minion is not cut off");
+    let answered = h.disk_done();
+    let answers: Vec<u64> = sent(&answered, conn)
+        .iter()
+        .map(|reply| match m.open(reply) {
+            ToMinion::FileReply { req, .. } => req,
+            other => panic!("not a file reply: {other:?}"),
+        })
+        .collect();
+    assert_eq!(answers, (0..cap).collect::<Vec<_>>(), "every request in flight answered");
+    let frame = ask(&mut m, cap + 1);
+    h.step(Input::Frame { conn, frame });
+    let [reply] = &sent(&h.disk_done(), conn)[..] else { panic!("not taken again") };
+    assert!(matches!(m.open(reply), ToMinion::FileReply { req, .. } if req == cap + 1));
+}
+
 /// Pillar compiles on the pillar thread for the session's own id and goes back on that
 /// session only; a second request while one compiles is refused; I@ sees the result.
 #[test]
