@@ -60,6 +60,16 @@ pub fn init(
     Ok(handle)
 }
 
+/// `text` shortened to 120 characters for a message: a peer's string (a target, a jid) may be
+/// as long as a frame.
+pub fn clip(text: &str) -> String {
+    const MAX: usize = 120;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 fn open(path: &Path) -> io::Result<BufWriter<File>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

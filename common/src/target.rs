@@ -3,6 +3,7 @@
 //! uses it to compute the expected minions and publishes only to those.
 
 use crate::glob::Glob;
+use crate::logging::clip;
 use crate::pyrepr::python_str;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
@@ -65,15 +66,6 @@ impl fmt::Display for TargetError {
 }
 
 impl std::error::Error for TargetError {}
-
-/// Long expressions are shortened in messages.
-fn clip(text: &str) -> String {
-    const MAX: usize = 120;
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_string(),
-    }
-}
 
 /// A parsed, validated target.
 #[derive(Debug, Clone)]

@@ -253,8 +253,9 @@ impl Core {
     /// is done with it.
     pub(crate) fn on_return(&mut self, token: Token, id: &str, ret: JobReturn, bytes: usize) {
         if !crate::jobcache::is_jid(&ret.jid) {
-            log::warn!("minion {id} returned for invalid jid {:?}; ignored", ret.jid);
-            return self.ack_return(token, ret.jid);
+            // No ack: ours only send jids they were given, and an ack would echo it.
+            let jid = halite_common::logging::clip(&ret.jid);
+            return log::warn!("minion {id} returned for invalid jid {jid:?}; dropped");
         }
         if self.recent_jobs.contains_key(&ret.jid) {
             return self.take_return(token, id.to_string(), ret, bytes);

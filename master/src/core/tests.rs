@@ -426,6 +426,23 @@ fn file_requests_are_answered_from_the_disk_thread() {
     assert!(matches!(reply, halite_common::proto::FileReply::Hash { .. }), "{reply:?}");
 }
 
+/// A return for something that is no jid (up to a frame's size of it) is dropped: not acked
+/// (an ack echoed the jid and held it until the next tick: a second of such returns held
+/// everything read in it).
+#[test]
+fn a_return_for_no_jid_is_dropped_unacked() {
+    let mut h = Harness::new("nojid", "auto_accept: True\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "m1", conn);
+    let frame = m.seal(&job_return(&"9".repeat(100_000)));
+    assert!(sent(&h.step(Input::Frame { conn, frame }), conn).is_empty());
+    h.step(Input::Tick);
+    let mut ticks = h.advance(TICK);
+    ticks.extend(h.advance(TICK));
+    assert!(sent(&ticks, conn).is_empty(), "acked: {ticks:?}");
+    assert!(h.core.peers[&conn].acks.is_empty());
+}
+
 /// A minion's file requests wait for the job thread; past `MAX_FILE_REQUESTS` unanswered
 /// ones, another is answered at once with an error instead of queued (a flood of tiny
 /// requests, each a 256 KiB read, grew the job thread's queue without bound).
