@@ -1,18 +1,21 @@
 //! The master's allocator: mimalloc 2, tuned to give memory back to the system within a
-//! millisecond; the render worker keeps the system's.
+//! tenth of a second; the render worker keeps the system's.
 //!
 //! The static binaries are linked with musl, whose allocator takes a lock on every call and
 //! unmaps a group of blocks as soon as it empties, to map it again on the next loop turn:
 //! under a flood of minion events a static master spent ~40% of its time in it, its page
 //! faults and its `mmap`/`munmap` (perf; 90,000 `mmap` calls per 600,000 events). With
 //! mimalloc the same master takes 25-30% less CPU per event, per handshake and per
-//! `test.ping` (BENCHMARKS.md). Its defaults commit memory ahead and purge it 10 ms after
-//! it is freed, which kept 14 MiB more resident with 10,000 minions connected; without
-//! eager arena commits and with a 1 ms purge delay it holds what musl's did. Transparent huge
-//! pages are off for the process: mimalloc asks for them on its segments, and a segment
-//! touched anywhere then held 2 MiB, and each purge of one was a 2 MiB page zeroed again on
-//! the next touch (10,000 minions connected: 12-14 MiB more resident with them, and no less
-//! CPU per event). `PR_SET_THP_DISABLE` is inherited: the render worker runs without them too.
+//! `test.ping` (BENCHMARKS.md). Its defaults commit memory ahead, which kept 14 MiB more
+//! resident with 10,000 minions connected: eager arena commits are off. Freed memory is
+//! purged (given back) after 100 ms: after 1 ms, a flood of events faulted the same pages in
+//! again every loop turn (235,000 page faults per 600,000 events, ~10% of the CPU per
+//! event), while 1, 10 and 100 ms left the same resident size with 10,000 minions connected
+//! (within the runs' spread). Transparent huge pages are off for the process: mimalloc asks
+//! for them on its segments, so a segment touched anywhere held 2 MiB, and each purge of one
+//! was a 2 MiB page zeroed again on the next touch (a glibc build held 12-14 MiB more with
+//! 10,000 minions connected; the static build, no more). `PR_SET_THP_DISABLE` is inherited:
+//! the render worker runs without them too.
 //!
 //! The render worker (the same binary, started with [`WORKER_ENV`] set) runs under
 //! `RLIMIT_AS`, which counts address space reserved, not used: mimalloc's reservations (an
@@ -103,7 +106,7 @@ pub fn tune() {
     // SAFETY: plain setters of mimalloc's option table, valid at any time and thread-safe.
     unsafe {
         mi_option_set(ARENA_EAGER_COMMIT, 0);
-        mi_option_set(PURGE_DELAY, 1);
+        mi_option_set(PURGE_DELAY, 100);
         mi_option_set(ALLOW_THP, 0);
     }
     // SAFETY: prctl with integer arguments only. Where the system's THP setting is `always`,
