@@ -520,7 +520,6 @@ impl Core {
         }
     }
 
-    /// Whether a stop was asked for ([`Input::Stop`]).
     /// One line for systemd's `STATUS=`: the minions connected and the keys waiting.
     pub fn status(&self) -> String {
         format!(
@@ -531,6 +530,7 @@ impl Core {
         )
     }
 
+    /// Whether a stop was asked for ([`Input::Stop`]).
     pub fn stopping(&self) -> bool {
         self.stopping
     }
