@@ -424,6 +424,11 @@ impl Core {
     /// master drops a return it already has.
     fn ack_return(&mut self, token: Token, jid: String) {
         let Some(peer) = self.peers.get_mut(&token) else { return };
+        // One ack answers every copy: a return sent again and again (a duplicate, a job it
+        // was not sent) is owed once, not once per copy read before the next tick.
+        if peer.acks.iter().rev().take(8).any(|owed| *owed == jid) {
+            return;
+        }
         if peer.acks.is_empty() {
             self.acks_owed[0].push(token);
         }

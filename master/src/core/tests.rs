@@ -426,6 +426,30 @@ fn file_requests_are_answered_from_the_disk_thread() {
     assert!(matches!(reply, halite_common::proto::FileReply::Hash { .. }), "{reply:?}");
 }
 
+/// A minion that sends one return over and over (a duplicate, or a job it was not sent) is
+/// owed one ack for it, not one per copy.
+#[test]
+fn a_return_sent_again_and_again_is_acked_once() {
+    let mut h = Harness::new("dupacks", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let (jid, recorded) = publish_ping(&mut h, cli, "m1");
+    let [publish] = &sent(&recorded, conn)[..] else { panic!("no publish: {recorded:?}") };
+    assert!(matches!(m.open(publish), ToMinion::Publish(_)));
+    for _ in 0..50 {
+        let frame = m.seal(&job_return(&jid));
+        h.step(Input::Frame { conn, frame });
+    }
+    h.step(Input::Tick);
+    h.disk_done();
+    assert_eq!(h.core.peers[&conn].acks, std::slice::from_ref(&jid));
+    let mut ticks = h.advance(TICK);
+    ticks.extend(h.advance(TICK));
+    let acks: Vec<ToMinion> = sent(&ticks, conn).iter().map(|f| m.open(f)).collect();
+    assert_eq!(acks, [ToMinion::ReturnAck { jid }]);
+}
+
 /// A return for something that is no jid (up to a frame's size of it) is dropped: not acked
 /// (an ack echoed the jid and held it until the next tick: a second of such returns held
 /// everything read in it).
