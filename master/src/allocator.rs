@@ -110,10 +110,9 @@ pub fn tune() {
         mi_option_set(ALLOW_THP, 0);
     }
     // SAFETY: prctl with integer arguments only. Where the system's THP setting is `always`,
-    // mimalloc's option alone would not keep huge pages off the heap.
-    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
-        log::debug!("transparent huge pages stay on: {}", std::io::Error::last_os_error());
-    }
+    // mimalloc's option alone would not keep huge pages off the heap. It fails only on
+    // kernels before 3.15, which have nothing to turn off; logging is not set up yet here.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
 #[cfg(test)]
