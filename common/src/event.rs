@@ -194,9 +194,62 @@ pub fn wrap_minion_event(minion_id: &str, tag: &str, data: Value, ts: u64) -> Ma
     map
 }
 
+/// The event-log line of a minion's event whose `data` is canonical JSON text (see
+/// [`crate::canonical`]), written without building the data: byte for byte the line of
+/// `Event::new(tag, wrap_minion_event(id, tag, data, ts))` stamped `stamp`. Also the span of
+/// the line that holds the event's data object (`{"cmd":…,"_stamp":…}`), for a reader that
+/// wants it after all.
+pub fn minion_event_line(
+    tag: &str,
+    id: &str,
+    data: &str,
+    ts: u64,
+    stamp: &str,
+) -> (String, std::ops::Range<usize>) {
+    let quoted = |line: &mut Vec<u8>, text: &str| {
+        serde_json::to_writer(line, text).expect("a string always serialises");
+    };
+    let mut line = Vec::with_capacity(data.len() + 2 * tag.len() + id.len() + 128);
+    line.extend_from_slice(b"{\"tag\":");
+    quoted(&mut line, tag);
+    line.extend_from_slice(b",\"data\":");
+    let start = line.len();
+    line.extend_from_slice(b"{\"cmd\":\"_minion_event\",\"data\":");
+    line.extend_from_slice(data.as_bytes());
+    line.extend_from_slice(b",\"id\":");
+    quoted(&mut line, id);
+    line.extend_from_slice(b",\"pretag\":null,\"tag\":");
+    quoted(&mut line, tag);
+    line.extend_from_slice(b",\"ts\":");
+    line.extend_from_slice(ts.to_string().as_bytes());
+    line.extend_from_slice(b",\"_stamp\":");
+    quoted(&mut line, stamp);
+    line.push(b'}');
+    let end = line.len();
+    line.push(b'}');
+    let line = String::from_utf8(line).expect("UTF-8 pieces and serde_json's UTF-8");
+    (line, start..end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line written from the data's text is the line of the event built from its value.
+    #[test]
+    fn a_minion_event_line_is_the_wrapped_events_line() {
+        for data in [r#"{"a":[1,"\n"],"_stamp":"x","id":"forged"}"#, r#""started""#, "null", "{}"] {
+            for (tag, id) in [("myco/x", "m1"), ("t\"\u{1}é", "id\u{202e}")] {
+                let value: Value = serde_json::from_str(data).unwrap();
+                let mut event = Event::new(tag, wrap_minion_event(id, tag, value, 17));
+                let stamp = event.data["_stamp"].as_str().unwrap().to_string();
+                let (line, span) = minion_event_line(tag, id, data, 17, &stamp);
+                assert_eq!(line, event.to_json_line());
+                let wrapped: Map<String, Value> = serde_json::from_str(&line[span]).unwrap();
+                assert_eq!(wrapped, std::mem::take(&mut event.data));
+            }
+        }
+    }
 
     #[test]
     fn stamp_is_last_and_replaced() {

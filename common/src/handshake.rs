@@ -91,6 +91,11 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, HandshakeError> {
     serde_json::from_slice(payload).map_err(|e| HandshakeError::Malformed(e.to_string()))
 }
 
+/// Parses a plaintext from [`Session::open_plain`] as [`Session::open`] does.
+pub fn decode_message<T: DeserializeOwned>(plain: &[u8]) -> Result<T, HandshakeError> {
+    decode(plain)
+}
+
 /// A session message as [`Session::seal`] serialises it.
 pub fn encode_message<T: Serialize>(msg: &T) -> Vec<u8> {
     encode(msg)
@@ -450,9 +455,15 @@ impl Session {
 
     /// Decrypts the next incoming frame and parses it. Any failure ends the session.
     pub fn open<T: DeserializeOwned>(&mut self, payload: &[u8]) -> Result<T, HandshakeError> {
+        decode(&self.open_plain(payload)?)
+    }
+
+    /// Decrypts the next incoming frame, for a caller that reads the plaintext itself
+    /// (borrowing from it), with [`decode_message`] for what it does not read.
+    pub fn open_plain(&mut self, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
         let counter = self.received;
         self.received = counter.checked_add(1).ok_or(CryptoError::NonceExhausted)?;
-        decode(&self.key.open(payload, self.directions().1, counter)?)
+        Ok(self.key.open(payload, self.directions().1, counter)?)
     }
 }
 

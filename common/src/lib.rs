@@ -2,6 +2,7 @@
 //! minion ids, globs, timestamps and events. Everything here is unit-testable without a network.
 
 pub mod args;
+pub mod canonical;
 pub mod config;
 pub mod conn;
 pub mod control;

@@ -120,6 +120,42 @@ pub enum ToMaster {
     },
 }
 
+/// A minion's [`ToMaster::Event`] read with its `data` left as the text it came as: the
+/// master's hot path copies that text into the event-log line instead of building a `Value`
+/// and writing it again, for the events no reactor rule wants. Unknown fields are refused
+/// here (and left to the full parse, which checks even the ones it ignores).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent<'a> {
+    #[serde(rename = "type")]
+    _kind: EventKind,
+    pub tag: String,
+    #[serde(borrow)]
+    pub data: &'a serde_json::value::RawValue,
+    pub ts: u64,
+    #[serde(default)]
+    pub ack: bool,
+    #[serde(default)]
+    pub jid: Option<String>,
+}
+
+/// The one `type` a [`RawEvent`] may have.
+#[derive(Debug, Deserialize)]
+enum EventKind {
+    #[serde(rename = "event")]
+    Event,
+}
+
+impl<'a> RawEvent<'a> {
+    /// The message as a [`RawEvent`] when it is an event whose data is canonical JSON (what
+    /// serde_json writes for it, byte for byte: see [`crate::canonical`]); `None` for any
+    /// other message or data, which [`ToMaster`] parsing then reads as before.
+    pub fn parse(plain: &'a [u8]) -> Option<RawEvent<'a>> {
+        let event: RawEvent = serde_json::from_slice(plain).ok()?;
+        crate::canonical::is_canonical(event.data.get()).then_some(event)
+    }
+}
+
 /// One beacon's event: Salt's `{"tag": ..., "data": ...}` item of a `_minion_event` load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BeaconEvent {

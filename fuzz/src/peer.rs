@@ -6,7 +6,7 @@ use halite_common::crypto::{KeyPair, PublicKey};
 use halite_common::event::{self, Event, TagFilter};
 use halite_common::handshake::{self, MinionHandshake, Verdict};
 use halite_common::http::{self as web, HttpError, Limits, Parser};
-use halite_common::proto::{HelloBody, ToMaster, ToMinion};
+use halite_common::proto::{HelloBody, RawEvent, ToMaster, ToMinion};
 use halite_common::target::Target;
 use halite_common::wire::{encode_frame, Decoder, WireError};
 use serde_json::{json, Map, Value};
@@ -122,7 +122,22 @@ pub(crate) fn session(data: &[u8]) {
         let _ = serde_json::from_slice::<ToMinion>(payload);
         return;
     }
-    let Ok(msg) = serde_json::from_slice::<ToMaster>(payload) else { return };
+    let parsed = serde_json::from_slice::<ToMaster>(payload);
+    // The master's hot path reads an event with canonical data from its text: it must take
+    // only what the full parse reads as that same event, and write the very line it makes.
+    if let Some(raw) = RawEvent::parse(payload) {
+        let Ok(ToMaster::Event { tag, data, ts, ack, jid }) = &parsed else {
+            panic!("the hot path took what is not an event: {parsed:?}");
+        };
+        assert_eq!((&raw.tag, raw.ts, raw.ack, &raw.jid), (tag, *ts, *ack, jid));
+        assert_eq!(raw.data.get(), serde_json::to_string(data).unwrap(), "data not canonical");
+        let wrapped = event::wrap_minion_event("minion1", tag, data.clone(), *ts);
+        let full = Event::new(tag.clone(), wrapped);
+        let stamp = full.data["_stamp"].as_str().expect("a stamp");
+        let (line, _) = event::minion_event_line(tag, "minion1", raw.data.get(), *ts, stamp);
+        assert_eq!(line, full.to_json_line());
+    }
+    let Ok(msg) = parsed else { return };
     if let ToMaster::Event { tag, data, ts, .. } = &msg {
         if event::minion_tag_refusal(tag, "minion1").is_some() {
             return;

@@ -6,19 +6,22 @@
 //! core gives the events to the subscribers and the reactor. Firing an event never does I/O,
 //! and the loop never writes the log.
 
-use halite_common::event::Event;
+use halite_common::event::{minion_event_line, Event};
 use halite_common::files::{make_private, open_line_log};
+use halite_common::time::Utc;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The event queue, and the event log it drains into (written on the log thread only).
 #[derive(Debug)]
 pub struct Bus {
-    queue: VecDeque<Event>,
+    queue: VecDeque<Queued>,
     log: Arc<Mutex<EventLog>>,
     /// The log's counters as of the last batch written.
     counts: LogCounts,
@@ -55,14 +58,32 @@ impl Bus {
         &mut self,
         tag: impl Into<String>,
         data: Map<String, Value>,
-        source: Option<std::net::IpAddr>,
+        source: Option<IpAddr>,
         cause: &[String],
     ) {
         let mut event = Event::new(tag, data);
         event.chain = cause.to_vec();
         event.source = source;
         log::trace!("event {}", event.tag);
-        self.queue.push_back(event);
+        self.queue.push_back(Queued::Event(event));
+    }
+
+    /// Stamps and queues a minion's event whose `data` is canonical JSON text
+    /// ([`halite_common::canonical`]): its line is written now from that text, and its data
+    /// is parsed only if the reactor wants the tag when the queue is drained. The same line
+    /// and data as [`Bus::fire_from`] with `wrap_minion_event(id, tag, data, ts)`.
+    pub fn fire_minion(
+        &mut self,
+        minion: MinionEvent<'_>,
+        source: Option<IpAddr>,
+        cause: &[String],
+    ) {
+        let stamp = Utc::now().stamp();
+        let (line, data) = minion_event_line(minion.tag, minion.id, minion.data, minion.ts, &stamp);
+        let event =
+            Event { tag: minion.tag.to_string(), data: Map::new(), chain: cause.to_vec(), source };
+        log::trace!("event {}", event.tag);
+        self.queue.push_back(Queued::Line { event, line, data });
     }
 
     /// Whether events wait to be drained (the loop then polls without sleeping).
@@ -71,10 +92,36 @@ impl Bus {
     }
 
     /// Every queued event, each with the line it is to be logged as: the log thread writes
-    /// the lines, and subscribers get the same line, not a second serialisation.
-    pub fn drain(&mut self) -> Vec<Logged> {
+    /// the lines, and subscribers get the same line, not a second serialisation. Past its
+    /// line, an event's data is read only by the reactor: an event keeps it only if `wants`
+    /// its tag (the data of a ping's 10,000 returns is not held while the log is written).
+    pub fn drain(&mut self, wants: impl Fn(&str) -> bool) -> Vec<Logged> {
         let drained = self.queue.drain(..);
-        drained.map(|event| Logged { line: event.to_json_line(), event, has_data: true }).collect()
+        drained
+            .map(|queued| match queued {
+                Queued::Event(mut event) => {
+                    let line = event.to_json_line();
+                    let has_data = wants(&event.tag);
+                    if !has_data {
+                        event.data = Map::new();
+                    }
+                    Logged { line, event, has_data }
+                }
+                Queued::Line { mut event, line, data } => {
+                    let mut has_data = wants(&event.tag);
+                    if has_data {
+                        match serde_json::from_str(&line[data]) {
+                            Ok(data) => event.data = data,
+                            Err(e) => {
+                                log::error!("event {} not given to the reactor: {e}", event.tag);
+                                has_data = false;
+                            }
+                        }
+                    }
+                    Logged { line, event, has_data }
+                }
+            })
+            .collect()
     }
 
     /// The event log, for the log thread.
@@ -91,6 +138,29 @@ impl Bus {
     pub fn logged(&mut self, counts: LogCounts) {
         self.counts = counts;
     }
+}
+
+/// A queued event.
+#[derive(Debug)]
+enum Queued {
+    Event(Event),
+    /// A minion's event with its line already written; `data` is the span of the line that
+    /// holds the event's data object. `event.data` is empty until the drain.
+    Line {
+        event: Event,
+        line: String,
+        data: Range<usize>,
+    },
+}
+
+/// A minion's event as [`Bus::fire_minion`] takes it: `data` is canonical JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct MinionEvent<'a> {
+    pub tag: &'a str,
+    /// The authenticated id.
+    pub id: &'a str,
+    pub data: &'a str,
+    pub ts: u64,
 }
 
 /// The event log's counters since the master started.
@@ -244,7 +314,7 @@ mod tests {
         bus.fire_caused("salt/reactor/error", Map::new(), &chain);
         bus.fire("salt/presence/present", Map::new());
         bus.fire_from("salt/auth", Map::new(), Some([127, 0, 0, 1].into()), &[]);
-        let events: Vec<Event> = bus.drain().into_iter().map(|l| l.event).collect();
+        let events: Vec<Event> = bus.drain(|_| true).into_iter().map(|l| l.event).collect();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(events[0].chain, chain);
         assert_eq!(events[1].chain, Vec::<String>::new(), "{}", events[1].tag);
@@ -259,7 +329,7 @@ mod tests {
         for n in 0..6 {
             bus.fire(format!("t/{n}"), Map::new());
         }
-        let batch = bus.drain();
+        let batch = bus.drain(|_| true);
         assert!(!bus.pending() && batch.len() == 6);
         let counts = lock(&bus.log()).append_all(&batch);
         let bytes: u64 = batch.iter().map(|l| l.line.len() as u64 + 1).sum();
@@ -269,5 +339,32 @@ mod tests {
         let rotated = std::fs::read_to_string(dir.join("events.log.1")).unwrap();
         assert!(rotated.ends_with('\n') && rotated.lines().all(|l| l.starts_with(r#"{"tag":"t/"#)));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A minion's event given as text keeps its data only for the reactor, and then the
+    /// data is the wrapped event's, `_stamp` included, as the line says; its chain and source
+    /// come along either way.
+    #[test]
+    fn a_minion_events_data_is_parsed_only_when_the_reactor_wants_it() {
+        let dir = std::env::temp_dir().join(format!("halite-bus-raw-{}", std::process::id()));
+        let mut bus = Bus::open(&dir.join("events.log"), 1 << 20, 1).unwrap();
+        let chain = vec!["salt/auth".to_string()];
+        let source = Some(IpAddr::from([127, 0, 0, 2]));
+        for tag in ["wanted/1", "other/1"] {
+            let event = MinionEvent { tag, id: "m1", data: r#"{"a":[1]}"#, ts: 5 };
+            bus.fire_minion(event, source, &chain);
+        }
+        let drained = bus.drain(|tag| tag.starts_with("wanted/"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let [wanted, other] = &drained[..] else { panic!("{drained:?}") };
+        assert!(wanted.has_data && !other.has_data);
+        assert!(other.event.data.is_empty());
+        let line: Value = serde_json::from_str(&wanted.line).unwrap();
+        assert_eq!(Value::Object(wanted.event.data.clone()), line["data"]);
+        assert_eq!(wanted.event.data["data"], serde_json::json!({"a": [1]}));
+        assert_eq!(wanted.event.data["id"], "m1");
+        for logged in &drained {
+            assert_eq!((&logged.event.chain, logged.event.source), (&chain, source));
+        }
     }
 }

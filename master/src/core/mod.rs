@@ -703,18 +703,11 @@ impl Core {
     /// Drains the event queue into a batch for the log thread; once it is written,
     /// [`Core::on_logged`] hands it on.
     fn drain_bus(&mut self) {
-        let mut events = self.bus.drain();
+        // Whether the reactor reacts is decided now, with the rules in force at the drain.
+        let reactor = &self.reactor.reactor;
+        let events = self.bus.drain(|tag| reactor::wanted(reactor, tag));
         if events.is_empty() {
             return;
-        }
-        // Past its line, an event's data is read only by the reactor: the data of the events
-        // it does not want (a ping's 10,000 returns) is not held while the log is written.
-        // Whether the reactor reacts is decided now, with the rules in force at the drain.
-        for logged in &mut events {
-            if !self.reacts_to(&logged.event.tag) {
-                logged.event.data = serde_json::Map::new();
-                logged.has_data = false;
-            }
         }
         self.log_submitted += 1;
         let was_behind = self.log_behind();
@@ -809,7 +802,11 @@ fn warm_shared_keys(
 
 /// Why event data is refused for size, if it is.
 pub(crate) fn oversized(data: &impl serde::Serialize, max: usize) -> Option<String> {
-    let len = json_len(data);
+    over_max(json_len(data), max)
+}
+
+/// Why event data of `len` bytes (as JSON) is refused, if it is.
+pub(crate) fn over_max(len: usize, max: usize) -> Option<String> {
     (len > max).then(|| format!("event data is {len} bytes, over max_event_bytes {max}"))
 }
 

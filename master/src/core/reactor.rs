@@ -119,11 +119,16 @@ impl ReactorState {
     }
 }
 
+/// Whether an event under `tag` goes to `reactor`: a rule wants it, and it is not the
+/// reactor's own (`salt/reactor/…`, its refusals and errors).
+pub(crate) fn wanted(reactor: &Reactor, tag: &str) -> bool {
+    !tag.starts_with("salt/reactor/") && reactor.wants(tag)
+}
+
 impl Core {
-    /// Whether an event under `tag` goes to the reactor: a rule wants it, and it is not the
-    /// reactor's own (`salt/reactor/…`, its refusals and errors).
+    /// [`wanted`] by the reactor in force.
     pub(crate) fn reacts_to(&self, tag: &str) -> bool {
-        !tag.starts_with("salt/reactor/") && self.reactor.reactor.wants(tag)
+        wanted(&self.reactor.reactor, tag)
     }
 
     /// Runs the reactor over one drained event: refuses it, or queues it for the worker.

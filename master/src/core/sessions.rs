@@ -3,14 +3,16 @@
 
 use super::keyflow::{accepted_key_is, KEY_GONE};
 use super::{
-    oversized, Core, Effect, HANDSHAKE_TIMEOUT, MAX_READY_FRAME, MIN_REHELLO, PENDING_IDLE,
+    json_len, over_max, oversized, Core, Effect, HANDSHAKE_TIMEOUT, MAX_READY_FRAME, MIN_REHELLO,
+    PENDING_IDLE,
 };
 use crate::auth;
+use crate::bus::MinionEvent;
 use crate::limits::source_of;
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::event::{beacon_event_data, minion_tag_refusal, object, wrap_minion_event};
-use halite_common::handshake::{self, HelloIn};
-use halite_common::proto::{AuthStatus, BeaconEvent, FileReply, ToMaster, ToMinion};
+use halite_common::handshake::{self, decode_message, HelloIn};
+use halite_common::proto::{AuthStatus, BeaconEvent, FileReply, RawEvent, ToMaster, ToMinion};
 use mio::Token;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,9 +111,17 @@ impl Core {
                 Ok(())
             }
             Phase::Live { id, session, .. } => {
-                let msg: ToMaster =
-                    session.open(frame).map_err(|e| format!("bad session frame: {e}"))?;
+                let plain =
+                    session.open_plain(frame).map_err(|e| format!("bad session frame: {e}"))?;
                 let id = id.clone();
+                // The hot path: an event with canonical data is logged from its text.
+                if let Some(event) = RawEvent::parse(&plain) {
+                    let RawEvent { tag, data, ts, ack, jid, .. } = event;
+                    let event = EventIn { tag, payload: Payload::Canonical(data.get()), ts, ack };
+                    return self.on_event(token, &id, event, jid);
+                }
+                let msg: ToMaster =
+                    decode_message(&plain).map_err(|e| format!("bad session frame: {e}"))?;
                 self.on_session_message(token, &id, msg, frame.len())
             }
         }
@@ -182,36 +192,62 @@ impl Core {
                 Ok(())
             }
             ToMaster::Event { tag, data, ts, ack, jid } => {
-                let refusal = minion_tag_refusal(&tag, id)
-                    .or_else(|| oversized(&data, self.cfg.max_event_bytes));
-                if let Some(reason) = refusal {
-                    log::warn!("refused event from minion {id}: {reason}");
-                    // Only for a job this minion was sent: a made-up jid must not crowd out
-                    // real refusals.
-                    let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
-                    if let Some(jid) = jid.filter(|_| sent.is_some_and(|j| j.minions.contains(id)))
-                    {
-                        if self.refused_events.len() >= 10_000 {
-                            self.refused_events.clear(); // returns that never came
-                        }
-                        self.refused_events.insert((jid, id.to_string()), reason.clone());
-                    }
-                    return self.send_session(token, &ToMinion::EventRefused { tag, reason });
+                let event = EventIn { tag, payload: Payload::Value(data), ts, ack };
+                self.on_event(token, id, event, jid)
+            }
+        }
+    }
+
+    /// A minion's event: refused (its tag is reserved, or its data too big), or wrapped as
+    /// Salt's `_minion_event` under the authenticated id and fired.
+    fn on_event(
+        &mut self,
+        token: Token,
+        id: &str,
+        event: EventIn<'_>,
+        jid: Option<String>,
+    ) -> Result<(), String> {
+        let EventIn { tag, payload, ts, ack } = event;
+        let refusal = minion_tag_refusal(&tag, id).or_else(|| {
+            let len = match &payload {
+                Payload::Value(data) => json_len(data),
+                Payload::Canonical(text) => text.len(),
+            };
+            over_max(len, self.cfg.max_event_bytes)
+        });
+        if let Some(reason) = refusal {
+            log::warn!("refused event from minion {id}: {reason}");
+            // Only for a job this minion was sent: a made-up jid must not crowd out
+            // real refusals.
+            let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
+            if let Some(jid) = jid.filter(|_| sent.is_some_and(|j| j.minions.contains(id))) {
+                if self.refused_events.len() >= 10_000 {
+                    self.refused_events.clear(); // returns that never came
                 }
-                // Fired by a reaction's job: the event continues that job's causal chain.
-                let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
-                let cause = job.map_or(&[][..], |j| &j.cause);
-                // The reactor budgets a minion's events per source address, as it does hellos:
-                // one busy (or hostile) host does not use up the budget of the fleet's start
-                // events.
-                let source = self.peers.get(&token).map(|p| source_of(p.addr.ip()));
+                self.refused_events.insert((jid, id.to_string()), reason.clone());
+            }
+            return self.send_session(token, &ToMinion::EventRefused { tag, reason });
+        }
+        // Fired by a reaction's job: the event continues that job's causal chain.
+        let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
+        let cause = job.map_or(&[][..], |j| &j.cause);
+        // The reactor budgets a minion's events per source address, as it does hellos:
+        // one busy (or hostile) host does not use up the budget of the fleet's start
+        // events.
+        let source = self.peers.get(&token).map(|p| source_of(p.addr.ip()));
+        match payload {
+            Payload::Value(data) => {
                 let data = wrap_minion_event(id, &tag, data, ts);
                 self.bus.fire_from(tag.clone(), data, source, cause);
-                match ack {
-                    true => self.send_session(token, &ToMinion::EventAck { tag }),
-                    false => Ok(()),
-                }
             }
+            Payload::Canonical(data) => {
+                let event = MinionEvent { tag: &tag, id, data, ts };
+                self.bus.fire_minion(event, source, cause);
+            }
+        }
+        match ack {
+            true => self.send_session(token, &ToMinion::EventAck { tag }),
+            false => Ok(()),
         }
     }
 
@@ -429,4 +465,19 @@ impl Core {
             self.close_peer(token, &reason);
         }
     }
+}
+
+/// A minion's event as read from its session.
+struct EventIn<'a> {
+    tag: String,
+    payload: Payload<'a>,
+    ts: u64,
+    ack: bool,
+}
+
+/// An event's data: parsed, or canonical JSON text (see `halite_common::canonical`) kept as
+/// it came.
+enum Payload<'a> {
+    Value(serde_json::Value),
+    Canonical(&'a str),
 }

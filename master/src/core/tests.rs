@@ -1103,3 +1103,60 @@ fn a_log_thread_behind_by_its_cap_pauses_reading_until_it_catches_up() {
     assert_eq!(answers.len(), 2, "both answers released");
     assert!(answers.iter().all(|a| a.starts_with(br#"{"result":"value""#)), "an error");
 }
+
+/// A minion's event is logged from its data's text only when that text is what the master
+/// would write for it: every other spelling (a newline between tokens, `\u0041`, a float, a
+/// key given twice) is parsed and written again, so each line is the one the parsed event
+/// makes, byte for byte, and stays one line. Refusals see the same data either way.
+#[test]
+fn event_data_is_logged_as_sent_only_when_it_is_already_canonical() {
+    let mut h = Harness::new("rawevents", "auto_accept: True\nmax_event_bytes: 300\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "web1", conn);
+    let datas = [
+        r#"{"a":[1,"x\n"],"id":"forged","_stamp":"forged"}"#,
+        "{\"a\" :\n [1, \"x\"],\r\n \"b\": 1.50, \"c\":\"\\u0041\\/\"}",
+        r#"{"k":1,"k":2}"#,
+        r#""\ud83d\ude00 \u00e9""#,
+        "18446744073709551616",
+        "-0",
+    ];
+    for (n, data) in datas.iter().enumerate() {
+        let plain = format!(r#"{{"type":"event","tag":"myco/{n}","data":{data},"ts":17}}"#);
+        let frame = m.session.as_mut().unwrap().seal_encoded(plain.as_bytes()).unwrap();
+        let answer = h.step(Input::Frame { conn, frame });
+        assert_eq!(closed(&answer, conn), None, "{data}");
+    }
+    // Refused alike whichever way the data is read: a reserved tag, and data over the limit
+    // (as JSON the master writes: 301 bytes).
+    let big = format!("\"{}\"", "x".repeat(299));
+    for (tag, data, why) in [
+        ("salt/auth", "{}", "reserved"),
+        ("myco/big", big.as_str(), "event data is 301 bytes, over max_event_bytes 300"),
+        ("myco/big", &format!("\"{}\\u0078\"", "x".repeat(298)), "is 301 bytes"),
+    ] {
+        let plain = format!(r#"{{"type":"event","tag":"{tag}","data":{data},"ts":1}}"#);
+        let frame = m.session.as_mut().unwrap().seal_encoded(plain.as_bytes()).unwrap();
+        let answer = h.step(Input::Frame { conn, frame });
+        let replies: Vec<ToMinion> = sent(&answer, conn).iter().map(|b| m.open(b)).collect();
+        let [ToMinion::EventRefused { reason, .. }] = &replies[..] else {
+            panic!("{tag} {data}: {replies:?}");
+        };
+        assert!(reason.contains(why), "{reason}");
+    }
+    h.advance(Duration::from_millis(1));
+    let log = h.events_logged();
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with(r#"{"tag":"myco/"#)).collect();
+    assert_eq!(lines.len(), datas.len(), "{log}");
+    for (n, (line, data)) in lines.iter().zip(datas).enumerate() {
+        let logged: serde_json::Value = serde_json::from_str(line).unwrap();
+        let tag = format!("myco/{n}");
+        let value = serde_json::from_str(data).unwrap();
+        let mut event = halite_common::event::Event::new(
+            &tag,
+            halite_common::event::wrap_minion_event("web1", &tag, value, 17),
+        );
+        event.data.insert("_stamp".into(), logged["data"]["_stamp"].clone());
+        assert_eq!(*line, event.to_json_line(), "{data}");
+    }
+}
