@@ -13,17 +13,18 @@ pub struct Glob {
 
 /// How a glob is matched: a pattern of only `*`, `?` and literal characters (nearly every
 /// glob) without the regex engine, whose compile costs tens of microseconds per `*` (it builds
-/// a Unicode `.` automaton); a pattern with a `[class]` through the regex `translate` makes.
+/// a Unicode `.` automaton: seconds for a hostile `*a*a*…` of a few kilobytes); a pattern with
+/// a `[class]` through the regex `translate` makes.
 #[derive(Debug, Clone)]
 enum Matcher {
-    Wild(Vec<Token>),
+    /// The pattern cut at its `*`s: the first piece matches at the start of the name, the
+    /// last at its end, the others leftmost in order between them.
+    Wild(Vec<Vec<Token>>),
     Regex(Regex),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Token {
-    /// `*`: any run of characters, `/` and newlines included.
-    Star,
     /// `?`: any one character.
     One,
     Char(char),
@@ -34,15 +35,14 @@ impl Glob {
     pub fn new(pattern: &str) -> Glob {
         let source = translate(pattern);
         if !pattern.contains('[') {
-            let tokens = pattern
-                .chars()
-                .map(|c| match c {
-                    '*' => Token::Star,
-                    '?' => Token::One,
-                    c => Token::Char(c),
+            let pieces = pattern
+                .split('*')
+                .map(|piece| {
+                    piece.chars().map(|c| if c == '?' { Token::One } else { Token::Char(c) })
                 })
+                .map(Iterator::collect)
                 .collect();
-            return Glob { matcher: Matcher::Wild(tokens), source };
+            return Glob { matcher: Matcher::Wild(pieces), source };
         }
         // A class the regex engine refuses (a reversed range like `[z-a]`, which Python's
         // fnmatch silently empties) makes the whole pattern literal rather than a panic.
@@ -55,7 +55,7 @@ impl Glob {
 
     pub fn is_match(&self, name: &str) -> bool {
         match &self.matcher {
-            Matcher::Wild(tokens) => wild_match(tokens, name),
+            Matcher::Wild(pieces) => wild_match(pieces, name),
             Matcher::Regex(regex) => regex.is_match(name),
         }
     }
@@ -66,40 +66,53 @@ impl Glob {
     }
 }
 
-/// `*`/`?` matching, backtracking only to the last `*` seen: linear for one `*`, at worst
-/// pattern × name steps (never exponential).
-fn wild_match(tokens: &[Token], name: &str) -> bool {
-    let (mut t, mut n) = (0, 0);
-    // Where to resume after a mismatch: the token after the last `*` and the name position
-    // that `*` will next stop swallowing at.
-    let mut resume: Option<(usize, usize)> = None;
-    while n < name.len() {
-        let c = name[n..].chars().next().expect("n is on a char boundary");
-        match tokens.get(t) {
-            Some(Token::Star) => {
-                t += 1;
-                resume = Some((t, n));
-                continue;
-            }
-            Some(Token::One) => {
-                t += 1;
-                n += c.len_utf8();
-                continue;
-            }
-            Some(Token::Char(want)) if *want == c => {
-                t += 1;
-                n += c.len_utf8();
-                continue;
-            }
-            _ => {}
+/// `*`/`?` matching of a pattern cut at its `*`s: the first piece at the start, the last at
+/// the end, each other one at its leftmost place after the one before (leftmost is never
+/// worse: a `*` takes whatever is skipped). No backtracking: at most name × longest piece
+/// steps, however many `*`s.
+fn wild_match(pieces: &[Vec<Token>], name: &str) -> bool {
+    let (first, rest) = pieces.split_first().expect("split gives at least one piece");
+    let Some((last, middle)) = rest.split_last() else {
+        return piece_at(first, name, 0) == Some(name.len());
+    };
+    let Some(mut at) = piece_at(first, name, 0) else { return false };
+    // The last piece's place: as many characters before the end as it has tokens.
+    let tail = match last.len() {
+        0 => name.len(),
+        n => match name[at..].char_indices().rev().nth(n - 1) {
+            Some((i, _)) => at + i,
+            None => return false,
+        },
+    };
+    let within = &name[..tail];
+    for piece in middle {
+        let found = within[at..]
+            .char_indices()
+            .map(|(i, _)| at + i)
+            .chain(std::iter::once(tail))
+            .find_map(|start| piece_at(piece, within, start));
+        match found {
+            Some(end) => at = end,
+            None => return false,
         }
-        let Some((after_star, swallowed)) = resume else { return false };
-        let skip = name[swallowed..].chars().next().expect("before the end").len_utf8();
-        resume = Some((after_star, swallowed + skip));
-        t = after_star;
-        n = swallowed + skip;
     }
-    tokens[t..].iter().all(|token| *token == Token::Star)
+    piece_at(last, name, tail) == Some(name.len())
+}
+
+/// Where `piece` ends when it matches `name` from byte `at`.
+fn piece_at(piece: &[Token], name: &str, at: usize) -> Option<usize> {
+    let mut chars = name[at..].chars();
+    let mut end = at;
+    for token in piece {
+        let c = chars.next()?;
+        if let Token::Char(want) = token {
+            if *want != c {
+                return None;
+            }
+        }
+        end += c.len_utf8();
+    }
+    Some(end)
 }
 
 /// `fnmatch.fnmatchcase(name, pattern)`.
@@ -222,7 +235,8 @@ mod tests {
     }
 
     /// The regex-free matcher agrees with the regex `translate` makes, over every pattern of
-    /// up to five tokens from an alphabet with `*`, `?`, `/`, a newline and a two-byte char.
+    /// up to five tokens from `*`, `?`, `a`, `b`, `/`, a newline and a two-byte char, against
+    /// every name of up to four characters from `a`, `b`, a newline and that char.
     #[test]
     fn wildcards_match_as_the_translated_regex_does() {
         let alphabet = ['*', '?', 'a', 'b', '/', '\n', 'é'];
@@ -232,7 +246,7 @@ mod tests {
                 let longer: Vec<String> = names
                     .iter()
                     .filter(|n| n.chars().count() == names.last().unwrap().chars().count())
-                    .flat_map(|n| ['a', 'b', '/', '\n', 'é'].map(|c| format!("{n}{c}")))
+                    .flat_map(|n| ['a', 'b', '\n', 'é'].map(|c| format!("{n}{c}")))
                     .collect();
                 names.extend(longer);
             }
@@ -252,6 +266,20 @@ mod tests {
                 assert_eq!(glob.is_match(name), regex.is_match(name), "{name:?} ~ {pattern:?}");
             }
         }
+    }
+
+    /// A long pattern (one a hostile reaction could build from event data, `*a*a*…`) is
+    /// matched without the regex engine (whose compile of it takes seconds) and without
+    /// backtracking.
+    #[test]
+    fn long_hostile_patterns_match_without_the_regex_engine() {
+        let hostile = "*a".repeat(5000) + "b";
+        let glob = Glob::new(&hostile);
+        assert!(matches!(glob.matcher, Matcher::Wild(_)));
+        assert!(!glob.is_match(&"a".repeat(200)));
+        assert!(glob.is_match(&("a".repeat(5000) + "b")));
+        let long = "*".to_string() + &"a".repeat(300) + "b";
+        assert!(!Glob::new(&long).is_match(&"a".repeat(4096)));
     }
 
     #[test]
