@@ -7,8 +7,8 @@ use regex::Regex;
 #[derive(Debug, Clone)]
 pub struct Glob {
     matcher: Matcher,
-    /// The anchored regex equal to the glob, for [`Glob::as_regex`].
-    source: String,
+    /// The pattern, for [`Glob::as_regex`].
+    pattern: Box<str>,
 }
 
 /// How a glob is matched: a pattern of only `*`, `?` and literal characters (nearly every
@@ -33,7 +33,6 @@ enum Token {
 impl Glob {
     /// Compiles `pattern`; every pattern is valid (an unclosed `[` is a literal, as in Python).
     pub fn new(pattern: &str) -> Glob {
-        let source = translate(pattern);
         if !pattern.contains('[') {
             let pieces = pattern
                 .split('*')
@@ -42,15 +41,15 @@ impl Glob {
                 })
                 .map(Iterator::collect)
                 .collect();
-            return Glob { matcher: Matcher::Wild(pieces), source };
+            return Glob { matcher: Matcher::Wild(pieces), pattern: pattern.into() };
         }
         // A class the regex engine refuses (a reversed range like `[z-a]`, which Python's
         // fnmatch silently empties) makes the whole pattern literal rather than a panic.
-        let regex = Regex::new(&source).unwrap_or_else(|_| {
+        let regex = Regex::new(&translate(pattern)).unwrap_or_else(|_| {
             Regex::new(&format!("(?s)^{}$", regex::escape(pattern)))
                 .expect("escaped text is a valid regex")
         });
-        Glob { source: regex.as_str().to_string(), matcher: Matcher::Regex(regex) }
+        Glob { matcher: Matcher::Regex(regex), pattern: pattern.into() }
     }
 
     pub fn is_match(&self, name: &str) -> bool {
@@ -60,9 +59,13 @@ impl Glob {
         }
     }
 
-    /// The anchored regex the glob is equal to (for building a `RegexSet` of many globs).
-    pub fn as_regex(&self) -> &str {
-        &self.source
+    /// The anchored regex the glob is equal to (for building a `RegexSet` of many globs),
+    /// written only when asked.
+    pub fn as_regex(&self) -> std::borrow::Cow<'_, str> {
+        match &self.matcher {
+            Matcher::Wild(_) => translate(&self.pattern).into(),
+            Matcher::Regex(regex) => regex.as_str().into(),
+        }
     }
 }
 

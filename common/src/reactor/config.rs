@@ -5,6 +5,7 @@ use super::Rule;
 use crate::glob::Glob;
 use regex::Regex;
 use serde_yaml::Value as Yaml;
+use std::borrow::Cow;
 
 /// Parses the master config's `reactor:` value: a list of single-key maps
 /// `{pattern: [sls, ...]}` (a bare string for one SLS accepted). Salt silently ignores entries
@@ -123,8 +124,9 @@ impl Matcher {
 
     /// The regexes that together decide [`Matcher::matches`]: the glob's, and the pattern's
     /// own when it is a valid regex.
-    pub(super) fn regexes(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.glob.as_regex()).chain(self.regex.as_ref().ok().map(Regex::as_str))
+    pub(super) fn regexes(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        let own = self.regex.as_ref().ok().map(|r| Cow::Borrowed(r.as_str()));
+        std::iter::once(self.glob.as_regex()).chain(own)
     }
 
     /// A warning when the pattern looks like a regex but is not a valid one.

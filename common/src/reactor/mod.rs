@@ -246,7 +246,7 @@ impl Reactor {
         let (mut sources, mut owners) = (Vec::new(), Vec::new());
         for (i, matcher) in matchers.iter().enumerate() {
             for regex in matcher.regexes() {
-                sources.push(regex.to_string());
+                sources.push(regex.into_owned());
                 owners.push(i);
             }
         }
