@@ -13,16 +13,18 @@ const MAX_KEYS: usize = 32;
 /// `text` is one JSON value exactly as serde_json's compact writer writes it (with
 /// `preserve_order`: keys in the order given, none twice).
 pub fn is_canonical(text: &str) -> bool {
-    let mut scan = Scan { bytes: text.as_bytes(), at: 0 };
+    let mut scan = Scan { bytes: text.as_bytes(), at: 0, keys: Vec::new() };
     scan.value(0) && scan.at == scan.bytes.len()
 }
 
 struct Scan<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// The keys of the objects being read, innermost last: one buffer for the whole text.
+    keys: Vec<&'a [u8]>,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -75,18 +77,26 @@ impl Scan<'_> {
         if self.eat(b'}') {
             return true;
         }
-        let mut keys: Vec<&[u8]> = Vec::new();
+        let base = self.keys.len();
+        let done = self.members(base, depth);
+        self.keys.truncate(base);
+        done
+    }
+
+    /// An object's members, after its `{`; its keys go in `self.keys` from `base`.
+    fn members(&mut self, base: usize, depth: usize) -> bool {
         loop {
             let start = self.at;
             if self.peek() != Some(b'"') || !self.string() {
                 return false;
             }
             // Canonical strings are equal exactly when their texts are.
-            let key = &self.bytes[start..self.at];
-            if keys.len() == MAX_KEYS || keys.contains(&key) {
+            let (bytes, key) = (self.bytes, start..self.at);
+            let seen = &self.keys[base..];
+            if seen.len() == MAX_KEYS || seen.contains(&&bytes[key.clone()]) {
                 return false;
             }
-            keys.push(key);
+            self.keys.push(&bytes[key]);
             if !self.eat(b':') || !self.value(depth) {
                 return false;
             }

@@ -221,7 +221,7 @@ pub fn minion_event_line(
     line.extend_from_slice(b",\"pretag\":null,\"tag\":");
     quoted(&mut line, tag);
     line.extend_from_slice(b",\"ts\":");
-    line.extend_from_slice(ts.to_string().as_bytes());
+    serde_json::to_writer(&mut line, &ts).expect("an integer always serialises");
     line.extend_from_slice(b",\"_stamp\":");
     quoted(&mut line, stamp);
     line.push(b'}');

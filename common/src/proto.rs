@@ -151,6 +151,11 @@ impl<'a> RawEvent<'a> {
     /// serde_json writes for it, byte for byte: see [`crate::canonical`]); `None` for any
     /// other message or data, which [`ToMaster`] parsing then reads as before.
     pub fn parse(plain: &'a [u8]) -> Option<RawEvent<'a>> {
+        // A minion writes the `type` first: anything else (a return, most of a busy master's
+        // frames) is left at once, without a parse that fails and builds its error.
+        if !plain.starts_with(br#"{"type":"event","#) {
+            return None;
+        }
         let event: RawEvent = serde_json::from_slice(plain).ok()?;
         crate::canonical::is_canonical(event.data.get()).then_some(event)
     }
@@ -301,6 +306,23 @@ pub fn split_args(arg: &[Value]) -> (Vec<Value>, Map<String, Value>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// What a minion sends for an event takes the master's hot path, data kept as written;
+    /// a ping does not.
+    #[test]
+    fn a_minions_event_is_read_raw_and_a_ping_is_not() {
+        let data = json!({"a": [1, "x"], "n": null});
+        let event = ToMaster::Event { tag: "myco/x".into(), data, ts: 5, ack: true, jid: None };
+        let sent = crate::handshake::encode_message(&event);
+        let raw = RawEvent::parse(&sent).expect("the hot path");
+        assert_eq!(
+            (raw.tag.as_str(), raw.data.get(), raw.ts),
+            ("myco/x", r#"{"a":[1,"x"],"n":null}"#, 5)
+        );
+        assert!(raw.ack && raw.jid.is_none());
+        let ret = crate::handshake::encode_message(&ToMaster::Ping { seq: 1 });
+        assert!(RawEvent::parse(&ret).is_none());
+    }
 
     #[test]
     fn pillar_messages_round_trip_and_name_no_minion() {
