@@ -1,7 +1,12 @@
 //! Shell-style globs with Python `fnmatch` semantics (`*` crosses `/`, `[!..]` negates), as Salt
 //! uses for key names, targets and reactor tags.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+
+/// Compiled size limit of a regular expression from outside (a target, a glob's `[class]`, a
+/// tag pattern): it bounds the compile's time and memory (about 2 ms here at the limit; Unicode
+/// classes such as `\w` are what grow it: `\w{5}` fits, `\w{10}` does not).
+pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
 
 /// A compiled glob.
 #[derive(Debug, Clone)]
@@ -21,6 +26,10 @@ enum Matcher {
     /// last at its end, the others leftmost in order between them.
     Wild(Vec<Vec<Token>>),
     Regex(Regex),
+    /// A pattern whose `[class]` the regex engine refuses (a reversed range like `[z-a]`,
+    /// which Python's fnmatch silently empties, or one over [`REGEX_SIZE_LIMIT`]): the whole
+    /// pattern taken literally.
+    Literal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +42,7 @@ enum Token {
 impl Glob {
     /// Compiles `pattern`; every pattern is valid (an unclosed `[` is a literal, as in Python).
     pub fn new(pattern: &str) -> Glob {
-        if !pattern.contains('[') {
+        if !compiles(pattern) {
             let pieces = pattern
                 .split('*')
                 .map(|piece| {
@@ -43,19 +52,18 @@ impl Glob {
                 .collect();
             return Glob { matcher: Matcher::Wild(pieces), pattern: pattern.into() };
         }
-        // A class the regex engine refuses (a reversed range like `[z-a]`, which Python's
-        // fnmatch silently empties) makes the whole pattern literal rather than a panic.
-        let regex = Regex::new(&translate(pattern)).unwrap_or_else(|_| {
-            Regex::new(&format!("(?s)^{}$", regex::escape(pattern)))
-                .expect("escaped text is a valid regex")
-        });
-        Glob { matcher: Matcher::Regex(regex), pattern: pattern.into() }
+        let matcher = RegexBuilder::new(&translate(pattern))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_or(Matcher::Literal, Matcher::Regex);
+        Glob { matcher, pattern: pattern.into() }
     }
 
     pub fn is_match(&self, name: &str) -> bool {
         match &self.matcher {
             Matcher::Wild(pieces) => wild_match(pieces, name),
             Matcher::Regex(regex) => regex.is_match(name),
+            Matcher::Literal => *self.pattern == *name,
         }
     }
 
@@ -65,6 +73,7 @@ impl Glob {
         match &self.matcher {
             Matcher::Wild(_) => translate(&self.pattern).into(),
             Matcher::Regex(regex) => regex.as_str().into(),
+            Matcher::Literal => format!("(?s)^{}$", regex::escape(&self.pattern)).into(),
         }
     }
 }
@@ -127,12 +136,23 @@ pub fn fnmatch(name: &str, pattern: &str) -> bool {
 }
 
 /// `pattern` as a regex anchored at both ends, or `None` when it is not a valid regex.
-///
-/// The pattern must compile on its own first: wrapped blindly, `x)|(.*` would become
-/// `\A(?:x)|(.*)\z` and match everything.
 pub fn anchored_regex(pattern: &str) -> Option<Regex> {
-    Regex::new(pattern).ok()?;
-    Regex::new(&format!(r"\A(?:{pattern})\z")).ok()
+    wrapped_regex(r"\A(?:", pattern, r")\z").ok()
+}
+
+/// `pattern` compiled inside `open`…`close`, within [`REGEX_SIZE_LIMIT`]. The pattern must be a
+/// regex on its own first: wrapped blindly, `x)|(.*` would become `\A(?:x)|(.*)\z` and match
+/// everything. That is checked by parsing it, not compiling it: the compile is most of a
+/// regex's cost, and is then paid once.
+pub fn wrapped_regex(open: &str, pattern: &str, close: &str) -> Result<Regex, regex::Error> {
+    regex_syntax::Parser::new().parse(pattern).map_err(|e| regex::Error::Syntax(e.to_string()))?;
+    RegexBuilder::new(&format!("{open}{pattern}{close}")).size_limit(REGEX_SIZE_LIMIT).build()
+}
+
+/// Whether [`Glob::new`] compiles a regex for `pattern` (it has a `[class]`): what a caller
+/// bounding the regexes it compiles counts.
+pub fn compiles(pattern: &str) -> bool {
+    pattern.contains('[')
 }
 
 /// Whether `pattern` contains glob metacharacters.

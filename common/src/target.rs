@@ -2,10 +2,10 @@
 //! compound) selects a minion, judged from its id and, when known, its grains. Pure: the master
 //! uses it to compute the expected minions and publishes only to those.
 
-use crate::glob::Glob;
+use crate::glob::{self, Glob};
 use crate::logging::clip;
 use crate::pyrepr::python_str;
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -17,8 +17,11 @@ pub const MAX_COMPOUND_WORDS: usize = 1000;
 pub const MAX_COMPOUND_DEPTH: usize = 64;
 /// Most delimiters in one grain expression (each one is a key prefix to try).
 const MAX_GRAIN_DELIMITERS: usize = 64;
-/// Compiled size limit of one regular expression.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Most regular expressions one target compiles (`pcre`, each `E@`, each value a `P@`/`J@` or
+/// grain_pcre expression can split into, each glob with a `[class]`). A compile costs 0.1–2 ms
+/// (within [`glob::REGEX_SIZE_LIMIT`]) on the master's loop: without a bound, a compound target
+/// of 500 `E@\w{20}` words (from a reaction fed with event data) held it for seconds.
+pub const MAX_TARGET_REGEXES: usize = 32;
 /// Steps one grain match may take over a minion's grains before it gives up (no match):
 /// bounds the work a hostile grain tree or expression can cause.
 const GRAIN_MATCH_BUDGET: usize = 10_000;
@@ -40,6 +43,8 @@ pub enum TargetError {
     TooLarge { what: &'static str, len: usize, max: usize },
     /// `tgt` of the wrong JSON type for its `tgt_type` (only "list" takes a JSON list).
     BadValue(String),
+    /// Over [`MAX_TARGET_REGEXES`] regular expressions to compile.
+    TooManyRegexes,
 }
 
 impl fmt::Display for TargetError {
@@ -61,6 +66,11 @@ impl fmt::Display for TargetError {
                 write!(f, "target too large: {len} {what}, over {max}")
             }
             TargetError::BadValue(message) => write!(f, "invalid target: {message}"),
+            TargetError::TooManyRegexes => write!(
+                f,
+                "target too large: over {MAX_TARGET_REGEXES} regular expressions (E@, P@, J@, \
+                 pcre, grain_pcre, globs with [classes]) to compile"
+            ),
         }
     }
 }
@@ -91,15 +101,17 @@ impl Target {
     /// string. `tgt_type` is Salt's name: "glob", "pcre", "list", "grain", "grain_pcre",
     /// "compound".
     pub fn parse(tgt: &Value, tgt_type: &str) -> Result<Target, TargetError> {
+        let compiles = &mut Compiles(0);
+        let text = || text_target(tgt, tgt_type);
         let node = match tgt_type {
-            "glob" => Node::Glob(GlobPattern::new(text_target(tgt, tgt_type)?)),
-            "pcre" => Node::Pcre(compile_pcre(text_target(tgt, tgt_type)?)?),
+            "glob" => Node::Glob(GlobPattern::new(text()?, compiles)?),
+            "pcre" => Node::Pcre(compile_pcre(text()?, compiles)?),
             "list" => Node::List(list_target(tgt)?),
-            "grain" => Node::Grain(GrainMatch::new(text_target(tgt, tgt_type)?, ":", false)?),
-            "grain_pcre" => Node::Grain(GrainMatch::new(text_target(tgt, tgt_type)?, ":", true)?),
-            "pillar" => Node::Pillar(GrainMatch::new(text_target(tgt, tgt_type)?, ":", false)?),
-            "pillar_pcre" => Node::Pillar(GrainMatch::new(text_target(tgt, tgt_type)?, ":", true)?),
-            "compound" => parse_compound(text_target(tgt, tgt_type)?)?,
+            "grain" => Node::Grain(GrainMatch::new(text()?, ":", false, compiles)?),
+            "grain_pcre" => Node::Grain(GrainMatch::new(text()?, ":", true, compiles)?),
+            "pillar" => Node::Pillar(GrainMatch::new(text()?, ":", false, compiles)?),
+            "pillar_pcre" => Node::Pillar(GrainMatch::new(text()?, ":", true, compiles)?),
+            "compound" => parse_compound(text()?, compiles)?,
             other => return Err(TargetError::UnknownType(other.to_string())),
         };
         Ok(Target { node })
@@ -248,19 +260,29 @@ fn split_list(text: &str) -> Vec<String> {
     text.split(',').filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
+/// How many regular expressions a target has compiled so far, against [`MAX_TARGET_REGEXES`].
+struct Compiles(usize);
+
+impl Compiles {
+    /// Counts one more compile, or refuses it.
+    fn one(&mut self) -> Result<(), TargetError> {
+        self.0 += 1;
+        match self.0 > MAX_TARGET_REGEXES {
+            true => Err(TargetError::TooManyRegexes),
+            false => Ok(()),
+        }
+    }
+}
+
 /// Python `re.match`: anchored at the start of the id only.
-fn compile_pcre(pattern: &str) -> Result<Regex, TargetError> {
+fn compile_pcre(pattern: &str, compiles: &mut Compiles) -> Result<Regex, TargetError> {
+    compiles.one()?;
     compile_anchored(pattern)
         .map_err(|message| TargetError::BadRegex { pattern: pattern.to_string(), message })
 }
 
 fn compile_anchored(pattern: &str) -> Result<Regex, String> {
-    let build = |p: &str| {
-        RegexBuilder::new(p).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| e.to_string())
-    };
-    // Compiled alone first: wrapping in `(?:...)` would accept e.g. `a)|(b`.
-    build(pattern)?;
-    build(&format!("^(?:{pattern})"))
+    glob::wrapped_regex("^(?:", pattern, ")").map_err(|e| e.to_string())
 }
 
 /// An fnmatch pattern; patterns without magic characters compare as plain strings.
@@ -271,8 +293,16 @@ enum GlobPattern {
 }
 
 impl GlobPattern {
-    fn new(pattern: &str) -> GlobPattern {
-        match crate::glob::has_magic(pattern) {
+    fn new(pattern: &str, compiles: &mut Compiles) -> Result<GlobPattern, TargetError> {
+        if glob::compiles(pattern) {
+            compiles.one()?;
+        }
+        Ok(GlobPattern::of(pattern))
+    }
+
+    /// Uncounted: for a value met while matching, which [`GrainMatch::new`] could not foresee.
+    fn of(pattern: &str) -> GlobPattern {
+        match glob::has_magic(pattern) {
             true => GlobPattern::Glob(Glob::new(pattern)),
             false => GlobPattern::Exact(pattern.to_string()),
         }
@@ -315,7 +345,7 @@ impl ValuePattern {
         let lower = pattern.to_lowercase();
         match regex {
             true => ValuePattern::Regex(compile_anchored(&lower).ok()),
-            false => ValuePattern::Glob(GlobPattern::new(&lower)),
+            false => ValuePattern::Glob(GlobPattern::of(&lower)),
         }
     }
 
@@ -328,7 +358,12 @@ impl ValuePattern {
 }
 
 impl GrainMatch {
-    fn new(expr: &str, delimiter: &str, regex: bool) -> Result<GrainMatch, TargetError> {
+    fn new(
+        expr: &str,
+        delimiter: &str,
+        regex: bool,
+        compiles: &mut Compiles,
+    ) -> Result<GrainMatch, TargetError> {
         let delimiters = expr.matches(delimiter).count();
         if delimiters == 0 {
             return Err(TargetError::BadGrain(format!(
@@ -353,6 +388,9 @@ impl GrainMatch {
         for idx in 1..splits.len() {
             let pattern = splits[idx..].join(delimiter);
             if patterns.iter().all(|(p, _)| *p != pattern) {
+                if regex || glob::compiles(&pattern) {
+                    compiles.one()?;
+                }
                 let compiled = ValuePattern::new(&pattern, regex);
                 patterns.push((pattern, compiled));
             }
@@ -476,7 +514,7 @@ enum Token {
 /// `E@` regex on the id, `L@` comma list, anything else a glob. `not` binds tightest, then
 /// `and`, then `or`; `a not b` means `a and not b` (Salt inserts the `and`); two targets with
 /// no operator between them are an error.
-fn parse_compound(expr: &str) -> Result<Node, TargetError> {
+fn parse_compound(expr: &str, compiles: &mut Compiles) -> Result<Node, TargetError> {
     let words: Vec<&str> = expr.split_whitespace().collect();
     if words.len() > MAX_COMPOUND_WORDS {
         return Err(TargetError::TooLarge {
@@ -493,7 +531,7 @@ fn parse_compound(expr: &str) -> Result<Node, TargetError> {
             "not" => Token::Not,
             "(" => Token::Open,
             ")" => Token::Close,
-            _ => Token::Term(parse_term(word, expr)?),
+            _ => Token::Term(parse_term(word, expr, compiles)?),
         };
         if matches!(token, Token::Not)
             && matches!(tokens.last(), Some((Token::Term(_) | Token::Close, _)))
@@ -515,7 +553,7 @@ fn parse_compound(expr: &str) -> Result<Node, TargetError> {
 }
 
 /// One word of a compound expression: an engine term or a glob.
-fn parse_term(word: &str, expr: &str) -> Result<Node, TargetError> {
+fn parse_term(word: &str, expr: &str, compiles: &mut Compiles) -> Result<Node, TargetError> {
     let bad = |message: String| TargetError::BadCompound { expr: expr.to_string(), message };
     let Some((engine, delimiter, pattern)) = split_engine(word) else {
         if word.starts_with('(') || word.ends_with(')') {
@@ -523,7 +561,7 @@ fn parse_term(word: &str, expr: &str) -> Result<Node, TargetError> {
                 "'{word}': parentheses must be separate words, e.g. '( a or b ) and c'"
             )));
         }
-        return Ok(Node::Glob(GlobPattern::new(word)));
+        return Ok(Node::Glob(GlobPattern::new(word, compiles)?));
     };
     let mut delimiter_buf = [0u8; 4];
     let delimiter: &str = match delimiter {
@@ -531,11 +569,11 @@ fn parse_term(word: &str, expr: &str) -> Result<Node, TargetError> {
         None => ":",
     };
     match engine {
-        'G' => Ok(Node::Grain(GrainMatch::new(pattern, delimiter, false)?)),
-        'P' => Ok(Node::Grain(GrainMatch::new(pattern, delimiter, true)?)),
-        'I' => Ok(Node::Pillar(GrainMatch::new(pattern, delimiter, false)?)),
-        'J' => Ok(Node::Pillar(GrainMatch::new(pattern, delimiter, true)?)),
-        'E' => Ok(Node::Pcre(compile_pcre(pattern)?)),
+        'G' => Ok(Node::Grain(GrainMatch::new(pattern, delimiter, false, compiles)?)),
+        'P' => Ok(Node::Grain(GrainMatch::new(pattern, delimiter, true, compiles)?)),
+        'I' => Ok(Node::Pillar(GrainMatch::new(pattern, delimiter, false, compiles)?)),
+        'J' => Ok(Node::Pillar(GrainMatch::new(pattern, delimiter, true, compiles)?)),
+        'E' => Ok(Node::Pcre(compile_pcre(pattern, compiles)?)),
         'L' => match split_list(pattern) {
             ids if ids.is_empty() => Err(bad(format!("'{word}' lists no minion"))),
             ids => Ok(Node::List(ids)),
@@ -1050,5 +1088,33 @@ mod tests {
         assert!(Target::parse(&json!(ok), "compound").unwrap().matches("a", None));
         // A regex that would compile huge is an error, not an allocation.
         check_err(json!("(\\w{500}){500}"), "pcre", |e| matches!(e, TargetError::BadRegex { .. }));
+        check_err(json!("\\w{10}"), "pcre", |e| matches!(e, TargetError::BadRegex { .. }));
+        assert!(Target::parse(&json!("\\w{5}"), "pcre").is_ok());
+    }
+
+    /// Every regex a target compiles costs the master's loop up to ~2 ms: 500 `E@\w{5}` words
+    /// (a reaction's target built from event data) held it for seconds. Refused past
+    /// MAX_TARGET_REGEXES, whichever kind of term compiles them.
+    #[test]
+    fn the_regexes_one_target_compiles_are_bounded() {
+        let too_many = |e: &TargetError| matches!(e, TargetError::TooManyRegexes);
+        let words = |word: &str, n: usize| vec![word; n].join(" or ");
+        for word in ["E@\\w{5}", "web[0-9]", "P@os:deb.*", "G@os:deb[!x]", "J@role:w.*"] {
+            assert!(Target::parse(&json!(words(word, MAX_TARGET_REGEXES)), "compound").is_ok());
+            check_err(json!(words(word, MAX_TARGET_REGEXES + 1)), "compound", too_many);
+        }
+        // Globs without a class compile nothing, however many.
+        assert!(Target::parse(&json!(words("web*", 400)), "compound").is_ok());
+        // A P@ expression compiles one regex per way it splits into key and value.
+        let splits = format!("P@{}", vec!["a"; MAX_TARGET_REGEXES + 2].join(":"));
+        check_err(json!(splits), "compound", too_many);
+        let splits = vec!["a"; MAX_TARGET_REGEXES + 2].join(":");
+        check_err(json!(splits), "grain_pcre", too_many);
+        let e = Target::parse(&json!(words("E@a", 40)), "compound").unwrap_err();
+        assert!(e.to_string().contains("over 32 regular expressions"), "{e}");
+        // A glob whose class would compile past the size limit is taken literally.
+        let huge = "[!x]".repeat(4000);
+        assert!(!Target::parse(&json!(huge), "glob").unwrap().matches(&"a".repeat(4000), None));
+        assert!(Target::parse(&json!(huge), "glob").unwrap().matches(&huge, None));
     }
 }

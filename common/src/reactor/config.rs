@@ -2,7 +2,7 @@
 //! that, as a regex anchored at both ends (the seed article's "glob or regular expression").
 
 use super::Rule;
-use crate::glob::Glob;
+use crate::glob::{wrapped_regex, Glob};
 use regex::Regex;
 use serde_yaml::Value as Yaml;
 use std::borrow::Cow;
@@ -110,11 +110,7 @@ pub(super) struct Matcher {
 
 impl Matcher {
     pub(super) fn new(pattern: &str) -> Matcher {
-        // The pattern must compile alone first: wrapped blindly, `x)|(.*` would escape the
-        // anchors and match every tag.
-        let regex = Regex::new(pattern)
-            .and_then(|_| Regex::new(&format!(r"\A(?:{pattern})\z")))
-            .map_err(|e| short(&e));
+        let regex = wrapped_regex(r"\A(?:", pattern, r")\z").map_err(|e| short(&e));
         Matcher { pattern: pattern.to_string(), glob: Glob::new(pattern), regex }
     }
 
