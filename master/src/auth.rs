@@ -74,7 +74,12 @@ pub fn decide(
     }
     let autoreject = policy.autoreject.contains(id);
     let autosign = policy.auto_accept || policy.autosign.contains(id);
-    match store.read(KeyStatus::Pending, id) {
+    // A pending file that holds no key (emptied by a crash: pending keys are not fsynced) is
+    // no request: this hello replaces it, as if there were none.
+    let pending = store
+        .read(KeyStatus::Pending, id)
+        .map(|stored| stored.filter(|pem| PublicKey::from_pem(pem).is_ok()));
+    match pending {
         Ok(Some(stored)) => {
             if autoreject {
                 store.moved(KeyStatus::Pending, KeyStatus::Rejected, id)?;
@@ -233,6 +238,23 @@ mod tests {
             out.event["result"],
             Value::Bool(status == AuthStatus::Accepted || status == AuthStatus::Pending)
         );
+    }
+
+    /// Pending keys are not fsynced: a crash can leave `minions_pre/<id>` empty. The minion's
+    /// next hello is a new request (it was Denied as a key mismatch, for good).
+    #[test]
+    fn a_pending_file_emptied_by_a_crash_is_replaced_by_the_next_hello() {
+        let mut f = fixture("emptied");
+        let key = KeyPair::generate().public;
+        check(&mut f, &Policy::default(), "m1", &key, AuthStatus::Pending, Some("pend"));
+        f.store.flush();
+        let file = f.dir.join(KeyStatus::Pending.dir()).join("m1");
+        std::fs::write(&file, "").unwrap();
+        f.store = KeyStore::open(&f.dir, || {}).unwrap();
+        check(&mut f, &Policy::default(), "m1", &key, AuthStatus::Pending, Some("pend"));
+        assert!(f.store.read(KeyStatus::Denied, "m1").unwrap().is_none());
+        f.store.flush();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key.to_pem());
     }
 
     #[test]

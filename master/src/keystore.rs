@@ -63,14 +63,20 @@ impl KeyStore {
     }
 
     /// Stores `key` for `id` under `status`; the file is written (temp file, fsync, rename)
-    /// by the disk worker.
+    /// by the disk worker. A pending key is not fsynced (`DiskOp::Unsynced`): a crash that
+    /// loses one costs a minion one more hello, and a file it leaves empty is replaced by
+    /// that hello (`auth::decide`).
     pub fn write(&mut self, status: KeyStatus, id: &str, key: &PublicKey) -> io::Result<()> {
         self.put(status, id, key.to_pem())
     }
 
     fn put(&mut self, status: KeyStatus, id: &str, pem: String) -> io::Result<()> {
         let path = self.path(status, id)?;
-        self.disk.submit(DiskOp::Write { path, data: pem.clone().into_bytes(), mode: 0o644 });
+        let (data, mode) = (pem.clone().into_bytes(), 0o644);
+        self.disk.submit(match status {
+            KeyStatus::Pending => DiskOp::Unsynced { path, data, mode },
+            _ => DiskOp::Write { path, data, mode },
+        });
         self.index[slot(status)].insert(id.to_string(), pem);
         Ok(())
     }
