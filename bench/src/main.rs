@@ -52,6 +52,12 @@ const ALL: [&str; 11] = [
 ];
 
 fn main() -> ExitCode {
+    let code = run();
+    halite_bench::procs::empty_trash();
+    code
+}
+
+fn run() -> ExitCode {
     let args: Args = halite_common::args::from_env();
     halite_common::crypto::init();
     if let Some(only) = args.only.as_deref().filter(|o| !ALL.contains(o)) {
