@@ -155,6 +155,35 @@ fn a_forged_master_tag_from_a_minion_is_refused() {
     assert_eq!(forged.count(), 0);
 }
 
+/// Every refused request of an authenticated minion was a warning line of its own: a minion
+/// sending refused events as fast as it can filled the master's log. Now 20 lines a second at
+/// most, then one line with the count.
+#[test]
+fn a_minion_flooding_refused_requests_costs_the_log_a_few_lines() {
+    let master = Master::start("auto_accept: True");
+    let mut raw = RawMinion::authenticate(master.addr, "raw1");
+    let data = serde_json::json!({"act": "accept", "id": "someone", "result": true});
+    for ts in 0..200 {
+        let data = data.clone();
+        raw.send(&ToMaster::Event { tag: "salt/auth".into(), data, ts, ack: false, jid: None });
+    }
+    for _ in 0..200 {
+        assert!(matches!(raw.recv(), Some(ToMinion::EventRefused { .. })), "each one refused");
+    }
+    master.daemon.wait_for_line("more requests from minions were refused or ignored", WAIT);
+    let logged = master.daemon.lines();
+    let refusals = logged.iter().filter(|l| l.contains("refused event from minion raw1")).count();
+    // One window of a second, or a few on a slow machine: 20 lines each, then its count.
+    let summaries: Vec<&String> =
+        logged.iter().filter(|l| l.contains("more requests from minions")).collect();
+    let suppressed: usize = summaries
+        .iter()
+        .map(|l| l.split_whitespace().find_map(|w| w.parse::<usize>().ok()).unwrap())
+        .sum();
+    assert!(refusals >= 1 && refusals <= 20 * summaries.len(), "{refusals} lines: {summaries:?}");
+    assert_eq!(refusals + suppressed, 200, "{summaries:?}");
+}
+
 #[test]
 fn a_hello_for_an_unknown_challenge_cannot_hijack_a_pending_minion() {
     // An attacker who replays a captured hello gets a reply it cannot open; the master does

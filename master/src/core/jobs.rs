@@ -255,7 +255,9 @@ impl Core {
         if !crate::jobcache::is_jid(&ret.jid) {
             // No ack: ours only send jids they were given, and an ack would echo it.
             let jid = halite_common::logging::clip(&ret.jid);
-            return log::warn!("minion {id} returned for invalid jid {jid:?}; dropped");
+            return self.minion_warn(format_args!(
+                "minion {id} returned for invalid jid {jid:?}; dropped"
+            ));
         }
         if self.recent_jobs.contains_key(&ret.jid) {
             return self.take_return(token, id.to_string(), ret, bytes);
@@ -293,7 +295,10 @@ impl Core {
             let (load, returned) = match found {
                 Ok(Some(found)) => found,
                 Ok(None) => {
-                    log::warn!("minion {id} returned for unknown job {}; ignored", ret.jid);
+                    let jid = &ret.jid;
+                    self.minion_warn(format_args!(
+                        "minion {id} returned for unknown job {jid}; ignored"
+                    ));
                     return self.ack_return(token, ret.jid);
                 }
                 Err(e) => {
@@ -316,7 +321,10 @@ impl Core {
     fn take_return(&mut self, token: Token, id: String, ret: JobReturn, bytes: usize) {
         let job = self.recent_jobs.get_mut(&ret.jid).expect("kept by the caller");
         if !job.minions.contains(&id) {
-            log::warn!("minion {id} returned for job {} it was not sent; ignored", ret.jid);
+            let jid = &ret.jid;
+            self.minion_warn(format_args!(
+                "minion {id} returned for job {jid} it was not sent; ignored"
+            ));
             return self.ack_return(token, ret.jid);
         }
         if !job.returned.insert(id.clone()) {

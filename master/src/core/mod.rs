@@ -157,6 +157,9 @@ pub struct Core {
     /// The log lines hostile peers can cause (refused and failed connections, refused
     /// webhook requests), per second.
     quiet: crate::limits::LogLimiter,
+    /// The same for what authenticated minions cause (refused events, file and pillar
+    /// requests, returns for jobs they were not sent): [`Core::minion_warn`].
+    minion_quiet: crate::limits::LogLimiter,
     /// The HTTP listeners' connections and limits (webhooks, metrics).
     http: http::HttpConns,
     /// The metrics endpoint's counters.
@@ -315,6 +318,7 @@ impl Core {
             stopping: false,
             admission,
             quiet: Default::default(),
+            minion_quiet: Default::default(),
             http,
             metrics: Default::default(),
             pending_rate,
@@ -659,6 +663,12 @@ impl Core {
             log::warn!(
                 "{n} more unauthenticated connections were refused or closed in the last \
                  second or so (one line each suppressed)"
+            );
+        }
+        if let Some(n) = self.minion_quiet.flush(now) {
+            log::warn!(
+                "{n} more requests from minions were refused or ignored in the last second or \
+                 so (one line each suppressed)"
             );
         }
         if now >= self.next_maintenance {

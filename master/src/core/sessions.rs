@@ -142,7 +142,7 @@ impl Core {
                 let peer = self.peers.get_mut(&token).ok_or("gone")?;
                 if peer.files_in_flight >= MAX_FILE_REQUESTS {
                     let message = format!("too many file requests in flight ({MAX_FILE_REQUESTS})");
-                    log::warn!("minion {id}: file request refused: {message}");
+                    self.minion_warn(format_args!("minion {id}: file request refused: {message}"));
                     let reply = FileReply::Error { message };
                     return self.send_session(token, &ToMinion::FileReply { req, reply });
                 }
@@ -184,7 +184,9 @@ impl Core {
                             self.bus.fire_from(tag, data, source, &[]);
                         }
                         Err(reason) => {
-                            log::warn!("refused event from minion {id}: {reason}");
+                            self.minion_warn(format_args!(
+                                "refused event from minion {id}: {reason}"
+                            ));
                             self.send_session(token, &ToMinion::EventRefused { tag, reason })?;
                         }
                     }
@@ -216,7 +218,7 @@ impl Core {
             over_max(len, self.cfg.max_event_bytes)
         });
         if let Some(reason) = refusal {
-            log::warn!("refused event from minion {id}: {reason}");
+            self.minion_warn(format_args!("refused event from minion {id}: {reason}"));
             // Only for a job this minion was sent: a made-up jid must not crowd out
             // real refusals.
             let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
@@ -320,6 +322,16 @@ impl Core {
     }
 
     /// Sends a session message to a live (or just-accepted) minion.
+    /// Logs a warning that a minion's request caused (a refused event, file or pillar
+    /// request, a return for a job it was not sent) within the per-second budget that
+    /// unauthenticated peers have too: a hostile minion's flood costs the log a few lines a
+    /// second and one count, not a line per request.
+    pub(crate) fn minion_warn(&mut self, line: std::fmt::Arguments<'_>) {
+        if self.minion_quiet.allow(self.now) {
+            log::warn!("{line}");
+        }
+    }
+
     pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
         self.send_with_acks(token, Some(&handshake::encode_message(msg)))
     }
