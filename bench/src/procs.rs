@@ -57,7 +57,7 @@ impl TempDir {
     }
 }
 
-/// Where dropped [`TempDir`]s wait until [`empty_trash`]. Removing a run's tree (thousands of
+/// Where dropped [`TempDir`]s wait until [`Trash`] is dropped. Removing a run's tree (thousands of
 /// key and job files) just before the next run made that run's file creations slower on this
 /// machine's journal-less ext4, whose inode allocator skips (and reads the inode table for)
 /// inodes deleted in the last 5-10 s: a cost of the benchmark, not of the master.
@@ -65,9 +65,13 @@ fn trash() -> PathBuf {
     std::env::temp_dir().join(format!("halite-bench-{}-trash", std::process::id()))
 }
 
-/// Removes every dropped [`TempDir`]: at the end of the run.
-pub fn empty_trash() {
-    let _ = fs::remove_dir_all(trash());
+/// Removes every dropped [`TempDir`] when it is dropped itself: at the end of the run.
+pub struct Trash;
+
+impl Drop for Trash {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(trash());
+    }
 }
 
 impl Drop for TempDir {

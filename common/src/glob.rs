@@ -3,10 +3,13 @@
 
 use regex::{Regex, RegexBuilder};
 
-/// Compiled size limit of a regular expression from outside (a target, a glob's `[class]`, a
-/// tag pattern): it bounds the compile's time and memory (about 2 ms here at the limit; Unicode
-/// classes such as `\w` are what grow it: `\w{5}` fits, `\w{10}` does not).
+/// Compiled size limit of a regular expression from outside (a target, a glob's `[class]`): it
+/// bounds the compile's time and memory (about 2 ms here at the limit; Unicode classes such as
+/// `\w` are what grow it: `\w{5}` fits, `\w{10}` does not).
 pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
+/// The regex crate's own limit, for patterns from the master's configuration (reactor tags,
+/// autosign lists, event subscriptions), which are the operator's.
+pub const CONFIG_REGEX_SIZE_LIMIT: usize = 10 << 20;
 
 /// A compiled glob.
 #[derive(Debug, Clone)]
@@ -137,16 +140,21 @@ pub fn fnmatch(name: &str, pattern: &str) -> bool {
 
 /// `pattern` as a regex anchored at both ends, or `None` when it is not a valid regex.
 pub fn anchored_regex(pattern: &str) -> Option<Regex> {
-    wrapped_regex(r"\A(?:", pattern, r")\z").ok()
+    wrapped_regex(r"\A(?:", pattern, r")\z", CONFIG_REGEX_SIZE_LIMIT).ok()
 }
 
-/// `pattern` compiled inside `open`…`close`, within [`REGEX_SIZE_LIMIT`]. The pattern must be a
+/// `pattern` compiled inside `open`…`close`, within `limit` bytes compiled. The pattern must be a
 /// regex on its own first: wrapped blindly, `x)|(.*` would become `\A(?:x)|(.*)\z` and match
 /// everything. That is checked by parsing it, not compiling it: the compile is most of a
 /// regex's cost, and is then paid once.
-pub fn wrapped_regex(open: &str, pattern: &str, close: &str) -> Result<Regex, regex::Error> {
+pub fn wrapped_regex(
+    open: &str,
+    pattern: &str,
+    close: &str,
+    limit: usize,
+) -> Result<Regex, regex::Error> {
     regex_syntax::Parser::new().parse(pattern).map_err(|e| regex::Error::Syntax(e.to_string()))?;
-    RegexBuilder::new(&format!("{open}{pattern}{close}")).size_limit(REGEX_SIZE_LIMIT).build()
+    RegexBuilder::new(&format!("{open}{pattern}{close}")).size_limit(limit).build()
 }
 
 /// Whether [`Glob::new`] compiles a regex for `pattern` (it has a `[class]`): what a caller

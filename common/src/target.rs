@@ -282,7 +282,7 @@ fn compile_pcre(pattern: &str, compiles: &mut Compiles) -> Result<Regex, TargetE
 }
 
 fn compile_anchored(pattern: &str) -> Result<Regex, String> {
-    glob::wrapped_regex("^(?:", pattern, ")").map_err(|e| e.to_string())
+    glob::wrapped_regex("^(?:", pattern, ")", glob::REGEX_SIZE_LIMIT).map_err(|e| e.to_string())
 }
 
 /// An fnmatch pattern; patterns without magic characters compare as plain strings.
@@ -300,7 +300,8 @@ impl GlobPattern {
         Ok(GlobPattern::of(pattern))
     }
 
-    /// Uncounted: for a value met while matching, which [`GrainMatch::new`] could not foresee.
+    /// Uncounted: for [`GrainMatch::value_match`]'s fallback, which the patterns compiled
+    /// ahead should leave unused.
     fn of(pattern: &str) -> GlobPattern {
         match glob::has_magic(pattern) {
             true => GlobPattern::Glob(Glob::new(pattern)),
@@ -386,13 +387,21 @@ impl GrainMatch {
         let splits: Vec<&str> = expr.split(delimiter).collect();
         let mut patterns: Vec<(String, ValuePattern)> = Vec::new();
         for idx in 1..splits.len() {
-            let pattern = splits[idx..].join(delimiter);
-            if patterns.iter().all(|(p, _)| *p != pattern) {
-                if regex || glob::compiles(&pattern) {
-                    compiles.one()?;
+            // Each value the match can test: the text after a delimiter, and that text with
+            // each leading `*:` taken off (`dict_match` does, whatever the delimiter).
+            let mut pattern = splits[idx..].join(delimiter);
+            loop {
+                if patterns.iter().all(|(p, _)| *p != pattern) {
+                    if regex || glob::compiles(&pattern) {
+                        compiles.one()?;
+                    }
+                    let compiled = ValuePattern::new(&pattern, regex);
+                    patterns.push((pattern.clone(), compiled));
                 }
-                let compiled = ValuePattern::new(&pattern, regex);
-                patterns.push((pattern, compiled));
+                match pattern.strip_prefix("*:") {
+                    Some(rest) => pattern = rest.to_string(),
+                    None => break,
+                }
             }
         }
         if regex && patterns.iter().all(|(_, p)| matches!(p, ValuePattern::Regex(None))) {
@@ -1110,6 +1119,10 @@ mod tests {
         check_err(json!(splits), "compound", too_many);
         let splits = vec!["a"; MAX_TARGET_REGEXES + 2].join(":");
         check_err(json!(splits), "grain_pcre", too_many);
+        // `*:` is taken off a value whatever the delimiter: that value is compiled (and
+        // counted) ahead too, not while matching each minion.
+        let stripped = words("G,@os,*:w[0-9]", MAX_TARGET_REGEXES / 2 + 1);
+        check_err(json!(stripped), "compound", too_many);
         let e = Target::parse(&json!(words("E@a", 40)), "compound").unwrap_err();
         assert!(e.to_string().contains("over 32 regular expressions"), "{e}");
         // A glob whose class would compile past the size limit is taken literally.

@@ -74,12 +74,7 @@ pub fn decide(
     }
     let autoreject = policy.autoreject.contains(id);
     let autosign = policy.auto_accept || policy.autosign.contains(id);
-    // A pending file that holds no key (emptied by a crash: pending keys are not fsynced) is
-    // no request: this hello replaces it, as if there were none.
-    let pending = store
-        .read(KeyStatus::Pending, id)
-        .map(|stored| stored.filter(|pem| PublicKey::from_pem(pem).is_ok()));
-    match pending {
+    match store.read(KeyStatus::Pending, id) {
         Ok(Some(stored)) => {
             if autoreject {
                 store.moved(KeyStatus::Pending, KeyStatus::Rejected, id)?;
@@ -240,21 +235,33 @@ mod tests {
         );
     }
 
-    /// Pending keys are not fsynced: a crash can leave `minions_pre/<id>` empty. The minion's
-    /// next hello is a new request (it was Denied as a key mismatch, for good).
+    /// Pending keys are not fsynced: a crash can leave `minions_pre/<id>` empty. Such a file
+    /// is no request: the store leaves it out and removes it, and the minion's next hello is
+    /// a new one (it was Denied as a key mismatch, for good; moved by an accept-all it would
+    /// have overwritten the key).
     #[test]
-    fn a_pending_file_emptied_by_a_crash_is_replaced_by_the_next_hello() {
+    fn a_pending_file_emptied_by_a_crash_is_no_request() {
         let mut f = fixture("emptied");
         let key = KeyPair::generate().public;
-        check(&mut f, &Policy::default(), "m1", &key, AuthStatus::Pending, Some("pend"));
+        let pending = |f: &Fixture, id: &str| f.dir.join(KeyStatus::Pending.dir()).join(id);
+        for id in ["m1", "m2"] {
+            check(&mut f, &Policy::default(), id, &key, AuthStatus::Pending, Some("pend"));
+        }
         f.store.flush();
-        let file = f.dir.join(KeyStatus::Pending.dir()).join("m1");
-        std::fs::write(&file, "").unwrap();
+        std::fs::write(pending(&f, "m1"), "").unwrap();
+        std::fs::write(pending(&f, "m2"), "-----BEGIN").unwrap();
+        f.store.flush();
         f.store = KeyStore::open(&f.dir, || {}).unwrap();
+        assert_eq!(f.store.count(KeyStatus::Pending), 0);
+        f.store.flush();
+        assert!(!pending(&f, "m1").exists() && !pending(&f, "m2").exists());
         check(&mut f, &Policy::default(), "m1", &key, AuthStatus::Pending, Some("pend"));
         assert!(f.store.read(KeyStatus::Denied, "m1").unwrap().is_none());
+        let autosign = Policy { auto_accept: true, ..Policy::default() };
+        check(&mut f, &autosign, "m2", &key, AuthStatus::Accepted, Some("accept"));
         f.store.flush();
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), key.to_pem());
+        assert_eq!(std::fs::read_to_string(pending(&f, "m1")).unwrap(), key.to_pem());
+        assert!(!pending(&f, "m2").exists());
     }
 
     #[test]

@@ -37,18 +37,26 @@ impl KeyStore {
     pub fn open(pki: &Path, wake: impl Fn() + Send + 'static) -> io::Result<KeyStore> {
         create_private_dir(pki)?;
         let mut index: [BTreeMap<String, String>; 4] = Default::default();
+        let mut stale = Vec::new();
         for status in KeyStatus::ALL {
-            let dir = pki.join(status.dir());
-            create_private_dir(&dir)?;
-            for id in file_ids(&dir)? {
-                match fs::read_to_string(dir.join(&id)) {
-                    Ok(pem) => drop(index[slot(status)].insert(id, pem)),
-                    Err(e) => log::warn!("ignoring key {}/{id}: {e}", status.dir()),
-                }
-            }
+            create_private_dir(&pki.join(status.dir()))?;
+            index[slot(status)] = read_status(pki, status, &mut stale)?;
         }
         let disk = DiskWorker::spawn(wake)?;
-        Ok(KeyStore { pki: pki.to_path_buf(), dirty: false, index, disk })
+        let mut store = KeyStore { pki: pki.to_path_buf(), dirty: false, index, disk };
+        store.remove_stale(stale);
+        Ok(store)
+    }
+
+    /// Has the pending files [`read_status`] left out removed.
+    fn remove_stale(&mut self, stale: Vec<PathBuf>) {
+        for path in stale {
+            log::warn!(
+                "removing {}: it holds no key (a crash while it was written)",
+                path.display()
+            );
+            self.disk.submit(DiskOp::Remove { path });
+        }
     }
 
     fn path(&self, status: KeyStatus, id: &str) -> io::Result<PathBuf> {
@@ -64,8 +72,8 @@ impl KeyStore {
 
     /// Stores `key` for `id` under `status`; the file is written (temp file, fsync, rename)
     /// by the disk worker. A pending key is not fsynced (`DiskOp::Unsynced`): a crash that
-    /// loses one costs a minion one more hello, and a file it leaves empty is replaced by
-    /// that hello (`auth::decide`).
+    /// loses one costs a minion one more hello, and a file it leaves empty is removed when
+    /// the store is read ([`read_status`]).
     pub fn write(&mut self, status: KeyStatus, id: &str, key: &PublicKey) -> io::Result<()> {
         self.put(status, id, key.to_pem())
     }
@@ -205,18 +213,37 @@ impl KeyStore {
     }
 
     fn reload(&mut self) {
+        let mut stale = Vec::new();
         for status in KeyStatus::ALL {
-            let dir = self.pki.join(status.dir());
-            let mut fresh = BTreeMap::new();
-            for id in file_ids(&dir).unwrap_or_default() {
-                if let Ok(pem) = fs::read_to_string(dir.join(&id)) {
-                    fresh.insert(id, pem);
-                }
-            }
-            self.index[slot(status)] = fresh;
+            self.index[slot(status)] =
+                read_status(&self.pki, status, &mut stale).unwrap_or_default();
         }
         log::warn!("key index reloaded from {} after a failed write", self.pki.display());
+        self.remove_stale(stale);
     }
+}
+
+/// The key files of `status`, by id. A pending file that holds no key is left out (pushed on
+/// `stale`, to be removed): pending keys are not fsynced, so a crash can leave one empty, and
+/// it is no request; kept, it would deny its minion as a key mismatch, or overwrite a good
+/// key when `halite-key -A` moved it.
+fn read_status(
+    pki: &Path,
+    status: KeyStatus,
+    stale: &mut Vec<PathBuf>,
+) -> io::Result<BTreeMap<String, String>> {
+    let dir = pki.join(status.dir());
+    let mut keys = BTreeMap::new();
+    for id in file_ids(&dir)? {
+        match fs::read_to_string(dir.join(&id)) {
+            Ok(pem) if status == KeyStatus::Pending && PublicKey::from_pem(&pem).is_err() => {
+                stale.push(dir.join(&id));
+            }
+            Ok(pem) => drop(keys.insert(id, pem)),
+            Err(e) => log::warn!("ignoring key {}/{id}: {e}", status.dir()),
+        }
+    }
+    Ok(keys)
 }
 
 /// The valid ids of the regular files in `dir`. Other names are skipped: quietly for hidden

@@ -2,7 +2,7 @@
 //! that, as a regex anchored at both ends (the seed article's "glob or regular expression").
 
 use super::Rule;
-use crate::glob::{wrapped_regex, Glob};
+use crate::glob::{wrapped_regex, Glob, CONFIG_REGEX_SIZE_LIMIT};
 use regex::Regex;
 use serde_yaml::Value as Yaml;
 use std::borrow::Cow;
@@ -110,7 +110,8 @@ pub(super) struct Matcher {
 
 impl Matcher {
     pub(super) fn new(pattern: &str) -> Matcher {
-        let regex = wrapped_regex(r"\A(?:", pattern, r")\z").map_err(|e| short(&e));
+        let regex = wrapped_regex(r"\A(?:", pattern, r")\z", CONFIG_REGEX_SIZE_LIMIT)
+            .map_err(|e| short(&e));
         Matcher { pattern: pattern.to_string(), glob: Glob::new(pattern), regex }
     }
 

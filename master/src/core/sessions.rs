@@ -321,7 +321,6 @@ impl Core {
         }
     }
 
-    /// Sends a session message to a live (or just-accepted) minion.
     /// Logs a warning that a minion's request caused (a refused event, file or pillar
     /// request, a return for a job it was not sent) within the per-second budget that
     /// unauthenticated peers have too: a hostile minion's flood costs the log a few lines a
@@ -332,6 +331,7 @@ impl Core {
         }
     }
 
+    /// Sends a session message to a live (or just-accepted) minion.
     pub(crate) fn send_session(&mut self, token: Token, msg: &ToMinion) -> Result<(), String> {
         self.send_with_acks(token, Some(&handshake::encode_message(msg)))
     }
