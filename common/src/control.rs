@@ -193,23 +193,38 @@ pub fn source_statuses(
     from
 }
 
-/// The comma-separated globs of a key selection (`halite-key -a 'web*,db1'`, a wheel `match`).
-pub fn key_globs(globs: &str) -> Vec<&str> {
-    globs.split(',').map(str::trim).filter(|g| !g.is_empty()).collect()
+/// The comma-separated globs of a key selection (`halite-key -a 'web*,db1'`, a wheel `match`),
+/// each compiled once: matched against every key of a status, a `[class]` glob compiled per
+/// key cost the master's loop a regex compile per key.
+pub struct KeyGlobs<'a> {
+    patterns: Vec<(&'a str, Option<crate::glob::Glob>)>,
 }
 
-/// Whether `id` matches any of `patterns` (from [`key_globs`]).
-pub fn id_selected(id: &str, patterns: &[&str]) -> bool {
-    patterns.iter().any(|p| crate::glob::fnmatch(id, p))
+impl<'a> KeyGlobs<'a> {
+    pub fn new(globs: &'a str) -> KeyGlobs<'a> {
+        let patterns = globs.split(',').map(str::trim).filter(|g| !g.is_empty());
+        let compile = |p: &str| crate::glob::has_magic(p).then(|| crate::glob::Glob::new(p));
+        KeyGlobs { patterns: patterns.map(|p| (p, compile(p))).collect() }
+    }
+
+    /// The ids named, when no pattern is a glob: they can be looked up.
+    pub fn exact(&self) -> Option<Vec<&'a str>> {
+        self.patterns.iter().map(|(p, glob)| glob.is_none().then_some(*p)).collect()
+    }
+
+    /// Whether `id` matches any of the patterns (Python's `fnmatch`).
+    pub fn matches(&self, id: &str) -> bool {
+        self.patterns.iter().any(|(p, glob)| match glob {
+            Some(glob) => glob.is_match(id),
+            None => *p == id,
+        })
+    }
 }
 
 /// Keys in `from` whose id matches any comma-separated glob of `globs`.
 pub fn select<'a>(keys: &'a [KeyEntry], globs: &str, from: &[KeyStatus]) -> Vec<&'a KeyEntry> {
-    let patterns = key_globs(globs);
-    keys.iter()
-        .filter(|k| from.contains(&k.status))
-        .filter(|k| id_selected(&k.id, &patterns))
-        .collect()
+    let globs = KeyGlobs::new(globs);
+    keys.iter().filter(|k| from.contains(&k.status)).filter(|k| globs.matches(&k.id)).collect()
 }
 
 #[cfg(test)]

@@ -139,21 +139,23 @@ impl KeyStore {
     /// [`KeyStore::list`]'s order, from the index: no key is parsed or fingerprinted, and ids
     /// named without glob characters are looked up rather than matched against every key.
     pub fn select(&self, globs: &str, from: &[KeyStatus]) -> Vec<(String, KeyStatus)> {
-        let patterns = halite_common::control::key_globs(globs);
-        let exact = !patterns.iter().any(|p| halite_common::glob::has_magic(p));
+        let globs = halite_common::control::KeyGlobs::new(globs);
+        let exact = globs.exact();
         let mut chosen = Vec::new();
         for status in KeyStatus::ALL.into_iter().filter(|s| from.contains(s)) {
             let index = &self.index[slot(status)];
-            if exact {
-                let mut ids: Vec<&str> =
-                    patterns.iter().copied().filter(|id| index.contains_key(*id)).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                chosen.extend(ids.into_iter().map(|id| (id.to_string(), status)));
-            } else {
-                let selected =
-                    index.keys().filter(|id| halite_common::control::id_selected(id, &patterns));
-                chosen.extend(selected.map(|id| (id.clone(), status)));
+            match &exact {
+                Some(named) => {
+                    let mut ids: Vec<&str> =
+                        named.iter().copied().filter(|id| index.contains_key(*id)).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    chosen.extend(ids.into_iter().map(|id| (id.to_string(), status)));
+                }
+                None => {
+                    let selected = index.keys().filter(|id| globs.matches(id));
+                    chosen.extend(selected.map(|id| (id.clone(), status)));
+                }
             }
         }
         chosen
