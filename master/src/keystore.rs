@@ -220,8 +220,9 @@ impl KeyStore {
             self.index[slot(status)] =
                 read_status(&self.pki, status, &mut stale).unwrap_or_default();
         }
+        // Left out, not removed again here: a removal that failed would bring the next
+        // reload, and so on.
         log::warn!("key index reloaded from {} after a failed write", self.pki.display());
-        self.remove_stale(stale);
     }
 }
 
