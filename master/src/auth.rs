@@ -5,7 +5,7 @@ use crate::keystore::KeyStore;
 use halite_common::control::KeyStatus;
 use halite_common::crypto::PublicKey;
 use halite_common::event::object;
-use halite_common::glob::{anchored_regex, has_magic, Glob};
+use halite_common::event::TagFilter;
 use halite_common::proto::AuthStatus;
 use serde_json::{Map, Value};
 use std::io;
@@ -130,25 +130,12 @@ pub(crate) fn same_key(stored: &str, key: &PublicKey) -> bool {
 /// the job thread, again whenever its inode, size, mode or mtime change.
 #[derive(Debug, Clone, Default)]
 pub struct AutoList {
-    entries: Vec<Entry>,
+    /// Each line compiled when the file is read (on the job thread) as Salt's `expr_match`
+    /// (exact, glob, anchored regex), which is `tagmatch`'s: [`AutoList::contains`] runs on
+    /// the loop for every hello of a new id, and compiling each line there cost each hello
+    /// ~0.1–2 ms per line.
+    entries: Vec<TagFilter>,
     stamp: Option<Stamp>,
-}
-
-/// One line, compiled when the file is read (on the job thread): [`AutoList::contains`]
-/// runs on the loop for every hello of a new id, and compiling each line there cost each
-/// hello ~0.1–2 ms per line.
-#[derive(Debug, Clone)]
-struct Entry {
-    line: String,
-    glob: Option<Glob>,
-    regex: Option<regex::Regex>,
-}
-
-impl Entry {
-    fn new(line: &str) -> Entry {
-        let glob = has_magic(line).then(|| Glob::new(line));
-        Entry { line: line.to_string(), glob, regex: anchored_regex(line) }
-    }
 }
 
 /// What tells a changed file: (device, inode, size, mode, mtime s, mtime ns).
@@ -157,11 +144,7 @@ pub type Stamp = (u64, u64, u64, u32, i64, i64);
 impl AutoList {
     /// Whether `id` is listed.
     pub fn contains(&self, id: &str) -> bool {
-        self.entries.iter().any(|entry| {
-            entry.line == id
-                || entry.glob.as_ref().is_some_and(|glob| glob.is_match(id))
-                || entry.regex.as_ref().is_some_and(|re| re.is_match(id))
-        })
+        self.entries.iter().any(|entry| entry.matches(id))
     }
 
     /// Reads `file` (at start; afterwards through [`AutoList::refreshed`]).
@@ -199,7 +182,7 @@ impl AutoList {
             Ok(text) => {
                 let lines = text.lines().map(str::trim);
                 let entries = lines.filter(|l| !l.is_empty() && !l.starts_with('#'));
-                list.entries = entries.map(Entry::new).collect();
+                list.entries = entries.map(|line| TagFilter::tagmatch(Some(line))).collect();
                 log::info!("read {}: {} entries", file.display(), list.entries.len());
             }
             Err(e) => log::error!("cannot read {}: {e}; it lists nobody", file.display()),

@@ -1,6 +1,6 @@
 //! The master's disk worker: one thread that writes and removes key files (each change fsynced,
-//! file and directory, but for pending keys) in the order they were submitted, the ops queued together as one batch
-//! with one journal commit, and reports each result back to the loop through a channel and a
+//! file and directory, but for pending keys) in the order they were submitted, the ops queued
+//! together as one batch, and reports each result back to the loop through a channel and a
 //! wake-up (a `mio::Waker` in the daemon), as the minion's job threads do. The loop never
 //! waits for the disk; it applies results when they come.
 
