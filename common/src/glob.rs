@@ -168,9 +168,18 @@ pub fn has_magic(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-/// Python's `fnmatch.translate`, anchored at both ends.
+/// Python's `fnmatch.translate`, anchored at both ends. Linear in the pattern: Python scans
+/// from each `[` to the end for its `]`, so a pattern of 20,000 unclosed `[` (a hostile
+/// target fits 64 KiB) took seconds; here the next `]` after each position is found in one
+/// pass first.
 fn translate(pattern: &str) -> String {
     let chars: Vec<char> = pattern.chars().collect();
+    let mut next_close = vec![chars.len(); chars.len() + 1];
+    for k in (0..chars.len()).rev() {
+        #[cfg(test)]
+        SCANNED.with(|n| n.set(n.get() + 1));
+        next_close[k] = if chars[k] == ']' { k } else { next_close[k + 1] };
+    }
     let mut out = String::from("(?s)^");
     let mut i = 0;
     while i < chars.len() {
@@ -192,9 +201,7 @@ fn translate(pattern: &str) -> String {
                 if j < chars.len() && chars[j] == ']' {
                     j += 1;
                 }
-                while j < chars.len() && chars[j] != ']' {
-                    j += 1;
-                }
+                j = next_close[j];
                 if j >= chars.len() {
                     out.push_str("\\[");
                     continue;
@@ -226,9 +233,33 @@ fn translate(pattern: &str) -> String {
     out
 }
 
+/// Characters [`translate`] has looked at on this thread, looking for `]`.
+#[cfg(test)]
+thread_local! {
+    static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing the target parser: 20,000 `[` with no `]` (a compound target's
+    /// glob) cost seconds, each `[` scanning to the end for its `]`.
+    #[test]
+    fn unclosed_brackets_cost_one_pass() {
+        for pattern in
+            ["[".repeat(20_000), format!("{}]", "[!".repeat(10_000)), "a[]".repeat(5_000)]
+        {
+            let before = SCANNED.with(|n| n.get());
+            let regex = translate(&pattern);
+            let scanned = SCANNED.with(|n| n.get()) - before;
+            assert!(scanned <= pattern.len(), "{scanned} characters scanned for {}", pattern.len());
+            assert!(regex.starts_with("(?s)^") && regex.ends_with('$'));
+        }
+        assert!(fnmatch(&"[".repeat(20_000), &"[".repeat(20_000)));
+        assert!(fnmatch("a[!", "a[!"));
+        assert!(fnmatch("ab", "a[]b]") && fnmatch("a]", "a[]b]") && !fnmatch("ac", "a[]b]"));
+    }
 
     #[test]
     fn python_fnmatch_cases() {
