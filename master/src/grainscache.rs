@@ -32,7 +32,20 @@ pub fn text(grains: &Map<String, Value>) -> Arc<str> {
 
 /// Grains text back as a map (`None` if it does not parse, which [`text`] never gives).
 pub fn parse(text: &str) -> Option<Map<String, Value>> {
+    #[cfg(test)]
+    PARSED.with(|n| n.set(n.get() + 1));
     serde_json::from_str(text).ok()
+}
+
+#[cfg(test)]
+thread_local! {
+    static PARSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many grains or pillar texts this thread has parsed.
+#[cfg(test)]
+pub fn parsed_here() -> u64 {
+    PARSED.with(|n| n.get())
 }
 
 /// The file, how many lines it holds, and the grains it holds (the last line of each id).

@@ -67,6 +67,74 @@ pub(crate) fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A publish request waiting for its target to be parsed and matched.
+struct Pending {
+    req: JobRequest,
+    origin: Origin,
+    watch: bool,
+    cause: Vec<String>,
+}
+
+/// An accepted minion as a target sees it: its id, and its grains and pillar as kept (JSON
+/// text) if the target looks at them.
+pub(super) struct Member {
+    id: String,
+    grains: Option<Arc<str>>,
+    pillar: Option<Arc<str>>,
+}
+
+/// What a target is matched against: [`Core::fleet`].
+pub(super) type Fleet = Vec<Member>;
+
+/// [`Target::parse`], counted per thread in tests (the loop must never do it).
+fn parse_target(tgt: &Value, tgt_type: &str) -> Result<Target, String> {
+    #[cfg(test)]
+    TARGETS_PARSED.with(|n| n.set(n.get() + 1));
+    Target::parse(tgt, tgt_type).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+thread_local! {
+    static TARGETS_PARSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many targets this thread has parsed.
+#[cfg(test)]
+pub(super) fn targets_parsed_here() -> u64 {
+    TARGETS_PARSED.with(|n| n.get())
+}
+
+/// The minions of `fleet` that `target` matches, and for a list target the listed ids that
+/// have no accepted key. Pillar terms see each minion's last compiled pillar (none yet: no
+/// match). Parses grains and pillar texts: on the job thread for a target that uses them.
+pub(super) fn expected(
+    target: &Target,
+    req: &JobRequest,
+    fleet: Fleet,
+) -> (Vec<String>, Vec<String>) {
+    let parse = |text: &Option<Arc<str>>| text.as_deref().and_then(crate::grainscache::parse);
+    let minions: Vec<String> = fleet
+        .into_iter()
+        .filter(|m| {
+            target.matches_with(&m.id, parse(&m.grains).as_ref(), parse(&m.pillar).as_ref())
+        })
+        .map(|m| m.id)
+        .collect();
+    let mut missing = Vec::new();
+    if req.tgt_type == "list" {
+        let listed: Vec<String> = match &req.tgt {
+            Value::Array(items) => {
+                items.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+            }
+            Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let matched: HashSet<&String> = minions.iter().collect();
+        missing = listed.into_iter().filter(|id| !id.is_empty() && !matched.contains(id)).collect();
+    }
+    (minions, missing)
+}
+
 /// Who asked for a job or a runner, and so who hears how it went once the disk has answered.
 #[derive(Debug, Clone)]
 pub enum Origin {
@@ -81,7 +149,13 @@ impl Core {
     /// ([`Core::publish_recorded`]) fires the job events and sends the job to every matching
     /// connected minion. With `watch`, the CLI streams the job's returns. `cause` is the
     /// causal chain of a reaction's job (empty otherwise): its events and its returns carry
-    /// it. `Err` is a refusal known at once (bad target, nothing matched).
+    /// it. `Err` is a refusal known at once (a bad function name); a bad target or one that
+    /// matches nothing is answered to `origin` once the job thread has parsed it.
+    ///
+    /// The target is parsed on the job thread, not the loop: one can compile up to
+    /// `MAX_TARGET_REGEXES` regexes, tens of milliseconds for a hostile one (and a
+    /// reaction's target may come from a minion's event data). A target that looks at grains
+    /// or pillar is matched there too, since that parses every minion's stored text.
     pub(crate) fn publish(
         &mut self,
         req: JobRequest,
@@ -92,10 +166,41 @@ impl Core {
         if req.fun.is_empty() || req.fun.len() > 256 {
             return Err("bad function name".into());
         }
-        let target = Target::parse(&req.tgt, &req.tgt_type).map_err(|e| e.to_string())?;
-        let (minions, missing) = self.expected(&target, &req);
+        let cause = cause.to_vec();
+        let (tgt, tgt_type) = (req.tgt.clone(), req.tgt_type.clone());
+        self.io.submit(move || {
+            let target = parse_target(&tgt, &tgt_type);
+            Box::new(move |core: &mut Core| {
+                let job = Pending { req, origin, watch, cause };
+                match target {
+                    Ok(target) => core.publish_parsed(target, job),
+                    Err(why) => core.answer(&job.origin, Err(why)),
+                }
+            })
+        });
+        Ok(())
+    }
+
+    /// The target is parsed: the minions it matches are found (here, or with the grains and
+    /// pillar they need on the job thread), then the load is written.
+    fn publish_parsed(&mut self, target: Target, job: Pending) {
+        let fleet = self.fleet(&target);
+        if !target.uses_grains() && !target.uses_pillar() {
+            let (minions, missing) = expected(&target, &job.req, fleet);
+            return self.record_job(job, minions, missing);
+        }
+        self.io.submit(move || {
+            let (minions, missing) = expected(&target, &job.req, fleet);
+            Box::new(move |core: &mut Core| core.record_job(job, minions, missing))
+        });
+    }
+
+    /// Has the load of a job that matched `minions` written to the job cache (or answers
+    /// that it matched none).
+    fn record_job(&mut self, job: Pending, minions: Vec<String>, missing: Vec<String>) {
+        let Pending { req, origin, watch, cause } = job;
         if minions.is_empty() {
-            return Err(NO_MATCH.into());
+            return self.answer(&origin, Err(NO_MATCH.into()));
         }
         let jid = self.jids.allocate();
         // Inline pillar (`pillar=`) goes to the targeted minions only: the job cache and the
@@ -114,13 +219,11 @@ impl Core {
         // Recorded before anything goes out: a job the cache does not hold would have its
         // returns dropped as an unknown job after a master restart.
         let cache = Arc::clone(&self.jobs);
-        let cause = cause.to_vec();
         self.io.submit(move || {
             let saved = lock(&cache).save_load(&jid, &load);
             let job = Job { jid, req, minions, missing, load, origin, watch, cause };
             Box::new(move |core: &mut Core| core.publish_recorded(job, saved))
         });
-        Ok(())
     }
 
     /// The load is on disk (or could not be written: then nothing goes out, and whoever
@@ -197,53 +300,26 @@ impl Core {
         }
     }
 
-    /// Expected minions (accepted and matching) and, for list targets, listed ids without key.
-    /// A target that names its ids is looked up in the key index; any other is tested
-    /// against every accepted id (without copying them all first).
-    pub(super) fn expected(&self, target: &Target, req: &JobRequest) -> (Vec<String>, Vec<String>) {
-        // Grains are kept as text: parsed only for a target that looks at them. Pillar terms
-        // see each minion's last compiled pillar (none yet: no match).
-        let uses_grains = target.uses_grains();
-        let uses_pillar = target.uses_pillar();
-        let matches = |id: &str| {
-            let grains = match uses_grains {
-                true => self.grains.get(id).and_then(|t| crate::grainscache::parse(t)),
-                false => None,
-            };
-            let pillar = match uses_pillar {
-                true => self.pillar.compiled.get(id).and_then(|t| crate::grainscache::parse(t)),
-                false => None,
-            };
-            target.matches_with(id, grains.as_ref(), pillar.as_ref())
+    /// The accepted minions a target can match (only those it names, for a target of exact
+    /// ids), each with its grains and pillar text if the target looks at them (shared, not
+    /// copied).
+    pub(super) fn fleet(&self, target: &Target) -> Fleet {
+        let (grains, pillar) = (target.uses_grains(), target.uses_pillar());
+        let member = |id: &str| Member {
+            id: id.to_string(),
+            grains: grains.then(|| self.grains.get(id).cloned()).flatten(),
+            pillar: pillar.then(|| self.pillar.compiled.get(id).cloned()).flatten(),
         };
-        let minions: Vec<String> = match target.exact_ids() {
+        match target.exact_ids() {
             Some(ids) => {
-                let mut ids: Vec<&str> = ids
-                    .into_iter()
-                    .filter(|id| self.store.has(KeyStatus::Accepted, id) && matches(id))
-                    .collect();
+                let mut ids: Vec<&str> =
+                    ids.into_iter().filter(|id| self.store.has(KeyStatus::Accepted, id)).collect();
                 ids.sort_unstable();
                 ids.dedup();
-                ids.into_iter().map(String::from).collect()
+                ids.into_iter().map(member).collect()
             }
-            None => {
-                self.store.ids_iter(KeyStatus::Accepted).filter(|id| matches(id)).cloned().collect()
-            }
-        };
-        let mut missing = Vec::new();
-        if req.tgt_type == "list" {
-            let listed: Vec<String> = match &req.tgt {
-                Value::Array(items) => {
-                    items.iter().filter_map(|v| v.as_str().map(String::from)).collect()
-                }
-                Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
-                _ => Vec::new(),
-            };
-            let matched: HashSet<&String> = minions.iter().collect();
-            missing =
-                listed.into_iter().filter(|id| !id.is_empty() && !matched.contains(id)).collect();
+            None => self.store.ids_iter(KeyStatus::Accepted).map(|id| member(id)).collect(),
         }
-        (minions, missing)
     }
 
     /// A minion's return on connection `token`. The id is the session's, never one the minion

@@ -23,7 +23,7 @@ pub(crate) struct Pillars {
     /// Each minion's last compiled pillar (without `_errors`), for `I@` targets: kept as
     /// JSON text, as the grains are, which costs a fraction of the parsed maps at 10,000
     /// minions; parsed only for a target that looks at pillar.
-    pub(crate) compiled: HashMap<String, Box<str>>,
+    pub(crate) compiled: HashMap<String, Arc<str>>,
     /// Connections with a compile in flight: one at a time each, so a minion asking in a
     /// loop costs one compile at a time, not a queue.
     busy: HashSet<Token>,
@@ -46,7 +46,8 @@ impl Core {
             let pillar = errors_only("a pillar refresh is already running for this minion");
             return self.send_session(token, &ToMinion::PillarReply { req, pillar });
         }
-        let grains = self.grains.get(id).and_then(|t| crate::grainscache::parse(t));
+        // Parsed on the compile's thread, as every grains text (a minion's may be 1 MiB).
+        let grains = self.grains.get(id).cloned();
         let roots = self.cfg.pillar_roots.get("base").cloned().unwrap_or_default();
         // Room for the frame's envelope and encryption around the pillar's JSON, in the
         // smaller of the two ends' frames.
@@ -56,7 +57,7 @@ impl Core {
         self.pillar_io.submit(move || {
             let host = Host {
                 id: id.clone(),
-                grains: grains.unwrap_or_default(),
+                grains: grains.as_deref().and_then(crate::grainscache::parse).unwrap_or_default(),
                 fs: Arc::new(RootFiles::new("pillar_roots", roots)),
                 functions: Arc::new(NoFunctions),
                 modules: Arc::new(testing::TABLE),
@@ -83,7 +84,7 @@ impl Core {
         kept.shift_remove("_errors");
         match serde_json::to_string(&kept) {
             Ok(text) if !kept.is_empty() => {
-                self.pillar.compiled.insert(id.to_string(), text.into_boxed_str());
+                self.pillar.compiled.insert(id.to_string(), Arc::from(text));
             }
             _ => {
                 self.pillar.compiled.remove(id);

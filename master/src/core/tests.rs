@@ -156,12 +156,22 @@ impl FakeMinion {
 /// Auto-accept: the verdict waits for the key write, then `Ready` makes a live session whose
 /// start shows in the event log.
 fn live_minion(h: &mut Harness, id: &str, conn: Token) -> FakeMinion {
+    live_minion_with(h, id, conn, Map::new())
+}
+
+/// [`live_minion`], whose `Ready` carries `grains`.
+fn live_minion_with(
+    h: &mut Harness,
+    id: &str,
+    conn: Token,
+    grains: Map<String, serde_json::Value>,
+) -> FakeMinion {
     let mut m = FakeMinion::new(id);
     let (handshake, answer) = m.hello(h, conn);
     assert!(sent(&answer, conn).is_empty(), "a verdict before its key is on disk: {answer:?}");
     let answer = h.disk_done();
     m.on_verdict(&handshake, &answer, conn);
-    let ready = m.seal(&ToMaster::Ready { grains: Map::new(), transient: false });
+    let ready = m.seal(&ToMaster::Ready { grains, transient: false });
     let answer = h.step(Input::Frame { conn, frame: ready });
     assert!(
         answer.contains(&Effect::MaxFrame { conn, max: h.core.cfg.max_frame_bytes }),
@@ -329,6 +339,58 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     let [event] = &sent(&stored, cli)[..] else { panic!("no return event: {stored:?}") };
     let Response::Event { tag, .. } = serde_json::from_slice(event).unwrap() else { panic!() };
     assert_eq!(tag, format!("salt/job/{jid}/ret/m1"));
+}
+
+/// A target is parsed on the job thread, not the loop: it may compile up to 32 regexes
+/// (tens of milliseconds for a hostile one, and a reaction's target can come from a
+/// minion's event data). A grains or pillar target is matched there too: the loop keeps
+/// grains as text, and matching parses every accepted minion's, once per publish.
+#[test]
+fn targets_are_parsed_and_grains_matched_on_the_job_thread_not_the_loop() {
+    let mut h = Harness::new("offloop", "auto_accept: True\n");
+    let (c1, c2, cli) = (Token(10), Token(11), Token(12));
+    let grains = |os: &str| serde_json::json!({"os": os}).as_object().unwrap().clone();
+    let mut m1 = live_minion_with(&mut h, "m1", c1, grains("Ubuntu"));
+    let _m2 = live_minion_with(&mut h, "m2", c2, grains("Debian"));
+    h.step(Input::ControlConnected { conn: cli });
+    let counts = || (super::jobs::targets_parsed_here(), crate::grainscache::parsed_here());
+    let before = counts();
+    let publish = |tgt: &str| {
+        let request = Request::Publish {
+            tgt: tgt.into(),
+            tgt_type: "compound".into(),
+            fun: "test.ping".into(),
+            arg: Vec::new(),
+            user: "root".into(),
+            watch: false,
+        };
+        Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() }
+    };
+    let asked = h.step(publish("G@os:Ubuntu and not E@m[2-9]"));
+    assert!(asked.is_empty(), "answered before the target was parsed: {asked:?}");
+    let recorded = h.disk_done();
+    assert_eq!(counts(), before, "the loop parsed a target or grains");
+    let [published] = &sent(&recorded, cli)[..] else { panic!("no answer: {recorded:?}") };
+    let Response::Published { jid, connected, .. } = serde_json::from_slice(published).unwrap()
+    else {
+        panic!("not Published: {published:?}")
+    };
+    assert_eq!(connected, ["m1"]);
+    let [job] = &sent(&recorded, c1)[..] else { panic!("no publish to m1: {recorded:?}") };
+    assert!(matches!(m1.open(job), ToMinion::Publish(p) if p.jid == jid));
+    assert!(sent(&recorded, c2).is_empty(), "m2 does not match: {recorded:?}");
+
+    // A bad target, and one that matches nothing, are answered once parsed, as before.
+    for (tgt, error) in [("E@(", "regex"), ("G@os:Arch", "No minions matched")] {
+        assert!(h.step(publish(tgt)).is_empty());
+        let answered = h.disk_done();
+        let [answer] = &sent(&answered, cli)[..] else { panic!("no answer: {answered:?}") };
+        let Response::Error { message } = serde_json::from_slice(answer).unwrap() else {
+            panic!("not an error: {answer:?}")
+        };
+        assert!(message.contains(error), "{tgt}: {message}");
+    }
+    assert_eq!(counts(), before, "the loop parsed a target or grains");
 }
 
 /// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
@@ -524,11 +586,13 @@ fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
     let mut m1 = live_minion(&mut h, "m1", c1);
     let mut m2 = live_minion(&mut h, "m2", c2);
 
+    let grains_parsed = crate::grainscache::parsed_here();
     let asked = h.step(Input::Frame {
         conn: c2,
         frame: m2.seal(&ToMaster::PillarRequest { req: 1, max_frame: None }),
     });
     assert!(sent(&asked, c2).is_empty(), "compiled on the loop: {asked:?}");
+    assert_eq!(crate::grainscache::parsed_here(), grains_parsed, "grains parsed on the loop");
     let again = h.step(Input::Frame {
         conn: c2,
         frame: m2.seal(&ToMaster::PillarRequest { req: 2, max_frame: None }),
@@ -558,7 +622,7 @@ fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
         arg: Vec::new(),
         user: "root".into(),
     };
-    assert_eq!(h.core.expected(&target, &req).0, ["m1"]);
+    assert_eq!(super::jobs::expected(&target, &req, h.core.fleet(&target)).0, ["m1"]);
 
     // A compile for a session that closed meanwhile is dropped, not sent elsewhere.
     h.step(Input::Frame {
