@@ -106,7 +106,7 @@ pub(super) fn targets_parsed_here() -> u64 {
 
 /// The minions of `fleet` that `target` matches, and for a list target the listed ids that
 /// have no accepted key. Pillar terms see each minion's last compiled pillar (none yet: no
-/// match). Parses grains and pillar texts: on the job thread for a target that uses them.
+/// match). Parses grains and pillar texts: run on the job thread.
 pub(super) fn expected(
     target: &Target,
     req: &JobRequest,
@@ -120,19 +120,22 @@ pub(super) fn expected(
         })
         .map(|m| m.id)
         .collect();
-    let mut missing = Vec::new();
-    if req.tgt_type == "list" {
-        let listed: Vec<String> = match &req.tgt {
-            Value::Array(items) => {
-                items.iter().filter_map(|v| v.as_str().map(String::from)).collect()
-            }
-            Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
-            _ => Vec::new(),
-        };
-        let matched: HashSet<&String> = minions.iter().collect();
-        missing = listed.into_iter().filter(|id| !id.is_empty() && !matched.contains(id)).collect();
-    }
+    let missing = unlisted(req, &minions);
     (minions, missing)
+}
+
+/// For a list target, the listed ids that are not among `minions` (no accepted key).
+fn unlisted(req: &JobRequest, minions: &[String]) -> Vec<String> {
+    if req.tgt_type != "list" {
+        return Vec::new();
+    }
+    let listed: Vec<String> = match &req.tgt {
+        Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let matched: HashSet<&String> = minions.iter().collect();
+    listed.into_iter().filter(|id| !id.is_empty() && !matched.contains(id)).collect()
 }
 
 /// Who asked for a job or a runner, and so who hears how it went once the disk has answered.
@@ -166,29 +169,29 @@ impl Core {
         if req.fun.is_empty() || req.fun.len() > 256 {
             return Err("bad function name".into());
         }
-        let cause = cause.to_vec();
-        let (tgt, tgt_type) = (req.tgt.clone(), req.tgt_type.clone());
+        let job = Pending { req, origin, watch, cause: cause.to_vec() };
         self.io.submit(move || {
-            let target = parse_target(&tgt, &tgt_type);
-            Box::new(move |core: &mut Core| {
-                let job = Pending { req, origin, watch, cause };
-                match target {
-                    Ok(target) => core.publish_parsed(target, job),
-                    Err(why) => core.answer(&job.origin, Err(why)),
-                }
+            let target = parse_target(&job.req.tgt, &job.req.tgt_type);
+            Box::new(move |core: &mut Core| match target {
+                Ok(target) => core.publish_parsed(target, job),
+                Err(why) => core.answer(&job.origin, Err(why)),
             })
         });
         Ok(())
     }
 
-    /// The target is parsed: the minions it matches are found (here, or with the grains and
-    /// pillar they need on the job thread), then the load is written.
+    /// The target is parsed: the minions it matches are found (here, or on the job thread
+    /// with the grains and pillar texts it needs), then the load is written.
     fn publish_parsed(&mut self, target: Target, job: Pending) {
-        let fleet = self.fleet(&target);
         if !target.uses_grains() && !target.uses_pillar() {
-            let (minions, missing) = expected(&target, &job.req, fleet);
+            let minions: Vec<String> = (self.candidates(&target).into_iter())
+                .filter(|id| target.matches_with(id, None, None))
+                .map(String::from)
+                .collect();
+            let missing = unlisted(&job.req, &minions);
             return self.record_job(job, minions, missing);
         }
+        let fleet = self.fleet(&target);
         self.io.submit(move || {
             let (minions, missing) = expected(&target, &job.req, fleet);
             Box::new(move |core: &mut Core| core.record_job(job, minions, missing))
@@ -300,9 +303,23 @@ impl Core {
         }
     }
 
-    /// The accepted minions a target can match (only those it names, for a target of exact
-    /// ids), each with its grains and pillar text if the target looks at them (shared, not
-    /// copied).
+    /// The accepted ids a target can match: those it names, for a target of exact ids (looked
+    /// up in the key index), else every accepted id (not copied).
+    fn candidates<'a>(&'a self, target: &'a Target) -> Vec<&'a str> {
+        match target.exact_ids() {
+            Some(ids) => {
+                let mut ids: Vec<&str> =
+                    ids.into_iter().filter(|id| self.store.has(KeyStatus::Accepted, id)).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
+            None => self.store.ids_iter(KeyStatus::Accepted).map(String::as_str).collect(),
+        }
+    }
+
+    /// [`Core::candidates`] with the grains and pillar text the target looks at, for the job
+    /// thread to match (the texts shared, not copied).
     pub(super) fn fleet(&self, target: &Target) -> Fleet {
         let (grains, pillar) = (target.uses_grains(), target.uses_pillar());
         let member = |id: &str| Member {
@@ -310,16 +327,7 @@ impl Core {
             grains: grains.then(|| self.grains.get(id).cloned()).flatten(),
             pillar: pillar.then(|| self.pillar.compiled.get(id).cloned()).flatten(),
         };
-        match target.exact_ids() {
-            Some(ids) => {
-                let mut ids: Vec<&str> =
-                    ids.into_iter().filter(|id| self.store.has(KeyStatus::Accepted, id)).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids.into_iter().map(member).collect()
-            }
-            None => self.store.ids_iter(KeyStatus::Accepted).map(|id| member(id)).collect(),
-        }
+        self.candidates(target).into_iter().map(member).collect()
     }
 
     /// A minion's return on connection `token`. The id is the session's, never one the minion
