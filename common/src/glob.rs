@@ -233,9 +233,9 @@ fn translate(pattern: &str) -> String {
     out
 }
 
-/// Characters [`translate`] has looked at on this thread, looking for `]`.
 #[cfg(test)]
 thread_local! {
+    /// Characters [`translate`] has looked at on this thread, looking for `]`.
     static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 

@@ -67,6 +67,24 @@ pub(crate) fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Publishes at most between a request and its load's write: their targets parsed, or
+/// matched against the fleet's grains, on the job thread, or waiting for it. Past it a
+/// publish is refused at once, so a flood of reactions with costly targets queues bounded
+/// work and memory, not an ever longer line in front of the job cache.
+pub const MAX_PREPARING: usize = 256;
+
+/// Grains or pillar matches on the job thread at once, each holding a snapshot of the
+/// fleet (an id and two shared texts per accepted minion); the others wait without one.
+const MAX_FLEET_MATCHES: usize = 2;
+
+/// The publishes between request and load write ([`MAX_PREPARING`]).
+#[derive(Default)]
+pub(crate) struct Preparing {
+    count: usize,
+    matching: usize,
+    waiting: std::collections::VecDeque<(Target, Pending)>,
+}
+
 /// A publish request waiting for its target to be parsed and matched.
 struct Pending {
     req: JobRequest,
@@ -169,12 +187,22 @@ impl Core {
         if req.fun.is_empty() || req.fun.len() > 256 {
             return Err("bad function name".into());
         }
+        if self.preparing.count >= MAX_PREPARING {
+            return Err(format!(
+                "the master is busy: {MAX_PREPARING} jobs are waiting for their targets to be \
+                 matched; try again"
+            ));
+        }
+        self.preparing.count += 1;
         let job = Pending { req, origin, watch, cause: cause.to_vec() };
         self.io.submit(move || {
             let target = parse_target(&job.req.tgt, &job.req.tgt_type);
             Box::new(move |core: &mut Core| match target {
                 Ok(target) => core.publish_parsed(target, job),
-                Err(why) => core.answer(&job.origin, Err(why)),
+                Err(why) => {
+                    core.preparing.count -= 1;
+                    core.answer(&job.origin, Err(why))
+                }
             })
         });
         Ok(())
@@ -189,13 +217,30 @@ impl Core {
                 .map(String::from)
                 .collect();
             let missing = unlisted(&job.req, &minions);
+            self.preparing.count -= 1;
             return self.record_job(job, minions, missing);
         }
-        let fleet = self.fleet(&target);
-        self.io.submit(move || {
-            let (minions, missing) = expected(&target, &job.req, fleet);
-            Box::new(move |core: &mut Core| core.record_job(job, minions, missing))
-        });
+        self.preparing.waiting.push_back((target, job));
+        self.start_fleet_matches();
+    }
+
+    /// Hands waiting grains or pillar matches to the job thread, [`MAX_FLEET_MATCHES`] at a
+    /// time, each with its snapshot of the fleet taken now.
+    fn start_fleet_matches(&mut self) {
+        while self.preparing.matching < MAX_FLEET_MATCHES {
+            let Some((target, job)) = self.preparing.waiting.pop_front() else { return };
+            self.preparing.matching += 1;
+            let fleet = self.fleet(&target);
+            self.io.submit(move || {
+                let (minions, missing) = expected(&target, &job.req, fleet);
+                Box::new(move |core: &mut Core| {
+                    core.preparing.matching -= 1;
+                    core.preparing.count -= 1;
+                    core.record_job(job, minions, missing);
+                    core.start_fleet_matches();
+                })
+            });
+        }
     }
 
     /// Has the load of a job that matched `minions` written to the job cache (or answers

@@ -206,6 +206,8 @@ pub struct Core {
     pub(crate) returns_queued: Vec<jobs::QueuedReturn>,
     /// Grains of minions that connected this turn, appended together at its end.
     pub(crate) grains_queued: Vec<(String, Arc<str>)>,
+    /// Publishes whose target the job thread is parsing or matching, or that wait for it.
+    pub(crate) preparing: jobs::Preparing,
     /// Peers owing return acks ([`Peer::acks`]) since this tick, and since the one before:
     /// unless another frame to that minion took them first, they are sent at the second tick
     /// after they were owed (0.5 to 1 s later), so that a minion kept busy with jobs gets
@@ -342,6 +344,7 @@ impl Core {
             forward,
             returns_queued: Vec::new(),
             grains_queued: Vec::new(),
+            preparing: Default::default(),
             acks_owed: [Vec::new(), Vec::new()],
             next_tick: now + TICK,
             next_maintenance: now,

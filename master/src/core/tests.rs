@@ -393,6 +393,52 @@ fn targets_are_parsed_and_grains_matched_on_the_job_thread_not_the_loop() {
     assert_eq!(counts(), before, "the loop parsed a target or grains");
 }
 
+/// Publishes wait for the job thread to parse and match their targets: at most
+/// `MAX_PREPARING` at once, the next refused at once with a reason, so a flood of costly
+/// targets (reactions fire without waiting) queues bounded work; grains matches run two at
+/// a time, and every one that waited is published.
+#[test]
+fn publishes_waiting_for_their_targets_are_bounded_and_all_answered() {
+    let mut h = Harness::new("preparing", "auto_accept: True\n");
+    let grains = serde_json::json!({"os": "Ubuntu"}).as_object().unwrap().clone();
+    let _m1 = live_minion_with(&mut h, "m1", Token(10), grains);
+    let max = super::jobs::MAX_PREPARING;
+    let clis: Vec<Token> = (0..=max).map(|i| Token(100 + i)).collect();
+    for (i, &cli) in clis.iter().enumerate() {
+        h.step(Input::ControlConnected { conn: cli });
+        let request = Request::Publish {
+            tgt: if i % 2 == 0 { "G@os:Ubuntu" } else { "m*" }.into(),
+            tgt_type: "compound".into(),
+            fun: "test.ping".into(),
+            arg: Vec::new(),
+            user: "root".into(),
+            watch: false,
+        };
+        let asked =
+            h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+        if i < max {
+            assert!(sent(&asked, cli).is_empty(), "publish {i} answered early: {asked:?}");
+            continue;
+        }
+        let [refusal] = &sent(&asked, cli)[..] else { panic!("not refused: {asked:?}") };
+        let Response::Error { message } = serde_json::from_slice(refusal).unwrap() else {
+            panic!("not an error: {refusal:?}")
+        };
+        assert!(message.contains("jobs are waiting for their targets"), "{message}");
+    }
+    let done = h.disk_done();
+    for &cli in &clis[..max] {
+        let [answer] = &sent(&done, cli)[..] else { panic!("{cli:?} not answered once") };
+        let response: Response = serde_json::from_slice(answer).unwrap();
+        assert!(
+            matches!(response, Response::Published { ref connected, .. } if connected == &["m1"])
+        );
+    }
+    // Room again once they are recorded.
+    let (jid, _) = publish_ping(&mut h, clis[max], "m1");
+    assert!(!jid.is_empty());
+}
+
 /// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
 fn publish_ping(h: &mut Harness, cli: Token, tgt: &str) -> (String, Vec<Effect>) {
     let request = Request::Publish {
