@@ -12,10 +12,16 @@
 //! Growth is memory an event can make a template spend, so every value added by mutation is
 //! weighed (elements and string bytes, deep) against a per-render [`Budget`]; weighing also
 //! refuses to put a container inside itself (which would make printing it loop forever).
+//!
+//! minijinja's `namespace()` objects are mutable too (`{% set ns.attr = value %}`), and there
+//! minijinja itself takes the value: a namespace holding itself (`{% set ns.n = [ns] %}`) made
+//! minijinja's own printing, comparing and hashing recurse until the stack overflowed.
+//! [`rewrite_literals`] therefore also passes every value assigned to a namespace attribute
+//! through the `_namespace_value` filter, which refuses one that holds that namespace.
 
 use indexmap::IndexMap;
 use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +33,15 @@ pub(super) const MAX_ITEMS: usize = 100_000;
 pub(super) const MAX_BYTES: usize = 4 << 20;
 /// Nesting a value added by mutation may have.
 const MAX_DEPTH: usize = 64;
+/// Nesting a value may have when it is written out or assigned to a namespace attribute.
+pub(super) const MAX_NESTING: usize = 128;
 /// The filter [`rewrite_literals`] wraps literals in.
 pub(super) const FILTER: &str = "_mutable";
+/// The filter [`rewrite_literals`] passes values assigned to namespace attributes through.
+pub(super) const NAMESPACE_FILTER: &str = "_namespace_value";
+/// Values one render's namespace assignments may look through in all (a check that costs
+/// native time, which fuel does not count).
+const MAX_CHECKED: usize = 20_000_000;
 const BUDGET: &str = "halite.mutation_budget";
 
 /// What mutation has added so far in one render (kept in the render's temp objects).
@@ -36,6 +49,8 @@ const BUDGET: &str = "halite.mutation_budget";
 struct Budget {
     items: AtomicUsize,
     bytes: AtomicUsize,
+    /// Values looked through by [`namespace_filter`].
+    checked: AtomicUsize,
 }
 
 impl Object for Budget {}
@@ -55,9 +70,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Charges `values`, about to be added to the container `into`, to the render's budget.
 fn charge(state: &State, into: *const (), values: &[&Value]) -> Result<(), Error> {
-    let mut weight = Weight::default();
+    let mut weight = Weight {
+        limit: MAX_ITEMS,
+        max_bytes: MAX_BYTES,
+        max_depth: MAX_DEPTH,
+        ..Weight::default()
+    };
     for value in values {
-        weight.walk(value, into, 0)?;
+        weight.walk(value, Into::Container(into), 0)?;
     }
     let budget = state.get_or_set_temp_object(BUDGET, Budget::default);
     let items = budget.items.fetch_add(weight.items, Ordering::Relaxed) + weight.items;
@@ -74,35 +94,71 @@ fn charge(state: &State, into: *const (), values: &[&Value]) -> Result<(), Error
     Ok(())
 }
 
+/// What a value being stored must not hold.
+#[derive(Clone, Copy)]
+enum Into<'a> {
+    /// The [`List`] or [`Dict`] at this address.
+    Container(*const ()),
+    /// This namespace. minijinja does not say whether two values are the same object; a
+    /// namespace compares equal to itself at once, and to another only by contents (so one
+    /// with exactly the same contents is refused too: a small price, nesting is rare).
+    Namespace(&'a Value),
+}
+
+impl Into<'_> {
+    fn is(self, value: &Value) -> bool {
+        match self {
+            Into::Container(at) => {
+                value
+                    .downcast_object_ref::<List>()
+                    .is_some_and(|l| std::ptr::eq(l as *const List as *const (), at))
+                    || value
+                        .downcast_object_ref::<Dict>()
+                        .is_some_and(|d| std::ptr::eq(d as *const Dict as *const (), at))
+            }
+            Into::Namespace(ns) => is_namespace(value) && value == ns,
+        }
+    }
+}
+
+/// Whether `value` is one of minijinja's `namespace()` objects (a private type).
+fn is_namespace(value: &Value) -> bool {
+    value.as_object().is_some_and(|o| o.type_name().ends_with("::Namespace"))
+}
+
 #[derive(Default)]
 struct Weight {
     items: usize,
     bytes: usize,
+    /// Past this many items or bytes the walk stops (the caller reports it).
+    limit: usize,
+    max_bytes: usize,
+    max_depth: usize,
 }
 
 impl Weight {
     /// Adds up `value` deeply; refuses `into` inside it, and values nested too deep.
-    fn walk(&mut self, value: &Value, into: *const (), depth: usize) -> Result<(), Error> {
-        if depth > MAX_DEPTH {
+    fn walk(&mut self, value: &Value, into: Into, depth: usize) -> Result<(), Error> {
+        if depth > self.max_depth {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("value nested deeper than {MAX_DEPTH} levels"),
+                format!("value nested deeper than {} levels", self.max_depth),
             ));
         }
         self.items += 1;
-        // Past the budget already: stop walking (the caller reports it).
-        if self.items > MAX_ITEMS || self.bytes > MAX_BYTES {
+        if self.items > self.limit || self.bytes > self.max_bytes {
             return Ok(());
         }
-        if let Some(list) = value.downcast_object_ref::<List>() {
-            if std::ptr::eq(list as *const List as *const (), into) {
-                return Err(self_insert());
-            }
-        }
-        if let Some(dict) = value.downcast_object_ref::<Dict>() {
-            if std::ptr::eq(dict as *const Dict as *const (), into) {
-                return Err(self_insert());
-            }
+        if into.is(value) {
+            return Err(match into {
+                Into::Container(_) => Error::new(
+                    ErrorKind::InvalidOperation,
+                    "cannot put a list or dict inside itself",
+                ),
+                Into::Namespace(_) => {
+                    Error::new(ErrorKind::InvalidOperation, "cannot put a namespace inside itself")
+                }
+            });
         }
         match value.kind() {
             ValueKind::String => self.bytes += value.as_str().map_or(0, str::len),
@@ -113,7 +169,8 @@ impl Weight {
                     self.walk(&v, into, depth + 1)?;
                 }
             }
-            ValueKind::Seq => {
+            // Iterables too: `[l] + [x]` is a lazy concatenation that holds `l`.
+            ValueKind::Seq | ValueKind::Iterable => {
                 for item in value.try_iter()? {
                     self.walk(&item, into, depth + 1)?;
                 }
@@ -124,8 +181,33 @@ impl Weight {
     }
 }
 
-fn self_insert() -> Error {
-    Error::new(ErrorKind::InvalidOperation, "cannot put a list or dict inside itself")
+/// The `_namespace_value(ns, …)` filter: `value`, unless it holds one of the namespaces it is
+/// being assigned into (see the module doc). Looking costs each render's [`MAX_CHECKED`].
+pub(super) fn namespace_filter(
+    state: &State,
+    value: Value,
+    targets: Rest<Value>,
+) -> Result<Value, Error> {
+    let budget = state.get_or_set_temp_object(BUDGET, Budget::default);
+    for ns in targets.iter().filter(|ns| is_namespace(ns)) {
+        let left = MAX_CHECKED.saturating_sub(budget.checked.load(Ordering::Relaxed));
+        let mut weight = Weight {
+            limit: left,
+            max_bytes: usize::MAX,
+            max_depth: MAX_NESTING,
+            ..Weight::default()
+        };
+        let walked = weight.walk(&value, Into::Namespace(ns), 0);
+        budget.checked.fetch_add(weight.items, Ordering::Relaxed);
+        walked?;
+        if weight.items > left {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("namespace assignments may look through {MAX_CHECKED} values in a render"),
+            ));
+        }
+    }
+    Ok(value)
 }
 
 /// The pairs of any map value (a `Dict`, event data, a builtin map, keyword arguments).
@@ -363,23 +445,29 @@ pub(super) fn list_filter(state: &State, value: Value) -> Result<Value, Error> {
 }
 
 /// `source` with every list and dict literal of its expressions wrapped as
-/// `([…]|_mutable)`. A source the tokenizer refuses is returned as it is (compiling it then
-/// reports the error, with its line).
+/// `([…]|_mutable)`, and the value of every `{% set ns.attr = … %}` as `(…)|_namespace_value(ns)`.
+/// A source the tokenizer refuses is returned as it is (compiling it then reports the error,
+/// with its line).
 pub(super) fn rewrite_literals(source: &str) -> Cow<'_, str> {
-    let mut inserts: Vec<(usize, &str)> = Vec::new();
+    let mutable = format!("|{FILTER})");
+    // Text to insert at an offset; "(" opens, anything else closes.
+    let mut inserts: Vec<(usize, String)> = Vec::new();
     // Open brackets: their offset, or None for a subscript `x[…]`.
     let mut open: Vec<Option<usize>> = Vec::new();
     let mut after_value = false;
+    let mut set = SetStatement::None;
+    let mut previous: Option<Token> = None;
     for token in tokenize(source, false, Default::default(), WhitespaceConfig::default()) {
         let Ok((token, span)) = token else { return Cow::Borrowed(source) };
         let start = span.start_offset as usize;
+        let end = span.end_offset as usize;
         match token {
             Token::BracketOpen => open.push((!after_value).then_some(start)),
             Token::BraceOpen => open.push(Some(start)),
             Token::BracketClose | Token::BraceClose => {
                 if let Some(Some(at)) = open.pop() {
-                    inserts.push((at, "("));
-                    inserts.push((span.end_offset as usize, ")"));
+                    inserts.push((at, "(".into()));
+                    inserts.push((end, mutable.clone()));
                 }
             }
             Token::VariableStart | Token::BlockStart | Token::VariableEnd | Token::BlockEnd => {
@@ -387,6 +475,31 @@ pub(super) fn rewrite_literals(source: &str) -> Cow<'_, str> {
             }
             _ => {}
         }
+        set = match (set, &token) {
+            (_, Token::BlockStart) => SetStatement::Start,
+            (SetStatement::Start, Token::Ident("set")) => SetStatement::Target(Vec::new()),
+            (SetStatement::Target(mut names), Token::Dot) => {
+                if let Some(Token::Ident(name)) = previous {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                SetStatement::Target(names)
+            }
+            (SetStatement::Target(names), Token::Assign) if !names.is_empty() => {
+                inserts.push((end, "(".into()));
+                SetStatement::Value(names)
+            }
+            (SetStatement::Value(names), Token::BlockEnd) => {
+                inserts.push((start, format!(")|{NAMESPACE_FILTER}({})", names.join(", "))));
+                SetStatement::None
+            }
+            (SetStatement::Target(names), t) if !matches!(t, Token::Assign | Token::BlockEnd) => {
+                SetStatement::Target(names)
+            }
+            (SetStatement::Value(names), _) => SetStatement::Value(names),
+            _ => SetStatement::None,
+        };
         after_value = match token {
             // `for [a, b] in …` and `set [a, b] = …` are targets, not literals.
             Token::Ident(word) => !matches!(
@@ -403,21 +516,33 @@ pub(super) fn rewrite_literals(source: &str) -> Cow<'_, str> {
             | Token::BraceClose => true,
             _ => false,
         };
+        previous = Some(token);
     }
     if inserts.is_empty() {
         return Cow::Borrowed(source);
     }
     // A close's offset is past its bracket; opens and closes never share an offset except a
-    // close directly followed by an open (`[][]`), where the close must come first.
-    inserts.sort_by_key(|&(at, what)| (at, what == "("));
-    let suffix = format!("|{FILTER})");
+    // close directly followed by an open (`[][]`), where the close must come first. Inserts at
+    // one offset otherwise keep their order (a literal's close before its `set`'s).
+    inserts.sort_by_key(|(at, what)| (*at, what == "("));
     let mut out = String::with_capacity(source.len() + inserts.len() * 8);
     let mut last = 0;
     for (at, what) in inserts {
         out.push_str(&source[last..at]);
-        out.push_str(if what == "(" { "(" } else { &suffix });
+        out.push_str(&what);
         last = at;
     }
     out.push_str(&source[last..]);
     Cow::Owned(out)
+}
+
+/// Where [`rewrite_literals`] is in a `{% set … %}` statement.
+enum SetStatement<'s> {
+    None,
+    /// Just after `{%`.
+    Start,
+    /// In the target; the names before a `.` (`ns` of `ns.attr`).
+    Target(Vec<&'s str>),
+    /// In the value assigned to those namespaces' attributes.
+    Value(Vec<&'s str>),
 }

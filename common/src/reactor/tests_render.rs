@@ -189,6 +189,8 @@ fn mutation_is_bounded() {
         "{% set l = [] %}{% do l.append(l) %}",
         "{% set d = {} %}{% set l = [d] %}{% do d.update(k=l) %}",
         "{% set d = {} %}{% do d.setdefault('k', [d]) %}",
+        // Through a lazy concatenation (an iterable, not a list).
+        "{% set l = [] %}{% do l.append([l] + [1]) %}",
     ] {
         let (_, _, message) = failure(sls, event());
         assert!(message.contains("cannot put a list or dict inside itself"), "{sls}: {message}");
@@ -339,4 +341,65 @@ fn yaml_expansion_and_nesting_are_bounded() {
     // Salt's ordinary anchors still work.
     let sls = "__t: &t web*\nping:\n  local.test.ping:\n    - tgt: *t\n";
     assert_eq!(reactions(sls, event())[0]["tgt"], json!("web*"));
+}
+
+/// Found by fuzzing (`reactor_sls`): a namespace holding itself made minijinja's own printing,
+/// comparing and hashing recurse until the stack overflowed (the render worker aborted).
+/// Such an assignment is refused where it happens, with its line.
+#[test]
+fn a_namespace_cannot_hold_itself() {
+    let ns = "{% set ns = namespace(n=0) %}\n";
+    for set in [
+        "{% set ns.n = ns %}",
+        "{% set ns.n = [ns] %}",
+        "{%set ns.n=[ns]+[ns]%}",
+        "{%- set ns.n = {'k': [1, ns]} -%}",
+        "{% set ns.n = [1]|map('string')|list + [ns] %}",
+        "{% set other = namespace(x=[]) %}{% do other.x.append(ns) %}{% set ns.n = [other] %}",
+        "{% set ns.a, b = [ns], 1 %}",
+    ] {
+        for print in ["", "x: {{ ns }}", "x: {{ ns|string }}", "x: {{ ns == ns.n }}"] {
+            let sls = format!("{ns}{set}\n{print}\n");
+            let (kind, line, message) = failure(&sls, event());
+            assert_eq!((kind, line), ("render", Some(2)), "{sls}");
+            assert!(message.contains("cannot put a namespace inside itself"), "{sls}: {message}");
+        }
+    }
+}
+
+#[test]
+fn looking_through_namespace_values_is_bounded() {
+    // Each assignment looks through 100,001 values; fuel alone would allow far more of them.
+    let sls = "{% set ns = namespace() %}{% set big = range(100000)|list %}
+{% for i in range(1000) %}{% set ns.x = big %}{% endfor %}";
+    let (kind, line, message) = failure(sls, event());
+    assert_eq!((kind, line), ("render", Some(2)));
+    assert!(message.contains("may look through 20000000 values"), "{message}");
+}
+
+#[test]
+fn namespaces_still_work_as_in_salt() {
+    let sls = "{% set ns = namespace(found=false, names=[], n=0) %}
+{% set inner = namespace(v=1) %}
+{% for m in data['data']['minions'] %}
+{%- if m.startswith('web') %}{% set ns.found = true %}{% set ns.names = ns.names + [m] %}{% endif %}
+{%- set ns.n = ns.n + 1 %}
+{%- endfor %}
+{% set ns.inner = inner %}{% set ns.again = ns.names %}
+{% set ns.block %}text {{ ns.n }}{% endset %}
+r:
+  local.test.arg:
+    - tgt: x
+    - kwarg:
+        found: {{ ns.found }}
+        names: {{ ns.names }}
+        again: {{ ns.again }}
+        n: {{ ns.n }}
+        inner: {{ ns.inner.v }}
+        block: {{ ns.block }}
+";
+    assert_eq!(
+        kwarg(sls, event()),
+        json!({"found": true, "names": ["web1", "web2"], "again": ["web1", "web2"], "n": 3, "inner": 1, "block": "text 3"})
+    );
 }
