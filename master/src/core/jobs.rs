@@ -67,22 +67,32 @@ pub(crate) fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Publishes at most between a request and its load's write: their targets parsed, or
-/// matched against the fleet's grains, on the job thread, or waiting for it. Past it a
-/// publish is refused at once, so a flood of reactions with costly targets queues bounded
-/// work and memory, not an ever longer line in front of the job cache.
+/// Publishes at most between a request and its load's write, for CLIs and for reactions
+/// each: their targets parsed, or matched against the fleet's grains, or waiting for that.
+/// Past it a publish is refused at once, so a flood of reactions with costly targets queues
+/// bounded work and memory, and never takes a CLI's room.
 pub const MAX_PREPARING: usize = 256;
 
-/// Grains or pillar matches on the job thread at once, each holding a snapshot of the
+/// Grains or pillar matches under way at once in each lane, each holding a snapshot of the
 /// fleet (an id and two shared texts per accepted minion); the others wait without one.
 const MAX_FLEET_MATCHES: usize = 2;
 
-/// The publishes between request and load write ([`MAX_PREPARING`]).
+/// Where a publish's target is parsed and matched: CLIs' on the job thread (`Core::io`),
+/// reactions' on the reaction thread (`Core::reaction_io`), so a costly reaction target (up
+/// to `MAX_TARGET_REGEXES` regexes, from event data) delays other reactions only, never a
+/// CLI's publish or the job cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Cli = 0,
+    Reaction = 1,
+}
+
+/// The publishes between request and load write ([`MAX_PREPARING`]), per [`Lane`].
 #[derive(Default)]
 pub(crate) struct Preparing {
-    count: usize,
-    matching: usize,
-    waiting: std::collections::VecDeque<(Target, Pending)>,
+    count: [usize; 2],
+    matching: [usize; 2],
+    waiting: [std::collections::VecDeque<(Target, Pending)>; 2],
 }
 
 /// A publish request waiting for its target to be parsed and matched.
@@ -165,6 +175,15 @@ pub enum Origin {
     Reaction(super::reactor::ReactionRef),
 }
 
+impl Origin {
+    fn lane(&self) -> Lane {
+        match self {
+            Origin::Cli(_) => Lane::Cli,
+            Origin::Reaction(_) => Lane::Reaction,
+        }
+    }
+}
+
 impl Core {
     /// Resolves the target and has the load written to the job cache; once it is there
     /// ([`Core::publish_recorded`]) fires the job events and sends the job to every matching
@@ -173,10 +192,11 @@ impl Core {
     /// it. `Err` is a refusal known at once (a bad function name); a bad target or one that
     /// matches nothing is answered to `origin` once the job thread has parsed it.
     ///
-    /// The target is parsed on the job thread, not the loop: one can compile up to
+    /// The target is parsed off the loop, in its [`Lane`]: one can compile up to
     /// `MAX_TARGET_REGEXES` regexes, tens of milliseconds for a hostile one (and a
     /// reaction's target may come from a minion's event data). A target that looks at grains
-    /// or pillar is matched there too, since that parses every minion's stored text.
+    /// or pillar is matched there too, since that parses every minion's stored text. A
+    /// reaction's parse and match time is charged to its event's render budget.
     pub(crate) fn publish(
         &mut self,
         req: JobRequest,
@@ -187,57 +207,83 @@ impl Core {
         if req.fun.is_empty() || req.fun.len() > 256 {
             return Err("bad function name".into());
         }
-        if self.preparing.count >= MAX_PREPARING {
+        let lane = origin.lane();
+        if self.preparing.count[lane as usize] >= MAX_PREPARING {
+            let whose = if lane == Lane::Cli { "jobs" } else { "reactions' jobs" };
             return Err(format!(
-                "the master is busy: {MAX_PREPARING} jobs are waiting for their targets to be \
-                 matched; try again"
+                "the master is busy: {MAX_PREPARING} {whose} are waiting for their targets to \
+                 be matched; try again"
             ));
         }
-        self.preparing.count += 1;
+        self.preparing.count[lane as usize] += 1;
         let job = Pending { req, origin, watch, cause: cause.to_vec() };
-        self.io.submit(move || {
+        self.lane_io(lane).submit(move || {
+            let started = std::time::Instant::now();
             let target = parse_target(&job.req.tgt, &job.req.tgt_type);
-            Box::new(move |core: &mut Core| match target {
-                Ok(target) => core.publish_parsed(target, job),
-                Err(why) => {
-                    core.preparing.count -= 1;
-                    core.answer(&job.origin, Err(why))
+            let took = started.elapsed();
+            Box::new(move |core: &mut Core| {
+                core.charge(&job.origin, took);
+                match target {
+                    Ok(target) => core.publish_parsed(target, job),
+                    Err(why) => {
+                        core.preparing.count[lane as usize] -= 1;
+                        core.answer(&job.origin, Err(why))
+                    }
                 }
             })
         });
         Ok(())
     }
 
+    fn lane_io(&mut self, lane: Lane) -> &mut crate::offload::Offload<Core> {
+        match lane {
+            Lane::Cli => &mut self.io,
+            Lane::Reaction => &mut self.reaction_io,
+        }
+    }
+
+    /// A reaction's target work is its event's render time.
+    fn charge(&mut self, origin: &Origin, took: std::time::Duration) {
+        if let Origin::Reaction(r) = origin {
+            self.charge_reaction(r, took);
+        }
+    }
+
     /// The target is parsed: the minions it matches are found (here, or on the job thread
     /// with the grains and pillar texts it needs), then the load is written.
     fn publish_parsed(&mut self, target: Target, job: Pending) {
+        let lane = job.origin.lane();
         if !target.uses_grains() && !target.uses_pillar() {
             let minions: Vec<String> = (self.candidates(&target).into_iter())
                 .filter(|id| target.matches_with(id, None, None))
                 .map(String::from)
                 .collect();
             let missing = unlisted(&job.req, &minions);
-            self.preparing.count -= 1;
+            self.preparing.count[lane as usize] -= 1;
             return self.record_job(job, minions, missing);
         }
-        self.preparing.waiting.push_back((target, job));
-        self.start_fleet_matches();
+        self.preparing.waiting[lane as usize].push_back((target, job));
+        self.start_fleet_matches(lane);
     }
 
-    /// Hands waiting grains or pillar matches to the job thread, [`MAX_FLEET_MATCHES`] at a
-    /// time, each with its snapshot of the fleet taken now.
-    fn start_fleet_matches(&mut self) {
-        while self.preparing.matching < MAX_FLEET_MATCHES {
-            let Some((target, job)) = self.preparing.waiting.pop_front() else { return };
-            self.preparing.matching += 1;
+    /// Hands the lane's waiting grains or pillar matches to its thread, [`MAX_FLEET_MATCHES`]
+    /// at a time, each with its snapshot of the fleet taken now.
+    fn start_fleet_matches(&mut self, lane: Lane) {
+        let at = lane as usize;
+        while self.preparing.matching[at] < MAX_FLEET_MATCHES {
+            let Some((target, job)) = self.preparing.waiting[at].pop_front() else { return };
+            self.preparing.matching[at] += 1;
             let fleet = self.fleet(&target);
-            self.io.submit(move || {
+            self.lane_io(lane).submit(move || {
+                let started = std::time::Instant::now();
                 let (minions, missing) = expected(&target, &job.req, fleet);
+                let took = started.elapsed();
                 Box::new(move |core: &mut Core| {
-                    core.preparing.matching -= 1;
-                    core.preparing.count -= 1;
+                    core.charge(&job.origin, took);
+                    core.preparing.matching[at] -= 1;
+                    core.preparing.count[at] -= 1;
                     core.record_job(job, minions, missing);
-                    core.start_fleet_matches();
+                    core.start_fleet_matches(lane);
                 })
             });
         }

@@ -145,6 +145,9 @@ pub struct Core {
     /// The pillar compiler's thread (renders `pillar_roots` off the loop), continuations back
     /// on it; its own thread so a slow pillar never holds up the job cache.
     pub(crate) pillar_io: crate::offload::Offload<Core>,
+    /// Reactions' targets are parsed and matched here (`jobs::Lane`): a costly one holds up
+    /// other reactions only, never a CLI's publish or the job cache.
+    pub(crate) reaction_io: crate::offload::Offload<Core>,
     pub(crate) pillar: pillar::Pillars,
     pub(crate) jids: JidGen,
     /// Last grains each minion reported (also cached on disk for offline targeting).
@@ -245,6 +248,8 @@ impl Core {
             crate::offload::Offload::spawn("pillar", wake(&waker)).map_err(what("thread"))?;
         let log_io =
             crate::offload::Offload::spawn("eventlog", wake(&waker)).map_err(what("thread"))?;
+        let reaction_io =
+            crate::offload::Offload::spawn("reactions", wake(&waker)).map_err(what("thread"))?;
         let bus = Bus::open(&cfg.event_log_file, cfg.event_log_max_bytes, cfg.event_log_keep)
             .map_err(what("event_log_file"))?;
         let forward = match &cfg.event_return {
@@ -313,6 +318,7 @@ impl Core {
             jobs: Arc::new(Mutex::new(jobs)),
             io,
             pillar_io,
+            reaction_io,
             pillar: Default::default(),
             jids: JidGen::default(),
             grains,
@@ -560,8 +566,14 @@ impl Core {
     pub fn shut_down(&mut self, out: &mut Vec<Effect>) {
         self.store_returns();
         self.store_grains();
-        for then in self.io.wait_idle() {
-            then(self);
+        // A reaction's parsed target goes on to the job thread (its load's write).
+        while self.reaction_io.busy() || self.io.busy() {
+            for then in self.reaction_io.wait_idle() {
+                then(self);
+            }
+            for then in self.io.wait_idle() {
+                then(self);
+            }
         }
         self.send_acks(true);
         for failed in self.store.flush().into_iter().filter_map(|d| d.error) {
@@ -578,11 +590,11 @@ impl Core {
         self.emit(out);
     }
 
-    /// Whether the key writer, the job thread or the pillar thread has work not yet handed
-    /// back (tests wait for all three).
+    /// Whether the key writer, the job, pillar or reaction thread has work not yet handed
+    /// back (tests wait for all four).
     #[cfg(test)]
     fn workers_busy(&self) -> bool {
-        self.store.busy() || self.io.busy() || self.pillar_io.busy()
+        self.store.busy() || self.io.busy() || self.pillar_io.busy() || self.reaction_io.busy()
     }
 
     /// Runs the continuations of the disk jobs that finished (the log thread's first: its
@@ -595,6 +607,9 @@ impl Core {
             then(self);
         }
         for then in self.pillar_io.finished() {
+            then(self);
+        }
+        for then in self.reaction_io.finished() {
             then(self);
         }
     }

@@ -41,6 +41,9 @@ pub struct ReactionRef {
     pub tag: String,
     /// The causal chain its events carry (the event's, with the event's tag).
     pub chain: Vec<String>,
+    /// The render budget keys of the event it came from: parsing and matching its target is
+    /// render time too ([`Core::charge_reaction`]).
+    pub budget_keys: Vec<String>,
 }
 
 pub struct ReactorState {
@@ -256,7 +259,7 @@ impl Core {
             Reply::Rendered(outcome, took) => {
                 if let Some(done) = self.reactor.in_flight.take() {
                     self.reactor.budgets.charge(&done.keys, took);
-                    self.apply_reactions(&done.event, outcome);
+                    self.apply_reactions(&done.event, &done.keys, outcome);
                 }
             }
             Reply::Died(why) => {
@@ -280,6 +283,14 @@ impl Core {
             let data = [("reason", "the master stopped before this event was rendered".into())];
             self.refuse(&q.event, &q.files, data);
         }
+    }
+
+    /// Charges the time its target took to parse and match (on the reaction thread) to the
+    /// render budget of the event a reaction came from, as if the render had taken it: a
+    /// reactor file whose targets are costly (regexes from event data) is refused for the
+    /// rest of the second like one whose Jinja is.
+    pub(crate) fn charge_reaction(&mut self, r: &ReactionRef, took: Duration) {
+        self.reactor.budgets.charge(&r.budget_keys, took);
     }
 
     /// Housekeeping: kills a render past its deadline; forgets old budget windows.
@@ -313,7 +324,7 @@ impl Core {
     }
 
     /// Runs what the worker rendered for `event`; errors become `salt/reactor/error` events.
-    fn apply_reactions(&mut self, event: &Event, outcome: Reactions) {
+    fn apply_reactions(&mut self, event: &Event, keys: &[String], outcome: Reactions) {
         self.reactor.stats.rendered += outcome.matched.len() as u64;
         self.reactor.count(&outcome.matched, |s| s.rendered += 1);
         let mut chain = event.chain.clone();
@@ -340,6 +351,7 @@ impl Core {
                 line: reaction.line,
                 tag: event.tag.clone(),
                 chain: chain.clone(),
+                budget_keys: keys.to_vec(),
             };
             if let Err(message) = self.run_reaction(&reaction, &r) {
                 self.reaction_failed(&r, message);

@@ -439,6 +439,50 @@ fn publishes_waiting_for_their_targets_are_bounded_and_all_answered() {
     assert!(!jid.is_empty());
 }
 
+/// Reactions' publishes have their own lane: a reactor whose targets are costly can fill
+/// it (the next reaction refused with a reason) while a CLI's publish still goes out. Before,
+/// both shared one line of `MAX_PREPARING` and one thread: the CLI was refused as busy.
+#[test]
+fn reactions_waiting_for_their_targets_never_take_a_clis_room() {
+    let mut h = Harness::new("lanes", "auto_accept: True\n");
+    let _m1 = live_minion(&mut h, "m1", Token(10));
+    let max = super::jobs::MAX_PREPARING;
+    let reaction = super::reactor::ReactionRef {
+        sls: "/srv/reactor/r.sls".into(),
+        id: "ping".into(),
+        line: Some(1),
+        tag: "myco/x".into(),
+        chain: vec!["myco/x".into()],
+        budget_keys: vec!["/srv/reactor/r.sls".into()],
+    };
+    let request = || super::jobs::JobRequest {
+        tgt: "m1".into(),
+        tgt_type: "glob".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+    };
+    for i in 0..=max {
+        let origin = super::jobs::Origin::Reaction(reaction.clone());
+        let published = h.core.publish(request(), origin, false, &[]);
+        match i < max {
+            true => assert!(published.is_ok(), "reaction {i} refused: {published:?}"),
+            false => {
+                let why = published.expect_err("the lane is full");
+                assert!(why.contains("256 reactions' jobs are waiting"), "{why}");
+            }
+        }
+    }
+    let cli = Token(100);
+    h.step(Input::ControlConnected { conn: cli });
+    let (jid, _) = publish_ping(&mut h, cli, "m1");
+    assert!(!jid.is_empty());
+    h.disk_done();
+    // The CLI's job and the 256 reactions' were all published.
+    let published = h.events_logged().matches("/new\"").count();
+    assert_eq!(published, max + 1);
+}
+
 /// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
 fn publish_ping(h: &mut Harness, cli: Token, tgt: &str) -> (String, Vec<Effect>) {
     let request = Request::Publish {
