@@ -148,22 +148,18 @@ pub(super) fn expected(
         })
         .map(|m| m.id)
         .collect();
-    let missing = unlisted(req, &minions);
+    let missing = unlisted(target, req, &minions);
     (minions, missing)
 }
 
-/// For a list target, the listed ids that are not among `minions` (no accepted key).
-fn unlisted(req: &JobRequest, minions: &[String]) -> Vec<String> {
-    if req.tgt_type != "list" {
+/// For a list target, the listed ids that are not among `minions` (no accepted key), as the
+/// target read them (no second reading of `tgt` that could split it differently).
+fn unlisted(target: &Target, req: &JobRequest, minions: &[String]) -> Vec<String> {
+    let (true, Some(listed)) = (req.tgt_type == "list", target.exact_ids()) else {
         return Vec::new();
-    }
-    let listed: Vec<String> = match &req.tgt {
-        Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        Value::String(s) => s.split(',').map(|s| s.trim().to_string()).collect(),
-        _ => Vec::new(),
     };
-    let matched: HashSet<&String> = minions.iter().collect();
-    listed.into_iter().filter(|id| !id.is_empty() && !matched.contains(id)).collect()
+    let matched: HashSet<&str> = minions.iter().map(String::as_str).collect();
+    listed.into_iter().filter(|id| !matched.contains(id)).map(String::from).collect()
 }
 
 /// Who asked for a job or a runner, and so who hears how it went once the disk has answered.
@@ -258,7 +254,7 @@ impl Core {
                 .filter(|id| target.matches_with(id, None, None))
                 .map(String::from)
                 .collect();
-            let missing = unlisted(&job.req, &minions);
+            let missing = unlisted(&target, &job.req, &minions);
             self.preparing.count[lane as usize] -= 1;
             return self.record_job(job, minions, missing);
         }

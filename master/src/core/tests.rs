@@ -483,6 +483,32 @@ fn reactions_waiting_for_their_targets_never_take_a_clis_room() {
     assert_eq!(published, max + 1);
 }
 
+/// A list target's `missing` ids are the target's own reading of the list (Salt splits on
+/// commas and trims nothing): a second, trimming reading once reported `ghost` for ` ghost`.
+#[test]
+fn a_list_targets_missing_ids_are_the_ids_it_listed() {
+    let mut h = Harness::new("missing", "auto_accept: True\n");
+    let _m1 = live_minion(&mut h, "m1", Token(10));
+    let cli = Token(100);
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::Publish {
+        tgt: "m1, ghost,,m1".into(),
+        tgt_type: "list".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+        watch: false,
+    };
+    h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    let done = h.disk_done();
+    let [answer] = &sent(&done, cli)[..] else { panic!("no answer: {done:?}") };
+    let Response::Published { minions, missing, .. } = serde_json::from_slice(answer).unwrap()
+    else {
+        panic!("not Published")
+    };
+    assert_eq!((minions, missing), (vec!["m1".to_string()], vec![" ghost".to_string()]));
+}
+
 /// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
 fn publish_ping(h: &mut Harness, cli: Token, tgt: &str) -> (String, Vec<Effect>) {
     let request = Request::Publish {
