@@ -52,6 +52,7 @@ pub mod functions;
 mod mutable;
 mod render;
 mod requisites;
+mod rewrite;
 mod sources;
 mod splice;
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! Python's mutable lists and dicts for reactor Jinja (`{% do l.append(x) %}`, `d.update()`,
 //! `d.setdefault(k, []).append(v)` …), which Salt's Jinja allows and minijinja's values do not.
 //!
-//! minijinja builds list and dict literals as immutable values, so [`rewrite_literals`] wraps
-//! every `[…]`/`{…}` literal of the template's expressions in the `_mutable` filter before
-//! compiling (found with minijinja's own tokenizer, so strings, comments and raw text are never
-//! touched, and lines stay where they were); `dict()` and `|list` make mutable values too.
+//! minijinja builds list and dict literals as immutable values, so `rewrite` wraps every
+//! `[…]`/`{…}` literal of the template's expressions in the `_mutable` filter before compiling;
+//! `dict()` and `|list` make mutable values too.
 //! [`List`] and [`Dict`] are objects with a lock inside: they print, iterate, compare and
 //! serialize like ordinary lists and maps, and their mutating methods answer through
 //! `Object::call_method` (read-only methods such as `get`/`items` fall through to pycompat).
@@ -16,14 +15,12 @@
 //! minijinja's `namespace()` objects are mutable too (`{% set ns.attr = value %}`), and there
 //! minijinja itself takes the value: a namespace holding itself (`{% set ns.n = [ns] %}`) made
 //! minijinja's own printing, comparing and hashing recurse until the stack overflowed.
-//! [`rewrite_literals`] therefore also passes every value assigned to a namespace attribute
-//! through the `_namespace_value` filter, which refuses one that holds that namespace.
+//! `rewrite` therefore also passes every value assigned to a namespace attribute through the
+//! `_namespace_value` filter, which refuses one that holds that namespace.
 
 use indexmap::IndexMap;
-use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,9 +32,9 @@ pub(super) const MAX_BYTES: usize = 4 << 20;
 const MAX_DEPTH: usize = 64;
 /// Nesting a value may have when it is written out or assigned to a namespace attribute.
 pub(super) const MAX_NESTING: usize = 128;
-/// The filter [`rewrite_literals`] wraps literals in.
+/// The filter `rewrite` wraps literals in.
 pub(super) const FILTER: &str = "_mutable";
-/// The filter [`rewrite_literals`] passes values assigned to namespace attributes through.
+/// The filter `rewrite` passes values assigned to namespace attributes through.
 pub(super) const NAMESPACE_FILTER: &str = "_namespace_value";
 /// Values one render's namespace assignments may look through in all (a check that costs
 /// native time, which fuel does not count).
@@ -442,107 +439,4 @@ pub(super) fn dict_function(value: Option<Value>, kwargs: Kwargs) -> Result<Valu
 /// Jinja's `|list` filter, as a [`List`].
 pub(super) fn list_filter(state: &State, value: Value) -> Result<Value, Error> {
     mutable_filter(minijinja::filters::list(state, value)?)
-}
-
-/// `source` with every list and dict literal of its expressions wrapped as
-/// `([…]|_mutable)`, and the value of every `{% set ns.attr = … %}` as `(…)|_namespace_value(ns)`.
-/// A source the tokenizer refuses is returned as it is (compiling it then reports the error,
-/// with its line).
-pub(super) fn rewrite_literals(source: &str) -> Cow<'_, str> {
-    let mutable = format!("|{FILTER})");
-    // Text to insert at an offset; "(" opens, anything else closes.
-    let mut inserts: Vec<(usize, String)> = Vec::new();
-    // Open brackets: their offset, or None for a subscript `x[…]`.
-    let mut open: Vec<Option<usize>> = Vec::new();
-    let mut after_value = false;
-    let mut set = SetStatement::None;
-    let mut previous: Option<Token> = None;
-    for token in tokenize(source, false, Default::default(), WhitespaceConfig::default()) {
-        let Ok((token, span)) = token else { return Cow::Borrowed(source) };
-        let start = span.start_offset as usize;
-        let end = span.end_offset as usize;
-        match token {
-            Token::BracketOpen => open.push((!after_value).then_some(start)),
-            Token::BraceOpen => open.push(Some(start)),
-            Token::BracketClose | Token::BraceClose => {
-                if let Some(Some(at)) = open.pop() {
-                    inserts.push((at, "(".into()));
-                    inserts.push((end, mutable.clone()));
-                }
-            }
-            Token::VariableStart | Token::BlockStart | Token::VariableEnd | Token::BlockEnd => {
-                open.clear()
-            }
-            _ => {}
-        }
-        set = match (set, &token) {
-            (_, Token::BlockStart) => SetStatement::Start,
-            (SetStatement::Start, Token::Ident("set")) => SetStatement::Target(Vec::new()),
-            (SetStatement::Target(mut names), Token::Dot) => {
-                if let Some(Token::Ident(name)) = previous {
-                    if !names.contains(&name) {
-                        names.push(name);
-                    }
-                }
-                SetStatement::Target(names)
-            }
-            (SetStatement::Target(names), Token::Assign) if !names.is_empty() => {
-                inserts.push((end, "(".into()));
-                SetStatement::Value(names)
-            }
-            (SetStatement::Value(names), Token::BlockEnd) => {
-                inserts.push((start, format!(")|{NAMESPACE_FILTER}({})", names.join(", "))));
-                SetStatement::None
-            }
-            (SetStatement::Target(names), t) if !matches!(t, Token::Assign | Token::BlockEnd) => {
-                SetStatement::Target(names)
-            }
-            (SetStatement::Value(names), _) => SetStatement::Value(names),
-            _ => SetStatement::None,
-        };
-        after_value = match token {
-            // `for [a, b] in …` and `set [a, b] = …` are targets, not literals.
-            Token::Ident(word) => !matches!(
-                word,
-                "and" | "or" | "not" | "in" | "is" | "if" | "elif" | "else" | "do" | "return"
-            ),
-            Token::Str(_)
-            | Token::String(_)
-            | Token::Int(_)
-            | Token::Int128(_)
-            | Token::Float(_)
-            | Token::ParenClose
-            | Token::BracketClose
-            | Token::BraceClose => true,
-            _ => false,
-        };
-        previous = Some(token);
-    }
-    if inserts.is_empty() {
-        return Cow::Borrowed(source);
-    }
-    // A close's offset is past its bracket; opens and closes never share an offset except a
-    // close directly followed by an open (`[][]`), where the close must come first. Inserts at
-    // one offset otherwise keep their order (a literal's close before its `set`'s).
-    inserts.sort_by_key(|(at, what)| (*at, what == "("));
-    let mut out = String::with_capacity(source.len() + inserts.len() * 8);
-    let mut last = 0;
-    for (at, what) in inserts {
-        out.push_str(&source[last..at]);
-        out.push_str(&what);
-        last = at;
-    }
-    out.push_str(&source[last..]);
-    Cow::Owned(out)
-}
-
-/// Where [`rewrite_literals`] is in a `{% set … %}` statement.
-enum SetStatement<'s> {
-    None,
-    /// Just after `{%`.
-    Start,
-    /// In the target; the names before a `.` (`ns` of `ns.attr`).
-    Target(Vec<&'s str>),
-    /// In the value assigned to those namespaces' attributes.
-    Value(Vec<&'s str>),
 }

@@ -5,7 +5,7 @@
 //! recursion and output size.
 
 use super::splice::{self, Slot};
-use super::{emit, mutable};
+use super::{emit, mutable, rewrite};
 use crate::pyrepr;
 use minijinja::value::{Kwargs, Object, Value, ValueKind};
 use minijinja::{
@@ -69,7 +69,7 @@ impl Renderer {
             return Ok(source.to_string());
         }
         let ctx = context! { data => Value::from_serialize(data), tag => tag };
-        let source = mutable::rewrite_literals(source);
+        let source = rewrite::rewrite(source).map_err(|(line, why)| (Some(line), why))?;
         let rendered = self
             .env
             .template_from_named_str(name, &source)

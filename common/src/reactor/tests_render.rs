@@ -403,3 +403,32 @@ r:
         json!({"found": true, "names": ["web1", "web2"], "again": ["web1", "web2"], "n": 3, "inner": 1, "block": "text 3"})
     );
 }
+
+/// Found by fuzzing (`reactor_sls`): minijinja's parser recurses once per unary operator and
+/// per inline `else` with no limit of its own; 30,000 of them overflowed the stack.
+#[test]
+fn expressions_nested_past_what_the_parser_bounds_are_refused_with_their_line() {
+    for (expr, why) in [
+        (format!("0{}1", "-".repeat(60_000)), "unary operators in a row"),
+        (format!("{}1", "not ".repeat(60_000)), "unary operators in a row"),
+        (format!("{}1", "1 if 1 else ".repeat(60_000)), "inline 'else's"),
+        (format!("1 + {}1", "- ".repeat(17)), "unary operators in a row"),
+    ] {
+        let sls = format!("a: 1\nx: {{{{ {expr} }}}}\n");
+        let (kind, line, message) = failure(&sls, event());
+        assert_eq!((kind, line), ("render", Some(2)), "{message}");
+        assert!(message.contains("expression nested too deeply"), "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+    let sls = "{% set ns = namespace(n=0------------------------------------------3) %}x: 1\n";
+    let (_, line, message) = failure(sls, event());
+    assert_eq!(line, Some(1), "{message}");
+    // What real templates write still renders.
+    let sls = format!(
+        "r:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        n: {{{{ - -2 }}}}\n        \
+         t: {{{{ not not data['id'] }}}}\n        i: {{{{ {}0 }}}}\n        m: {{{{ 1 - 1 - 1 }}}}\n        \
+         not_in: {{{{ 'x' not in data['id'] and data['id'] is not none }}}}\n",
+        "1 if false else ".repeat(60)
+    );
+    assert_eq!(kwarg(&sls, event()), json!({"n": 2, "t": true, "i": 0, "m": -1, "not_in": true}));
+}
