@@ -7,6 +7,7 @@
 
 use super::value::{from_yaml, non_string_key, py_repr};
 use super::{pillar, Functions, Host};
+use halite_common::reactor::jinja_guard;
 use minijinja::value::{Object, ObjectRepr, Value as JValue, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use serde_json::{json, Map, Value};
@@ -50,9 +51,21 @@ impl Renderer {
         env.add_filter("tojson", json_filter);
         env.add_filter("yaml_encode", json_filter);
         env.add_filter("yaml_dquote", yaml_dquote);
+        // The reactor's guards: a namespace that holds itself, or a chain of thousands of unary
+        // operators, overflowed the stack of whoever rendered (the master, for pillar).
+        jinja_guard::install(&mut env);
         let fs = host.fs.clone();
         env.set_loader(move |name| match fs.read(name) {
-            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                match jinja_guard::template(&text) {
+                    Ok(guarded) => Ok(Some(guarded.into_owned())),
+                    Err((line, why)) => Err(Error::new(
+                        ErrorKind::SyntaxError,
+                        format!("{why}; line {line} of {name}"),
+                    )),
+                }
+            }
             Err(why) => {
                 log::debug!("template {name}: {why}");
                 Ok(None)
@@ -106,7 +119,9 @@ impl Renderer {
     fn jinja(&self, path: &str, text: &str, vars: Vec<(String, JValue)>) -> Result<String, String> {
         let ctx: JValue =
             self.globals.iter().map(|(k, v)| (k.to_string(), v.clone())).chain(vars).collect();
-        self.env.render_named_str(path, text, ctx).map_err(|e| jinja_error(&e, path, text))
+        let guarded = jinja_guard::template(text)
+            .map_err(|(line, why)| located(&format!("Jinja syntax error: {why}"), line, text))?;
+        self.env.render_named_str(path, &guarded, ctx).map_err(|e| jinja_error(&e, path, text))
     }
 }
 

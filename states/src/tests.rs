@@ -129,6 +129,41 @@ os-{{ salt['grains.get']('os') }}-{{ opts.id }}:\n  test.nop\n";
     assert!(error.starts_with("Rendering SLS 'base:p' failed: Jinja variable"), "{error}");
 }
 
+/// The reactor's two stack overflows (found by fuzzing) were the state renderer's too, and it
+/// runs in the master for pillar: a namespace that holds itself, printed, and a chain of
+/// unary operators minijinja's parser recursed on. Both are render errors now, included
+/// templates as well.
+#[test]
+fn templates_that_would_overflow_the_stack_are_render_errors() {
+    let deep = format!("x-{{{{ 0{}1 }}}}:\n  test.nop\n", "-".repeat(60_000));
+    let cycle =
+        "{% set ns = namespace(n=0) %}{% set ns.n = [ns] + [ns] %}x-{{ ns }}:\n  test.nop\n";
+    let files = [
+        ("deep.sls", deep.as_str()),
+        ("cycle.sls", cycle),
+        ("inc.sls", "{% include 'deep.sls' %}"),
+        ("fine.sls", "{% set ns = namespace(n=[1]) %}{% set ns.n = ns.n + [- -2] %}x-{{ ns.n|join('-') }}:\n  test.nop\n"),
+    ];
+    for (sls, want) in [
+        ("deep", "Jinja syntax error: expression nested too deeply"),
+        ("cycle", "cannot put a namespace inside itself"),
+        ("inc", "more than 16 unary operators in a row; line 1 of deep.sls"),
+    ] {
+        let fs = MemFs::new(&files);
+        let answer = super::sls(
+            &host(&fs, Arc::new(testing::TABLE)),
+            &[sls.to_string()],
+            &Options::default(),
+        );
+        let error = answer.value[0].as_str().unwrap_or("");
+        assert_eq!(answer.retcode, 1, "{error}");
+        assert!(error.starts_with(&format!("Rendering SLS 'base:{sls}' failed")), "{error}");
+        assert!(error.contains(want), "{error}");
+    }
+    let answer = run(&files, "fine", &Options::default());
+    check(&answer, 0, &[("x-1-2", json!(true), "Success!")]);
+}
+
 #[test]
 fn a_failing_function_in_a_template_is_a_render_error() {
     let answer =

@@ -67,6 +67,23 @@ mod yaml;
 
 pub use config::{parse_rules, tag_matches};
 
+/// The guards of the reactor's Jinja for another minijinja environment (the state and pillar
+/// renderer's): `template` checks and rewrites a template's text before it is compiled (a
+/// namespace may not come to hold itself; expressions minijinja's parser would recurse on
+/// without a limit are refused, `Err((line, why))`), and `install` adds the filter the
+/// rewritten text calls.
+pub mod jinja_guard {
+    use std::borrow::Cow;
+
+    pub fn template(source: &str) -> Result<Cow<'_, str>, (usize, String)> {
+        super::rewrite::rewrite(source, false)
+    }
+
+    pub fn install(env: &mut minijinja::Environment<'_>) {
+        env.add_filter(super::mutable::NAMESPACE_FILTER, super::mutable::namespace_filter);
+    }
+}
+
 use regex::RegexSet;
 use serde_json::{Map, Value};
 use std::path::PathBuf;

@@ -69,7 +69,7 @@ impl Renderer {
             return Ok(source.to_string());
         }
         let ctx = context! { data => Value::from_serialize(data), tag => tag };
-        let source = rewrite::rewrite(source).map_err(|(line, why)| (Some(line), why))?;
+        let source = rewrite::rewrite(source, true).map_err(|(line, why)| (Some(line), why))?;
         let rendered = self
             .env
             .template_from_named_str(name, &source)

@@ -19,12 +19,12 @@ const MAX_UNARY_RUN: usize = 16;
 /// Inline `else`s in one `{{ }}` or `{% %}`.
 const MAX_ELSES: usize = 64;
 
-/// `source` with every list and dict literal of its expressions wrapped as
-/// `([…]|_mutable)`, and the value of every `{% set ns.attr = … %}` as
-/// `(…)|_namespace_value(ns)`. `Err` (line, why) for an expression nested past
-/// [`MAX_UNARY_RUN`] or [`MAX_ELSES`]. A source the tokenizer refuses is returned as it is
-/// (compiling it then reports the error, with its line).
-pub(super) fn rewrite(source: &str) -> Result<Cow<'_, str>, (usize, String)> {
+/// `source` with the value of every `{% set ns.attr = … %}` as `(…)|_namespace_value(ns)`,
+/// and with `literals` every list and dict literal of its expressions wrapped as
+/// `([…]|_mutable)`. `Err` (line, why) for an expression nested past [`MAX_UNARY_RUN`] or
+/// [`MAX_ELSES`]. A source the tokenizer refuses is returned as it is (compiling it then
+/// reports the error, with its line).
+pub(super) fn rewrite(source: &str, literals: bool) -> Result<Cow<'_, str>, (usize, String)> {
     let mutable = format!("|{FILTER})");
     // Text to insert at an offset; "(" opens, anything else closes.
     let mut inserts: Vec<(usize, String)> = Vec::new();
@@ -42,7 +42,7 @@ pub(super) fn rewrite(source: &str) -> Result<Cow<'_, str>, (usize, String)> {
             Token::BracketOpen => open.push((!after_value).then_some(start)),
             Token::BraceOpen => open.push(Some(start)),
             Token::BracketClose | Token::BraceClose => {
-                if let Some(Some(at)) = open.pop() {
+                if let (Some(Some(at)), true) = (open.pop(), literals) {
                     inserts.push((at, "(".into()));
                     inserts.push((end, mutable.clone()));
                 }
