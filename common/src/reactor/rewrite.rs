@@ -32,7 +32,6 @@ pub(super) fn rewrite(source: &str, literals: bool) -> Result<Cow<'_, str>, (usi
     let mut open: Vec<Option<usize>> = Vec::new();
     let mut after_value = false;
     let mut set = SetStatement::None;
-    let mut previous: Option<Token> = None;
     let (mut unary_run, mut elses) = (0, 0);
     for token in tokenize(source, false, Default::default(), WhitespaceConfig::default()) {
         let Ok((token, span)) = token else { return Ok(Cow::Borrowed(source)) };
@@ -70,27 +69,41 @@ pub(super) fn rewrite(source: &str, literals: bool) -> Result<Cow<'_, str>, (usi
         }
         set = match (set, &token) {
             (_, Token::BlockStart) => SetStatement::Start,
-            (SetStatement::Start, Token::Ident("set")) => SetStatement::Target(Vec::new()),
-            (SetStatement::Target(mut names), Token::Dot) => {
-                if let Some(Token::Ident(name)) = previous {
-                    if !names.contains(&name) {
-                        names.push(name);
+            (SetStatement::Start, Token::Ident("set")) => SetStatement::Target(Target::default()),
+            (SetStatement::Target(mut target), t) => match t {
+                Token::Assign | Token::Pipe | Token::BlockEnd => {
+                    target.end_item(source);
+                    match (t, target.objects.is_empty()) {
+                        (_, true) | (Token::BlockEnd, _) => SetStatement::None,
+                        (Token::Assign, false) => {
+                            inserts.push((end, "(".into()));
+                            SetStatement::Value(target.objects)
+                        }
+                        _ => SetStatement::Filter(target.objects),
                     }
                 }
-                SetStatement::Target(names)
-            }
-            (SetStatement::Target(names), Token::Assign) if !names.is_empty() => {
-                inserts.push((end, "(".into()));
-                SetStatement::Value(names)
-            }
-            (SetStatement::Value(names), Token::BlockEnd) => {
-                inserts.push((start, format!(")|{NAMESPACE_FILTER}({})", names.join(", "))));
+                Token::Comma | Token::ParenOpen | Token::ParenClose => {
+                    target.end_item(source);
+                    SetStatement::Target(target)
+                }
+                Token::Dot => {
+                    target.last_dot = Some(start);
+                    SetStatement::Target(target)
+                }
+                _ => {
+                    target.item_start.get_or_insert(start);
+                    SetStatement::Target(target)
+                }
+            },
+            (SetStatement::Value(objects), Token::BlockEnd) => {
+                inserts.push((start, format!(")|{NAMESPACE_FILTER}({})", objects.join(", "))));
                 SetStatement::None
             }
-            (SetStatement::Target(names), t) if !matches!(t, Token::Assign | Token::BlockEnd) => {
-                SetStatement::Target(names)
+            (SetStatement::Filter(objects), Token::BlockEnd) => {
+                inserts.push((start, format!("|{NAMESPACE_FILTER}({})", objects.join(", "))));
+                SetStatement::None
             }
-            (SetStatement::Value(names), _) => SetStatement::Value(names),
+            (keep @ (SetStatement::Value(_) | SetStatement::Filter(_)), _) => keep,
             _ => SetStatement::None,
         };
         after_value = match token {
@@ -109,7 +122,6 @@ pub(super) fn rewrite(source: &str, literals: bool) -> Result<Cow<'_, str>, (usi
             | Token::BraceClose => true,
             _ => false,
         };
-        previous = Some(token);
     }
     if inserts.is_empty() {
         return Ok(Cow::Borrowed(source));
@@ -134,8 +146,32 @@ enum SetStatement<'s> {
     None,
     /// Just after `{%`.
     Start,
-    /// In the target; the names before a `.` (`ns` of `ns.attr`).
-    Target(Vec<&'s str>),
-    /// In the value assigned to those namespaces' attributes.
+    /// In the target.
+    Target(Target<'s>),
+    /// In the value assigned to these objects' attributes (`ns.a` of `ns.a.b = …`).
     Value(Vec<&'s str>),
+    /// In the filters of a block assignment to these objects' attributes
+    /// (`{% set ns.b | upper %}…{% endset %}`).
+    Filter(Vec<&'s str>),
+}
+
+/// A `set` target being read: each item's text up to its last `.` is an object assigned into
+/// (minijinja takes `ns.a.b`: the attribute `b` of `ns.a`).
+#[derive(Default)]
+struct Target<'s> {
+    objects: Vec<&'s str>,
+    item_start: Option<usize>,
+    last_dot: Option<usize>,
+}
+
+impl<'s> Target<'s> {
+    fn end_item(&mut self, source: &'s str) {
+        if let (Some(from), Some(to)) = (self.item_start.take(), self.last_dot.take()) {
+            // `{% set .a = 1 %}`: a syntax error minijinja reports.
+            let Some(object) = source.get(from..to).map(str::trim) else { return };
+            if !object.is_empty() && !self.objects.contains(&object) {
+                self.objects.push(object);
+            }
+        }
+    }
 }

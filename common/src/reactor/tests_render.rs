@@ -357,6 +357,11 @@ fn a_namespace_cannot_hold_itself() {
         "{% set ns.n = [1]|map('string')|list + [ns] %}",
         "{% set other = namespace(x=[]) %}{% do other.x.append(ns) %}{% set ns.n = [other] %}",
         "{% set ns.a, b = [ns], 1 %}",
+        // Into a namespace inside the namespace (minijinja takes `ns.a.b`).
+        "{% set ns.a = namespace(b=0) %}{% set ns.a.b = [ns.a] %}",
+        "{% set ns.a = namespace(b=0) %}{% set ns.a.b = [ns] %}",
+        // The block form's filters make the value.
+        "{% set ns.n | default([ns], true) %}{% endset %}",
     ] {
         for print in ["", "x: {{ ns }}", "x: {{ ns|string }}", "x: {{ ns == ns.n }}"] {
             let sls = format!("{ns}{set}\n{print}\n");
@@ -371,10 +376,32 @@ fn a_namespace_cannot_hold_itself() {
 fn looking_through_namespace_values_is_bounded() {
     // Each assignment looks through 100,001 values; fuel alone would allow far more of them.
     let sls = "{% set ns = namespace() %}{% set big = range(100000)|list %}
-{% for i in range(1000) %}{% set ns.x = big %}{% endfor %}";
+{% for i in range(1100) %}{% set ns.x = big %}{% endfor %}";
     let (kind, line, message) = failure(sls, event());
     assert_eq!((kind, line), ("render", Some(2)));
-    assert!(message.contains("may look through 20000000 values"), "{message}");
+    assert!(message.contains("may look through 100000000 values"), "{message}");
+}
+
+/// Found by review: the check was given the names before each `.` rather than what is
+/// assigned into, so `ns.a.b = v` checked a variable `a` (refusing an unrelated namespace
+/// of that name) and never `ns.a`.
+#[test]
+fn nested_namespace_targets_check_the_object_assigned_into() {
+    let sls = "{% set a = namespace(b=5) %}{% set ns = namespace(a=namespace(b=0)) %}
+{% set ns.a.b = a %}{% set ns.a.c, ns.d = a.b, [a] %}
+r:
+  local.test.arg:
+    - tgt: x
+    - kwarg:
+        b: {{ ns.a.b.b }}
+        c: {{ ns.a.c }}
+        d: {{ ns.d|length }}
+";
+    assert_eq!(kwarg(sls, event()), json!({"b": 5, "c": 5, "d": 1}));
+    // The accumulation idiom looks through the list at each step: quadratic, as in Python.
+    let sls = "{% set ns = namespace(l=[]) %}{% for i in range(3000) %}{% set ns.l = ns.l + [i] %}\
+               {% endfor %}\nr:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        n: {{ ns.l|length }}\n";
+    assert_eq!(kwarg(sls, event()), json!({"n": 3000}));
 }
 
 #[test]
