@@ -295,14 +295,7 @@ fn jobs_go_out_and_returns_are_acked_only_after_the_disk_thread_wrote_them() {
     let (conn, cli) = (Token(10), Token(11));
     let mut m = live_minion(&mut h, "m1", conn);
     h.step(Input::ControlConnected { conn: cli });
-    let request = Request::Publish {
-        tgt: "m1".into(),
-        tgt_type: "glob".into(),
-        fun: "test.ping".into(),
-        arg: Vec::new(),
-        user: "root".into(),
-        watch: true,
-    };
+    let request = ping_request("m1", "glob", true);
     let asked = h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
     assert!(asked.is_empty(), "nothing goes out before the load is written: {asked:?}");
     let recorded = h.disk_done();
@@ -356,14 +349,7 @@ fn targets_are_parsed_and_grains_matched_on_the_job_thread_not_the_loop() {
     let counts = || (super::jobs::targets_parsed_here(), crate::grainscache::parsed_here());
     let before = counts();
     let publish = |tgt: &str| {
-        let request = Request::Publish {
-            tgt: tgt.into(),
-            tgt_type: "compound".into(),
-            fun: "test.ping".into(),
-            arg: Vec::new(),
-            user: "root".into(),
-            watch: false,
-        };
+        let request = ping_request(tgt, "compound", false);
         Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() }
     };
     let asked = h.step(publish("G@os:Ubuntu and not E@m[2-9]"));
@@ -406,14 +392,8 @@ fn publishes_waiting_for_their_targets_are_bounded_and_all_answered() {
     let clis: Vec<Token> = (0..=max).map(|i| Token(100 + i)).collect();
     for (i, &cli) in clis.iter().enumerate() {
         h.step(Input::ControlConnected { conn: cli });
-        let request = Request::Publish {
-            tgt: if i % 2 == 0 { "G@os:Ubuntu" } else { "m*" }.into(),
-            tgt_type: "compound".into(),
-            fun: "test.ping".into(),
-            arg: Vec::new(),
-            user: "root".into(),
-            watch: false,
-        };
+        let request =
+            ping_request(if i % 2 == 0 { "G@os:Ubuntu" } else { "m*" }, "compound", false);
         let asked =
             h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
         if i < max {
@@ -491,14 +471,7 @@ fn a_list_targets_missing_ids_are_the_ids_it_listed() {
     let _m1 = live_minion(&mut h, "m1", Token(10));
     let cli = Token(100);
     h.step(Input::ControlConnected { conn: cli });
-    let request = Request::Publish {
-        tgt: "m1, ghost,,m1".into(),
-        tgt_type: "list".into(),
-        fun: "test.ping".into(),
-        arg: Vec::new(),
-        user: "root".into(),
-        watch: false,
-    };
+    let request = ping_request("m1, ghost,,m1", "list", false);
     h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
     let done = h.disk_done();
     let [answer] = &sent(&done, cli)[..] else { panic!("no answer: {done:?}") };
@@ -509,16 +482,21 @@ fn a_list_targets_missing_ids_are_the_ids_it_listed() {
     assert_eq!((minions, missing), (vec!["m1".to_string()], vec![" ghost".to_string()]));
 }
 
-/// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
-fn publish_ping(h: &mut Harness, cli: Token, tgt: &str) -> (String, Vec<Effect>) {
-    let request = Request::Publish {
+/// A CLI's `test.ping` publish.
+fn ping_request(tgt: &str, tgt_type: &str, watch: bool) -> Request {
+    Request::Publish {
         tgt: tgt.into(),
-        tgt_type: "glob".into(),
+        tgt_type: tgt_type.into(),
         fun: "test.ping".into(),
         arg: Vec::new(),
         user: "root".into(),
-        watch: false,
-    };
+        watch,
+    }
+}
+
+/// Publishes `test.ping` to `tgt` from `cli` and returns the jid once the load is written.
+fn publish_ping(h: &mut Harness, cli: Token, tgt: &str) -> (String, Vec<Effect>) {
+    let request = ping_request(tgt, "glob", false);
     h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
     let recorded = h.disk_done();
     let [published] = &sent(&recorded, cli)[..] else { panic!("no answer: {recorded:?}") };
@@ -1092,14 +1070,7 @@ fn metrics_count_jobs_returns_timeouts_and_events_where_they_happen() {
     assert_eq!(sample(&before, r#"halite_minion_keys{state="pending"}"#), 0);
     assert_eq!(sample(&before, "halite_jobs_published_total"), 0);
     h.step(Input::ControlConnected { conn: cli });
-    let request = Request::Publish {
-        tgt: "*".into(),
-        tgt_type: "glob".into(),
-        fun: "test.ping".into(),
-        arg: Vec::new(),
-        user: "root".into(),
-        watch: true,
-    };
+    let request = ping_request("*", "glob", true);
     h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
     let recorded = h.disk_done();
     let [publish] = &sent(&recorded, c1)[..] else { panic!("no publish: {recorded:?}") };
