@@ -414,6 +414,7 @@ fn namespaces_still_work_as_in_salt() {
 {%- endfor %}
 {% set ns.inner = inner %}{% set ns.again = ns.names %}
 {% set ns.block %}text {{ ns.n }}{% endset %}
+{%- macro bump() %}{% set ns.n = ns.n + 1 %}{% endmacro %}{{ bump() }}
 r:
   local.test.arg:
     - tgt: x
@@ -427,7 +428,7 @@ r:
 ";
     assert_eq!(
         kwarg(sls, event()),
-        json!({"found": true, "names": ["web1", "web2"], "again": ["web1", "web2"], "n": 3, "inner": 1, "block": "text 3"})
+        json!({"found": true, "names": ["web1", "web2"], "again": ["web1", "web2"], "n": 4, "inner": 1, "block": "text 3"})
     );
 }
 
