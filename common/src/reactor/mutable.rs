@@ -12,6 +12,16 @@
 //! weighed (elements and string bytes, deep) against a per-render [`Budget`]; weighing also
 //! refuses to put a container inside itself (which would make printing it loop forever).
 //!
+//! Depth is bounded the same way. Each [`List`] and [`Dict`] keeps its *level*: the deepest it
+//! has been put below another value by mutation or namespace assignment. A value stored into
+//! a container at level `l` has its root at `l + 1`, and nothing in it may sit deeper than
+//! [`MAX_NESTING`]; the walk raises the levels of the containers it passes. Without this, a
+//! template that follows hostile data down a tree (`{% do st.cur.setdefault(part, {}) %}{% set
+//! st.cur = st.cur[part] %}` for each part of a path) built a value 100,000 levels deep one
+//! shallow step at a time, and dropping or printing it overflowed the stack. minijinja's
+//! namespaces keep no level of their own (their type is private), so a render keeps the
+//! deepest level any namespace has been stored at, and every namespace counts as that deep.
+//!
 //! minijinja's `namespace()` objects are mutable too (`{% set ns.attr = value %}`), and there
 //! minijinja itself takes the value: a namespace holding itself (`{% set ns.n = [ns] %}`) made
 //! minijinja's own printing, comparing and hashing recurse until the stack overflowed.
@@ -28,9 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(super) const MAX_ITEMS: usize = 100_000;
 /// String bytes one render may add to lists and dicts by mutation.
 pub(super) const MAX_BYTES: usize = 4 << 20;
-/// Nesting a value added by mutation may have.
-const MAX_DEPTH: usize = 64;
-/// Nesting a value may have when it is written out or assigned to a namespace attribute.
+/// Nesting a value may have: where mutation or namespace assignment puts it, and when it is
+/// written out.
 pub(super) const MAX_NESTING: usize = 128;
 /// The filter `rewrite` wraps literals in.
 pub(super) const FILTER: &str = "_mutable";
@@ -51,35 +60,42 @@ struct Budget {
     bytes: AtomicUsize,
     /// Values looked through by [`namespace_filter`].
     checked: AtomicUsize,
+    /// The deepest level a namespace has been stored at (see the module doc).
+    namespace_level: AtomicUsize,
 }
 
 impl Object for Budget {}
 
 /// A Python list.
 #[derive(Debug, Default)]
-pub(super) struct List(Mutex<Vec<Value>>);
+pub(super) struct List {
+    items: Mutex<Vec<Value>>,
+    /// See the module doc.
+    level: AtomicUsize,
+}
 
 /// A Python dict (insertion order kept).
 #[derive(Debug, Default)]
-pub(super) struct Dict(Mutex<IndexMap<Value, Value>>);
+pub(super) struct Dict {
+    items: Mutex<IndexMap<Value, Value>>,
+    /// See the module doc.
+    level: AtomicUsize,
+}
 
 /// Locks a list or dict; a poisoned lock (a panic elsewhere mid-update) still holds valid values.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Charges `values`, about to be added to the container `into`, to the render's budget.
-fn charge(state: &State, into: *const (), values: &[&Value]) -> Result<(), Error> {
-    let mut weight = Weight {
-        limit: MAX_ITEMS,
-        max_bytes: MAX_BYTES,
-        max_depth: MAX_DEPTH,
-        ..Weight::default()
-    };
-    for value in values {
-        weight.walk(value, Into::Container(into), 0)?;
-    }
+/// Charges `values`, about to be added to the container `into` (at `level`), to the render's
+/// budget.
+fn charge(state: &State, into: *const (), level: usize, values: &[&Value]) -> Result<(), Error> {
     let budget = state.get_or_set_temp_object(BUDGET, Budget::default);
+    let mut weight =
+        Weight { limit: MAX_ITEMS, max_bytes: MAX_BYTES, base: level + 1, ..Weight::default() };
+    let walked = values.iter().try_for_each(|value| weight.walk(value, Into::Container(into), 0));
+    budget.namespace_level.fetch_max(weight.namespace_level, Ordering::Relaxed);
+    walked?;
     let items = budget.items.fetch_add(weight.items, Ordering::Relaxed) + weight.items;
     let bytes = budget.bytes.fetch_add(weight.bytes, Ordering::Relaxed) + weight.bytes;
     if items > MAX_ITEMS || bytes > MAX_BYTES {
@@ -99,10 +115,10 @@ fn charge(state: &State, into: *const (), values: &[&Value]) -> Result<(), Error
 enum Into<'a> {
     /// The [`List`] or [`Dict`] at this address.
     Container(*const ()),
-    /// This namespace. minijinja does not say whether two values are the same object; a
+    /// These namespaces. minijinja does not say whether two values are the same object; a
     /// namespace compares equal to itself at once, and to another only by contents (so one
     /// with exactly the same contents is refused too: a small price, nesting is rare).
-    Namespace(&'a Value),
+    Namespaces(&'a [Value]),
 }
 
 impl Into<'_> {
@@ -116,7 +132,9 @@ impl Into<'_> {
                         .downcast_object_ref::<Dict>()
                         .is_some_and(|d| std::ptr::eq(d as *const Dict as *const (), at))
             }
-            Into::Namespace(ns) => is_namespace(value) && value == ns,
+            Into::Namespaces(targets) => {
+                is_namespace(value) && targets.iter().any(|ns| value == ns)
+            }
         }
     }
 }
@@ -133,17 +151,29 @@ struct Weight {
     /// Past this many items or bytes the walk stops (the caller reports it).
     limit: usize,
     max_bytes: usize,
-    max_depth: usize,
+    /// The level of the value walked (one more than the level of where it is stored).
+    base: usize,
+    /// The deepest level a namespace was found at.
+    namespace_level: usize,
 }
 
 impl Weight {
-    /// Adds up `value` deeply; refuses `into` inside it, and values nested too deep.
+    /// Adds up `value` deeply and raises the levels of the containers in it; refuses `into`
+    /// inside it, and anything in it deeper than [`MAX_NESTING`].
     fn walk(&mut self, value: &Value, into: Into, depth: usize) -> Result<(), Error> {
-        if depth > self.max_depth {
+        let level = self.base + depth;
+        if level > MAX_NESTING {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("value nested deeper than {} levels", self.max_depth),
+                format!("value nested deeper than {MAX_NESTING} levels"),
             ));
+        }
+        if let Some(list) = value.downcast_object_ref::<List>() {
+            list.level.fetch_max(level, Ordering::Relaxed);
+        } else if let Some(dict) = value.downcast_object_ref::<Dict>() {
+            dict.level.fetch_max(level, Ordering::Relaxed);
+        } else if is_namespace(value) {
+            self.namespace_level = self.namespace_level.max(level);
         }
         self.items += 1;
         if self.items > self.limit || self.bytes > self.max_bytes {
@@ -155,7 +185,7 @@ impl Weight {
                     ErrorKind::InvalidOperation,
                     "cannot put a list or dict inside itself",
                 ),
-                Into::Namespace(_) => {
+                Into::Namespaces(_) => {
                     Error::new(ErrorKind::InvalidOperation, "cannot put a namespace inside itself")
                 }
             });
@@ -182,30 +212,30 @@ impl Weight {
 }
 
 /// The `_namespace_value(ns, …)` filter: `value`, unless it holds one of the namespaces it is
-/// being assigned into (see the module doc). Looking costs each render's [`MAX_CHECKED`].
+/// being assigned into or nests too deep (see the module doc). Looking costs each render's
+/// [`MAX_CHECKED`].
 pub(super) fn namespace_filter(
     state: &State,
     value: Value,
     targets: Rest<Value>,
 ) -> Result<Value, Error> {
     let budget = state.get_or_set_temp_object(BUDGET, Budget::default);
-    for ns in targets.iter().filter(|ns| is_namespace(ns)) {
-        let left = MAX_CHECKED.saturating_sub(budget.checked.load(Ordering::Relaxed));
-        let mut weight = Weight {
-            limit: left,
-            max_bytes: usize::MAX,
-            max_depth: MAX_NESTING,
-            ..Weight::default()
-        };
-        let walked = weight.walk(&value, Into::Namespace(ns), 0);
-        budget.checked.fetch_add(weight.items, Ordering::Relaxed);
-        walked?;
-        if weight.items > left {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("namespace assignments may look through {MAX_CHECKED} values in a render"),
-            ));
-        }
+    let left = MAX_CHECKED.saturating_sub(budget.checked.load(Ordering::Relaxed));
+    let mut weight = Weight {
+        limit: left,
+        max_bytes: usize::MAX,
+        base: budget.namespace_level.load(Ordering::Relaxed) + 1,
+        ..Weight::default()
+    };
+    let walked = weight.walk(&value, Into::Namespaces(&targets), 0);
+    budget.checked.fetch_add(weight.items, Ordering::Relaxed);
+    budget.namespace_level.fetch_max(weight.namespace_level, Ordering::Relaxed);
+    walked?;
+    if weight.items > left {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("namespace assignments may look through {MAX_CHECKED} values in a render"),
+        ));
     }
     Ok(value)
 }
@@ -239,11 +269,13 @@ fn position(index: &Value, len: usize, method: &str) -> Result<usize, Error> {
 
 impl List {
     fn value(items: Vec<Value>) -> Value {
-        Value::from_object(List(Mutex::new(items)))
+        Value::from_object(List { items: Mutex::new(items), level: AtomicUsize::new(0) })
     }
 
-    fn ptr(self: &Arc<Self>) -> *const () {
-        Arc::as_ptr(self) as *const ()
+    /// Charges `values`, about to be added to this list.
+    fn charge(self: &Arc<Self>, state: &State, values: &[&Value]) -> Result<(), Error> {
+        let level = self.level.load(Ordering::Relaxed);
+        charge(state, Arc::as_ptr(self) as *const (), level, values)
     }
 }
 
@@ -253,16 +285,16 @@ impl Object for List {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        lock(&self.0).get(key.as_usize()?).cloned()
+        lock(&self.items).get(key.as_usize()?).cloned()
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         // A snapshot: the lock is never held while the engine runs other code.
-        Enumerator::Values(lock(&self.0).clone())
+        Enumerator::Values(lock(&self.items).clone())
     }
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
-        Some(lock(&self.0).len())
+        Some(lock(&self.items).len())
     }
 
     fn call_method(
@@ -273,59 +305,59 @@ impl Object for List {
     ) -> Result<Value, Error> {
         match (method, args) {
             ("append", [x]) => {
-                charge(state, self.ptr(), &[x])?;
-                lock(&self.0).push(x.clone());
+                self.charge(state, &[x])?;
+                lock(&self.items).push(x.clone());
                 Ok(none())
             }
             ("extend", [items]) => {
                 let items: Vec<Value> = items.try_iter()?.collect();
-                charge(state, self.ptr(), &items.iter().collect::<Vec<_>>())?;
-                lock(&self.0).extend(items);
+                self.charge(state, &items.iter().collect::<Vec<_>>())?;
+                lock(&self.items).extend(items);
                 Ok(none())
             }
             ("insert", [index, x]) => {
-                charge(state, self.ptr(), &[x])?;
+                self.charge(state, &[x])?;
                 let i = i64::try_from(index.clone()).map_err(|_| bad_args(method, "an integer"))?;
-                let mut items = lock(&self.0);
+                let mut items = lock(&self.items);
                 let len = items.len() as i64;
                 let at = if i < 0 { (len + i).max(0) } else { i.min(len) };
                 items.insert(at as usize, x.clone());
                 Ok(none())
             }
-            ("pop", []) => lock(&self.0)
+            ("pop", []) => lock(&self.items)
                 .pop()
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "pop from empty list")),
             ("pop", [index]) => {
-                let mut items = lock(&self.0);
+                let mut items = lock(&self.items);
                 let at = position(index, items.len(), "pop")?;
                 Ok(items.remove(at))
             }
             ("remove", [x]) => {
-                let mut items = lock(&self.0);
+                let mut items = lock(&self.items);
                 let at = items.iter().position(|item| item == x).ok_or_else(|| {
                     Error::new(ErrorKind::InvalidOperation, "list.remove(x): x not in list")
                 })?;
                 items.remove(at);
                 Ok(none())
             }
-            ("index", [x]) => lock(&self.0)
+            ("index", [x]) => lock(&self.items)
                 .iter()
                 .position(|item| item == x)
                 .map(Value::from)
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "x is not in list")),
             ("clear", []) => {
-                lock(&self.0).clear();
+                lock(&self.items).clear();
                 Ok(none())
             }
             ("reverse", []) => {
-                lock(&self.0).reverse();
+                lock(&self.items).reverse();
                 Ok(none())
             }
             ("sort", []) => {
-                lock(&self.0).sort();
+                lock(&self.items).sort();
                 Ok(none())
             }
-            ("copy", []) => Ok(List::value(lock(&self.0).clone())),
+            ("copy", []) => Ok(List::value(lock(&self.items).clone())),
             (
                 "append" | "extend" | "insert" | "pop" | "remove" | "index" | "clear" | "reverse"
                 | "sort" | "copy",
@@ -338,11 +370,14 @@ impl Object for List {
 
 impl Dict {
     fn value(pairs: impl IntoIterator<Item = (Value, Value)>) -> Value {
-        Value::from_object(Dict(Mutex::new(pairs.into_iter().collect())))
+        let items = Mutex::new(pairs.into_iter().collect());
+        Value::from_object(Dict { items, level: AtomicUsize::new(0) })
     }
 
-    fn ptr(self: &Arc<Self>) -> *const () {
-        Arc::as_ptr(self) as *const ()
+    /// Charges `values`, about to be added to this dict.
+    fn charge(self: &Arc<Self>, state: &State, values: &[&Value]) -> Result<(), Error> {
+        let level = self.level.load(Ordering::Relaxed);
+        charge(state, Arc::as_ptr(self) as *const (), level, values)
     }
 }
 
@@ -352,15 +387,15 @@ impl Object for Dict {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        lock(&self.0).get(key).cloned()
+        lock(&self.items).get(key).cloned()
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Values(lock(&self.0).keys().cloned().collect())
+        Enumerator::Values(lock(&self.items).keys().cloned().collect())
     }
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
-        Some(lock(&self.0).len())
+        Some(lock(&self.items).len())
     }
 
     fn call_method(
@@ -387,20 +422,20 @@ impl Object for Dict {
                     }
                 }
                 let flat: Vec<&Value> = new.iter().flat_map(|(k, v)| [k, v]).collect();
-                charge(state, self.ptr(), &flat)?;
-                lock(&self.0).extend(new);
+                self.charge(state, &flat)?;
+                lock(&self.items).extend(new);
                 Ok(none())
             }
             ("setdefault", [key, rest @ ..]) if rest.len() <= 1 => {
-                if let Some(found) = lock(&self.0).get(key) {
+                if let Some(found) = lock(&self.items).get(key) {
                     return Ok(found.clone());
                 }
                 let value = rest.first().cloned().unwrap_or_else(none);
-                charge(state, self.ptr(), &[key, &value])?;
-                Ok(lock(&self.0).entry(key.clone()).or_insert(value).clone())
+                self.charge(state, &[key, &value])?;
+                Ok(lock(&self.items).entry(key.clone()).or_insert(value).clone())
             }
             ("pop", [key, rest @ ..]) if rest.len() <= 1 => {
-                match (lock(&self.0).shift_remove(key), rest.first()) {
+                match (lock(&self.items).shift_remove(key), rest.first()) {
                     (Some(value), _) => Ok(value),
                     (None, Some(default)) => Ok(default.clone()),
                     (None, None) => {
@@ -408,15 +443,15 @@ impl Object for Dict {
                     }
                 }
             }
-            ("popitem", []) => lock(&self.0)
+            ("popitem", []) => lock(&self.items)
                 .pop()
                 .map(|(k, v)| Value::from(vec![k, v]))
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "dictionary is empty")),
             ("clear", []) => {
-                lock(&self.0).clear();
+                lock(&self.items).clear();
                 Ok(none())
             }
-            ("copy", []) => Ok(Dict::value(lock(&self.0).clone())),
+            ("copy", []) => Ok(Dict::value(lock(&self.items).clone())),
             ("setdefault" | "pop" | "popitem" | "clear" | "copy", _) => {
                 Err(bad_args(method, "other arguments"))
             }

@@ -372,6 +372,54 @@ fn a_namespace_cannot_hold_itself() {
     }
 }
 
+/// Found by review: each step of these stores a shallow value into the deepest one so far,
+/// so no single step nested deep, yet the value ended 100,000 levels deep and dropping or
+/// printing it overflowed the stack. The first is an ordinary template (a tree from a path)
+/// fed a hostile path. Each is refused at the step that passes 128 levels, with its line.
+#[test]
+fn values_built_deep_one_step_at_a_time_are_refused() {
+    let path = "a/".repeat(100_000);
+    let data = json!({"id": "web1", "path": path});
+    let head = "{% set root, lhead, nshead = {}, [], namespace() %}\
+                {% set st = namespace(cur=root, l=lhead, ns=nshead) %}\n";
+    for step in [
+        // A dict per part of the path.
+        "{% do st.cur.setdefault(part, {}) %}{% set st.cur = st.cur[part] %}",
+        "{% set n = {} %}{% do st.cur.update({part: n}) %}{% set st.cur = n %}",
+        // A list in a list.
+        "{% set n = [] %}{% do st.l.append(n) %}{% set st.l = n %}",
+        "{% set n = [] %}{% do st.l.insert(0, [n]) %}{% set st.l = n %}",
+        "{% set n = [] %}{% do st.l.extend([n]) %}{% set st.l = n %}",
+        // Namespaces, which keep no level of their own, alone or between lists.
+        "{% set n = namespace(i=loop.index) %}{% set st.ns.next = n %}{% set st.ns = n %}",
+        "{% set n = namespace(i=loop.index) %}{% set st.ns.next = [n] %}{% set st.ns = n %}",
+        "{% set n = namespace(i=loop.index) %}{% do st.cur.setdefault('l', []).append(n) %}\
+         {% set n.d = {} %}{% set st.cur = n.d %}",
+    ] {
+        let sls = format!(
+            "{head}{{% for part in data['path'].split('/') %}}{step}{{% endfor %}}\n\
+             r:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        n: {{{{ root|length }}}}\n"
+        );
+        let (kind, line, message) = failure(&sls, data.clone());
+        assert_eq!((kind, line), ("render", Some(2)), "{step}: {message}");
+        assert!(message.contains("value nested deeper than 128 levels"), "{step}: {message}");
+    }
+    // A real tree is left alone: 120 levels are fine, printed or as JSON.
+    let sls = format!(
+        "{head}{{% for part in data['path'].split('/') %}}\
+         {{% do st.cur.setdefault(part, {{}}) %}}{{% set st.cur = st.cur[part] %}}{{% endfor %}}\n\
+         r:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        s: {{{{ root|string|length > 0 }}}}\n        \
+         j: {{{{ root|tojson }}}}\n"
+    );
+    let got = kwarg(&sls, json!({"path": "a/".repeat(119) + "a"}));
+    assert_eq!(got["s"], json!(true));
+    let (mut depth, mut at) = (0, &got["j"]);
+    while let Some(next) = at.get("a") {
+        (depth, at) = (depth + 1, next);
+    }
+    assert_eq!((depth, at), (120, &json!({})));
+}
+
 #[test]
 fn looking_through_namespace_values_is_bounded() {
     // Each assignment looks through 100,001 values; fuel alone would allow far more of them.
