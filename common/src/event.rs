@@ -231,9 +231,51 @@ pub fn minion_event_line(
     (line, start..end)
 }
 
+/// The event-log line of an event whose `data` is already the JSON text of an object without
+/// `_stamp` (as `serde_json` writes a map): byte for byte the line of `Event::new(tag, map)`
+/// stamped `stamp`, written without building the map. Also the span of the data object.
+/// The master's job returns take this path: their text is written once, for the job cache
+/// and for the event both.
+pub fn stamped_event_line(tag: &str, data: &str, stamp: &str) -> (String, std::ops::Range<usize>) {
+    let body = data.strip_suffix('}').unwrap_or(data);
+    let mut line = Vec::with_capacity(data.len() + tag.len() + stamp.len() + 40);
+    line.extend_from_slice(b"{\"tag\":");
+    serde_json::to_writer(&mut line, tag).expect("a string always serialises");
+    line.extend_from_slice(b",\"data\":");
+    let start = line.len();
+    line.extend_from_slice(body.as_bytes());
+    if body.len() > 1 {
+        line.push(b',');
+    }
+    line.extend_from_slice(b"\"_stamp\":");
+    serde_json::to_writer(&mut line, stamp).expect("a string always serialises");
+    line.push(b'}');
+    let end = line.len();
+    line.push(b'}');
+    let line = String::from_utf8(line).expect("UTF-8 pieces and serde_json's UTF-8");
+    (line, start..end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A line stamped onto an object's text is the line of the event built from the object.
+    #[test]
+    fn a_stamped_line_is_the_events_line() {
+        for data in
+            [json!({}), json!({"a": [1, "\n"], "b": {"c": null}}), json!({"é\u{202e}": "x"})]
+        {
+            let Value::Object(map) = data else { unreachable!() };
+            let text = serde_json::to_string(&map).unwrap();
+            let event = Event::new("salt/job/1/ret/m\"1", map);
+            let stamp = event.data["_stamp"].as_str().unwrap();
+            let (line, span) = stamped_event_line(&event.tag, &text, stamp);
+            assert_eq!(line, event.to_json_line());
+            assert_eq!(serde_json::from_str::<Value>(&line[span]).unwrap(), json!(event.data));
+        }
+    }
 
     /// The line written from the data's text is the line of the event built from its value.
     #[test]

@@ -6,7 +6,7 @@
 //! core gives the events to the subscribers and the reactor. Firing an event never does I/O,
 //! and the loop never writes the log.
 
-use halite_common::event::{minion_event_line, Event};
+use halite_common::event::{minion_event_line, stamped_event_line, Event};
 use halite_common::files::{make_private, open_line_log};
 use halite_common::time::Utc;
 use serde_json::{Map, Value};
@@ -82,6 +82,17 @@ impl Bus {
         let (line, data) = minion_event_line(minion.tag, minion.id, minion.data, minion.ts, &stamp);
         let event =
             Event { tag: minion.tag.to_string(), data: Map::new(), chain: cause.to_vec(), source };
+        log::trace!("event {}", event.tag);
+        self.queue.push_back(Queued::Line { event, line, data });
+    }
+
+    /// Stamps and queues an event whose data is already the JSON text of an object (a job
+    /// return's, written once for the job cache and this line): as [`Bus::fire_caused`] with
+    /// that object, which is parsed only if the reactor wants the tag.
+    pub fn fire_text(&mut self, tag: impl Into<String>, data: &str, cause: &[String]) {
+        let tag = tag.into();
+        let (line, data) = stamped_event_line(&tag, data, &Utc::now().stamp());
+        let event = Event { tag, data: Map::new(), chain: cause.to_vec(), source: None };
         log::trace!("event {}", event.tag);
         self.queue.push_back(Queued::Line { event, line, data });
     }

@@ -39,10 +39,49 @@ pub(crate) struct QueuedReturn {
     token: Token,
     jid: String,
     id: String,
-    data: Map<String, Value>,
+    /// The JSON text of its `salt/job/<jid>/ret/<id>` data ([`return_data`]).
+    data: String,
     cause: Vec<String>,
     /// Its frame's size, counted in [`Core::returns_in`] until it is stored.
     bytes: usize,
+}
+
+/// The data of `salt/job/<jid>/ret/<id>` as JSON text, Salt's fields in the order a map built
+/// field by field would hold them (the bus appends `_stamp`). Written once, for the job cache
+/// and the event both: a map per return (~2 KiB) held by each of a ping's 10,000 returns
+/// until they were stored was most of the master's peak, and was serialised twice.
+fn return_data(id: &str, ret: &JobReturn) -> String {
+    #[derive(serde::Serialize)]
+    struct ReturnData<'a> {
+        cmd: &'static str,
+        id: &'a str,
+        success: bool,
+        #[serde(rename = "return")]
+        ret: &'a Value,
+        retcode: i64,
+        jid: &'a str,
+        fun: &'a str,
+        fun_args: &'a [Value],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        out: Option<&'a str>,
+        /// Unix seconds, as Salt's return events carry.
+        ts: u64,
+        user: &'a str,
+    }
+    let data = ReturnData {
+        cmd: "_return",
+        id,
+        success: ret.success,
+        ret: &ret.ret,
+        retcode: ret.retcode,
+        jid: &ret.jid,
+        fun: &ret.fun,
+        fun_args: &ret.fun_args,
+        out: ret.out.as_deref(),
+        ts: halite_common::time::unix_seconds(),
+        user: &ret.user,
+    };
+    serde_json::to_string(&data).expect("a return always serialises")
 }
 
 /// What the job cache holds for an old job: its load and who returned.
@@ -519,27 +558,8 @@ impl Core {
             },
             None => ret,
         };
+        let data = return_data(&id, &ret);
         let jid = ret.jid;
-        // Sized for every key below and the bus's `_stamp`: a ping of 10,000 minions holds
-        // this many maps at once, and a regrown map is half empty.
-        let mut data = Map::with_capacity(12);
-        let fields = [
-            ("cmd", "_return".into()),
-            ("id", id.as_str().into()),
-            ("success", ret.success.into()),
-            ("return", ret.ret),
-            ("retcode", ret.retcode.into()),
-            ("jid", jid.as_str().into()),
-            ("fun", ret.fun.into()),
-            ("fun_args", ret.fun_args.into()),
-        ];
-        data.extend(fields.map(|(k, v)| (k.to_string(), v)));
-        if let Some(out) = ret.out {
-            data.insert("out".into(), out.into());
-        }
-        // Salt's return events carry `ts` (Unix seconds) too.
-        data.insert("ts".into(), halite_common::time::unix_seconds().into());
-        data.insert("user".into(), ret.user.into());
         log::debug!("return from {id} for job {jid}");
         self.returns_in(bytes);
         self.returns_queued.push(QueuedReturn { token, jid, id, data, cause, bytes });
@@ -555,8 +575,8 @@ impl Core {
         let batch = std::mem::take(&mut self.returns_queued);
         let cache = Arc::clone(&self.jobs);
         self.io.submit(move || {
-            let refs: Vec<(&str, &str, &Map<String, Value>)> =
-                batch.iter().map(|r| (r.jid.as_str(), r.id.as_str(), &r.data)).collect();
+            let refs: Vec<(&str, &str, &str)> =
+                batch.iter().map(|r| (r.jid.as_str(), r.id.as_str(), r.data.as_str())).collect();
             let stored = lock(&cache).save_returns(&refs);
             drop(refs);
             Box::new(move |core: &mut Core| {
@@ -575,7 +595,7 @@ impl Core {
         token: Token,
         jid: String,
         id: String,
-        data: Map<String, Value>,
+        data: String,
         cause: Vec<String>,
         stored: std::io::Result<()>,
     ) {
@@ -592,7 +612,7 @@ impl Core {
                 }
             }
         }
-        self.bus.fire_caused(tag, data, &cause);
+        self.bus.fire_text(tag, &data, &cause);
     }
 
     /// Owes the minion an ack for a stored return. It is not sent at once: it goes out with
@@ -694,5 +714,46 @@ impl Core {
     /// Ids with a live session, among the accepted keys.
     pub(crate) fn accepted_ids(&self) -> Result<Vec<String>, String> {
         self.store.ids(KeyStatus::Accepted).map_err(|e| format!("cannot read accepted keys: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The text is what the map built field by field (Salt's order) serialises to.
+    #[test]
+    fn a_returns_data_text_is_its_map_in_salts_order() {
+        for out in [None, Some("nested".to_string())] {
+            let ret = JobReturn {
+                jid: "20240501100000000001".into(),
+                fun: "cmd.run".into(),
+                fun_args: vec![json!("echo \"é\"\n"), json!({"b": 1, "a": [null]})],
+                ret: json!({"z": 1, "a": "x\u{202e}"}),
+                retcode: -3,
+                success: false,
+                out: out.clone(),
+                user: "root".into(),
+            };
+            let text = return_data("m1", &ret);
+            let got: Map<String, Value> = serde_json::from_str(&text).unwrap();
+            let mut want = Map::new();
+            want.insert("cmd".into(), json!("_return"));
+            want.insert("id".into(), json!("m1"));
+            want.insert("success".into(), json!(false));
+            want.insert("return".into(), ret.ret.clone());
+            want.insert("retcode".into(), json!(-3));
+            want.insert("jid".into(), json!(ret.jid));
+            want.insert("fun".into(), json!("cmd.run"));
+            want.insert("fun_args".into(), json!(ret.fun_args));
+            if let Some(out) = out {
+                want.insert("out".into(), json!(out));
+            }
+            want.insert("ts".into(), got["ts"].clone());
+            want.insert("user".into(), json!("root"));
+            assert!(got["ts"].as_u64().is_some_and(|ts| ts > 1_700_000_000), "{text}");
+            assert_eq!(text, serde_json::to_string(&want).unwrap());
+        }
     }
 }
