@@ -112,6 +112,11 @@ pub(crate) fn lock<T>(cache: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// bounded work and memory, and never takes a CLI's room.
 pub const MAX_PREPARING: usize = 256;
 
+/// Reactions' publishes at most in their lane from one source (the peer behind the events
+/// they answer, `Event::source`): a source whose events lead to jobs with costly targets
+/// fills a quarter of the lane, and the other sources' reactions still find room.
+pub const MAX_PREPARING_PER_SOURCE: usize = MAX_PREPARING / 4;
+
 /// Grains or pillar matches under way at once in each lane, each holding a snapshot of the
 /// fleet (an id and two shared texts per accepted minion); the others wait without one.
 const MAX_FLEET_MATCHES: usize = 2;
@@ -130,8 +135,56 @@ enum Lane {
 #[derive(Default)]
 pub(crate) struct Preparing {
     count: [usize; 2],
+    /// Reactions' publishes per source ([`MAX_PREPARING_PER_SOURCE`]).
+    by_source: std::collections::HashMap<std::net::IpAddr, usize>,
     matching: [usize; 2],
     waiting: [std::collections::VecDeque<(Target, Pending)>; 2],
+}
+
+impl Preparing {
+    /// Counts a publish in, or says why there is no room for it.
+    fn admit(&mut self, origin: &Origin) -> Result<(), String> {
+        let lane = origin.lane();
+        if self.count[lane as usize] >= MAX_PREPARING {
+            let whose = if lane == Lane::Cli { "jobs" } else { "reactions' jobs" };
+            return Err(format!(
+                "the master is busy: {MAX_PREPARING} {whose} are waiting for their targets to \
+                 be matched; try again"
+            ));
+        }
+        if let Some(ip) = source(origin) {
+            if self.by_source.get(&ip).is_some_and(|&n| n >= MAX_PREPARING_PER_SOURCE) {
+                return Err(format!(
+                    "the master is busy: {MAX_PREPARING_PER_SOURCE} jobs of reactions to events \
+                     from {ip} are waiting for their targets to be matched; try again"
+                ));
+            }
+            *self.by_source.entry(ip).or_default() += 1;
+        }
+        self.count[lane as usize] += 1;
+        Ok(())
+    }
+
+    /// Counts a publish out: its target is matched (or failed).
+    fn done(&mut self, origin: &Origin) {
+        self.count[origin.lane() as usize] -= 1;
+        if let Some(ip) = source(origin) {
+            if let Some(n) = self.by_source.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_source.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The source a publish counts against: a reaction's event's peer.
+fn source(origin: &Origin) -> Option<std::net::IpAddr> {
+    match origin {
+        Origin::Reaction(r) => r.source,
+        Origin::Cli(_) => None,
+    }
 }
 
 /// A publish request waiting for its target to be parsed and matched.
@@ -243,14 +296,7 @@ impl Core {
             return Err("bad function name".into());
         }
         let lane = origin.lane();
-        if self.preparing.count[lane as usize] >= MAX_PREPARING {
-            let whose = if lane == Lane::Cli { "jobs" } else { "reactions' jobs" };
-            return Err(format!(
-                "the master is busy: {MAX_PREPARING} {whose} are waiting for their targets to \
-                 be matched; try again"
-            ));
-        }
-        self.preparing.count[lane as usize] += 1;
+        self.preparing.admit(&origin)?;
         let job = Pending { req, origin, watch, cause: cause.to_vec() };
         self.lane_io(lane).submit(move || {
             let started = std::time::Instant::now();
@@ -261,7 +307,7 @@ impl Core {
                 match target {
                     Ok(target) => core.publish_parsed(target, job),
                     Err(why) => {
-                        core.preparing.count[lane as usize] -= 1;
+                        core.preparing.done(&job.origin);
                         core.answer(&job.origin, Err(why))
                     }
                 }
@@ -294,7 +340,7 @@ impl Core {
                 .map(String::from)
                 .collect();
             let missing = unlisted(&target, &job.req, &minions);
-            self.preparing.count[lane as usize] -= 1;
+            self.preparing.done(&job.origin);
             return self.record_job(job, minions, missing);
         }
         self.preparing.waiting[lane as usize].push_back((target, job));
@@ -316,7 +362,7 @@ impl Core {
                 Box::new(move |core: &mut Core| {
                     core.charge(&job.origin, took);
                     core.preparing.matching[at] -= 1;
-                    core.preparing.count[at] -= 1;
+                    core.preparing.done(&job.origin);
                     core.record_job(job, minions, missing);
                     core.start_fleet_matches(lane);
                 })

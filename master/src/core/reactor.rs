@@ -44,6 +44,9 @@ pub struct ReactionRef {
     /// The render budget keys of the event it came from: parsing and matching its target is
     /// render time too ([`Core::charge_reaction`]).
     pub budget_keys: Vec<String>,
+    /// The peer behind the event it came from, where there is one (`Event::source`): its
+    /// reactions' jobs share the reactions lane with other sources' (`MAX_PREPARING_PER_SOURCE`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 pub struct ReactorState {
@@ -352,6 +355,7 @@ impl Core {
                 tag: event.tag.clone(),
                 chain: chain.clone(),
                 budget_keys: keys.to_vec(),
+                source: event.source,
             };
             if let Err(message) = self.run_reaction(&reaction, &r) {
                 self.reaction_failed(&r, message);

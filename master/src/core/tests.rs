@@ -2,6 +2,7 @@
 //! time moved by hand. No socket is opened; the disk worker and the key store write to a
 //! temp dir, as they do under the real driver.
 
+use super::reactor::ReactionRef;
 use super::{Core, Effect, HttpListener, Input, TICK};
 use halite_common::conn::ConnError;
 use halite_common::control::{Request, Response};
@@ -427,13 +428,14 @@ fn reactions_waiting_for_their_targets_never_take_a_clis_room() {
     let mut h = Harness::new("lanes", "auto_accept: True\n");
     let _m1 = live_minion(&mut h, "m1", Token(10));
     let max = super::jobs::MAX_PREPARING;
-    let reaction = super::reactor::ReactionRef {
+    let reaction = ReactionRef {
         sls: "/srv/reactor/r.sls".into(),
         id: "ping".into(),
         line: Some(1),
         tag: "myco/x".into(),
         chain: vec!["myco/x".into()],
         budget_keys: vec!["/srv/reactor/r.sls".into()],
+        source: None,
     };
     let request = || super::jobs::JobRequest {
         tgt: "m1".into(),
@@ -443,7 +445,9 @@ fn reactions_waiting_for_their_targets_never_take_a_clis_room() {
         user: "root".into(),
     };
     for i in 0..=max {
-        let origin = super::jobs::Origin::Reaction(reaction.clone());
+        // From eight sources: no one of them past its share of the lane.
+        let source = Some(std::net::IpAddr::from([10, 0, 0, i as u8 % 8]));
+        let origin = super::jobs::Origin::Reaction(ReactionRef { source, ..reaction.clone() });
         let published = h.core.publish(request(), origin, false, &[]);
         match i < max {
             true => assert!(published.is_ok(), "reaction {i} refused: {published:?}"),
@@ -461,6 +465,51 @@ fn reactions_waiting_for_their_targets_never_take_a_clis_room() {
     // The CLI's job and the 256 reactions' were all published.
     let published = h.events_logged().matches("/new\"").count();
     assert_eq!(published, max + 1);
+}
+
+/// Found by review: one source whose events lead to reactions with costly targets filled
+/// the whole reactions lane, and every other minion's reactions were refused as busy. A
+/// source holds a quarter of the lane at most.
+#[test]
+fn one_source_of_reactions_cannot_fill_the_lane() {
+    let mut h = Harness::new("lanekeys", "auto_accept: True\n");
+    let _m1 = live_minion(&mut h, "m1", Token(10));
+    let share = super::jobs::MAX_PREPARING_PER_SOURCE;
+    let reaction = |source: [u8; 4]| {
+        super::jobs::Origin::Reaction(ReactionRef {
+            sls: "/srv/reactor/r.sls".into(),
+            id: "ping".into(),
+            line: Some(1),
+            tag: "myco/x".into(),
+            chain: vec!["myco/x".into()],
+            budget_keys: vec!["/srv/reactor/r.sls".into()],
+            source: Some(source.into()),
+        })
+    };
+    let request = || super::jobs::JobRequest {
+        tgt: "G@os:Debian".into(),
+        tgt_type: "compound".into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+    };
+    for i in 0..=share {
+        let published = h.core.publish(request(), reaction([10, 0, 0, 66]), false, &[]);
+        match i < share {
+            true => assert!(published.is_ok(), "reaction {i} refused: {published:?}"),
+            false => {
+                let why = published.expect_err("the source's share is full");
+                assert!(
+                    why.contains("64 jobs of reactions to events from 10.0.0.66 are waiting"),
+                    "{why}"
+                );
+            }
+        }
+    }
+    // Another source's reaction still has room; the flooding one again once its are done.
+    assert!(h.core.publish(request(), reaction([10, 0, 0, 7]), false, &[]).is_ok());
+    h.disk_done();
+    assert!(h.core.publish(request(), reaction([10, 0, 0, 66]), false, &[]).is_ok());
 }
 
 /// A list target's `missing` ids are the target's own reading of the list (Salt splits on
