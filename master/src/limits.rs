@@ -180,21 +180,32 @@ pub fn nofile_limit() -> u64 {
 pub const LOG_LINES: u32 = 20;
 pub const LOG_WINDOW: Duration = Duration::from_secs(1);
 
+/// Of [`LOG_LINES`], the lines one key (a minion's id, with [`LogLimiter::allow_from`]) may
+/// have in a window: one hostile minion's flood leaves room for the lines about the others.
+pub const LOG_LINES_PER_KEY: u32 = LOG_LINES / 4;
+
 /// The per-window budget of log lines for what hostile peers cause.
 #[derive(Debug, Default)]
 pub struct LogLimiter {
     window: Option<Instant>,
     lines: u32,
     suppressed: u64,
+    /// This window's lines logged and suppressed per key ([`LogLimiter::allow_from`]).
+    by_key: HashMap<String, (u32, u64)>,
+}
+
+/// What a window suppressed ([`LogLimiter::flush`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Suppressed {
+    pub lines: u64,
+    /// The key with the most suppressed lines, and how many (keyed lines only).
+    pub loudest: Option<(String, u64)>,
 }
 
 impl LogLimiter {
     /// Whether one more line may be logged at `now`; if not, it is counted.
     pub fn allow(&mut self, now: Instant) -> bool {
-        let start = *self.window.get_or_insert(now);
-        if now.duration_since(start) >= LOG_WINDOW && self.suppressed == 0 {
-            (self.window, self.lines) = (Some(now), 0);
-        }
+        self.roll(now);
         if self.lines < LOG_LINES {
             self.lines += 1;
             return true;
@@ -203,16 +214,47 @@ impl LogLimiter {
         false
     }
 
-    /// Once a window with suppressed lines has ended: how many were suppressed (the caller
-    /// logs that), and a new window starts.
-    pub fn flush(&mut self, now: Instant) -> Option<u64> {
+    /// [`LogLimiter::allow`] for a line about `key`, which may have [`LOG_LINES_PER_KEY`] of
+    /// the window's lines.
+    pub fn allow_from(&mut self, key: &str, now: Instant) -> bool {
+        self.roll(now);
+        let (logged, suppressed) = match self.by_key.get_mut(key) {
+            Some(counts) => counts,
+            None => self.by_key.entry(key.to_string()).or_default(),
+        };
+        if self.lines < LOG_LINES && *logged < LOG_LINES_PER_KEY {
+            (self.lines, *logged) = (self.lines + 1, *logged + 1);
+            return true;
+        }
+        *suppressed += 1;
+        self.suppressed += 1;
+        false
+    }
+
+    /// A window that ended with nothing suppressed gives way to a new one.
+    fn roll(&mut self, now: Instant) {
+        let start = *self.window.get_or_insert(now);
+        if now.duration_since(start) >= LOG_WINDOW && self.suppressed == 0 {
+            (self.window, self.lines) = (Some(now), 0);
+            self.by_key.clear();
+        }
+    }
+
+    /// Once a window with suppressed lines has ended: what was suppressed (the caller logs
+    /// that), and a new window starts.
+    pub fn flush(&mut self, now: Instant) -> Option<Suppressed> {
         let start = self.window?;
         if self.suppressed == 0 || now.duration_since(start) < LOG_WINDOW {
             return None;
         }
-        let suppressed = std::mem::take(&mut self.suppressed);
+        let lines = std::mem::take(&mut self.suppressed);
+        let loudest = std::mem::take(&mut self.by_key)
+            .into_iter()
+            .filter(|(_, (_, suppressed))| *suppressed > 0)
+            .max_by(|a, b| a.1 .1.cmp(&b.1 .1).then_with(|| b.0.cmp(&a.0)))
+            .map(|(key, (_, suppressed))| (key, suppressed));
         (self.window, self.lines) = (Some(now), 0);
-        Some(suppressed)
+        Some(Suppressed { lines, loudest })
     }
 }
 
@@ -295,12 +337,30 @@ mod tests {
         assert_eq!(log.flush(t0 + LOG_WINDOW / 2), None, "not before the window ends");
         // Still suppressed until the count is said: no line is lost between the two.
         assert!(!log.allow(t0 + LOG_WINDOW));
-        assert_eq!(log.flush(t0 + LOG_WINDOW), Some(1000 - LOG_LINES as u64 + 1));
+        let lines = 1000 - LOG_LINES as u64 + 1;
+        assert_eq!(log.flush(t0 + LOG_WINDOW), Some(Suppressed { lines, loudest: None }));
         assert_eq!(log.flush(t0 + LOG_WINDOW * 3), None, "said once");
         assert!(log.allow(t0 + LOG_WINDOW), "a new window");
         // A quiet window rolls over by itself.
         let mut quiet = LogLimiter::default();
         assert!(quiet.allow(t0));
         assert!(quiet.allow(t0 + LOG_WINDOW * 5));
+    }
+
+    /// Found by review: one limiter for every minion let one minion's flood of refused
+    /// requests use up the window, so the warnings about every other minion were only a count.
+    #[test]
+    fn one_key_has_a_quarter_of_the_lines_and_is_named_when_suppressed() {
+        let t0 = Instant::now();
+        let mut log = LogLimiter::default();
+        let flood = (0..1000).filter(|_| log.allow_from("evil", t0)).count();
+        assert_eq!(flood, LOG_LINES_PER_KEY as usize);
+        let others = (0..3).filter(|i| log.allow_from(&format!("m{i}"), t0)).count();
+        assert_eq!(others, 3, "the others' lines still go out");
+        let lines = 1000 - LOG_LINES_PER_KEY as u64;
+        let loudest = Some(("evil".to_string(), lines));
+        let said = log.flush(t0 + LOG_WINDOW).expect("suppressed lines are said");
+        assert_eq!(said, Suppressed { lines, loudest });
+        assert!(log.allow_from("evil", t0 + LOG_WINDOW), "a new window, a new share");
     }
 }

@@ -407,6 +407,7 @@ impl Master {
                 }
             }
             if let Some(n) = self.quiet.flush(Instant::now()) {
+                let n = n.lines;
                 log::warn!("{n} more connections were refused for want of file descriptors");
             }
             if self.retry_at.is_some_and(|at| Instant::now() >= at) {

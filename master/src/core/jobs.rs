@@ -511,9 +511,10 @@ impl Core {
         if !crate::jobcache::is_jid(&ret.jid) {
             // No ack: ours only send jids they were given, and an ack would echo it.
             let jid = halite_common::logging::clip(&ret.jid);
-            return self.minion_warn(format_args!(
-                "minion {id} returned for invalid jid {jid:?}; dropped"
-            ));
+            return self.minion_warn(
+                id,
+                format_args!("minion {id} returned for invalid jid {jid:?}; dropped"),
+            );
         }
         if self.recent_jobs.contains_key(&ret.jid) {
             return self.take_return(token, id.to_string(), ret, bytes);
@@ -552,9 +553,10 @@ impl Core {
                 Ok(Some(found)) => found,
                 Ok(None) => {
                     let jid = &ret.jid;
-                    self.minion_warn(format_args!(
-                        "minion {id} returned for unknown job {jid}; ignored"
-                    ));
+                    self.minion_warn(
+                        &id,
+                        format_args!("minion {id} returned for unknown job {jid}; ignored"),
+                    );
                     return self.ack_return(token, ret.jid);
                 }
                 Err(e) => {
@@ -578,9 +580,10 @@ impl Core {
         let job = self.recent_jobs.get_mut(&ret.jid).expect("kept by the caller");
         if !job.minions.contains(&id) {
             let jid = &ret.jid;
-            self.minion_warn(format_args!(
-                "minion {id} returned for job {jid} it was not sent; ignored"
-            ));
+            self.minion_warn(
+                &id,
+                format_args!("minion {id} returned for job {jid} it was not sent; ignored"),
+            );
             return self.ack_return(token, ret.jid);
         }
         if !job.returned.insert(id.clone()) {

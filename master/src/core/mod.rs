@@ -677,16 +677,20 @@ impl Core {
         self.on_io();
         self.reactor_tick(now);
         self.pending_rate.prune(now);
-        if let Some(n) = self.quiet.flush(now) {
+        if let Some(n) = self.quiet.flush(now).map(|s| s.lines) {
             log::warn!(
                 "{n} more unauthenticated connections were refused or closed in the last \
                  second or so (one line each suppressed)"
             );
         }
-        if let Some(n) = self.minion_quiet.flush(now) {
+        if let Some(said) = self.minion_quiet.flush(now) {
+            let most = said.loudest.map(|(id, n)| format!(", {n} of them from minion {id}"));
             log::warn!(
-                "{n} more requests from minions were refused or ignored in the last second or \
-                 so (one line each suppressed)"
+                "{} more requests from minions were refused or ignored in the last second or \
+                 so (one line each suppressed{}; at most {} lines a second about one minion)",
+                said.lines,
+                most.unwrap_or_default(),
+                crate::limits::LOG_LINES_PER_KEY
             );
         }
         if now >= self.next_maintenance {

@@ -40,9 +40,10 @@ impl Core {
         max_frame: Option<u64>,
     ) -> Result<(), String> {
         if !self.pillar.busy.insert(token) {
-            self.minion_warn(format_args!(
-                "minion {id}: pillar request refused: one is already being compiled"
-            ));
+            self.minion_warn(
+                id,
+                format_args!("minion {id}: pillar request refused: one is already being compiled"),
+            );
             let pillar = errors_only("a pillar refresh is already running for this minion");
             return self.send_session(token, &ToMinion::PillarReply { req, pillar });
         }

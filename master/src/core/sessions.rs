@@ -142,7 +142,10 @@ impl Core {
                 let peer = self.peers.get_mut(&token).ok_or("gone")?;
                 if peer.files_in_flight >= MAX_FILE_REQUESTS {
                     let message = format!("too many file requests in flight ({MAX_FILE_REQUESTS})");
-                    self.minion_warn(format_args!("minion {id}: file request refused: {message}"));
+                    self.minion_warn(
+                        id,
+                        format_args!("minion {id}: file request refused: {message}"),
+                    );
                     let reply = FileReply::Error { message };
                     return self.send_session(token, &ToMinion::FileReply { req, reply });
                 }
@@ -184,9 +187,10 @@ impl Core {
                             self.bus.fire_from(tag, data, source, &[]);
                         }
                         Err(reason) => {
-                            self.minion_warn(format_args!(
-                                "refused event from minion {id}: {reason}"
-                            ));
+                            self.minion_warn(
+                                id,
+                                format_args!("refused event from minion {id}: {reason}"),
+                            );
                             self.send_session(token, &ToMinion::EventRefused { tag, reason })?;
                         }
                     }
@@ -218,7 +222,7 @@ impl Core {
             over_max(len, self.cfg.max_event_bytes)
         });
         if let Some(reason) = refusal {
-            self.minion_warn(format_args!("refused event from minion {id}: {reason}"));
+            self.minion_warn(id, format_args!("refused event from minion {id}: {reason}"));
             // Only for a job this minion was sent: a made-up jid must not crowd out
             // real refusals.
             let sent = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
@@ -325,8 +329,8 @@ impl Core {
     /// request, a return for a job it was not sent) within the per-second budget that
     /// unauthenticated peers have too: a hostile minion's flood costs the log a few lines a
     /// second and one count, not a line per request.
-    pub(crate) fn minion_warn(&mut self, line: std::fmt::Arguments<'_>) {
-        if self.minion_quiet.allow(self.now) {
+    pub(crate) fn minion_warn(&mut self, id: &str, line: std::fmt::Arguments<'_>) {
+        if self.minion_quiet.allow_from(id, self.now) {
             log::warn!("{line}");
         }
     }
