@@ -179,6 +179,12 @@ impl Preparing {
     }
 }
 
+/// What `f` gives, and how long it took (a reaction's target work is charged to its budget).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+    let started = std::time::Instant::now();
+    (f(), started.elapsed())
+}
+
 /// The source a publish counts against: a reaction's event's peer.
 fn source(origin: &Origin) -> Option<std::net::IpAddr> {
     match origin {
@@ -299,9 +305,7 @@ impl Core {
         self.preparing.admit(&origin)?;
         let job = Pending { req, origin, watch, cause: cause.to_vec() };
         self.lane_io(lane).submit(move || {
-            let started = std::time::Instant::now();
-            let target = parse_target(&job.req.tgt, &job.req.tgt_type);
-            let took = started.elapsed();
+            let (target, took) = timed(|| parse_target(&job.req.tgt, &job.req.tgt_type));
             Box::new(move |core: &mut Core| {
                 core.charge(&job.origin, took);
                 match target {
@@ -356,9 +360,7 @@ impl Core {
             self.preparing.matching[at] += 1;
             let fleet = self.fleet(&target);
             self.lane_io(lane).submit(move || {
-                let started = std::time::Instant::now();
-                let (minions, missing) = expected(&target, &job.req, fleet);
-                let took = started.elapsed();
+                let ((minions, missing), took) = timed(|| expected(&target, &job.req, fleet));
                 Box::new(move |core: &mut Core| {
                     core.charge(&job.origin, took);
                     core.preparing.matching[at] -= 1;
