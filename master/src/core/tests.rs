@@ -428,27 +428,10 @@ fn reactions_waiting_for_their_targets_never_take_a_clis_room() {
     let mut h = Harness::new("lanes", "auto_accept: True\n");
     let _m1 = live_minion(&mut h, "m1", Token(10));
     let max = super::jobs::MAX_PREPARING;
-    let reaction = ReactionRef {
-        sls: "/srv/reactor/r.sls".into(),
-        id: "ping".into(),
-        line: Some(1),
-        tag: "myco/x".into(),
-        chain: vec!["myco/x".into()],
-        budget_keys: vec!["/srv/reactor/r.sls".into()],
-        source: None,
-    };
-    let request = || super::jobs::JobRequest {
-        tgt: "m1".into(),
-        tgt_type: "glob".into(),
-        fun: "test.ping".into(),
-        arg: Vec::new(),
-        user: "root".into(),
-    };
     for i in 0..=max {
         // From eight sources: no one of them past its share of the lane.
-        let source = Some(std::net::IpAddr::from([10, 0, 0, i as u8 % 8]));
-        let origin = super::jobs::Origin::Reaction(ReactionRef { source, ..reaction.clone() });
-        let published = h.core.publish(request(), origin, false, &[]);
+        let origin = reaction_from([10, 0, 0, i as u8 % 8]);
+        let published = h.core.publish(ping_job("m1", "glob"), origin, false, &[]);
         match i < max {
             true => assert!(published.is_ok(), "reaction {i} refused: {published:?}"),
             false => {
@@ -475,24 +458,7 @@ fn one_source_of_reactions_cannot_fill_the_lane() {
     let mut h = Harness::new("lanekeys", "auto_accept: True\n");
     let _m1 = live_minion(&mut h, "m1", Token(10));
     let share = super::jobs::MAX_PREPARING_PER_SOURCE;
-    let reaction = |source: [u8; 4]| {
-        super::jobs::Origin::Reaction(ReactionRef {
-            sls: "/srv/reactor/r.sls".into(),
-            id: "ping".into(),
-            line: Some(1),
-            tag: "myco/x".into(),
-            chain: vec!["myco/x".into()],
-            budget_keys: vec!["/srv/reactor/r.sls".into()],
-            source: Some(source.into()),
-        })
-    };
-    let request = || super::jobs::JobRequest {
-        tgt: "G@os:Debian".into(),
-        tgt_type: "compound".into(),
-        fun: "test.ping".into(),
-        arg: Vec::new(),
-        user: "root".into(),
-    };
+    let (reaction, request) = (reaction_from, || ping_job("G@os:Debian", "compound"));
     for i in 0..=share {
         let published = h.core.publish(request(), reaction([10, 0, 0, 66]), false, &[]);
         match i < share {
@@ -510,6 +476,30 @@ fn one_source_of_reactions_cannot_fill_the_lane() {
     assert!(h.core.publish(request(), reaction([10, 0, 0, 7]), false, &[]).is_ok());
     h.disk_done();
     assert!(h.core.publish(request(), reaction([10, 0, 0, 66]), false, &[]).is_ok());
+}
+
+/// A reaction of `/srv/reactor/r.sls` to an event from `source`.
+fn reaction_from(source: [u8; 4]) -> super::jobs::Origin {
+    super::jobs::Origin::Reaction(ReactionRef {
+        sls: "/srv/reactor/r.sls".into(),
+        id: "ping".into(),
+        line: Some(1),
+        tag: "myco/x".into(),
+        chain: vec!["myco/x".into()],
+        budget_keys: vec!["/srv/reactor/r.sls".into()],
+        source: Some(source.into()),
+    })
+}
+
+/// A reaction's `test.ping` job.
+fn ping_job(tgt: &str, tgt_type: &str) -> super::jobs::JobRequest {
+    super::jobs::JobRequest {
+        tgt: tgt.into(),
+        tgt_type: tgt_type.into(),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        user: "root".into(),
+    }
 }
 
 /// A list target's `missing` ids are the target's own reading of the list (Salt splits on
