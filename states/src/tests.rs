@@ -131,8 +131,8 @@ os-{{ salt['grains.get']('os') }}-{{ opts.id }}:\n  test.nop\n";
 
 /// The reactor's stack overflows were the state renderer's too, and it runs in the master for
 /// pillar: a namespace that holds itself, printed; a chain of unary operators minijinja's
-/// parser recursed on; a chain of namespaces built one link per loop step. All are render
-/// errors now, included templates as well.
+/// parser recursed on; a chain of namespaces, or of `loop` objects, built one link per loop
+/// step. All are render errors now, included templates as well.
 #[test]
 fn templates_that_would_overflow_the_stack_are_render_errors() {
     let deep = format!("x-{{{{ 0{}1 }}}}:\n  test.nop\n", "-".repeat(60_000));
@@ -144,6 +144,8 @@ fn templates_that_would_overflow_the_stack_are_render_errors() {
         ("inc.sls", "{% include 'deep.sls' %}"),
         ("chain.sls", "{% set head = namespace() %}{% set st = namespace(ns=head) %}{% for i in range(100000) %}\
             {% set n = namespace(i=i) %}{% set st.ns.next = n %}{% set st.ns = n %}{% endfor %}x-{{ head }}:\n  test.nop\n"),
+        ("loops.sls", "{% set st = namespace(cur=none) %}{% for i in range(100000) %}\
+            {% for _ in [st.cur] %}{% set st.cur = loop %}{% endfor %}{% endfor %}"),
         ("fine.sls", "{% set ns = namespace(n=[1]) %}{% set ns.n = ns.n + [- -2] %}x-{{ ns.n|join('-') }}:\n  test.nop\n"),
     ];
     for (sls, want) in [
@@ -151,6 +153,7 @@ fn templates_that_would_overflow_the_stack_are_render_errors() {
         ("cycle", "cannot put a namespace inside itself"),
         ("inc", "more than 16 unary operators in a row; line 1 of deep.sls"),
         ("chain", "value nested deeper than 128 levels"),
+        ("loops", "a loop object cannot be stored"),
     ] {
         let fs = MemFs::new(&files);
         let answer = super::sls(

@@ -20,7 +20,10 @@
 //! st.cur = st.cur[part] %}` for each part of a path) built a value 100,000 levels deep one
 //! shallow step at a time, and dropping or printing it overflowed the stack. minijinja's
 //! namespaces keep no level of their own (their type is private), so a render keeps the
-//! deepest level any namespace has been stored at, and every namespace counts as that deep.
+//! deepest level any namespace has been stored at, and every namespace counts as that deep:
+//! sound, but a render that stores namespaces inside other values again and again (a new one
+//! into the same attribute per minion) is refused after about 127 of them. A `loop` object,
+//! which holds values it does not show, is not stored at all.
 //!
 //! minijinja's `namespace()` objects are mutable too (`{% set ns.attr = value %}`), and there
 //! minijinja itself takes the value: a namespace holding itself (`{% set ns.n = [ns] %}`) made
@@ -155,7 +158,13 @@ struct Weight {
     base: usize,
     /// The deepest level a namespace was found at.
     namespace_level: usize,
+    /// Said after "nested deeper than …" (why the value's level starts where it does).
+    why_deep: &'static str,
 }
+
+/// [`Weight::why_deep`] for a namespace assignment that namespaces stored earlier made deep.
+const NAMESPACES_DEEP: &str = " (each namespace stored inside another value counts one level \
+    deeper than the last one stored: Halite cannot tell namespaces apart)";
 
 impl Weight {
     /// Adds up `value` deeply and raises the levels of the containers in it; refuses `into`
@@ -165,7 +174,15 @@ impl Weight {
         if level > MAX_NESTING {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("value nested deeper than {MAX_NESTING} levels"),
+                format!("value nested deeper than {MAX_NESTING} levels{}", self.why_deep),
+            ));
+        }
+        // A `loop` holds its item, its iterator and what `changed()` saw, none of which it
+        // shows: a chain of loops stored one in the next was one level deep to this walk.
+        if value.as_object().is_some_and(|o| o.type_name().ends_with("::Loop")) {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "a loop object cannot be stored in a list, dict or namespace",
             ));
         }
         if let Some(list) = value.downcast_object_ref::<List>() {
@@ -221,10 +238,12 @@ pub(super) fn namespace_filter(
 ) -> Result<Value, Error> {
     let budget = state.get_or_set_temp_object(BUDGET, Budget::default);
     let left = MAX_CHECKED.saturating_sub(budget.checked.load(Ordering::Relaxed));
+    let namespace_level = budget.namespace_level.load(Ordering::Relaxed);
     let mut weight = Weight {
         limit: left,
         max_bytes: usize::MAX,
-        base: budget.namespace_level.load(Ordering::Relaxed) + 1,
+        base: namespace_level + 1,
+        why_deep: if namespace_level > 0 { NAMESPACES_DEEP } else { "" },
         ..Weight::default()
     };
     let walked = weight.walk(&value, Into::Namespaces(&targets), 0);

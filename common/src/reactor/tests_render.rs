@@ -420,6 +420,52 @@ fn values_built_deep_one_step_at_a_time_are_refused() {
     assert_eq!((depth, at), (120, &json!({})));
 }
 
+/// Found by an attacking review: a `loop` holds its item, its iterator and what
+/// `loop.changed()` saw without showing them, so a chain of loops (each iterating over a list
+/// that holds the previous one), one per part of a hostile path, was one level deep to the
+/// check and overflowed the stack when freed. A loop object is not stored at all.
+#[test]
+fn a_loop_object_cannot_be_stored() {
+    let data = json!({"id": "web1", "path": "a/".repeat(100_000)});
+    for step in [
+        "{% for _ in [st.cur] %}{% set st.cur = loop %}{% endfor %}",
+        "{% for _ in [1] %}{% if loop.changed(st.cur) %}{% endif %}{% set st.cur = loop %}{% endfor %}",
+        "{% for _ in [st.cur] %}{% do st.l.append([loop]) %}{% endfor %}",
+    ] {
+        let sls = format!(
+            "{{% set st = namespace(cur=none, l=[]) %}}\n\
+             {{% for part in data['path'].split('/') %}}{step}{{% endfor %}}\nr: {{}}\n"
+        );
+        let (kind, line, message) = failure(&sls, data.clone());
+        assert_eq!((kind, line), ("render", Some(2)), "{step}: {message}");
+        assert!(message.contains("a loop object cannot be stored"), "{step}: {message}");
+    }
+    // The outer loop is still there to read, as Jinja's idiom has it.
+    let sls = "{% for a in [1, 2] %}{% set outer = loop %}{% for b in [3] %}\
+               {% if outer.last %}\nr:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        \
+               i: {{ outer.index }}\n{% endif %}{% endfor %}{% endfor %}\n";
+    assert_eq!(kwarg(sls, event()), json!({"i": 2}));
+}
+
+/// Found by an attacking review: Halite cannot tell minijinja's namespaces apart, so each
+/// namespace stored inside another value counts one level deeper than the last one stored
+/// (sound: a chain of them is refused). A template that stores a new namespace into the same
+/// attribute per item is refused past about 127 items, with a message that says why.
+#[test]
+fn namespaces_stored_again_and_again_are_refused_past_the_depth_they_could_have() {
+    let sls = "{% set best = namespace(item=none, n=0) %}\
+        {% for m in data['minions'] %}{% set cand = namespace(name=m) %}\
+        {% set best.item = cand %}{% set best.n = best.n + 1 %}{% endfor %}\n\
+        r:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        n: {{ best.n }}\n        \
+        last: {{ best.item.name }}\n";
+    let minions = |n: usize| (0..n).map(|i| format!("web{i}")).collect::<Vec<_>>();
+    let got = kwarg(sls, json!({"id": "web1", "minions": minions(100)}));
+    assert_eq!(got, json!({"n": 100, "last": "web99"}));
+    let (kind, line, message) = failure(sls, json!({"id": "web1", "minions": minions(200)}));
+    assert_eq!((kind, line), ("render", Some(1)));
+    assert!(message.contains("Halite cannot tell namespaces apart"), "{message}");
+}
+
 #[test]
 fn looking_through_namespace_values_is_bounded() {
     // Each assignment looks through 100,001 values; fuel alone would allow far more of them.
