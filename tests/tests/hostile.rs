@@ -180,7 +180,7 @@ fn a_minion_flooding_refused_requests_costs_the_log_a_few_lines() {
         master.daemon.lines().iter().any(theirs)
     });
     // Every refusal is either a line or counted in a summary line (one per window of a second
-    // that had more than 20; a slow machine may spread the 200 over a few windows).
+    // in which raw1 had more than its 5; a slow machine may spread the 200 over a few windows).
     let tally = || {
         let logged = master.daemon.lines();
         let lines = logged.iter().filter(|l| l.contains("refused event from minion raw1")).count();
