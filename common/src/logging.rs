@@ -60,6 +60,55 @@ pub fn init(
     Ok(handle)
 }
 
+/// Why a daemon could not start logging: [`start`]'s error.
+#[derive(Debug)]
+pub enum StartError {
+    /// `--log-level` named no level Salt knows.
+    UnknownLevel(String),
+    /// The log file (or the logger) could not be set up.
+    CannotLog(io::Error),
+}
+
+impl StartError {
+    /// The daemon's exit status: 64 (usage) for a bad level, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::UnknownLevel(_) => 64,
+            StartError::CannotLog(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::UnknownLevel(name) => write!(f, "unknown log level '{name}'"),
+            StartError::CannotLog(e) => write!(f, "cannot log: {e}"),
+        }
+    }
+}
+
+/// A daemon's logging from its command line and config: `--log-level` (when given) over the
+/// config's `level` on stderr, the config's log `file` at its level ([`init`]), then the
+/// config's `warnings` logged.
+pub fn start(
+    cli_level: Option<&str>,
+    level: LevelFilter,
+    file: Option<(&Path, LevelFilter)>,
+    warnings: &[String],
+) -> Result<Option<LogFile>, StartError> {
+    let level = match cli_level {
+        Some(name) => crate::config::parse_log_level(name)
+            .ok_or_else(|| StartError::UnknownLevel(name.to_string()))?,
+        None => level,
+    };
+    let handle = init(level, file).map_err(StartError::CannotLog)?;
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    Ok(handle)
+}
+
 /// `text` shortened to 120 characters for a message: a peer's string (a target, a jid) may be
 /// as long as a frame.
 pub fn clip(text: &str) -> String {

@@ -76,27 +76,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mut level = loaded.config.log_level;
-    if let Some(name) = &args.log_level {
-        match config::parse_log_level(name) {
-            Some(l) => level = l,
-            None => {
-                eprintln!("halite-minion: unknown log level '{name}'");
-                return ExitCode::from(64);
-            }
-        }
-    }
     let file = loaded.config.log_file.as_deref().map(|p| (p, loaded.config.log_level_logfile));
-    let log_file = match halite_common::logging::init(level, file) {
+    let log_file = match halite_common::logging::start(
+        args.log_level.as_deref(),
+        loaded.config.log_level,
+        file,
+        &loaded.warnings,
+    ) {
         Ok(handle) => handle,
         Err(e) => {
-            eprintln!("halite-minion: cannot log: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("halite-minion: {e}");
+            return ExitCode::from(e.exit_code());
         }
     };
-    for warning in &loaded.warnings {
-        log::warn!("{warning}");
-    }
     // Before any thread starts: it takes NOTIFY_SOCKET out of the environment (jobs inherit
     // it otherwise).
     let notifier = halite_common::sdnotify::Notifier::from_env();

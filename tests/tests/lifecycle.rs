@@ -122,6 +122,37 @@ fn bad_configuration_is_a_clear_error_naming_every_key() {
     assert!(out.stderr.contains("invalid YAML"), "{}", out.stderr);
 }
 
+/// `--log-level` names a level Salt knows, and the config's log file must open: each daemon
+/// says which went wrong, with usage's status for the first.
+#[test]
+fn bad_log_level_or_log_file_is_a_clear_error() {
+    let dir = TempDir::new();
+    for (daemon, config) in [("halite-master", "master"), ("halite-minion", "minion")] {
+        let file = format!("{config}/{config}");
+        dir.write(&file, "id: m1\n");
+        let out = run(Command::new(bin(daemon))
+            .arg("-c")
+            .arg(dir.join(config))
+            .args(["--log-level", "loud"]));
+        assert_eq!(out.status, Some(64), "{daemon}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("{daemon}: unknown log level 'loud'")),
+            "{daemon}: {}",
+            out.stderr
+        );
+        // A directory: no file can be opened there, even as root.
+        let log = dir.join(config);
+        dir.write(&file, format!("id: m1\nlog_file: {}\n", log.display()));
+        let out = run(Command::new(bin(daemon)).arg("-c").arg(dir.join(config)));
+        assert_eq!(out.status, Some(1), "{daemon}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("{daemon}: cannot log: ")),
+            "{daemon}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn a_second_master_on_the_same_socket_refuses_to_start() {
     let master = Master::start("");
