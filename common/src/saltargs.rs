@@ -216,20 +216,7 @@ impl Reader {
                 self.pos += 1;
             }
             // A run of blanks: kept if more text follows on the same line, folded across lines.
-            let start = self.pos;
-            let mut breaks = 0;
-            while let Some(c) = self.peek() {
-                if !is_blank(c) {
-                    break;
-                }
-                if BREAKS.contains(&c) {
-                    if c == '\r' && self.peek_at(self.pos + 1) == Some('\n') {
-                        self.pos += 1;
-                    }
-                    breaks += 1;
-                }
-                self.pos += 1;
-            }
+            let (start, breaks) = self.skip_blanks();
             let Some(next) = self.peek() else {
                 self.pos = start;
                 return Ok(out);
@@ -238,17 +225,20 @@ impl Reader {
                 self.pos = start;
                 return Ok(out);
             }
-            match breaks {
-                0 => out.extend(&self.chars[start..self.pos]),
-                1 => out.push(' '),
-                n => out.extend(std::iter::repeat_n('\n', n - 1)),
-            }
+            self.push_folded(&mut out, start, breaks);
         }
     }
 
     /// Line folding inside quoted scalars: the blanks around line breaks collapse to one space,
     /// or to n-1 newlines for n breaks. `self.pos` is on the first blank.
     fn fold_quoted(&mut self, out: &mut String) {
+        let (start, breaks) = self.skip_blanks();
+        self.push_folded(out, start, breaks);
+    }
+
+    /// Moves past a run of blanks (spaces, tabs, line breaks; `\r\n` is one break): where it
+    /// started, and how many line breaks it held.
+    fn skip_blanks(&mut self) -> (usize, usize) {
         let start = self.pos;
         let mut breaks = 0;
         while let Some(c) = self.peek() {
@@ -263,6 +253,12 @@ impl Reader {
             }
             self.pos += 1;
         }
+        (start, breaks)
+    }
+
+    /// The blanks from `start` to here, folded: kept on one line, one space for one break,
+    /// n-1 newlines for n breaks.
+    fn push_folded(&self, out: &mut String, start: usize, breaks: usize) {
         match breaks {
             0 => out.extend(&self.chars[start..self.pos]),
             1 => out.push(' '),
