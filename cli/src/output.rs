@@ -6,6 +6,7 @@
 //! one newline, and nothing at all is printed when it is empty.
 
 use crate::args::plain_is_string;
+use crate::pyjson::{self, Layout};
 use halite_common::pyrepr::{self, python_number};
 use serde_json::{Map, Number, Value};
 
@@ -137,11 +138,7 @@ fn render_entries(entries: &[(&str, &Value)], format: Format) -> String {
             }
             lines.join("\n")
         }
-        Format::Json => {
-            let mut out = String::new();
-            write_json_object(entries.iter().copied(), 0, &mut out);
-            out
-        }
+        Format::Json => pyjson::dumps_entries(entries.iter().copied(), INDENT),
         Format::Yaml => {
             let mut emitter = YamlEmitter::new();
             emitter.document(|e| e.mapping(entries));
@@ -293,88 +290,12 @@ pub(crate) fn python_splitlines(text: &str) -> Vec<&str> {
 // ---------------------------------------------------------------------------------------------
 // json
 
-/// JSON pretty printer with 4-space indent used everywhere by the CLIs: Python's
-/// `json.dumps(value, indent=4)` as Salt calls it — key order kept, non-ASCII kept as is,
-/// floats as Python writes them (`1e+16`).
+/// Salt's `json` outputter: `json.dumps(value, indent=4)`, key order kept.
 pub fn json_pretty(value: &Value) -> String {
-    let mut out = String::new();
-    write_json(value, 0, &mut out);
-    out
+    pyjson::dumps(value, INDENT)
 }
 
-fn write_json(value: &Value, depth: usize, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&python_number(n)),
-        Value::String(s) => write_json_string(s, out),
-        Value::Array(items) if items.is_empty() => out.push_str("[]"),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_newline(depth + 1, out);
-                write_json(item, depth + 1, out);
-            }
-            json_newline(depth, out);
-            out.push(']');
-        }
-        Value::Object(map) => {
-            write_json_object(map.iter().map(|(k, v)| (k.as_str(), v)), depth, out)
-        }
-    }
-}
-
-fn write_json_object<'a>(
-    entries: impl Iterator<Item = (&'a str, &'a Value)>,
-    depth: usize,
-    out: &mut String,
-) {
-    let mut empty = true;
-    out.push('{');
-    for (key, value) in entries {
-        if !empty {
-            out.push(',');
-        }
-        empty = false;
-        json_newline(depth + 1, out);
-        write_json_string(key, out);
-        out.push_str(": ");
-        write_json(value, depth + 1, out);
-    }
-    if !empty {
-        json_newline(depth, out);
-    }
-    out.push('}');
-}
-
-fn json_newline(depth: usize, out: &mut String) {
-    out.push('\n');
-    for _ in 0..depth {
-        out.push_str("    ");
-    }
-}
-
-/// Python's `json` string escaping with `ensure_ascii=False`.
-fn write_json_string(text: &str, out: &mut String) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+const INDENT: Layout = Layout::Indent { sort_keys: false };
 
 // ---------------------------------------------------------------------------------------------
 // txt

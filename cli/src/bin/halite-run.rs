@@ -4,7 +4,8 @@
 use argh::FromArgs;
 use halite_cli::args::parse_cli_args;
 use halite_cli::output::{self, Format};
-use halite_cli::{current_user, pyjson, Client, ClientError};
+use halite_cli::pyjson::{self, Layout};
+use halite_cli::{current_user, Client, ClientError};
 use halite_common::config::DEFAULT_CONFIG_DIR;
 use halite_common::control::{Request, Response};
 use serde_json::Value;
@@ -127,6 +128,7 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
     };
     let truthy = |key: &str| opts.get(key).is_some_and(|v| v == &Value::Bool(true) || v == "True");
     let (pretty, quiet) = (truthy("pretty"), truthy("quiet"));
+    let layout = if pretty { Layout::Indent { sort_keys: true } } else { Layout::Line };
     match client.request(&Request::Subscribe { tagmatch }).map_err(|e| (2, e.to_string()))? {
         Response::Subscribed => {}
         Response::Error { message } => return Err((1, message)),
@@ -137,7 +139,7 @@ fn state_event(client: &mut Client, arg: &[Value]) -> Result<(), Failure> {
         match client.receive(None) {
             Ok(Some(Response::Event { tag, data })) => {
                 if !quiet {
-                    let line = format!("{tag}\t{}\n", pyjson::dumps(&Value::Object(data), pretty));
+                    let line = format!("{tag}\t{}\n", pyjson::dumps(&Value::Object(data), layout));
                     if stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush()).is_err() {
                         return Ok(()); // stdout closed (e.g. `| head`): done.
                     }
