@@ -206,29 +206,17 @@ pub fn minion_event_line(
     ts: u64,
     stamp: &str,
 ) -> (String, std::ops::Range<usize>) {
-    let quoted = |line: &mut Vec<u8>, text: &str| {
-        serde_json::to_writer(line, text).expect("a string always serialises");
-    };
-    let mut line = Vec::with_capacity(data.len() + 2 * tag.len() + id.len() + 128);
-    line.extend_from_slice(b"{\"tag\":");
-    quoted(&mut line, tag);
-    line.extend_from_slice(b",\"data\":");
-    let start = line.len();
+    let (mut line, start) = open_line(tag, data.len() + tag.len() + id.len() + 128);
     line.extend_from_slice(b"{\"cmd\":\"_minion_event\",\"data\":");
     line.extend_from_slice(data.as_bytes());
     line.extend_from_slice(b",\"id\":");
-    quoted(&mut line, id);
+    json_string(&mut line, id);
     line.extend_from_slice(b",\"pretag\":null,\"tag\":");
-    quoted(&mut line, tag);
+    json_string(&mut line, tag);
     line.extend_from_slice(b",\"ts\":");
     serde_json::to_writer(&mut line, &ts).expect("an integer always serialises");
-    line.extend_from_slice(b",\"_stamp\":");
-    quoted(&mut line, stamp);
-    line.push(b'}');
-    let end = line.len();
-    line.push(b'}');
-    let line = String::from_utf8(line).expect("UTF-8 pieces and serde_json's UTF-8");
-    (line, start..end)
+    line.push(b',');
+    close_line(line, start, stamp)
 }
 
 /// The event-log line of an event whose `data` is already the JSON text of an object without
@@ -238,22 +226,39 @@ pub fn minion_event_line(
 /// and for the event both.
 pub fn stamped_event_line(tag: &str, data: &str, stamp: &str) -> (String, std::ops::Range<usize>) {
     let body = data.strip_suffix('}').unwrap_or(data);
-    let mut line = Vec::with_capacity(data.len() + tag.len() + stamp.len() + 40);
-    line.extend_from_slice(b"{\"tag\":");
-    serde_json::to_writer(&mut line, tag).expect("a string always serialises");
-    line.extend_from_slice(b",\"data\":");
-    let start = line.len();
+    let (mut line, start) = open_line(tag, data.len() + stamp.len() + 40);
     line.extend_from_slice(body.as_bytes());
     if body.len() > 1 {
         line.push(b',');
     }
+    close_line(line, start, stamp)
+}
+
+/// An event line's start, `{"tag":…,"data":`, with `room` more bytes reserved; and where the
+/// data begins.
+fn open_line(tag: &str, room: usize) -> (Vec<u8>, usize) {
+    let mut line = Vec::with_capacity(tag.len() + 20 + room);
+    line.extend_from_slice(b"{\"tag\":");
+    json_string(&mut line, tag);
+    line.extend_from_slice(b",\"data\":");
+    let start = line.len();
+    (line, start)
+}
+
+/// An event line's end: the data's last key `_stamp`, its closing brace and the line's; the
+/// line as text and the span of its data object.
+fn close_line(mut line: Vec<u8>, start: usize, stamp: &str) -> (String, std::ops::Range<usize>) {
     line.extend_from_slice(b"\"_stamp\":");
-    serde_json::to_writer(&mut line, stamp).expect("a string always serialises");
+    json_string(&mut line, stamp);
     line.push(b'}');
     let end = line.len();
     line.push(b'}');
     let line = String::from_utf8(line).expect("UTF-8 pieces and serde_json's UTF-8");
     (line, start..end)
+}
+
+fn json_string(line: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(line, text).expect("a string always serialises");
 }
 
 #[cfg(test)]
