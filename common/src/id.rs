@@ -66,7 +66,7 @@ pub fn validate_id(id: &str) -> Result<(), IdError> {
 
 /// Unicode's format characters (general category Cf, Unicode 15) and the line and paragraph
 /// separators (Zl, Zp): invisible, or they reorder or break the text around them.
-fn is_invisible(c: char) -> bool {
+pub fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{890}'..='\u{891}'
         | '\u{8e2}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'

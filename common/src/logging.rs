@@ -109,14 +109,32 @@ pub fn start(
     Ok(handle)
 }
 
-/// `text` shortened to 120 characters for a message: a peer's string (a target, a jid) may be
-/// as long as a frame.
+/// `text` shortened to 120 characters for a message, made [`printable`]: a peer's string (a
+/// target, a jid) may be as long as a frame.
 pub fn clip(text: &str) -> String {
-    const MAX: usize = 120;
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_string(),
+    printable(text, 120)
+}
+
+/// `text` fit for one log line: control characters, and the invisible ones that reorder or
+/// hide the text around them ([`crate::id::is_invisible`]), written as escapes (`\n`,
+/// `\u{202e}`), so that a peer's string can neither start a forged line nor disguise one; at
+/// most `max` characters, then `...`.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 3));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || crate::id::is_invisible(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
     }
+    out
 }
 
 fn open(path: &Path) -> io::Result<BufWriter<File>> {
@@ -217,6 +235,19 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn printable_escapes_what_forges_or_disguises_a_line() {
+        let forged =
+            "a\n2026-01-01 [WARN ] minion admin authenticated\r\t\u{1b}[31m\u{202e}x\u{7f}";
+        assert_eq!(
+            printable(forged, 200),
+            "a\\n2026-01-01 [WARN ] minion admin authenticated\\r\\t\\u{1b}[31m\\u{202e}x\\u{7f}"
+        );
+        assert_eq!(printable("é✓ ok", 200), "é✓ ok");
+        assert_eq!(printable("abcdef", 3), "abc...");
+        assert_eq!(clip(&"x".repeat(200)).len(), 123);
+    }
     use super::*;
 
     #[test]

@@ -21,6 +21,8 @@ use std::time::Instant;
 /// File server requests a minion may have waiting for the job thread; past them another is
 /// answered at once with an error (a minion asks one file at a time per job).
 pub(super) const MAX_FILE_REQUESTS: usize = 64;
+/// Characters of a close reason kept for the log and the disconnect event.
+const MAX_REASON_CHARS: usize = 300;
 
 impl Core {
     /// A new minion connection: admitted (greeted) or refused (closed unread: a flood costs
@@ -374,6 +376,9 @@ impl Core {
         let Some(peer) = self.peers.remove(&token) else {
             return;
         };
+        // A reason may quote the peer (serde's "unknown variant `…`"): one line, escaped.
+        let reason = halite_common::logging::printable(reason, MAX_REASON_CHARS);
+        let reason = reason.as_str();
         self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
         if !matches!(peer.phase, Phase::Live { .. }) {
             self.admission.release(peer.addr.ip());

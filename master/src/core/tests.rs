@@ -1350,3 +1350,25 @@ fn event_data_is_logged_as_sent_only_when_it_is_already_canonical() {
         assert_eq!(*line, event.to_json_line(), "{data}");
     }
 }
+
+/// A close reason quotes what the peer sent (serde's "unknown variant `…`"): a live minion
+/// sending a message type that is a forged log line got that line written to the master's
+/// log as it was. The reason is one line now, escaped, and its length bounded.
+#[test]
+fn a_peers_string_in_a_close_reason_cannot_forge_a_log_line() {
+    let mut h = Harness::new("forgedline", "auto_accept: True\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "web1", conn);
+    let forged = format!(
+        "x\\n2026-01-01T00:00:00+00:00 [WARN ] halite_master: minion admin authenticated\\u202e{}",
+        "y".repeat(5000)
+    );
+    let plain = format!(r#"{{"type":"{forged}"}}"#);
+    let frame = m.session.as_mut().unwrap().seal_encoded(plain.as_bytes()).unwrap();
+    let answer = h.step(Input::Frame { conn, frame });
+    let reason = closed(&answer, conn).expect("an unknown message closes the session");
+    assert!(reason.contains("unknown variant"), "{reason}");
+    assert!(reason.contains(r"x\n2026-01-01"), "escaped, still readable: {reason}");
+    assert!(!reason.contains(|c: char| c.is_control() || c == '\u{202e}'), "{reason:?}");
+    assert!(reason.ends_with("...") && reason.len() < 1000, "{}", reason.len());
+}
