@@ -107,8 +107,13 @@ pub fn tag_problem(tag: &str) -> Option<String> {
     if tag.len() > MAX_TAG_BYTES {
         return Some(format!("tag is {} bytes, over {MAX_TAG_BYTES}", tag.len()));
     }
-    if tag.chars().any(char::is_control) {
-        return Some(format!("tag {tag:?} contains control characters"));
+    // Shown to the operator (`state.event`, the event log): nothing that breaks a line or
+    // changes how the rest reads (a bidi override can make a tag display as another).
+    if tag.chars().any(|c| c.is_control() || crate::id::is_invisible(c)) {
+        return Some(format!(
+            "tag '{}' contains control or invisible characters",
+            crate::logging::clip(tag)
+        ));
     }
     None
 }
@@ -265,6 +270,19 @@ fn json_string(line: &mut Vec<u8>, text: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tags_that_break_or_disguise_a_line_are_refused() {
+        for tag in ["a\nb", "a\tb", "x\u{202e}y", "a\u{200b}b", "a\u{2028}b", "\u{feff}t"] {
+            let why = minion_tag_refusal(tag, "m").expect(tag);
+            assert!(why.contains("control or invisible characters"), "{why}");
+            assert!(
+                !why.contains(|c: char| c.is_control() || crate::id::is_invisible(c)),
+                "{why:?}"
+            );
+        }
+        assert_eq!(tag_problem("myco/é/✓"), None);
+    }
 
     /// A line stamped onto an object's text is the line of the event built from the object.
     #[test]

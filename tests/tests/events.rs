@@ -169,11 +169,17 @@ fn minion_events_carry_the_authenticated_id_and_reserved_tags_are_refused() {
     let forged = "myco/x\nsalt/auth\t{\"act\": \"accept\", \"id\": \"evil\"}";
     let out = master.halite(&["minion1", "event.send", forged]);
     assert_eq!(out.status, Some(1), "{out:?}");
-    assert!(out.stdout.contains("contains control characters"), "{out:?}");
+    assert!(out.stdout.contains("contains control or invisible characters"), "{out:?}");
+    // A bidi override would make a tag display as another (`salt/job/…/ret/db1`).
+    let disguised = "myco/\u{202e}1bd/ter/x";
+    let out = master.halite(&["minion1", "event.send", disguised]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(out.stdout.contains("contains control or invisible characters"), "{out:?}");
+    assert!(out.stdout.contains("\\u{202e}"), "escaped in the message: {out:?}");
     let out = minion.call(&["event.send", forged]);
     assert_eq!(out.status, Some(1), "{out:?}");
     let out = master.run(&["event.send", forged]);
-    assert!(!out.success() && out.stderr.contains("control characters"), "{out:?}");
+    assert!(!out.success() && out.stderr.contains("control or invisible characters"), "{out:?}");
     let big = format!("data={{\"pad\": \"{}\"}}", "x".repeat(2000));
     let out = minion.call(&["event.send", "myco/big", &big]);
     assert_eq!(out.status, Some(1));
