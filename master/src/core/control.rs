@@ -100,9 +100,10 @@ pub(crate) fn apply(
 }
 
 /// Tells connected minions about their key at once: a pending minion whose key was accepted
-/// gets its session now (no polling delay); rejected or deleted keys lose their connection, and
-/// so does a session whose accepted key was just replaced (a denied key accepted over it), and
-/// so does a connection between its Accepted verdict and its session (held verdict, AwaitReady).
+/// gets its session now (no polling delay); rejected or deleted keys lose their sessions (the
+/// daemon's and the one-shot ones), and so do those of an accepted key just replaced (a denied
+/// key accepted over it), and so does a connection between its Accepted verdict and its
+/// session (held verdict, AwaitReady).
 fn react_to_key_change(
     master: &mut Core,
     action: KeyAction,
@@ -120,7 +121,7 @@ fn react_to_key_change(
     master.drop_unaccepted(id);
     let key_replaced = action == KeyAction::Accept && from != KeyStatus::Pending;
     if action != KeyAction::Accept || key_replaced {
-        if let Some(token) = master.live_connection(id) {
+        for token in master.sessions_of(id) {
             master.close_peer_caused(token, "key no longer accepted", cause);
         }
     }

@@ -50,6 +50,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PENDING_IDLE: Duration = Duration::from_secs(600);
 /// The quickest a pending connection may send its next hello.
 const MIN_REHELLO: Duration = Duration::from_millis(900);
+/// One-shot sessions (`halite-minion call`) one minion may hold open beside its daemon's.
+const MAX_ONE_SHOT_SESSIONS: usize = 8;
 /// Largest frame before a session is live: a hello is well under 1 KiB.
 pub(crate) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 /// Largest first session frame (`Ready`, with the minion's grains).
@@ -136,6 +138,9 @@ pub struct Core {
     pub(crate) peers: HashMap<Token, Peer>,
     /// Live sessions by minion id.
     pub(crate) live: HashMap<String, Token>,
+    /// One-shot sessions (`halite-minion call`) by minion id: at most
+    /// [`MAX_ONE_SHOT_SESSIONS`] each, closed with the daemon's session when the key moves.
+    pub(crate) one_shot: HashMap<String, Vec<Token>>,
     pub(crate) controls: HashMap<Token, Client>,
     pub(crate) bus: Bus,
     /// The job cache: read and written only by jobs on `io`'s thread.
@@ -313,6 +318,7 @@ impl Core {
             lists_in_flight: false,
             peers: HashMap::new(),
             live: HashMap::new(),
+            one_shot: HashMap::new(),
             controls: HashMap::new(),
             bus,
             jobs: Arc::new(Mutex::new(jobs)),

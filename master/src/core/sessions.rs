@@ -3,8 +3,8 @@
 
 use super::keyflow::{accepted_key_is, KEY_GONE};
 use super::{
-    json_len, over_max, oversized, Core, Effect, HANDSHAKE_TIMEOUT, MAX_READY_FRAME, MIN_REHELLO,
-    PENDING_IDLE,
+    json_len, over_max, oversized, Core, Effect, HANDSHAKE_TIMEOUT, MAX_ONE_SHOT_SESSIONS,
+    MAX_READY_FRAME, MIN_REHELLO, PENDING_IDLE,
 };
 use crate::auth;
 use crate::bus::MinionEvent;
@@ -88,6 +88,12 @@ impl Core {
                 if !accepted_key_is(&self.store, &id, key) {
                     return Err(format!("{KEY_GONE}: {id}"));
                 }
+                let one_shots = self.one_shot.get(&id).map_or(0, Vec::len);
+                if transient && one_shots >= MAX_ONE_SHOT_SESSIONS {
+                    return Err(format!(
+                        "minion {id} already has {MAX_ONE_SHOT_SESSIONS} one-shot sessions open"
+                    ));
+                }
                 let Phase::AwaitReady { session, .. } =
                     std::mem::replace(&mut peer.phase, Phase::AwaitHello)
                 else {
@@ -99,6 +105,7 @@ impl Core {
                 self.fx.push(Effect::MaxFrame { conn: token, max: self.cfg.max_frame_bytes });
                 if transient {
                     log::info!("minion {} opened a one-shot session", peer.label());
+                    self.one_shot.entry(id).or_default().push(token);
                     return Ok(());
                 }
                 log::info!("minion {} authenticated", peer.label());
@@ -393,7 +400,15 @@ impl Core {
                 let data = object([("id", id.as_str().into()), ("reason", reason.into())]);
                 self.bus.fire_caused(format!("salt/minion/{id}/disconnected"), data, cause);
             }
-            (Phase::Live { .. }, false) => log::debug!("session {} closed: {reason}", peer.label()),
+            (Phase::Live { id, .. }, false) => {
+                if let Some(tokens) = self.one_shot.get_mut(id) {
+                    tokens.retain(|&t| t != token);
+                    if tokens.is_empty() {
+                        self.one_shot.remove(id);
+                    }
+                }
+                log::debug!("session {} closed: {reason}", peer.label())
+            }
             _ if self.quiet.allow(self.now) => {
                 log::warn!("closed connection {}: {reason}", peer.label())
             }
@@ -469,9 +484,10 @@ impl Core {
         }
     }
 
-    /// The token of the live session for `id`, if any.
-    pub(crate) fn live_connection(&self, id: &str) -> Option<Token> {
-        self.live.get(id).copied()
+    /// The tokens of `id`'s sessions: its daemon's, and its one-shot ones.
+    pub(crate) fn sessions_of(&self, id: &str) -> Vec<Token> {
+        let one_shot = self.one_shot.get(id).into_iter().flatten();
+        self.live.get(id).into_iter().chain(one_shot).copied().collect()
     }
 
     /// Re-runs the decision for a pending connection (after its key moved) and answers it;

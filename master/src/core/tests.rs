@@ -1372,3 +1372,48 @@ fn a_peers_string_in_a_close_reason_cannot_forge_a_log_line() {
     assert!(!reason.contains(|c: char| c.is_control() || c == '\u{202e}'), "{reason:?}");
     assert!(reason.ends_with("...") && reason.len() < 1000, "{}", reason.len());
 }
+
+/// A one-shot session (`halite-minion call`, `Ready { transient: true }`) stayed open after
+/// its key was deleted (a key move closed only the daemon's session), and one minion could
+/// open any number of them, each with its own buffers and file and pillar allowances. Now a
+/// minion has at most 8, a closed one frees its place, and a key move ends them all.
+#[test]
+fn one_shot_sessions_are_capped_per_minion_and_end_with_their_key() {
+    let mut h = Harness::new("oneshot", "auto_accept: True\n");
+    let daemon = live_minion(&mut h, "m1", Token(10));
+    let one_shot = |h: &mut Harness, conn: Token| {
+        let mut shot = FakeMinion { id: "m1".into(), keys: daemon.keys.duplicate(), session: None };
+        let (handshake, answer) = shot.hello(h, conn);
+        shot.on_verdict(&handshake, &answer, conn);
+        let ready = shot.seal(&ToMaster::Ready { grains: Map::new(), transient: true });
+        h.step(Input::Frame { conn, frame: ready })
+    };
+    for n in 0..8 {
+        let conn = Token(20 + n);
+        let answer = one_shot(&mut h, conn);
+        assert_eq!(closed(&answer, conn), None, "one-shot session {n}: {answer:?}");
+    }
+    let answer = one_shot(&mut h, Token(28));
+    let why = closed(&answer, Token(28)).expect("a ninth one-shot session is refused");
+    assert!(why.contains("minion m1 already has 8 one-shot sessions open"), "{why}");
+    // A closed one frees its place; the daemon's session is not one of them.
+    h.step(Input::Closed { conn: Token(20), error: ConnError::PeerClosed });
+    let answer = one_shot(&mut h, Token(29));
+    assert_eq!(closed(&answer, Token(29)), None, "{answer:?}");
+    assert_eq!(h.core.live.get("m1"), Some(&Token(10)));
+
+    let cli = Token(11);
+    h.step(Input::ControlConnected { conn: cli });
+    let request = Request::KeyApply {
+        action: halite_common::control::KeyAction::Delete,
+        keys: vec![("m1".into(), halite_common::control::KeyStatus::Accepted)],
+    };
+    let mut moved =
+        h.step(Input::Frame { conn: cli, frame: serde_json::to_vec(&request).unwrap() });
+    moved.extend(h.disk_done());
+    for conn in [10, 21, 22, 23, 24, 25, 26, 27, 29].map(Token) {
+        let why = closed(&moved, conn).unwrap_or_else(|| panic!("{conn:?} still open: {moved:?}"));
+        assert_eq!(why, "key no longer accepted");
+    }
+    assert!(h.core.one_shot.is_empty() && h.core.live.is_empty());
+}
