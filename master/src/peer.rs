@@ -38,8 +38,6 @@ pub struct Peer {
     /// Jids of its returns that are stored but not acknowledged yet: the acks go out with
     /// the next frame to this minion, or at the next tick (see `Core::ack_return`).
     pub acks: Vec<String>,
-    /// Its file server requests handed to the job thread and not answered yet.
-    pub files_in_flight: usize,
 }
 
 impl Peer {
@@ -53,7 +51,6 @@ impl Peer {
             ping_seq: 0,
             parked: false,
             acks: Vec::new(),
-            files_in_flight: 0,
         }
     }
 

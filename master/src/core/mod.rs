@@ -141,6 +141,9 @@ pub struct Core {
     /// One-shot sessions (`halite-minion call`) by minion id: at most
     /// [`MAX_ONE_SHOT_SESSIONS`] each, closed with the daemon's session when the key moves.
     pub(crate) one_shot: HashMap<String, Vec<Token>>,
+    /// File server requests waiting for the job thread, by minion (at most
+    /// `sessions::MAX_FILE_REQUESTS` each).
+    files_in_flight: HashMap<String, usize>,
     pub(crate) controls: HashMap<Token, Client>,
     pub(crate) bus: Bus,
     /// The job cache: read and written only by jobs on `io`'s thread.
@@ -319,6 +322,7 @@ impl Core {
             peers: HashMap::new(),
             live: HashMap::new(),
             one_shot: HashMap::new(),
+            files_in_flight: HashMap::new(),
             controls: HashMap::new(),
             bus,
             jobs: Arc::new(Mutex::new(jobs)),

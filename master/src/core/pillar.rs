@@ -24,9 +24,10 @@ pub(crate) struct Pillars {
     /// JSON text, as the grains are, which costs a fraction of the parsed maps at 10,000
     /// minions; parsed only for a target that looks at pillar.
     pub(crate) compiled: HashMap<String, Arc<str>>,
-    /// Connections with a compile in flight: one at a time each, so a minion asking in a
-    /// loop costs one compile at a time, not a queue.
-    busy: HashSet<Token>,
+    /// Minions with a compile in flight: one at a time each, so a minion asking in a loop
+    /// (or asking, closing and asking again on a new session) costs one compile at a time,
+    /// not a queue.
+    busy: HashSet<String>,
 }
 
 impl Core {
@@ -39,7 +40,7 @@ impl Core {
         req: u64,
         max_frame: Option<u64>,
     ) -> Result<(), String> {
-        if !self.pillar.busy.insert(token) {
+        if !self.pillar.busy.insert(id.to_string()) {
             self.minion_warn(
                 id,
                 format_args!("minion {id}: pillar request refused: one is already being compiled"),
@@ -71,7 +72,7 @@ impl Core {
 
     /// The compile is done: kept for `I@`, sent if the session it was for is still live.
     fn pillar_compiled(&mut self, token: Token, id: &str, req: u64, pillar: Map<String, Value>) {
-        self.pillar.busy.remove(&token);
+        self.pillar.busy.remove(id);
         let errors = pillar.get("_errors").and_then(Value::as_array).map_or(0, Vec::len);
         // One line per compile; at debug when there is nothing to say (no pillar top file:
         // a fleet's reconnects need not fill the log).

@@ -148,8 +148,10 @@ impl Core {
             ToMaster::Pong { .. } => Ok(()),
             ToMaster::Ready { .. } => Err("Ready sent twice".into()),
             ToMaster::FileRequest { req, op } => {
-                let peer = self.peers.get_mut(&token).ok_or("gone")?;
-                if peer.files_in_flight >= MAX_FILE_REQUESTS {
+                // Counted per minion, not per connection: a session closed with requests
+                // queued leaves them on the job thread until they are answered.
+                let in_flight = self.files_in_flight.entry(id.to_string()).or_default();
+                if *in_flight >= MAX_FILE_REQUESTS {
                     let message = format!("too many file requests in flight ({MAX_FILE_REQUESTS})");
                     self.minion_warn(
                         id,
@@ -158,15 +160,19 @@ impl Core {
                     let reply = FileReply::Error { message };
                     return self.send_session(token, &ToMinion::FileReply { req, reply });
                 }
-                peer.files_in_flight += 1;
+                *in_flight += 1;
+                let id = id.to_string();
                 // Read or hashed on the disk job thread; the reply goes to this connection
                 // (if it is still there: tokens are never reused).
                 let files = Arc::clone(&self.files);
                 self.io.submit(move || {
                     let reply = files.lock().unwrap_or_else(|p| p.into_inner()).answer(&op);
                     Box::new(move |core: &mut Core| {
-                        if let Some(peer) = core.peers.get_mut(&token) {
-                            peer.files_in_flight -= 1;
+                        if let Some(n) = core.files_in_flight.get_mut(&id) {
+                            *n -= 1;
+                            if *n == 0 {
+                                core.files_in_flight.remove(&id);
+                            }
                         }
                         if let Err(reason) =
                             core.send_session(token, &ToMinion::FileReply { req, reply })

@@ -182,6 +182,17 @@ fn live_minion_with(
     m
 }
 
+/// A one-shot session (`halite-minion call`) of `m`'s minion on `conn`, and the core's
+/// answer to its `Ready`.
+fn one_shot_session(h: &mut Harness, m: &FakeMinion, conn: Token) -> (FakeMinion, Vec<Effect>) {
+    let mut shot = FakeMinion { id: m.id.clone(), keys: m.keys.duplicate(), session: None };
+    let (handshake, answer) = shot.hello(h, conn);
+    shot.on_verdict(&handshake, &answer, conn);
+    let ready = shot.seal(&ToMaster::Ready { grains: Map::new(), transient: true });
+    let answer = h.step(Input::Frame { conn, frame: ready });
+    (shot, answer)
+}
+
 #[test]
 fn a_minion_goes_live_and_keepalive_runs_on_the_clock_it_is_given() {
     let mut h = Harness::new("keepalive", "auto_accept: True\n");
@@ -690,6 +701,17 @@ fn file_requests_in_flight_are_capped_per_minion() {
     };
     assert_eq!((req, message.as_str()), (cap, "too many file requests in flight (64)"));
     assert_eq!(closed(&refused, conn), None, "the minion is not cut off");
+    // Counted per minion, not per connection: another session of the same minion (or a new
+    // one after closing this, its requests still queued) was a fresh allowance each time.
+    let other = Token(11);
+    let (mut shot, _) = one_shot_session(&mut h, &m, other);
+    let frame = ask(&mut shot, 0);
+    let refused = h.step(Input::Frame { conn: other, frame });
+    let [reply] = &sent(&refused, other)[..] else { panic!("no refusal: {refused:?}") };
+    assert!(
+        matches!(shot.open(reply), ToMinion::FileReply { reply: FileReply::Error { .. }, .. }),
+        "another session's request was queued"
+    );
     let answered = h.disk_done();
     let answers: Vec<u64> = sent(&answered, conn)
         .iter()
@@ -732,6 +754,15 @@ fn pillar_is_compiled_off_the_loop_for_the_sessions_id_only() {
     });
     let [busy] = &sent(&again, c2)[..] else { panic!("no refusal: {again:?}") };
     let ToMinion::PillarReply { req: 2, pillar } = m2.open(busy) else { panic!("not a reply") };
+    assert_eq!(pillar["_errors"][0], "a pillar refresh is already running for this minion");
+    // One compile per minion, not per connection: another session of m2 is refused too.
+    let (mut shot, _) = one_shot_session(&mut h, &m2, Token(12));
+    let asked = h.step(Input::Frame {
+        conn: Token(12),
+        frame: shot.seal(&ToMaster::PillarRequest { req: 3, max_frame: None }),
+    });
+    let [busy] = &sent(&asked, Token(12))[..] else { panic!("no refusal: {asked:?}") };
+    let ToMinion::PillarReply { req: 3, pillar } = shot.open(busy) else { panic!("not a reply") };
     assert_eq!(pillar["_errors"][0], "a pillar refresh is already running for this minion");
     let answered = h.disk_done();
     assert!(sent(&answered, c1).is_empty(), "m2's pillar went to m1: {answered:?}");
@@ -1381,13 +1412,7 @@ fn a_peers_string_in_a_close_reason_cannot_forge_a_log_line() {
 fn one_shot_sessions_are_capped_per_minion_and_end_with_their_key() {
     let mut h = Harness::new("oneshot", "auto_accept: True\n");
     let daemon = live_minion(&mut h, "m1", Token(10));
-    let one_shot = |h: &mut Harness, conn: Token| {
-        let mut shot = FakeMinion { id: "m1".into(), keys: daemon.keys.duplicate(), session: None };
-        let (handshake, answer) = shot.hello(h, conn);
-        shot.on_verdict(&handshake, &answer, conn);
-        let ready = shot.seal(&ToMaster::Ready { grains: Map::new(), transient: true });
-        h.step(Input::Frame { conn, frame: ready })
-    };
+    let one_shot = |h: &mut Harness, conn: Token| one_shot_session(h, &daemon, conn).1;
     for n in 0..8 {
         let conn = Token(20 + n);
         let answer = one_shot(&mut h, conn);
