@@ -90,14 +90,15 @@ impl Admission {
         if open >= self.budget {
             return Err(Refusal::Descriptors { budget: self.budget });
         }
+        // Per address first: an address at its cap is refused even when the total is full
+        // too (the core makes room past the total for other addresses only).
+        if self.per_ip.get(&source_of(ip)).is_some_and(|&n| n >= self.max_per_ip) {
+            return Err(Refusal::PerAddress { max: self.max_per_ip });
+        }
         if self.total >= self.max_total {
             return Err(Refusal::Total { max: self.max_total });
         }
-        let from_ip = self.per_ip.entry(source_of(ip)).or_insert(0);
-        if *from_ip >= self.max_per_ip {
-            return Err(Refusal::PerAddress { max: self.max_per_ip });
-        }
-        *from_ip += 1;
+        *self.per_ip.entry(source_of(ip)).or_insert(0) += 1;
         self.total += 1;
         Ok(())
     }
@@ -301,6 +302,8 @@ mod tests {
             assert_eq!(a.admit(ip(n as u8 + 10), n), Ok(()), "connection {n}");
         }
         assert_eq!(a.admit(ip(200), 30), Err(Refusal::Total { max: 30 }));
+        // An address at its own cap hears that, not the total (which the core makes room in).
+        assert_eq!(a.admit(ip(1), 30), Err(Refusal::PerAddress { max: 2 }));
         assert_eq!(a.admit(ip(200), 100), Err(Refusal::Descriptors { budget: 100 }));
     }
 

@@ -141,6 +141,9 @@ pub struct Core {
     /// One-shot sessions (`halite-minion call`) by minion id: at most
     /// [`MAX_ONE_SHOT_SESSIONS`] each, closed with the daemon's session when the key moves.
     pub(crate) one_shot: HashMap<String, Vec<Token>>,
+    /// Minion connections counted by `admission` (not live yet), oldest first: tokens only
+    /// grow.
+    unauthenticated: std::collections::BTreeSet<Token>,
     /// File server requests waiting for the job thread, by minion (at most
     /// `sessions::MAX_FILE_REQUESTS` each).
     files_in_flight: HashMap<String, usize>,
@@ -322,6 +325,7 @@ impl Core {
             peers: HashMap::new(),
             live: HashMap::new(),
             one_shot: HashMap::new(),
+            unauthenticated: std::collections::BTreeSet::new(),
             files_in_flight: HashMap::new(),
             controls: HashMap::new(),
             bus,

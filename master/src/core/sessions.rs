@@ -8,7 +8,7 @@ use super::{
 };
 use crate::auth;
 use crate::bus::MinionEvent;
-use crate::limits::source_of;
+use crate::limits::{source_of, Refusal};
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
 use halite_common::event::{beacon_event_data, minion_tag_refusal, object, wrap_minion_event};
 use halite_common::handshake::{self, decode_message, HelloIn};
@@ -28,7 +28,23 @@ impl Core {
     /// A new minion connection: admitted (greeted) or refused (closed unread: a flood costs
     /// one accept and one close each).
     pub(super) fn on_connected(&mut self, conn: Token, addr: SocketAddr) {
-        if let Err(why) = self.admission.admit(addr.ip(), self.network_conns()) {
+        let mut admitted = self.admission.admit(addr.ip(), self.network_conns());
+        if let (Err(Refusal::Total { max }), Some(&oldest)) =
+            (&admitted, self.unauthenticated.first())
+        {
+            // Full of connections that have not authenticated: the oldest makes room.
+            // Refusing the newcomer let connections held open (a pending hello repeated just
+            // under PENDING_IDLE, from a few dozen addresses) keep every reconnecting minion
+            // out; a newcomer is only evicted in turn once max_pending_connections newer
+            // ones have come, long after a real handshake is done.
+            let reason = format!(
+                "evicted: {max} connections await authentication (max_pending_connections), \
+                 and this is the oldest"
+            );
+            self.close_peer(oldest, &reason);
+            admitted = self.admission.admit(addr.ip(), self.network_conns());
+        }
+        if let Err(why) = admitted {
             let reason = format!("refused connection from {addr}: {why}");
             if self.quiet.allow(self.now) {
                 log::warn!("{reason}");
@@ -38,6 +54,7 @@ impl Core {
         }
         log::debug!("connection from {addr}");
         self.peers.insert(conn, Peer::new(addr, self.now));
+        self.unauthenticated.insert(conn);
         let bytes = handshake::greeting(&self.keys.public);
         self.fx.push(Effect::Send { conn, bytes });
     }
@@ -102,6 +119,7 @@ impl Core {
                 peer.phase = Phase::Live { id: id.clone(), session };
                 peer.since = self.now;
                 self.admission.release(peer.addr.ip());
+                self.unauthenticated.remove(&token);
                 self.fx.push(Effect::MaxFrame { conn: token, max: self.cfg.max_frame_bytes });
                 if transient {
                     log::info!("minion {} opened a one-shot session", peer.label());
@@ -395,6 +413,7 @@ impl Core {
         self.fx.push(Effect::Close { conn: token, reason: reason.to_string() });
         if !matches!(peer.phase, Phase::Live { .. }) {
             self.admission.release(peer.addr.ip());
+            self.unauthenticated.remove(&token);
         }
         let was_live = peer.id().is_some_and(|id| self.live.get(id) == Some(&token));
         match (&peer.phase, was_live) {

@@ -1442,3 +1442,47 @@ fn one_shot_sessions_are_capped_per_minion_and_end_with_their_key() {
     }
     assert!(h.core.one_shot.is_empty() && h.core.live.is_empty());
 }
+
+/// Connections held open awaiting authentication (a pending hello repeated just under
+/// `PENDING_IDLE`, from a few dozen addresses) filled `max_pending_connections` for good:
+/// every minion connecting after that, a fleet reconnecting after a restart included, was
+/// refused at accept. Now the oldest unauthenticated connection makes room for a newcomer.
+#[test]
+fn a_full_house_of_unauthenticated_connections_makes_room_for_a_newcomer() {
+    let mut h = Harness::new("evict", "max_pending_connections: 4\n");
+    let master = h.core.keys.public.clone();
+    let mut held = Vec::new();
+    for n in 0..4 {
+        let conn = Token(10 + n);
+        let mut m = FakeMinion::new(&format!("p{n}"));
+        let (first, _) = m.hello(&mut h, conn);
+        let pending = h.disk_done();
+        let [reply] = &sent(&pending, conn)[..] else { panic!("no verdict: {pending:?}") };
+        assert!(matches!(first.on_reply(reply).unwrap(), Verdict::Pending));
+        held.push((conn, m));
+    }
+    // The attack's shape: each says hello again just before it would be dropped as silent.
+    for _ in 0..2 {
+        let ticks = h.advance(Duration::from_secs(599));
+        for (conn, m) in &held {
+            assert_eq!(closed(&ticks, *conn), None);
+            let (_, hello) = MinionHandshake::start(&m.id, &m.keys, &master).unwrap();
+            let answer = h.step(Input::Frame { conn: *conn, frame: hello });
+            assert_eq!(closed(&answer, *conn), None, "{answer:?}");
+        }
+        h.disk_done();
+    }
+    // A newcomer is greeted; the oldest held connection is closed to make room.
+    let newcomer = Token(30);
+    let answer = h.step(Input::MinionConnected { conn: newcomer, addr: addr() });
+    assert_eq!(closed(&answer, newcomer), None, "the newcomer was refused: {answer:?}");
+    assert_eq!(sent(&answer, newcomer).len(), 1, "no greeting: {answer:?}");
+    let why = closed(&answer, Token(10)).expect("the oldest makes room");
+    let expected = "evicted: 4 connections await authentication (max_pending_connections), and \
+                    this is the oldest";
+    assert_eq!(why, expected);
+    for conn in [11, 12, 13].map(Token) {
+        assert_eq!(closed(&answer, conn), None, "{conn:?}");
+    }
+    assert_eq!(h.core.admission.unauthenticated(), 4);
+}
