@@ -190,10 +190,13 @@ impl<S: Read + Write> Conn<S> {
         turn
     }
 
-    /// Queues one frame. Fails when the peer has left too much output unread.
+    /// Queues one frame. Fails when the peer has left too much output unread: more than
+    /// `max_out` with this frame, unless nothing is queued (one answer bigger than the cap is
+    /// not a slow reader).
     pub fn send(&mut self, payload: &[u8]) -> Result<(), ConnError> {
-        let len = self.out.len() - self.out_pos + payload.len();
-        if len > self.max_out {
+        let queued = self.out.len() - self.out_pos;
+        let len = queued + payload.len();
+        if queued > 0 && len > self.max_out {
             return Err(ConnError::Backlog { len, max: self.max_out });
         }
         match self.decoder {
@@ -389,6 +392,19 @@ mod tests {
         check(c.send(&[0; 40]).err(), ConnError::Backlog { len: 84, max: 64 }, text);
     }
 
+    /// A frame bigger than the backlog cap is queued when nothing else is (an answer that
+    /// size is not a slow reader), and nothing more until it has gone.
+    #[test]
+    fn one_frame_over_the_backlog_cap_fits_an_empty_queue() {
+        let mut c = script(vec![], 0);
+        c.send(&[1; 100]).unwrap();
+        // 104 queued (header and payload), then 1 more.
+        assert_eq!(c.send(b"x"), Err(ConnError::Backlog { len: 105, max: 64 }));
+        c.stream.write_limit = 1000;
+        c.flush().unwrap();
+        c.send(b"x").unwrap();
+    }
+
     /// Frames leave the decoder after every read (a turn's budget of small frames never
     /// gathers in it), and a quiet connection holds no buffer at all, in or out: 10,000 idle
     /// minions each keeping their last frames' capacity would hold megabytes for nothing.
@@ -422,7 +438,8 @@ mod tests {
     #[test]
     fn callers_returning_string_errors_keep_using_the_question_mark() {
         fn queue(c: &mut Conn<Script>) -> Result<(), String> {
-            c.send(&[0; 65])?;
+            c.send(&[0; 60])?;
+            c.send(&[0; 1])?;
             Ok(())
         }
         let mut c = script(vec![], 0);

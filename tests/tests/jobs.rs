@@ -373,3 +373,34 @@ fn list_jobs_skips_a_broken_cache_entry() {
         master.daemon.wait_for_line(&format!("job cache: skipping job {jid}: "), WAIT);
     }
 }
+
+/// Three minions returning 6 MB each: the job's returns were one 18 MB answer to
+/// `jobs.lookup_jid`, over the 16 MiB a control client could have queued, so the master
+/// closed the connection of a client reading as fast as it could ("reading too slowly") and
+/// the job could never be looked up. One answer of any size now fits an empty queue.
+#[test]
+fn a_job_with_big_returns_is_watched_and_looked_up_whole() {
+    let ids = [("minion1", ""), ("minion2", ""), ("minion3", "")];
+    let (master, _minions) = cluster(&ids);
+    let six_mb = "head -c 6000000 /dev/zero | tr '\\0' x";
+    let out = master.halite(&["*", "cmd.run", six_mb, "--out", "json", "--static"]);
+    assert!(out.success(), "{}", &out.stderr);
+    let returns = json(&out.stdout);
+    for (id, _) in ids {
+        assert_eq!(returns[id].as_str().map(str::len), Some(6_000_000), "{id}");
+    }
+    let listed = json(&master.run(&["jobs.list_jobs", "--out", "json"]).stdout);
+    let jid = listed
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, job)| job["Function"] == "cmd.run")
+        .map(|(jid, _)| jid.clone())
+        .expect("the job is listed");
+    let out = master.run(&["jobs.lookup_jid", &jid, "--out", "json"]);
+    assert!(out.success(), "{}", &out.stderr);
+    let looked_up = json(&out.stdout);
+    for (id, _) in ids {
+        assert_eq!(looked_up[id].as_str().map(str::len), Some(6_000_000), "{id}");
+    }
+}
