@@ -23,6 +23,7 @@ pub(crate) const MAX_HTTP_BACKLOG: usize = 256 * 1024;
 /// HMAC needs the whole body, so an unauthenticated client can make the master buffer one;
 /// without a budget, `webhook_max_connections` clients could hold as many `webhook_max_body`s.
 /// One source address may take a quarter of it (but always one whole `webhook_max_body`).
+/// What counts is the body bytes received, not the length a head announces.
 pub(crate) const BODY_BUDGET: usize = 16 * 1024 * 1024;
 
 /// The metrics listener's caps (a scraper or two per host; no config keys): connections in
@@ -249,9 +250,13 @@ impl Core {
             let (addr, listener) = (client.addr, client.listener);
             match client.parser.next_request() {
                 Ok(None) => {
-                    let awaited = client.parser.awaited_body().filter(|_| client.reserved == 0);
-                    if let Some(len) = awaited {
-                        if let Err(why) = conns.reserve(addr.ip(), len) {
+                    // What the body has brought so far is reserved, not the length its head
+                    // declares: heads alone (no body, no credentials) reserved whole bodies,
+                    // and sixteen of them from four addresses kept every other sender out.
+                    let held = client.parser.buffered();
+                    let reserved = client.reserved;
+                    if client.parser.awaited_body().is_some() && held > reserved {
+                        if let Err(why) = conns.reserve(addr.ip(), held - reserved) {
                             let reason = format!("{why}; retry later");
                             let header = Some(("Retry-After", "1"));
                             return self.refuse_http(
@@ -261,7 +266,7 @@ impl Core {
                             );
                         }
                         let Some(client) = conns.conns.get_mut(&conn) else { return };
-                        client.reserved = len;
+                        client.reserved = held;
                     }
                     let Some(client) = conns.conns.get_mut(&conn) else { return };
                     if client.parser.take_continue() {

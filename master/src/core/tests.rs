@@ -989,7 +989,9 @@ fn garbage_and_oversized_bodies_are_refused_before_buffering() {
 #[test]
 fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
     let mut h = webhook_harness("hook-budget");
-    let head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    // A head and all of its 1 MiB body but the last byte: in flight.
+    let mut head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    head.resize(head.len() + (1 << 20) - 1, b'x');
     let other: SocketAddr = "127.0.0.2:40000".parse().unwrap();
     // A quarter of the 16 MiB budget per address: four 1 MiB bodies, the fifth is refused.
     for n in 0..4 {
@@ -1011,7 +1013,34 @@ fn unauthenticated_bodies_in_flight_are_budgeted_per_source_and_given_back() {
     let again = Token(36);
     h.step(Input::HttpConnected { conn: again, addr: addr(), listener: HttpListener::Webhook });
     assert!(h.step(Input::HttpData { conn: again, bytes: head }).is_empty());
-    assert_eq!(h.core.http.in_flight, 5 << 20);
+    assert_eq!(h.core.http.in_flight, 5 * ((1 << 20) - 1));
+}
+
+/// The body budget was reserved from the length a head announced: sixteen connections from
+/// four addresses sending only `POST` heads with a 1 MiB `Content-Length` (no body, no
+/// credentials) took all 16 MiB, and every signed request whose body came after its head
+/// was answered 503 until they timed out, and again when they came back. What a body has
+/// brought is reserved now.
+#[test]
+fn heads_without_bodies_do_not_take_the_body_budget() {
+    let mut h = webhook_harness("hook-heads");
+    let head = b"POST /hook/deploy HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    for n in 0..16u16 {
+        let conn = Token(30 + usize::from(n));
+        let addr = SocketAddr::from(([127, 0, 0, 2 + (n % 4) as u8], 40000 + n));
+        h.step(Input::HttpConnected { conn, addr, listener: HttpListener::Webhook });
+        assert!(h.step(Input::HttpData { conn, bytes: head.clone() }).is_empty());
+    }
+    assert_eq!(h.core.http.in_flight, 0);
+    // A sender from a fifth address, its body after its head.
+    let conn = Token(50);
+    let addr = SocketAddr::from(([127, 0, 0, 9], 40000));
+    h.step(Input::HttpConnected { conn, addr, listener: HttpListener::Webhook });
+    let request = hook_request(r#"{"ref": "main"}"#);
+    let split = request.len() - 5;
+    assert!(h.step(Input::HttpData { conn, bytes: request[..split].to_vec() }).is_empty());
+    let fx = h.step(Input::HttpData { conn, bytes: request[split..].to_vec() });
+    assert_eq!(statuses(&fx, conn), ["HTTP/1.1 200 OK"]);
 }
 
 #[test]
