@@ -352,36 +352,96 @@ fn temp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{file}.halite-{}-{n}", std::process::id()))
 }
 
-/// Writes `data` to a private temporary file beside `path`, gives it `mode`, renames it in.
-fn write_beside(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+/// Writes `data` to a private temporary file beside `path`, gives it `mode` (and `owner`,
+/// where allowed) and renames it in. The directory may be one another user can write (a
+/// home directory): everything after the open is done on the open file, never by path, and
+/// what the rename put in place must be that file. By path, a symlink to /etc/shadow swapped
+/// in for the temporary file while it was written had the chmod and chown meant for it.
+fn write_beside(path: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    write_beside_with(path, data, mode, owner, |_| {})
+}
+
+/// [`write_beside`], calling `before_rename` with the temporary path just before the rename
+/// (tests play the other user there).
+fn write_beside_with(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    before_rename: impl FnOnce(&Path),
+) -> io::Result<()> {
     let tmp = temp_beside(path);
-    let result = (|| {
-        let mut file =
-            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let written = (|| {
         file.write_all(data)?;
+        if let Some((uid, gid)) = owner {
+            // Kept where allowed: an unprivileged minion keeps its own.
+            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+        }
+        // After the chown, which clears setuid and setgid.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        before_rename(&tmp);
         fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    result
+    let ours = file.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(now) if (now.dev(), now.ino()) == (ours.dev(), ours.ino()) => Ok(()),
+        _ => {
+            // What was renamed in is not what was written: the other user's (a symlink to
+            // a file of their choosing); it goes.
+            let _ = fs::remove_file(path);
+            Err(io::Error::other(
+                "the temporary file was replaced while it was written (another user can write \
+                 to this directory)",
+            ))
+        }
+    }
 }
 
 fn create_file(path: &Path, data: &[u8], mode: &str) -> io::Result<()> {
-    write_beside(path, data, perms::bits(mode))
+    write_beside(path, data, perms::bits(mode), None)
 }
 
 /// New contents for an existing file, keeping its mode (and owner, where allowed).
 fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let meta = fs::metadata(path)?;
-    write_beside(path, data, meta.mode() & 0o7777)?;
     let me = perms::me();
-    if meta.uid() != me.uid || meta.gid() != me.gid {
-        let _ = std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()));
-        // The chown cleared any setuid/setgid bit.
-        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    let owner = (meta.uid() != me.uid || meta.gid() != me.gid).then(|| (meta.uid(), meta.gid()));
+    write_beside(path, data, meta.mode() & 0o7777, owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The other user swaps the temporary file for a symlink to a file of theirs choosing
+    /// while it is written: that file keeps its mode, and no symlink is left in place.
+    #[test]
+    fn a_temporary_file_swapped_for_a_symlink_changes_nothing_it_points_to() {
+        let dir = std::env::temp_dir().join(format!("halite-swap-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let managed = dir.join("f");
+        let swap = |tmp: &Path| {
+            fs::rename(tmp, dir.join("stolen")).unwrap();
+            std::os::unix::fs::symlink(&victim, tmp).unwrap();
+        };
+        let err = write_beside_with(&managed, b"x", 0o644, None, swap).unwrap_err();
+        assert!(err.to_string().contains("replaced while it was written"), "{err}");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the symlink's target was chmodded");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
+        assert!(fs::symlink_metadata(&managed).is_err(), "the swapped-in link was left in place");
+        // Undisturbed, the file is written with its mode.
+        write_beside(&managed, b"x", 0o640, None).unwrap();
+        assert_eq!(fs::metadata(&managed).unwrap().permissions().mode() & 0o7777, 0o640);
+        fs::remove_dir_all(&dir).unwrap();
     }
-    Ok(())
 }
