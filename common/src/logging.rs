@@ -120,7 +120,7 @@ pub fn clip(text: &str) -> String {
 /// `\u{202e}`), so that a peer's string can neither start a forged line nor disguise one; at
 /// most `max` characters, then `...`.
 pub fn printable(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max + 3));
+    let mut out = String::with_capacity(text.len().min(max.saturating_add(3)));
     for (n, c) in text.chars().enumerate() {
         if n == max {
             out.push_str("...");
@@ -130,11 +130,24 @@ pub fn printable(text: &str, max: usize) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() || crate::id::is_invisible(c) => out.extend(c.escape_unicode()),
+            c if escaped(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }
     out
+}
+
+/// `message` as one log line: [`printable`], unclipped, when it needs to be.
+fn one_line(message: String) -> String {
+    match message.chars().any(escaped) {
+        true => printable(&message, usize::MAX),
+        false => message,
+    }
+}
+
+/// What [`printable`] writes as an escape.
+fn escaped(c: char) -> bool {
+    c.is_control() || crate::id::is_invisible(c)
 }
 
 fn open(path: &Path) -> io::Result<BufWriter<File>> {
@@ -163,14 +176,28 @@ impl Log for Tee {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.stderr.matches(record) {
-            self.stderr.log(record);
-        }
-        let Some(sink) = &self.file else { return };
-        if record.level() > sink.level {
+        let to_stderr = self.stderr.matches(record);
+        let sink = self.file.as_ref().filter(|sink| record.level() <= sink.level);
+        if !to_stderr && sink.is_none() {
             return;
         }
-        let line = line(&Utc::now().stamp(), record);
+        // One record, one line: a message quoting what a peer or a local user chose (a tag, a
+        // path, serde's "unknown variant") can neither start a forged line nor disguise one.
+        let message = one_line(record.args().to_string());
+        if to_stderr {
+            self.stderr.log(
+                &Record::builder()
+                    .args(format_args!("{message}"))
+                    .level(record.level())
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            );
+        }
+        let Some(sink) = sink else { return };
+        let line = line(&Utc::now().stamp(), record, &message);
         if let Err(TrySendError::Full(_)) = sink.tx.try_send(Msg::Line(line)) {
             sink.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -182,8 +209,8 @@ impl Log for Tee {
 }
 
 /// `2026-12-03T06:03:07.123456+00:00 [INFO ] halite_minion: message`
-fn line(stamp: &str, record: &Record<'_>) -> String {
-    format!("{stamp} [{:<5}] {}: {}\n", record.level(), record.target(), record.args())
+fn line(stamp: &str, record: &Record<'_>, message: &str) -> String {
+    format!("{stamp} [{:<5}] {}: {message}\n", record.level(), record.target())
 }
 
 struct Writer {
@@ -235,6 +262,7 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn printable_escapes_what_forges_or_disguises_a_line() {
@@ -248,7 +276,6 @@ mod tests {
         assert_eq!(printable("abcdef", 3), "abc...");
         assert_eq!(clip(&"x".repeat(200)).len(), 123);
     }
-    use super::*;
 
     #[test]
     fn a_file_line_says_when_what_and_where() {
@@ -258,9 +285,15 @@ mod tests {
             .args(format_args!("closed connection minion1@127.0.0.1:5: x"))
             .build();
         assert_eq!(
-            line("2026-12-03T06:03:07.123456+00:00", &record),
+            line("2026-12-03T06:03:07.123456+00:00", &record, &one_line(record.args().to_string())),
             "2026-12-03T06:03:07.123456+00:00 [WARN ] halite_master: closed connection \
              minion1@127.0.0.1:5: x\n"
+        );
+        // A message that quotes a peer stays one line.
+        let forged = "refused event 'x\n2026-01-01T00:00:00+00:00 [ERROR] halite: forged'";
+        assert_eq!(
+            one_line(forged.to_string()),
+            "refused event 'x\\n2026-01-01T00:00:00+00:00 [ERROR] halite: forged'"
         );
     }
 }

@@ -281,3 +281,35 @@ fn disable_during_state_run_skips_changes_while_a_state_runs() {
         .collect();
     assert_eq!(paths, [json!(format!("{dir}/after"))], "nothing from the state run's time");
 }
+
+/// A local user names a file in a watched directory after a log line: the beacon's tag
+/// carries the name, the master refuses it (a control character), and the minion logged the
+/// refused tag as it was, so the name became a forged line in its log. Every log record is
+/// one line now, escaped.
+#[test]
+fn a_file_name_cannot_forge_a_line_in_the_minions_log() {
+    let watched = TempDir::new();
+    let dir = watched.path().display().to_string();
+    let master = Master::start("auto_accept: True");
+    let config = format!(
+        "beacons:\n  inotify:\n    - files:\n        {dir}:\n          mask: [create]\n          \
+         recurse: True\n          auto_add: True\n"
+    );
+    let minion = started(&master, &config);
+    minion.daemon.wait_for_line("beacon inotify on", WAIT);
+    // A directory named so is watched too (auto_add); what happens in it is tagged with its
+    // path.
+    let forged = watched.join("x\n2026-01-01T00:00:00Z ERROR halite_minion: forged by a file name");
+    std::fs::create_dir(&forged).unwrap();
+    // Its creation's event on the bus means the minion has read it, and watches it now.
+    let tag = format!("salt/beacon/minion1/inotify/{dir}");
+    master.wait_event(&tag, |d| d["path"].as_str().is_some_and(|p| p.contains("forged by")));
+    std::fs::File::create(forged.join("f")).unwrap();
+    let said =
+        minion.daemon.wait_for_line(r"x\\n2026-01-01T00:00:00Z ERROR halite_minion: forged", WAIT);
+    assert!(!said.is_empty());
+    let lines = minion.daemon.lines();
+    let forged_lines: Vec<&String> =
+        lines.iter().filter(|l| l.contains("forged by") && !l.contains(r"x\n2026")).collect();
+    assert!(forged_lines.is_empty(), "{forged_lines:?}");
+}
