@@ -118,6 +118,35 @@ pub fn tag_problem(tag: &str) -> Option<String> {
     None
 }
 
+/// Nesting event and return data may have: the event-log line, the CLIs' answer frames and
+/// the job cache wrap it a few levels deeper, and every reader of them parses with
+/// serde_json's limit of 128. A minion's return nested 126 deep was read by the master and
+/// made every CLI watching the job fail.
+pub const MAX_DATA_NESTING: usize = 100;
+
+/// Why `value` may not be event or return data: nested deeper than [`MAX_DATA_NESTING`].
+pub fn nesting_problem(value: &Value) -> Option<String> {
+    deeper(value, MAX_DATA_NESTING).then(too_deep)
+}
+
+/// [`nesting_problem`] for an object's entries (the object is one level).
+pub fn object_nesting_problem(map: &Map<String, Value>) -> Option<String> {
+    map.values().any(|v| deeper(v, MAX_DATA_NESTING - 1)).then(too_deep)
+}
+
+/// Whether `value` has containers nested deeper than `left` more levels.
+fn deeper(value: &Value, left: usize) -> bool {
+    match value {
+        Value::Array(items) => left == 0 || items.iter().any(|v| deeper(v, left - 1)),
+        Value::Object(map) => left == 0 || map.values().any(|v| deeper(v, left - 1)),
+        _ => false,
+    }
+}
+
+fn too_deep() -> String {
+    format!("data nested deeper than {MAX_DATA_NESTING} levels")
+}
+
 /// Why a minion may not fire an event under `tag`, or `None` when it may.
 ///
 /// Stock Salt let minions forge master tags (CVE-2025-22239); Halite keeps `salt/auth`,
@@ -270,6 +299,19 @@ fn json_string(line: &mut Vec<u8>, text: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn data_nests_at_most_max_data_nesting_levels() {
+        let nested = |n: usize| (0..n).fold(json!(1), |v, _| json!([v]));
+        assert_eq!(nesting_problem(&nested(MAX_DATA_NESTING)), None);
+        let deep = nesting_problem(&nested(MAX_DATA_NESTING + 1));
+        assert_eq!(deep.as_deref(), Some("data nested deeper than 100 levels"));
+        let object = json!({"a": nested(MAX_DATA_NESTING)});
+        assert!(nesting_problem(&object).is_some());
+        assert!(object_nesting_problem(object.as_object().unwrap()).is_some());
+        assert_eq!(object_nesting_problem(&Map::new()), None);
+        assert_eq!(nesting_problem(&json!("flat")), None);
+    }
 
     #[test]
     fn tags_that_break_or_disguise_a_line_are_refused() {

@@ -215,6 +215,14 @@ fn title_case(name: &str) -> String {
 /// `post`: the body parsed by its `Content-Type` as salt-api does: JSON, or a form (a key
 /// given twice becomes a list); `{}` for an empty body, or text that is not JSON.
 fn post_data(content_type: Option<&str>, body: &str) -> Result<Value, Refusal> {
+    let post = post_value(content_type, body)?;
+    match halite_common::event::nesting_problem(&post) {
+        Some(why) => Err(refuse(400, format!("request body: {why}"))),
+        None => Ok(post),
+    }
+}
+
+fn post_value(content_type: Option<&str>, body: &str) -> Result<Value, Refusal> {
     if body.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
@@ -436,5 +444,23 @@ mod tests {
         assert_eq!(title_case("x-hub-signature-256"), "X-Hub-Signature-256");
         assert_eq!(title_case("X-GitHub-Event"), "X-Github-Event");
         assert_eq!(title_case("content-TYPE"), "Content-Type");
+    }
+
+    #[test]
+    fn a_body_nested_deeper_than_event_data_may_be_is_refused() {
+        let auth = format!("Bearer {CI}");
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let deep = format!("{}1{}", "[".repeat(101), "]".repeat(101));
+        let Err(refusal) = hooks().handle(&post("/hook/deploy", &headers, &deep), remote()) else {
+            panic!("a body nested 101 deep was fired")
+        };
+        assert_eq!(refusal.status, 400);
+        assert!(
+            refusal.reason.contains("data nested deeper than 100 levels"),
+            "{}",
+            refusal.reason
+        );
+        let ok = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(hooks().handle(&post("/hook/deploy", &headers, &ok), remote()).is_ok());
     }
 }

@@ -4,7 +4,7 @@
 use super::Core;
 use halite_common::control::KeyStatus;
 use halite_common::control::Response;
-use halite_common::event::{object, TagFilter};
+use halite_common::event::{nesting_problem, object, TagFilter};
 use halite_common::proto::{hide_pillar, JobReturn, Publish, ToMinion};
 use halite_common::target::Target;
 use mio::Token;
@@ -509,7 +509,7 @@ impl Core {
     /// to say who the job went to; every return is stored before it is acknowledged.
     /// `bytes` (its frame's size) count against `job_cache_backlog_bytes` until the job cache
     /// is done with it.
-    pub(crate) fn on_return(&mut self, token: Token, id: &str, ret: JobReturn, bytes: usize) {
+    pub(crate) fn on_return(&mut self, token: Token, id: &str, mut ret: JobReturn, bytes: usize) {
         if !crate::jobcache::is_jid(&ret.jid) {
             // No ack: ours only send jids they were given, and an ack would echo it.
             let jid = halite_common::logging::clip(&ret.jid);
@@ -517,6 +517,17 @@ impl Core {
                 id,
                 format_args!("minion {id} returned for invalid jid {jid:?}; dropped"),
             );
+        }
+        // Too deep for the CLIs and the job cache to read back: the job still gets an answer
+        // from this minion, a failure that says why.
+        let deep =
+            nesting_problem(&ret.ret).or_else(|| ret.fun_args.iter().find_map(nesting_problem));
+        if let Some(why) = deep {
+            let jid = &ret.jid;
+            self.minion_warn(id, format_args!("minion {id}'s return for job {jid} refused: {why}"));
+            ret.ret = Value::String(format!("The master refused this return: {why}"));
+            ret.fun_args.clear();
+            (ret.retcode, ret.success) = (1, false);
         }
         if self.recent_jobs.contains_key(&ret.jid) {
             return self.take_return(token, id.to_string(), ret, bytes);

@@ -10,7 +10,10 @@ use crate::auth;
 use crate::bus::MinionEvent;
 use crate::limits::{source_of, Refusal};
 use crate::peer::{keepalive, Keepalive, Peer, Phase};
-use halite_common::event::{beacon_event_data, minion_tag_refusal, object, wrap_minion_event};
+use halite_common::event::{
+    beacon_event_data, minion_tag_refusal, nesting_problem, object, object_nesting_problem,
+    wrap_minion_event,
+};
 use halite_common::handshake::{self, decode_message, HelloIn};
 use halite_common::proto::{AuthStatus, BeaconEvent, FileReply, RawEvent, ToMaster, ToMinion};
 use mio::Token;
@@ -213,7 +216,8 @@ impl Core {
                 for BeaconEvent { tag, data } in events {
                     let max = self.cfg.max_event_bytes;
                     let fired = beacon_event_data(id, &tag, data)
-                        .and_then(|data| oversized(&data, max).map_or(Ok(data), Err));
+                        .and_then(|data| oversized(&data, max).map_or(Ok(data), Err))
+                        .and_then(|data| object_nesting_problem(&data).map_or(Ok(data), Err));
                     match fired {
                         Ok(data) => {
                             log::trace!("beacon event from minion {id}: {tag}");
@@ -247,12 +251,12 @@ impl Core {
         jid: Option<String>,
     ) -> Result<(), String> {
         let EventIn { tag, payload, ts, ack } = event;
-        let refusal = minion_tag_refusal(&tag, id).or_else(|| {
-            let len = match &payload {
-                Payload::Value(data) => json_len(data),
-                Payload::Canonical(text) => text.len(),
-            };
-            over_max(len, self.cfg.max_event_bytes)
+        let refusal = minion_tag_refusal(&tag, id).or_else(|| match &payload {
+            Payload::Value(data) => {
+                over_max(json_len(data), self.cfg.max_event_bytes).or_else(|| nesting_problem(data))
+            }
+            // Canonical text nests 64 levels at most.
+            Payload::Canonical(text) => over_max(text.len(), self.cfg.max_event_bytes),
         });
         if let Some(reason) = refusal {
             self.minion_warn(id, format_args!("refused event from minion {id}: {reason}"));
@@ -268,8 +272,9 @@ impl Core {
             return self.send_session(token, &ToMinion::EventRefused { tag, reason });
         }
         // Fired by a reaction's job: the event continues that job's causal chain.
+        // Only a job it was sent: another minion's reaction job is not its to continue.
         let job = jid.as_ref().and_then(|j| self.recent_jobs.get(j));
-        let cause = job.map_or(&[][..], |j| &j.cause);
+        let cause = job.filter(|j| j.minions.contains(id)).map_or(&[][..], |j| &j.cause);
         // The reactor budgets a minion's events per source address, as it does hellos:
         // one busy (or hostile) host does not use up the budget of the fleet's start
         // events.

@@ -1515,3 +1515,52 @@ fn a_full_house_of_unauthenticated_connections_makes_room_for_a_newcomer() {
     }
     assert_eq!(h.core.admission.unauthenticated(), 4);
 }
+
+/// A minion's return nested 126 levels deep was read by the master (serde_json's limit is
+/// 128) but was one or two levels deeper in the event line and the job-cache line: every
+/// CLI watching the job failed to read it, and the job cache skipped the line as torn.
+/// Such a return is now kept as a failure that says why; event data and webhook bodies that
+/// deep are refused.
+#[test]
+fn data_nested_too_deep_for_its_readers_is_refused_at_the_door() {
+    use halite_common::event::MAX_DATA_NESTING;
+    let mut h = Harness::new("deep", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let (jid, recorded) = publish_ping(&mut h, cli, "m1");
+    for frame in sent(&recorded, conn) {
+        m.open(&frame); // the publish
+    }
+    let nested = |n: usize| (0..n).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+    let ToMaster::Return(mut ret) = job_return(&jid) else { unreachable!() };
+    ret.ret = nested(126);
+    h.step(Input::Frame { conn, frame: m.seal(&ToMaster::Return(ret)) });
+    h.step(Input::Tick); // the turn's returns are stored at its end
+    h.disk_done();
+    let log = h.events_logged();
+    let line = log.lines().find(|l| l.contains("/ret/m1")).expect("the return's event");
+    let event: serde_json::Value = serde_json::from_str(line).expect("a reader parses it");
+    let why = "The master refused this return: data nested deeper than 100 levels";
+    assert_eq!(event["data"]["return"], why);
+    assert_eq!(event["data"]["success"], false);
+    let stored = h.core.jobs.lock().unwrap().lookup(&jid).unwrap();
+    assert_eq!(stored["m1"], why);
+
+    // An event: refused, with the reason.
+    let data = nested(MAX_DATA_NESTING + 1);
+    let event = ToMaster::Event { tag: "myco/deep".into(), data, ts: 0, ack: false, jid: None };
+    let answer = h.step(Input::Frame { conn, frame: m.seal(&event) });
+    let replies: Vec<ToMinion> = sent(&answer, conn).iter().map(|b| m.open(b)).collect();
+    // The return's ack rides on the first frame to the minion.
+    let [ToMinion::ReturnAck { .. }, ToMinion::EventRefused { reason, .. }] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(reason, "data nested deeper than 100 levels");
+    // One level less is fired.
+    let data = nested(MAX_DATA_NESTING);
+    let event = ToMaster::Event { tag: "myco/ok".into(), data, ts: 0, ack: true, jid: None };
+    let answer = h.step(Input::Frame { conn, frame: m.seal(&event) });
+    let replies: Vec<ToMinion> = sent(&answer, conn).iter().map(|b| m.open(b)).collect();
+    assert!(matches!(&replies[..], [ToMinion::EventAck { .. }]), "{replies:?}");
+}
