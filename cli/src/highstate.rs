@@ -26,6 +26,8 @@ const CHANGES_INDENT: usize = 14;
 /// The text is what Salt prints for the minion: right-stripped, ending in one newline.
 pub fn render(id: &str, ret: &Value) -> String {
     let (text, _) = format_host(id, ret);
+    // What a minion returned cannot drive the terminal (no colours are written here).
+    let text = crate::output::strip_esc(&text);
     match text.trim_end() {
         "" => String::new(),
         text => format!("{text}\n"),

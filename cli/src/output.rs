@@ -113,7 +113,7 @@ pub fn render_value(value: &Value, format: Format) -> String {
             emitter.document(|e| e.node(value, Ctx::default()));
             emitter.out
         }
-        Format::Txt => match value {
+        Format::Txt => strip_esc(&match value {
             Value::Object(map) => {
                 let entries: Vec<(&str, &Value)> =
                     map.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -122,7 +122,7 @@ pub fn render_value(value: &Value, format: Format) -> String {
             Value::String(s) => format!("{s}\n"),
             // Salt uses `pprint.pformat`: Python's repr with sorted keys (not wrapped here).
             other => format!("{}\n", python_repr_sorted(other)),
-        },
+        }),
     };
     display(&text)
 }
@@ -144,7 +144,7 @@ fn render_entries(entries: &[(&str, &Value)], format: Format) -> String {
             emitter.document(|e| e.mapping(entries));
             emitter.out
         }
-        Format::Txt => txt(entries),
+        Format::Txt => strip_esc(&txt(entries)),
     };
     display(&text)
 }
@@ -250,9 +250,11 @@ fn nested(value: &Value, indent: usize, prefix: &str, out: &mut Vec<String>) {
 }
 
 /// Salt's `strip_esc_sequence`: ESC becomes `?`, so minion text cannot drive the terminal.
-/// (Salt applies it to string values; Halite also to keys.)
-fn strip_esc(text: &str) -> String {
-    text.replace('\u{1b}', "?")
+/// (Salt applies it to string values; Halite also to keys, to the C1 controls, which some
+/// terminals obey as well — U+009B is CSI, U+009D OSC — and to the txt and highstate
+/// outputters' text.)
+pub(crate) fn strip_esc(text: &str) -> String {
+    text.replace(|c: char| c == '\u{1b}' || ('\u{80}'..='\u{9f}').contains(&c), "?")
 }
 
 /// Python's `str.splitlines()`: no trailing empty line, every Unicode line boundary.
@@ -765,6 +767,31 @@ fn analyze(text: &str) -> Analysis {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A minion's return cannot drive the operator's terminal in any text outputter: ESC
+    /// (and the C1 controls CSI and OSC) become `?`, here an OSC 52 clipboard write and a
+    /// screen clear. JSON and YAML escape them.
+    #[test]
+    fn no_outputter_passes_terminal_controls_through() {
+        let hostile = "a\u{1b}]52;c;eA==\u{7}b\u{1b}[2J\u{9b}2Jc\u{9d}x";
+        let result = MinionResult::Returned { ret: json!(hostile), retcode: 0, out: None };
+        for format in [Format::Nested, Format::Txt, Format::Json, Format::Yaml] {
+            let text = render_one("m1\u{1b}[1m", &result, "20260101000000000000", format);
+            let raw: Vec<char> = text
+                .chars()
+                .filter(|&c| c == '\u{1b}' || ('\u{80}'..='\u{9f}').contains(&c))
+                .collect();
+            assert!(raw.is_empty() || format == Format::Json, "{format:?}: {text:?}");
+        }
+        let text = render_value(&json!({"k\u{1b}": hostile}), Format::Txt);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{9b}'), "{text:?}");
+        let state = json!({"cmd_|-x\u{1b}[2J_|-x_|-run": {
+            "result": true, "comment": hostile, "changes": {}, "__run_num__": 0,
+            "name": "x", "duration": 1.0, "start_time": "00:00:00.000000"
+        }});
+        let text = crate::highstate::render("m1", &state);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{9d}'), "{text:?}");
+    }
 
     const JID: &str = "20261125192046007212";
 
