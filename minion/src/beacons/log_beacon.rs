@@ -70,10 +70,30 @@ impl LogBeacon {
 
     /// Opens the file if it is a regular one: a FIFO or a device would block the worker or
     /// never end (non-blocking open, then the type is checked on what was opened).
+    /// A symlink is followed only if root or this minion's user made it: the minion reads
+    /// as root, and a log in a directory its application's user can write could otherwise be
+    /// swapped for a link to a file only root may read, whose matching lines would go to the
+    /// master's bus.
     fn open_at(&self, from_end: bool) -> Option<Open> {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file =
-            File::options().read(true).custom_flags(libc::O_NONBLOCK).open(&self.path).ok()?;
+        let open = |flags| File::options().read(true).custom_flags(flags).open(&self.path);
+        let mut file = match open(libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                let link = std::fs::symlink_metadata(&self.path).ok()?;
+                // SAFETY: geteuid has no preconditions.
+                let me = unsafe { libc::geteuid() };
+                if link.uid() != 0 && link.uid() != me {
+                    log::debug!(
+                        "log beacon: {} is a symlink of user {}; not followed",
+                        self.path.display(),
+                        link.uid()
+                    );
+                    return None;
+                }
+                open(libc::O_NONBLOCK).ok()?
+            }
+            opened => opened.ok()?,
+        };
         let meta = file.metadata().ok()?;
         if !meta.is_file() {
             log::debug!("log beacon: {} is not a regular file", self.path.display());
@@ -160,7 +180,8 @@ impl Module for LogBeacon {
                     open.offset
                 ),
                 None => log::info!(
-                    "log beacon: waiting for {} (missing or not a regular file)",
+                    "log beacon: waiting for {} (missing, not a regular file, or another \
+                     user's symlink)",
                     self.path.display()
                 ),
             }
@@ -248,6 +269,34 @@ mod tests {
         append(&path, &format!("ERROR {}\n", "x".repeat(3 * MAX_LINE)));
         let out = raws(b.check());
         assert_eq!(out[0].len(), MAX_LINE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A log swapped for another user's symlink to a file only root may read is not read;
+    /// root's own links still are. (Needs root, as CI runs, to make a link of another user.)
+    #[test]
+    fn a_symlink_of_another_user_is_not_followed() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: making another user's symlink needs root");
+            return;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("halite-logbeacon-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, secret) = (dir.join("app.log"), dir.join("secret"));
+        append(&secret, "ERROR root's secret\n");
+        append(&path, "");
+        let mut b = beacon(&path);
+        assert!(b.check().is_empty());
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
+        assert!(b.check().is_empty(), "followed another user's link");
+        assert!(b.open.is_none());
+        // Root's own link is followed.
+        std::os::unix::fs::lchown(&path, Some(0), Some(0)).unwrap();
+        assert_eq!(raws(b.check()), ["ERROR root's secret"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
