@@ -83,7 +83,7 @@ pub fn open_line_log(path: &Path) -> io::Result<fs::File> {
 
 /// The JSON values of a file of JSON lines, skipping lines that do not parse (a torn last
 /// line, even one cut inside a multi-byte character). A missing file has none.
-pub fn read_json_lines(path: &Path) -> io::Result<Vec<serde_json::Value>> {
+pub fn read_json_lines<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
     use std::io::BufRead;
     let file = match fs::File::open(path) {
         Ok(file) => file,

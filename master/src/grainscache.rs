@@ -62,7 +62,7 @@ impl GrainsCache {
     pub fn open(cachedir: &Path) -> (GrainsCache, Grains) {
         let path = cachedir.join("grains.jsonl");
         let mut grains = Grains::new();
-        let entries = read_json_lines(&path).unwrap_or_else(|e| {
+        let entries = read_json_lines::<Value>(&path).unwrap_or_else(|e| {
             log::error!("cannot read {}: {e}", path.display());
             Vec::new()
         });

@@ -166,7 +166,7 @@ impl JobCache {
     /// Every stored return of `jid`, by minion id (a torn last line from a crash is skipped).
     fn returns(&self, jid: &str) -> io::Result<BTreeMap<String, Value>> {
         let mut returns = BTreeMap::new();
-        for entry in read_json_lines(&self.job_dir(jid)?.join(RETURNS))? {
+        for entry in read_json_lines::<Value>(&self.job_dir(jid)?.join(RETURNS))? {
             let Value::Object(mut entry) = entry else { continue };
             if let (Some(Value::String(id)), Some(data)) =
                 (entry.remove("id"), entry.remove("data"))
@@ -179,7 +179,13 @@ impl JobCache {
 
     /// The ids whose return for `jid` is stored.
     pub fn returned_ids(&self, jid: &str) -> io::Result<HashSet<String>> {
-        Ok(self.returns(jid)?.into_keys().collect())
+        /// A stored return's line read for its id alone: the rest is skipped, not built.
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let lines = read_json_lines::<Id>(&self.job_dir(jid)?.join(RETURNS))?;
+        Ok(lines.into_iter().map(|line| line.id).collect())
     }
 
     /// `jobs.lookup_jid`: `{id: return}` for every minion that returned, sorted by id.

@@ -9,7 +9,7 @@ use halite_common::proto::{hide_pillar, JobReturn, Publish, ToMinion};
 use halite_common::target::Target;
 use mio::Token;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Salt's text when a target matches nothing.
@@ -86,6 +86,54 @@ fn return_data(id: &str, ret: &JobReturn) -> String {
 
 /// What the job cache holds for an old job: its load and who returned.
 type OldJob = std::io::Result<Option<(Map<String, Value>, HashSet<String>)>>;
+
+/// Read-back jobs kept at most, and minion entries in them (see [`OldJobs`]).
+const KEPT_OLD_JOBS: usize = 64;
+const KEPT_OLD_IDS: usize = 20_000;
+/// Returns for jobs being read back one minion may have waiting: past them one is dropped
+/// unacknowledged (the minion sends it again after its next reconnect).
+const MAX_OLD_RETURNS_PER_MINION: usize = 64;
+
+/// Late returns, for jobs no longer among the recent ones (older, or from before a restart).
+/// One read of the job cache per job serves every return waiting for it, each minion may
+/// have [`MAX_OLD_RETURNS_PER_MINION`] waiting, and what was read back is kept apart from the
+/// recent jobs, a few at most: a minion returning for old jobs again and again once made
+/// the job thread parse a whole `returns.jsonl` per frame, and pushed the running jobs out.
+#[derive(Default)]
+pub(crate) struct OldJobs {
+    kept: HashMap<String, RecentJob>,
+    order: std::collections::VecDeque<String>,
+    ids: usize,
+    /// Returns waiting for their job's read, by jid.
+    pub(super) waiting: HashMap<String, Vec<OldReturn>>,
+    /// How many of those each minion has.
+    pub(super) by_minion: HashMap<String, usize>,
+}
+
+pub(super) struct OldReturn {
+    token: Token,
+    id: String,
+    ret: JobReturn,
+    bytes: usize,
+}
+
+impl OldJobs {
+    fn keep(&mut self, jid: &str, job: RecentJob) {
+        self.ids += job.minions.len();
+        if let Some(old) = self.kept.insert(jid.to_string(), job) {
+            self.ids -= old.minions.len();
+        } else {
+            self.order.push_back(jid.to_string());
+        }
+        while self.order.len() > 1 && (self.order.len() > KEPT_OLD_JOBS || self.ids > KEPT_OLD_IDS)
+        {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(job) = self.kept.remove(&old) {
+                self.ids -= job.minions.len();
+            }
+        }
+    }
+}
 
 /// A job waiting for its load to be written.
 struct Job {
@@ -529,52 +577,71 @@ impl Core {
             ret.fun_args.clear();
             (ret.retcode, ret.success) = (1, false);
         }
-        if self.recent_jobs.contains_key(&ret.jid) {
+        if self.job_mut(&ret.jid).is_some() {
             return self.take_return(token, id.to_string(), ret, bytes);
         }
         // Older than the jobs kept in memory, or from before a restart: the job cache says
         // who the job went to and who returned.
-        let cache = Arc::clone(&self.jobs);
-        let id = id.to_string();
+        let waiting = self.old_jobs.by_minion.entry(id.to_string()).or_default();
+        if *waiting >= MAX_OLD_RETURNS_PER_MINION {
+            let jid = &ret.jid;
+            return self.minion_warn(
+                id,
+                format_args!(
+                    "minion {id} returned for old job {jid} with {MAX_OLD_RETURNS_PER_MINION} \
+                     returns for old jobs waiting; dropped (it is sent again)"
+                ),
+            );
+        }
+        *waiting += 1;
         self.returns_in(bytes);
+        let jid = ret.jid.clone();
+        let old = OldReturn { token, id: id.to_string(), ret, bytes };
+        if let Some(waiting) = self.old_jobs.waiting.get_mut(&jid) {
+            return waiting.push(old); // its job is being read already
+        }
+        self.old_jobs.waiting.insert(jid.clone(), vec![old]);
+        let cache = Arc::clone(&self.jobs);
         self.io.submit(move || {
             let found = {
                 let cache = lock(&cache);
-                cache.load(&ret.jid).and_then(|load| match load {
-                    Some(load) => cache.returned_ids(&ret.jid).map(|r| Some((load, r))),
+                cache.load(&jid).and_then(|load| match load {
+                    Some(load) => cache.returned_ids(&jid).map(|r| Some((load, r))),
                     None => Ok(None),
                 })
             };
-            Box::new(move |core: &mut Core| core.on_old_return(token, id, ret, found, bytes))
+            Box::new(move |core: &mut Core| core.old_job_read(jid, found))
         });
     }
 
-    /// A return for a job read back from the job cache. Only a job the cache really holds is
-    /// kept: a made-up jid must not evict real jobs, and a failed read is retried (no ack)
-    /// rather than remembered as "nobody".
-    fn on_old_return(
-        &mut self,
-        token: Token,
-        id: String,
-        ret: JobReturn,
-        found: OldJob,
-        bytes: usize,
-    ) {
-        self.returns_out(bytes);
-        if !self.recent_jobs.contains_key(&ret.jid) {
+    /// An old job is read back: the returns that waited for it are taken. Only a job the
+    /// cache really holds is kept: a failed read is retried (no ack) rather than remembered
+    /// as "nobody".
+    fn old_job_read(&mut self, jid: String, found: OldJob) {
+        let waiting = self.old_jobs.waiting.remove(&jid).unwrap_or_default();
+        for old in &waiting {
+            self.returns_out(old.bytes);
+            if let Some(n) = self.old_jobs.by_minion.get_mut(&old.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.old_jobs.by_minion.remove(&old.id);
+                }
+            }
+        }
+        if self.job_mut(&jid).is_none() {
             let (load, returned) = match found {
                 Ok(Some(found)) => found,
                 Ok(None) => {
-                    let jid = &ret.jid;
-                    self.minion_warn(
-                        &id,
-                        format_args!("minion {id} returned for unknown job {jid}; ignored"),
-                    );
-                    return self.ack_return(token, ret.jid);
+                    for OldReturn { token, id, .. } in waiting {
+                        self.minion_warn(
+                            &id,
+                            format_args!("minion {id} returned for unknown job {jid}; ignored"),
+                        );
+                        self.ack_return(token, jid.clone());
+                    }
+                    return;
                 }
-                Err(e) => {
-                    return log::error!("job cache: cannot read job {}: {e}", ret.jid);
-                }
+                Err(e) => return log::error!("job cache: cannot read job {jid}: {e}"),
             };
             let minions = load.get("minions").and_then(Value::as_array);
             let minions: HashSet<String> = minions
@@ -582,15 +649,28 @@ impl Core {
                 .flatten()
                 .filter_map(|m| m.as_str().map(String::from))
                 .collect();
-            self.keep_job(&ret.jid, RecentJob { minions, returned, cause: Vec::new() });
+            self.old_jobs.keep(&jid, RecentJob { minions, returned, cause: Vec::new() });
         }
-        self.take_return(token, id, ret, bytes);
+        for OldReturn { token, id, ret, bytes } in waiting {
+            self.take_return(token, id, ret, bytes);
+        }
+    }
+
+    /// A job's bookkeeping: a recent one, or one read back for late returns.
+    fn job_mut(&mut self, jid: &str) -> Option<&mut RecentJob> {
+        match self.recent_jobs.get_mut(jid) {
+            Some(job) => Some(job),
+            None => self.old_jobs.kept.get_mut(jid),
+        }
     }
 
     /// Checks a return against its job, fires `salt/job/<jid>/ret/<id>` and has it stored;
     /// the minion's ack waits for the store. Refused returns count as handled (acked).
     fn take_return(&mut self, token: Token, id: String, ret: JobReturn, bytes: usize) {
-        let job = self.recent_jobs.get_mut(&ret.jid).expect("kept by the caller");
+        let Some(job) = self.job_mut(&ret.jid) else {
+            // A read-back job that many more have pushed out meanwhile: sent again later.
+            return log::debug!("return from {id} for job {}: job no longer kept", ret.jid);
+        };
         if !job.minions.contains(&id) {
             let jid = &ret.jid;
             self.minion_warn(
@@ -669,7 +749,7 @@ impl Core {
             }
             Err(e) => {
                 log::error!("job cache: cannot store return of {id} for {jid}: {e}");
-                if let Some(job) = self.recent_jobs.get_mut(&jid) {
+                if let Some(job) = self.job_mut(&jid) {
                     job.returned.remove(&id);
                 }
             }

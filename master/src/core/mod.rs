@@ -191,6 +191,9 @@ pub struct Core {
     pub(crate) recent_order: std::collections::VecDeque<String>,
     /// Minion entries in `recent_jobs`, bounded.
     pub(crate) recent_ids: usize,
+    /// Jobs read back from the job cache for a late return, apart from `recent_jobs` so that
+    /// returns for old jobs never push the running ones out (bounded; see `jobs`).
+    pub(crate) old_jobs: jobs::OldJobs,
     /// Events refused from a job (`event.send` run by `halite`): (jid, minion) → why. The
     /// job's return, which follows on the same session, reports the refusal.
     pub(crate) refused_events: HashMap<(String, String), String>,
@@ -351,6 +354,7 @@ impl Core {
             recent_jobs: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
             recent_ids: 0,
+            old_jobs: jobs::OldJobs::default(),
             refused_events: HashMap::new(),
             log_io,
             log_submitted: 0,

@@ -1564,3 +1564,42 @@ fn data_nested_too_deep_for_its_readers_is_refused_at_the_door() {
     let replies: Vec<ToMinion> = sent(&answer, conn).iter().map(|b| m.open(b)).collect();
     assert!(matches!(&replies[..], [ToMinion::EventAck { .. }]), "{replies:?}");
 }
+
+/// A minion returning for an old job (one no longer among the recent ones: after a restart,
+/// every job) again and again: each frame had the job thread read and parse the job's whole
+/// `returns.jsonl`, without limit, and each read-back job was kept as the newest, pushing
+/// the running jobs out. Now one read serves every return waiting for that job, a minion has
+/// at most 64 waiting, and read-back jobs are kept apart from the recent ones.
+#[test]
+fn returns_for_an_old_job_cost_one_read_and_push_no_running_job_out() {
+    let mut h = Harness::new("oldjob", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let (old, recorded) = publish_ping(&mut h, cli, "m1");
+    let (running, more) = publish_ping(&mut h, cli, "m1");
+    for frame in sent(&recorded, conn).iter().chain(&sent(&more, conn)) {
+        m.open(frame); // the publishes
+    }
+    // As after a restart, the old job is known only to the job cache.
+    h.core.recent_jobs.remove(&old);
+    h.core.recent_order.retain(|jid| *jid != old);
+    let before = format!("{:?}", h.core.io);
+    for _ in 0..1000 {
+        h.step(Input::Frame { conn, frame: m.seal(&job_return(&old)) });
+    }
+    let reads =
+        |io: &str| io.split("submitted: ").nth(1).unwrap().split(',').next().unwrap().to_string();
+    let submitted = |s: &str| reads(s).parse::<u64>().unwrap();
+    assert_eq!(submitted(&format!("{:?}", h.core.io)), submitted(&before) + 1, "one read");
+    assert_eq!(h.core.old_jobs.waiting[&old].len(), 64, "at most 64 wait per minion");
+    h.disk_done();
+    h.step(Input::Tick);
+    h.disk_done();
+    // Taken once, and the running job is still a recent one.
+    let stored = h.core.jobs.lock().unwrap().lookup(&old).unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(h.core.recent_jobs.contains_key(&running));
+    assert!(!h.core.recent_jobs.contains_key(&old), "a read-back job among the recent ones");
+    assert!(h.core.old_jobs.waiting.is_empty() && h.core.old_jobs.by_minion.is_empty());
+}
