@@ -78,6 +78,9 @@ pub(super) struct Inotify {
     files: Vec<Watched>,
     watches: HashMap<i32, Watch>,
     by_path: HashMap<String, i32>,
+    /// Directory entries `add` may still read this turn (reset at every `readable` and
+    /// run): renaming a big watched tree again and again must not rescan it each time.
+    scan_left: usize,
     pending: Vec<Payload>,
     seen: HashSet<(String, String, String)>,
     dropped: u64,
@@ -217,6 +220,7 @@ impl Inotify {
             files,
             watches: HashMap::new(),
             by_path: HashMap::new(),
+            scan_left: MAX_SCAN,
             pending: Vec::new(),
             seen: HashSet::new(),
             dropped: 0,
@@ -242,7 +246,6 @@ impl Inotify {
     /// of its own: a deep hostile tree cannot exhaust the loop's stack), up to `MAX_WATCHES`.
     fn add(&mut self, root: usize, path: &str, recurse: bool) {
         let mut todo = vec![path.to_string()];
-        let mut scanned = 0;
         while let Some(path) = todo.pop() {
             if self.watches.len() >= MAX_WATCHES {
                 log::warn!("inotify beacon: {MAX_WATCHES} watches reached; not watching {path}");
@@ -259,18 +262,27 @@ impl Inotify {
             if wd < 0 {
                 continue; // not there (yet): a configured path is retried on the next run
             }
-            self.watches.insert(wd, Watch { path: path.clone(), root });
+            // A directory renamed is the same watch under its new name: its old name goes,
+            // or every rename would leave one behind.
+            if let Some(old) = self.watches.insert(wd, Watch { path: path.clone(), root }) {
+                if old.path != path && self.by_path.get(&old.path) == Some(&wd) {
+                    self.by_path.remove(&old.path);
+                }
+            }
             self.by_path.insert(path.clone(), wd);
             if !recurse {
                 continue;
             }
             let Ok(entries) = std::fs::read_dir(&path) else { continue };
             for entry in entries.flatten() {
-                scanned += 1;
-                if scanned > MAX_SCAN {
-                    log::warn!("inotify beacon: over {MAX_SCAN} entries under {path}; not recursing further");
+                if self.scan_left == 0 {
+                    log::warn!(
+                        "inotify beacon: {MAX_SCAN} directory entries read this turn; not \
+                         recursing under {path}"
+                    );
                     return;
                 }
+                self.scan_left -= 1;
                 let is_dir = entry.file_type().is_ok_and(|t| t.is_dir()); // symlinks not followed
                 let sub = entry.path().display().to_string();
                 if is_dir && !self.files[root].exclude.iter().any(|e| e.matches(&sub)) {
@@ -337,6 +349,7 @@ impl Inotify {
 
 impl Module for Inotify {
     fn check(&mut self) -> Vec<Payload> {
+        self.scan_left = MAX_SCAN;
         self.watch_missing();
         self.seen.clear();
         std::mem::take(&mut self.pending)
@@ -347,6 +360,7 @@ impl Module for Inotify {
     }
 
     fn readable(&mut self) -> bool {
+        self.scan_left = MAX_SCAN;
         let mut buf = std::mem::take(&mut self.buf);
         loop {
             // SAFETY: the descriptor is ours and open; `buf` is writable for its length.
@@ -430,6 +444,28 @@ mod tests {
         // SAFETY: one valid pollfd, for the duration of the call.
         let ready = unsafe { libc::poll(&mut pollfd, 1, 20_000) };
         assert_eq!(ready, 1, "no inotify event within 20 s");
+    }
+
+    /// A local user renaming a watched directory again and again (`auto_add`): each rename
+    /// left its old name in the path index (the same watch under a new name), so memory grew
+    /// with every rename.
+    #[test]
+    fn a_directory_renamed_again_and_again_is_one_watch_under_one_name() {
+        let dir = std::env::temp_dir().join(format!("halite-inotify-mv-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("d0")).unwrap();
+        let root = dir.display().to_string();
+        let config = json!({"files": {root.clone(): {"mask": ["create"], "auto_add": true}}});
+        let mut b = Inotify::new(config.as_object().unwrap()).unwrap();
+        for n in 0..500 {
+            std::fs::rename(dir.join(format!("d{n}")), dir.join(format!("d{}", n + 1))).unwrap();
+            if n % 50 == 0 {
+                b.readable();
+            }
+        }
+        b.readable();
+        assert!(b.by_path.len() <= 2, "{} names kept", b.by_path.len());
+        assert_eq!(b.by_path.len(), b.watches.len());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
