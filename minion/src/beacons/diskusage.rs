@@ -103,6 +103,12 @@ fn statvfs_percent(mount: &str) -> Option<f64> {
 }
 
 impl Module for DiskUsage {
+    /// `statvfs` on a mount a user made (FUSE with `allow_other`) may never answer: on the
+    /// worker thread, so the loop (keepalives, jobs) goes on.
+    fn blocking(&self) -> bool {
+        true
+    }
+
     fn check(&mut self) -> Vec<Payload> {
         let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         self.decide(&mount_points(&text), statvfs_percent)
