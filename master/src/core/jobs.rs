@@ -680,11 +680,18 @@ impl Core {
             return self.ack_return(token, ret.jid);
         }
         if !job.returned.insert(id.clone()) {
-            // Sent again after a reconnect, before our ack reached the minion.
-            log::debug!("duplicate return from {id} for job {}; already stored", ret.jid);
-            return self.ack_return(token, ret.jid);
+            // Sent again after a reconnect, before our ack reached the minion. If the first
+            // copy is still being stored, this one's ack waits for that store: acked now, a
+            // store that then failed lost the return for good.
+            log::debug!("duplicate return from {id} for job {}", ret.jid);
+            let key = (ret.jid, id);
+            if let Some(waiting) = self.returns_storing.get_mut(&key) {
+                return waiting.push(token);
+            }
+            return self.ack_return(token, key.0);
         }
         let cause = job.cause.clone();
+        self.returns_storing.insert((ret.jid.clone(), id.clone()), Vec::new());
         // `event.send` in a job: the minion cannot know the master refused its event.
         let refused = match self.refused_events.is_empty() {
             true => None, // the usual case: no key to build
@@ -742,9 +749,15 @@ impl Core {
         stored: std::io::Result<()>,
     ) {
         let tag = format!("salt/job/{jid}/ret/{id}");
+        let key = (jid, id);
+        let copies = self.returns_storing.remove(&key).unwrap_or_default();
+        let (jid, id) = key;
         match stored {
             Ok(()) => {
                 self.metrics.job_returns += 1;
+                for copy in copies {
+                    self.ack_return(copy, jid.clone());
+                }
                 self.ack_return(token, jid)
             }
             Err(e) => {

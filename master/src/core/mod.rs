@@ -221,6 +221,9 @@ pub struct Core {
     forward: Option<crate::forward::Forwarder>,
     /// Returns taken this turn, stored together at its end ([`Core::store_returns`]).
     pub(crate) returns_queued: Vec<jobs::QueuedReturn>,
+    /// Returns taken and not stored yet, by (jid, id), with the sessions that sent the same
+    /// return again meanwhile: their acks wait for the store (a failed store owes none).
+    pub(crate) returns_storing: HashMap<(String, String), Vec<Token>>,
     /// Grains of minions that connected this turn, appended together at its end.
     pub(crate) grains_queued: Vec<(String, Arc<str>)>,
     /// Publishes whose target the job thread is parsing or matching, or that wait for it.
@@ -367,6 +370,7 @@ impl Core {
             refused_now: Vec::new(),
             forward,
             returns_queued: Vec::new(),
+            returns_storing: HashMap::new(),
             grains_queued: Vec::new(),
             preparing: Default::default(),
             acks_owed: [Vec::new(), Vec::new()],

@@ -1603,3 +1603,41 @@ fn returns_for_an_old_job_cost_one_read_and_push_no_running_job_out() {
     assert!(!h.core.recent_jobs.contains_key(&old), "a read-back job among the recent ones");
     assert!(h.core.old_jobs.waiting.is_empty() && h.core.old_jobs.by_minion.is_empty());
 }
+
+/// A return sent again (a reconnect) while its first copy was still being stored was acked
+/// at once; when that store then failed (a full disk), the minion had its ack and dropped
+/// the return, which was lost. The copy's ack now waits for the store.
+#[test]
+fn a_copy_of_a_return_being_stored_is_acked_only_once_it_is_stored() {
+    let mut h = Harness::new("dupstore", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let (jid, recorded) = publish_ping(&mut h, cli, "m1");
+    for frame in sent(&recorded, conn) {
+        m.open(&frame);
+    }
+    // The store will fail: where the returns go is a directory.
+    let returns = h.root.join(format!("var/cache/halite/master/jobs/{jid}/returns.jsonl"));
+    std::fs::create_dir_all(&returns).unwrap();
+    let mut out = h.step(Input::Frame { conn, frame: m.seal(&job_return(&jid)) });
+    out.extend(h.step(Input::Frame { conn, frame: m.seal(&job_return(&jid)) }));
+    out.extend(h.step(Input::Tick));
+    out.extend(h.disk_done());
+    out.extend(h.advance(TICK));
+    out.extend(h.advance(TICK));
+    let replies: Vec<ToMinion> = sent(&out, conn).iter().map(|b| m.open(b)).collect();
+    assert!(
+        !replies.iter().any(|r| matches!(r, ToMinion::ReturnAck { .. })),
+        "acked though not stored: {replies:?}"
+    );
+    // Stored at the next try: acked then.
+    std::fs::remove_dir(&returns).unwrap();
+    let mut out = h.step(Input::Frame { conn, frame: m.seal(&job_return(&jid)) });
+    out.extend(h.step(Input::Tick));
+    out.extend(h.disk_done());
+    out.extend(h.advance(TICK));
+    out.extend(h.advance(TICK));
+    let replies: Vec<ToMinion> = sent(&out, conn).iter().map(|b| m.open(b)).collect();
+    assert!(matches!(&replies[..], [ToMinion::ReturnAck { .. }]), "{replies:?}");
+}
