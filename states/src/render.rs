@@ -264,16 +264,17 @@ fn format_value(out: &mut Output, state: &State, value: &JValue) -> Result<(), E
         ValueKind::None => "None".to_string(),
         ValueKind::Bool if value.is_true() => "True".to_string(),
         ValueKind::Bool => "False".to_string(),
-        ValueKind::Seq | ValueKind::Map if !value.is_safe() => py_repr(&to_json(value)?),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable if !value.is_safe() => {
+            py_repr(&to_json(value)?)
+        }
         _ => return minijinja::escape_formatter(out, state, value),
     };
     out.write_str(&text).map_err(Error::from)
 }
 
+/// The reactor's: refused past its depth, or past what an output could hold.
 fn to_json(value: &JValue) -> Result<Value, Error> {
-    serde_json::to_value(value).map_err(|e| {
-        Error::new(ErrorKind::BadSerialization, "cannot convert the value to JSON").with_source(e)
-    })
+    halite_common::reactor::jinja_guard::to_json(value)
 }
 
 /// Salt's `json`/`tojson`/`yaml_encode`: the value as JSON on one line (valid YAML too).

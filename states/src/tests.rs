@@ -132,7 +132,8 @@ os-{{ salt['grains.get']('os') }}-{{ opts.id }}:\n  test.nop\n";
 /// The reactor's stack overflows were the state renderer's too, and it runs in the master for
 /// pillar: a namespace that holds itself, printed; a chain of unary operators minijinja's
 /// parser recursed on; a chain of namespaces, or of `loop` objects, built one link per loop
-/// step. All are render errors now, included templates as well.
+/// step. All are render errors now, included templates as well; so is a format field wider
+/// than memory, which panicked or aborted.
 #[test]
 fn templates_that_would_overflow_the_stack_are_render_errors() {
     let deep = format!("x-{{{{ 0{}1 }}}}:\n  test.nop\n", "-".repeat(60_000));
@@ -147,6 +148,9 @@ fn templates_that_would_overflow_the_stack_are_render_errors() {
         ("loops.sls", "{% set st = namespace(cur=none) %}{% for i in range(100000) %}\
             {% for _ in [st.cur] %}{% set st.cur = loop %}{% endfor %}{% endfor %}"),
         ("fine.sls", "{% set ns = namespace(n=[1]) %}{% set ns.n = ns.n + [- -2] %}x-{{ ns.n|join('-') }}:\n  test.nop\n"),
+        ("wide.sls", "x-{{ '%18446744068613951616s' | format('x') }}:\n  test.nop\n"),
+        ("wider.sls", "x-{{ '{:>3000000000}'.format('x') }}:\n  test.nop\n"),
+        ("many.sls", "x-{{ [1] * 3000000000 }}:\n  test.nop\n"),
     ];
     for (sls, want) in [
         ("deep", "Jinja syntax error: expression nested too deeply"),
@@ -154,6 +158,9 @@ fn templates_that_would_overflow_the_stack_are_render_errors() {
         ("inc", "more than 16 unary operators in a row; line 1 of deep.sls"),
         ("chain", "value nested deeper than 128 levels"),
         ("loops", "a loop object cannot be stored"),
+        ("wide", "a format field may be at most 1048576 characters wide"),
+        ("wider", "a format field may be at most 1048576 characters wide"),
+        ("many", "the value has more than 524288 elements"),
     ] {
         let fs = MemFs::new(&files);
         let answer = super::sls(

@@ -63,6 +63,7 @@ mod tests_compile;
 mod tests_quoting;
 #[cfg(test)]
 mod tests_render;
+mod widths;
 mod yaml;
 
 pub use config::{parse_rules, tag_matches};
@@ -71,7 +72,8 @@ pub use config::{parse_rules, tag_matches};
 /// renderer's): `template` checks and rewrites a template's text before it is compiled (a
 /// namespace may not come to hold itself; expressions minijinja's parser would recurse on
 /// without a limit are refused, `Err((line, why))`), and `install` adds the filter the
-/// rewritten text calls.
+/// rewritten text calls, and `format`/`str.format` with their widths bounded (it replaces
+/// pycompat's method callback, which it calls).
 pub mod jinja_guard {
     use std::borrow::Cow;
 
@@ -79,8 +81,17 @@ pub mod jinja_guard {
         super::rewrite::rewrite(source, false)
     }
 
+    /// A value as JSON for writing out, refused when it nests deeper than the reactor allows
+    /// or has more elements than a render's output could hold (a lazily repeated sequence).
+    pub fn to_json(value: &minijinja::Value) -> Result<serde_json::Value, minijinja::Error> {
+        super::render::to_json(value)
+    }
+
     pub fn install(env: &mut minijinja::Environment<'_>) {
         env.add_filter(super::mutable::NAMESPACE_FILTER, super::mutable::namespace_filter);
+        env.add_filter("format", super::widths::format_filter);
+        env.add_filter("indent", super::widths::indent_filter);
+        env.set_unknown_method_callback(super::widths::unknown_method);
     }
 }
 

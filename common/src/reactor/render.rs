@@ -28,7 +28,10 @@ pub(super) struct Renderer {
 impl Renderer {
     pub(super) fn new() -> Renderer {
         let mut env = Environment::new();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // pycompat's Python methods, `str.format`'s widths bounded.
+        env.set_unknown_method_callback(super::widths::unknown_method);
+        env.add_filter("format", super::widths::format_filter);
+        env.add_filter("indent", super::widths::indent_filter);
         // Salt renders with `StrictUndefined`: printing, testing or iterating an undefined value
         // (`data['missing']`, a misspelt variable) fails the render instead of yielding "".
         // `is defined`, `|default`, `.get()` and `in` still work.
@@ -206,15 +209,20 @@ fn format_value(out: &mut Output, state: &State, value: &Value) -> Result<(), Er
 /// that contains itself (`{% set ns.n = [ns] %}`) stops here instead of overflowing the stack.
 const MAX_DEPTH: usize = mutable::MAX_NESTING;
 
-fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
-    check_depth(value, MAX_DEPTH)?;
+/// Elements a value written out may have: each takes at least two bytes of JSON, so more
+/// could never fit in [`MAX_OUTPUT`]. (`[1] * 3000000000` is three billion, made lazily.)
+const MAX_ITEMS: usize = MAX_OUTPUT / 2;
+
+pub(super) fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
+    check_size(value, MAX_DEPTH, &mut MAX_ITEMS.clone())?;
     serde_json::to_value(value).map_err(|e| {
         Error::new(ErrorKind::BadSerialization, "cannot convert the value to JSON").with_source(e)
     })
 }
 
-/// Fails when `value` nests deeper than `left` levels (or contains itself).
-fn check_depth(value: &Value, left: usize) -> Result<(), Error> {
+/// Fails when `value` nests deeper than `left` levels (or contains itself), or holds more
+/// than `items` elements in all.
+fn check_size(value: &Value, left: usize, items: &mut usize) -> Result<(), Error> {
     if !matches!(value.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable) {
         return Ok(());
     }
@@ -224,9 +232,14 @@ fn check_depth(value: &Value, left: usize) -> Result<(), Error> {
     };
     let is_map = value.kind() == ValueKind::Map;
     for item in value.try_iter()? {
-        check_depth(&item, left)?;
+        let Some(more) = items.checked_sub(1) else {
+            let why = format!("the value has more than {MAX_ITEMS} elements");
+            return Err(Error::new(ErrorKind::InvalidOperation, why));
+        };
+        *items = more;
+        check_size(&item, left, items)?;
         if is_map {
-            check_depth(&value.get_item(&item)?, left)?;
+            check_size(&value.get_item(&item)?, left, items)?;
         }
     }
     Ok(())

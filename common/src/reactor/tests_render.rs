@@ -554,3 +554,41 @@ fn expressions_nested_past_what_the_parser_bounds_are_refused_with_their_line() 
     );
     assert_eq!(kwarg(&sls, event()), json!({"n": 2, "t": true, "i": 0, "m": -1, "not_in": true}));
 }
+
+/// Found by `reactor_sls` (session 15): a format field wider than memory —
+/// `'%18446744068613951616s' | format(x)` — panicked in minijinja ("capacity overflow"), and
+/// one of three billion (`%3000000000s`, `'{:>3000000000}'.format(x)`) aborted on the failed
+/// allocation. Such a field is refused; ordinary widths still format.
+#[test]
+fn a_format_field_wider_than_a_render_is_refused() {
+    for expr in [
+        "'%18446744068613951616s' | format('x')",
+        "'%3000000000s' | format('x')",
+        "'{:>3000000000}'.format('x')",
+        "'%(k)3000000000s' | format(k='x')",
+        "'a\\nb' | indent(3000000000, true)",
+    ] {
+        let sls = format!("r:\n  local.test.arg:\n    - tgt: x\n    - arg: [{{{{ {expr} }}}}]\n");
+        let (kind, _, message) = failure(&sls, event());
+        assert_eq!(kind, "render", "{expr}: {message}");
+        assert!(
+            message.contains("a format field may be at most 1048576 characters wide"),
+            "{message}"
+        );
+    }
+    let sls = "r:\n  local.test.arg:\n    - tgt: x\n    - kwarg:\n        a: {{ '%-5s|%03d' | format('ab', 7) }}\n        b: {{ '{:>4}{:.1f}'.format('x', 2.25) }}\n        c: {{ 'a\\nb' | indent(2) }}\n";
+    assert_eq!(kwarg(sls, event()), json!({"a": "ab   |007", "b": "   x2.2", "c": "a\n  b"}));
+}
+
+/// Found with the format fields: a sequence repeated three billion times is made lazily, and
+/// writing it out (`{{ [1] * 3000000000 }}`, `| json`) walked it for minutes. The walk stops
+/// past what could fit in a render's output.
+#[test]
+fn a_value_too_big_to_write_is_refused_before_it_is_walked() {
+    for expr in ["[1] * 3000000000", "([1] * 3000000000) | json", "{'k': [[1] * 3000000000]}"] {
+        let sls = format!("r:\n  local.test.arg:\n    - tgt: x\n    - arg: [{{{{ {expr} }}}}]\n");
+        let (kind, _, message) = failure(&sls, event());
+        assert_eq!(kind, "render", "{expr}: {message}");
+        assert!(message.contains("the value has more than 524288 elements"), "{message}");
+    }
+}
