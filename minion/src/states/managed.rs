@@ -144,7 +144,9 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
             }
             let mode = mode.unwrap_or_else(perms::default_file_mode);
             let data = desired.as_deref().unwrap_or_default();
-            create_file(path, data, &mode).map_err(|e| format!("File {name} not created: {e}"))?;
+            let wanted = (owner.user.as_ref().map(|u| u.0), owner.group.as_ref().map(|g| g.0));
+            let (uid, gid) = write_beside(path, data, perms::bits(&mode), wanted)
+                .map_err(|e| format!("File {name} not created: {e}"))?;
             match desired {
                 Some(_) => ret.change("diff", "New file"),
                 None => {
@@ -156,11 +158,20 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
             if ret.comment.is_empty() {
                 ret.comment = format!("File {name} updated");
             }
-            let failed = perms::apply_owner(path, &owner, false, &mut ret.changes);
-            // A chown clears setuid/setgid: give the file its mode again.
-            if mode_of(path).as_deref() != Some(mode.as_str()) {
-                set_mode(path, &mode)
-                    .map_err(|e| format!("Failed to change mode to {mode}: {e}"))?;
+            // The owner was set on the open file, before it had a name another user could
+            // swap: what changed from the creator's, or could not be.
+            let me = perms::me();
+            let mut failed = Vec::new();
+            for (key, wanted, mine, now) in
+                [("user", &owner.user, me.uid, uid), ("group", &owner.group, me.gid, gid)]
+            {
+                match wanted {
+                    Some((want, name)) if *want != now => {
+                        failed.push(format!("Failed to change {key} to {name}"))
+                    }
+                    Some((want, name)) if *want != mine => ret.change(key, name.clone()),
+                    _ => {}
+                }
             }
             failed
         }
@@ -352,14 +363,18 @@ fn temp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{file}.halite-{}-{n}", std::process::id()))
 }
 
-/// Writes `data` to a private temporary file beside `path`, gives it `mode` (and `owner`,
-/// where allowed) and renames it in. The directory may be one another user can write (a
-/// home directory): everything after the open is done on the open file, never by path, and
-/// what the rename put in place must be that file. By path, a symlink to /etc/shadow swapped
-/// in for the temporary file while it was written had the chmod and chown meant for it.
-fn write_beside(path: &Path, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+/// Writes `data` to a private temporary file beside `path`, gives it `owner` (where allowed)
+/// then `mode` and renames it in; the file's owner as it ended up. The directory may be one
+/// another user can write (a home directory): everything after the open is done on the open
+/// file, never by path, and what the rename put in place must be that file. By path, a
+/// symlink to /etc/shadow swapped in for the temporary file while it was written had the
+/// chmod and chown meant for it.
+fn write_beside(path: &Path, data: &[u8], mode: u32, owner: Owners) -> io::Result<(u32, u32)> {
     write_beside_with(path, data, mode, owner, |_| {})
 }
+
+/// A user and a group id to give a file, each if wanted.
+type Owners = (Option<u32>, Option<u32>);
 
 /// [`write_beside`], calling `before_rename` with the temporary path just before the rename
 /// (tests play the other user there).
@@ -367,16 +382,16 @@ fn write_beside_with(
     path: &Path,
     data: &[u8],
     mode: u32,
-    owner: Option<(u32, u32)>,
+    (uid, gid): Owners,
     before_rename: impl FnOnce(&Path),
-) -> io::Result<()> {
+) -> io::Result<(u32, u32)> {
     let tmp = temp_beside(path);
     let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     let written = (|| {
         file.write_all(data)?;
-        if let Some((uid, gid)) = owner {
-            // Kept where allowed: an unprivileged minion keeps its own.
-            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+        if uid.is_some() || gid.is_some() {
+            // Where allowed: an unprivileged minion keeps its own (the caller sees it).
+            let _ = std::os::unix::fs::fchown(&file, uid, gid);
         }
         // After the chown, which clears setuid and setgid.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -390,7 +405,9 @@ fn write_beside_with(
     }
     let ours = file.metadata()?;
     match fs::symlink_metadata(path) {
-        Ok(now) if (now.dev(), now.ino()) == (ours.dev(), ours.ino()) => Ok(()),
+        Ok(now) if (now.dev(), now.ino()) == (ours.dev(), ours.ino()) => {
+            Ok((ours.uid(), ours.gid()))
+        }
         _ => {
             // What was renamed in is not what was written: the other user's (a symlink to
             // a file of their choosing); it goes.
@@ -403,16 +420,15 @@ fn write_beside_with(
     }
 }
 
-fn create_file(path: &Path, data: &[u8], mode: &str) -> io::Result<()> {
-    write_beside(path, data, perms::bits(mode), None)
-}
-
 /// New contents for an existing file, keeping its mode (and owner, where allowed).
 fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let meta = fs::metadata(path)?;
     let me = perms::me();
-    let owner = (meta.uid() != me.uid || meta.gid() != me.gid).then(|| (meta.uid(), meta.gid()));
-    write_beside(path, data, meta.mode() & 0o7777, owner)
+    let owner = match meta.uid() != me.uid || meta.gid() != me.gid {
+        true => (Some(meta.uid()), Some(meta.gid())),
+        false => (None, None),
+    };
+    write_beside(path, data, meta.mode() & 0o7777, owner).map(drop)
 }
 
 #[cfg(test)]
@@ -433,14 +449,14 @@ mod tests {
             fs::rename(tmp, dir.join("stolen")).unwrap();
             std::os::unix::fs::symlink(&victim, tmp).unwrap();
         };
-        let err = write_beside_with(&managed, b"x", 0o644, None, swap).unwrap_err();
+        let err = write_beside_with(&managed, b"x", 0o644, (None, None), swap).unwrap_err();
         assert!(err.to_string().contains("replaced while it was written"), "{err}");
         let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600, "the symlink's target was chmodded");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
         assert!(fs::symlink_metadata(&managed).is_err(), "the swapped-in link was left in place");
         // Undisturbed, the file is written with its mode.
-        write_beside(&managed, b"x", 0o640, None).unwrap();
+        write_beside(&managed, b"x", 0o640, (None, None)).unwrap();
         assert_eq!(fs::metadata(&managed).unwrap().permissions().mode() & 0o7777, 0o640);
         fs::remove_dir_all(&dir).unwrap();
     }

