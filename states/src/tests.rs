@@ -158,8 +158,8 @@ fn templates_that_would_overflow_the_stack_are_render_errors() {
         ("inc", "more than 16 unary operators in a row; line 1 of deep.sls"),
         ("chain", "value nested deeper than 128 levels"),
         ("loops", "a loop object cannot be stored"),
-        ("wide", "a format field may be at most 1048576 characters wide"),
-        ("wider", "a format field may be at most 1048576 characters wide"),
+        ("wide", "format fields may be at most 1048576 characters wide in all"),
+        ("wider", "format fields may be at most 1048576 characters wide in all"),
         ("many", "the value has more than 524288 elements"),
     ] {
         let fs = MemFs::new(&files);

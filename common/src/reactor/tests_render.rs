@@ -567,12 +567,16 @@ fn a_format_field_wider_than_a_render_is_refused() {
         "'{:>3000000000}'.format('x')",
         "'%(k)3000000000s' | format(k='x')",
         "'a\\nb' | indent(3000000000, true)",
+        "'a' | indent(width=3000000000)",
+        "('x\\n' * 1000000) | indent(1000000)",
+        "('{:>1000000}' * 8).format(1, 2, 3, 4, 5, 6, 7, 8)",
+        "'{0[}]:>3000000000}'.format({'}': 1})",
     ] {
         let sls = format!("r:\n  local.test.arg:\n    - tgt: x\n    - arg: [{{{{ {expr} }}}}]\n");
         let (kind, _, message) = failure(&sls, event());
         assert_eq!(kind, "render", "{expr}: {message}");
         assert!(
-            message.contains("a format field may be at most 1048576 characters wide"),
+            message.contains("format fields may be at most 1048576 characters wide in all"),
             "{message}"
         );
     }

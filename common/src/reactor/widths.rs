@@ -1,8 +1,8 @@
 //! Padding a render may ask for: `'%3000000000s' | format(x)`, `'{:>3000000000}'.format(x)`
 //! and `s | indent(3000000000)` had minijinja allocate the width before anything could refuse
-//! it (a failed allocation aborts the process; a width past `usize` panicked). A width or
-//! precision over [`MAX_WIDTH`] in a `format` filter's or `str.format` method's format string,
-//! or an `indent` wider than that, is refused.
+//! it (a failed allocation aborts the process; a width past `usize` panicked). The widths and
+//! precisions of a `format` filter's printf fields, of a `str.format` string's fields, and an
+//! `indent` times its lines, may add up to [`MAX_WIDTH`]; past it the call is refused.
 
 use minijinja::value::{Kwargs, Rest, StringInput, Value};
 use minijinja::{Error, ErrorKind, State};
@@ -11,17 +11,20 @@ use minijinja::{Error, ErrorKind, State};
 /// error anyway.
 pub(super) const MAX_WIDTH: usize = super::render::MAX_OUTPUT;
 
-/// The `format` filter (printf style), refusing a field wider than [`MAX_WIDTH`].
+/// The `format` filter (printf style), refusing fields wider than [`MAX_WIDTH`] in all.
 pub(super) fn format_filter(
     state: &State,
     format: &Value,
     args: Rest<Value>,
 ) -> Result<Value, Error> {
-    check(format)?;
+    if let Some(text) = format.as_str() {
+        check(total(printf_specs(text)))?;
+    }
     minijinja::filters::format(state, format, args)
 }
 
-/// The `indent` filter, refusing a width over [`MAX_WIDTH`].
+/// The `indent` filter, refusing indentation over [`MAX_WIDTH`] in all (the width, given by
+/// position or by name, times the lines).
 pub(super) fn indent_filter(
     value: StringInput<'_>,
     width: Option<usize>,
@@ -29,71 +32,96 @@ pub(super) fn indent_filter(
     blank: Option<bool>,
     kwargs: Kwargs,
 ) -> Result<Value, Error> {
-    if width.is_some_and(|w| w > MAX_WIDTH) {
-        return Err(Error::new(ErrorKind::InvalidOperation, wide()));
-    }
+    let by_name: Option<usize> = kwargs.peek("width")?;
+    let lines = value.as_str().matches('\n').count() + 1;
+    let total = width.or(by_name).unwrap_or(0).checked_mul(lines);
+    check(total.filter(|&t| t <= MAX_WIDTH).ok_or(()))?;
     minijinja::filters::indent(value, width, first, blank, kwargs)
 }
 
-/// pycompat's Python methods, `str.format` refusing a field wider than [`MAX_WIDTH`].
+/// pycompat's Python methods, `str.format` refusing fields wider than [`MAX_WIDTH`] in all.
 pub(super) fn unknown_method(
     state: &State,
     value: &Value,
     method: &str,
     args: &[Value],
 ) -> Result<Value, Error> {
-    if method == "format" {
-        check(value)?;
+    if let (Some(text), "format") = (value.as_str(), method) {
+        check(total(brace_specs(text)))?;
     }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
-fn check(format: &Value) -> Result<(), Error> {
-    match format.as_str().and_then(too_wide) {
-        Some(why) => Err(Error::new(ErrorKind::InvalidOperation, why)),
-        None => Ok(()),
+fn check(total: Result<usize, ()>) -> Result<(), Error> {
+    match total {
+        Ok(_) => Ok(()),
+        Err(()) => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("format fields may be at most {MAX_WIDTH} characters wide in all"),
+        )),
     }
 }
 
-/// Why `format` may not be used: a number over [`MAX_WIDTH`] in one of its fields, printf
-/// style (`%` to the conversion letter, past a `(key)`) or `str.format` style (after the `:`
-/// of a `{…}`). Text outside the fields is not looked at.
-fn too_wide(format: &str) -> Option<String> {
-    let bytes = format.as_bytes();
-    let mut specs: Vec<&str> = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let mut start = i + 1;
-                if bytes.get(start) == Some(&b'(') {
-                    start = format[start..].find(')').map_or(bytes.len(), |at| start + at + 1);
-                }
-                let end = format[start..]
-                    .find(|c: char| c.is_ascii_alphabetic() || c == '%')
-                    .map_or(bytes.len(), |at| start + at);
-                specs.push(&format[start..end]);
-                i = end + 1;
-            }
-            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
-            b'{' => match format[i..].find('}') {
-                Some(at) => {
-                    let field = &format[i + 1..i + at];
-                    specs.extend(field.split_once(':').map(|(_, spec)| spec));
-                    i += at + 1;
-                }
-                None => i += 1,
-            },
-            _ => i += 1,
+/// The widths and precisions of `specs` added up; `Err` past [`MAX_WIDTH`].
+fn total<'a>(specs: impl Iterator<Item = &'a str>) -> Result<usize, ()> {
+    let mut sum: usize = 0;
+    for spec in specs {
+        for run in spec.split(|c: char| !c.is_ascii_digit()).filter(|r| !r.is_empty()) {
+            let n = run.parse::<usize>().map_err(drop)?;
+            sum = sum.checked_add(n).filter(|&s| s <= MAX_WIDTH).ok_or(())?;
         }
     }
-    let too_big =
-        |run: &str| !run.is_empty() && run.parse::<usize>().map_or(true, |n| n > MAX_WIDTH);
-    specs.iter().any(|spec| spec.split(|c: char| !c.is_ascii_digit()).any(too_big)).then(wide)
+    Ok(sum)
 }
 
-fn wide() -> String {
-    format!("a format field may be at most {MAX_WIDTH} characters wide")
+/// The specs of a printf-style format's fields: from after `%` (and a `(key)`) to the
+/// conversion letter, as minijinja reads them; `%%` is text.
+fn printf_specs(format: &str) -> impl Iterator<Item = &str> {
+    let mut rest = format;
+    std::iter::from_fn(move || loop {
+        let at = rest.find('%')?;
+        let mut field = &rest[at + 1..];
+        if let Some(after) = field.strip_prefix('%') {
+            rest = after;
+            continue;
+        }
+        if let Some(key) = field.strip_prefix('(') {
+            field = key.find(')').map_or("", |close| &key[close + 1..]);
+        }
+        let end = field.find(|c: char| c.is_ascii_alphabetic() || c == '%').unwrap_or(field.len());
+        rest = &field[end..];
+        return Some(&field[..end]);
+    })
+}
+
+/// The specs of a `str.format` format's fields: after the `:` of a `{…}` (a `[…]` in the
+/// field's name may hold `:` or `}`), as minijinja reads them; `{{` is text.
+fn brace_specs(format: &str) -> impl Iterator<Item = &str> {
+    let mut rest = format;
+    std::iter::from_fn(move || loop {
+        let at = rest.find('{')?;
+        let field = &rest[at + 1..];
+        if let Some(after) = field.strip_prefix('{') {
+            rest = after;
+            continue;
+        }
+        let bytes = field.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && !matches!(bytes[i], b':' | b'}') {
+            if bytes[i] == b'[' {
+                match field[i..].find(']') {
+                    Some(close) => i += close,
+                    None => i = bytes.len() - 1,
+                }
+            }
+            i += 1;
+        }
+        let end = field[i..].find('}').map_or(field.len(), |close| i + close);
+        rest = &field[end..];
+        if bytes.get(i) == Some(&b':') {
+            return Some(&field[i + 1..end]);
+        }
+    })
 }
 
 #[cfg(test)]
@@ -101,32 +129,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_wider_than_a_render_are_refused_and_the_rest_left_alone() {
+    fn fields_wider_than_a_render_in_all_are_refused_and_the_rest_left_alone() {
+        let printf = |f: &str| total(printf_specs(f)).is_err();
+        let brace = |f: &str| total(brace_specs(f)).is_err();
         for wide in [
             "%3000000000s",
             "%18446744068613951616s",
             "%-.2000000f",
             "%(name)3000000000s",
+            "%(a)600000s %(b)600000s",
+        ] {
+            assert!(printf(wide), "{wide}");
+        }
+        for wide in [
             "{:>3000000000}",
             "{0:.99999999999999999999}",
             "a {x:*^2000000} b",
+            "{0[}]:>3000000000}",
+            "{0[:]:>3000000000}",
+            &"{:>1000000}".repeat(8),
         ] {
-            assert!(too_wide(wide).is_some(), "{wide}");
+            assert!(brace(wide), "{wide}");
         }
-        for fine in [
-            "%s",
-            "%-20s|%05d|%.2f",
-            "%(name)s",
-            "100%% of 123456789012",
-            "{}: 123456789012",
-            "{{3000000000}}",
-            "{:>20}",
-            "{0:,.2f}",
-            "é %s ✓ {}",
-            "%",
-            "{",
-        ] {
-            assert_eq!(too_wide(fine), None, "{fine}");
+        for fine in ["%s", "%-20s|%05d|%.2f", "%(name)s", "100%% of 123456789012", "%", "é %s"] {
+            assert!(!printf(fine), "{fine}");
         }
+        for fine in
+            ["{}: 123456789012", "{{3000000000}}", "{:>20}", "{0:,.2f}", "{", "é {} ✓", "{0[a]}{1}"]
+        {
+            assert!(!brace(fine), "{fine}");
+        }
+        // JSON text in a printf format is not a field.
+        assert!(!printf("{\"Size\": 10737418240, \"Name\": \"%s\"}"));
+        assert!(!brace("{ %3000000000s }") && printf("{ %3000000000s }"));
     }
 }
