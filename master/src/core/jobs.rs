@@ -686,7 +686,11 @@ impl Core {
             log::debug!("duplicate return from {id} for job {}", ret.jid);
             let key = (ret.jid, id);
             if let Some(waiting) = self.returns_storing.get_mut(&key) {
-                return waiting.push(token);
+                // One ack per connection, however many copies it sends while the disk is slow.
+                if !waiting.contains(&token) {
+                    waiting.push(token);
+                }
+                return;
             }
             return self.ack_return(token, key.0);
         }
