@@ -1,8 +1,9 @@
 //! JSON text exactly as Python's `json.dumps` writes it (`ensure_ascii=False`), the one
 //! writer for every CLI: `salt-run state.event` prints `json.dumps(data)` on one line (`, ` and
 //! `: ` separators) or `indent=4` with sorted keys when pretty; Salt's `json` outputter is
-//! `indent=4` with the keys in their order. Non-ASCII text is kept as is, floats are written
-//! as Python writes them (`1e+16`).
+//! `indent=4` with the keys in their order. Non-ASCII text is kept as is but for the C1
+//! controls (escaped, as terminals may obey them), floats are written as Python writes them
+//! (`1e+16`).
 
 use halite_common::pyrepr::python_number;
 use serde_json::Value;
@@ -118,7 +119,11 @@ fn write_string(text: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            // And the C1 controls, which Python leaves as they are: some terminals obey
+            // U+009B (CSI) and U+009D (OSC). The JSON reads back the same.
+            c if (c as u32) < 0x20 || ('\u{80}'..='\u{9f}').contains(&c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -143,6 +148,11 @@ mod tests {
             "{\n    \"_stamp\": \"x\",\n    \"e\": {},\n    \"l\": [],\n    \"minions\": [\n        \"minion1\"\n    ],\n    \"n\": 1.5,\n    \"u\": \"é\"\n}"
         );
         assert_eq!(dumps(&json!("a\"b\n"), Layout::Line), r#""a\"b\n""#);
+        // The C1 controls escaped (Python leaves them), as terminals may obey them.
+        assert_eq!(
+            dumps(&json!("a\u{9b}2J\u{9d}b\u{a0}"), Layout::Line),
+            "\"a\\u009b2J\\u009db\u{a0}\""
+        );
         // Floats as Python writes them, on one line as indented (serde_json writes `1e16`).
         assert_eq!(
             dumps(&json!({"f": 1e16, "g": 1.0, "h": 1e-5}), Layout::Line),
