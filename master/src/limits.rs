@@ -119,6 +119,11 @@ impl Admission {
     pub fn unauthenticated(&self) -> usize {
         self.total
     }
+
+    /// The source with the most connections counted (the first found among equals).
+    pub fn crowded(&self) -> Option<IpAddr> {
+        self.per_ip.iter().max_by_key(|(_, n)| **n).map(|(ip, _)| *ip)
+    }
 }
 
 /// New pending keys per source (`source_of`): at most `per_minute` in any rolling minute (a window

@@ -32,17 +32,14 @@ impl Core {
     /// one accept and one close each).
     pub(super) fn on_connected(&mut self, conn: Token, addr: SocketAddr) {
         let mut admitted = self.admission.admit(addr.ip(), self.network_conns());
-        if let (Err(Refusal::Total { max }), Some(&oldest)) =
-            (&admitted, self.unauthenticated.first())
-        {
-            // Full of connections that have not authenticated: the oldest makes room.
-            // Refusing the newcomer let connections held open (a pending hello repeated just
-            // under PENDING_IDLE, from a few dozen addresses) keep every reconnecting minion
-            // out; a newcomer is only evicted in turn once max_pending_connections newer
-            // ones have come, long after a real handshake is done.
+        if let (Err(Refusal::Total { max }), Some(oldest)) = (&admitted, self.evictable()) {
+            // Full of connections that have not authenticated: the oldest of the address
+            // holding the most makes room. Refusing the newcomer let connections held open
+            // (a pending hello repeated just under PENDING_IDLE, from a few dozen addresses)
+            // keep every reconnecting minion out; an attacker that reconnects evicts its own.
             let reason = format!(
                 "evicted: {max} connections await authentication (max_pending_connections), \
-                 and this is the oldest"
+                 and this is the oldest from the address with the most"
             );
             self.close_peer(oldest, &reason);
             admitted = self.admission.admit(addr.ip(), self.network_conns());
@@ -60,6 +57,16 @@ impl Core {
         self.unauthenticated.insert(conn);
         let bytes = handshake::greeting(&self.keys.public);
         self.fx.push(Effect::Send { conn, bytes });
+    }
+
+    /// The unauthenticated connection to close for a newcomer: the oldest from the source
+    /// with the most of them.
+    fn evictable(&self) -> Option<Token> {
+        let crowded = self.admission.crowded()?;
+        self.unauthenticated
+            .iter()
+            .copied()
+            .find(|token| self.peers.get(token).is_some_and(|p| source_of(p.addr.ip()) == crowded))
     }
 
     /// Handles one frame from a minion; `Err` closes the connection with that reason.

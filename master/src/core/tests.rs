@@ -129,7 +129,17 @@ impl FakeMinion {
 
     /// Connects on `conn`, answers the greeting with a hello; returns the core's answer.
     fn hello(&mut self, h: &mut Harness, conn: Token) -> (MinionHandshake, Vec<Effect>) {
-        let greeting = h.step(Input::MinionConnected { conn, addr: addr() });
+        self.hello_from(h, conn, addr())
+    }
+
+    /// [`FakeMinion::hello`] from `addr`.
+    fn hello_from(
+        &mut self,
+        h: &mut Harness,
+        conn: Token,
+        addr: SocketAddr,
+    ) -> (MinionHandshake, Vec<Effect>) {
+        let greeting = h.step(Input::MinionConnected { conn, addr });
         let [greeting] = &sent(&greeting, conn)[..] else { panic!("no greeting: {greeting:?}") };
         let master = parse_greeting(greeting).unwrap();
         let (handshake, hello) = MinionHandshake::start(&self.id, &self.keys, &master).unwrap();
@@ -1475,16 +1485,20 @@ fn one_shot_sessions_are_capped_per_minion_and_end_with_their_key() {
 /// Connections held open awaiting authentication (a pending hello repeated just under
 /// `PENDING_IDLE`, from a few dozen addresses) filled `max_pending_connections` for good:
 /// every minion connecting after that, a fleet reconnecting after a restart included, was
-/// refused at accept. Now the oldest unauthenticated connection makes room for a newcomer.
+/// refused at accept. Now an old unauthenticated connection makes room for a newcomer: the
+/// oldest from the address holding the most, so an attacker reconnecting evicts its own.
 #[test]
 fn a_full_house_of_unauthenticated_connections_makes_room_for_a_newcomer() {
     let mut h = Harness::new("evict", "max_pending_connections: 4\n");
     let master = h.core.keys.public.clone();
     let mut held = Vec::new();
+    // The oldest from one address, the other three from another.
+    let (one, other): (SocketAddr, SocketAddr) =
+        ("127.0.0.2:40000".parse().unwrap(), "127.0.0.3:40000".parse().unwrap());
     for n in 0..4 {
         let conn = Token(10 + n);
         let mut m = FakeMinion::new(&format!("p{n}"));
-        let (first, _) = m.hello(&mut h, conn);
+        let (first, _) = m.hello_from(&mut h, conn, if n == 0 { one } else { other });
         let pending = h.disk_done();
         let [reply] = &sent(&pending, conn)[..] else { panic!("no verdict: {pending:?}") };
         assert!(matches!(first.on_reply(reply).unwrap(), Verdict::Pending));
@@ -1501,16 +1515,17 @@ fn a_full_house_of_unauthenticated_connections_makes_room_for_a_newcomer() {
         }
         h.disk_done();
     }
-    // A newcomer is greeted; the oldest held connection is closed to make room.
+    // A newcomer is greeted; the oldest connection of the address holding the most is
+    // closed to make room (not the oldest of all, which is another address's only one).
     let newcomer = Token(30);
     let answer = h.step(Input::MinionConnected { conn: newcomer, addr: addr() });
     assert_eq!(closed(&answer, newcomer), None, "the newcomer was refused: {answer:?}");
     assert_eq!(sent(&answer, newcomer).len(), 1, "no greeting: {answer:?}");
-    let why = closed(&answer, Token(10)).expect("the oldest makes room");
+    let why = closed(&answer, Token(11)).expect("the crowded address's oldest makes room");
     let expected = "evicted: 4 connections await authentication (max_pending_connections), and \
-                    this is the oldest";
+                    this is the oldest from the address with the most";
     assert_eq!(why, expected);
-    for conn in [11, 12, 13].map(Token) {
+    for conn in [10, 12, 13].map(Token) {
         assert_eq!(closed(&answer, conn), None, "{conn:?}");
     }
     assert_eq!(h.core.admission.unauthenticated(), 4);
