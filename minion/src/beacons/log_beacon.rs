@@ -79,18 +79,14 @@ impl LogBeacon {
         let open = |flags| File::options().read(true).custom_flags(flags).open(&self.path);
         let mut file = match open(libc::O_NONBLOCK | libc::O_NOFOLLOW) {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                let link = std::fs::symlink_metadata(&self.path).ok()?;
-                // SAFETY: geteuid has no preconditions.
-                let me = unsafe { libc::geteuid() };
-                if link.uid() != 0 && link.uid() != me {
-                    log::debug!(
-                        "log beacon: {} is a symlink of user {}; not followed",
-                        self.path.display(),
-                        link.uid()
-                    );
-                    return None;
-                }
-                open(libc::O_NONBLOCK).ok()?
+                // Every link of the chain, each hop's owner checked; the last is opened
+                // without following (a link swapped in meanwhile is refused).
+                let target = trusted_link_target(&self.path)?;
+                File::options()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+                    .open(target)
+                    .ok()?
             }
             opened => opened.ok()?,
         };
@@ -160,6 +156,35 @@ fn matches(tags: &[(String, regex::Regex)], line: &[u8], out: &mut Vec<Payload>)
             out.push(event.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
         }
     }
+}
+
+/// Where the symlink `path` leads, when root or this minion's user made every link of the
+/// chain (40 at most, as the kernel's); `None` otherwise.
+fn trusted_link_target(path: &std::path::Path) -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mut hop = path.to_path_buf();
+    for _ in 0..40 {
+        let meta = std::fs::symlink_metadata(&hop).ok()?;
+        if !meta.file_type().is_symlink() {
+            return Some(hop);
+        }
+        if meta.uid() != 0 && meta.uid() != me {
+            log::debug!(
+                "log beacon: {} leads through {}, a symlink of user {}; not followed",
+                path.display(),
+                hop.display(),
+                meta.uid()
+            );
+            return None;
+        }
+        let next = std::fs::read_link(&hop).ok()?;
+        hop = match hop.parent() {
+            Some(dir) => dir.join(next),
+            None => next,
+        };
+    }
+    None
 }
 
 impl Module for LogBeacon {
@@ -294,8 +319,15 @@ mod tests {
         std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
         assert!(b.check().is_empty(), "followed another user's link");
         assert!(b.open.is_none());
-        // Root's own link is followed.
-        std::os::unix::fs::lchown(&path, Some(0), Some(0)).unwrap();
+        // Root's link to another user's link is not followed either.
+        let hop = dir.join("hop");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&hop, &path).unwrap();
+        std::os::unix::fs::symlink(&secret, &hop).unwrap();
+        std::os::unix::fs::lchown(&hop, Some(65534), Some(65534)).unwrap();
+        assert!(b.check().is_empty(), "followed another user's link, one hop in");
+        // Root's own links are followed.
+        std::os::unix::fs::lchown(&hop, Some(0), Some(0)).unwrap();
         assert_eq!(raws(b.check()), ["ERROR root's secret"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
