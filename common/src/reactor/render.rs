@@ -286,21 +286,29 @@ fn defined(value: &Value) -> Result<(), Error> {
     }
 }
 
-fn text_of(value: &Value) -> String {
-    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+/// Python's `str()` of a value: lists and maps through [`to_json`], which stops at what an
+/// output could hold (minijinja's own text of `[1] * 3000000000` walked it for minutes).
+fn text_of(value: &Value) -> Result<String, Error> {
+    Ok(match value.kind() {
+        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+            pyrepr::python_str(&to_json(value)?)
+        }
+        _ => value.to_string(),
+    })
 }
 
 /// Salt's `yaml_dquote`: the text as a double-quoted YAML string.
 fn yaml_dquote(state: &State, value: &Value) -> Result<Value, Error> {
     defined(value)?;
-    placed_text(state, emit::quoted(&text_of(value)))
+    placed_text(state, emit::quoted(&text_of(value)?))
 }
 
 /// Salt's `yaml_squote`: single-quoted, or double-quoted when the text has characters a
 /// single-quoted scalar cannot carry (line breaks, control characters).
 fn yaml_squote(state: &State, value: &Value) -> Result<Value, Error> {
     defined(value)?;
-    let text = text_of(value);
+    let text = text_of(value)?;
     if text.chars().any(emit::needs_escape) {
         return placed_text(state, emit::quoted(&text));
     }

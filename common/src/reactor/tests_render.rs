@@ -589,7 +589,13 @@ fn a_format_field_wider_than_a_render_is_refused() {
 /// past what could fit in a render's output.
 #[test]
 fn a_value_too_big_to_write_is_refused_before_it_is_walked() {
-    for expr in ["[1] * 3000000000", "([1] * 3000000000) | json", "{'k': [[1] * 3000000000]}"] {
+    for expr in [
+        "[1] * 3000000000",
+        "([1] * 3000000000) | json",
+        "{'k': [[1] * 3000000000]}",
+        "([1] * 3000000000) | yaml_dquote",
+        "([1] * 3000000000) | yaml_squote",
+    ] {
         let sls = format!("r:\n  local.test.arg:\n    - tgt: x\n    - arg: [{{{{ {expr} }}}}]\n");
         let (kind, _, message) = failure(&sls, event());
         assert_eq!(kind, "render", "{expr}: {message}");
