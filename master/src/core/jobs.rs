@@ -93,16 +93,13 @@ const KEPT_OLD_IDS: usize = 20_000;
 /// Returns for jobs being read back one minion may have waiting: past them one is dropped
 /// unacknowledged (the minion sends it again after its next reconnect).
 const MAX_OLD_RETURNS_PER_MINION: usize = 64;
-/// Reads of old jobs the returns from one source address may cause a minute (a read serves
-/// every return waiting for that job): past them a return for an old job is dropped
-/// unacknowledged.
-const OLD_JOB_READS_PER_MINUTE: u32 = 120;
 
 /// Late returns, for jobs no longer among the recent ones (older, or from before a restart).
 /// One read of the job cache per job serves every return waiting for it, each minion may
 /// have [`MAX_OLD_RETURNS_PER_MINION`] waiting, and what was read back is kept apart from the
 /// recent jobs, a few at most: a minion returning for old jobs again and again once made
 /// the job thread parse a whole `returns.jsonl` per frame, and pushed the running jobs out.
+#[derive(Default)]
 pub(crate) struct OldJobs {
     kept: HashMap<String, RecentJob>,
     order: std::collections::VecDeque<String>,
@@ -111,22 +108,6 @@ pub(crate) struct OldJobs {
     pub(super) waiting: HashMap<String, Vec<OldReturn>>,
     /// How many of those each minion has.
     pub(super) by_minion: HashMap<String, usize>,
-    /// Reads per source address ([`OLD_JOB_READS_PER_MINUTE`]): the 64 waiting bound what
-    /// is queued at once, this how often a minion cycling through old jobs has them read.
-    pub(super) reads: crate::limits::PendingRate,
-}
-
-impl Default for OldJobs {
-    fn default() -> OldJobs {
-        OldJobs {
-            kept: HashMap::new(),
-            order: std::collections::VecDeque::new(),
-            ids: 0,
-            waiting: HashMap::new(),
-            by_minion: HashMap::new(),
-            reads: crate::limits::PendingRate::new(OLD_JOB_READS_PER_MINUTE),
-        }
-    }
 }
 
 pub(super) struct OldReturn {
@@ -601,8 +582,9 @@ impl Core {
         }
         // Older than the jobs kept in memory, or from before a restart: the job cache says
         // who the job went to and who returned.
-        let jid = &ret.jid;
-        if self.old_jobs.by_minion.get(id).is_some_and(|&n| n >= MAX_OLD_RETURNS_PER_MINION) {
+        let waiting = self.old_jobs.by_minion.entry(id.to_string()).or_default();
+        if *waiting >= MAX_OLD_RETURNS_PER_MINION {
+            let jid = &ret.jid;
             return self.minion_warn(
                 id,
                 format_args!(
@@ -611,19 +593,7 @@ impl Core {
                 ),
             );
         }
-        let source = self.peers.get(&token).map(|p| p.addr.ip());
-        let read = !self.old_jobs.waiting.contains_key(jid);
-        if read && source.is_some_and(|ip| !self.old_jobs.reads.allow(ip, self.now)) {
-            return self.minion_warn(
-                id,
-                format_args!(
-                    "minion {id} returned for old job {jid}: its address had \
-                     {OLD_JOB_READS_PER_MINUTE} old jobs read this minute; dropped (it is \
-                     sent again)"
-                ),
-            );
-        }
-        *self.old_jobs.by_minion.entry(id.to_string()).or_default() += 1;
+        *waiting += 1;
         self.returns_in(bytes);
         let jid = ret.jid.clone();
         let old = OldReturn { token, id: id.to_string(), ret, bytes };
