@@ -8,6 +8,7 @@
 use crate::wire::{encode_frame, Decoder, WireError};
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
 
 /// Bytes read from one connection per turn before yielding to the others.
 pub const READ_BUDGET: usize = 256 * 1024;
@@ -29,6 +30,9 @@ pub enum ConnError {
     /// Queuing would leave `len` bytes unsent, past the connection's `max` backlog: the peer
     /// is not reading.
     Backlog { len: usize, max: usize },
+    /// Queuing would leave `len` bytes unsent, past the connection's soft backlog, and the
+    /// peer has taken none of its output for `stalled` (see [`Patience`]).
+    Stalled { len: usize, stalled: Duration },
 }
 
 impl ConnError {
@@ -50,6 +54,10 @@ impl fmt::Display for ConnError {
             ConnError::Frame(e) => e.fmt(f),
             ConnError::Backlog { max, .. } => {
                 write!(f, "peer is not reading: over {max} bytes queued")
+            }
+            ConnError::Stalled { len, stalled } => {
+                let secs = stalled.as_secs();
+                write!(f, "peer is not reading: {len} bytes queued, none taken for {secs} s")
             }
         }
     }
@@ -89,6 +97,24 @@ pub struct ReadTurn {
     pub more: bool,
 }
 
+/// How far a peer that keeps reading may fall behind: past `soft` bytes unsent, a frame is
+/// still queued while the peer has taken some of its output within the last `stall` (a
+/// client reading a burst of big answers as fast as it can is not a slow reader); `max_out`
+/// stays the hard cap.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub soft: usize,
+    pub stall: Duration,
+}
+
+/// A [`Patience`] and what the connection last saw of the peer's progress.
+#[derive(Debug)]
+struct Progress {
+    patience: Patience,
+    /// Bytes written in all when last looked at, and when that was.
+    seen: (u64, Instant),
+}
+
 /// One peer's stream with its decoder and output buffer.
 #[derive(Debug)]
 pub struct Conn<S> {
@@ -98,6 +124,9 @@ pub struct Conn<S> {
     out: Vec<u8>,
     out_pos: usize,
     max_out: usize,
+    /// Bytes written to the stream since the connection was made.
+    written: u64,
+    progress: Option<Progress>,
 }
 
 impl<S: Read + Write> Conn<S> {
@@ -105,14 +134,29 @@ impl<S: Read + Write> Conn<S> {
     /// read is cut off rather than allowed to grow our memory).
     pub fn new(stream: S, max_frame: usize, max_out: usize) -> Conn<S> {
         let decoder = Some(Decoder::new(max_frame));
-        Conn { stream, decoder, out: Vec::new(), out_pos: 0, max_out }
+        Conn { stream, decoder, out: Vec::new(), out_pos: 0, max_out, written: 0, progress: None }
+    }
+
+    /// Lets the peer hold more than `patience.soft` unsent while it keeps reading (see
+    /// [`Conn::send_at`]); `now` starts the clock.
+    pub fn with_patience(mut self, patience: Patience, now: Instant) -> Conn<S> {
+        self.progress = Some(Progress { patience, seen: (self.written, now) });
+        self
     }
 
     /// An unframed connection: `read` hands on what each turn read (at most [`READ_BUDGET`]
     /// bytes) as one chunk in `frames`, and `send` queues bytes as they are. The caller parses
     /// and bounds what it buffers.
     pub fn raw(stream: S, max_out: usize) -> Conn<S> {
-        Conn { stream, decoder: None, out: Vec::new(), out_pos: 0, max_out }
+        Conn {
+            stream,
+            decoder: None,
+            out: Vec::new(),
+            out_pos: 0,
+            max_out,
+            written: 0,
+            progress: None,
+        }
     }
 
     /// Changes the largest incoming frame accepted from now on (no-op on a raw connection).
@@ -206,12 +250,34 @@ impl<S: Read + Write> Conn<S> {
         Ok(())
     }
 
+    /// [`Conn::send`], held to the connection's [`Patience`] if it has one: past the soft
+    /// backlog the frame is refused only when the peer has taken none of its output since
+    /// `patience.stall` ago (progress is looked at on every call, so `now` need only be the
+    /// time of this one).
+    pub fn send_at(&mut self, payload: &[u8], now: Instant) -> Result<(), ConnError> {
+        let queued = self.backlog();
+        if let Some(progress) = &mut self.progress {
+            if queued == 0 || progress.seen.0 != self.written {
+                progress.seen = (self.written, now);
+            }
+            let len = queued + payload.len();
+            let stalled = now.saturating_duration_since(progress.seen.1);
+            if len > progress.patience.soft && stalled >= progress.patience.stall {
+                return Err(ConnError::Stalled { len, stalled });
+            }
+        }
+        self.send(payload)
+    }
+
     /// Writes queued output until done or `WouldBlock`.
     pub fn flush(&mut self) -> Result<(), ConnError> {
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(ConnError::write(&ErrorKind::WriteZero.into())),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.written += n as u64;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ConnError::write(&e)),
@@ -403,6 +469,58 @@ mod tests {
         c.stream.write_limit = 1000;
         c.flush().unwrap();
         c.send(b"x").unwrap();
+    }
+
+    /// The peer reads `n` bytes of what is queued.
+    fn take(c: &mut Conn<Script>, n: usize) {
+        let queued = &c.out[c.out_pos..c.out_pos + n];
+        c.stream.written.extend_from_slice(queued);
+        c.out_pos += n;
+        c.written += n as u64;
+    }
+
+    /// A peer with patience may fall behind past the soft backlog while it keeps taking
+    /// bytes (three 6 MB returns landing in one turn for a `halite` reading as fast as it
+    /// can); once it has taken none for the whole stall, the next frame is refused, and the
+    /// hard cap holds whatever it reads.
+    #[test]
+    fn a_reading_peer_may_pass_the_soft_backlog_a_stalled_one_may_not() {
+        let t0 = Instant::now();
+        let secs = |s| t0 + Duration::from_secs(s);
+        let patience = Patience { soft: 64, stall: Duration::from_secs(30) };
+        let mut c = script(vec![], 0).with_patience(patience, t0);
+        c.max_out = 1000;
+        c.send_at(&[1; 100], secs(0)).unwrap();
+        c.send_at(&[1; 100], secs(20)).unwrap(); // 208 queued: past soft, stalled 20 s only
+        take(&mut c, 8); // it took 8 bytes at 25 s ...
+        c.send_at(&[1; 100], secs(25)).unwrap();
+        c.send_at(&[1; 100], secs(54)).unwrap(); // ... so 54 s is 29 s of stall
+        let refused = c.send_at(b"x", secs(55));
+        assert_eq!(refused, Err(ConnError::Stalled { len: 409, stalled: Duration::from_secs(30) }));
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "peer is not reading: 409 bytes queued, none taken for 30 s"
+        );
+        // Under the soft backlog nothing is refused for stalling; past the hard cap, always.
+        let mut c = script(vec![], 0).with_patience(patience, t0);
+        c.max_out = 300;
+        c.send_at(&[1; 60], secs(0)).unwrap();
+        for s in 1..4 {
+            take(&mut c, 1);
+            c.send_at(&[1; 60], secs(s)).unwrap();
+        }
+        assert_eq!(c.send_at(&[1; 60], secs(5)), Err(ConnError::Backlog { len: 313, max: 300 }));
+        let mut c = script(vec![], 0).with_patience(patience, t0);
+        c.max_out = 1000;
+        c.send_at(&[1; 10], secs(0)).unwrap();
+        c.send_at(&[1; 10], secs(100)).unwrap(); // 28 bytes: under soft, however long
+                                                 // An empty queue restarts the clock: nothing owed was left untaken.
+        c.stream.write_limit = 1000;
+        c.flush().unwrap();
+        c.stream.write_limit = 0;
+        c.send_at(&[1; 100], secs(200)).unwrap();
+        c.send_at(&[1; 100], secs(229)).unwrap();
+        assert!(matches!(c.send_at(&[1; 100], secs(230)), Err(ConnError::Stalled { .. })));
     }
 
     /// Frames leave the decoder after every read (a turn's budget of small frames never

@@ -9,7 +9,7 @@ use crate::core::{
     RENDER_WORKER, TICK,
 };
 use halite_common::config::MasterConfig;
-use halite_common::conn::{Conn, ConnError, ReadTurn};
+use halite_common::conn::{Conn, ConnError, Patience, ReadTurn};
 use halite_common::control::SOCKET_NAME;
 use halite_common::files::create_private_dir;
 use mio::event::Source;
@@ -37,8 +37,13 @@ const FIRST_CONN: usize = 8;
 const ACCEPTS_PER_TURN: usize = 256;
 /// Unsent output allowed per minion before it is cut off.
 const MAX_MINION_BACKLOG: usize = 64 * 1024 * 1024;
-/// Unsent output allowed per control client.
-const MAX_CONTROL_BACKLOG: usize = 16 * 1024 * 1024;
+/// Unsent output a control client may leave while it reads (a `halite` watching a job
+/// whose minions return big outputs at once); past [`CONTROL_PATIENCE`]'s soft backlog it
+/// must keep taking bytes.
+const MAX_CONTROL_BACKLOG: usize = 128 * 1024 * 1024;
+/// Past 16 MiB unsent, a control client that has taken nothing for 10 s is cut off.
+const CONTROL_PATIENCE: Patience =
+    Patience { soft: 16 * 1024 * 1024, stall: std::time::Duration::from_secs(10) };
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
     let what = what.into();
@@ -85,10 +90,10 @@ impl Linked {
         }
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+    fn send(&mut self, bytes: &[u8], now: Instant) -> Result<(), ConnError> {
         match &mut self.link {
             Link::Minion(c) | Link::Http(c) => c.send(bytes),
-            Link::Control(c) => c.send(bytes),
+            Link::Control(c) => c.send_at(bytes, now),
         }
     }
 
@@ -183,7 +188,8 @@ impl Listener {
             }
             Listener::Control(l) => {
                 let (stream, _) = l.accept()?;
-                let link = Link::Control(Conn::new(stream, control_max_frame, MAX_CONTROL_BACKLOG));
+                let link = Conn::new(stream, control_max_frame, MAX_CONTROL_BACKLOG);
+                let link = Link::Control(link.with_patience(CONTROL_PATIENCE, Instant::now()));
                 Ok((link, Input::ControlConnected { conn }))
             }
             Listener::Http(l, listener) => {
@@ -441,11 +447,12 @@ impl Master {
     fn carry_out(&mut self) {
         loop {
             let mut closed = Vec::new();
+            let now = Instant::now();
             for effect in std::mem::take(&mut self.fx) {
                 match effect {
                     Effect::Send { conn, bytes } => {
                         let Some(linked) = self.links.get_mut(&conn) else { continue };
-                        match linked.send(&bytes) {
+                        match linked.send(&bytes, now) {
                             Ok(()) => self.dirty.push(conn),
                             Err(error) => closed.push((conn, error)),
                         }

@@ -112,9 +112,18 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
             });
         }
     }
-    let ping = master.halite(&["minion1", "test.ping"]);
-    assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
-    master.daemon.wait_for_line("dropping event subscriber", WAIT);
+    // Past 16 MiB unsent, the stalled subscriber is dropped at the first event sent to it
+    // 10 s after it last took a byte (a reading one may fall that far behind): each ping's
+    // events are such a send.
+    wait_until(WAIT, "the stalled subscriber dropped", || {
+        let ping = master.halite(&["minion1", "test.ping"]);
+        assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
+        master.daemon.lines().iter().any(|l| l.contains("dropping event subscriber"))
+    });
+    master.daemon.wait_for_line(
+        r"dropping event subscriber: too slow, peer is not reading: \d+ bytes queued, none taken for \d+ s",
+        WAIT,
+    );
     let status = counter.wait_exit(std::time::Duration::from_secs(120)).unwrap_or_else(|| {
         panic!("the reading subscriber stopped after {} of {N} events", counter.line_count())
     });

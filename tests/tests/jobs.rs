@@ -5,6 +5,7 @@
 use halite_tests::cluster::{Master, Minion, WAIT};
 use halite_tests::serde_json::{self, Value};
 use halite_tests::{wait_until, Daemon};
+use std::process::Command;
 use std::time::Duration;
 
 fn json(text: &str) -> Value {
@@ -374,12 +375,53 @@ fn list_jobs_skips_a_broken_cache_entry() {
     }
 }
 
+/// Three 7 MB returns landing together were queued for every subscriber in one pass, past
+/// the 16 MiB a control client could have waiting: a `state.event` reading as fast as it
+/// could was cut off, and so was a `halite` watching the job that had fallen behind for a
+/// moment (here stopped with SIGSTOP), which lost every return. A control client may now
+/// fall that far behind while it keeps reading (it is cut off after 10 s without taking a
+/// byte, or past 128 MiB).
+#[test]
+fn a_cli_that_falls_behind_big_returns_gets_them_all() {
+    let ids = ["minion1", "minion2", "minion3"];
+    let (master, _minions) = cluster(&ids.map(|id| (id, "")));
+    let go = master.conf_dir().join("go");
+    let big = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; head -c 7000000 /dev/zero | tr '\\0' x",
+        go.display()
+    );
+    let mut watcher = Command::new(halite_tests::bin("halite-run"));
+    watcher.arg("-c").arg(master.conf_dir());
+    watcher.args(["state.event", "tagmatch=salt/job/*/ret/*", "count=3"]);
+    let mut watcher = Daemon::spawn(watcher, "state-event");
+    wait_until(WAIT, "subscription in place", || {
+        master.events().iter().any(|(t, _)| t == "salt/event/new_client")
+    });
+    let args = ["*", "cmd.run", &big, "--out", "json", "--static", "-t", "120"];
+    let mut cli = Daemon::spawn(master.halite_cmd(&args), "halite");
+    let new = master.wait_event_where("the job published", |tag, data| {
+        tag.starts_with("salt/job/") && tag.ends_with("/new") && data["fun"] == "cmd.run"
+    });
+    assert_eq!(new["minions"].as_array().map(Vec::len), Some(3), "{new}");
+    cli.signal(19); // SIGSTOP
+    std::fs::write(&go, "").unwrap();
+    // Every return goes to all its subscribers in one pass: once this watcher has the
+    // three, so has the stopped CLI's queue.
+    assert!(watcher.wait_exit(WAIT).expect("state.event ends after three").success());
+    cli.signal(18); // SIGCONT
+    let status = cli.wait_exit(WAIT).expect("halite exits");
+    let stdout = cli.lines().join("\n");
+    assert!(status.success(), "{status}: {}", &stdout[..stdout.len().min(300)]);
+    let printed = json(&stdout);
+    for id in ids {
+        assert_eq!(printed[id].as_str().map(str::len), Some(7_000_000), "{id}");
+    }
+}
+
 /// Three minions returning 6 MB each: the job's returns were one 18 MB answer to
 /// `jobs.lookup_jid`, over the 16 MiB a control client could have queued, so the master
 /// closed the connection of a client reading as fast as it could ("reading too slowly") and
 /// the job could never be looked up. One answer of any size now fits an empty queue.
-/// (Published with `--async`: a `halite` watching the job gets the returns as three events,
-/// which may land in one turn, beyond the backlog; see the session 15 note.)
 #[test]
 fn a_job_with_big_returns_is_looked_up_whole() {
     let ids = [("minion1", ""), ("minion2", ""), ("minion3", "")];

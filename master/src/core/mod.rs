@@ -456,7 +456,9 @@ impl Core {
                     return self.emit(out);
                 }
                 let subscriber = self.controls.get(&conn).is_some_and(|c| !c.subs.is_empty());
-                if subscriber && matches!(error, ConnError::Backlog { .. }) {
+                if subscriber
+                    && matches!(error, ConnError::Backlog { .. } | ConnError::Stalled { .. })
+                {
                     log::warn!("dropping event subscriber: too slow, {reason}");
                 }
                 self.close_control(conn, &reason);
