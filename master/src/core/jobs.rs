@@ -11,6 +11,7 @@ use mio::Token;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Salt's text when a target matches nothing.
 pub const NO_MATCH: &str =
@@ -93,6 +94,13 @@ const KEPT_OLD_IDS: usize = 20_000;
 /// Returns for jobs being read back one minion may have waiting: past them one is dropped
 /// unacknowledged (the minion sends it again after its next reconnect).
 const MAX_OLD_RETURNS_PER_MINION: usize = 64;
+/// Reads of old jobs that served a minion nothing (the job was not sent to it, or it had
+/// returned already) it may cause in a minute: past them its returns for jobs not kept are
+/// dropped unacknowledged until the minute ends (it sends them again after a reconnect).
+/// A minion catching up returns for jobs it was sent and that miss its return: those reads
+/// (and those of jobs the cache does not hold, a failed open) are not counted.
+const WASTED_OLD_READS_PER_MINUTE: u32 = 64;
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// Late returns, for jobs no longer among the recent ones (older, or from before a restart).
 /// One read of the job cache per job serves every return waiting for it, each minion may
@@ -108,6 +116,10 @@ pub(crate) struct OldJobs {
     pub(super) waiting: HashMap<String, Vec<OldReturn>>,
     /// How many of those each minion has.
     pub(super) by_minion: HashMap<String, usize>,
+    /// Per minion: when its minute started, and the reads in it that served it nothing
+    /// ([`WASTED_OLD_READS_PER_MINUTE`]; a minion cycling through more real old jobs than
+    /// are kept had each one's `returns.jsonl` read again and again).
+    wasted: HashMap<String, (Instant, u32)>,
 }
 
 pub(super) struct OldReturn {
@@ -118,6 +130,28 @@ pub(super) struct OldReturn {
 }
 
 impl OldJobs {
+    /// Whether `id` has had its minute's worth of reads that served it nothing.
+    fn wasted_up(&mut self, id: &str, now: Instant) -> bool {
+        self.prune_one(id, now);
+        self.wasted.get(id).is_some_and(|(_, n)| *n >= WASTED_OLD_READS_PER_MINUTE)
+    }
+
+    fn waste(&mut self, id: &str, now: Instant) {
+        self.prune_one(id, now);
+        self.wasted.entry(id.to_string()).or_insert((now, 0)).1 += 1;
+    }
+
+    fn prune_one(&mut self, id: &str, now: Instant) {
+        if self.wasted.get(id).is_some_and(|(start, _)| now.duration_since(*start) >= MINUTE) {
+            self.wasted.remove(id);
+        }
+    }
+
+    /// Forgets minutes that have ended (housekeeping).
+    pub(super) fn prune(&mut self, now: Instant) {
+        self.wasted.retain(|_, (start, _)| now.duration_since(*start) < MINUTE);
+    }
+
     fn keep(&mut self, jid: &str, job: RecentJob) {
         self.ids += job.minions.len();
         if let Some(old) = self.kept.insert(jid.to_string(), job) {
@@ -582,8 +616,7 @@ impl Core {
         }
         // Older than the jobs kept in memory, or from before a restart: the job cache says
         // who the job went to and who returned.
-        let waiting = self.old_jobs.by_minion.entry(id.to_string()).or_default();
-        if *waiting >= MAX_OLD_RETURNS_PER_MINION {
+        if self.old_jobs.by_minion.get(id).is_some_and(|&n| n >= MAX_OLD_RETURNS_PER_MINION) {
             let jid = &ret.jid;
             return self.minion_warn(
                 id,
@@ -593,9 +626,19 @@ impl Core {
                 ),
             );
         }
-        *waiting += 1;
-        self.returns_in(bytes);
         let jid = ret.jid.clone();
+        let reading = self.old_jobs.waiting.contains_key(&jid);
+        if !reading && self.old_jobs.wasted_up(id, self.now) {
+            return self.minion_warn(
+                id,
+                format_args!(
+                    "minion {id} returned for old job {jid}: {WASTED_OLD_READS_PER_MINUTE} old \
+                     jobs read for it this minute served it nothing; dropped (it is sent again)"
+                ),
+            );
+        }
+        *self.old_jobs.by_minion.entry(id.to_string()).or_default() += 1;
+        self.returns_in(bytes);
         let old = OldReturn { token, id: id.to_string(), ret, bytes };
         if let Some(waiting) = self.old_jobs.waiting.get_mut(&jid) {
             return waiting.push(old); // its job is being read already
@@ -649,6 +692,11 @@ impl Core {
                 .flatten()
                 .filter_map(|m| m.as_str().map(String::from))
                 .collect();
+            for old in &waiting {
+                if !minions.contains(&old.id) || returned.contains(&old.id) {
+                    self.old_jobs.waste(&old.id, self.now);
+                }
+            }
             self.old_jobs.keep(&jid, RecentJob { minions, returned, cause: Vec::new() });
         }
         for OldReturn { token, id, ret, bytes } in waiting {

@@ -1619,6 +1619,64 @@ fn returns_for_an_old_job_cost_one_read_and_push_no_running_job_out() {
     assert!(h.core.old_jobs.waiting.is_empty() && h.core.old_jobs.by_minion.is_empty());
 }
 
+/// A minion cycling through more real old jobs than are kept, returning again for jobs it
+/// had returned for: each return had its job's `returns.jsonl` read again, without limit
+/// (64 waiting at once bound only what was queued). Reads that serve a minion nothing now
+/// count, 64 a minute; past them its returns for jobs not kept are dropped unacknowledged
+/// (sent again after a reconnect). A read that takes a missing return is not counted.
+#[test]
+fn a_minion_cycling_through_old_jobs_has_them_read_64_times_a_minute() {
+    let mut h = Harness::new("oldcycle", "auto_accept: True\n");
+    let (conn, cli) = (Token(10), Token(11));
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.step(Input::ControlConnected { conn: cli });
+    let mut jids = Vec::new();
+    for _ in 0..101 {
+        let (jid, recorded) = publish_ping(&mut h, cli, "m1");
+        for frame in sent(&recorded, conn) {
+            m.open(&frame);
+        }
+        jids.push(jid);
+    }
+    // m1 returned for every job but the last, then the master restarted.
+    let fresh = jids.pop().unwrap();
+    for jid in &jids {
+        h.step(Input::Frame { conn, frame: m.seal(&job_return(jid)) });
+    }
+    h.step(Input::Tick);
+    h.disk_done();
+    h.core.recent_jobs.clear();
+    h.core.recent_order.clear();
+    let submitted = |h: &Harness| {
+        let io = format!("{:?}", h.core.io);
+        io.split("submitted: ").nth(1).unwrap().split(',').next().unwrap().parse::<u64>().unwrap()
+    };
+    let mut cycle = |h: &mut Harness, jids: &[String]| {
+        let before = submitted(h);
+        for jid in jids {
+            let last = submitted(h);
+            h.step(Input::Frame { conn, frame: m.seal(&job_return(jid)) });
+            if submitted(h) > last {
+                h.disk_done();
+            }
+        }
+        submitted(h) - before
+    };
+    // The missing return is read back and taken, and costs nothing.
+    assert_eq!(cycle(&mut h, std::slice::from_ref(&fresh)), 1);
+    h.step(Input::Tick);
+    h.disk_done();
+    assert_eq!(h.core.jobs.lock().unwrap().lookup(&fresh).unwrap().len(), 1);
+    // Two rounds through 100 jobs already returned for, 64 of them kept: 64 reads, not 200.
+    let reads = cycle(&mut h, &jids) + cycle(&mut h, &jids);
+    assert_eq!(reads, 64);
+    h.core.old_jobs.prune(h.now);
+    assert!(h.core.old_jobs.waiting.is_empty() && h.core.old_jobs.by_minion.is_empty());
+    // Housekeeping forgets the minute once it ends: 64 more (the 36 not kept, then 28).
+    h.advance(Duration::from_secs(61));
+    assert_eq!(cycle(&mut h, &jids) + cycle(&mut h, &jids), 64);
+}
+
 /// A return sent again (a reconnect) while its first copy was still being stored was acked
 /// at once; when that store then failed (a full disk), the minion had its ack and dropped
 /// the return, which was lost. The copy's ack now waits for the store.
