@@ -136,6 +136,8 @@ pub struct AutoList {
     /// ~0.1–2 ms per line.
     entries: Vec<TagFilter>,
     stamp: Option<Stamp>,
+    /// Its file was read (not missing, refused or unreadable): [`AutoList::announce`] says so.
+    loaded: bool,
 }
 
 /// What tells a changed file: (device, inode, size, mode, mtime s, mtime ns).
@@ -149,7 +151,17 @@ impl AutoList {
 
     /// Reads `file` (at start; afterwards through [`AutoList::refreshed`]).
     pub fn read(file: &Path) -> AutoList {
-        AutoList::default().refreshed(file).unwrap_or_default()
+        let list = AutoList::default().refreshed(file).unwrap_or_default();
+        list.announce(file);
+        list
+    }
+
+    /// Logs what was read from `file`, once the list is in force (the log line is what
+    /// operators and tests wait for before they connect a minion it lists).
+    pub fn announce(&self, file: &Path) {
+        if self.loaded {
+            log::info!("read {}: {} entries", file.display(), self.entries.len());
+        }
     }
 
     /// What the list was read from ([`AutoList::changed`] takes it).
@@ -173,7 +185,7 @@ impl AutoList {
         if since == Some(stamp) {
             return None;
         }
-        let mut list = AutoList { entries: Vec::new(), stamp: Some(stamp) };
+        let mut list = AutoList { entries: Vec::new(), stamp: Some(stamp), loaded: false };
         if meta.permissions().mode() & 0o002 != 0 {
             log::warn!("{} is world-writable; ignoring it", file.display());
             return Some(list);
@@ -183,7 +195,7 @@ impl AutoList {
                 let lines = text.lines().map(str::trim);
                 let entries = lines.filter(|l| !l.is_empty() && !l.starts_with('#'));
                 list.entries = entries.map(|line| TagFilter::tagmatch(Some(line))).collect();
-                log::info!("read {}: {} entries", file.display(), list.entries.len());
+                list.loaded = true;
             }
             Err(e) => log::error!("cannot read {}: {e}; it lists nobody", file.display()),
         }

@@ -743,14 +743,18 @@ impl Core {
         self.lists_in_flight = true;
         let (sign, reject) = (self.policy.autosign.stamp(), self.policy.autoreject.stamp());
         self.io.submit(move || {
-            let sign = files.0.and_then(|file| AutoList::changed(&file, sign));
-            let reject = files.1.and_then(|file| AutoList::changed(&file, reject));
+            let read = |file: Option<PathBuf>, since| {
+                file.and_then(|file| AutoList::changed(&file, since).map(|list| (file, list)))
+            };
+            let (sign, reject) = (read(files.0, sign), read(files.1, reject));
             Box::new(move |core: &mut Core| {
                 core.lists_in_flight = false;
-                if let Some(sign) = sign {
+                if let Some((file, sign)) = sign {
+                    sign.announce(&file);
                     core.policy.autosign = sign;
                 }
-                if let Some(reject) = reject {
+                if let Some((file, reject)) = reject {
+                    reject.announce(&file);
                     core.policy.autoreject = reject;
                 }
             })
