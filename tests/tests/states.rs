@@ -274,3 +274,45 @@ fn inline_pillar_reaches_the_templates_and_no_log() {
         assert!(leaked.is_empty(), "{} logged the pillar: {leaked:?}", daemon.name());
     }
 }
+
+/// The classic: a root minion manages `~u/.ssh/authorized_keys` for user `u`, who owns the
+/// home directory and made `.ssh` a symlink to root's. Followed, the state wrote `u`'s keys
+/// into root's `authorized_keys` (and gave it to `u`). A symlink another user owns is now
+/// not followed, in the path or last: the state fails and says which link; root's own links
+/// are followed as before.
+#[test]
+fn file_managed_follows_no_symlink_another_user_owns() {
+    use std::os::unix::fs::{lchown, symlink};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return eprintln!("skipped: needs root (a root minion, and links of another user)");
+    }
+    let (roots, work) = (TempDir::new(), TempDir::new());
+    let (home, root_ssh) = (work.join("home/u"), work.join("root/.ssh"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&root_ssh).unwrap();
+    lchown(&home, Some(65534), Some(65534)).unwrap();
+    let ssh = home.join(".ssh");
+    symlink(&root_ssh, &ssh).unwrap();
+    lchown(&ssh, Some(65534), Some(65534)).unwrap();
+    let keys = ssh.join("authorized_keys").display().to_string();
+    roots.write(
+        "keys.sls",
+        format!("{keys}:\n  file.managed:\n    - contents: ssh-ed25519 AAAA u@laptop\n"),
+    );
+    let (master, _minion) = cluster(&roots);
+    let out = master.halite(&["minion1", "state.sls", "keys", "--out", "json"]);
+    let state = &json_out(&out.stdout)["minion1"][format!("file_|-{keys}_|-{keys}_|-managed")];
+    assert_eq!(state["result"], false, "{}", out.stdout);
+    let comment = state["comment"].as_str().unwrap();
+    let link = format!("{} is a symlink of user ", ssh.display());
+    assert!(comment.starts_with("Unable to manage file: ") && comment.contains(&link), "{comment}");
+    assert!(!root_ssh.join("authorized_keys").exists(), "root's authorized_keys written");
+    // Root's own link is followed.
+    std::fs::remove_file(&ssh).unwrap();
+    symlink(&root_ssh, &ssh).unwrap();
+    let out = master.halite(&["minion1", "state.sls", "keys", "--out", "json"]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let written = std::fs::read_to_string(root_ssh.join("authorized_keys")).unwrap();
+    assert_eq!(written, "ssh-ed25519 AAAA u@laptop\n");
+}

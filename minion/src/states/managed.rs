@@ -8,14 +8,16 @@
 
 use super::diff::file_diff;
 use super::file::expand_user;
-use super::perms::{self, mode_of, normalize_mode, set_mode};
+use super::perms::{self, normalize_mode};
+use super::safepath::Place;
 use halite_states::value::{py_str, str_list};
 use halite_states::{Call, Layout, StateRet};
 use serde_json::{Map, Value};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Options Salt has that Halite refuses rather than ignores.
@@ -66,22 +68,32 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
         return Err(format!("Specified target {name} is a directory"));
     }
     // Contents, mode and owner go to one file: the link's target unless `follow_symlinks:
-    // False`.
-    let real = match c.flag("follow_symlinks", true) {
-        true => fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
-        false => path.to_path_buf(),
-    };
+    // False`. No symlink another user owns is followed on the way (`safepath`), and the
+    // file is changed relative to its directory held open.
+    let resolved = Place::resolve(path, c.flag("follow_symlinks", true));
     let exists = fs::symlink_metadata(path).is_ok();
+    let place = match resolved {
+        Ok(place) => Some(place),
+        // Its directory is missing (`makedirs`).
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !exists => None,
+        Err(e) => return Err(format!("Unable to manage file: {e}")),
+    };
     if !replace && exists {
-        keep_existing(c, name, &real, mode, &owner, ret)?;
+        let place = place.as_ref().expect("resolved: it exists");
+        keep_existing(c, name, place, mode, &owner, ret)?;
         return Ok(());
     }
     let desired = desired_contents(c, name, source, contents, jinja)?;
-    let current = match fs::read(&real) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("Unable to manage file: {e}")),
+    // A symlink left (`follow_symlinks: False`) is replaced by the file, not read through.
+    let stat = place.as_ref().and_then(|place| place.stat().ok());
+    let current = match place.as_ref().filter(|_| stat.is_some_and(|s| !s.is_symlink())) {
+        None => None,
+        Some(place) => match place.read() {
+            Ok(bytes) => Some(bytes),
+            Err(e) => return Err(format!("Unable to manage file: {e}")),
+        },
     };
+    let mode_now = stat.map(|s| perms::mode_text(s.mode));
 
     if c.test() {
         match &current {
@@ -90,10 +102,12 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                 if let Some(desired) = desired.as_ref().filter(|d| *d != current) {
                     ret.change("diff", file_diff(current, desired));
                 }
-                if let Some(m) = mode.as_ref().filter(|m| mode_of(&real).as_ref() != Some(*m)) {
+                if let Some(m) = mode.as_ref().filter(|m| mode_now.as_ref() != Some(*m)) {
                     ret.change("mode", m.clone());
                 }
-                perms::apply_owner(&real, &owner, true, &mut ret.changes);
+                if let Some(place) = &place {
+                    perms::apply_owner(place, &owner, true, &mut ret.changes);
+                }
             }
         }
         if ret.changes.is_empty() {
@@ -108,18 +122,21 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
         return Ok(());
     }
 
-    let failed = match current {
-        Some(current) => {
+    let failed = match (current, &place) {
+        (Some(current), Some(place)) => {
             if let Some(desired) = desired.filter(|d| *d != current) {
                 let diff = file_diff(&current, &desired);
-                replace_file(&real, &desired)
+                replace_file(place, &desired)
                     .map_err(|e| format!("Failed to commit change: {e}"))?;
                 ret.change("diff", diff);
             }
             // The owner before the mode, as Salt's check_perms: a chown clears setuid/setgid.
-            let failed = perms::apply_owner(&real, &owner, false, &mut ret.changes);
-            if let Some(m) = mode.filter(|m| mode_of(&real).as_ref() != Some(m)) {
-                set_mode(&real, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
+            let failed = perms::apply_owner(place, &owner, false, &mut ret.changes);
+            let mode_now = place.stat().ok().map(|s| perms::mode_text(s.mode));
+            if let Some(m) = mode.filter(|m| mode_now.as_ref() != Some(m)) {
+                place
+                    .chmod(perms::bits(&m))
+                    .map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
                 ret.change("mode", m);
             }
             ret.comment = match ret.changes.is_empty() {
@@ -128,24 +145,31 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
             };
             failed
         }
-        None => {
+        (_, place) => {
             let parent = path.parent().unwrap_or(Path::new("/"));
-            if !parent.is_dir() {
-                if !c.flag("makedirs", false) {
-                    return Err("Parent directory not present".into());
+            let place = match place {
+                Some(place) => place,
+                None if !c.flag("makedirs", false) => {
+                    return Err("Parent directory not present".into())
                 }
-                fs::create_dir_all(parent)
-                    .map_err(|e| format!("Failed to create directory {}: {e}", parent.display()))?;
-                if let Some(dir_mode) = c.arg("dir_mode").map(normalize_mode).transpose()?.flatten()
-                {
-                    set_mode(parent, &dir_mode)
-                        .map_err(|e| format!("Failed to change mode to {dir_mode}: {e}"))?;
+                None => {
+                    fs::create_dir_all(parent).map_err(|e| {
+                        format!("Failed to create directory {}: {e}", parent.display())
+                    })?;
+                    let dir_mode = c.arg("dir_mode").map(normalize_mode).transpose()?.flatten();
+                    if let Some(dir_mode) = dir_mode {
+                        Place::resolve(parent, false)
+                            .and_then(|dir| dir.chmod(perms::bits(&dir_mode)))
+                            .map_err(|e| format!("Failed to change mode to {dir_mode}: {e}"))?;
+                    }
+                    &Place::resolve(path, c.flag("follow_symlinks", true))
+                        .map_err(|e| format!("Unable to manage file: {e}"))?
                 }
-            }
+            };
             let mode = mode.unwrap_or_else(perms::default_file_mode);
             let data = desired.as_deref().unwrap_or_default();
             let wanted = (owner.user.as_ref().map(|u| u.0), owner.group.as_ref().map(|g| g.0));
-            let (uid, gid) = write_beside(path, data, perms::bits(&mode), wanted)
+            let (uid, gid) = write_beside(place, data, perms::bits(&mode), wanted)
                 .map_err(|e| format!("File {name} not created: {e}"))?;
             match desired {
                 Some(_) => ret.change("diff", "New file"),
@@ -186,18 +210,19 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
 fn keep_existing(
     c: &Call,
     name: &str,
-    path: &Path,
+    place: &Place,
     mode: Option<String>,
     owner: &perms::Owner,
     ret: &mut StateRet,
 ) -> Result<(), String> {
-    let current = mode_of(path).unwrap_or_default();
+    let mode_of = || place.stat().ok().map(|s| perms::mode_text(s.mode));
+    let current = mode_of().unwrap_or_default();
     let mode = mode.filter(|m| *m != current);
     if c.test() {
         if let Some(m) = &mode {
             ret.change("mode", m.clone());
         }
-        perms::apply_owner(path, owner, true, &mut ret.changes);
+        perms::apply_owner(place, owner, true, &mut ret.changes);
         if ret.changes.is_empty() {
             ret.comment = format!("File {name} not updated");
         } else {
@@ -213,12 +238,12 @@ fn keep_existing(
         return Ok(());
     }
     // The owner before the mode: a chown clears setuid/setgid.
-    let failed = perms::apply_owner(path, owner, false, &mut ret.changes);
+    let failed = perms::apply_owner(place, owner, false, &mut ret.changes);
     if let Some(m) = mode.or_else(|| {
         // A chown may have cleared setuid/setgid of the mode the file had.
-        (!current.is_empty() && mode_of(path).as_ref() != Some(&current)).then(|| current.clone())
+        (!current.is_empty() && mode_of().as_ref() != Some(&current)).then(|| current.clone())
     }) {
-        set_mode(path, &m).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
+        place.chmod(perms::bits(&m)).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
         if m != current {
             ret.change("mode", m);
         }
@@ -355,38 +380,40 @@ fn render(
         .map_err(|why| format!("Failed to render template with error: {why}"))
 }
 
-/// A temporary name beside `path`.
-fn temp_beside(path: &Path) -> PathBuf {
+/// A temporary name beside `name`.
+fn temp_name(name: &OsStr) -> OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{file}.halite-{}-{n}", std::process::id()))
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".halite-{}-{n}", std::process::id()));
+    tmp
 }
 
-/// Writes `data` to a private temporary file beside `path`, gives it `owner` (where allowed)
-/// then `mode` and renames it in; the file's owner as it ended up. The directory may be one
-/// another user can write (a home directory): everything after the open is done on the open
-/// file, never by path, and what the rename put in place must be that file. By path, a
-/// symlink to /etc/shadow swapped in for the temporary file while it was written had the
-/// chmod and chown meant for it.
-fn write_beside(path: &Path, data: &[u8], mode: u32, owner: Owners) -> io::Result<(u32, u32)> {
-    write_beside_with(path, data, mode, owner, |_| {})
+/// Writes `data` to a private temporary file beside the file, gives it `owner` (where
+/// allowed) then `mode` and renames it in; the file's owner as it ended up. The directory
+/// may be one another user can write (a home directory): everything is done relative to the
+/// directory held open, everything after the open on the open file, and what the rename put
+/// in place must be that file. By path, a symlink to /etc/shadow swapped in for the
+/// temporary file while it was written had the chmod and chown meant for it.
+fn write_beside(place: &Place, data: &[u8], mode: u32, owner: Owners) -> io::Result<(u32, u32)> {
+    write_beside_with(place, data, mode, owner, |_| {})
 }
 
 /// A user and a group id to give a file, each if wanted.
 type Owners = (Option<u32>, Option<u32>);
 
-/// [`write_beside`], calling `before_rename` with the temporary path just before the rename
+/// [`write_beside`], calling `before_rename` with the temporary name just before the rename
 /// (tests play the other user there).
 fn write_beside_with(
-    path: &Path,
+    place: &Place,
     data: &[u8],
     mode: u32,
     (uid, gid): Owners,
-    before_rename: impl FnOnce(&Path),
+    before_rename: impl FnOnce(&OsStr),
 ) -> io::Result<(u32, u32)> {
-    let tmp = temp_beside(path);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let tmp = temp_name(place.name());
+    let mut file = place.create_beside(&tmp)?;
     let written = (|| {
         file.write_all(data)?;
         if uid.is_some() || gid.is_some() {
@@ -397,21 +424,19 @@ fn write_beside_with(
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
         before_rename(&tmp);
-        fs::rename(&tmp, path)
+        place.rename_in(&tmp)
     })();
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = place.remove(Some(&tmp));
         return Err(e);
     }
     let ours = file.metadata()?;
-    match fs::symlink_metadata(path) {
-        Ok(now) if (now.dev(), now.ino()) == (ours.dev(), ours.ino()) => {
-            Ok((ours.uid(), ours.gid()))
-        }
+    match place.stat() {
+        Ok(now) if (now.dev, now.ino) == (ours.dev(), ours.ino()) => Ok((ours.uid(), ours.gid())),
         _ => {
             // What was renamed in is not what was written: the other user's (a symlink to
             // a file of their choosing); it goes.
-            let _ = fs::remove_file(path);
+            let _ = place.remove(None);
             Err(io::Error::other(
                 "the temporary file was replaced while it was written (another user can write \
                  to this directory)",
@@ -421,14 +446,14 @@ fn write_beside_with(
 }
 
 /// New contents for an existing file, keeping its mode (and owner, where allowed).
-fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    let meta = fs::metadata(path)?;
+fn replace_file(place: &Place, data: &[u8]) -> io::Result<()> {
+    let stat = place.stat()?;
     let me = perms::me();
-    let owner = match meta.uid() != me.uid || meta.gid() != me.gid {
-        true => (Some(meta.uid()), Some(meta.gid())),
+    let owner = match stat.uid != me.uid || stat.gid != me.gid {
+        true => (Some(stat.uid), Some(stat.gid)),
         false => (None, None),
     };
-    write_beside(path, data, meta.mode() & 0o7777, owner).map(drop)
+    write_beside(place, data, stat.mode & 0o7777, owner).map(drop)
 }
 
 #[cfg(test)]
@@ -445,18 +470,19 @@ mod tests {
         fs::write(&victim, "secret").unwrap();
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
         let managed = dir.join("f");
-        let swap = |tmp: &Path| {
-            fs::rename(tmp, dir.join("stolen")).unwrap();
-            std::os::unix::fs::symlink(&victim, tmp).unwrap();
+        let swap = |tmp: &OsStr| {
+            fs::rename(dir.join(tmp), dir.join("stolen")).unwrap();
+            std::os::unix::fs::symlink(&victim, dir.join(tmp)).unwrap();
         };
-        let err = write_beside_with(&managed, b"x", 0o644, (None, None), swap).unwrap_err();
+        let place = Place::resolve(&managed, true).unwrap();
+        let err = write_beside_with(&place, b"x", 0o644, (None, None), swap).unwrap_err();
         assert!(err.to_string().contains("replaced while it was written"), "{err}");
         let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600, "the symlink's target was chmodded");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
         assert!(fs::symlink_metadata(&managed).is_err(), "the swapped-in link was left in place");
         // Undisturbed, the file is written with its mode.
-        write_beside(&managed, b"x", 0o640, (None, None)).unwrap();
+        write_beside(&place, b"x", 0o640, (None, None)).unwrap();
         assert_eq!(fs::metadata(&managed).unwrap().permissions().mode() & 0o7777, 0o640);
         fs::remove_dir_all(&dir).unwrap();
     }

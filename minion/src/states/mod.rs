@@ -8,6 +8,7 @@ mod diff;
 mod file;
 mod managed;
 mod perms;
+mod safepath;
 
 #[cfg(test)]
 mod tests;

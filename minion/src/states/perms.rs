@@ -1,6 +1,7 @@
 //! File modes and owners as Salt's `check_perms` sees them: `user`/`group` by name or number
 //! from `/etc/passwd` and `/etc/group`, set with `lchown` (which needs root, as in Salt).
 
+use super::safepath::Place;
 use halite_states::value::py_str;
 use serde_json::Value;
 use std::fs;
@@ -117,18 +118,60 @@ pub(crate) fn wanted_owner(user: Option<&Value>, group: Option<&Value>) -> Resul
     }
 }
 
+/// What [`apply_owner`] changes: a path, or a [`Place`] held open.
+pub(crate) trait Owned {
+    /// The owner and group of the name itself (a symlink's own), if it exists.
+    fn owners(&self) -> Option<(u32, u32)>;
+    /// `lchown` of the name.
+    fn lchown(&self, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()>;
+    /// How log lines name it.
+    fn shown(&self) -> &Path;
+}
+
+impl Owned for Path {
+    fn owners(&self) -> Option<(u32, u32)> {
+        fs::symlink_metadata(self).ok().map(|m| (m.uid(), m.gid()))
+    }
+
+    fn lchown(&self, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(self, uid, gid)
+    }
+
+    fn shown(&self) -> &Path {
+        self
+    }
+}
+
+impl Owned for Place {
+    fn owners(&self) -> Option<(u32, u32)> {
+        self.stat().ok().map(|s| (s.uid, s.gid))
+    }
+
+    fn lchown(&self, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+        self.chown(uid, gid)
+    }
+
+    fn shown(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A mode's bits as Salt prints them (`"0644"`).
+pub(crate) fn mode_text(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
 /// Salt's `check_perms` for the owner of `path` (the link itself, never its target): in test
 /// mode the `user`/`group` changes that would be made, otherwise `chown` and a second look.
 /// The changes go into `changes`; each owner that could not be set is one returned comment
 /// (`Failed to change user to nobody`), as when Salt runs unprivileged.
 pub(crate) fn apply_owner(
-    path: &Path,
+    path: &(impl Owned + ?Sized),
     owner: &Owner,
     test: bool,
     changes: &mut serde_json::Map<String, Value>,
 ) -> Vec<String> {
-    let current = |p: &Path| fs::symlink_metadata(p).ok().map(|m| (m.uid(), m.gid()));
-    let Some((uid, gid)) = current(path) else { return Vec::new() };
+    let Some((uid, gid)) = path.owners() else { return Vec::new() };
     let user = owner.user.as_ref().filter(|(want, _)| *want != uid);
     let group = owner.group.as_ref().filter(|(want, _)| *want != gid);
     if user.is_none() && group.is_none() {
@@ -142,11 +185,11 @@ pub(crate) fn apply_owner(
         }
         return Vec::new();
     }
-    let chown = std::os::unix::fs::lchown(path, user.map(|u| u.0), group.map(|g| g.0));
+    let chown = path.lchown(user.map(|u| u.0), group.map(|g| g.0));
     if let Err(e) = &chown {
-        log::info!("chown {}: {e}", path.display());
+        log::info!("chown {}: {e}", path.shown().display());
     }
-    let (uid, gid) = current(path).unwrap_or((uid, gid));
+    let (uid, gid) = path.owners().unwrap_or((uid, gid));
     let mut failed = Vec::new();
     for (key, wanted, now) in [("user", user, uid), ("group", group, gid)] {
         match wanted {
@@ -181,11 +224,6 @@ pub(crate) fn normalize_mode(value: &Value) -> Result<Option<String>, String> {
 /// The permission bits of a normalised mode.
 pub(crate) fn bits(mode: &str) -> u32 {
     u32::from_str_radix(mode, 8).unwrap_or(0o644) & 0o7777
-}
-
-/// A file's mode as Salt prints it (`"0644"`).
-pub(crate) fn mode_of(path: &Path) -> Option<String> {
-    fs::symlink_metadata(path).ok().map(|m| format!("{:04o}", m.mode() & 0o7777))
 }
 
 /// The process umask (from `/proc/self/status`; 022 where that is unknown).

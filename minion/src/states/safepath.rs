@@ -1,0 +1,370 @@
+//! A file a (root) minion changes, reached without following symlinks another user owns,
+//! and changed relative to its directory held open.
+//!
+//! `file.managed` of `/home/u/.ssh/authorized_keys` runs as root in a directory `u` owns:
+//! by path, `u` could make `.ssh` (or the file itself) a symlink to `/root/.ssh` and have
+//! root write and chown what the state meant for `u` there. [`Place::resolve`] walks the
+//! path one component at a time from `/`, following a symlink only if root or the minion's
+//! own user owns it (anyone else's is refused, with its name), and keeps the last directory
+//! open: what is then read, written, chowned or chmodded is named relative to it, so a
+//! directory swapped for a link afterwards changes nothing.
+
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Symlinks followed at most in one resolution (Linux's own limit).
+const MAX_HOPS: usize = 40;
+
+/// A file's place: its directory, held open, and its name there.
+#[derive(Debug)]
+pub(crate) struct Place {
+    dir: OwnedFd,
+    name: CString,
+    /// The path as resolved (for messages, and for what is only read).
+    pub path: PathBuf,
+}
+
+/// What `fstatat` says of a name (the name itself, never a link's target).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stat {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Stat {
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+}
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::other("a path with a NUL byte"))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        n => Ok(n),
+    }
+}
+
+fn open_at(dir: Option<&OwnedFd>, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let at = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+    // SAFETY: a valid NUL-terminated name; the descriptor returned is ours to own.
+    let fd = check(unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC, 0o600) })?;
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<Stat> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: valid descriptor, NUL-terminated name and a `stat` to write into.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, flags) })?;
+    Ok(stat_of(&st))
+}
+
+fn stat_fd(fd: &impl AsRawFd) -> io::Result<Stat> {
+    // SAFETY: as in `stat_at`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a `stat` to write into.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(stat_of(&st))
+}
+
+#[allow(clippy::unnecessary_cast)] // the field types differ between libcs
+fn stat_of(st: &libc::stat) -> Stat {
+    Stat {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode as u32,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    }
+}
+
+fn read_link_at(dir: &OwnedFd, name: &CStr) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the buffer is `buf.len()` bytes long.
+    let n = unsafe {
+        libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    buf.truncate(n);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// The uid the minion runs as.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The parts of `path` left to walk (`.` dropped).
+fn parts(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(name) => Some(name.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
+
+impl Place {
+    /// Resolves the absolute `path` from `/` (see the module's text); the last component is
+    /// followed too if it is a symlink and `follow_last`. The last component need not exist
+    /// (a file to create); every directory before it must.
+    pub fn resolve(path: &Path, follow_last: bool) -> io::Result<Place> {
+        if !path.is_absolute() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an absolute path"));
+        }
+        let root = c"/";
+        let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let mut dir = open_at(None, root, dir_flags)?;
+        let mut resolved = PathBuf::from("/");
+        let mut todo: VecDeque<OsString> = parts(path).collect();
+        let mut hops = 0;
+        while let Some(part) = todo.pop_front() {
+            let last = todo.is_empty();
+            let name = c_name(&part)?;
+            if part == ".." {
+                if last {
+                    return Err(io::Error::other(format!("{} is a directory", path.display())));
+                }
+                dir = open_at(Some(&dir), &name, dir_flags)?;
+                resolved.pop();
+                continue;
+            }
+            let stat = match stat_at(&dir, &name) {
+                Err(e) if last && e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+                Ok(stat) => Some(stat),
+            };
+            let here = resolved.join(&part);
+            match stat {
+                Some(stat) if stat.is_symlink() && (!last || follow_last) => {
+                    let me = euid();
+                    if stat.uid != 0 && stat.uid != me {
+                        let user = super::perms::user_name(stat.uid);
+                        return Err(io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!(
+                                "{} is a symlink of user {user}, who could point it anywhere: \
+                                 not followed",
+                                here.display()
+                            ),
+                        ));
+                    }
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        return Err(io::Error::other(format!(
+                            "too many levels of symbolic links at {}",
+                            here.display()
+                        )));
+                    }
+                    let target = read_link_at(&dir, &name)?;
+                    if target.is_absolute() {
+                        dir = open_at(None, root, dir_flags)?;
+                        resolved = PathBuf::from("/");
+                    }
+                    for part in parts(&target).collect::<Vec<_>>().into_iter().rev() {
+                        todo.push_front(part);
+                    }
+                }
+                _ if last => return Ok(Place { dir, name, path: here }),
+                _ => {
+                    let next = open_at(Some(&dir), &name, dir_flags)?;
+                    // O_PATH with O_NOFOLLOW opens a symlink itself: one swapped in since the
+                    // look above is refused, not followed.
+                    if !stat_fd(&next)?.is_dir() {
+                        return Err(io::Error::other(format!(
+                            "{} changed while it was resolved",
+                            here.display()
+                        )));
+                    }
+                    (dir, resolved) = (next, here);
+                }
+            }
+        }
+        Err(io::Error::other(format!("{} is a directory", path.display())))
+    }
+
+    /// The name itself (a symlink is not followed); `NotFound` if nothing has it.
+    pub fn stat(&self) -> io::Result<Stat> {
+        stat_at(&self.dir, &self.name)
+    }
+
+    /// Opens the file itself for reading (never a symlink; never blocks on a FIFO).
+    pub fn open(&self) -> io::Result<File> {
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+        open_at(Some(&self.dir), &self.name, flags).map(File::from)
+    }
+
+    /// Its contents.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let mut file = self.open()?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// `lchown` of the name (a symlink's own owner, as Salt's `check_perms`).
+    pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        let (uid, gid) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
+        let flags = libc::AT_SYMLINK_NOFOLLOW;
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        let ret =
+            unsafe { libc::fchownat(self.dir.as_raw_fd(), self.name.as_ptr(), uid, gid, flags) };
+        check(ret).map(drop)
+    }
+
+    /// `chmod` of the file itself: refused for a symlink (Linux has no mode for one, and
+    /// following it is what this module is for).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        let flags = libc::O_PATH | libc::O_NOFOLLOW;
+        let fd = open_at(Some(&self.dir), &self.name, flags)?;
+        if stat_fd(&fd)?.is_symlink() {
+            let what = format!("{} is a symlink", self.path.display());
+            return Err(io::Error::other(what));
+        }
+        // An O_PATH descriptor takes no fchmod; its /proc name is the file itself.
+        let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+        // SAFETY: a NUL-terminated path.
+        check(unsafe { libc::chmod(proc.as_ptr(), mode as libc::mode_t) }).map(drop)
+    }
+
+    /// Creates `tmp` beside the file, new, private and never through a symlink.
+    pub fn create_beside(&self, tmp: &OsStr) -> io::Result<File> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        open_at(Some(&self.dir), &c_name(tmp)?, flags).map(File::from)
+    }
+
+    /// Renames `tmp` (beside the file) over the file.
+    pub fn rename_in(&self, tmp: &OsStr) -> io::Result<()> {
+        let (dir, tmp) = (self.dir.as_raw_fd(), c_name(tmp)?);
+        // SAFETY: valid descriptors and NUL-terminated names.
+        check(unsafe { libc::renameat(dir, tmp.as_ptr(), dir, self.name.as_ptr()) }).map(drop)
+    }
+
+    /// Removes `name` from the file's directory (`None`: the file itself).
+    pub fn remove(&self, name: Option<&OsStr>) -> io::Result<()> {
+        let name = match name {
+            Some(name) => c_name(name)?,
+            None => self.name.clone(),
+        };
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        check(unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
+    }
+
+    /// The file's own name.
+    pub fn name(&self) -> &OsStr {
+        OsStr::from_bytes(self.name.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{lchown, symlink};
+
+    /// A fresh directory under the temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("halite-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const OTHER: u32 = 65534;
+
+    /// `/home/u/.ssh` made a symlink (of `u`'s) to root's directory: managing
+    /// `~u/.ssh/authorized_keys` as root wrote root's. Another user's symlink is refused, in
+    /// the path or last; root's and our own are followed.
+    #[test]
+    fn another_users_symlink_is_not_followed() {
+        if euid() != 0 {
+            return eprintln!("skipped: needs root, to give a symlink to another user");
+        }
+        let t = Scratch::new("safepath-links");
+        let (root_ssh, home) = (t.0.join("root-ssh"), t.0.join("home"));
+        fs::create_dir_all(&root_ssh).unwrap();
+        fs::create_dir_all(&home).unwrap();
+        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
+        let ssh = home.join(".ssh");
+        symlink(&root_ssh, &ssh).unwrap();
+        lchown(&ssh, Some(OTHER), Some(OTHER)).unwrap();
+        let err = Place::resolve(&ssh.join("authorized_keys"), true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        let user = crate::states::perms::user_name(OTHER);
+        let text = format!("{} is a symlink of user {user}, who could point it", ssh.display());
+        assert!(err.to_string().starts_with(&text), "{err}");
+        // The file itself a link of theirs: refused when followed, the link when not.
+        let keys = home.join("keys");
+        symlink(root_ssh.join("authorized_keys"), &keys).unwrap();
+        lchown(&keys, Some(OTHER), Some(OTHER)).unwrap();
+        let err = Place::resolve(&keys, true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        let place = Place::resolve(&keys, false).unwrap();
+        assert!(place.stat().unwrap().is_symlink());
+        assert!(place.chmod(0o600).is_err(), "a mode given through the link");
+        // Root's own links are followed, relative ones and `..` too.
+        fs::remove_file(&ssh).unwrap();
+        symlink("../root-ssh", &ssh).unwrap();
+        let place = Place::resolve(&ssh.join("authorized_keys"), true).unwrap();
+        assert_eq!(place.path, root_ssh.join("authorized_keys"));
+        assert!(matches!(place.stat(), Err(e) if e.kind() == io::ErrorKind::NotFound));
+    }
+
+    /// Once resolved, the directory is held: one swapped for a link to root's directory
+    /// afterwards gets nothing, not the write, nor the owner and mode.
+    #[test]
+    fn a_directory_swapped_after_the_resolution_changes_nothing_there() {
+        let t = Scratch::new("safepath-swap");
+        let (target, home) = (t.0.join("root-ssh"), t.0.join("home"));
+        fs::create_dir_all(&target).unwrap();
+        fs::create_dir_all(home.join(".ssh")).unwrap();
+        fs::write(target.join("keys"), "root's").unwrap();
+        let place = Place::resolve(&home.join(".ssh/keys"), true).unwrap();
+        fs::rename(home.join(".ssh"), home.join("old")).unwrap();
+        symlink(&target, home.join(".ssh")).unwrap();
+        let tmp = OsStr::new(".keys.tmp");
+        let mut file = place.create_beside(tmp).unwrap();
+        io::Write::write_all(&mut file, b"u's").unwrap();
+        place.rename_in(tmp).unwrap();
+        place.chmod(0o604).unwrap();
+        place.chown(None, None).unwrap();
+        assert_eq!(fs::read_to_string(target.join("keys")).unwrap(), "root's");
+        assert_eq!(fs::read_to_string(home.join("old/keys")).unwrap(), "u's");
+        assert_eq!(place.read().unwrap(), b"u's");
+        let mode = fs::metadata(home.join("old/keys")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o604);
+        // The link swapped in is this test's own: a new resolution follows it.
+        let err = Place::resolve(&home.join(".ssh/x"), true);
+        assert!(err.is_ok(), "root's own link is followed: {err:?}");
+        assert!(Place::resolve(Path::new("relative/x"), true).is_err());
+        assert!(Place::resolve(Path::new("/"), true).is_err());
+    }
+}
