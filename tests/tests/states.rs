@@ -277,9 +277,10 @@ fn inline_pillar_reaches_the_templates_and_no_log() {
 
 /// The classic: a root minion manages `~u/.ssh/authorized_keys` for user `u`, who owns the
 /// home directory and made `.ssh` a symlink to root's. Followed, the state wrote `u`'s keys
-/// into root's `authorized_keys` (and gave it to `u`). A symlink another user owns is now
-/// not followed, in the path or last: the state fails and says which link; root's own links
-/// are followed as before.
+/// into root's `authorized_keys` (and gave it to `u`); `file.append`, `absent`, `symlink`
+/// and `directory` wrote, removed or made things there the same way. A symlink another user
+/// owns is now not followed, in the path or last: the state fails and says which link;
+/// root's own links are followed as before.
 #[test]
 fn file_managed_follows_no_symlink_another_user_owns() {
     use std::os::unix::fs::{lchown, symlink};
@@ -296,18 +297,35 @@ fn file_managed_follows_no_symlink_another_user_owns() {
     symlink(&root_ssh, &ssh).unwrap();
     lchown(&ssh, Some(65534), Some(65534)).unwrap();
     let keys = ssh.join("authorized_keys").display().to_string();
-    roots.write(
-        "keys.sls",
-        format!("{keys}:\n  file.managed:\n    - contents: ssh-ed25519 AAAA u@laptop\n"),
-    );
+    std::fs::write(root_ssh.join("known_hosts"), "root's").unwrap();
+    let at = |name: &str| ssh.join(name).display().to_string();
+    let states = [
+        (keys.clone(), "managed", "- contents: ssh-ed25519 AAAA u@laptop", "Unable to manage file"),
+        (at("rc"), "append", "- text: ssh-ed25519 AAAA u@laptop", "Unable to append to"),
+        (at("known_hosts"), "absent", "[]", "Unable to remove"),
+        (at("config"), "symlink", "- target: /home/u/config", "Unable to create new symlink"),
+        (at("keys.d"), "directory", "- mode: 700", "Failed to create directory"),
+    ];
+    let sls: String = states
+        .iter()
+        .map(|(name, fun, arg, _)| format!("{name}:\n  file.{fun}:\n    {arg}\n"))
+        .collect();
+    roots.write("keys.sls", sls);
     let (master, _minion) = cluster(&roots);
     let out = master.halite(&["minion1", "state.sls", "keys", "--out", "json"]);
-    let state = &json_out(&out.stdout)["minion1"][format!("file_|-{keys}_|-{keys}_|-managed")];
-    assert_eq!(state["result"], false, "{}", out.stdout);
-    let comment = state["comment"].as_str().unwrap();
+    let ran = json_out(&out.stdout);
     let link = format!("{} is a symlink of user ", ssh.display());
-    assert!(comment.starts_with("Unable to manage file: ") && comment.contains(&link), "{comment}");
-    assert!(!root_ssh.join("authorized_keys").exists(), "root's authorized_keys written");
+    for (name, fun, _, refusal) in &states {
+        let state = &ran["minion1"][format!("file_|-{name}_|-{name}_|-{fun}")];
+        assert_eq!(state["result"], false, "{fun}: {}", out.stdout);
+        let comment = state["comment"].as_str().unwrap();
+        assert!(comment.starts_with(refusal) && comment.contains(&link), "{fun}: {comment}");
+    }
+    let mut left: Vec<_> =
+        std::fs::read_dir(&root_ssh).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["known_hosts"], "root's directory changed");
+    assert_eq!(std::fs::read_to_string(root_ssh.join("known_hosts")).unwrap(), "root's");
     // Root's own link is followed.
     std::fs::remove_file(&ssh).unwrap();
     symlink(&root_ssh, &ssh).unwrap();

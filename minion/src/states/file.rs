@@ -3,12 +3,13 @@
 
 use super::diff::unified;
 use super::managed;
-use super::perms::{self, normalize_mode, set_mode};
+use super::perms::{self, normalize_mode};
+use super::safepath::Place;
 use halite_states::value::str_list;
 use halite_states::{Call, StateFn, StateRet};
 use serde_json::{json, Map, Value};
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -74,18 +75,26 @@ fn absent(c: &Call) -> StateRet {
     if name == "/" {
         return ret.error("Refusing to make \"/\" absent");
     }
-    let Ok(meta) = fs::symlink_metadata(&name) else {
+    // The name itself, never a link's target; no other user's link on the way (`safepath`).
+    let place = match Place::resolve(Path::new(&name), false) {
+        Ok(place) => place,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return ret.with(Some(true), format!("File {name} is not present"))
+        }
+        Err(e) => return ret.error(format!("Unable to remove {name}: {e}")),
+    };
+    let Ok(stat) = place.stat() else {
         return ret.with(Some(true), format!("File {name} is not present"));
     };
-    let is_dir = meta.is_dir();
+    let is_dir = stat.is_dir();
     let kind = if is_dir { "Directory" } else { "File" };
     ret.change("removed", name.clone());
     if c.test() {
         return ret.with(None, format!("{kind} {name} is set for removal"));
     }
     let removed = match is_dir {
-        true => fs::remove_dir_all(&name),
-        false => fs::remove_file(&name),
+        true => place.remove_all(),
+        false => place.remove(None),
     };
     match (removed, is_dir) {
         (Ok(()), true) => ret.with(Some(true), format!("Removed directory {name}")),
@@ -134,7 +143,7 @@ fn directory(c: &Call) -> StateRet {
         let noun = if is_link { "Symlink" } else { "File" };
         if c.test() {
             ret.change("forced", format!("{noun} would be forcibly replaced"));
-        } else if let Err(e) = fs::remove_file(path) {
+        } else if let Err(e) = Place::resolve(path, false).and_then(|p| p.remove(None)) {
             return ret.error(format!("Unable to remove {name}: {e}"));
         } else {
             ret.change("forced", format!("{noun} was forcibly replaced"));
@@ -181,7 +190,7 @@ fn directory(c: &Call) -> StateRet {
                 return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
             }
         }
-        if let Err(e) = fs::create_dir(path) {
+        if let Err(e) = Place::resolve(path, false).and_then(|p| p.mkdir(0o777)) {
             return ret.error(format!("Failed to create directory {name}: {e}"));
         }
         if let Some(m) = &mode {
@@ -196,11 +205,20 @@ fn directory(c: &Call) -> StateRet {
         }
         ret.change("mode", m.clone());
     }
-    let failed = perms::apply_owner(path, &owner, false, &mut ret.changes);
+    let place = match Place::resolve(path, false) {
+        Ok(place) => place,
+        Err(e) => return ret.error(format!("Unable to manage directory {name}: {e}")),
+    };
+    let failed = perms::apply_owner(&place, &owner, false, &mut ret.changes);
     if !failed.is_empty() {
         return ret.error(failed.join("\n"));
     }
     ret.with(Some(true), format!("Directory {name} updated"))
+}
+
+/// `chmod` of what `path` leads to, following no other user's link (`safepath`).
+fn set_mode(path: &Path, mode: &str) -> io::Result<()> {
+    Place::resolve(path, true)?.chmod(perms::bits(mode))
 }
 
 /// The mode of what `path` points to.
@@ -292,12 +310,20 @@ fn symlink(c: &Call) -> StateRet {
             return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
         }
     }
+    // No other user's link on the way (`safepath`): the link is made, replaced and chowned
+    // relative to its directory held open.
+    let place = match Place::resolve(path, false) {
+        Ok(place) => place,
+        Err(e) => {
+            return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"))
+        }
+    };
     let mut comment_new = format!("Created new symlink {name} -> {target}");
     let mut key = "new";
     match (&link, exists) {
         (Some(t), _) if normpath(t) == normpath(&target) => {
             let mut changed = Map::new();
-            if !perms::apply_owner(path, &owner, false, &mut changed).is_empty() {
+            if !perms::apply_owner(&place, &owner, false, &mut changed).is_empty() {
                 return ret
                     .error(format!("Failed to set ownership of symlink {name} to {user}:{group}"));
             }
@@ -312,16 +338,16 @@ fn symlink(c: &Call) -> StateRet {
                 .with(Some(true), format!("Set ownership of symlink {name} to {user}:{group}"));
         }
         (Some(_), _) => {
-            if let Err(e) = fs::remove_file(path) {
+            if let Err(e) = place.remove(None) {
                 return ret.error(format!("Unable to remove symlink {name}: {e}"));
             }
             comment_new = format!("Set target of symlink {name} -> {target}");
             key = "change";
         }
         (None, true) if force => {
-            let removed = match path.is_dir() {
-                true => fs::remove_dir_all(path),
-                false => fs::remove_file(path),
+            let removed = match place.stat().is_ok_and(|s| s.is_dir()) {
+                true => place.remove_all(),
+                false => place.remove(None),
             };
             if let Err(e) = removed {
                 return ret.error(format!("Unable to remove {name}: {e}"));
@@ -334,11 +360,11 @@ fn symlink(c: &Call) -> StateRet {
         }
         (None, false) => {}
     }
-    if let Err(e) = std::os::unix::fs::symlink(&target, path) {
+    if let Err(e) = place.symlink(target.as_ref()) {
         return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"));
     }
     ret.change(key, name.clone());
-    if !perms::apply_owner(path, &owner, false, &mut Map::new()).is_empty() {
+    if !perms::apply_owner(&place, &owner, false, &mut Map::new()).is_empty() {
         return ret
             .error(format!("{comment_new}, but was unable to set ownership to {user}:{group}"));
     }
@@ -363,7 +389,8 @@ fn append(c: &Call) -> StateRet {
         return ret.error(format!("Specified file {name} is not an absolute path"));
     }
     let parent = parent_of(path);
-    if !path.is_file() {
+    let stat = Place::resolve(path, true).and_then(|place| place.stat());
+    if !stat.is_ok_and(|f| f.is_file()) {
         if c.test() {
             ret.change("new", name.clone());
             return ret.with(None, format!("File {name} is set to be created"));
@@ -379,11 +406,17 @@ fn append(c: &Call) -> StateRet {
                 return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
             }
         }
-        if let Err(e) = fs::OpenOptions::new().append(true).create(true).open(path) {
-            return ret.error(format!("File {name} does not exist and could not be created: {e}"));
-        }
     }
-    let content = match fs::read(path) {
+    // No other user's link on the way or last (`safepath`); written relative to the
+    // directory held open.
+    let place = match Place::resolve(path, true) {
+        Ok(place) => place,
+        Err(e) => return ret.error(format!("Unable to append to {name}: {e}")),
+    };
+    if let Err(e) = place.append(true) {
+        return ret.error(format!("File {name} does not exist and could not be created: {e}"));
+    }
+    let content = match place.read() {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) => return ret.error(format!("Unable to read {name}: {e}")),
     };
@@ -416,10 +449,7 @@ fn append(c: &Call) -> StateRet {
         tail.push_str(line);
         tail.push('\n');
     }
-    let written = fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(tail.as_bytes()));
+    let written = place.append(false).and_then(|mut f| f.write_all(tail.as_bytes()));
     if let Err(e) = written {
         return ret.error(format!("Unable to append to {name}: {e}"));
     }

@@ -5,7 +5,7 @@ use super::safepath::Place;
 use halite_states::value::py_str;
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -240,10 +240,6 @@ pub(crate) fn umask() -> u32 {
 /// Salt's mode for a new file when none is given: `0666 & ~umask`.
 pub(crate) fn default_file_mode() -> String {
     format!("{:04o}", 0o666 & !umask())
-}
-
-pub(crate) fn set_mode(path: &Path, mode: &str) -> std::io::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(bits(mode)))
 }
 
 #[cfg(test)]

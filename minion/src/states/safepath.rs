@@ -47,6 +47,10 @@ impl Stat {
     pub fn is_dir(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFDIR
     }
+
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
 }
 
 fn c_name(name: &OsStr) -> io::Result<CString> {
@@ -60,10 +64,17 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn open_at(dir: Option<&OwnedFd>, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+/// `openat`; `mode` is for a file `O_CREAT` makes (less the umask).
+fn open_at(
+    dir: Option<&OwnedFd>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
     let at = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+    let (flags, mode) = (flags | libc::O_CLOEXEC, mode as libc::c_uint);
     // SAFETY: a valid NUL-terminated name; the descriptor returned is ours to own.
-    let fd = check(unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC, 0o600) })?;
+    let fd = check(unsafe { libc::openat(at, name.as_ptr(), flags, mode) })?;
     // SAFETY: `fd` was just opened and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -132,7 +143,7 @@ impl Place {
         }
         let root = c"/";
         let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-        let mut dir = open_at(None, root, dir_flags)?;
+        let mut dir = open_at(None, root, dir_flags, 0)?;
         let mut resolved = PathBuf::from("/");
         let mut todo: VecDeque<OsString> = parts(path).collect();
         let mut hops = 0;
@@ -143,7 +154,7 @@ impl Place {
                 if last {
                     return Err(io::Error::other(format!("{} is a directory", path.display())));
                 }
-                dir = open_at(Some(&dir), &name, dir_flags)?;
+                dir = open_at(Some(&dir), &name, dir_flags, 0)?;
                 resolved.pop();
                 continue;
             }
@@ -176,7 +187,7 @@ impl Place {
                     }
                     let target = read_link_at(&dir, &name)?;
                     if target.is_absolute() {
-                        dir = open_at(None, root, dir_flags)?;
+                        dir = open_at(None, root, dir_flags, 0)?;
                         resolved = PathBuf::from("/");
                     }
                     for part in parts(&target).collect::<Vec<_>>().into_iter().rev() {
@@ -185,7 +196,7 @@ impl Place {
                 }
                 _ if last => return Ok(Place { dir, name, path: here }),
                 _ => {
-                    let next = open_at(Some(&dir), &name, dir_flags)?;
+                    let next = open_at(Some(&dir), &name, dir_flags, 0)?;
                     // O_PATH with O_NOFOLLOW opens a symlink itself: one swapped in since the
                     // look above is refused, not followed.
                     if !stat_fd(&next)?.is_dir() {
@@ -209,7 +220,7 @@ impl Place {
     /// Opens the file itself for reading (never a symlink; never blocks on a FIFO).
     pub fn open(&self) -> io::Result<File> {
         let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
-        open_at(Some(&self.dir), &self.name, flags).map(File::from)
+        open_at(Some(&self.dir), &self.name, flags, 0).map(File::from)
     }
 
     /// Its contents.
@@ -234,7 +245,7 @@ impl Place {
     /// following it is what this module is for).
     pub fn chmod(&self, mode: u32) -> io::Result<()> {
         let flags = libc::O_PATH | libc::O_NOFOLLOW;
-        let fd = open_at(Some(&self.dir), &self.name, flags)?;
+        let fd = open_at(Some(&self.dir), &self.name, flags, 0)?;
         if stat_fd(&fd)?.is_symlink() {
             let what = format!("{} is a symlink", self.path.display());
             return Err(io::Error::other(what));
@@ -248,7 +259,7 @@ impl Place {
     /// Creates `tmp` beside the file, new, private and never through a symlink.
     pub fn create_beside(&self, tmp: &OsStr) -> io::Result<File> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-        open_at(Some(&self.dir), &c_name(tmp)?, flags).map(File::from)
+        open_at(Some(&self.dir), &c_name(tmp)?, flags, 0o600).map(File::from)
     }
 
     /// Renames `tmp` (beside the file) over the file.
@@ -266,6 +277,37 @@ impl Place {
         };
         // SAFETY: a valid descriptor and NUL-terminated name.
         check(unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
+    }
+
+    /// Opens the file itself to append to it, created (`0666` less the umask) if `create`.
+    pub fn append(&self, create: bool) -> io::Result<File> {
+        let mut flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        if create {
+            flags |= libc::O_CREAT;
+        }
+        open_at(Some(&self.dir), &self.name, flags, 0o666).map(File::from)
+    }
+
+    /// Creates the directory (`mode` less the umask).
+    pub fn mkdir(&self, mode: u32) -> io::Result<()> {
+        let (dir, name) = (self.dir.as_raw_fd(), self.name.as_ptr());
+        // SAFETY: a valid descriptor and NUL-terminated name.
+        check(unsafe { libc::mkdirat(dir, name, mode as libc::mode_t) }).map(drop)
+    }
+
+    /// Creates a symlink to `target` under the name.
+    pub fn symlink(&self, target: &OsStr) -> io::Result<()> {
+        let target = c_name(target)?;
+        let (dir, name) = (self.dir.as_raw_fd(), self.name.as_ptr());
+        // SAFETY: a valid descriptor and NUL-terminated strings.
+        check(unsafe { libc::symlinkat(target.as_ptr(), dir, name) }).map(drop)
+    }
+
+    /// Removes the directory under the name with all it holds. `remove_dir_all` is given the
+    /// held directory's `/proc` name, so the walk starts there and never through a link.
+    pub fn remove_all(&self) -> io::Result<()> {
+        let held = PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()));
+        std::fs::remove_dir_all(held.join(self.name()))
     }
 
     /// The file's own name.
