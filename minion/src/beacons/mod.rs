@@ -1,6 +1,7 @@
 //! Salt's beacons on the minion's loop: each configured beacon runs its module every
 //! `interval` (the loop's deadlines, no sleeping thread), or at once when its inotify fd is
-//! readable; modules that may block (`service`, `log`) run on one worker thread. What they
+//! readable; modules that may block (`service`, `log`, `diskusage`) each run on a worker
+//! thread of their own. What they
 //! return becomes Salt's `salt/beacon/<id>/<name>/<tag>` events, bounded per run.
 
 mod config;
@@ -47,7 +48,8 @@ pub(crate) const MODULES: [&str; 6] =
 pub(crate) trait Module: Send {
     /// Salt's `beacon(config)`: the events of this run.
     fn check(&mut self) -> Vec<Payload>;
-    /// Whether `check` may block (a process, a big file): it then runs on the worker thread.
+    /// Whether `check` may block (a process, a big file, a hung mount): it then runs on a
+    /// worker thread of its own.
     fn blocking(&self) -> bool {
         false
     }
@@ -70,7 +72,7 @@ pub(crate) trait Module: Send {
 /// Where a beacon's module is.
 enum Slot {
     Here(Box<dyn Module>),
-    /// On the worker thread, running.
+    /// On its worker thread, running.
     Away,
     /// The worker could not be started.
     Lost,
@@ -88,6 +90,9 @@ struct Beacon {
     slot: Slot,
     /// Last payload per tag, for `onchangeonly`.
     last: HashMap<String, Payload>,
+    /// The thread a blocking module runs on, one per beacon: a `statvfs` hung on a dead
+    /// mount once stalled every other blocking beacon behind it.
+    worker: Option<worker::Worker>,
 }
 
 /// The minion's beacons.
@@ -100,7 +105,6 @@ pub struct Beacons {
     enabled: bool,
     /// The top-level `enabled` item `beacons.list` shows, once set (config or a function).
     global_flag: Option<bool>,
-    worker: Option<worker::Worker>,
     waker: Arc<Waker>,
     /// Events dropped since the last report (queue caps, no session).
     dropped: u64,
@@ -117,7 +121,6 @@ impl Beacons {
             off: Vec::new(),
             enabled: true,
             global_flag: None,
-            worker: None,
             waker,
             dropped: 0,
             // The first drop is reported at once.
@@ -184,6 +187,7 @@ impl Beacons {
             due: now,
             slot: Slot::Here(module),
             last: HashMap::new(),
+            worker: None,
         });
         Ok(())
     }
@@ -252,10 +256,11 @@ impl Beacons {
         events
     }
 
-    /// Results of the worker thread (after the loop's waker fired).
+    /// Results of the worker threads (after the loop's waker fired).
     pub fn collect(&mut self) -> Vec<BeaconEvent> {
         let mut events = Vec::new();
-        let done = self.worker.as_ref().map(worker::Worker::done).unwrap_or_default();
+        let done: Vec<_> =
+            self.list.iter().filter_map(|b| b.worker.as_ref()).flat_map(|w| w.done()).collect();
         for (i, module, payloads) in done {
             let Some(beacon) = self.list.get_mut(i) else { continue };
             beacon.slot = Slot::Here(module);
@@ -267,19 +272,22 @@ impl Beacons {
     }
 
     fn send_to_worker(&mut self, i: usize, module: Box<dyn Module>) {
-        if self.worker.is_none() {
+        let beacon = &mut self.list[i];
+        if beacon.worker.is_none() {
             match worker::Worker::start(Arc::clone(&self.waker)) {
-                Ok(w) => self.worker = Some(w),
-                Err(e) => log::error!("beacons: cannot start the worker thread: {e}"),
+                Ok(w) => beacon.worker = Some(w),
+                Err(e) => {
+                    log::error!("beacon {}: cannot start its worker thread: {e}", beacon.name)
+                }
             }
         }
-        let sent = match &self.worker {
+        let sent = match &beacon.worker {
             Some(w) => w.run(i, module),
             None => Err(module),
         };
         if sent.is_err() {
-            log::error!("beacon {} is off: its worker thread is gone", self.list[i].name);
-            self.list[i].slot = Slot::Lost;
+            log::error!("beacon {} is off: its worker thread is gone", beacon.name);
+            beacon.slot = Slot::Lost;
         }
     }
 

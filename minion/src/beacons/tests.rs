@@ -85,3 +85,59 @@ fn list_shows_the_config_with_salts_enabled_items() {
     let out = b.call("beacons.list_available", &bound);
     assert_eq!(out.ret, json!(MODULES));
 }
+
+/// A blocking module for the tests: it answers `fired` once `go` says so.
+struct Gated {
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl Module for Gated {
+    fn check(&mut self) -> Vec<Payload> {
+        let _ = self.go.recv();
+        let mut payload = Payload::new();
+        payload.insert("fired".into(), true.into());
+        vec![payload]
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+}
+
+/// `diskusage`'s `statvfs` hung on a dead mount (a FUSE server that stopped answering)
+/// held the one worker thread, and every other blocking beacon (`log`, `service`) waited
+/// behind it for good. Each blocking beacon now has a thread of its own.
+#[test]
+fn a_hung_blocking_beacon_holds_up_no_other() {
+    let (mut b, mut poll) = beacons(json!({}));
+    let now = Instant::now();
+    let mut gates = Vec::new();
+    for name in ["hung", "live"] {
+        let (go, gate) = std::sync::mpsc::channel();
+        gates.push(go);
+        let common = config::common(name, &mut serde_json::Map::new()).unwrap();
+        b.list.push(Beacon {
+            name: name.into(),
+            config: Value::Null,
+            enabled: true,
+            common,
+            due: now,
+            slot: Slot::Here(Box::new(Gated { go: gate })),
+            last: HashMap::new(),
+            worker: None,
+        });
+    }
+    assert!(b.tick(now, false).is_empty(), "both run on worker threads");
+    gates[1].send(()).unwrap(); // "live" answers; "hung" never does (until the end)
+    let mut events = Vec::new();
+    let mut ready = mio::Events::with_capacity(4);
+    while events.is_empty() {
+        poll.poll(&mut ready, Some(Duration::from_secs(30))).unwrap();
+        assert!(!ready.is_empty(), "no beacon came back while one was hung");
+        events = b.collect();
+    }
+    let tags: Vec<&str> = events.iter().map(|e| e.tag.as_str()).collect();
+    assert_eq!(tags, ["salt/beacon/web1/live/"]);
+    assert!(matches!(b.list[0].slot, Slot::Away), "the hung one is still running");
+    gates[0].send(()).unwrap();
+}

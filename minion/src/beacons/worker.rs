@@ -1,6 +1,7 @@
-//! The one thread where beacon modules that may block run (`service` waits for `systemctl`,
-//! `log` reads a file): a module goes there with its state and comes back with its events,
-//! through channels and the loop's `Waker`.
+//! The thread where a beacon module that may block runs, one per such beacon (`service`
+//! waits for `systemctl`, `log` reads a file, `diskusage`'s `statvfs` may hang on a dead
+//! mount): the module goes there with its state and comes back with its events, through
+//! channels and the loop's `Waker`.
 
 use super::{Module, Payload};
 use mio::Waker;
