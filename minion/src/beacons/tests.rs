@@ -140,4 +140,16 @@ fn a_hung_blocking_beacon_holds_up_no_other() {
     assert_eq!(tags, ["salt/beacon/web1/live/"]);
     assert!(matches!(b.list[0].slot, Slot::Away), "the hung one is still running");
     gates[0].send(()).unwrap();
+    // The modules that may hang are the ones that go to a thread.
+    let (b, _poll) = beacons(json!({
+        "diskusage": [{"/": "90%"}],
+        "log": [{"file": "/var/log/x"}, {"tags": {"x": {"regex": "x"}}}],
+        "memusage": [{"percent": "0%"}],
+    }));
+    let blocking: Vec<(&str, bool)> = b
+        .list
+        .iter()
+        .map(|b| (b.name.as_str(), matches!(&b.slot, Slot::Here(m) if m.blocking())))
+        .collect();
+    assert_eq!(blocking, [("diskusage", true), ("log", true), ("memusage", false)]);
 }
