@@ -279,8 +279,9 @@ fn inline_pillar_reaches_the_templates_and_no_log() {
 /// home directory and made `.ssh` a symlink to root's. Followed, the state wrote `u`'s keys
 /// into root's `authorized_keys` (and gave it to `u`); `file.append`, `absent`, `symlink`
 /// and `directory` wrote, removed or made things there the same way. A symlink another user
-/// owns is now not followed, in the path or last: the state fails and says which link;
-/// root's own links are followed as before.
+/// owns is now not followed, in the path or last, nor root's own in a directory another user
+/// can write (moved there by them): the state fails and says which link; root's links in
+/// root's directories are followed as before.
 #[test]
 fn file_managed_follows_no_symlink_another_user_owns() {
     use std::os::unix::fs::{lchown, symlink};
@@ -326,11 +327,22 @@ fn file_managed_follows_no_symlink_another_user_owns() {
     left.sort();
     assert_eq!(left, ["known_hosts"], "root's directory changed");
     assert_eq!(std::fs::read_to_string(root_ssh.join("known_hosts")).unwrap(), "root's");
-    // Root's own link is followed.
+    // Root's own link in u's directory may be u's doing (moved there): refused as well.
     std::fs::remove_file(&ssh).unwrap();
     symlink(&root_ssh, &ssh).unwrap();
     let out = master.halite(&["minion1", "state.sls", "keys", "--out", "json"]);
+    let state = &json_out(&out.stdout)["minion1"][format!("file_|-{keys}_|-{keys}_|-managed")];
+    let comment = state["comment"].as_str().unwrap();
+    let shared = format!("is a symlink in {}, a directory other users can write", home.display());
+    assert!(comment.contains(&shared), "{comment}");
+    // Root's link in root's directory is followed.
+    let srv = work.join("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    symlink(&root_ssh, srv.join("ssh")).unwrap();
+    let keys = srv.join("ssh/authorized_keys").display().to_string();
+    roots.write("srv.sls", format!("{keys}:\n  file.managed:\n    - contents: admin key\n"));
+    let out = master.halite(&["minion1", "state.sls", "srv", "--out", "json"]);
     assert_eq!(out.status, Some(0), "{out:?}");
     let written = std::fs::read_to_string(root_ssh.join("authorized_keys")).unwrap();
-    assert_eq!(written, "ssh-ed25519 AAAA u@laptop\n");
+    assert_eq!(written, "admin key\n");
 }

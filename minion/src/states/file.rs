@@ -186,7 +186,7 @@ fn directory(c: &Call) -> StateRet {
             if !c.flag("makedirs", false) {
                 return ret.error(format!("No directory to create {name} in"));
             }
-            if let Err(e) = fs::create_dir_all(&parent) {
+            if let Err(e) = Place::make_dirs(path, false) {
                 return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
             }
         }
@@ -306,7 +306,7 @@ fn symlink(c: &Call) -> StateRet {
         if !c.flag("makedirs", false) {
             return ret.error(format!("Directory {} for symlink is not present", parent.display()));
         }
-        if let Err(e) = fs::create_dir_all(&parent) {
+        if let Err(e) = Place::make_dirs(path, false) {
             return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
         }
     }
@@ -402,7 +402,7 @@ fn append(c: &Call) -> StateRet {
                     parent.display()
                 ));
             }
-            if let Err(e) = fs::create_dir_all(&parent) {
+            if let Err(e) = Place::make_dirs(path, false) {
                 return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
             }
         }

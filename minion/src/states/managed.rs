@@ -18,7 +18,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Options Salt has that Halite refuses rather than ignores.
 const UNSUPPORTED: &[&str] =
@@ -147,23 +146,25 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
         }
         (_, place) => {
             let parent = path.parent().unwrap_or(Path::new("/"));
+            let made;
             let place = match place {
                 Some(place) => place,
                 None if !c.flag("makedirs", false) => {
                     return Err("Parent directory not present".into())
                 }
                 None => {
-                    fs::create_dir_all(parent).map_err(|e| {
-                        format!("Failed to create directory {}: {e}", parent.display())
-                    })?;
+                    // Each missing directory made in the one held open before it.
+                    made =
+                        Place::make_dirs(path, c.flag("follow_symlinks", true)).map_err(|e| {
+                            format!("Failed to create directory {}: {e}", parent.display())
+                        })?;
                     let dir_mode = c.arg("dir_mode").map(normalize_mode).transpose()?.flatten();
                     if let Some(dir_mode) = dir_mode {
                         Place::resolve(parent, false)
                             .and_then(|dir| dir.chmod(perms::bits(&dir_mode)))
                             .map_err(|e| format!("Failed to change mode to {dir_mode}: {e}"))?;
                     }
-                    &Place::resolve(path, c.flag("follow_symlinks", true))
-                        .map_err(|e| format!("Unable to manage file: {e}"))?
+                    &made
                 }
             };
             let mode = mode.unwrap_or_else(perms::default_file_mode);
@@ -217,6 +218,7 @@ fn keep_existing(
 ) -> Result<(), String> {
     let mode_of = || place.stat().ok().map(|s| perms::mode_text(s.mode));
     let current = mode_of().unwrap_or_default();
+    let wanted = mode.clone();
     let mode = mode.filter(|m| *m != current);
     if c.test() {
         if let Some(m) = &mode {
@@ -239,10 +241,9 @@ fn keep_existing(
     }
     // The owner before the mode: a chown clears setuid/setgid.
     let failed = perms::apply_owner(place, owner, false, &mut ret.changes);
-    if let Some(m) = mode.or_else(|| {
-        // A chown may have cleared setuid/setgid of the mode the file had.
-        (!current.is_empty() && mode_of().as_ref() != Some(&current)).then(|| current.clone())
-    }) {
+    // The mode asked for, again if a chown cleared its setuid/setgid. Never the mode the
+    // file had: a setuid file of a user's, given to root, would come out setuid root.
+    if let Some(m) = wanted.filter(|m| mode_of().as_ref() != Some(m)) {
         place.chmod(perms::bits(&m)).map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
         if m != current {
             ret.change("mode", m);
@@ -380,13 +381,14 @@ fn render(
         .map_err(|why| format!("Failed to render template with error: {why}"))
 }
 
-/// A temporary name beside `name`.
+/// A temporary name beside `name`, random: another user who can write the directory cannot
+/// take it first (and fail the state on every run).
 fn temp_name(name: &OsStr) -> OsString {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random: String =
+        halite_common::crypto::random_bytes(8).iter().map(|b| format!("{b:02x}")).collect();
     let mut tmp = OsString::from(".");
     tmp.push(name);
-    tmp.push(format!(".halite-{}-{n}", std::process::id()));
+    tmp.push(format!(".halite-{random}"));
     tmp
 }
 

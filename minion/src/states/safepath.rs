@@ -25,6 +25,10 @@ const MAX_HOPS: usize = 40;
 pub(crate) struct Place {
     dir: OwnedFd,
     name: CString,
+    /// Its directory is one another user can write: a name there may be their hard link to
+    /// a file of root's (where `protected_hardlinks` is off), so one with other links is
+    /// not changed in place.
+    shared: bool,
     /// The path as resolved (for messages, and for what is only read).
     pub path: PathBuf,
 }
@@ -37,6 +41,8 @@ pub(crate) struct Stat {
     pub mode: u32,
     pub dev: u64,
     pub ino: u64,
+    pub nlink: u64,
+    pub size: u64,
 }
 
 impl Stat {
@@ -104,18 +110,30 @@ fn stat_of(st: &libc::stat) -> Stat {
         mode: st.st_mode as u32,
         dev: st.st_dev as u64,
         ino: st.st_ino as u64,
+        nlink: st.st_nlink as u64,
+        size: st.st_size as u64,
     }
 }
 
-fn read_link_at(dir: &OwnedFd, name: &CStr) -> io::Result<PathBuf> {
+/// What the symlink opened as `link` (O_PATH | O_NOFOLLOW) points to.
+fn read_link(link: &OwnedFd) -> io::Result<PathBuf> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: the buffer is `buf.len()` bytes long.
+    // SAFETY: the buffer is `buf.len()` bytes long; an empty name reads the link itself.
     let n = unsafe {
-        libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::readlinkat(link.as_raw_fd(), c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
     };
     let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
     buf.truncate(n);
     Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// Largest file [`Place::read`] reads (what is compared with the wanted contents).
+const MAX_READ: u64 = 256 * 1024 * 1024;
+
+/// Whether a directory may hold names of another user's making: owned by someone other
+/// than root and us, or writable by group or others (sticky or not).
+fn shared_dir(dir: &Stat) -> bool {
+    (dir.uid != 0 && dir.uid != euid()) || dir.mode & 0o022 != 0
 }
 
 /// The uid the minion runs as.
@@ -138,6 +156,16 @@ impl Place {
     /// followed too if it is a symlink and `follow_last`. The last component need not exist
     /// (a file to create); every directory before it must.
     pub fn resolve(path: &Path, follow_last: bool) -> io::Result<Place> {
+        Place::walk(path, follow_last, false)
+    }
+
+    /// [`Place::resolve`], creating the directories before the last component that are
+    /// missing (`makedirs`, mode `0777` less the umask), each in the directory held open.
+    pub fn make_dirs(path: &Path, follow_last: bool) -> io::Result<Place> {
+        Place::walk(path, follow_last, true)
+    }
+
+    fn walk(path: &Path, follow_last: bool, make_dirs: bool) -> io::Result<Place> {
         if !path.is_absolute() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an absolute path"));
         }
@@ -160,22 +188,42 @@ impl Place {
             }
             let stat = match stat_at(&dir, &name) {
                 Err(e) if last && e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) if make_dirs && e.kind() == io::ErrorKind::NotFound => {
+                    // SAFETY: a valid descriptor and NUL-terminated name.
+                    match check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o777) }) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                        _ => Some(stat_at(&dir, &name)?),
+                    }
+                }
                 Err(e) => return Err(e),
                 Ok(stat) => Some(stat),
             };
             let here = resolved.join(&part);
             match stat {
                 Some(stat) if stat.is_symlink() && (!last || follow_last) => {
-                    let me = euid();
-                    if stat.uid != 0 && stat.uid != me {
+                    // The link's owner and target from one descriptor: a name swapped between
+                    // two looks would have another's target followed.
+                    let link = open_at(Some(&dir), &name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+                    let stat = stat_fd(&link)?;
+                    let refused = |why: String| {
+                        let why = format!("{} is {why}: not followed", here.display());
+                        Err(io::Error::new(io::ErrorKind::PermissionDenied, why))
+                    };
+                    if !stat.is_symlink() {
+                        return refused("no longer a symlink".into());
+                    }
+                    if stat.uid != 0 && stat.uid != euid() {
                         let user = super::perms::user_name(stat.uid);
-                        return Err(io::Error::new(
-                            io::ErrorKind::PermissionDenied,
-                            format!(
-                                "{} is a symlink of user {user}, who could point it anywhere: \
-                                 not followed",
-                                here.display()
-                            ),
+                        return refused(format!(
+                            "a symlink of user {user}, who could point it anywhere"
+                        ));
+                    }
+                    // Root's link in a directory another user can write may be theirs to
+                    // place: moved there from anywhere, or hard-linked.
+                    if shared_dir(&stat_fd(&dir)?) {
+                        return refused(format!(
+                            "a symlink in {}, a directory other users can write",
+                            resolved.display()
                         ));
                     }
                     hops += 1;
@@ -185,7 +233,7 @@ impl Place {
                             here.display()
                         )));
                     }
-                    let target = read_link_at(&dir, &name)?;
+                    let target = read_link(&link)?;
                     if target.is_absolute() {
                         dir = open_at(None, root, dir_flags, 0)?;
                         resolved = PathBuf::from("/");
@@ -194,7 +242,10 @@ impl Place {
                         todo.push_front(part);
                     }
                 }
-                _ if last => return Ok(Place { dir, name, path: here }),
+                _ if last => {
+                    let shared = shared_dir(&stat_fd(&dir)?);
+                    return Ok(Place { dir, name, shared, path: here });
+                }
                 _ => {
                     let next = open_at(Some(&dir), &name, dir_flags, 0)?;
                     // O_PATH with O_NOFOLLOW opens a symlink itself: one swapped in since the
@@ -217,39 +268,67 @@ impl Place {
         stat_at(&self.dir, &self.name)
     }
 
-    /// Opens the file itself for reading (never a symlink; never blocks on a FIFO).
-    pub fn open(&self) -> io::Result<File> {
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
-        open_at(Some(&self.dir), &self.name, flags, 0).map(File::from)
+    /// Refuses to change `stat`'s file in place when it has other hard links and the
+    /// directory is one another user can write (see `shared`).
+    fn guard(&self, stat: &Stat) -> io::Result<()> {
+        if self.shared && !stat.is_dir() && stat.nlink > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} has {} hard links, in a directory other users can write: not changed",
+                    self.path.display(),
+                    stat.nlink
+                ),
+            ));
+        }
+        Ok(())
     }
 
-    /// Its contents.
+    /// The name itself, opened without following it (a symlink's own inode), and its stat.
+    fn pin(&self) -> io::Result<(OwnedFd, Stat)> {
+        let fd = open_at(Some(&self.dir), &self.name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let stat = stat_fd(&fd)?;
+        Ok((fd, stat))
+    }
+
+    /// Its contents: a regular file's (never through a symlink, never a FIFO or device), at
+    /// most 256 MiB.
     pub fn read(&self) -> io::Result<Vec<u8>> {
-        let mut file = self.open()?;
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let mut file = File::from(open_at(Some(&self.dir), &self.name, flags, 0)?);
+        let stat = stat_fd(&file)?;
+        if !stat.is_file() {
+            return Err(io::Error::other(format!("{} is not a regular file", self.path.display())));
+        }
+        if stat.size > MAX_READ {
+            let what = format!("{} is larger than {} MiB", self.path.display(), MAX_READ >> 20);
+            return Err(io::Error::other(what));
+        }
         let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut file, &mut bytes)?;
+        io::Read::read_to_end(&mut io::Read::take(&mut file, MAX_READ), &mut bytes)?;
         Ok(bytes)
     }
 
-    /// `lchown` of the name (a symlink's own owner, as Salt's `check_perms`).
+    /// `lchown` of the name (a symlink's own owner, as Salt's `check_perms`), on the inode
+    /// looked at.
     pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         let (uid, gid) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
-        let flags = libc::AT_SYMLINK_NOFOLLOW;
-        // SAFETY: a valid descriptor and NUL-terminated name.
-        let ret =
-            unsafe { libc::fchownat(self.dir.as_raw_fd(), self.name.as_ptr(), uid, gid, flags) };
-        check(ret).map(drop)
+        let (fd, stat) = self.pin()?;
+        self.guard(&stat)?;
+        let flags = libc::AT_EMPTY_PATH;
+        // SAFETY: a valid descriptor and an empty NUL-terminated name.
+        check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, flags) }).map(drop)
     }
 
     /// `chmod` of the file itself: refused for a symlink (Linux has no mode for one, and
     /// following it is what this module is for).
     pub fn chmod(&self, mode: u32) -> io::Result<()> {
-        let flags = libc::O_PATH | libc::O_NOFOLLOW;
-        let fd = open_at(Some(&self.dir), &self.name, flags, 0)?;
-        if stat_fd(&fd)?.is_symlink() {
+        let (fd, stat) = self.pin()?;
+        if stat.is_symlink() {
             let what = format!("{} is a symlink", self.path.display());
             return Err(io::Error::other(what));
         }
+        self.guard(&stat)?;
         // An O_PATH descriptor takes no fchmod; its /proc name is the file itself.
         let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
         // SAFETY: a NUL-terminated path.
@@ -285,7 +364,13 @@ impl Place {
         if create {
             flags |= libc::O_CREAT;
         }
-        open_at(Some(&self.dir), &self.name, flags, 0o666).map(File::from)
+        let file = File::from(open_at(Some(&self.dir), &self.name, flags, 0o666)?);
+        let stat = stat_fd(&file)?;
+        if !stat.is_file() {
+            return Err(io::Error::other(format!("{} is not a regular file", self.path.display())));
+        }
+        self.guard(&stat)?;
+        Ok(file)
     }
 
     /// Creates the directory (`mode` less the umask).
@@ -372,12 +457,75 @@ mod tests {
         let place = Place::resolve(&keys, false).unwrap();
         assert!(place.stat().unwrap().is_symlink());
         assert!(place.chmod(0o600).is_err(), "a mode given through the link");
-        // Root's own links are followed, relative ones and `..` too.
+        // Root's own link in their directory may be theirs to place (moved there, or a
+        // hard link): not followed either.
         fs::remove_file(&ssh).unwrap();
         symlink("../root-ssh", &ssh).unwrap();
-        let place = Place::resolve(&ssh.join("authorized_keys"), true).unwrap();
+        let err = Place::resolve(&ssh.join("authorized_keys"), true).unwrap_err();
+        let text = format!(
+            "{} is a symlink in {}, a directory other users can write",
+            ssh.display(),
+            home.display()
+        );
+        assert!(err.to_string().starts_with(&text), "{err}");
+        // Root's links in root's directories are followed, relative ones and `..` too.
+        let etc = t.0.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        fs::set_permissions(&etc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        symlink("../root-ssh", etc.join("ssh")).unwrap();
+        let place = Place::resolve(&etc.join("ssh/authorized_keys"), true).unwrap();
         assert_eq!(place.path, root_ssh.join("authorized_keys"));
         assert!(matches!(place.stat(), Err(e) if e.kind() == io::ErrorKind::NotFound));
+        // Directories made on the way are made where the walk is, never through their link.
+        let err = Place::make_dirs(&keys.join("a/b/file"), false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        let place = Place::make_dirs(&home.join("a/b/file"), false).unwrap();
+        assert_eq!(place.path, home.join("a/b/file"));
+        assert!(home.join("a/b").is_dir());
+    }
+
+    /// Where `protected_hardlinks` is off, another user may hard-link root's file into their
+    /// directory: changing that name in place (chown, chmod, append) changed root's file.
+    /// In a directory others can write, a name with other links is not changed in place; a
+    /// FIFO is not read (nor waited on).
+    #[test]
+    fn a_hard_link_in_a_shared_directory_is_not_changed_in_place() {
+        if euid() != 0 {
+            return eprintln!("skipped: needs root, to give a directory to another user");
+        }
+        let t = Scratch::new("safepath-hardlinks");
+        let home = t.0.join("home");
+        fs::create_dir_all(&home).unwrap();
+        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
+        let shadow = t.0.join("shadow");
+        fs::write(&shadow, "root:x").unwrap();
+        fs::hard_link(&shadow, home.join("keys")).unwrap();
+        let place = Place::resolve(&home.join("keys"), true).unwrap();
+        for err in [
+            place.chown(Some(OTHER), None).unwrap_err(),
+            place.chmod(0o666).unwrap_err(),
+            place.append(false).unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().ends_with(
+                    "has 2 hard links, in a directory other users can write: not changed"
+                ),
+                "{err}"
+            );
+        }
+        let meta = fs::metadata(&shadow).unwrap();
+        assert_eq!((std::os::unix::fs::MetadataExt::uid(&meta), meta.len()), (0, 6));
+        // Its own file (one link) is changed.
+        fs::write(home.join("own"), "x").unwrap();
+        let own = Place::resolve(&home.join("own"), true).unwrap();
+        own.chown(Some(OTHER), None).unwrap();
+        own.chmod(0o640).unwrap();
+        // A FIFO is refused at once.
+        let fifo = CString::new(home.join("fifo").into_os_string().into_vec()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = Place::resolve(&home.join("fifo"), true).unwrap().read().unwrap_err();
+        assert!(err.to_string().ends_with("is not a regular file"), "{err}");
     }
 
     /// Once resolved, the directory is held: one swapped for a link to root's directory

@@ -177,6 +177,15 @@ fn managed_directory_and_symlink_owners() {
         let again = one(&dir, &[], &body.replace("contents: x", "contents: y"), false);
         assert_eq!(again["changes"].get("mode"), None, "{again:?}");
         assert_eq!(mode(&suid), 0o4755);
+        // A user's setuid file given to root, no mode asked for: the chown cleared setuid
+        // and it stays cleared (it was put back, and the user's program ran as root).
+        std::fs::write(dir.path("theirs"), "#!/bin/sh\n").unwrap();
+        std::os::unix::fs::chown(dir.path("theirs"), Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(dir.path("theirs"), PermissionsExt::from_mode(0o4755)).unwrap();
+        let body = "{d}/theirs:\n  file.managed:\n    - replace: False\n    - user: 0\n";
+        let ret = one(&dir, &[], body, false);
+        assert_eq!(ret["result"], json!(true), "{ret:?}");
+        assert_eq!((mode(&dir.path("theirs")), owner(&dir.path("theirs")).0), (0o755, 0));
         // replace: False through a symlink: the owner and the mode both go to the target.
         let target = dir.path("target");
         std::fs::write(&target, "t").unwrap();
