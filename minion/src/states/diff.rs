@@ -6,6 +6,8 @@
 /// Above this many cells the alignment gives up and replaces the differing middle whole.
 const MAX_CELLS: usize = 4_000_000;
 const CONTEXT: usize = 3;
+/// Lines of both files past which no diff is made, only a line saying how long each is.
+const MAX_DIFF_LINES: usize = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Tag {
@@ -26,6 +28,16 @@ pub(crate) fn file_diff(old: &[u8], new: &[u8]) -> String {
         (false, true) => return "Replace binary file with text file".into(),
         (true, false) => return "Replace text file with binary file".into(),
         (true, true) => {}
+    }
+    // A file of millions of short lines (one a user controls, in their directory) made a
+    // line table and a diff of gigabytes, and a return no frame could carry.
+    let lines = |data: &[u8]| data.iter().filter(|&&b| b == b'\n').count();
+    let (a_lines, b_lines) = (lines(old), lines(new));
+    if a_lines + b_lines > MAX_DIFF_LINES {
+        return format!(
+            "Replace text file of {a_lines} lines with text file of {b_lines} lines (too long \
+             to show a diff)"
+        );
     }
     let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
     let a: Vec<&str> = old.split_inclusive('\n').collect();
@@ -210,6 +222,10 @@ mod tests {
     #[test]
     fn unified_diffs_match_python_difflib() {
         check("a\n", "a\n", "");
+        let long = "\n".repeat(MAX_DIFF_LINES);
+        let text = "Replace text file of 200000 lines with text file of 1 lines (too long to \
+                    show a diff)";
+        assert_eq!(file_diff(long.as_bytes(), b"x\n"), text);
         check("a\n", "a\nb\n", "--- \n+++ \n@@ -1 +1,2 @@\n a\n+b\n");
         check("", "x\n", "--- \n+++ \n@@ -0,0 +1 @@\n+x\n");
         check("a\nb\nc\n", "a\nB\nc\n", "--- \n+++ \n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");

@@ -254,8 +254,18 @@ fn symlink(c: &Call) -> StateRet {
     if !path.is_absolute() {
         return ret.error(format!("Specified file {name} is not an absolute path"));
     }
-    let link = fs::read_link(path).ok().map(|t| t.to_string_lossy().into_owned());
-    let exists = fs::symlink_metadata(path).is_ok();
+    // What is at the name, looked at where it will be changed (`safepath`): no other user's
+    // link on the way.
+    let resolved = match Place::resolve(path, false) {
+        Ok(place) => Some(place),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None, // `makedirs`
+        Err(e) => {
+            return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"))
+        }
+    };
+    let link = resolved.as_ref().and_then(|p| p.read_link().ok());
+    let link = link.map(|t| t.to_string_lossy().into_owned());
+    let exists = resolved.as_ref().is_some_and(|p| p.stat().is_ok());
     let force = c.flag("force", false);
     if c.test() {
         return match (&link, exists) {
@@ -310,9 +320,8 @@ fn symlink(c: &Call) -> StateRet {
             return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
         }
     }
-    // No other user's link on the way (`safepath`): the link is made, replaced and chowned
-    // relative to its directory held open.
-    let place = match Place::resolve(path, false) {
+    // The link is made, replaced and chowned relative to its directory held open.
+    let place = match resolved.map_or_else(|| Place::resolve(path, false), Ok) {
         Ok(place) => place,
         Err(e) => {
             return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"))
@@ -390,7 +399,8 @@ fn append(c: &Call) -> StateRet {
     }
     let parent = parent_of(path);
     let stat = Place::resolve(path, true).and_then(|place| place.stat());
-    if !stat.is_ok_and(|f| f.is_file()) {
+    let is_file = stat.is_ok_and(|f| f.is_file());
+    if !is_file {
         if c.test() {
             ret.change("new", name.clone());
             return ret.with(None, format!("File {name} is set to be created"));
@@ -413,8 +423,10 @@ fn append(c: &Call) -> StateRet {
         Ok(place) => place,
         Err(e) => return ret.error(format!("Unable to append to {name}: {e}")),
     };
-    if let Err(e) = place.append(true) {
-        return ret.error(format!("File {name} does not exist and could not be created: {e}"));
+    if !is_file {
+        if let Err(e) = place.append(true) {
+            return ret.error(format!("File {name} does not exist and could not be created: {e}"));
+        }
     }
     let content = match place.read() {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

@@ -160,7 +160,7 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                         })?;
                     let dir_mode = c.arg("dir_mode").map(normalize_mode).transpose()?.flatten();
                     if let Some(dir_mode) = dir_mode {
-                        Place::resolve(parent, false)
+                        Place::resolve(parent, true)
                             .and_then(|dir| dir.chmod(perms::bits(&dir_mode)))
                             .map_err(|e| format!("Failed to change mode to {dir_mode}: {e}"))?;
                     }
@@ -455,7 +455,13 @@ fn replace_file(place: &Place, data: &[u8]) -> io::Result<()> {
         true => (Some(stat.uid), Some(stat.gid)),
         false => (None, None),
     };
-    write_beside(place, data, stat.mode & 0o7777, owner).map(drop)
+    // In a directory others can write the file may be root's setuid program linked there
+    // (its own name since replaced): the contents change, the setuid bits do not carry over.
+    let mode = match place.shared() {
+        true => stat.mode & 0o1777,
+        false => stat.mode & 0o7777,
+    };
+    write_beside(place, data, mode, owner).map(drop)
 }
 
 #[cfg(test)]

@@ -131,9 +131,21 @@ fn read_link(link: &OwnedFd) -> io::Result<PathBuf> {
 const MAX_READ: u64 = 256 * 1024 * 1024;
 
 /// Whether a directory may hold names of another user's making: owned by someone other
-/// than root and us, or writable by group or others (sticky or not).
+/// than root and us, writable by others (sticky or not), or by a group other than root's
+/// (Debian's `/usr/local` is root:staff 2775: staff counts as other users).
 fn shared_dir(dir: &Stat) -> bool {
-    (dir.uid != 0 && dir.uid != euid()) || dir.mode & 0o022 != 0
+    (dir.uid != 0 && dir.uid != euid())
+        || dir.mode & 0o002 != 0
+        || (dir.mode & 0o020 != 0 && dir.gid != 0)
+}
+
+/// The `/proc` name of a descriptor (the file it holds, for calls that take only a path).
+fn proc_name(fd: &impl AsRawFd) -> io::Result<PathBuf> {
+    let fds = Path::new("/proc/self/fd");
+    if !fds.is_dir() {
+        return Err(io::Error::other("/proc is not mounted (needed to change files safely)"));
+    }
+    Ok(fds.join(fd.as_raw_fd().to_string()))
 }
 
 /// The uid the minion runs as.
@@ -172,6 +184,10 @@ impl Place {
         let root = c"/";
         let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
         let mut dir = open_at(None, root, dir_flags, 0)?;
+        // The directories walked through, held: `..` goes back to the one held, not to
+        // whatever is the parent by then (a directory of the user's, moved elsewhere while
+        // it was held, had `..` lead out of their tree).
+        let mut above: Vec<OwnedFd> = Vec::new();
         let mut resolved = PathBuf::from("/");
         let mut todo: VecDeque<OsString> = parts(path).collect();
         let mut hops = 0;
@@ -182,8 +198,10 @@ impl Place {
                 if last {
                     return Err(io::Error::other(format!("{} is a directory", path.display())));
                 }
-                dir = open_at(Some(&dir), &name, dir_flags, 0)?;
-                resolved.pop();
+                if let Some(parent) = above.pop() {
+                    dir = parent; // `/..` is `/`
+                    resolved.pop();
+                }
                 continue;
             }
             let stat = match stat_at(&dir, &name) {
@@ -236,6 +254,7 @@ impl Place {
                     let target = read_link(&link)?;
                     if target.is_absolute() {
                         dir = open_at(None, root, dir_flags, 0)?;
+                        above.clear();
                         resolved = PathBuf::from("/");
                     }
                     for part in parts(&target).collect::<Vec<_>>().into_iter().rev() {
@@ -256,7 +275,8 @@ impl Place {
                             here.display()
                         )));
                     }
-                    (dir, resolved) = (next, here);
+                    above.push(std::mem::replace(&mut dir, next));
+                    resolved = here;
                 }
             }
         }
@@ -291,8 +311,9 @@ impl Place {
         Ok((fd, stat))
     }
 
-    /// Its contents: a regular file's (never through a symlink, never a FIFO or device), at
-    /// most 256 MiB.
+    /// Its contents: a regular file's (never through a symlink, never a FIFO or device); in
+    /// a directory others can write, not one with other hard links (root's, linked there)
+    /// and at most 256 MiB.
     pub fn read(&self) -> io::Result<Vec<u8>> {
         let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
         let mut file = File::from(open_at(Some(&self.dir), &self.name, flags, 0)?);
@@ -300,13 +321,25 @@ impl Place {
         if !stat.is_file() {
             return Err(io::Error::other(format!("{} is not a regular file", self.path.display())));
         }
-        if stat.size > MAX_READ {
+        self.guard(&stat)?;
+        let max = if self.shared { MAX_READ } else { u64::MAX };
+        if stat.size > max {
             let what = format!("{} is larger than {} MiB", self.path.display(), MAX_READ >> 20);
             return Err(io::Error::other(what));
         }
         let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut io::Read::take(&mut file, MAX_READ), &mut bytes)?;
+        io::Read::read_to_end(&mut io::Read::take(&mut file, max), &mut bytes)?;
         Ok(bytes)
+    }
+
+    /// Whether its directory is one another user can write (see `shared`).
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// What the name links to, if it is a symlink.
+    pub fn read_link(&self) -> io::Result<PathBuf> {
+        read_link(&self.pin()?.0)
     }
 
     /// `lchown` of the name (a symlink's own owner, as Salt's `check_perms`), on the inode
@@ -330,7 +363,7 @@ impl Place {
         }
         self.guard(&stat)?;
         // An O_PATH descriptor takes no fchmod; its /proc name is the file itself.
-        let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+        let proc = c_name(proc_name(&fd)?.as_os_str())?;
         // SAFETY: a NUL-terminated path.
         check(unsafe { libc::chmod(proc.as_ptr(), mode as libc::mode_t) }).map(drop)
     }
@@ -391,8 +424,7 @@ impl Place {
     /// Removes the directory under the name with all it holds. `remove_dir_all` is given the
     /// held directory's `/proc` name, so the walk starts there and never through a link.
     pub fn remove_all(&self) -> io::Result<()> {
-        let held = PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()));
-        std::fs::remove_dir_all(held.join(self.name()))
+        std::fs::remove_dir_all(proc_name(&self.dir)?.join(self.name()))
     }
 
     /// The file's own name.
@@ -476,6 +508,12 @@ mod tests {
         let place = Place::resolve(&etc.join("ssh/authorized_keys"), true).unwrap();
         assert_eq!(place.path, root_ssh.join("authorized_keys"));
         assert!(matches!(place.stat(), Err(e) if e.kind() == io::ErrorKind::NotFound));
+        // `..` goes back to the directory walked through (here the link's target's: t), `/..`
+        // is `/`.
+        let place = Place::resolve(&etc.join("ssh/../etc/x"), true).unwrap();
+        assert_eq!(place.path, etc.join("x"));
+        let place = Place::resolve(Path::new("/../../tmp"), false).unwrap();
+        assert_eq!(place.path, Path::new("/tmp"));
         // Directories made on the way are made where the walk is, never through their link.
         let err = Place::make_dirs(&keys.join("a/b/file"), false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
@@ -505,6 +543,7 @@ mod tests {
             place.chown(Some(OTHER), None).unwrap_err(),
             place.chmod(0o666).unwrap_err(),
             place.append(false).unwrap_err(),
+            place.read().unwrap_err(),
         ] {
             assert!(
                 err.to_string().ends_with(

@@ -186,6 +186,19 @@ fn managed_directory_and_symlink_owners() {
         let ret = one(&dir, &[], body, false);
         assert_eq!(ret["result"], json!(true), "{ret:?}");
         assert_eq!((mode(&dir.path("theirs")), owner(&dir.path("theirs")).0), (0o755, 0));
+        // Root's setuid program, its name replaced since, left in a user's directory: new
+        // contents there keep the owner, not the setuid bit.
+        let home = dir.path("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+        std::fs::write(format!("{home}/tool"), "ELF").unwrap();
+        std::fs::set_permissions(format!("{home}/tool"), PermissionsExt::from_mode(0o4755))
+            .unwrap();
+        let ret =
+            one(&dir, &[], "{d}/home/tool:\n  file.managed:\n    - contents: admin's\n", false);
+        assert_eq!(ret["result"], json!(true), "{ret:?}");
+        let tool = format!("{home}/tool");
+        assert_eq!((mode(&tool), owner(&tool).0), (0o755, 0));
         // replace: False through a symlink: the owner and the mode both go to the target.
         let target = dir.path("target");
         std::fs::write(&target, "t").unwrap();
