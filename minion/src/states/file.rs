@@ -190,16 +190,29 @@ fn directory(c: &Call) -> StateRet {
                 return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
             }
         }
-        if let Err(e) = Place::resolve(path, false).and_then(|p| p.mkdir(0o777)) {
-            return ret.error(format!("Failed to create directory {name}: {e}"));
-        }
+        // The mode and owner go to the directory made, held: another user who can write
+        // the parent may put theirs at the name meanwhile.
+        let place = match Place::resolve(path, false) {
+            Ok(place) => place,
+            Err(e) => return ret.error(format!("Failed to create directory {name}: {e}")),
+        };
+        let made = match place.mkdir(0o777) {
+            Ok(made) => made,
+            Err(e) => return ret.error(format!("Failed to create directory {name}: {e}")),
+        };
         if let Some(m) = &mode {
-            if let Err(e) = set_mode(path, m) {
+            if let Err(e) = made.chmod(perms::bits(m)) {
                 return ret.error(format!("Failed to change mode to {m}: {e}"));
             }
         }
         ret.change(&name, "New Dir");
-    } else if let Some(m) = mode.as_ref().filter(|m| mode_differs(m)) {
+        let failed = perms::apply_owner(&made, &owner, false, &mut ret.changes);
+        if !failed.is_empty() {
+            return ret.error(failed.join("\n"));
+        }
+        return ret.with(Some(true), format!("Directory {name} updated"));
+    }
+    if let Some(m) = mode.as_ref().filter(|m| mode_differs(m)) {
         if let Err(e) = set_mode(path, m) {
             return ret.error(format!("Failed to change mode to {m}: {e}"));
         }
@@ -369,11 +382,15 @@ fn symlink(c: &Call) -> StateRet {
         }
         (None, false) => {}
     }
-    if let Err(e) = place.symlink(target.as_ref()) {
-        return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"));
-    }
+    // The owner goes to the link made, held (see `file.directory`).
+    let made = match place.symlink(target.as_ref()) {
+        Ok(made) => made,
+        Err(e) => {
+            return ret.error(format!("Unable to create new symlink {name} -> {target}: {e}"))
+        }
+    };
     ret.change(key, name.clone());
-    if !perms::apply_owner(&place, &owner, false, &mut Map::new()).is_empty() {
+    if !perms::apply_owner(&made, &owner, false, &mut Map::new()).is_empty() {
         return ret
             .error(format!("{comment_new}, but was unable to set ownership to {user}:{group}"));
     }

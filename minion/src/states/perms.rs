@@ -1,7 +1,7 @@
 //! File modes and owners as Salt's `check_perms` sees them: `user`/`group` by name or number
 //! from `/etc/passwd` and `/etc/group`, set with `lchown` (which needs root, as in Salt).
 
-use super::safepath::Place;
+use super::safepath::{Pinned, Place};
 use halite_states::value::py_str;
 use serde_json::Value;
 use std::fs;
@@ -153,6 +153,20 @@ impl Owned for Place {
 
     fn shown(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Owned for Pinned<'_> {
+    fn owners(&self) -> Option<(u32, u32)> {
+        Pinned::owners(self)
+    }
+
+    fn lchown(&self, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+        self.chown(uid, gid)
+    }
+
+    fn shown(&self) -> &Path {
+        self.path()
     }
 }
 

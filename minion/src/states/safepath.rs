@@ -304,11 +304,11 @@ impl Place {
         Ok(())
     }
 
-    /// The name itself, opened without following it (a symlink's own inode), and its stat.
-    fn pin(&self) -> io::Result<(OwnedFd, Stat)> {
+    /// The name itself, opened without following it (a symlink's own inode).
+    pub fn pin(&self) -> io::Result<Pinned<'_>> {
         let fd = open_at(Some(&self.dir), &self.name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let stat = stat_fd(&fd)?;
-        Ok((fd, stat))
+        Ok(Pinned { place: self, fd, stat })
     }
 
     /// Its contents: a regular file's (never through a symlink, never a FIFO or device); in
@@ -339,33 +339,28 @@ impl Place {
 
     /// What the name links to, if it is a symlink.
     pub fn read_link(&self) -> io::Result<PathBuf> {
-        read_link(&self.pin()?.0)
+        self.pin()?.read_link()
     }
 
-    /// `lchown` of the name (a symlink's own owner, as Salt's `check_perms`), on the inode
-    /// looked at.
+    /// `lchown` of the name (a symlink's own owner, as Salt's `check_perms`).
     pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-        let (uid, gid) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
-        let (fd, stat) = self.pin()?;
-        self.guard(&stat)?;
-        let flags = libc::AT_EMPTY_PATH;
-        // SAFETY: a valid descriptor and an empty NUL-terminated name.
-        check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, flags) }).map(drop)
+        self.pin()?.chown(uid, gid)
     }
 
-    /// `chmod` of the file itself: refused for a symlink (Linux has no mode for one, and
-    /// following it is what this module is for).
+    /// `chmod` of the file itself (see [`Pinned::chmod`]).
     pub fn chmod(&self, mode: u32) -> io::Result<()> {
-        let (fd, stat) = self.pin()?;
-        if stat.is_symlink() {
-            let what = format!("{} is a symlink", self.path.display());
-            return Err(io::Error::other(what));
+        self.pin()?.chmod(mode)
+    }
+
+    /// What was made under the name, if it is what `made` says and ours: another user who
+    /// can write the directory may have put their own there since.
+    fn made(&self, what: &str, made: impl Fn(&Stat) -> bool) -> io::Result<Pinned<'_>> {
+        let pinned = self.pin()?;
+        if !made(&pinned.stat) || pinned.stat.uid != euid() {
+            let path = self.path.display();
+            return Err(io::Error::other(format!("the {what} made at {path} was replaced")));
         }
-        self.guard(&stat)?;
-        // An O_PATH descriptor takes no fchmod; its /proc name is the file itself.
-        let proc = c_name(proc_name(&fd)?.as_os_str())?;
-        // SAFETY: a NUL-terminated path.
-        check(unsafe { libc::chmod(proc.as_ptr(), mode as libc::mode_t) }).map(drop)
+        Ok(pinned)
     }
 
     /// Creates `tmp` beside the file, new, private and never through a symlink.
@@ -406,19 +401,21 @@ impl Place {
         Ok(file)
     }
 
-    /// Creates the directory (`mode` less the umask).
-    pub fn mkdir(&self, mode: u32) -> io::Result<()> {
+    /// Creates the directory (`mode` less the umask); the directory made, held.
+    pub fn mkdir(&self, mode: u32) -> io::Result<Pinned<'_>> {
         let (dir, name) = (self.dir.as_raw_fd(), self.name.as_ptr());
         // SAFETY: a valid descriptor and NUL-terminated name.
-        check(unsafe { libc::mkdirat(dir, name, mode as libc::mode_t) }).map(drop)
+        check(unsafe { libc::mkdirat(dir, name, mode as libc::mode_t) })?;
+        self.made("directory", Stat::is_dir)
     }
 
-    /// Creates a symlink to `target` under the name.
-    pub fn symlink(&self, target: &OsStr) -> io::Result<()> {
+    /// Creates a symlink to `target` under the name; the link made, held.
+    pub fn symlink(&self, target: &OsStr) -> io::Result<Pinned<'_>> {
         let target = c_name(target)?;
         let (dir, name) = (self.dir.as_raw_fd(), self.name.as_ptr());
         // SAFETY: a valid descriptor and NUL-terminated strings.
-        check(unsafe { libc::symlinkat(target.as_ptr(), dir, name) }).map(drop)
+        check(unsafe { libc::symlinkat(target.as_ptr(), dir, name) })?;
+        self.made("symlink", Stat::is_symlink)
     }
 
     /// Removes the directory under the name with all it holds. `remove_dir_all` is given the
@@ -430,6 +427,56 @@ impl Place {
     /// The file's own name.
     pub fn name(&self) -> &OsStr {
         OsStr::from_bytes(self.name.as_bytes())
+    }
+}
+
+/// The inode a [`Place`]'s name had when it was looked at, held open (`O_PATH`): what is
+/// done to it is done to that inode, whatever the name holds by then.
+#[derive(Debug)]
+pub(crate) struct Pinned<'a> {
+    place: &'a Place,
+    fd: OwnedFd,
+    stat: Stat,
+}
+
+impl Pinned<'_> {
+    /// Its owner and group now.
+    pub fn owners(&self) -> Option<(u32, u32)> {
+        stat_fd(&self.fd).ok().map(|s| (s.uid, s.gid))
+    }
+
+    /// `lchown` (a symlink's own owner).
+    pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        let (uid, gid) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
+        self.place.guard(&self.stat)?;
+        let flags = libc::AT_EMPTY_PATH;
+        // SAFETY: a valid descriptor and an empty NUL-terminated name.
+        let ret = unsafe { libc::fchownat(self.fd.as_raw_fd(), c"".as_ptr(), uid, gid, flags) };
+        check(ret).map(drop)
+    }
+
+    /// `chmod`: refused for a symlink (Linux has no mode for one, and following it is what
+    /// this module is for).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        if self.stat.is_symlink() {
+            let what = format!("{} is a symlink", self.place.path.display());
+            return Err(io::Error::other(what));
+        }
+        self.place.guard(&self.stat)?;
+        // An O_PATH descriptor takes no fchmod; its /proc name is the file itself.
+        let proc = c_name(proc_name(&self.fd)?.as_os_str())?;
+        // SAFETY: a NUL-terminated path.
+        check(unsafe { libc::chmod(proc.as_ptr(), mode as libc::mode_t) }).map(drop)
+    }
+
+    /// What the symlink points to.
+    pub fn read_link(&self) -> io::Result<PathBuf> {
+        read_link(&self.fd)
+    }
+
+    /// The path it was reached by (for messages).
+    pub fn path(&self) -> &Path {
+        &self.place.path
     }
 }
 
