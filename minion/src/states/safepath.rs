@@ -4,10 +4,13 @@
 //! `file.managed` of `/home/u/.ssh/authorized_keys` runs as root in a directory `u` owns:
 //! by path, `u` could make `.ssh` (or the file itself) a symlink to `/root/.ssh` and have
 //! root write and chown what the state meant for `u` there. [`Place::resolve`] walks the
-//! path one component at a time from `/`, following a symlink only if root or the minion's
-//! own user owns it (anyone else's is refused, with its name), and keeps the last directory
-//! open: what is then read, written, chowned or chmodded is named relative to it, so a
-//! directory swapped for a link afterwards changes nothing.
+//! path one component at a time from `/`, holding each directory, following a symlink only
+//! if root or the minion's own user owns it and no other user can write its directory (any
+//! other is refused, with its name), and keeps the last directory open: what is then read,
+//! written, made or removed is named relative to it, and what is chowned or chmodded is the
+//! inode looked at ([`Pinned`]), so a name swapped afterwards changes nothing. In a directory
+//! other users can write, a name with other hard links (root's file, linked there where
+//! `protected_hardlinks` is off) is not read or changed in place.
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, OsStr, OsString};
