@@ -123,19 +123,47 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
 
     let failed = match (current, &place) {
         (Some(current), Some(place)) => {
-            if let Some(desired) = desired.filter(|d| *d != current) {
-                let diff = file_diff(&current, &desired);
-                replace_file(place, &desired)
-                    .map_err(|e| format!("Failed to commit change: {e}"))?;
-                ret.change("diff", diff);
-            }
-            // The owner before the mode, as Salt's check_perms: a chown clears setuid/setgid.
-            let failed = perms::apply_owner(place, &owner, false, &mut ret.changes);
+            let mode_was = place.stat().ok().map(|s| perms::mode_text(s.mode));
+            let failed = match desired.filter(|d| *d != current) {
+                Some(desired) => {
+                    let diff = file_diff(&current, &desired);
+                    // The owner and mode wanted go to the new file before it has the name:
+                    // changed by name afterwards, a file swapped in meanwhile (another
+                    // user's, in their directory) would get them.
+                    let mut owners = Map::new();
+                    perms::apply_owner(place, &owner, true, &mut owners);
+                    let wanted =
+                        (owner.user.as_ref().map(|u| u.0), owner.group.as_ref().map(|g| g.0));
+                    let bits = mode.as_deref().map(perms::bits);
+                    let (uid, gid) = replace_file(place, &desired, wanted, bits)
+                        .map_err(|e| format!("Failed to commit change: {e}"))?;
+                    ret.change("diff", diff);
+                    let mut failed = Vec::new();
+                    for (key, want, now) in
+                        [("user", &owner.user, uid), ("group", &owner.group, gid)]
+                    {
+                        match (want, owners.remove(key)) {
+                            (Some((id, name)), _) if *id != now => {
+                                failed.push(format!("Failed to change {key} to {name}"))
+                            }
+                            (Some(_), Some(change)) => {
+                                ret.changes.insert(key.into(), change);
+                            }
+                            _ => {}
+                        }
+                    }
+                    failed
+                }
+                // The owner before the mode, as Salt's check_perms: a chown clears setuid.
+                None => perms::apply_owner(place, &owner, false, &mut ret.changes),
+            };
             let mode_now = place.stat().ok().map(|s| perms::mode_text(s.mode));
-            if let Some(m) = mode.filter(|m| mode_now.as_ref() != Some(m)) {
+            if let Some(m) = mode.as_ref().filter(|m| mode_now.as_ref() != Some(*m)) {
                 place
-                    .chmod(perms::bits(&m))
+                    .chmod(perms::bits(m))
                     .map_err(|e| format!("Failed to change mode to {m}: {e}"))?;
+            }
+            if let Some(m) = mode.filter(|m| mode_was.as_ref() != Some(m)) {
                 ret.change("mode", m);
             }
             ret.comment = match ret.changes.is_empty() {
@@ -447,21 +475,25 @@ fn write_beside_with(
     }
 }
 
-/// New contents for an existing file, keeping its mode (and owner, where allowed).
-fn replace_file(place: &Place, data: &[u8]) -> io::Result<()> {
+/// New contents for an existing file, with the owner and mode `wanted` (each kept from the
+/// file where not: its owner where allowed); the owner it ended up with.
+fn replace_file(
+    place: &Place,
+    data: &[u8],
+    (uid, gid): Owners,
+    mode: Option<u32>,
+) -> io::Result<(u32, u32)> {
     let stat = place.stat()?;
     let me = perms::me();
-    let owner = match stat.uid != me.uid || stat.gid != me.gid {
-        true => (Some(stat.uid), Some(stat.gid)),
-        false => (None, None),
-    };
+    let keep = stat.uid != me.uid || stat.gid != me.gid;
+    let owner = (uid.or(keep.then_some(stat.uid)), gid.or(keep.then_some(stat.gid)));
     // In a directory others can write the file may be root's setuid program linked there
     // (its own name since replaced): the contents change, the setuid bits do not carry over.
-    let mode = match place.shared() {
+    let kept = match place.shared() {
         true => stat.mode & 0o1777,
         false => stat.mode & 0o7777,
     };
-    write_beside(place, data, mode, owner).map(drop)
+    write_beside(place, data, mode.unwrap_or(kept), owner)
 }
 
 #[cfg(test)]

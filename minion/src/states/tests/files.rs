@@ -186,6 +186,16 @@ fn managed_directory_and_symlink_owners() {
         let ret = one(&dir, &[], body, false);
         assert_eq!(ret["result"], json!(true), "{ret:?}");
         assert_eq!((mode(&dir.path("theirs")), owner(&dir.path("theirs")).0), (0o755, 0));
+        // New contents, an owner and a mode: all three given to the new file before it has
+        // the name (changed by name afterwards, a file swapped in meanwhile got them).
+        std::fs::write(dir.path("f3"), "old\n").unwrap();
+        let body = format!(
+            "{{d}}/f3:\n  file.managed:\n    - contents: new\n    - user: {uid}\n    - mode: 600\n"
+        );
+        let ret = one(&dir, &[], &body, false);
+        let keys: Vec<&String> = ret["changes"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["diff", "user", "mode"], "{ret:?}");
+        assert_eq!((mode(&dir.path("f3")), owner(&dir.path("f3")).0), (0o600, uid));
         // Root's setuid program, its name replaced since, left in a user's directory: new
         // contents there keep the owner, not the setuid bit.
         let home = dir.path("home");
