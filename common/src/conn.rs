@@ -288,7 +288,9 @@ impl<S: Read + Write> Conn<S> {
             // capacity of their last publish would hold megabytes for nothing).
             self.out = Vec::new();
             self.out_pos = 0;
-        } else if self.out_pos > 64 * 1024 {
+        } else if self.out_pos > 64 * 1024 && self.out_pos >= self.out.len() / 2 {
+            // Moved down only once half is sent: a client reading a 128 MiB backlog a
+            // socket buffer at a time had the rest moved on every write (gigabytes copied).
             self.out.drain(..self.out_pos);
             self.out_pos = 0;
         }
@@ -514,7 +516,12 @@ mod tests {
         c.max_out = 1000;
         c.send_at(&[1; 10], secs(0)).unwrap();
         c.send_at(&[1; 10], secs(100)).unwrap(); // 28 bytes: under soft, however long
-                                                 // An empty queue restarts the clock: nothing owed was left untaken.
+                                                 // A connection idle since it was made may be sent more than the soft backlog at
+                                                 // once: nothing owed was left untaken.
+        let mut idle = script(vec![], 0).with_patience(patience, t0);
+        idle.max_out = 1000;
+        idle.send_at(&[1; 100], secs(100)).unwrap();
+        // An empty queue restarts the clock: nothing owed was left untaken.
         c.stream.write_limit = 1000;
         c.flush().unwrap();
         c.stream.write_limit = 0;

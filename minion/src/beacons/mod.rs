@@ -259,8 +259,11 @@ impl Beacons {
     /// Results of the worker threads (after the loop's waker fired).
     pub fn collect(&mut self) -> Vec<BeaconEvent> {
         let mut events = Vec::new();
-        let done: Vec<_> =
-            self.list.iter().filter_map(|b| b.worker.as_ref()).flat_map(|w| w.done()).collect();
+        // Each result goes back to the beacon whose worker ran it.
+        let done: Vec<_> = (self.list.iter().enumerate())
+            .filter_map(|(i, b)| b.worker.as_ref().map(|w| (i, w)))
+            .flat_map(|(i, w)| w.done().into_iter().map(move |(_, m, p)| (i, m, p)))
+            .collect();
         for (i, module, payloads) in done {
             let Some(beacon) = self.list.get_mut(i) else { continue };
             beacon.slot = Slot::Here(module);
