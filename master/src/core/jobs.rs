@@ -95,12 +95,15 @@ const KEPT_OLD_IDS: usize = 20_000;
 /// unacknowledged (the minion sends it again after its next reconnect).
 const MAX_OLD_RETURNS_PER_MINION: usize = 64;
 /// Reads of old jobs that served a minion nothing (the job was not sent to it, or it had
-/// returned already) it may cause in a minute: past them its returns for jobs not kept are
-/// dropped unacknowledged until the minute ends (it sends them again after a reconnect).
+/// returned already) it may cause in a minute: past them its returns for jobs not kept
+/// wait for the next minute (at most [`MAX_OLD_RETURNS_PER_MINION`] of them, as ever).
 /// A minion catching up returns for jobs it was sent and that miss its return: those reads
 /// (and those of jobs the cache does not hold, a failed open) are not counted.
 const WASTED_OLD_READS_PER_MINUTE: u32 = 64;
 const MINUTE: Duration = Duration::from_secs(60);
+/// Bytes of returns put off to their minion's next minute, all minions together: past them
+/// one is dropped unacknowledged (sent again after a reconnect).
+const MAX_DEFERRED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Late returns, for jobs no longer among the recent ones (older, or from before a restart).
 /// One read of the job cache per job serves every return waiting for it, each minion may
@@ -120,6 +123,10 @@ pub(crate) struct OldJobs {
     /// ([`WASTED_OLD_READS_PER_MINUTE`]; a minion cycling through more real old jobs than
     /// are kept had each one's `returns.jsonl` read again and again).
     wasted: HashMap<String, (Instant, u32)>,
+    /// Returns put off to the minion's next minute (counted in `by_minion`), and their
+    /// frames' bytes ([`MAX_DEFERRED_BYTES`] at most).
+    pub(super) deferred: HashMap<String, Vec<OldReturn>>,
+    deferred_bytes: usize,
 }
 
 pub(super) struct OldReturn {
@@ -626,22 +633,49 @@ impl Core {
                 ),
             );
         }
-        let jid = ret.jid.clone();
-        let reading = self.old_jobs.waiting.contains_key(&jid);
-        if !reading && self.old_jobs.wasted_up(id, self.now) {
-            return self.minion_warn(
-                id,
-                format_args!(
-                    "minion {id} returned for old job {jid}: {WASTED_OLD_READS_PER_MINUTE} old \
-                     jobs read for it this minute served it nothing; dropped (it is sent again)"
-                ),
-            );
-        }
         *self.old_jobs.by_minion.entry(id.to_string()).or_default() += 1;
         self.returns_in(bytes);
-        let old = OldReturn { token, id: id.to_string(), ret, bytes };
+        self.read_old(OldReturn { token, id: id.to_string(), ret, bytes });
+    }
+
+    /// A return for an old job (counted in `by_minion`): joins the read of its job, or has
+    /// it read, or, when its minion has had its minute's reads that served it nothing,
+    /// waits for the next minute (it may be the very return a catch-up is for).
+    fn read_old(&mut self, old: OldReturn) {
+        let jid = old.ret.jid.clone();
         if let Some(waiting) = self.old_jobs.waiting.get_mut(&jid) {
             return waiting.push(old); // its job is being read already
+        }
+        if self.job_mut(&jid).is_some() {
+            // Read back since it was put off.
+            self.old_done(&old);
+            return self.take_return(old.token, old.id, old.ret, old.bytes);
+        }
+        let id = old.id.clone();
+        if self.old_jobs.wasted_up(&id, self.now) {
+            if self.old_jobs.deferred_bytes + old.bytes > MAX_DEFERRED_BYTES {
+                self.old_done(&old);
+                return self.minion_warn(
+                    &id,
+                    format_args!(
+                        "minion {id} returned for old job {jid}: its reads this minute served \
+                         it nothing and {} MiB of such returns wait; dropped (it is sent again)",
+                        MAX_DEFERRED_BYTES >> 20
+                    ),
+                );
+            }
+            self.minion_warn(
+                &id,
+                format_args!(
+                    "minion {id} returned for old job {jid}: {WASTED_OLD_READS_PER_MINUTE} old \
+                     jobs read for it this minute served it nothing; it waits for the next"
+                ),
+            );
+            // Put off, it is held outside `job_cache_backlog_bytes` (a minute of it there
+            // would stop the reading of every minion), within its own bound.
+            self.returns_out(old.bytes);
+            self.old_jobs.deferred_bytes += old.bytes;
+            return self.old_jobs.deferred.entry(id).or_default().push(old);
         }
         self.old_jobs.waiting.insert(jid.clone(), vec![old]);
         let cache = Arc::clone(&self.jobs);
@@ -657,19 +691,41 @@ impl Core {
         });
     }
 
+    /// An old return is no longer waiting (taken, or dropped).
+    fn old_done(&mut self, old: &OldReturn) {
+        self.returns_out(old.bytes);
+        if let Some(n) = self.old_jobs.by_minion.get_mut(&old.id) {
+            *n -= 1;
+            if *n == 0 {
+                self.old_jobs.by_minion.remove(&old.id);
+            }
+        }
+    }
+
+    /// Housekeeping: minutes that ended are forgotten, and the returns put off in them are
+    /// read now.
+    pub(super) fn old_jobs_tick(&mut self, now: Instant) {
+        self.old_jobs.prune(now);
+        let due: Vec<String> = (self.old_jobs.deferred.keys())
+            .filter(|id| !self.old_jobs.wasted.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in due {
+            for old in self.old_jobs.deferred.remove(&id).unwrap_or_default() {
+                self.old_jobs.deferred_bytes -= old.bytes;
+                self.returns_in(old.bytes);
+                self.read_old(old);
+            }
+        }
+    }
+
     /// An old job is read back: the returns that waited for it are taken. Only a job the
     /// cache really holds is kept: a failed read is retried (no ack) rather than remembered
     /// as "nobody".
     fn old_job_read(&mut self, jid: String, found: OldJob) {
         let waiting = self.old_jobs.waiting.remove(&jid).unwrap_or_default();
         for old in &waiting {
-            self.returns_out(old.bytes);
-            if let Some(n) = self.old_jobs.by_minion.get_mut(&old.id) {
-                *n -= 1;
-                if *n == 0 {
-                    self.old_jobs.by_minion.remove(&old.id);
-                }
-            }
+            self.old_done(old);
         }
         if self.job_mut(&jid).is_none() {
             let (load, returned) = match found {

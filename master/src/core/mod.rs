@@ -701,7 +701,7 @@ impl Core {
         self.on_io();
         self.reactor_tick(now);
         self.pending_rate.prune(now);
-        self.old_jobs.prune(now);
+        self.old_jobs_tick(now);
         if let Some(n) = self.quiet.flush(now).map(|s| s.lines) {
             log::warn!(
                 "{n} more unauthenticated connections were refused or closed in the last \
