@@ -112,7 +112,7 @@ const MAX_DEFERRED_BYTES: usize = 16 * 1024 * 1024;
 /// the job thread parse a whole `returns.jsonl` per frame, and pushed the running jobs out.
 #[derive(Default)]
 pub(crate) struct OldJobs {
-    kept: HashMap<String, RecentJob>,
+    pub(super) kept: HashMap<String, RecentJob>,
     order: std::collections::VecDeque<String>,
     ids: usize,
     /// Returns waiting for their job's read, by jid.
@@ -122,7 +122,7 @@ pub(crate) struct OldJobs {
     /// Per minion: when its minute started, and the reads in it that served it nothing
     /// ([`WASTED_OLD_READS_PER_MINUTE`]; a minion cycling through more real old jobs than
     /// are kept had each one's `returns.jsonl` read again and again).
-    wasted: HashMap<String, (Instant, u32)>,
+    pub(super) wasted: HashMap<String, (Instant, u32)>,
     /// Returns put off to the minion's next minute (counted in `by_minion`), and their
     /// frames' bytes ([`MAX_DEFERRED_BYTES`] at most).
     pub(super) deferred: HashMap<String, Vec<OldReturn>>,
@@ -714,6 +714,12 @@ impl Core {
             for old in self.old_jobs.deferred.remove(&id).unwrap_or_default() {
                 self.old_jobs.deferred_bytes -= old.bytes;
                 self.returns_in(old.bytes);
+                // Its session gone (it sends the return again on the next), the connection
+                // may be another minion's by now: its ack must not go there.
+                if self.live.get(&old.id) != Some(&old.token) {
+                    self.old_done(&old);
+                    continue;
+                }
                 self.read_old(old);
             }
         }
