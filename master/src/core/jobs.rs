@@ -742,7 +742,7 @@ impl Core {
                             &id,
                             format_args!("minion {id} returned for unknown job {jid}; ignored"),
                         );
-                        self.ack_return(token, jid.clone());
+                        self.ack_return(token, &id, jid.clone());
                     }
                     return;
                 }
@@ -787,7 +787,7 @@ impl Core {
                 &id,
                 format_args!("minion {id} returned for job {jid} it was not sent; ignored"),
             );
-            return self.ack_return(token, ret.jid);
+            return self.ack_return(token, &id, ret.jid);
         }
         if !job.returned.insert(id.clone()) {
             // Sent again after a reconnect, before our ack reached the minion. If the first
@@ -802,7 +802,7 @@ impl Core {
                 }
                 return;
             }
-            return self.ack_return(token, key.0);
+            return self.ack_return(token, &key.1, key.0);
         }
         let cause = job.cause.clone();
         self.returns_storing.insert((ret.jid.clone(), id.clone()), Vec::new());
@@ -870,9 +870,9 @@ impl Core {
             Ok(()) => {
                 self.metrics.job_returns += 1;
                 for copy in copies {
-                    self.ack_return(copy, jid.clone());
+                    self.ack_return(copy, &id, jid.clone());
                 }
-                self.ack_return(token, jid)
+                self.ack_return(token, &id, jid)
             }
             Err(e) => {
                 log::error!("job cache: cannot store return of {id} for {jid}: {e}");
@@ -890,7 +890,12 @@ impl Core {
     /// per minion and job, not two. Nothing depends on its timing: the minion keeps an
     /// unacknowledged return in memory and sends it again only after a reconnect, and the
     /// master drops a return it already has.
-    fn ack_return(&mut self, token: Token, jid: String) {
+    fn ack_return(&mut self, token: Token, id: &str, jid: String) {
+        // Only to the session that sent it: once it closed, its connection number may be
+        // another minion's, which would take the ack for its own return of the same job.
+        if self.live.get(id) != Some(&token) {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&token) else { return };
         // One ack answers every copy: a return sent again and again (a duplicate, a job it
         // was not sent) is owed once, not once per copy read before the next tick.

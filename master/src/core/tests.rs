@@ -1702,6 +1702,40 @@ fn a_minion_cycling_through_old_jobs_has_them_read_64_times_a_minute() {
     assert!(h.core.old_jobs.deferred.is_empty() && h.core.old_jobs.by_minion.is_empty());
 }
 
+/// A return's ack waited for its store; when the minion's session closed meanwhile and its
+/// connection number went to another minion of the same job, that one got the ack and
+/// would have dropped its own return, unsent. An ack goes only to the session that sent it.
+#[test]
+fn an_ack_never_goes_to_the_minion_that_took_over_a_connection_number() {
+    let mut h = Harness::new("ackreuse", "auto_accept: True\n");
+    let (c1, c2, cli) = (Token(10), Token(12), Token(11));
+    let mut m1 = live_minion(&mut h, "m1", c1);
+    let mut m2 = live_minion(&mut h, "m2", c2);
+    h.step(Input::ControlConnected { conn: cli });
+    let (jid, recorded) = publish_ping(&mut h, cli, "*");
+    m1.open(&sent(&recorded, c1)[0]);
+    m2.open(&sent(&recorded, c2)[0]);
+    // m1 returns, and is gone before its return is stored; m2 comes back on m1's number.
+    h.step(Input::Frame { conn: c1, frame: m1.seal(&job_return(&jid)) });
+    h.step(Input::Closed { conn: c1, error: ConnError::PeerClosed });
+    let mut m2 = FakeMinion { id: m2.id.clone(), keys: m2.keys.duplicate(), session: None };
+    let (handshake, answer) = m2.hello(&mut h, c1);
+    m2.on_verdict(&handshake, &answer, c1);
+    let ready = m2.seal(&ToMaster::Ready { grains: Map::new(), transient: false });
+    let mut out = h.step(Input::Frame { conn: c1, frame: ready });
+    assert_eq!(h.core.live.get("m2"), Some(&c1));
+    out.extend(h.step(Input::Tick));
+    out.extend(h.disk_done());
+    out.extend(h.advance(TICK));
+    out.extend(h.advance(TICK));
+    let to_m2: Vec<ToMinion> = sent(&out, c1).iter().map(|b| m2.open(b)).collect();
+    assert!(
+        !to_m2.iter().any(|r| matches!(r, ToMinion::ReturnAck { jid: j } if *j == jid)),
+        "m1's ack went to m2: {to_m2:?}"
+    );
+    assert_eq!(h.core.jobs.lock().unwrap().lookup(&jid).unwrap().len(), 1, "m1's is stored");
+}
+
 /// A return sent again (a reconnect) while its first copy was still being stored was acked
 /// at once; when that store then failed (a full disk), the minion had its ack and dropped
 /// the return, which was lost. The copy's ack now waits for the store.
