@@ -10,7 +10,8 @@
 //! written, made or removed is named relative to it, and what is chowned or chmodded is the
 //! inode looked at ([`Pinned`]), so a name swapped afterwards changes nothing. In a directory
 //! other users can write, a name with other hard links (root's file, linked there where
-//! `protected_hardlinks` is off) is not read or changed in place.
+//! `protected_hardlinks` is off) is not read or changed in place, and no file is made
+//! readable in place to a reader it did not have (its other name may have gone since).
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -28,10 +29,11 @@ const MAX_HOPS: usize = 40;
 pub(crate) struct Place {
     dir: OwnedFd,
     name: CString,
-    /// Its directory is one another user can write: a name there may be their hard link to
-    /// a file of root's (where `protected_hardlinks` is off), so one with other links is
-    /// not changed in place.
-    shared: bool,
+    /// Its directory's owner, when the directory is one another user can write: a name
+    /// there may be their hard link to a file of root's (where `protected_hardlinks` is
+    /// off), so one with other links is not changed in place, nor one whose other name
+    /// went away made readable to new readers.
+    shared: Option<u32>,
     /// The path as resolved (for messages, and for what is only read).
     pub path: PathBuf,
 }
@@ -265,7 +267,8 @@ impl Place {
                     }
                 }
                 _ if last => {
-                    let shared = shared_dir(&stat_fd(&dir)?);
+                    let held = stat_fd(&dir)?;
+                    let shared = shared_dir(&held).then_some(held.uid);
                     return Ok(Place { dir, name, shared, path: here });
                 }
                 _ => {
@@ -294,7 +297,7 @@ impl Place {
     /// Refuses to change `stat`'s file in place when it has other hard links and the
     /// directory is one another user can write (see `shared`).
     fn guard(&self, stat: &Stat) -> io::Result<()> {
-        if self.shared && !stat.is_dir() && stat.nlink > 1 {
+        if self.shared() && !stat.is_dir() && stat.nlink > 1 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
@@ -325,7 +328,7 @@ impl Place {
             return Err(io::Error::other(format!("{} is not a regular file", self.path.display())));
         }
         self.guard(&stat)?;
-        let max = if self.shared { MAX_READ } else { u64::MAX };
+        let max = if self.shared() { MAX_READ } else { u64::MAX };
         if stat.size > max {
             let what = format!("{} is larger than {} MiB", self.path.display(), MAX_READ >> 20);
             return Err(io::Error::other(what));
@@ -337,7 +340,39 @@ impl Place {
 
     /// Whether its directory is one another user can write (see `shared`).
     pub fn shared(&self) -> bool {
-        self.shared
+        self.shared.is_some()
+    }
+
+    /// Refuses to give `before`'s file the owner `uid`, group `gid` and `mode` in place when
+    /// that lets a user, group or everyone read it who could not, in a directory another
+    /// user can write: its name there may be the last link to someone else's file, linked
+    /// there before its own name went away (`passwd` renames a new `/etc/shadow` over the
+    /// old one). A file everyone can read, root (user or group) as the new reader, and what
+    /// the directory's own (non-root) user does with a file of its own pass.
+    fn no_new_readers(&self, before: &Stat, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+        let Some(dir_owner) = self.shared else { return Ok(()) };
+        if !before.is_file() || before.mode & 0o004 != 0 {
+            return Ok(());
+        }
+        if before.uid == dir_owner && dir_owner != 0 && uid == before.uid {
+            return Ok(());
+        }
+        let group_reads = mode & 0o040 != 0 && gid != 0;
+        let new_owner = uid != before.uid && uid != 0;
+        let new_group = group_reads && (gid != before.gid || before.mode & 0o040 == 0);
+        if new_owner || new_group || mode & 0o004 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is uid {}'s, mode {:04o}, in a directory other users can write: not \
+                     made readable to others in place",
+                    self.path.display(),
+                    before.uid,
+                    before.mode & 0o7777
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// What the name links to, if it is a symlink.
@@ -450,8 +485,12 @@ impl Pinned<'_> {
 
     /// `lchown` (a symlink's own owner).
     pub fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        let before = &self.stat;
+        self.place.guard(before)?;
+        let after = (uid.unwrap_or(before.uid), gid.unwrap_or(before.gid));
+        self.place.no_new_readers(before, after.0, after.1, before.mode)?;
+        // -1 leaves one alone (the same id given again would still clear setuid).
         let (uid, gid) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
-        self.place.guard(&self.stat)?;
         let flags = libc::AT_EMPTY_PATH;
         // SAFETY: a valid descriptor and an empty NUL-terminated name.
         let ret = unsafe { libc::fchownat(self.fd.as_raw_fd(), c"".as_ptr(), uid, gid, flags) };
@@ -465,7 +504,9 @@ impl Pinned<'_> {
             let what = format!("{} is a symlink", self.place.path.display());
             return Err(io::Error::other(what));
         }
-        self.place.guard(&self.stat)?;
+        let before = &self.stat;
+        self.place.guard(before)?;
+        self.place.no_new_readers(before, before.uid, before.gid, mode)?;
         // An O_PATH descriptor takes no fchmod; its /proc name is the file itself.
         let proc = c_name(proc_name(&self.fd)?.as_os_str())?;
         // SAFETY: a NUL-terminated path.
@@ -487,7 +528,7 @@ impl Pinned<'_> {
 mod tests {
     use super::*;
     use std::fs;
-    use std::os::unix::fs::{lchown, symlink};
+    use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 
     /// A fresh directory under the temp dir, removed on drop.
     struct Scratch(PathBuf);
@@ -615,6 +656,53 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         let err = Place::resolve(&home.join("fifo"), true).unwrap().read().unwrap_err();
         assert!(err.to_string().ends_with("is not a regular file"), "{err}");
+    }
+
+    /// Root's file hard-linked into a user's directory, whose own name then went away (a
+    /// `passwd` replaces `/etc/shadow` by a rename): the link is the only one left, so the
+    /// hard-link rule passed it, and `replace: False` with `user: u` gave `u` root's old
+    /// shadow. In a directory others can write, a file is not made readable in place to a
+    /// user (or group, or everyone) that could not read it before.
+    #[test]
+    fn a_file_in_a_shared_directory_is_not_made_readable_to_new_readers_in_place() {
+        if euid() != 0 {
+            return eprintln!("skipped: needs root, to give a directory to another user");
+        }
+        let t = Scratch::new("safepath-readers");
+        let home = t.0.join("home");
+        fs::create_dir_all(&home).unwrap();
+        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
+        let shadow = t.0.join("shadow");
+        fs::write(&shadow, "root:x").unwrap();
+        fs::set_permissions(&shadow, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::hard_link(&shadow, home.join("keys")).unwrap();
+        fs::remove_file(&shadow).unwrap();
+        let place = Place::resolve(&home.join("keys"), true).unwrap();
+        for err in [
+            place.chown(Some(OTHER), None).unwrap_err(),
+            place.chown(None, Some(OTHER)).unwrap_err(),
+            place.chmod(0o644).unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().ends_with(
+                    "in a directory other users can write: not made readable to others in place"
+                ),
+                "{err}"
+            );
+        }
+        let meta = fs::metadata(home.join("keys")).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (0, 0, 0o640));
+        // What takes no reader away from root's is done: narrower, or to root.
+        place.chmod(0o600).unwrap();
+        place.chown(None, Some(OTHER)).unwrap();
+        place.chown(Some(0), Some(0)).unwrap();
+        // A file everyone could read already is given away (root's `.bashrc` in a home).
+        fs::write(home.join("bashrc"), "x").unwrap();
+        fs::set_permissions(home.join("bashrc"), fs::Permissions::from_mode(0o644)).unwrap();
+        let place = Place::resolve(&home.join("bashrc"), true).unwrap();
+        place.chown(Some(OTHER), Some(OTHER)).unwrap();
+        place.chmod(0o600).unwrap();
+        place.chmod(0o640).unwrap();
     }
 
     /// Once resolved, the directory is held: one swapped for a link to root's directory

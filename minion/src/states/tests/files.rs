@@ -209,6 +209,21 @@ fn managed_directory_and_symlink_owners() {
         assert_eq!(ret["result"], json!(true), "{ret:?}");
         let tool = format!("{home}/tool");
         assert_eq!((mode(&tool), owner(&tool).0), (0o755, 0));
+        // Root's old shadow there (linked by the user before `passwd` replaced it): kept
+        // contents are not given to the user, nor made readable to everyone.
+        std::fs::write(format!("{home}/old"), "root:$6$").unwrap();
+        std::fs::set_permissions(format!("{home}/old"), PermissionsExt::from_mode(0o640)).unwrap();
+        let body =
+            format!("{{d}}/home/old:\n  file.managed:\n    - replace: False\n    - user: {uid}\n");
+        let ret = one(&dir, &[], &body, false);
+        check(&ret, json!(false), &format!("Failed to change user to {user}"), json!({}));
+        let body = "{d}/home/old:\n  file.managed:\n    - replace: False\n    - mode: 644\n";
+        let ret = one(&dir, &[], body, false);
+        assert_eq!(ret["result"], json!(false), "{ret:?}");
+        let comment = ret["comment"].as_str().unwrap();
+        assert!(comment.ends_with("not made readable to others in place"), "{comment}");
+        let old = format!("{home}/old");
+        assert_eq!((mode(&old), owner(&old).0), (0o640, 0));
         // replace: False through a symlink: the owner and the mode both go to the target.
         let target = dir.path("target");
         std::fs::write(&target, "t").unwrap();
