@@ -53,7 +53,7 @@ const ALL: [&str; 11] = [
 
 fn main() -> ExitCode {
     // Dropped on return and on a panic's unwinding alike.
-    let _trash = halite_bench::procs::Trash;
+    let _trash = halite_bench::procs::Trash::hold();
     run()
 }
 

@@ -65,21 +65,36 @@ fn trash() -> PathBuf {
     std::env::temp_dir().join(format!("halite-bench-{}-trash", std::process::id()))
 }
 
+/// Whether a [`Trash`] is held: without one (the unit tests), nothing would empty it.
+static TRASH_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Removes every dropped [`TempDir`] when it is dropped itself: at the end of the run.
-pub struct Trash;
+pub struct Trash(());
+
+impl Trash {
+    /// From now on dropped [`TempDir`]s wait in the trash until this is dropped.
+    pub fn hold() -> Trash {
+        TRASH_HELD.store(true, std::sync::atomic::Ordering::Relaxed);
+        Trash(())
+    }
+}
 
 impl Drop for Trash {
     fn drop(&mut self) {
+        TRASH_HELD.store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = fs::remove_dir_all(trash());
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let moved = fs::create_dir_all(trash()).and_then(|()| {
-            fs::rename(&self.0, trash().join(self.0.file_name().unwrap_or_default()))
-        });
-        if moved.is_err() {
+        let moved = TRASH_HELD.load(std::sync::atomic::Ordering::Relaxed)
+            && fs::create_dir_all(trash())
+                .and_then(|()| {
+                    fs::rename(&self.0, trash().join(self.0.file_name().unwrap_or_default()))
+                })
+                .is_ok();
+        if !moved {
             let _ = fs::remove_dir_all(&self.0);
         }
     }
@@ -396,6 +411,18 @@ pub fn median(mut samples: Vec<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The unit tests hold no [`Trash`]: each run left its temp trees in a trash directory
+    /// nothing removed.
+    #[test]
+    fn a_temp_dir_dropped_without_a_trash_held_is_removed() {
+        let dir = TempDir::new("no-trash").unwrap();
+        dir.write("a/b", "x").unwrap();
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
+        assert!(!trash().exists(), "{}", trash().display());
+    }
 
     /// The log rotates twice between two looks: the lines of the file in between are counted.
     #[test]
