@@ -30,9 +30,9 @@ pub enum ConnError {
     /// Queuing would leave `len` bytes unsent, past the connection's `max` backlog: the peer
     /// is not reading.
     Backlog { len: usize, max: usize },
-    /// Queuing would leave `len` bytes unsent, past the connection's soft backlog, and the
-    /// peer has taken none of its output for `stalled` (see [`Patience`]).
-    Stalled { len: usize, stalled: Duration },
+    /// `len` bytes are (or would be) unsent, past the connection's soft backlog, and the
+    /// peer has taken less than `step` bytes of its output in `stalled` (see [`Patience`]).
+    Stalled { len: usize, stalled: Duration, step: usize },
 }
 
 impl ConnError {
@@ -55,9 +55,9 @@ impl fmt::Display for ConnError {
             ConnError::Backlog { max, .. } => {
                 write!(f, "peer is not reading: over {max} bytes queued")
             }
-            ConnError::Stalled { len, stalled } => {
+            ConnError::Stalled { len, stalled, step } => {
                 let secs = stalled.as_secs();
-                write!(f, "peer is not reading: {len} bytes queued, none taken for {secs} s")
+                write!(f, "peer is not reading: {len} bytes queued, under {step} taken in {secs} s")
             }
         }
     }
@@ -98,20 +98,22 @@ pub struct ReadTurn {
 }
 
 /// How far a peer that keeps reading may fall behind: past `soft` bytes unsent, a frame is
-/// still queued while the peer has taken some of its output within the last `stall` (a
-/// client reading a burst of big answers as fast as it can is not a slow reader); `max_out`
-/// stays the hard cap.
+/// still queued while the peer has taken at least `step` bytes of its output within the last
+/// `stall` (a client reading a burst of big answers as fast as it can is not a slow reader;
+/// one taking a byte now and then is); `max_out` stays the hard cap.
 #[derive(Debug, Clone, Copy)]
 pub struct Patience {
     pub soft: usize,
     pub stall: Duration,
+    pub step: usize,
 }
 
 /// A [`Patience`] and what the connection last saw of the peer's progress.
 #[derive(Debug)]
 struct Progress {
     patience: Patience,
-    /// Bytes written in all when last looked at, and when that was.
+    /// Bytes written in all when the peer was last seen taking a `step` (or had taken all),
+    /// and when that was.
     seen: (u64, Instant),
 }
 
@@ -251,22 +253,48 @@ impl<S: Read + Write> Conn<S> {
     }
 
     /// [`Conn::send`], held to the connection's [`Patience`] if it has one: past the soft
-    /// backlog the frame is refused only when the peer has taken none of its output since
-    /// `patience.stall` ago (progress is looked at on every call, so `now` need only be the
-    /// time of this one).
+    /// backlog the frame is refused when the peer has not taken a `step` of its output in
+    /// the last `patience.stall`.
     pub fn send_at(&mut self, payload: &[u8], now: Instant) -> Result<(), ConnError> {
-        let queued = self.backlog();
+        match self.stalled_with(payload.len(), now) {
+            Some(stalled) => Err(stalled),
+            None => self.send(payload),
+        }
+    }
+
+    /// Whether the peer has fallen behind past its [`Patience`]: the backlog is past the soft
+    /// one and it has not taken a `step` of it for the whole stall (the driver looks, sends
+    /// or not: a peer that stopped reading with a backlog owed held it until it went away).
+    pub fn stalled(&mut self, now: Instant) -> Option<ConnError> {
+        self.stalled_with(0, now)
+    }
+
+    fn stalled_with(&mut self, more: usize, now: Instant) -> Option<ConnError> {
+        self.note_progress(now);
+        let progress = self.progress.as_ref()?;
+        let len = self.backlog() + more;
+        let stalled = now.saturating_duration_since(progress.seen.1);
+        (len > progress.patience.soft && stalled >= progress.patience.stall)
+            .then_some(ConnError::Stalled { len, stalled, step: progress.patience.step })
+    }
+
+    /// Stamps the peer's progress with `now` if it took all, or a `step` more, since last.
+    fn note_progress(&mut self, now: Instant) {
+        let (backlog, written) = (self.backlog(), self.written);
         if let Some(progress) = &mut self.progress {
-            if queued == 0 || progress.seen.0 != self.written {
-                progress.seen = (self.written, now);
-            }
-            let len = queued + payload.len();
-            let stalled = now.saturating_duration_since(progress.seen.1);
-            if len > progress.patience.soft && stalled >= progress.patience.stall {
-                return Err(ConnError::Stalled { len, stalled });
+            let step = progress.patience.step as u64;
+            if backlog == 0 || written >= progress.seen.0.saturating_add(step) {
+                progress.seen = (written, now);
             }
         }
-        self.send(payload)
+    }
+
+    /// [`Conn::flush`], and what the peer took stamped with `now` (the time it was taken,
+    /// not the time of the next frame for it).
+    pub fn flush_at(&mut self, now: Instant) -> Result<(), ConnError> {
+        self.flush()?;
+        self.note_progress(now);
+        Ok(())
     }
 
     /// Writes queued output until done or `WouldBlock`.
@@ -489,7 +517,7 @@ mod tests {
     fn a_reading_peer_may_pass_the_soft_backlog_a_stalled_one_may_not() {
         let t0 = Instant::now();
         let secs = |s| t0 + Duration::from_secs(s);
-        let patience = Patience { soft: 64, stall: Duration::from_secs(30) };
+        let patience = Patience { soft: 64, stall: Duration::from_secs(30), step: 8 };
         let mut c = script(vec![], 0).with_patience(patience, t0);
         c.max_out = 1000;
         c.send_at(&[1; 100], secs(0)).unwrap();
@@ -498,10 +526,11 @@ mod tests {
         c.send_at(&[1; 100], secs(25)).unwrap();
         c.send_at(&[1; 100], secs(54)).unwrap(); // ... so 54 s is 29 s of stall
         let refused = c.send_at(b"x", secs(55));
-        assert_eq!(refused, Err(ConnError::Stalled { len: 409, stalled: Duration::from_secs(30) }));
+        let stalled = Duration::from_secs(30);
+        assert_eq!(refused, Err(ConnError::Stalled { len: 409, stalled, step: 8 }));
         assert_eq!(
             refused.unwrap_err().to_string(),
-            "peer is not reading: 409 bytes queued, none taken for 30 s"
+            "peer is not reading: 409 bytes queued, under 8 taken in 30 s"
         );
         // Under the soft backlog nothing is refused for stalling; past the hard cap, always.
         let mut c = script(vec![], 0).with_patience(patience, t0);
@@ -528,6 +557,48 @@ mod tests {
         c.send_at(&[1; 100], secs(200)).unwrap();
         c.send_at(&[1; 100], secs(229)).unwrap();
         assert!(matches!(c.send_at(&[1; 100], secs(230)), Err(ConnError::Stalled { .. })));
+    }
+
+    /// A peer taking a byte now and then counted as reading: it held a backlog up to the
+    /// hard cap for as long as it liked. Its progress counts in `step`s; the time is the
+    /// flush's that saw it, not the next frame's; and a peer that stopped reading is seen
+    /// stalled without any frame for it.
+    #[test]
+    fn a_peer_must_take_a_step_within_the_stall_and_is_looked_at_without_sends() {
+        let t0 = Instant::now();
+        let secs = |s| t0 + Duration::from_secs(s);
+        let patience = Patience { soft: 64, stall: Duration::from_secs(30), step: 50 };
+        let mut c = script(vec![], 0).with_patience(patience, t0);
+        c.max_out = 10_000;
+        c.send_at(&[1; 200], secs(0)).unwrap();
+        for s in 1..=29 {
+            take(&mut c, 1); // 29 bytes in 29 s: less than a step
+            c.send_at(&[1; 10], secs(s)).unwrap();
+        }
+        take(&mut c, 1);
+        let refused = c.send_at(&[1; 10], secs(30));
+        assert!(matches!(refused, Err(ConnError::Stalled { .. })), "{refused:?}");
+        // A step taken counts from when the flush took it.
+        let mut c = script(vec![], 0).with_patience(patience, t0);
+        c.max_out = 10_000;
+        c.send_at(&[1; 200], secs(0)).unwrap();
+        take(&mut c, 60);
+        c.flush_at(secs(5)).unwrap();
+        assert_eq!(c.stalled(secs(34)), None);
+        let stalled = c.stalled(secs(35));
+        let thirty = Duration::from_secs(30);
+        assert_eq!(stalled, Some(ConnError::Stalled { len: 144, stalled: thirty, step: 50 }));
+        // Under the soft backlog a quiet peer is never stalled; an empty queue restarts the
+        // clock.
+        let mut c = script(vec![], 0).with_patience(patience, t0);
+        c.send_at(&[1; 10], secs(0)).unwrap();
+        assert_eq!(c.stalled(secs(1000)), None);
+        c.stream.write_limit = 1000;
+        c.flush_at(secs(1000)).unwrap();
+        c.stream.write_limit = 0;
+        c.send_at(&[1; 100], secs(2000)).unwrap();
+        assert_eq!(c.stalled(secs(2029)), None);
+        assert!(c.stalled(secs(2030)).is_some());
     }
 
     /// Frames leave the decoder after every read (a turn's budget of small frames never

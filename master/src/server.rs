@@ -41,9 +41,11 @@ const MAX_MINION_BACKLOG: usize = 64 * 1024 * 1024;
 /// whose minions return big outputs at once); past [`CONTROL_PATIENCE`]'s soft backlog it
 /// must keep taking bytes.
 const MAX_CONTROL_BACKLOG: usize = 128 * 1024 * 1024;
-/// Past 16 MiB unsent, a control client that has taken nothing for 10 s is cut off.
+/// Past 16 MiB unsent, a control client that has not taken 64 KiB in 10 s is cut off.
 const CONTROL_PATIENCE: Patience =
-    Patience { soft: 16 * 1024 * 1024, stall: std::time::Duration::from_secs(10) };
+    Patience { soft: 16 * 1024 * 1024, stall: std::time::Duration::from_secs(10), step: 64 * 1024 };
+/// How often control clients are looked at for stalling when nothing is sent to them.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
     let what = what.into();
@@ -97,10 +99,10 @@ impl Linked {
         }
     }
 
-    fn flush(&mut self) -> Result<(), ConnError> {
+    fn flush(&mut self, now: Instant) -> Result<(), ConnError> {
         match &mut self.link {
             Link::Minion(c) | Link::Http(c) => c.flush(),
-            Link::Control(c) => c.flush(),
+            Link::Control(c) => c.flush_at(now),
         }
     }
 
@@ -250,6 +252,8 @@ pub struct Master {
     reserve_fd: Option<std::fs::File>,
     /// Salt's `log_file`, reopened on SIGHUP.
     log_file: Option<halite_common::logging::LogFile>,
+    /// When control clients are next looked at for stalling (see `cut_stalled`).
+    stall_check: Instant,
     /// systemd's notify socket (`Type=notify`), when the master runs under it.
     notifier: halite_common::sdnotify::Notifier,
     /// The `STATUS=` last sent, and when the next may go.
@@ -313,6 +317,7 @@ impl Master {
             dirty: Vec::new(),
             fx: Vec::new(),
             retry_at: None,
+            stall_check: Instant::now() + STALL_CHECK,
             quiet: Default::default(),
             reserve_fd,
             notifier: halite_common::sdnotify::Notifier::none(),
@@ -425,6 +430,7 @@ impl Master {
                 }
             }
             self.input(Input::Tick);
+            self.cut_stalled(Instant::now());
             self.send_status();
         }
         log::info!("halite-master stopping");
@@ -471,7 +477,8 @@ impl Master {
                     continue;
                 }
                 let registry = self.poll.registry();
-                let done = linked.flush().and_then(|()| linked.update_interest(registry, conn));
+                let flushed = linked.flush(now);
+                let done = flushed.and_then(|()| linked.update_interest(registry, conn));
                 if let Err(error) = done {
                     closed.push((conn, error));
                 }
@@ -488,10 +495,30 @@ impl Master {
         }
     }
 
+    /// Cuts off the control clients that have fallen behind past their patience, sends or
+    /// not: one that stopped reading (a `halite` suspended, or piped into a pager left
+    /// open) with a backlog owed held it until it went away. Once a second.
+    fn cut_stalled(&mut self, now: Instant) {
+        if now < self.stall_check {
+            return;
+        }
+        self.stall_check = now + STALL_CHECK;
+        let stalled: Vec<(Token, ConnError)> = (self.links.iter_mut())
+            .filter_map(|(conn, linked)| match &mut linked.link {
+                Link::Control(c) => c.stalled(now).map(|error| (*conn, error)),
+                _ => None,
+            })
+            .collect();
+        for (conn, error) in stalled {
+            self.close(conn);
+            self.input(Input::Closed { conn, error });
+        }
+    }
+
     /// Writes what can be written now, then drops the connection.
     fn close(&mut self, conn: Token) {
         let Some(mut linked) = self.links.remove(&conn) else { return };
-        let _ = linked.flush(); // best effort: a refusal's verdict reaches the peer
+        let _ = linked.flush(Instant::now()); // best effort: a refusal's verdict reaches the peer
         if linked.registered {
             let _ = self.poll.registry().deregister(linked.source());
         }

@@ -112,18 +112,15 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
             });
         }
     }
-    // Past 16 MiB unsent, the stalled subscriber is dropped at the first event sent to it
-    // 10 s after it last took a byte (a reading one may fall that far behind): each ping's
-    // events are such a send.
-    wait_until(WAIT, "the stalled subscriber dropped", || {
-        let ping = master.halite(&["minion1", "test.ping"]);
-        assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
-        master.daemon.lines().iter().any(|l| l.contains("dropping event subscriber"))
-    });
+    // Past 16 MiB unsent, the stalled subscriber is dropped 10 s after it last took 64 KiB
+    // (a reading one may fall that far behind), with nothing more sent to it: it held its
+    // backlog for as long as it lived when only a send looked.
     master.daemon.wait_for_line(
-        r"dropping event subscriber: too slow, peer is not reading: \d+ bytes queued, none taken for \d+ s",
+        r"dropping event subscriber: too slow, peer is not reading: \d+ bytes queued, under 65536 taken in 1\d s",
         WAIT,
     );
+    let ping = master.halite(&["minion1", "test.ping"]);
+    assert_eq!(ping.stdout, "minion1:\n    True\n", "{ping:?}");
     let status = counter.wait_exit(std::time::Duration::from_secs(120)).unwrap_or_else(|| {
         panic!("the reading subscriber stopped after {} of {N} events", counter.line_count())
     });
@@ -132,6 +129,39 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
     assert_eq!(lines.len(), N);
     assert!(lines[N - 1].starts_with(&format!("myco/flood/{}\t", N - 1)), "{}", lines[N - 1]);
     drop(stalled);
+    assert_eq!(master.halite(&["minion1", "test.ping"]).status, Some(0));
+}
+
+/// A subscriber that stopped reading with more than 16 MiB owed, after which nothing more
+/// was sent to it, was looked at only when a frame was queued for it: it held its backlog
+/// (up to 128 MiB) for as long as it lived. The driver looks every second.
+#[test]
+fn a_stalled_subscriber_is_dropped_with_nothing_more_sent_to_it() {
+    let (master, _minion) = one_minion("max_event_bytes: 4194304");
+    let socket = master.dir.join("master/var/run/halite/master").join(SOCKET_NAME);
+    let mut stalled = UnixStream::connect(&socket).unwrap();
+    let mut frame = Vec::new();
+    encode_frame(&serde_json::to_vec(&Request::Subscribe { tagmatch: None }).unwrap(), &mut frame);
+    stalled.write_all(&frame).unwrap();
+    wait_until(WAIT, "the stalled subscription", || {
+        master.events().iter().any(|(t, _)| t == "salt/event/new_client")
+    });
+    // Six events of ~3.9 MB: 24 MB owed, past the 16 MiB soft backlog, then nothing.
+    let mut raw = RawMinion::authenticate(master.addr, "big");
+    for i in 0..6 {
+        let data = json!({"pad": "x".repeat(3_900_000)});
+        let tag = format!("myco/big/{i}");
+        raw.send(&ToMaster::Event { tag, data, ts: 0, ack: false, jid: None });
+    }
+    master.daemon.wait_for_line(
+        r"dropping event subscriber: too slow, peer is not reading: \d+ bytes queued, under 65536 taken in 1\d s",
+        WAIT,
+    );
+    // Cut off: what it reads ends, and the master serves on.
+    stalled.set_read_timeout(Some(WAIT)).unwrap();
+    let mut owed = Vec::new();
+    std::io::Read::read_to_end(&mut stalled, &mut owed).unwrap();
+    assert!(owed.len() < 16 * 1024 * 1024, "{} bytes reached it", owed.len());
     assert_eq!(master.halite(&["minion1", "test.ping"]).status, Some(0));
 }
 
