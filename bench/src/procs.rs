@@ -201,6 +201,10 @@ impl SwarmProc {
         Ok(SwarmProc { child, stdin, lines })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn command(&mut self, line: &str) -> Result<()> {
         writeln!(self.stdin, "{line}").map_err(|e| format!("halite-swarm stdin: {e}"))
     }
@@ -388,6 +392,22 @@ pub fn timed(cmd: &mut Command) -> Result<(Duration, String)> {
     Ok((took, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
+/// CPU time (user + system, all threads) a process has used, and that of its children it
+/// has waited for, from `/proc/PID/stat` (clock ticks of 10 ms: Linux's `USER_HZ` on x86).
+pub fn cpu_times(pid: u32) -> (Duration, Duration) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_of_stat(&stat)
+}
+
+fn cpu_of_stat(stat: &str) -> (Duration, Duration) {
+    // The name (field 2) may hold spaces and parentheses: fields are counted after its `)`.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> =
+        rest.split_whitespace().skip(11).take(4).map(|f| f.parse().unwrap_or(0)).collect();
+    let ticks = |i: usize| Duration::from_millis(10 * fields.get(i).copied().unwrap_or(0));
+    (ticks(0) + ticks(1), ticks(2) + ticks(3))
+}
+
 /// The median of some durations, in milliseconds.
 pub fn median_ms(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
@@ -422,6 +442,12 @@ mod tests {
         drop(dir);
         assert!(!path.exists());
         assert!(!trash().exists(), "{}", trash().display());
+    }
+
+    #[test]
+    fn cpu_times_are_read_after_the_name() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194304 100 0 0 0 250 31 7 3 20 0 1 0";
+        assert_eq!(cpu_of_stat(stat), (Duration::from_millis(2810), Duration::from_millis(100)));
     }
 
     /// The log rotates twice between two looks: the lines of the file in between are counted.

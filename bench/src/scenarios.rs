@@ -3,7 +3,9 @@
 //! throughput, the seed bootstrap, handshake rate, an orchestration over the swarm,
 //! webhook throughput, beacons, and binary sizes.
 
-use crate::procs::{median, median_ms, timed, Daemon, Follow, Memory, Result, SwarmProc, TempDir};
+use crate::procs::{
+    cpu_times, median, median_ms, timed, Daemon, Follow, Memory, Result, SwarmProc, TempDir,
+};
 use crate::swarm;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -303,7 +305,16 @@ impl Bench {
                     None,
                 );
             }
+            let master_pid = master.daemon.child.id();
+            let master_cpu = cpu_times(master_pid).0;
             let (mut swarm, ready) = self.swarm(&master, "swarm", n)?;
+            let master_cpu = cpu_times(master_pid).0.saturating_sub(master_cpu);
+            let swarm_cpu = ready
+                .split("cpu ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|r| r.parse::<f64>().ok())
+                .unwrap_or(f64::NAN);
             let rate = ready
                 .split('(')
                 .nth(1)
@@ -318,6 +329,23 @@ impl Bench {
                     "> 5,000/s",
                     Some(rate > 5000.0),
                 );
+                // What each end spent per handshake: on 2 cores shared, the rate is at most
+                // 2 s of CPU per second over their sum.
+                let per = |ms: f64| ms * 1000.0 / n as f64;
+                self.row(
+                    "swarm-ping",
+                    format!(
+                        "CPU per handshake, {} fresh connections: master + swarm",
+                        thousands(n)
+                    ),
+                    format!(
+                        "{:.0} + {:.0} µs",
+                        per(master_cpu.as_secs_f64() * 1000.0),
+                        per(swarm_cpu)
+                    ),
+                    "",
+                    None,
+                );
             }
             // The first run also waits for every session to be live.
             self.halite_until_ok(&master, &["*", "test.ping", "--out", "json"])?;
@@ -331,6 +359,8 @@ impl Bench {
             };
             let mut samples = Vec::new();
             let mut missing = 0;
+            let cpu = |pid| cpu_times(pid).0;
+            let cpu_before = (cpu(master_pid), cpu(swarm.pid()), cpu_times(std::process::id()).1);
             for _ in 0..reps {
                 let (took, out) =
                     timed(&mut self.halite(&master, &["*", "test.ping", "--out", "json"]))?;
@@ -338,6 +368,14 @@ impl Bench {
                 missing += n.saturating_sub(got);
                 samples.push(took);
             }
+            let ms_per_ping = |before: Duration, after: Duration| {
+                after.saturating_sub(before).as_secs_f64() * 1000.0 / reps as f64
+            };
+            let cpu_per_ping = [
+                ms_per_ping(cpu_before.0, cpu(master_pid)),
+                ms_per_ping(cpu_before.1, cpu(swarm.pid())),
+                ms_per_ping(cpu_before.2, cpu_times(std::process::id()).1),
+            ];
             let after = master.daemon.memory();
             let echo = ["*", "test.echo", "hello swarm", "--out", "json"];
             let (_, echoed) = timed(&mut self.halite(&master, &echo))?;
@@ -349,6 +387,21 @@ impl Bench {
                     .push(format!("{n} swarm minions: {missing} missing returns; {stats}"));
             }
             let ms = median_ms(samples);
+            if n >= 1000 {
+                // The CPU the three processes spent per ping: on 2 shared cores the wall
+                // time cannot be under half their sum.
+                let [m, s, c] = cpu_per_ping;
+                self.row(
+                    "swarm-ping",
+                    format!(
+                        "CPU per `test.ping` to {} swarm minions (mean): master + swarm + CLI",
+                        thousands(n)
+                    ),
+                    format!("{m:.0} + {s:.0} + {c:.0} = {:.0} ms", m + s + c),
+                    "",
+                    None,
+                );
+            }
             let (target, met) = match n {
                 1000 => ("< 100 ms", Some(ms < 100.0)),
                 10_000 => ("< 1 s", Some(ms < 1000.0)),

@@ -14,7 +14,8 @@
 //! with a master that does a handshake in tens of microseconds); the counters are shared.
 //! Commands arrive as lines on stdin; status lines go to stdout:
 //!
-//! - `swarm ready: N live in MS ms (R handshakes/s)` once every member is authenticated;
+//! - `swarm ready: N live in MS ms (R handshakes/s; cpu C ms)` once every member is
+//!   authenticated (C: the swarm's own CPU time, all loops, since its clock started);
 //! - `events N` → fires N events (`bench/event/K`) round-robin over the live members (each
 //!   loop its share), then `bench/events/done`, and prints `events sent: N in MS ms` once
 //!   they are all written;
@@ -142,6 +143,8 @@ struct Shared {
     total: usize,
     threads: usize,
     started: Instant,
+    /// The process's CPU time when the clock started (the keys' work done before it).
+    cpu_at_start: Duration,
     live: AtomicUsize,
     lost: AtomicUsize,
     returns: AtomicUsize,
@@ -185,6 +188,7 @@ pub fn run(opts: Options, members: Vec<(String, KeyPair)>) -> io::Result<()> {
         total,
         threads,
         started: Instant::now(),
+        cpu_at_start: crate::procs::cpu_times(std::process::id()).0,
         live: AtomicUsize::new(0),
         lost: AtomicUsize::new(0),
         returns: AtomicUsize::new(0),
@@ -616,7 +620,12 @@ impl Swarm {
         if live + lost == shared.total && !shared.ready_said.swap(true, SeqCst) {
             let ms = shared.started.elapsed().as_secs_f64() * 1000.0;
             let rate = live as f64 / (ms / 1000.0).max(1e-9);
-            say(&format!("swarm ready: {live} live in {ms:.1} ms ({rate:.0} handshakes/s)"));
+            let now = crate::procs::cpu_times(std::process::id()).0;
+            let cpu = now.saturating_sub(shared.cpu_at_start);
+            let cpu = cpu.as_millis();
+            say(&format!(
+                "swarm ready: {live} live in {ms:.1} ms ({rate:.0} handshakes/s; cpu {cpu} ms)"
+            ));
         }
         if let Some((since, n)) = self.sending {
             if self.members.iter().all(|m| !m.writing || m.conn.is_none()) {
