@@ -104,7 +104,7 @@ const WASTED_OLD_READS_PER_MINUTE: u32 = 64;
 const MINUTE: Duration = Duration::from_secs(60);
 /// Bytes of returns put off to their minion's next minute, all minions together: past them
 /// one is dropped unacknowledged (sent again after a reconnect).
-const MAX_DEFERRED_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const MAX_DEFERRED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Late returns, for jobs no longer among the recent ones (older, or from before a restart).
 /// One read of the job cache per job serves every return waiting for it, each minion may
@@ -127,7 +127,7 @@ pub(crate) struct OldJobs {
     /// Returns put off to the minion's next minute (counted in `by_minion`), and their
     /// frames' bytes ([`MAX_DEFERRED_BYTES`] at most).
     pub(super) deferred: HashMap<String, Vec<OldReturn>>,
-    deferred_bytes: usize,
+    pub(super) deferred_bytes: usize,
 }
 
 pub(super) struct OldReturn {

@@ -1740,6 +1740,30 @@ fn returns_for_made_up_jobs_are_read_64_times_a_minute() {
     assert!(h.core.old_jobs.deferred.is_empty() && h.core.old_jobs.by_minion.is_empty());
 }
 
+/// Returns put off to their minion's next minute are held within 16 MiB, all minions
+/// together: past it one is dropped unacknowledged (the minion sends it again after its
+/// next reconnect) and nothing of it stays counted.
+#[test]
+fn a_return_put_off_past_16_mib_of_them_is_dropped_unacknowledged() {
+    use super::jobs::MAX_DEFERRED_BYTES;
+    let mut h = Harness::new("deferfull", "auto_accept: True\n");
+    let conn = Token(10);
+    let mut m = live_minion(&mut h, "m1", conn);
+    h.core.old_jobs.wasted.insert("m1".into(), (h.now, 64));
+    h.core.old_jobs.deferred_bytes = MAX_DEFERRED_BYTES - 10;
+    let mut out = h.step(Input::Frame { conn, frame: m.seal(&job_return("20200101000000000001")) });
+    out.extend(h.advance(TICK));
+    out.extend(h.advance(TICK));
+    assert!(!sent(&out, conn).iter().map(|b| m.open(b)).any(|r| is_ack(&r)), "acked");
+    assert!(h.core.old_jobs.deferred.is_empty() && h.core.old_jobs.by_minion.is_empty());
+    assert_eq!(h.core.old_jobs.deferred_bytes, MAX_DEFERRED_BYTES - 10);
+    // With room, the same return waits for the next minute.
+    h.core.old_jobs.deferred_bytes = 0;
+    h.step(Input::Frame { conn, frame: m.seal(&job_return("20200101000000000001")) });
+    assert_eq!(h.core.old_jobs.deferred["m1"].len(), 1);
+    assert!(h.core.old_jobs.deferred_bytes > 0);
+}
+
 fn is_ack(reply: &ToMinion) -> bool {
     matches!(reply, ToMinion::ReturnAck { .. })
 }
