@@ -414,31 +414,36 @@ fn append(c: &Call) -> StateRet {
     if !path.is_absolute() {
         return ret.error(format!("Specified file {name} is not an absolute path"));
     }
-    let parent = parent_of(path);
-    let stat = Place::resolve(path, true).and_then(|place| place.stat());
-    let is_file = stat.is_ok_and(|f| f.is_file());
-    if !is_file {
-        if c.test() {
-            ret.change("new", name.clone());
-            return ret.with(None, format!("File {name} is set to be created"));
-        }
-        if !parent.is_dir() {
+    // No other user's link on the way or last (`safepath`); read and written relative to
+    // the directory held open.
+    let place = match Place::resolve(path, true) {
+        Ok(place) => Some(place),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return ret.error(format!("Unable to append to {name}: {e}")),
+    };
+    let is_file = place.as_ref().and_then(|p| p.stat().ok()).is_some_and(|f| f.is_file());
+    if !is_file && c.test() {
+        ret.change("new", name.clone());
+        return ret.with(None, format!("File {name} is set to be created"));
+    }
+    let place = match place {
+        Some(place) => place,
+        None => {
+            let parent = parent_of(path);
             if !c.flag("makedirs", false) {
                 return ret.error(format!(
                     "Directory not present, and makedirs is false: {}",
                     parent.display()
                 ));
             }
-            if let Err(e) = Place::make_dirs(path, false) {
-                return ret.error(format!("Failed to create directory {}: {e}", parent.display()));
+            match Place::make_dirs(path, true) {
+                Ok(place) => place,
+                Err(e) => {
+                    let parent = parent.display();
+                    return ret.error(format!("Failed to create directory {parent}: {e}"));
+                }
             }
         }
-    }
-    // No other user's link on the way or last (`safepath`); written relative to the
-    // directory held open.
-    let place = match Place::resolve(path, true) {
-        Ok(place) => place,
-        Err(e) => return ret.error(format!("Unable to append to {name}: {e}")),
     };
     if !is_file {
         if let Err(e) = place.append(true) {

@@ -439,4 +439,15 @@ fn append_states() {
     let ret = one(&dir, &[], "{d}/new:\n  file.append:\n    - text: hello\n", false);
     assert_eq!(ret["comment"], json!("Appended 1 lines"));
     assert_eq!(std::fs::read_to_string(dir.path("new")).unwrap(), "hello\n");
+    // Where its directory is missing: created only with makedirs.
+    let deep = dir.path("x/y/f");
+    let body = "{d}/x/y/f:\n  file.append:\n    - text: hi\n";
+    let ret = one(&dir, &[], body, true);
+    check(&ret, Value::Null, &format!("File {deep} is set to be created"), json!({"new": deep}));
+    let ret = one(&dir, &[], body, false);
+    let missing = format!("Directory not present, and makedirs is false: {}", dir.path("x/y"));
+    check(&ret, json!(false), &missing, json!({}));
+    let ret = one(&dir, &[], &format!("{body}    - makedirs: True\n"), false);
+    assert_eq!(ret["comment"], json!("Appended 1 lines"), "{ret:?}");
+    assert_eq!(std::fs::read_to_string(&deep).unwrap(), "hi\n");
 }
