@@ -117,7 +117,8 @@ pub fn clip(text: &str) -> String {
 
 /// `text` fit for one log line: control characters, and the invisible ones that reorder or
 /// hide the text around them ([`crate::id::is_invisible`]), written as escapes (`\n`,
-/// `\u{202e}`), so that a peer's string can neither start a forged line nor disguise one; at
+/// `\u{202e}`), so that a peer's string can neither start a forged line nor disguise one,
+/// and `\` itself doubled (a peer's literal `\n` is not read as an escaped line break); at
 /// most `max` characters, then `...`.
 pub fn printable(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max.saturating_add(3)));
@@ -130,6 +131,7 @@ pub fn printable(text: &str, max: usize) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
             c if escaped(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
@@ -273,6 +275,8 @@ mod tests {
             "a\\n2026-01-01 [WARN ] minion admin authenticated\\r\\t\\u{1b}[31m\\u{202e}x\\u{7f}"
         );
         assert_eq!(printable("é✓ ok", 200), "é✓ ok");
+        // A literal backslash-n is not an escaped line break.
+        assert_eq!(printable("a\\nb\nc", 200), "a\\\\nb\\nc");
         assert_eq!(printable("abcdef", 3), "abc...");
         assert_eq!(clip(&"x".repeat(200)).len(), 123);
     }
