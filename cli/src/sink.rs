@@ -10,11 +10,16 @@ use std::path::Path;
 /// The destination of the returns' text.
 pub struct Sink {
     file: Option<File>,
+    /// Text kept by [`Sink::hold`], not yet written.
+    held: Vec<u8>,
 }
+
+/// Held text written at the latest once it is this long.
+const MAX_HELD: usize = 64 * 1024;
 
 impl Sink {
     pub fn stdout() -> Sink {
-        Sink { file: None }
+        Sink { file: None, held: Vec::new() }
     }
 
     /// Opens `path` before anything is published, so a bad path costs no job. A regular
@@ -65,26 +70,51 @@ impl Sink {
         if !append && meta.is_file() {
             file.set_len(0).map_err(io_denied)?;
         }
-        Ok(Sink { file: Some(file) })
+        Ok(Sink { file: Some(file), held: Vec::new() })
     }
 
-    /// Writes one outputter's text (already ending in a newline; empty text writes nothing).
+    /// Writes one outputter's text (already ending in a newline; empty text writes nothing),
+    /// after what is held.
     pub fn display(&mut self, text: &str) {
-        if text.is_empty() {
+        self.held.extend_from_slice(text.as_bytes());
+        self.flush();
+    }
+
+    /// Keeps one outputter's text to be written with the next: a stream of returns coming in
+    /// faster than they are printed was a write per return (10,000 for a ping of 10,000
+    /// minions). What is held is written by [`Sink::flush`] (before the caller waits for
+    /// more), by the next [`Sink::display`], once it passes 64 KiB, or when dropped.
+    pub fn hold(&mut self, text: &str) {
+        self.held.extend_from_slice(text.as_bytes());
+        if self.held.len() >= MAX_HELD {
+            self.flush();
+        }
+    }
+
+    /// Writes what is held.
+    pub fn flush(&mut self) {
+        if self.held.is_empty() {
             return;
         }
         match &mut self.file {
             Some(file) => {
-                if let Err(e) = file.write_all(text.as_bytes()) {
+                if let Err(e) = file.write_all(&self.held) {
                     eprintln!("halite: cannot write the output file: {e}");
                 }
             }
             None => {
                 let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
+                let _ = out.write_all(&self.held);
                 let _ = out.flush();
             }
         }
+        self.held.clear();
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -103,6 +103,16 @@ impl Client {
     /// The next message from the master; `Ok(None)` when `wait` passes first (`None` = forever).
     /// The master closing the stream is an error: it never does so without a reason.
     pub fn receive(&mut self, wait: Option<Duration>) -> Result<Option<Response>, ClientError> {
+        self.receive_with(wait, || {})
+    }
+
+    /// [`Client::receive`], calling `before_read` once before it would read the socket (no
+    /// whole frame buffered): a CLI writes out what it holds then, not once per frame.
+    pub fn receive_with(
+        &mut self,
+        wait: Option<Duration>,
+        mut before_read: impl FnMut(),
+    ) -> Result<Option<Response>, ClientError> {
         let deadline = wait.map(|w| Instant::now() + w);
         // Allocated on the first read only: most calls find a frame already decoded.
         let mut buf = Vec::new();
@@ -126,6 +136,9 @@ impl Client {
                 }
                 None => None,
             };
+            if buf.is_empty() {
+                before_read();
+            }
             self.stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
             buf.resize(64 * 1024, 0);
             match self.stream.read(&mut buf) {

@@ -125,6 +125,31 @@ fn answer_pings_only(raw: &mut RawMinion) {
     }
 }
 
+/// A minion's return is printed when it comes, while others still run the job: the CLI
+/// keeps returns that arrive together and writes them before it waits for more (not once
+/// per return, and not at the end).
+#[test]
+fn a_return_is_printed_while_another_minion_still_runs_the_job() {
+    let (master, _m) = cluster(&["a1"]);
+    let mut slow = RawMinion::authenticate(master.addr, "slow");
+    wait_until(WAIT, "slow live", || master.presence() == ["a1", "slow"]);
+    // A timeout past the waits below: no find_job round (whose wait writes too) before them.
+    let cli =
+        halite_tests::Daemon::spawn(master.halite_cmd(&["*", "test.ping", "-t", "60"]), "cli");
+    let publish = loop {
+        match slow.recv().expect("master keeps the session") {
+            ToMinion::Publish(p) => break p,
+            ToMinion::Ping { seq } => drop(slow.send(&ToMaster::Pong { seq })),
+            _ => {}
+        }
+    };
+    cli.wait_for_line(r"^a1:$", WAIT);
+    cli.wait_for_line(r"^    True$", WAIT);
+    assert!(!cli.lines().iter().any(|l| l.starts_with("slow")), "{:?}", cli.lines());
+    slow.send(&returns_true(publish));
+    cli.wait_for_line(r"^slow:$", WAIT);
+}
+
 #[test]
 fn ten_percent_silent_minions_and_salts_batch_texts() {
     let (master, _m) = cluster(&["a1", "a2", "a3"]);

@@ -236,6 +236,7 @@ fn run(args: &Args) -> Result<i32, Failure> {
         progress: progress.then(|| Progress::start(minions.len() + missing.len())),
     };
     waiter.collect(&connected, timeout)?;
+    waiter.sink.flush();
     let connected: HashSet<&String> = connected.iter().collect();
     let (mut results, returned, mut sink) = (waiter.results, waiter.returned, waiter.sink);
     let mut bar = waiter.progress;
@@ -370,7 +371,7 @@ impl Waiter {
             bar.step();
         }
         if self.streaming {
-            self.sink.display(&render(id, &result, &self.jid, self.format));
+            self.sink.hold(&render(id, &result, &self.jid, self.format));
         }
         self.returned.insert(id.to_string());
         self.results.push((id.to_string(), result));
@@ -430,7 +431,8 @@ impl Waiter {
     /// events and keeping any `saltutil.find_job` returns in `early`.
     fn await_published(&mut self, early: &mut Vec<(String, EventData)>) -> Result<String, Failure> {
         loop {
-            match self.client.receive(None).map_err(|e| (2, e.to_string()))? {
+            let answer = self.client.receive_with(None, || self.sink.flush());
+            match answer.map_err(|e| (2, e.to_string()))? {
                 Some(Response::Published { jid, .. }) => return Ok(jid),
                 Some(Response::Event { tag, data })
                     if data.get("fun").and_then(Value::as_str) == Some("saltutil.find_job") =>
@@ -449,7 +451,9 @@ impl Waiter {
 
     /// The next event on the stream within `wait`.
     fn next_event(&mut self, wait: Duration) -> Result<Option<(String, EventData)>, Failure> {
-        match self.client.receive(Some(wait)).map_err(|e| (2, e.to_string()))? {
+        // What the returns so far printed is written before waiting for more.
+        let answer = self.client.receive_with(Some(wait), || self.sink.flush());
+        match answer.map_err(|e| (2, e.to_string()))? {
             Some(Response::Event { tag, data }) => Ok(Some((tag, data))),
             Some(_) | None => Ok(None),
         }
