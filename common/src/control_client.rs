@@ -119,7 +119,7 @@ impl Client {
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(payload)) => {
-                    return serde_json::from_slice(&payload)
+                    return crate::control::decode_response(&payload)
                         .map(Some)
                         .map_err(|e| ClientError::Protocol(e.to_string()));
                 }

@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod http;
 pub mod id;
 pub mod logging;
+pub mod memcopy;
 pub mod proto;
 pub mod pyrepr;
 pub mod reactor;
