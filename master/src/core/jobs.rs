@@ -98,8 +98,7 @@ const MAX_OLD_RETURNS_PER_MINION: usize = 64;
 /// returned already) it may cause in a minute: past them its returns for jobs not kept
 /// wait for the next minute (at most [`MAX_OLD_RETURNS_PER_MINION`] of them, as ever).
 /// A minion catching up returns for jobs it was sent and that miss its return: those reads
-/// are not counted (nor a read that failed: it is retried). A read of a job the cache does
-/// not hold is: it served the minion nothing.
+/// (and those of jobs the cache does not hold, a failed open) are not counted.
 const WASTED_OLD_READS_PER_MINUTE: u32 = 64;
 const MINUTE: Duration = Duration::from_secs(60);
 /// Bytes of returns put off to their minion's next minute, all minions together: past them
@@ -739,9 +738,6 @@ impl Core {
                 Ok(Some(found)) => found,
                 Ok(None) => {
                     for OldReturn { token, id, .. } in waiting {
-                        // A read that served it nothing: made-up jids, sent as fast as a
-                        // minion can, kept the disk thread busy for the whole fleet.
-                        self.old_jobs.waste(&id, self.now);
                         self.minion_warn(
                             &id,
                             format_args!("minion {id} returned for unknown job {jid}; ignored"),

@@ -1702,40 +1702,25 @@ fn a_minion_cycling_through_old_jobs_has_them_read_64_times_a_minute() {
     assert!(h.core.old_jobs.deferred.is_empty() && h.core.old_jobs.by_minion.is_empty());
 }
 
-/// A minion returning for jobs the master never had (well-formed jids, made up): each one
-/// was a read of the job cache on the disk thread, acked at once, so a minion sending them
-/// as fast as it could kept that thread busy for the whole fleet's job-cache writes. Reads
-/// of unknown jobs serve the minion nothing too: 64 a minute, then they wait (and are still
-/// read, and acked, at its next minute).
+/// Returns for jobs the cache does not hold (pruned since, or made up) are each read and
+/// acked at once, however many: such a read is one failed open on the disk thread, cheaper
+/// than the frame that asked for it, and a minion catching up after its jobs were pruned
+/// must not have its returns held back or dropped (counting them as reads that served it
+/// nothing did both, past 64).
 #[test]
-fn returns_for_made_up_jobs_are_read_64_times_a_minute() {
-    let mut h = Harness::new("madeup", "auto_accept: True\n");
+fn returns_for_jobs_the_cache_does_not_hold_are_acked_at_once() {
+    let mut h = Harness::new("unknownjobs", "auto_accept: True\n");
     let conn = Token(10);
     let mut m = live_minion(&mut h, "m1", conn);
-    let submitted = |h: &Harness| {
-        let io = format!("{:?}", h.core.io);
-        io.split("submitted: ").nth(1).unwrap().split(',').next().unwrap().parse::<u64>().unwrap()
-    };
-    let before = submitted(&h);
     let mut acks = 0;
     for n in 0..100u64 {
         let jid = format!("20200101000000{n:06}");
-        let last = submitted(&h);
         h.step(Input::Frame { conn, frame: m.seal(&job_return(&jid)) });
-        if submitted(&h) > last {
-            let out = h.disk_done();
-            acks += sent(&out, conn).iter().map(|b| m.open(b)).filter(is_ack).count();
-        }
+        let mut out = h.disk_done();
+        out.extend(h.advance(TICK));
+        out.extend(h.advance(TICK));
+        acks += sent(&out, conn).iter().map(|b| m.open(b)).filter(is_ack).count();
     }
-    assert_eq!(submitted(&h) - before, 64, "reads of made-up jobs");
-    assert_eq!(h.core.old_jobs.deferred["m1"].len(), 36);
-    // Acked after their read at the next minute (they were not lost for a real minion).
-    h.now += Duration::from_secs(61);
-    h.core.old_jobs_tick(h.now);
-    let mut out = h.disk_done();
-    out.extend(h.advance(TICK));
-    out.extend(h.advance(TICK));
-    acks += sent(&out, conn).iter().map(|b| m.open(b)).filter(is_ack).count();
     assert_eq!(acks, 100);
     assert!(h.core.old_jobs.deferred.is_empty() && h.core.old_jobs.by_minion.is_empty());
 }
