@@ -230,9 +230,9 @@ fn spoofing_ids_are_refused_at_hello_and_never_listed_or_accepted() {
         assert!(conn.closed_by_master(), "the master kept {id:?} connected");
     }
     for refusal in [
-        r"refused hello: minion id contains forbidden character '\\u\{202e\}'",
-        r"refused hello: minion id contains forbidden character '\\u\{2028\}'",
-        r"refused hello: minion id contains forbidden character '\\u\{200b\}'",
+        r"refused hello: minion id contains forbidden character '\\\\u\{202e\}'",
+        r"refused hello: minion id contains forbidden character '\\\\u\{2028\}'",
+        r"refused hello: minion id contains forbidden character '\\\\u\{200b\}'",
         r"refused hello: minion id starts or ends with whitespace",
     ] {
         master.daemon.wait_for_line(refusal, halite_tests::cluster::WAIT);
