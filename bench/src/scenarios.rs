@@ -283,6 +283,7 @@ impl Bench {
     /// 2, 3a and 7: `halite '*' test.ping` over N swarm minions, the master's memory with 0
     /// and N minions, and the rate of N fresh handshakes.
     pub fn swarm_ping(&mut self) -> Result<()> {
+        const JOBS_AT_CAP: usize = 25;
         let sizes: &[usize] = if self.quick { &[100] } else { &[100, 1000, 10_000] };
         for &n in sizes {
             eprintln!("swarm-ping: {n} swarm minions");
@@ -380,6 +381,27 @@ impl Bench {
             let echo = ["*", "test.echo", "hello swarm", "--out", "json"];
             let (_, echoed) = timed(&mut self.halite(&master, &echo))?;
             missing += n.saturating_sub(count_equal(&echoed, &Value::from("hello swarm")));
+            if n == 10_000 {
+                // The recent jobs' bookkeeping (who each went to, who returned) is kept up
+                // to 200,000 minion entries: 20 jobs to 10,000 minions. The master's memory
+                // is only honest once that is full.
+                for _ in reps + 2..JOBS_AT_CAP {
+                    let (_, out) =
+                        timed(&mut self.halite(&master, &["*", "test.ping", "--out", "json"]))?;
+                    missing += n.saturating_sub(count_equal(&out, &Value::Bool(true)));
+                }
+                let full = master.daemon.memory();
+                self.row(
+                    "swarm-ping",
+                    format!(
+                        "`halite-master` RSS, 10,000 minions connected, after {JOBS_AT_CAP} jobs \
+                         to all of them (its recent jobs' bookkeeping at its cap; peak)"
+                    ),
+                    format!("{} ({} peak)", mib(full.rss_kib), mib(full.peak_kib)),
+                    "< 64 MB",
+                    Some(full.peak_kib < 64 * 1024),
+                );
+            }
             swarm.command("stats")?;
             let stats = swarm.wait_line("stats: ")?;
             if missing > 0 || !stats.contains(" lost=0") {

@@ -12,6 +12,7 @@ pub mod fileserver;
 pub mod forward;
 pub mod grainscache;
 pub mod jobcache;
+pub mod jobset;
 pub mod keystore;
 pub mod limits;
 pub mod manage;

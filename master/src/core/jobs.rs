@@ -2,6 +2,7 @@
 //! cached grains, Salt's job events, the job cache, and the minions' grains cache.
 
 use super::Core;
+use crate::jobset::JobMinions;
 use halite_common::control::KeyStatus;
 use halite_common::control::Response;
 use halite_common::event::{nesting_problem, object, TagFilter};
@@ -28,10 +29,9 @@ pub struct JobRequest {
 
 /// A job the master published lately.
 pub struct RecentJob {
-    /// Who the job went to.
-    pub minions: HashSet<String>,
-    /// Who has returned (a return sent again after a reconnect is dropped).
-    pub returned: HashSet<String>,
+    /// Who the job went to, and who has returned (a return sent again after a reconnect is
+    /// dropped).
+    pub minions: JobMinions,
     pub cause: Vec<String>,
 }
 
@@ -749,17 +749,17 @@ impl Core {
                 Err(e) => return log::error!("job cache: cannot read job {jid}: {e}"),
             };
             let minions = load.get("minions").and_then(Value::as_array);
-            let minions: HashSet<String> = minions
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.as_str().map(String::from))
-                .collect();
+            let mut minions =
+                JobMinions::new(minions.into_iter().flatten().filter_map(Value::as_str));
+            for id in &returned {
+                minions.mark_returned(id);
+            }
             for old in &waiting {
-                if !minions.contains(&old.id) || returned.contains(&old.id) {
+                if !minions.contains(&old.id) || minions.has_returned(&old.id) {
                     self.old_jobs.waste(&old.id, self.now);
                 }
             }
-            self.old_jobs.keep(&jid, RecentJob { minions, returned, cause: Vec::new() });
+            self.old_jobs.keep(&jid, RecentJob { minions, cause: Vec::new() });
         }
         for OldReturn { token, id, ret, bytes } in waiting {
             self.take_return(token, id, ret, bytes);
@@ -789,7 +789,7 @@ impl Core {
             );
             return self.ack_return(token, &id, ret.jid);
         }
-        if !job.returned.insert(id.clone()) {
+        if !job.minions.mark_returned(&id) {
             // Sent again after a reconnect, before our ack reached the minion. If the first
             // copy is still being stored, this one's ack waits for that store: acked now, a
             // store that then failed lost the return for good.
@@ -877,7 +877,7 @@ impl Core {
             Err(e) => {
                 log::error!("job cache: cannot store return of {id} for {jid}: {e}");
                 if let Some(job) = self.job_mut(&jid) {
-                    job.returned.remove(&id);
+                    job.minions.unmark_returned(&id);
                 }
             }
         }
@@ -928,11 +928,7 @@ impl Core {
 
     /// Remembers who a new job went to and the causal chain it was published under.
     fn remember_job(&mut self, jid: &str, minions: &[String], cause: &[String]) {
-        let job = RecentJob {
-            minions: minions.iter().cloned().collect(),
-            returned: HashSet::new(),
-            cause: cause.to_vec(),
-        };
+        let job = RecentJob { minions: JobMinions::new(minions), cause: cause.to_vec() };
         self.keep_job(jid, job);
     }
 

@@ -216,7 +216,7 @@ impl Core {
     pub(super) fn job_timeouts(&mut self, now: Instant) {
         for jid in self.metrics.due_jobs(now) {
             let Some(job) = self.recent_jobs.get(&jid) else { continue };
-            if job.returned.len() < job.minions.len() {
+            if job.minions.returned_count() < job.minions.len() {
                 self.metrics.jobs_timed_out += 1;
             }
         }
