@@ -78,19 +78,25 @@ fn state_event_pretty_prints_the_seed_job_events_in_order() {
     );
 }
 
-#[test]
-fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
-    let (master, _minion) = one_minion("");
+/// A control connection subscribed to every event that never reads, once its subscription
+/// is in place.
+fn stalled_subscriber(master: &Master) -> UnixStream {
     let socket = master.dir.join("master/var/run/halite/master").join(SOCKET_NAME);
-    // Subscribes to everything, then never reads.
     let mut stalled = UnixStream::connect(&socket).unwrap();
     let mut frame = Vec::new();
     encode_frame(&serde_json::to_vec(&Request::Subscribe { tagmatch: None }).unwrap(), &mut frame);
     stalled.write_all(&frame).unwrap();
-    // Its subscription must be in place before the counter's is awaited (both fire new_client).
     wait_until(WAIT, "the stalled subscription", || {
         master.events().iter().any(|(t, _)| t == "salt/event/new_client")
     });
+    stalled
+}
+
+#[test]
+fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
+    let (master, _minion) = one_minion("");
+    // Its subscription must be in place before the counter's is awaited (both fire new_client).
+    let stalled = stalled_subscriber(&master);
     const N: usize = 100_000;
     let mut counter = state_event(&master, &["tagmatch=myco/flood/*", &format!("count={N}")]);
 
@@ -138,14 +144,7 @@ fn a_stalled_subscriber_is_dropped_and_the_master_keeps_serving() {
 #[test]
 fn a_stalled_subscriber_is_dropped_with_nothing_more_sent_to_it() {
     let (master, _minion) = one_minion("max_event_bytes: 4194304");
-    let socket = master.dir.join("master/var/run/halite/master").join(SOCKET_NAME);
-    let mut stalled = UnixStream::connect(&socket).unwrap();
-    let mut frame = Vec::new();
-    encode_frame(&serde_json::to_vec(&Request::Subscribe { tagmatch: None }).unwrap(), &mut frame);
-    stalled.write_all(&frame).unwrap();
-    wait_until(WAIT, "the stalled subscription", || {
-        master.events().iter().any(|(t, _)| t == "salt/event/new_client")
-    });
+    let mut stalled = stalled_subscriber(&master);
     // Six events of ~3.9 MB: 24 MB owed, past the 16 MiB soft backlog, then nothing.
     let mut raw = RawMinion::authenticate(master.addr, "big");
     for i in 0..6 {
