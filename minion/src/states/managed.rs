@@ -484,9 +484,10 @@ fn replace_file(
     mode: Option<u32>,
 ) -> io::Result<(u32, u32)> {
     let stat = place.stat()?;
-    let me = perms::me();
-    let keep = stat.uid != me.uid || stat.gid != me.gid;
-    let owner = (uid.or(keep.then_some(stat.uid)), gid.or(keep.then_some(stat.gid)));
+    // The old file's owner and group, even when they are the minion's own: a new file takes
+    // the group of a setgid directory, and a user's `chmod g+s` on their home made root's
+    // replaced 0640 file readable to the user's group.
+    let owner = (uid.or(Some(stat.uid)), gid.or(Some(stat.gid)));
     // In a directory others can write the file may be root's setuid program linked there
     // (its own name since replaced): the contents change, the setuid bits do not carry over.
     let kept = match place.shared() {

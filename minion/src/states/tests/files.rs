@@ -224,6 +224,18 @@ fn managed_directory_and_symlink_owners() {
         assert!(comment.ends_with("not made readable to others in place"), "{comment}");
         let old = format!("{home}/old");
         assert_eq!((mode(&old), owner(&old).0), (0o640, 0));
+        // The user makes its home setgid (its group): root's 0640 file there, given new
+        // contents, keeps root's group (the new file took the directory's).
+        std::fs::set_permissions(&home, PermissionsExt::from_mode(0o2755)).unwrap();
+        std::fs::write(format!("{home}/db.conf"), "old secret").unwrap();
+        std::os::unix::fs::chown(format!("{home}/db.conf"), Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(format!("{home}/db.conf"), PermissionsExt::from_mode(0o640))
+            .unwrap();
+        let body = "{d}/home/db.conf:\n  file.managed:\n    - contents: new secret\n";
+        let ret = one(&dir, &[], body, false);
+        assert_eq!(ret["result"], json!(true), "{ret:?}");
+        let db = format!("{home}/db.conf");
+        assert_eq!((mode(&db), owner(&db)), (0o640, (0, 0)));
         // replace: False through a symlink: the owner and the mode both go to the target.
         let target = dir.path("target");
         std::fs::write(&target, "t").unwrap();
