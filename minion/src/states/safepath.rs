@@ -29,11 +29,11 @@ const MAX_HOPS: usize = 40;
 pub(crate) struct Place {
     dir: OwnedFd,
     name: CString,
-    /// Its directory's owner, when the directory is one another user can write: a name
+    /// Its directory (as it was looked at), when it is one another user can write: a name
     /// there may be their hard link to a file of root's (where `protected_hardlinks` is
     /// off), so one with other links is not changed in place, nor one whose other name
     /// went away made readable to new readers.
-    shared: Option<u32>,
+    shared: Option<Stat>,
     /// The path as resolved (for messages, and for what is only read).
     pub path: PathBuf,
 }
@@ -268,7 +268,7 @@ impl Place {
                 }
                 _ if last => {
                     let held = stat_fd(&dir)?;
-                    let shared = shared_dir(&held).then_some(held.uid);
+                    let shared = shared_dir(&held).then_some(held);
                     return Ok(Place { dir, name, shared, path: here });
                 }
                 _ => {
@@ -348,13 +348,16 @@ impl Place {
     /// user can write: its name there may be the last link to someone else's file, linked
     /// there before its own name went away (`passwd` renames a new `/etc/shadow` over the
     /// old one). A file everyone can read, root (user or group) as the new reader, and what
-    /// the directory's own (non-root) user does with a file of its own pass.
+    /// the directory's own (non-root) user does with a file of its own pass, the last only
+    /// where no one else can write the directory (in a group-writable one, a member may
+    /// have linked the owner's file there).
     fn no_new_readers(&self, before: &Stat, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-        let Some(dir_owner) = self.shared else { return Ok(()) };
+        let Some(dir) = self.shared else { return Ok(()) };
         if !before.is_file() || before.mode & 0o004 != 0 {
             return Ok(());
         }
-        if before.uid == dir_owner && dir_owner != 0 && uid == before.uid {
+        let owners_own = before.uid == dir.uid && dir.uid != 0 && dir.mode & 0o022 == 0;
+        if owners_own && uid == before.uid {
             return Ok(());
         }
         let group_reads = mode & 0o040 != 0 && gid != 0;
@@ -703,6 +706,13 @@ mod tests {
         place.chown(Some(OTHER), Some(OTHER)).unwrap();
         place.chmod(0o600).unwrap();
         place.chmod(0o640).unwrap();
+        // Not where the directory's group may write too: a member may have linked the
+        // owner's private file there.
+        place.chmod(0o600).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o775)).unwrap();
+        let place = Place::resolve(&home.join("bashrc"), true).unwrap();
+        let err = place.chmod(0o640).unwrap_err();
+        assert!(err.to_string().ends_with("not made readable to others in place"), "{err}");
     }
 
     /// Once resolved, the directory is held: one swapped for a link to root's directory
