@@ -27,9 +27,11 @@ impl JobMinions {
         let mut text = String::with_capacity(ids.iter().map(|id| id.as_ref().len()).sum());
         let mut ends = Vec::with_capacity(ids.len());
         for id in &ids {
+            // Ids are bounded (a target, a key file name): a job's are far under 4 GiB. A
+            // corrupt job cache's past that is cut there, never wrapped.
+            let Ok(end) = u32::try_from(text.len() + id.as_ref().len()) else { break };
             text.push_str(id.as_ref());
-            // Ids are bounded (a target, a key file name): a job's are far under 4 GiB.
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            ends.push(end);
         }
         let returned = vec![0; ends.len().div_ceil(64)];
         JobMinions { text, ends, returned, returned_count: 0 }

@@ -510,8 +510,11 @@ impl Master {
             })
             .collect();
         for (conn, error) in stalled {
-            self.close(conn);
-            self.input(Input::Closed { conn, error });
+            // One closed meanwhile (its input failed another) is not reported twice.
+            if self.links.contains_key(&conn) {
+                self.close(conn);
+                self.input(Input::Closed { conn, error });
+            }
         }
     }
 
