@@ -155,7 +155,10 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
                     failed
                 }
                 // The owner before the mode, as Salt's check_perms: a chown clears setuid.
-                None => perms::apply_owner(place, &owner, false, &mut ret.changes),
+                None => {
+                    may_become(place, &owner, mode.as_deref())?;
+                    perms::apply_owner(place, &owner, false, &mut ret.changes)
+                }
             };
             let mode_now = place.stat().ok().map(|s| perms::mode_text(s.mode));
             if let Some(m) = mode.as_ref().filter(|m| mode_now.as_ref() != Some(*m)) {
@@ -235,6 +238,16 @@ fn manage(c: &Call, name: &str, ret: &mut StateRet) -> Result<(), String> {
     }
 }
 
+/// Refuses up front an owner, group and mode the file may not have in place (see
+/// [`Place::may_become`]): checked one step at a time, the group went through and the mode
+/// was then refused, leaving the file half changed on every run.
+fn may_become(place: &Place, owner: &perms::Owner, mode: Option<&str>) -> Result<(), String> {
+    let (uid, gid) = (owner.user.as_ref().map(|u| u.0), owner.group.as_ref().map(|g| g.0));
+    place
+        .may_become(uid, gid, mode.map(perms::bits))
+        .map_err(|e| format!("Failed to change permissions: {e}"))
+}
+
 /// `replace: False` on an existing file: only its mode is managed.
 fn keep_existing(
     c: &Call,
@@ -268,6 +281,7 @@ fn keep_existing(
         return Ok(());
     }
     // The owner before the mode: a chown clears setuid/setgid.
+    may_become(place, owner, wanted.as_deref())?;
     let failed = perms::apply_owner(place, owner, false, &mut ret.changes);
     // The mode asked for, again if a chown cleared its setuid/setgid. Never the mode the
     // file had: a setuid file of a user's, given to root, would come out setuid root.

@@ -343,6 +343,24 @@ impl Place {
         self.shared.is_some()
     }
 
+    /// Whether the file may be given this owner, group and mode in place (each `None`: as it
+    /// is), all three together: [`Pinned::chown`] and [`Pinned::chmod`] check one step
+    /// each, so a change the second refuses was left half made by the first.
+    pub fn may_become(
+        &self,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> io::Result<()> {
+        let stat = match self.stat() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            stat => stat?,
+        };
+        self.guard(&stat)?;
+        let (uid, gid) = (uid.unwrap_or(stat.uid), gid.unwrap_or(stat.gid));
+        self.no_new_readers(&stat, uid, gid, mode.map_or(stat.mode, |m| m & 0o7777))
+    }
+
     /// Refuses to give `before`'s file the owner `uid`, group `gid` and `mode` in place when
     /// that lets a user, group or everyone read it who could not, in a directory another
     /// user can write: its name there may be the last link to someone else's file, linked

@@ -215,15 +215,28 @@ fn managed_directory_and_symlink_owners() {
         std::fs::set_permissions(format!("{home}/old"), PermissionsExt::from_mode(0o640)).unwrap();
         let body =
             format!("{{d}}/home/old:\n  file.managed:\n    - replace: False\n    - user: {uid}\n");
+        let old = format!("{home}/old");
+        let refused = format!(
+            "Failed to change permissions: {old} is uid 0's, mode 0640, in a directory other \
+             users can write: not made readable to others in place"
+        );
         let ret = one(&dir, &[], &body, false);
-        check(&ret, json!(false), &format!("Failed to change user to {user}"), json!({}));
+        check(&ret, json!(false), &refused, json!({}));
         let body = "{d}/home/old:\n  file.managed:\n    - replace: False\n    - mode: 644\n";
         let ret = one(&dir, &[], body, false);
         assert_eq!(ret["result"], json!(false), "{ret:?}");
         let comment = ret["comment"].as_str().unwrap();
         assert!(comment.ends_with("not made readable to others in place"), "{comment}");
-        let old = format!("{home}/old");
         assert_eq!((mode(&old), owner(&old).0), (0o640, 0));
+        // A group and a mode that only together give the group read: refused before either
+        // is made (the group went through, then the mode was refused, on every run).
+        std::fs::set_permissions(&old, PermissionsExt::from_mode(0o600)).unwrap();
+        let body = format!(
+            "{{d}}/home/old:\n  file.managed:\n    - replace: False\n    - group: {group}\n    - mode: 640\n"
+        );
+        let ret = one(&dir, &[], &body, false);
+        assert_eq!(ret["result"], json!(false), "{ret:?}");
+        assert_eq!((mode(&old), owner(&old)), (0o600, (0, 0)), "half changed: {ret:?}");
         // The user makes its home setgid (its group): root's 0640 file there, given new
         // contents, keeps root's group (the new file took the directory's).
         std::fs::set_permissions(&home, PermissionsExt::from_mode(0o2755)).unwrap();
