@@ -356,6 +356,12 @@ impl Place {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             stat => stat?,
         };
+        let changes = uid.is_some_and(|u| u != stat.uid)
+            || gid.is_some_and(|g| g != stat.gid)
+            || mode.is_some_and(|m| m & 0o7777 != stat.mode & 0o7777);
+        if !changes {
+            return Ok(()); // nothing to refuse: a state that changes nothing passes
+        }
         self.guard(&stat)?;
         let (uid, gid) = (uid.unwrap_or(stat.uid), gid.unwrap_or(stat.gid));
         self.no_new_readers(&stat, uid, gid, mode.map_or(stat.mode, |m| m & 0o7777))
@@ -664,6 +670,11 @@ mod tests {
                 "{err}"
             );
         }
+        // Checked together up front, what changes nothing passes, what changes is refused.
+        place.may_become(None, None, None).unwrap();
+        place.may_become(Some(0), Some(0), Some(0o644)).unwrap();
+        let err = place.may_become(Some(OTHER), None, None).unwrap_err();
+        assert!(err.to_string().ends_with("not changed"), "{err}");
         let meta = fs::metadata(&shadow).unwrap();
         assert_eq!((std::os::unix::fs::MetadataExt::uid(&meta), meta.len()), (0, 6));
         // Its own file (one link) is changed.
