@@ -577,19 +577,28 @@ mod tests {
 
     const OTHER: u32 = 65534;
 
+    /// A scratch tree with `home`, a directory of another user's; `None` (the test
+    /// skipped) unless the tests run as root, who alone can give it away.
+    fn others_home(name: &str) -> Option<(Scratch, PathBuf)> {
+        if euid() != 0 {
+            eprintln!("skipped: needs root, to give a directory to another user");
+            return None;
+        }
+        let t = Scratch::new(name);
+        let home = t.0.join("home");
+        fs::create_dir_all(&home).unwrap();
+        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
+        Some((t, home))
+    }
+
     /// `/home/u/.ssh` made a symlink (of `u`'s) to root's directory: managing
     /// `~u/.ssh/authorized_keys` as root wrote root's. Another user's symlink is refused, in
     /// the path or last; root's and our own are followed.
     #[test]
     fn another_users_symlink_is_not_followed() {
-        if euid() != 0 {
-            return eprintln!("skipped: needs root, to give a symlink to another user");
-        }
-        let t = Scratch::new("safepath-links");
-        let (root_ssh, home) = (t.0.join("root-ssh"), t.0.join("home"));
+        let Some((t, home)) = others_home("safepath-links") else { return };
+        let root_ssh = t.0.join("root-ssh");
         fs::create_dir_all(&root_ssh).unwrap();
-        fs::create_dir_all(&home).unwrap();
-        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
         let ssh = home.join(".ssh");
         symlink(&root_ssh, &ssh).unwrap();
         lchown(&ssh, Some(OTHER), Some(OTHER)).unwrap();
@@ -646,13 +655,7 @@ mod tests {
     /// FIFO is not read (nor waited on).
     #[test]
     fn a_hard_link_in_a_shared_directory_is_not_changed_in_place() {
-        if euid() != 0 {
-            return eprintln!("skipped: needs root, to give a directory to another user");
-        }
-        let t = Scratch::new("safepath-hardlinks");
-        let home = t.0.join("home");
-        fs::create_dir_all(&home).unwrap();
-        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
+        let Some((t, home)) = others_home("safepath-hardlinks") else { return };
         let shadow = t.0.join("shadow");
         fs::write(&shadow, "root:x").unwrap();
         fs::hard_link(&shadow, home.join("keys")).unwrap();
@@ -697,13 +700,7 @@ mod tests {
     /// user (or group, or everyone) that could not read it before.
     #[test]
     fn a_file_in_a_shared_directory_is_not_made_readable_to_new_readers_in_place() {
-        if euid() != 0 {
-            return eprintln!("skipped: needs root, to give a directory to another user");
-        }
-        let t = Scratch::new("safepath-readers");
-        let home = t.0.join("home");
-        fs::create_dir_all(&home).unwrap();
-        lchown(&home, Some(OTHER), Some(OTHER)).unwrap();
+        let Some((t, home)) = others_home("safepath-readers") else { return };
         let shadow = t.0.join("shadow");
         fs::write(&shadow, "root:x").unwrap();
         fs::set_permissions(&shadow, fs::Permissions::from_mode(0o640)).unwrap();
