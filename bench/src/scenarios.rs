@@ -310,18 +310,8 @@ impl Bench {
             let master_cpu = cpu_times(master_pid).0;
             let (mut swarm, ready) = self.swarm(&master, "swarm", n)?;
             let master_cpu = cpu_times(master_pid).0.saturating_sub(master_cpu);
-            let swarm_cpu = ready
-                .split("cpu ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|r| r.parse::<f64>().ok())
-                .unwrap_or(f64::NAN);
-            let rate = ready
-                .split('(')
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|r| r.parse::<f64>().ok())
-                .unwrap_or(f64::NAN);
+            // `swarm ready: N live in MS ms (R handshakes/s; cpu C ms)`
+            let (rate, swarm_cpu) = (number_after(&ready, "("), number_after(&ready, "cpu "));
             if n >= 1000 {
                 self.row(
                     "swarm-ping",
@@ -589,6 +579,12 @@ fn count_equal(out: &str, want: &Value) -> usize {
         .sum()
 }
 
+/// The number in `line` right after the first `marker` (NaN if there is none).
+fn number_after(line: &str, marker: &str) -> f64 {
+    let rest = line.split_once(marker).map(|(_, rest)| rest);
+    rest.and_then(|r| r.split_whitespace().next()).and_then(|r| r.parse().ok()).unwrap_or(f64::NAN)
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -618,5 +614,12 @@ mod tests {
         assert_eq!(count_equal("not json", &Value::Bool(true)), 0);
         assert_eq!(thousands(10_000), "10,000");
         assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn the_swarm_ready_line_gives_its_rate_and_cpu() {
+        let ready = "swarm ready: 1000 live in 80.1 ms (12486 handshakes/s; cpu 40 ms)";
+        assert_eq!((number_after(ready, "("), number_after(ready, "cpu ")), (12486.0, 40.0));
+        assert!(number_after("swarm ready: 1000 live", "cpu ").is_nan());
     }
 }
