@@ -262,7 +262,7 @@ impl Beacons {
         // Each result goes back to the beacon whose worker ran it.
         let done: Vec<_> = (self.list.iter().enumerate())
             .filter_map(|(i, b)| b.worker.as_ref().map(|w| (i, w)))
-            .flat_map(|(i, w)| w.done().into_iter().map(move |(_, m, p)| (i, m, p)))
+            .flat_map(|(i, w)| w.done().into_iter().map(move |(m, p)| (i, m, p)))
             .collect();
         for (i, module, payloads) in done {
             let Some(beacon) = self.list.get_mut(i) else { continue };
@@ -285,7 +285,7 @@ impl Beacons {
             }
         }
         let sent = match &beacon.worker {
-            Some(w) => w.run(i, module),
+            Some(w) => w.run(module),
             None => Err(module),
         };
         if sent.is_err() {

@@ -8,25 +8,25 @@ use mio::Waker;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 
-type Done = (usize, Box<dyn Module>, Vec<Payload>);
+type Done = (Box<dyn Module>, Vec<Payload>);
 
 pub(super) struct Worker {
-    jobs: Sender<(usize, Box<dyn Module>)>,
+    jobs: Sender<Box<dyn Module>>,
     results: Receiver<Done>,
 }
 
 impl Worker {
     pub fn start(waker: Arc<Waker>) -> std::io::Result<Worker> {
-        let (jobs, inbox) = mpsc::channel::<(usize, Box<dyn Module>)>();
+        let (jobs, inbox) = mpsc::channel::<Box<dyn Module>>();
         let (outbox, results) = mpsc::channel();
         std::thread::Builder::new().name("beacons".into()).stack_size(256 * 1024).spawn(
             move || {
-                for (i, mut module) in inbox {
+                for mut module in inbox {
                     // A module that panics loses its run, not the thread.
                     let run =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.check()));
                     let payloads = run.unwrap_or_default();
-                    if outbox.send((i, module, payloads)).is_err() {
+                    if outbox.send((module, payloads)).is_err() {
                         return; // the loop is gone
                     }
                     let _ = waker.wake();
@@ -37,8 +37,8 @@ impl Worker {
     }
 
     /// Hands a module to the thread; gives it back if the thread is gone.
-    pub fn run(&self, i: usize, module: Box<dyn Module>) -> Result<(), Box<dyn Module>> {
-        self.jobs.send((i, module)).map_err(|e| e.0 .1)
+    pub fn run(&self, module: Box<dyn Module>) -> Result<(), Box<dyn Module>> {
+        self.jobs.send(module).map_err(|e| e.0)
     }
 
     /// Modules that finished their run, with their events.
