@@ -379,8 +379,8 @@ fn list_jobs_skips_a_broken_cache_entry() {
 /// the 16 MiB a control client could have waiting: a `state.event` reading as fast as it
 /// could was cut off, and so was a `halite` watching the job that had fallen behind for a
 /// moment (here stopped with SIGSTOP), which lost every return. A control client may now
-/// fall that far behind while it keeps reading (it is cut off after 10 s without taking a
-/// byte, or past 128 MiB).
+/// fall that far behind while it keeps reading (past 16 MiB it is cut off once it has not
+/// taken 64 KiB in 10 s, and past 128 MiB).
 #[test]
 fn a_cli_that_falls_behind_big_returns_gets_them_all() {
     let ids = ["minion1", "minion2", "minion3"];
